@@ -1,0 +1,46 @@
+"""Train one model with one method.
+
+    python experiments/train.py --method self_distillation --arch resnet18 --dataset fashion_mnist
+
+Writes a run directory (manifest.json, metrics.csv, best.pt, last.pt, results.json) and prints
+the seed's Table-1 row for the validation-selected checkpoint, evaluated once on test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from wxy_hw.cli import add_data_args, add_train_args, fail, parse_method_args
+from wxy_hw.experiment import train_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(parser)
+    add_train_args(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default: runs/train/<dataset>_<arch>_w<width>_<method>_s<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's checkpoints")
+    args = parser.parse_args(argv)
+    try:
+        summary = train_run(
+            method=args.method, method_options=parse_method_args(args.method_arg), arch=args.arch,
+            width=args.width, heads=args.heads, dataset=args.dataset, data_dir=args.data_dir, subset=args.subset,
+            val_fraction=args.val_fraction, image_size=args.image_size, channels=args.channels,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            schedule=args.schedule, seed=args.seed, device=args.device, augment=not args.no_augment,
+            teacher=args.teacher, out=args.out, resume=args.resume, overwrite=args.overwrite,
+            max_steps_per_epoch=args.max_steps, progress=not args.quiet)
+    except Exception as exc:  # one clear message, no traceback, for every user-facing error
+        return fail(exc)
+    print(summary["table"])
+    print(f"\nrun directory: {summary['run_dir']}")
+    print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val", "wall_time_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

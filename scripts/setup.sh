@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One-shot, idempotent environment setup for wxy_hw.
+#   - system packages (OpenBLAS for aihwkit's build, Debian's Fashion-MNIST)
+#   - a virtual environment in .venv
+#   - torch==2.13.0, aihwkit 1.2.0 built from source, brevitas, the package itself
+# A second run only checks what is there and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_VERSION=2.13.0
+AIHWKIT_VERSION=1.2.0
+STAMP="$VENV/.wxy_hw_setup_done"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# --- 1. system packages -------------------------------------------------------
+need_apt=()
+dpkg -s libopenblas-dev >/dev/null 2>&1 || need_apt+=(libopenblas-dev)
+dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need_apt+=(dataset-fashion-mnist)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  say "apt-get install ${need_apt[*]}"
+  $SUDO apt-get install -y "${need_apt[@]}" || {
+    $SUDO apt-get update && $SUDO apt-get install -y "${need_apt[@]}"; }
+fi
+
+# --- 2. virtual environment ---------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# aihwkit's build calls tools (cmake, ninja, stubgen) by name: they must be on PATH.
+export PATH="$PWD/$VENV/bin:$PATH"
+
+# Fast path: everything installed by a previous run and the package metadata unchanged.
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] \
+   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, wxy_hw" 2>/dev/null; then
+  say "environment ready ($VENV)"
+  exit 0
+fi
+
+# --- 3. torch (pinned; CPU build on CPU-only machines, CUDA build where pip picks it) ---
+if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  say "installing torch==$TORCH_VERSION"
+  "${PIP[@]}" install "torch==$TORCH_VERSION"
+fi
+
+# --- 4. aihwkit from source ------------------------------------------------------
+# aihwkit declares torchvision as a dependency; any torchvision drags in another torch
+# and breaks aihwkit's compiled ABI, so it is installed with --no-deps plus the two
+# runtime dependencies its analog layers actually import.
+if ! "$VENV/bin/python" -c "import aihwkit.simulator.rpu_base" 2>/dev/null; then
+  say "building aihwkit==$AIHWKIT_VERSION from source (about 4 minutes the first time; pip caches the wheel)"
+  "${PIP[@]}" install scikit-build pybind11 ninja cmake setuptools wheel mypy
+  "${PIP[@]}" install --no-build-isolation --no-deps "aihwkit==$AIHWKIT_VERSION"
+  "${PIP[@]}" install requests protobuf
+fi
+
+# --- 5. the package and its other dependencies ---------------------------------------
+# Install the remaining requirements explicitly (read from pyproject.toml) and the
+# package itself with --no-deps, so pip never resolves aihwkit's dependency list.
+mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit --extras test)
+say "installing dependencies: ${deps[*]}"
+"${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION"
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+
+"$VENV/bin/python" -c "import torch, aihwkit, brevitas, wxy_hw; print('torch', torch.__version__, '| aihwkit', aihwkit.__version__, '| brevitas', brevitas.__version__)"
+touch "$STAMP"
+say "environment ready ($VENV)"

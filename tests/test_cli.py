@@ -1,0 +1,47 @@
+"""End-to-end: the experiment CLI on a tiny budget, and its user-facing errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.slow
+def test_train_cli_end_to_end_then_kd_with_that_teacher(tmp_path):
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2",
+              "--batch-size", "64", "--quiet"]
+    res = run_cli("--method", "self_distillation", "--out", str(tmp_path / "sd"), *common)
+    assert res.returncode == 0, res.stderr
+    assert "Classifier 1/4" in res.stdout and "Ensemble" in res.stdout
+    run = tmp_path / "sd"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["seed"] == 0
+    assert manifest["versions"]["torch"] and "commit" in manifest["git"] and manifest["wall_time_s"] > 0
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["test"]["exits"]) == 4 and results["costs"][0]["macs"] < results["costs"][3]["macs"]
+    assert "test" in (run / "metrics.csv").read_text()
+    # Re-running into the same directory refuses instead of overwriting the run.
+    again = run_cli("--method", "self_distillation", "--out", str(run), *common)
+    assert again.returncode == 2 and "already holds a training run" in again.stderr
+    kd = run_cli("--method", "kd", "--teacher", str(run / "best.pt"), "--out", str(tmp_path / "kd"), *common)
+    assert kd.returncode == 0, kd.stderr
+    assert "Baseline" in kd.stdout
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    res = run_cli("--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet")
+    assert res.returncode == 2 and res.stderr.startswith("error: dataset 'cifar10' not found")
+    assert "Traceback" not in res.stderr
+    res = run_cli("--method", "kd", "--dataset", "synthetic", "--out", str(tmp_path / "k"), "--quiet")
+    assert res.returncode == 2 and "needs --teacher" in res.stderr
+    assert not (tmp_path / "k").exists()

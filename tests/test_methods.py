@@ -1,0 +1,106 @@
+"""Loss terms of every method, checked against hand computations on fixed tensors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wxy_hw.methods import Batch, build_method, feature_l2, kd_kl
+from wxy_hw.models import MultiExitOutput, build_model
+
+LOGITS = [torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]),
+          torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]]),
+          torch.tensor([[3.0, -1.0, 0.0], [-1.0, 1.0, 2.0]])]
+FEATS = [torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.5, 0.5], [1.0, 1.0]]),
+         torch.tensor([[1.0, 1.0], [0.0, 0.0]])]
+Y = torch.tensor([0, 2])
+
+
+def outputs(requires_grad: bool = False) -> MultiExitOutput:
+    logits = [l.clone().requires_grad_(requires_grad) for l in LOGITS]
+    feats = [f.clone().requires_grad_(requires_grad) for f in FEATS]
+    return MultiExitOutput(logits, feats)
+
+
+def ce(logits, y):
+    """Cross-entropy by hand: mean of log-sum-exp minus the true logit."""
+    return sum(math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(logits.tolist(), y.tolist())) / len(y)
+
+
+def kl_by_hand(student, teacher, T):
+    total = 0.0
+    for s, t in zip(student.tolist(), teacher.tolist()):
+        ps = [math.exp(v / T) for v in s]
+        pt = [math.exp(v / T) for v in t]
+        ps = [p / sum(ps) for p in ps]
+        pt = [p / sum(pt) for p in pt]
+        total += sum(b * math.log(b / a) for a, b in zip(ps, pt))
+    return total / len(student)
+
+
+def test_kd_kl_and_feature_l2_by_hand():
+    assert kd_kl(LOGITS[0], LOGITS[2], 3.0).item() == pytest.approx(kl_by_hand(LOGITS[0], LOGITS[2], 3.0), rel=1e-5)
+    assert kd_kl(LOGITS[1], LOGITS[1], 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    # (1-1)^2 + (0-1)^2 = 1 and (0-0)^2 + (2-0)^2 = 4  → mean 2.5
+    assert feature_l2(FEATS[0], FEATS[2]).item() == pytest.approx(2.5)
+
+
+def test_baseline_and_dsn():
+    assert build_method("baseline")(outputs(), Batch(None, Y))["ce"].item() == pytest.approx(ce(LOGITS[2], Y), rel=1e-6)
+    terms = build_method("dsn")(outputs(), Batch(None, Y))
+    assert list(terms) == ["ce1", "ce2", "ce3"]
+    for i in range(3):
+        assert terms[f"ce{i + 1}"].item() == pytest.approx(ce(LOGITS[i], Y), rel=1e-6)
+
+
+def test_self_distillation_official_defaults_by_hand():
+    terms = build_method("self_distillation")(outputs(), Batch(None, Y))
+    assert terms["ce3"].item() == pytest.approx(ce(LOGITS[2], Y), rel=1e-6)
+    for i in range(2):
+        assert terms[f"ce{i + 1}"].item() == pytest.approx(0.7 * ce(LOGITS[i], Y), rel=1e-6)
+        assert terms[f"kd{i + 1}"].item() == pytest.approx(0.3 * kl_by_hand(LOGITS[i], LOGITS[2], 3.0), rel=1e-5)
+        hint = sum(sum((a - b) ** 2 for a, b in zip(r1, r2)) for r1, r2 in zip(FEATS[i].tolist(), FEATS[2].tolist())) / 2
+        assert terms[f"hint{i + 1}"].item() == pytest.approx(0.03 * hint, rel=1e-6)
+    assert "kd3" not in terms and "hint3" not in terms
+
+
+def test_self_distillation_paper_preset_and_t2():
+    terms = build_method("self_distillation", preset="paper")(outputs(), Batch(None, Y))
+    assert terms["ce1"].item() == pytest.approx(ce(LOGITS[0], Y), rel=1e-6)
+    assert terms["kd1"].item() == pytest.approx(kl_by_hand(LOGITS[0], LOGITS[2], 1.0), rel=1e-5)
+    scaled = build_method("self_distillation", t2_scaling=True)(outputs(), Batch(None, Y))
+    assert scaled["kd1"].item() == pytest.approx(9 * 0.3 * kl_by_hand(LOGITS[0], LOGITS[2], 3.0), rel=1e-5)
+
+
+def test_self_distillation_teacher_is_detached():
+    out = outputs(requires_grad=True)
+    terms = build_method("self_distillation")(out, Batch(None, Y))
+    (terms["kd1"] + terms["hint1"]).backward()
+    assert out.logits[2].grad is None and out.features[2].grad is None  # the deepest exit is not pulled
+    assert out.logits[0].grad.abs().sum() > 0 and out.features[0].grad.abs().sum() > 0
+
+
+def test_kd_with_teacher_and_hint():
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False)
+    student = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False)
+    x = torch.randn(2, 1, 28, 28)
+    method = build_method("kd", teacher=teacher, alpha=0.5, temperature=2.0, hint_weight=0.1,
+                          student_features=student.stage_channels[-1])
+    out = student(x)
+    terms = method(out, Batch(x, Y))
+    t_logits = teacher.eval()(x).final
+    assert terms["ce"].item() == pytest.approx(0.5 * ce(out.final.detach(), Y), rel=1e-5)
+    assert terms["kd"].item() == pytest.approx(0.5 * 4 * kl_by_hand(out.final.detach(), t_logits.detach(), 2.0), rel=1e-4)
+    assert "hint" in terms and len(list(method.parameters())) == 2  # only the regressor is trainable
+    assert all(not p.requires_grad for p in teacher.parameters())
+
+
+def test_build_method_errors():
+    with pytest.raises(ValueError, match="unknown method 'byot'"):
+        build_method("byot")
+    with pytest.raises(ValueError, match=r"has no option\(s\) \['beta'\]"):
+        build_method("self_distillation", beta=1)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        build_method("kd")

@@ -1,0 +1,103 @@
+"""Trainer: learning, validation-based selection, checkpoints, resume determinism, NaN stop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wxy_hw.checkpoint import CheckpointError, load_model, read_checkpoint
+from wxy_hw.evaluate import evaluate
+from wxy_hw.data import make_loaders
+from wxy_hw.methods import DeeplySupervised, build_method
+from wxy_hw.models import build_model
+from wxy_hw.train import NonFiniteLossError, TrainConfig, Trainer, lr_factor
+
+
+def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, **cfg):
+    torch.manual_seed(seed)
+    m = build_method(method)
+    model = build_model("resnet8", data.num_classes, data.channels, 0.125, data.image_size, multi_exit=m.multi_exit)
+    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, seed=seed, device="cpu", progress=False, **cfg)
+    return Trainer(model, m, data, config, run_dir)
+
+
+def test_self_distillation_learns_synthetic_data(synthetic, tmp_path):
+    result = make_trainer(synthetic, tmp_path, epochs=6).fit()
+    assert result.best_val > 60.0  # 10 classes: chance is 10 %
+    model = load_model(result.best_path)
+    val = evaluate(model, make_loaders(synthetic, 64)["val"])
+    assert val.final == pytest.approx(result.best_val)  # best.pt is the validation-selected checkpoint
+    splits = {r["split"] for r in result.history}
+    assert splits == {"train", "val"}  # the trainer never looks at test
+    assert {r["exit"] for r in result.history if r["split"] == "val"} == {"1", "2", "3", "4", "ensemble"}
+    assert (tmp_path / "metrics.csv").read_text().startswith("epoch,split,exit,accuracy,loss,lr")
+
+
+def test_resume_is_bit_identical_on_cpu(synthetic, tmp_path):
+    full = make_trainer(synthetic, tmp_path / "full", epochs=3)
+    full.fit()
+    part = make_trainer(synthetic, tmp_path / "part", epochs=3)
+    part.fit(stop_after_epoch=2)  # an interruption after epoch 2 ...
+    resumed = make_trainer(synthetic, tmp_path / "part", epochs=3)
+    resumed.fit(resume=True)  # ... then continue the same run to epoch 3
+    a = read_checkpoint(tmp_path / "full" / "last.pt")["model_state"]
+    b = read_checkpoint(tmp_path / "part" / "last.pt")["model_state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 2
+
+
+def test_resume_refuses_a_different_run(synthetic, tmp_path):
+    make_trainer(synthetic, tmp_path, method="dsn", epochs=1).fit()
+    with pytest.raises(CheckpointError, match="method: checkpoint has 'dsn'"):
+        make_trainer(synthetic, tmp_path, method="self_distillation", epochs=1).fit(resume=True)
+
+
+class NaNOnCall(DeeplySupervised):
+    """DSN whose loss turns NaN on the n-th call (a stand-in for a diverging run)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def forward(self, out, batch):
+        self.calls += 1
+        terms = super().forward(out, batch)
+        if self.calls == self.at:
+            terms["ce1"] = terms["ce1"] * float("nan")
+        return terms
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(synthetic, tmp_path):
+    make_trainer(synthetic, tmp_path, method="dsn", epochs=3).fit(stop_after_epoch=2)
+    before = (tmp_path / "last.pt").read_bytes()
+    bad = make_trainer(synthetic, tmp_path, method="dsn", epochs=3)
+    bad.method = NaNOnCall(at=2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 2 .*Last good checkpoint: .*last.pt"):
+        bad.fit(resume=True)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_checkpoint_errors(synthetic, tmp_path):
+    make_trainer(synthetic, tmp_path, method="baseline", epochs=1).fit()
+    other = build_model("resnet18", 100, 1, 0.125, 28, multi_exit=False)
+    with pytest.raises(CheckpointError) as info:
+        load_model(tmp_path / "best.pt", expect=other)
+    assert "arch: checkpoint has 'resnet8', expected 'resnet18'" in str(info.value)
+    assert "num_classes: checkpoint has 10, expected 100" in str(info.value)
+    (tmp_path / "broken.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated or not a wxy_hw checkpoint"):
+        load_model(tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a wxy_hw checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_lr_schedules():
+    cos = TrainConfig(epochs=4, schedule="cosine")
+    assert [round(lr_factor(cos, e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
+    step = TrainConfig(epochs=4, schedule="step", milestones=(0.5, 0.75))
+    assert [lr_factor(step, e) for e in range(4)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")

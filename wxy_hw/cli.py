@@ -1,0 +1,75 @@
+"""Argument groups and error handling shared by the experiment CLIs."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointError
+from .data import CorruptDatasetError, DatasetNotFoundError, available_datasets
+from .methods import available_methods
+from .models import HEADS, available_archs
+from .train import NonFiniteLossError
+
+USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
+               FileExistsError, FileNotFoundError)
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--dataset, --data-dir, --subset, --val-fraction, --image-size, --channels."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
+    g.add_argument("--data-dir", type=Path, default=None,
+                   help="directory holding the dataset files (else $WXY_DATA, then system locations)")
+    g.add_argument("--subset", type=int, default=None, help="use N training (and test) images, for fast runs")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from train (default 0.1)")
+    g.add_argument("--image-size", type=int, default=None, help="28 or 32 (default: the dataset's own)")
+    g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="default: the dataset's own")
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Model, method and optimisation flags."""
+    g = parser.add_argument_group("model and method")
+    g.add_argument("--method", default="self_distillation", choices=available_methods())
+    g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
+    g.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint (best.pt) for --method kd")
+    g.add_argument("--arch", default="resnet18", choices=available_archs())
+    g.add_argument("--width", type=float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
+    g.add_argument("--heads", default="byot", choices=sorted(HEADS), help="shallow exit head type")
+    o = parser.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=5)
+    o.add_argument("--batch-size", type=int, default=128)
+    o.add_argument("--lr", type=float, default=0.1)
+    o.add_argument("--weight-decay", type=float, default=5e-4)
+    o.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    o.add_argument("--no-augment", action="store_true", help="disable random crop / flip")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    o.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke tests)")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parse_method_args(items: list[str]) -> dict[str, Any]:
+    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: --method-arg expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = {"true": True, "false": False}.get(raw.lower(), raw)
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def fail(exc: BaseException) -> int:
+    """Print a user error as one line (exit 2); re-raise anything else, which is a bug."""
+    if isinstance(exc, USER_ERRORS):
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    raise exc

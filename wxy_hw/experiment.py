@@ -1,0 +1,108 @@
+"""Library-level experiment runners; the scripts in experiments/ are thin CLIs over these."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointError, load_model
+from .data import load_dataset, make_loaders
+from .evaluate import evaluate
+from .methods import build_method, method_class
+from .models import build_model, exit_costs
+from .results import RunDirectory, exit_columns, format_table, seed_table_row
+from .train import TrainConfig, Trainer, write_rows_csv
+from .utils import atomic_write_text, resolve_device, seed_everything
+
+
+def default_run_dir(dataset: str, arch: str, width: float, method: str, seed: int) -> Path:
+    """runs/train/<dataset>_<arch>_w<width>_<method>_s<seed>."""
+    return Path("runs") / "train" / f"{dataset}_{arch}_w{width:g}_{method}_s{seed}"
+
+
+def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch: str = "resnet18",
+              width: float = 0.25, heads: str = "byot", dataset: str = "fashion_mnist",
+              data_dir: str | Path | None = None, subset: int | None = None, val_fraction: float = 0.1,
+              image_size: int | None = None, channels: int | None = None, epochs: int = 5, batch_size: int = 128,
+              lr: float = 0.1, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
+              device: str = "auto", augment: bool = True, teacher: str | Path | None = None,
+              out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+              max_steps_per_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
+    method_options = dict(method_options or {})
+    cls = method_class(method)
+    out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
+    if (out / "last.pt").exists() and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
+                              "--overwrite to replace it, or --out DIR for a new one")
+    if resume and not (out / "last.pt").exists():
+        raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                         seed=seed, device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
+                         progress=progress)
+    seed_everything(seed)
+    data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
+                        channels=channels, seed=seed)
+    model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
+                        multi_exit=cls.multi_exit)
+    if cls.needs_teacher:
+        if teacher is None:
+            raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
+        teacher_model = load_model(teacher)
+        tc = teacher_model.config
+        for key in ("num_classes", "in_channels", "image_size"):
+            if tc[key] != model.config[key]:
+                raise CheckpointError(f"teacher {teacher} has {key}={tc[key]}, the student/data need "
+                                      f"{model.config[key]}")
+        method_options["teacher"] = teacher_model
+        if method_options.get("hint_weight"):
+            method_options.setdefault("student_features", model.stage_channels[-1])
+    loss = build_method(method, **method_options)
+    costs = exit_costs(model)
+    run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
+                                 dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
+                                 val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
+                                 teacher=str(teacher) if teacher else None, resumed=resume,
+                                 **_public(config), resolved_device=str(resolve_device(device))),
+                       kind="train")
+    run.manifest["data"] = data.summary()
+    trainer = Trainer(model, loss, data, config, out)
+    result = trainer.fit(resume=resume)
+
+    # Test once, on the checkpoint chosen on validation.
+    best = load_model(result.best_path, expect=model, device=trainer.device)
+    loaders = make_loaders(data, batch_size, seed=seed, device=trainer.device)
+    test = evaluate(best, loaders["test"])
+    val = evaluate(best, loaders["val"])
+    rows = result.history + test.rows(epoch=result.best_epoch, split="test")
+    write_rows_csv(out / "metrics.csv", rows)
+
+    label = f"{arch} ({method})"
+    if best.num_exits == 1:
+        row = seed_table_row(label, test.accuracy, None, baseline=test.final)
+    else:
+        row = seed_table_row(label, test.accuracy, test.ensemble_accuracy)
+    columns = ["Model", "Baseline", *exit_columns(best.num_exits), "Ensemble"] if best.num_exits > 1 \
+        else ["Model", "Baseline"]
+    table = format_table([row], columns, title=f"Test accuracy (%) on {dataset}, checkpoint of epoch "
+                                                f"{result.best_epoch} (selected on validation)")
+    summary = {
+        "run_dir": str(out), "method": method, "arch": arch, "width": width, "dataset": dataset,
+        "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
+        "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
+        "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
+        "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
+        "wall_time_s": round(result.wall_time_s, 2),
+    }
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
+    summary["table"] = table
+    return summary
+
+
+def _public(config: TrainConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(config)
+    d.pop("progress", None)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

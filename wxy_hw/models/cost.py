@@ -1,0 +1,58 @@
+"""Parameter and MAC counts per exit, measured with torch's FlopCounterMode (no hand tables)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .multi_exit import MultiExitNet
+
+
+@dataclass
+class ExitCost:
+    """Cumulative cost of reaching one exit (backbone up to its stage plus its head)."""
+
+    exit: int
+    stage: int
+    params: int
+    macs: int
+
+
+def _params(modules) -> int:
+    seen: set[int] = set()
+    total = 0
+    for m in modules:
+        for p in m.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
+
+
+@torch.no_grad()
+def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitCost]:
+    """Per-exit cumulative parameters and multiply-accumulates for one input image.
+
+    MACs are FlopCounterMode's FLOPs / 2 over convolutions and matrix products (BN, ReLU and
+    pooling are not counted, as is customary).
+    """
+    size = image_size or model.config["image_size"]
+    x = torch.zeros(1, model.config["in_channels"], size, size, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    costs = []
+    try:
+        for k, stage in enumerate(model.exit_stages):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model.forward_exit(x, k)
+            costs.append(ExitCost(k, stage, _params(model.exit_modules(k)), counter.get_total_flops() // 2))
+    finally:
+        model.train(was_training)
+    return costs
+
+
+def total_params(model: torch.nn.Module) -> int:
+    """All trainable parameters of a model."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,240 @@
+"""Trainer: SGD loop, schedule, per-exit validation, validation-based selection, atomic
+checkpoints, bit-exact resume, and a clear stop on a non-finite loss.
+
+The Trainer knows no method: it sums the named loss terms the method returns.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
+from .data import DatasetSplits, make_loaders
+from .evaluate import ExitMetrics, evaluate
+from .methods import Batch, Method
+from .models.multi_exit import MultiExitNet
+from .utils import atomic_write_text, resolve_device
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings (everything a run needs besides model/method/data)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    schedule: str = "cosine"            # "cosine" | "step" | "constant"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of the run
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    select_on: str = "final"            # validation metric for the best checkpoint: "final" | "ensemble"
+    max_steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be ≥ 1, got {self.epochs}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ValueError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.select_on not in ("final", "ensemble"):
+            raise ValueError(f"select_on must be 'final' or 'ensemble', got {self.select_on!r}")
+        self.milestones = tuple(self.milestones)
+
+
+@dataclass
+class TrainResult:
+    """What fit() leaves behind."""
+
+    best_epoch: int
+    best_val: float
+    history: list[dict[str, Any]]
+    best_path: Path
+    last_path: Path
+    val: ExitMetrics | None = None
+    wall_time_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """Learning-rate multiplier for a (0-based) epoch."""
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / (config.warmup_epochs + 1)
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "step":
+        return config.gamma ** sum(epoch >= int(round(m * config.epochs)) for m in config.milestones)
+    span = max(config.epochs - config.warmup_epochs, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - config.warmup_epochs) / span))
+
+
+class Trainer:
+    """Trains one model with one method on one dataset, writing into ``run_dir``."""
+
+    def __init__(self, model: MultiExitNet, method: Method, data: DatasetSplits, config: TrainConfig,
+                 run_dir: str | Path) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.method = method.to(self.device)
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.last_path = self.run_dir / "last.pt"
+        self.best_path = self.run_dir / "best.pt"
+        self.loaders = make_loaders(data, config.batch_size, seed=config.seed, device=self.device,
+                                    augment=config.augment)
+        params = [p for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: lr_factor(config, e))
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.best_epoch = -1
+        self.best_val = -1.0
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def _data_info(self) -> dict[str, Any]:
+        d = self.data
+        return dict(name=d.name, num_classes=d.num_classes, channels=d.channels, image_size=d.image_size,
+                    mean=list(d.mean), std=list(d.std), class_names=list(d.class_names))
+
+    def _save(self, path: Path, epoch: int, full: bool) -> None:
+        extra: dict[str, Any] = dict(method=self.method.name, method_state=self.method.state_dict(),
+                                     epoch=epoch, data=self._data_info(),
+                                     train_config=_plain(asdict(self.config)),
+                                     best_epoch=self.best_epoch, best_val=self.best_val)
+        if full:
+            extra.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         history=self.history, torch_rng=torch.get_rng_state())
+        save_checkpoint(path, self.model, **extra)
+
+    def resume(self) -> None:
+        """Continue from ``run_dir/last.pt`` (after checking it belongs to this run)."""
+        payload = read_checkpoint(self.last_path)
+        if "optimizer" not in payload:
+            raise CheckpointError(f"{self.last_path} holds no optimizer state; it cannot be resumed")
+        diffs = config_mismatch(payload["model_config"], self.model.config)
+        if payload.get("method") != self.method.name:
+            diffs.append(f"method: checkpoint has {payload.get('method')!r}, expected {self.method.name!r}")
+        saved_cfg = payload.get("train_config", {})
+        for key in ("seed", "batch_size", "epochs", "lr", "schedule"):
+            if saved_cfg.get(key) != _plain(asdict(self.config)).get(key):
+                diffs.append(f"{key}: checkpoint has {saved_cfg.get(key)!r}, expected {getattr(self.config, key)!r}")
+        if diffs:
+            raise CheckpointError(f"cannot resume from {self.last_path}; the run differs:\n  " + "\n  ".join(diffs))
+        self.model.load_state_dict(payload["model_state"])
+        self.method.load_state_dict(payload["method_state"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.history = list(payload["history"])
+        self.start_epoch = int(payload["epoch"]) + 1
+        self.best_epoch = int(payload["best_epoch"])
+        self.best_val = float(payload["best_val"])
+
+    # --- training --------------------------------------------------------------------------
+    def fit(self, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
+        """Run (or continue) training; returns the validation-selected result.
+
+        ``stop_after_epoch`` ends the run early, as an interruption would (time-boxed jobs,
+        resume tests); the schedule still follows ``config.epochs``.
+        """
+        t0 = time.time()
+        if resume:
+            self.resume()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        end = self.config.epochs if stop_after_epoch is None else min(stop_after_epoch, self.config.epochs)
+        for epoch in range(self.start_epoch, end):
+            train_loss, train_acc = self._train_epoch(epoch)
+            val = evaluate(self.model, self.loaders["val"])
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.history.append(dict(epoch=epoch + 1, split="train", exit="final", accuracy=train_acc,
+                                     loss=train_loss, lr=lr))
+            self.history.extend(dict(r, lr=lr) for r in val.rows(epoch=epoch + 1, split="val"))
+            score = val.final if self.config.select_on == "final" else val.ensemble_accuracy
+            if score > self.best_val:
+                self.best_val, self.best_epoch = score, epoch + 1
+                self._save(self.best_path, epoch, full=False)
+            self._save(self.last_path, epoch, full=True)
+            self._write_metrics()
+            if self.config.progress:
+                exits = " ".join(f"{a:.2f}" for a in val.accuracy)
+                tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss {train_loss:.4f} acc {train_acc:.2f}"
+                           f"  | val exits [{exits}] ens {val.ensemble_accuracy:.2f}  (best {self.best_val:.2f} @ "
+                           f"epoch {self.best_epoch})")
+        return TrainResult(self.best_epoch, self.best_val, self.history, self.best_path, self.last_path,
+                           wall_time_s=time.time() - t0)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        self.model.train()
+        self.method.train()
+        loader = self.loaders["train"]
+        loader.set_epoch(epoch)
+        total = len(loader) if self.config.max_steps_per_epoch is None else min(len(loader), self.config.max_steps_per_epoch)
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not self.config.progress,
+                   dynamic_ncols=True)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (x, y) in enumerate(loader):
+            if step >= total:
+                break
+            out = self.model(x)
+            terms = self.method(out, Batch(x, y))
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                bad = {k: float(v.detach()) for k, v in terms.items()}
+                last = self.last_path if self.last_path.exists() else "none yet (failed in the first epoch)"
+                raise NonFiniteLossError(
+                    f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1} (terms: {bad}). "
+                    f"Last good checkpoint: {last}. Lower --lr or check the data; resume with --resume.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((out.final.argmax(1) == y).sum())
+            seen += len(y)
+            if step % 10 == 0 or step == total - 1:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
+            bar.update(1)
+        bar.close()
+        return loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1)
+
+    def _write_metrics(self) -> None:
+        write_rows_csv(self.run_dir / "metrics.csv", self.history)
+
+
+def write_rows_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write tidy rows (union of keys, in first-seen order) to a CSV atomically."""
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples → lists so configs compare equal after a checkpoint round-trip."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
