@@ -1,6 +1,7 @@
 """Library-level experiment runners; the scripts in experiments/ are thin CLIs over these."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,46 @@ def _public(config: TrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d.pop("progress", None)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def compare_methods(*, methods: list[str], out: str | Path | None = None, method_options: dict[str, Any] | None = None,
+                    **train_kwargs: Any) -> str:
+    """Train each method with the same budget and return the seed-style comparison table.
+
+    Runs live in ``out/<method>``: a completed run is reused, an interrupted one resumed, so the
+    command can be re-run after a crash or to add a method. ``method_options`` go to every method
+    that accepts them.
+    """
+    dataset, arch = train_kwargs.get("dataset", "fashion_mnist"), train_kwargs.get("arch", "resnet18")
+    width, seed = train_kwargs.get("width", 0.25), train_kwargs.get("seed", 0)
+    out = Path(out) if out is not None else Path("runs") / "compare" / f"{dataset}_{arch}_w{width:g}_s{seed}"
+    for name in methods:
+        method_class(name)  # fail fast on a typo, before hours of training
+    summaries = {}
+    for name in methods:
+        run_dir = out / name
+        done = run_dir / "results.json"
+        manifest = run_dir / "manifest.json"
+        if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
+            summaries[name] = json.loads(done.read_text())
+            continue
+        accepted = inspect.signature(method_class(name).__init__).parameters
+        opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
+        summaries[name] = train_run(method=name, method_options=opts, out=run_dir,
+                                    resume=(run_dir / "last.pt").exists(), **train_kwargs)
+    rows, n_exits = [], 1
+    baseline = summaries.get("baseline", {}).get("test", {}).get("exits", [None])[-1]
+    for name, s in summaries.items():
+        exits = s["test"]["exits"]
+        n_exits = max(n_exits, len(exits))
+        if len(exits) == 1:
+            rows.append(seed_table_row(f"{name}", exits, None, baseline=exits[-1]))
+        else:
+            rows.append(seed_table_row(f"{name}", exits, s["test"]["ensemble"], baseline=baseline))
+    columns = ["Model", "Baseline", *exit_columns(n_exits), "Ensemble"]
+    title = (f"Test accuracy (%) on {dataset}, {arch} width {width:g}, {train_kwargs.get('epochs', 5)} epochs, "
+             f"seed {seed}; checkpoints selected on validation")
+    table = format_table(rows, columns, title=title)
+    write_rows_csv(out / "comparison.csv", [{k: v for k, v in r.items()} for r in rows])
+    atomic_write_text(out / "comparison.md", table + "\n")
+    return table
