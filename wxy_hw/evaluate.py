@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .models.multi_exit import MultiExitOutput
+
 
 @dataclass
 class ExitMetrics:
@@ -34,17 +36,30 @@ class ExitMetrics:
         return out
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Device of a model's first parameter or buffer (CPU for a module with neither)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ExitMetrics:
-    """Evaluate a MultiExitNet (eval mode, no grad) on (x, y) batches."""
+    """Evaluate a MultiExitNet — or any classifier returning logits — on (x, y) batches (eval mode, no grad)."""
     was_training = model.training
     model.eval()
+    dev = model_device(model)
     correct: list[int] = []
     losses: list[float] = []
     ens_correct, ens_loss, n = 0, 0.0, 0
     try:
         for x, y in batches:
+            x, y = x.to(dev), y.to(dev)
             out = model(x)
+            if isinstance(out, torch.Tensor):
+                out = MultiExitOutput([out], [])
             if not correct:
                 correct, losses = [0] * len(out), [0.0] * len(out)
             for i, logits in enumerate(out.logits):

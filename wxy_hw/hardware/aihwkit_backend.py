@@ -1,0 +1,186 @@
+"""The aihwkit backend: the same DeviceSpec mapped onto aihwkit's inference tiles (the reference).
+
+ReRAM → ``ReRamWan2022NoiseModel``, PCM → ``PCMLikeNoiseModel``, subthreshold CMOS →
+``SubthresholdMismatchNoiseModel`` (a subclass of aihwkit's ``BaseNoiseModel`` defined here).
+Conductance mapping uses the device's g_max and g_min; weights are normalised per tile
+(``weight_scaling_omega = 1``) so that read noise ``forward.w_noise`` is relative to the tile's
+|W|max, as in the native engine. DAC / ADC resolution comes from the [array] section; tiles are
+``array.rows × array.cols``. aihwkit is imported lazily: the rest of wxy_hw works without it.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .physics import WAN2022_TIMES_S
+from .spec import DeviceSpec, DeviceSpecError, load_device
+from .engine import check_time
+
+
+class AihwkitUnavailable(RuntimeError):
+    """aihwkit is not installed or cannot express a requested setting."""
+
+
+def _noise_model_classes():
+    try:
+        from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
+        from aihwkit.inference.noise.base import BaseNoiseModel
+        from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
+        from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
+    except ImportError as exc:  # pragma: no cover - aihwkit is a declared dependency
+        raise AihwkitUnavailable("the aihwkit backend needs aihwkit 1.2.0 (scripts/setup.sh builds it); "
+                                 "use --backend native meanwhile") from exc
+
+    class SubthresholdMismatchNoiseModel(BaseNoiseModel):
+        """Frozen log-normal mismatch g·exp(σ ξ) of current-mode subthreshold weights; no drift."""
+
+        def __init__(self, sigma: float, g_converter=None):
+            super().__init__(g_converter)
+            self.sigma = float(sigma)
+
+        @torch.no_grad()
+        def apply_programming_noise_to_conductance(self, g_target: torch.Tensor) -> torch.Tensor:
+            return g_target * torch.exp(self.sigma * torch.randn_like(g_target))
+
+        @torch.no_grad()
+        def generate_drift_coefficients(self, g_target: torch.Tensor):
+            return None
+
+        @torch.no_grad()
+        def apply_drift_noise_to_conductance(self, g_prog, drift_noise_param, t_inference):
+            return g_prog
+
+    class ReRamWan2022ReferenceScale(ReRamWan2022NoiseModel):
+        """aihwkit's Wan2022 model with relaxation converted back at the reference weights' scale.
+
+        aihwkit 1.2.0's ``apply_drift_noise`` re-derives the weight↔conductance scale from the
+        *programmed* (noisy) weights, while the relaxed conductances are drawn around the
+        *reference* targets; every weight then comes back multiplied by |W_prog|max / |W_ref|max
+        (a few per cent too large). This subclass keeps the reference scale; the noise itself
+        (polynomials, draws) is aihwkit's.
+        """
+
+        @torch.no_grad()
+        def apply_programming_noise(self, weights):
+            targets, params = self.g_converter.convert_to_conductances(weights)
+            noisy = [self.apply_programming_noise_to_conductance(g) for g in targets]
+            return self.g_converter.convert_back_to_weights(noisy, params), [targets, params]
+
+        @torch.no_grad()
+        def apply_drift_noise(self, weights, drift_noise_parameters, t_inference):
+            targets, params = drift_noise_parameters
+            relaxed = [self.apply_drift_noise_to_conductance(g, g, t_inference) for g in targets]
+            return self.g_converter.convert_back_to_weights(relaxed, params)
+
+    return SinglePairConductanceConverter, ReRamWan2022ReferenceScale, PCMLikeNoiseModel, SubthresholdMismatchNoiseModel
+
+
+def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | None = None):
+    """An aihwkit (Torch)InferenceRPUConfig expressing ``spec``; raises where aihwkit cannot.
+
+    ``torch_tile=None`` picks TorchInferenceRPUConfig (pure torch) where it fits and the C++
+    InferenceRPUConfig otherwise: aihwkit's torch tile does not implement ``forward.w_noise``.
+    """
+    from aihwkit.inference.compensation.drift import GlobalDriftCompensation
+    from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
+    from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType, WeightNoiseType
+
+    converter_cls, wan_cls, pcm_cls, sub_cls = _noise_model_classes()
+    m, n, a = spec.mapping, spec.noise, spec.array
+    unsupported = [k for k in ("additive_sigma", "stuck_at_lrs", "stuck_at_hrs") if n[k] > 0]
+    if m["levels"]:
+        unsupported.append("mapping.levels (conductance quantization)")
+    if spec.ir_drop["beta"] > 0:
+        unsupported.append("ir_drop.beta")
+    if not m["differential"]:
+        unsupported.append("mapping.differential = false")
+    if unsupported:
+        raise AihwkitUnavailable(f"device {spec.name!r}: the aihwkit backend does not express {', '.join(unsupported)}; "
+                                 "use --backend native, or turn these off in the device file")
+    conv = converter_cls(g_max=m["g_max_uS"], g_min=spec.g_min_uS)
+    kind = spec.aihwkit["noise_model"]
+    s = float(noise_scale)
+    if kind == "ReRamWan2022NoiseModel":
+        model = wan_cls(g_converter=conv, noise_scale=s * n["programming_scale"])
+    elif kind == "PCMLikeNoiseModel":
+        model = pcm_cls(g_converter=conv, t_0=n["t0_s"], t_read=n["t_read_s"], prog_noise_scale=s * n["programming_scale"],
+                        read_noise_scale=s, drift_scale=n["drift_nu_mean"] / 0.05)
+    elif kind == "SubthresholdMismatchNoiseModel":
+        model = sub_cls(spec.lognormal_sigma * s, g_converter=conv)
+    else:
+        raise AihwkitUnavailable(f"device {spec.name!r} names no aihwkit noise model ([aihwkit] noise_model = 'none'); "
+                                 "use --backend native")
+    read = s * n["read_noise"]
+    if torch_tile is None:
+        torch_tile = read == 0
+    elif torch_tile and read > 0:
+        raise AihwkitUnavailable("aihwkit's TorchInferenceRPUConfig does not support read noise (forward.w_noise); "
+                                 "use the C++ InferenceRPUConfig (torch_tile=False)")
+    cfg = (TorchInferenceRPUConfig if torch_tile else InferenceRPUConfig)()
+    cfg.noise_model = model
+    cfg.drift_compensation = GlobalDriftCompensation() if spec.aihwkit["drift_compensation"] else None
+    cfg.mapping.max_input_size = a["rows"]
+    cfg.mapping.max_output_size = a["cols"]
+    cfg.mapping.digital_bias = True
+    cfg.mapping.weight_scaling_omega = 1.0
+    cfg.mapping.weight_scaling_columnwise = False
+    f = cfg.forward
+    f.inp_noise, f.out_noise = 0.0, 0.0
+    f.inp_res = 1 / (2 ** (a["dac_bits"] - 1) - 1) if a["dac_bits"] else -1
+    f.out_res = 1 / (2 ** (a["adc_bits"] - 1) - 1) if a["adc_bits"] else -1
+    f.out_bound = -1
+    f.inp_bound = 1.0
+    f.bound_management = BoundManagementType.NONE
+    f.noise_management = NoiseManagementType.ABS_MAX
+    if read > 0:
+        f.w_noise = read
+        f.w_noise_type = WeightNoiseType.ADDITIVE_CONSTANT
+    return cfg
+
+
+def aihwkit_time(spec: DeviceSpec, t_inference: float) -> float:
+    """Validate t for aihwkit: its Wan2022 model only knows 1 s, 1 day and 2 days."""
+    if spec.aihwkit["noise_model"] == "ReRamWan2022NoiseModel" and t_inference not in WAN2022_TIMES_S:
+        allowed = ", ".join(f"{t:g} s" for t in WAN2022_TIMES_S)
+        raise DeviceSpecError(f"aihwkit's ReRamWan2022NoiseModel only has data at t_inference ∈ {{{allowed}}}; "
+                              f"got {t_inference:g} s. Use one of those, or --backend native (which interpolates "
+                              "in log-time between them)")
+    return float(t_inference)
+
+
+@torch.no_grad()
+def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
+                   noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
+                   torch_tile: bool | None = None) -> nn.Module:
+    """A deployed copy of ``model`` as aihwkit analog layers, programmed and drifted for one chip."""
+    from aihwkit.nn.conversion import convert_to_analog
+
+    spec = load_device(device, overrides)
+    check_time(spec, t_inference)
+    t = aihwkit_time(spec, t_inference)
+    cfg = rpu_config(spec, noise_scale, torch_tile)
+    analog = convert_to_analog(copy.deepcopy(model).cpu(), cfg)
+    analog.eval()
+    torch.manual_seed(seed)  # aihwkit draws from torch's global generator
+    analog.program_analog_weights()
+    analog.drift_analog_weights(t)
+    analog.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t, "noise_scale": noise_scale,
+                          "backend": "aihwkit"}
+    return analog
+
+
+def aihwkit_weight_errors(model: nn.Module, analog: nn.Module) -> torch.Tensor:
+    """Programmed minus trained weights from aihwkit tiles, normalised per layer by |W|max."""
+    from aihwkit.nn.modules.base import AnalogLayerBase
+
+    digital = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = [m for m in analog.modules() if isinstance(m, AnalogLayerBase) and hasattr(m, "analog_module")]
+    out = []
+    for d, a in zip(digital, layers):
+        w_prog = a.get_weights(apply_weight_scaling=True)[0]
+        w = d.weight.detach().reshape(w_prog.shape)
+        out.append(((w_prog - w) / w.abs().amax().clamp_min(1e-12)).flatten())
+    return torch.cat(out)

@@ -1,0 +1,231 @@
+"""The native (W+σ)X → Y engine: deploy a trained model onto one simulated chip instance.
+
+``deploy(model, device, seed)`` deep-copies the model and replaces every Conv2d / Linear by an
+analog twin holding the weights *as programmed on that chip* (mapping, quantization, faults,
+programming noise, drift and drift compensation, from ``physics.program_weight``). At inference
+the twin adds what happens on every read:
+
+* read noise — independent per input vector and output, as a fresh weight perturbation on each
+  MVM would give: y_j += sqrt(Σ_i σ_ij² x_i²)·ξ (computed exactly with one small extra conv
+  over the squared input per crossbar row-tile, so it stays cheap);
+* (W − f(X)) IR drop — the column current I_j = Σ_i |G_ij||V_i| lowers the effective read
+  voltage along the line, modelled to first order as y_j ← y_j·(1 − β·I_j / I_max), with
+  I_max = rows_used · g_max · V_max the current of a fully-on column at full input;
+* DAC / ADC resolution — inputs and MAC outputs quantized to 2^(b−1)−1 signed levels with
+  per-sample auto-ranging (ideal full-scale calibration), when the device file asks for it.
+
+Biases stay digital. With every effect off (``devices/ideal.toml`` or zero noise and no
+quantization) the deployed model is bit-identical to the digital one.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .physics import Programmed, is_ideal, program_weight, tile_ids
+from .spec import DeviceSpec, DeviceSpecError, load_device
+
+
+def chip_seed(seed: int, layer_index: int, salt: str = "prog") -> int:
+    """A per-layer generator seed derived from the chip seed (stable across runs and platforms)."""
+    digest = hashlib.sha256(f"{salt}:{seed}:{layer_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def quantize_signed(x: torch.Tensor, bits: int, dims: tuple[int, ...]) -> torch.Tensor:
+    """Symmetric quantization to 2^(bits−1)−1 levels per side, range = abs-max over ``dims``."""
+    levels = 2 ** (bits - 1) - 1
+    scale = x.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / levels
+    return torch.round(x / scale) * scale
+
+
+class AnalogMixin:
+    """Per-read effects shared by the analog Conv2d and Linear twins."""
+
+    read_sigma: torch.Tensor | None
+    w_max: torch.Tensor
+
+    def _setup_analog(self, prog: Programmed, spec: DeviceSpec, read_seed: int) -> None:
+        self.weight = nn.Parameter(prog.weight.detach().clone(), requires_grad=False)
+        self.register_buffer("read_sigma", None if prog.read_sigma is None else prog.read_sigma.detach().clone())
+        self.register_buffer("w_max", prog.w_max.detach().reshape(prog.weight.shape[0], -1).amax(1))
+        self._setup_read_tiles(spec)
+        self.ir_beta = float(spec.ir_drop["beta"])
+        self.rows = int(spec.array["rows"])
+        self.adc_bits = int(spec.array["adc_bits"])
+        self.dac_bits = int(spec.array["dac_bits"])
+        self.read_seed = read_seed
+        self._gen: torch.Generator | None = None
+
+    def _setup_read_tiles(self, spec: DeviceSpec) -> None:
+        """Pre-compute the per-row-tile form of the read-noise variance.
+
+        σ is constant inside a crossbar tile, so Σ_i σ_ij² x_i² = Σ_r σ_rj² S_r with S_r the
+        squared input summed over row-tile r: one conv with n_tiles output channels instead of a
+        second full-size MAC.
+        """
+        self.register_buffer("read_tile_ind", None)
+        self.register_buffer("read_tile_sig2", None)
+        if self.read_sigma is None or getattr(self, "groups", 1) != 1:
+            return
+        out = self.weight.shape[0]
+        fan_in = self.weight[0].numel()
+        tile = tile_ids(fan_in, int(spec.array["rows"]), self.weight.device)
+        n_r = int(tile[-1]) + 1
+        ind = F.one_hot(tile, n_r).T.to(self.weight.dtype)                      # (n_r, fan_in)
+        sig2 = self.read_sigma.reshape(out, fan_in) ** 2
+        sums = sig2 @ ind.T                                                      # (out, n_r)
+        self.read_tile_sig2 = sums / ind.sum(1)                                  # mean σ² per tile
+        self.read_tile_ind = ind.reshape(n_r, *self.weight.shape[1:])
+
+    def reseed_reads(self, seed: int) -> None:
+        """Restart the read-noise stream (each chip's reads are reproducible too)."""
+        self.read_seed = seed
+        self._gen = None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.read_seed)
+        return self._gen
+
+    def _analog(self, x: torch.Tensor, mac, mac_abs) -> torch.Tensor:
+        """Run the MAC with DAC/ADC, read noise and IR drop; ``mac(x, w)`` is the bias-free op."""
+        if self.dac_bits:
+            x = quantize_signed(x, self.dac_bits, tuple(range(1, x.dim())))
+        y = mac(x, self.weight)
+        if self.read_sigma is not None:
+            if self.read_tile_ind is not None:
+                sq = mac(x * x, self.read_tile_ind)                              # (B, n_r, ...)
+                var = torch.einsum("br...,or->bo...", sq, self.read_tile_sig2)
+            else:
+                var = mac_abs(x * x, self.read_sigma * self.read_sigma)
+            y = y + var.clamp_min(0).sqrt() * torch.randn(y.shape, generator=self._generator(y.device),
+                                                           device=y.device, dtype=y.dtype)
+        if self.ir_beta > 0:
+            x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
+            current = mac_abs(x.abs() / x_max.view(-1, *([1] * (x.dim() - 1))), self.weight.abs())
+            fan_in = self.weight[0].numel()
+            i_max = min(fan_in, self.rows) * _per_channel(self.w_max, y)
+            y = y * (1 - self.ir_beta * (current / i_max).clamp(max=1.0))
+        if self.adc_bits:
+            y = quantize_signed(y, self.adc_bits, tuple(range(1, y.dim())))
+        return y
+
+
+def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+class AnalogConv2d(AnalogMixin, nn.Conv2d):
+    """nn.Conv2d whose weights live on a simulated crossbar (see the module docstring)."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int) -> "AnalogConv2d":
+        """Twin of ``conv`` with programmed weights."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                  conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
+                  dtype=conv.weight.dtype)
+        if conv.bias is not None:
+            new.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        new._setup_analog(prog, spec, read_seed)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.read_sigma is None and self.ir_beta == 0 and not self.adc_bits and not self.dac_bits:
+            return self._conv_forward(x, self.weight, self.bias)  # exactly nn.Conv2d's path
+        y = self._analog(x, lambda inp, w: self._conv_forward(inp, w, None),
+                         lambda inp, w: self._conv_forward(inp, w, None))
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class AnalogLinear(AnalogMixin, nn.Linear):
+    """nn.Linear whose weights live on a simulated crossbar (see the module docstring)."""
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, prog: Programmed, spec: DeviceSpec, read_seed: int) -> "AnalogLinear":
+        """Twin of ``lin`` with programmed weights."""
+        new = cls(lin.in_features, lin.out_features, lin.bias is not None, device=lin.weight.device,
+                  dtype=lin.weight.dtype)
+        if lin.bias is not None:
+            new.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
+        new._setup_analog(prog, spec, read_seed)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.read_sigma is None and self.ir_beta == 0 and not self.adc_bits and not self.dac_bits:
+            return F.linear(x, self.weight, self.bias)
+        y = self._analog(x, lambda inp, w: F.linear(inp, w), lambda inp, w: F.linear(inp, w))
+        return y if self.bias is None else y + self.bias
+
+
+def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Conv2d / Linear, in a stable order (their order in named_modules)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def check_time(spec: DeviceSpec, t_inference: float) -> None:
+    """Refuse inference times the device model has no data for."""
+    if t_inference < 0:
+        raise DeviceSpecError(f"t_inference must be ≥ 0 s, got {t_inference}")
+    if spec.has_drift and t_inference > spec.noise["max_time_s"]:
+        raise DeviceSpecError(f"device {spec.name!r}: its drift model covers up to {spec.noise['max_time_s']:g} s "
+                              f"(noise.max_time_s), asked for t_inference = {t_inference:g} s")
+
+
+@torch.no_grad()
+def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
+           noise_scale: float = 1.0, overrides: dict[str, Any] | None = None) -> nn.Module:
+    """A deployed copy of ``model`` on one chip instance of ``device`` (the input model is untouched).
+
+    Works on MultiExitNet (all exits at once) and on any module built from Conv2d / Linear.
+    ``seed`` picks the chip; ``t_inference`` is seconds since programming; ``noise_scale``
+    multiplies every stochastic effect (programming, read, drift spread, 1/f, mismatch, fault rates).
+    """
+    if noise_scale < 0:
+        raise ValueError(f"noise_scale must be ≥ 0, got {noise_scale}")
+    spec = load_device(device, overrides)
+    check_time(spec, t_inference)
+    deployed = copy.deepcopy(model).eval()
+    ideal = is_ideal(spec, noise_scale)
+    for idx, (name, layer) in enumerate(analog_layers(deployed)):
+        if ideal:
+            continue
+        w = layer.weight.detach()
+        gen = torch.Generator(device=w.device).manual_seed(chip_seed(seed, idx))
+        prog = program_weight(w, spec, gen, t_inference, noise_scale)
+        read_seed = chip_seed(seed, idx, "read")
+        twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed) if isinstance(layer, nn.Conv2d)
+                else AnalogLinear.from_linear(layer, prog, spec, read_seed))
+        twin.train(False)
+        _set_submodule(deployed, name, twin)
+    deployed.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t_inference,
+                            "noise_scale": noise_scale, "backend": "native"}
+    for p in deployed.parameters():
+        p.requires_grad_(False)
+    return deployed
+
+
+def weight_errors(model: nn.Module, deployed: nn.Module) -> torch.Tensor:
+    """Programmed minus trained weights, normalised by each layer's |W|max, all layers flattened."""
+    out = []
+    for (_, a), (_, b) in zip(analog_layers(model), analog_layers(deployed)):
+        w = a.weight.detach()
+        out.append(((b.weight.detach() - w) / w.abs().amax().clamp_min(1e-12)).flatten())
+    return torch.cat(out)
+
+
+def realizations(model: nn.Module, device: str | DeviceSpec, seeds: Iterable[int], **kwargs: Any):
+    """Yield (seed, deployed) one chip at a time — never more than one deployed copy alive."""
+    for s in seeds:
+        yield s, deploy(model, device, s, **kwargs)

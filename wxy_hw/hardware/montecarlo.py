@@ -1,0 +1,58 @@
+"""Monte Carlo over chip instances: deploy R chips one at a time and evaluate every exit on each."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..evaluate import evaluate
+from .engine import deploy
+from .spec import DeviceSpec
+
+
+def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
+    from .aihwkit_backend import deploy_aihwkit
+
+    return deploy_aihwkit(*args, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., nn.Module]] = {"native": deploy, "aihwkit": _deploy_aihwkit}
+
+
+def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: str = "native",
+              **kwargs: Any) -> nn.Module:
+    """Deploy with the named backend ("native" fast path, "aihwkit" reference)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[backend](model, device, seed, **kwargs)
+
+
+def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                   seeds: Iterable[int], *, backend: str = "native", **deploy_kwargs: Any) -> list[dict[str, Any]]:
+    """Tidy rows (chip seed × exit) of accuracy and loss; only one deployed copy is alive at a time."""
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        chip = deploy_on(model, device, seed, backend, **deploy_kwargs)
+        rows.extend(evaluate(chip, batches).rows(chip=seed))
+        del chip
+    return rows
+
+
+def summarize_chips(rows: Iterable[dict[str, Any]], keys: Sequence[str] = ("exit",)) -> list[dict[str, Any]]:
+    """Mean, std and standard error of accuracy and loss over chips, grouped by ``keys``."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r)
+    out = []
+    for key, members in groups.items():
+        acc = torch.tensor([m["accuracy"] for m in members], dtype=torch.float64)
+        loss = torch.tensor([m["loss"] for m in members], dtype=torch.float64)
+        n = len(members)
+        std = float(acc.std()) if n > 1 else 0.0
+        out.append(dict(zip(keys, key), chips=n, accuracy_mean=float(acc.mean()), accuracy_std=std,
+                        accuracy_sem=std / math.sqrt(n), loss_mean=float(loss.mean()),
+                        loss_std=float(loss.std()) if n > 1 else 0.0))
+    return out

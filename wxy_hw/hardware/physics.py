@@ -1,0 +1,221 @@
+"""Device physics as pure tensor functions: weights → conductances → noisy conductances → weights.
+
+Everything here is torch-native and device-agnostic (CPU or CUDA), takes an explicit
+``torch.Generator`` so a chip instance is reproducible from its seed, and never touches a
+module. The noise engine (``engine.py``) and hardware-aware training (``methods/hwa.py``)
+share these functions, so training noise and deployment noise are the same model.
+
+Conventions: a weight tensor is viewed as a matrix (out, fan_in) — for a convolution fan_in =
+in_channels·kh·kw, the im2col row order. It is cut into crossbar tiles of ``array.rows`` inputs
+× ``array.cols`` outputs; each tile maps its own |W|max onto g_max (per-tile weight scaling, as
+in aihwkit with ``weight_scaling_omega``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .spec import DeviceSpec
+
+# Wan et al. 2022 (NeuRRAM) conductance-dependent σ(g) in µS, fitted at g_max = 40 µS by aihwkit's
+# ReRamWan2022NoiseModel: σ = Σ_k c_k (g/g_max)^k, lowest order first, for three times after programming.
+WAN2022_TIMES_S = (1.0, 86400.0, 172800.0)
+WAN2022_COEFFS = (
+    (0.348, 16.030, -43.853, 45.393, -16.815),
+    (0.701, 22.086, -50.773, 47.095, -16.458),
+    (0.782, 20.274, -43.507, 37.062, -11.934),
+)
+WAN2022_G_REF = 40.0
+# aihwkit PCMLikeNoiseModel (Nandakumar et al. 2019): programming σ(g) in µS at g_max = 25 µS.
+PCM_PROG_COEFFS = (0.26348, 1.9650, -1.1731)
+PCM_G_REF = 25.0
+PCM_NU_REF = 0.05  # drift_nu_mean in a device file scales the model's ν relative to this
+
+
+def poly(x: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
+    """Σ_k c_k x^k (lowest order first)."""
+    out = torch.full_like(x, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        out = out * x + c
+    return out
+
+
+def wan2022_sigma(g: torch.Tensor, g_max: float, t: float) -> torch.Tensor:
+    """ReRAM σ(g) in µS at time t: the fits at 1 s, 1 day, 2 days, interpolated in log-time between them.
+
+    Before 1 s the 1-s fit applies; beyond 2 days the caller must refuse (no data).
+    """
+    x = g / g_max
+    scale = g_max / WAN2022_G_REF  # the fits are in µS at 40 µS; scale with the conductance range
+    t = max(float(t), WAN2022_TIMES_S[0])
+    for (t_lo, c_lo), (t_hi, c_hi) in zip(zip(WAN2022_TIMES_S, WAN2022_COEFFS),
+                                          zip(WAN2022_TIMES_S[1:], WAN2022_COEFFS[1:])):
+        if t <= t_hi:
+            a = (math.log(t) - math.log(t_lo)) / (math.log(t_hi) - math.log(t_lo))
+            return scale * ((1 - a) * poly(x, c_lo) + a * poly(x, c_hi))
+    return scale * poly(x, WAN2022_COEFFS[-1])
+
+
+def tile_ids(size: int, max_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """Tile index of each of ``size`` rows (or columns) split into balanced tiles of ≤ max_size.
+
+    Balanced like aihwkit's TileModuleArray: 576 inputs on 256-row arrays → 3 tiles of 192.
+    """
+    n = -(-size // max_size)
+    base, extra = divmod(size, n)
+    sizes = torch.tensor([base + (i < extra) for i in range(n)], device=device)
+    return torch.repeat_interleave(torch.arange(n, device=device), sizes)
+
+
+def tile_abs_max(w2d: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Per-element |W|max of the crossbar tile the element lands in (shape of w2d)."""
+    out_dim, fan_in = w2d.shape
+    r = tile_ids(fan_in, rows, w2d.device)
+    c = tile_ids(out_dim, cols, w2d.device)
+    n_r = int(r[-1]) + 1
+    ids = (c.view(-1, 1) * n_r + r.view(1, -1)).flatten()
+    per_tile = torch.zeros(int(ids.max()) + 1, device=w2d.device, dtype=w2d.dtype)
+    per_tile = per_tile.scatter_reduce(0, ids, w2d.abs().flatten(), reduce="amax", include_self=True)
+    return per_tile[ids].view(out_dim, fan_in)
+
+
+@dataclass
+class Programmed:
+    """A programmed weight: effective value at the inference time and its per-read noise std."""
+
+    weight: torch.Tensor
+    read_sigma: torch.Tensor | None  # per element, weight units; None when there is no read noise
+    w_max: torch.Tensor              # per-element tile |W|max used for the mapping
+
+
+def is_ideal(spec: DeviceSpec, noise_scale: float = 1.0) -> bool:
+    """True when deployment would leave weights and forward exactly as in the digital model."""
+    n = spec.noise
+    noisy = noise_scale > 0 and (n["programming"] != "none" or n["read_noise"] > 0 or n["additive_sigma"] > 0
+                                 or spec.lognormal_sigma > 0 or n["stuck_at_lrs"] > 0 or n["stuck_at_hrs"] > 0)
+    return not (noisy or spec.mapping["levels"] > 0 or n["drift"] != "none" or spec.mapping["clip_sigma"] > 0
+                or spec.ir_drop["beta"] > 0 or spec.array["adc_bits"] > 0 or spec.array["dac_bits"] > 0)
+
+
+def _randn(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
+
+
+def _rand(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(like.shape, generator=gen, device=like.device, dtype=like.dtype)
+
+
+def quantize_unit(u: torch.Tensor, levels: int, differential: bool) -> torch.Tensor:
+    """Round normalised weights u ∈ [-1, 1] to the device's conductance levels.
+
+    Differential: each magnitude is one of ``levels`` values in [0, 1] (the other device of the
+    pair sits at g_min); single device: u itself takes ``levels`` values across [-1, 1].
+    """
+    if differential:
+        steps = levels - 1
+        return torch.sign(u) * torch.round(u.abs() * steps) / steps
+    steps = levels - 1
+    return torch.round((u + 1) / 2 * steps) / steps * 2 - 1
+
+
+def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_inference: float = 1.0,
+                   noise_scale: float = 1.0) -> Programmed:
+    """Map one weight tensor onto the device, program it, let it drift to ``t_inference``, read it back.
+
+    The order of random draws is fixed (faults, programming, drift ν, 1/f noise, log-normal,
+    additive), so one generator state gives one chip.
+    """
+    if is_ideal(spec, noise_scale):
+        return Programmed(w, None, w.detach().abs().amax().expand_as(w))
+    m, n, arr = spec.mapping, spec.noise, spec.array
+    s = float(noise_scale)
+    w2 = w.detach().reshape(w.shape[0], -1).float()
+    w_max = tile_abs_max(w2, arr["rows"], arr["cols"])
+    if m["clip_sigma"] > 0:
+        w_max = torch.minimum(w_max, m["clip_sigma"] * w2.std())
+    w_max = w_max.clamp_min(1e-12)
+    u = (w2 / w_max).clamp(-1, 1)
+    levels = m["levels"] ** m["cells_per_weight"] if m["levels"] else 0
+    if levels:
+        u = quantize_unit(u, levels, m["differential"])
+    g_max, g_min = m["g_max_uS"], spec.g_min_uS
+    span = g_max - g_min
+    if m["differential"]:
+        targets = [g_min + span * u.clamp(min=0), g_min + span * (-u).clamp(min=0)]
+    else:
+        targets = [g_min + span * (u + 1) / 2]
+
+    t = float(t_inference)
+    programmed, at_t0 = [], []
+    for g_t in targets:
+        g = g_t
+        if n["stuck_at_lrs"] > 0 or n["stuck_at_hrs"] > 0:
+            r = _rand(g, gen)
+            p_lrs, p_hrs = min(n["stuck_at_lrs"] * s, 1.0), min(n["stuck_at_hrs"] * s, 1.0)
+            g = torch.where(r < p_lrs, torch.full_like(g, g_max), g)
+            g = torch.where((r >= p_lrs) & (r < p_lrs + p_hrs), torch.full_like(g, g_min), g)
+        prog = n["programming"]
+        g0 = g
+        if prog == "wan2022":
+            # Relaxation: the state at time t is drawn around the target with the σ fitted at t (as in
+            # Wan et al. / aihwkit); the 1-s fit is the programming noise itself.
+            xi = _randn(g, gen)
+            g0 = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, 1.0) * xi).clamp(min=0)
+            g = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, t) * xi).clamp(min=0)
+        elif prog == "pcm_poly":
+            sig = poly(g / g_max, PCM_PROG_COEFFS) * (g_max / PCM_G_REF)
+            g = (g + s * n["programming_scale"] * sig * _randn(g, gen)).clamp(min=0)
+            g0 = g
+        elif prog == "relative":
+            g = (g + s * n["programming_scale"] * span * _randn(g, gen)).clamp(min=0)
+            g0 = g
+        if n["drift"] == "pcm_power_law":
+            g = pcm_drift(g, g_t, g_max, t, n, s, gen)
+        sigma_ln = spec.lognormal_sigma * s
+        if sigma_ln > 0:
+            factor = torch.exp(sigma_ln * _randn(g, gen))
+            g, g0 = g * factor, g0 * factor
+        programmed.append(g)
+        at_t0.append(g0)
+
+    def back(gs: list[torch.Tensor]) -> torch.Tensor:
+        if m["differential"]:
+            return (gs[0] - gs[1]) / span * w_max
+        return ((gs[0] - g_min) / span * 2 - 1) * w_max
+
+    w_out = back(programmed)
+    if n["drift_compensation"] and n["drift"] != "none":
+        # Global drift compensation (as aihwkit's GlobalDriftCompensation): rescale by the ratio of the
+        # all-ones read-out right after programming to the read-out at time t.
+        ref = back(at_t0).sum(1).abs().sum()
+        now = w_out.sum(1).abs().sum().clamp_min(1e-12)
+        w_out = w_out * (ref / now)
+    if n["additive_sigma"] > 0:
+        w_out = w_out + s * n["additive_sigma"] * w_max * _randn(w_out, gen)
+    read = s * n["read_noise"] * w_max if n["read_noise"] > 0 and s > 0 else None
+    shape = w.shape
+    return Programmed(w_out.reshape(shape).to(w.dtype), None if read is None else read.reshape(shape).to(w.dtype),
+                      w_max.reshape(shape).to(w.dtype))
+
+
+def pcm_drift(g_prog: torch.Tensor, g_target: torch.Tensor, g_max: float, t: float, n: dict, s: float,
+              gen: torch.Generator) -> torch.Tensor:
+    """PCM power-law drift g·((t+t0)/t0)^(−ν) with state-dependent ν spread, plus accumulated 1/f noise.
+
+    Follows aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019); ν statistics are drawn from
+    the target state, the 1/f amplitude from the programmed state.
+    """
+    x = (g_target / g_max).abs().clamp_min(1e-7)
+    mu = (-0.0155 * torch.log(x) + 0.0244).clamp(0.049, 0.1)
+    sd = (-0.0125 * torch.log(x) - 0.0059).clamp(0.008, 0.045)
+    nu = (mu + s * sd * _randn(x, gen)).abs() * (n["drift_nu_mean"] / PCM_NU_REF)
+    t0 = n["t0_s"]
+    g = g_prog * ((t + t0) / t0) ** (-nu) if t > 0 else g_prog
+    if t > 0:
+        q = (0.0088 / ((g_prog.abs() / g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
+        # accumulated since the end of programming, counted from t0 as in aihwkit
+        sig = q * math.sqrt(math.log((t + t0 + n["t_read_s"]) / (2 * n["t_read_s"])))
+        g = g + g.abs() * s * sig * _randn(g, gen)
+    return g.clamp(min=0)

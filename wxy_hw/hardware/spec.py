@@ -1,0 +1,254 @@
+"""Device specifications: TOML files in devices/ parsed into a validated ``DeviceSpec``.
+
+A device is data, not code. Each value in a file is either plain (covered by its section's
+``source``) or ``{ value = ..., source = "..." }``. A malformed file stops with one message
+naming the file, the key and what was expected.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+K_BOLTZMANN = 1.380649e-23
+Q_ELECTRON = 1.602176634e-19
+
+PROGRAMMING_MODELS = ("none", "wan2022", "pcm_poly", "relative")
+DRIFT_MODELS = ("none", "wan2022_relaxation", "pcm_power_law")
+TECHNOLOGIES = ("reram", "pcm", "subthreshold_cmos", "digital", "ideal", "custom")
+AIHWKIT_MODELS = ("none", "ReRamWan2022NoiseModel", "PCMLikeNoiseModel", "SubthresholdMismatchNoiseModel")
+
+# section -> key -> (type, default or REQUIRED, check, description of what is expected)
+REQUIRED = object()
+
+
+def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    def check(v: float) -> bool:
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return hi is None or v <= hi
+    text = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
+    if hi is not None:
+        text = f"{text} and <= {hi}" if text else f"<= {hi}"
+    return check, f"a number {text}".strip()
+
+
+def _choice(options: tuple[str, ...]):
+    return (lambda v: v in options), "one of " + ", ".join(repr(o) for o in options)
+
+
+_ANY = ((lambda v: True), "")
+_POS = _range(0.0, lo_open=True)
+_NONNEG = _range(0.0)
+_FRACTION = _range(0.0, 1.0)
+
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
+    "device": {
+        "name": (str, REQUIRED, _ANY),
+        "technology": (str, REQUIRED, _choice(TECHNOLOGIES)),
+        "description": (str, "", _ANY),
+    },
+    "mapping": {
+        "g_max_uS": (float, REQUIRED, _POS),
+        "on_off_ratio": (float, 10.0, _range(1.0, lo_open=True)),
+        "levels": (int, 0, ((lambda v: v == 0 or v >= 2), "0 (continuous) or an integer >= 2")),
+        "cells_per_weight": (int, 1, _range(1, 16)),
+        "differential": (bool, True, _ANY),
+        "clip_sigma": (float, 0.0, _NONNEG),
+    },
+    "noise": {
+        "programming": (str, REQUIRED, _choice(PROGRAMMING_MODELS)),
+        "programming_scale": (float, 1.0, _NONNEG),
+        "read_noise": (float, 0.0, _NONNEG),
+        "additive_sigma": (float, 0.0, _NONNEG),
+        "lognormal_sigma": (float, 0.0, _NONNEG),
+        "drift": (str, REQUIRED, _choice(DRIFT_MODELS)),
+        "drift_nu_mean": (float, 0.05, _NONNEG),
+        "drift_compensation": (bool, False, _ANY),
+        "t0_s": (float, 20.0, _POS),
+        "t_read_s": (float, 2.5e-7, _POS),
+        "max_time_s": (float, 3.2e8, _POS),
+        "stuck_at_lrs": (float, 0.0, _FRACTION),
+        "stuck_at_hrs": (float, 0.0, _FRACTION),
+    },
+    "subthreshold": {
+        "a_vt_mV_um": (float, REQUIRED, _POS),
+        "width_um": (float, REQUIRED, _POS),
+        "length_um": (float, REQUIRED, _POS),
+        "slope_factor": (float, 1.5, _range(1.0)),
+        "temperature_K": (float, 300.0, _range(1.0, 1000.0)),
+    },
+    "ir_drop": {
+        "beta": (float, 0.0, _range(0.0, 1.0)),
+    },
+    "array": {
+        "rows": (int, 256, _range(1)),
+        "cols": (int, 256, _range(1)),
+        "adc_bits": (int, 0, _range(0, 16)),
+        "dac_bits": (int, 0, _range(0, 16)),
+    },
+    "energy": {
+        "cell_read_fJ": (float, REQUIRED, _NONNEG),
+        "adc_pJ": (float, 0.0, _NONNEG),
+        "dac_pJ": (float, 0.0, _NONNEG),
+        "digital_op_pJ": (float, 0.0, _NONNEG),
+        "leakage_uW": (float, 0.0, _NONNEG),
+    },
+    "aihwkit": {
+        "noise_model": (str, "none", _choice(AIHWKIT_MODELS)),
+        "drift_compensation": (bool, False, _ANY),
+    },
+}
+REQUIRED_SECTIONS = ("device", "mapping", "noise", "array", "energy")
+
+
+class DeviceSpecError(ValueError):
+    """A device file is missing, malformed, or has an invalid value."""
+
+
+@dataclass
+class DeviceSpec:
+    """A validated device: ``spec.section["key"]`` style access through typed sections."""
+
+    name: str
+    path: str
+    sections: dict[str, dict[str, Any]]
+    sources: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""
+
+    def __getattr__(self, section: str) -> dict[str, Any]:
+        try:
+            return self.__dict__["sections"][section]
+        except KeyError:
+            raise AttributeError(section) from None
+
+    @property
+    def lognormal_sigma(self) -> float:
+        """Multiplicative log-normal weight noise σ (from [subthreshold] through Pelgrom when present)."""
+        if "subthreshold" in self.sections:
+            s = self.sections["subthreshold"]
+            sigma_vt_mV = s["a_vt_mV_um"] / math.sqrt(s["width_um"] * s["length_um"])
+            u_t_mV = 1e3 * K_BOLTZMANN * s["temperature_K"] / Q_ELECTRON
+            return sigma_vt_mV / (s["slope_factor"] * u_t_mV)
+        return self.sections["noise"]["lognormal_sigma"]
+
+    @property
+    def g_min_uS(self) -> float:
+        """Lowest programmable conductance: g_max / on_off_ratio."""
+        return self.mapping["g_max_uS"] / self.mapping["on_off_ratio"]
+
+    @property
+    def has_drift(self) -> bool:
+        """Whether accuracy depends on the inference time."""
+        return self.noise["drift"] != "none"
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "DeviceSpec":
+        """A copy with ``{"section.key": value}`` changes, validated like a file."""
+        raw = copy.deepcopy(self.sections)
+        for dotted, value in overrides.items():
+            if "." not in dotted:
+                raise DeviceSpecError(f"device override {dotted!r}: expected SECTION.KEY=VALUE, e.g. noise.read_noise=0.02")
+            section, key = dotted.split(".", 1)
+            raw.setdefault(section, {})[key] = value
+        spec = parse_device(raw, f"{self.path} (with overrides {overrides})")
+        spec.sources = dict(self.sources)
+        spec.sha256 = self.sha256
+        return spec
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict for manifests."""
+        return {"name": self.name, "path": self.path, "sha256": self.sha256, **self.sections}
+
+
+def _plain(value: Any, where: str, file: str, sources: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        if set(value) - {"value", "source"} or "value" not in value:
+            raise DeviceSpecError(f"{file}: {where} must be a value or {{ value = ..., source = \"...\" }}, "
+                                  f"got keys {sorted(value)}")
+        if "source" in value:
+            sources[where] = str(value["source"])
+        return value["value"]
+    return value
+
+
+def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
+    """Validate a parsed TOML document against SCHEMA and fill defaults."""
+    sources: dict[str, str] = {}
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise DeviceSpecError(f"{file}: unknown section [{unknown[0]}]; allowed sections: {', '.join(SCHEMA)}")
+    for section in REQUIRED_SECTIONS:
+        if section not in raw:
+            raise DeviceSpecError(f"{file}: missing section [{section}] (required: {', '.join(REQUIRED_SECTIONS)})")
+    sections: dict[str, dict[str, Any]] = {}
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            raise DeviceSpecError(f"{file}: [{section}] must be a table")
+        schema = SCHEMA[section]
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{section}.{key}"
+            if key == "source":
+                sources[section] = str(value)
+                continue
+            if key not in schema:
+                raise DeviceSpecError(f"{file}: unknown key {where}; [{section}] accepts: {', '.join(schema)}, source")
+            typ, _, (check, expected) = schema[key]
+            value = _plain(value, where, file, sources)
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                raise DeviceSpecError(f"{file}: {where} = {value!r} has type {type(value).__name__}; "
+                                      f"expected {typ.__name__}{' (' + expected + ')' if expected else ''}")
+            if typ is float and not math.isfinite(value):
+                raise DeviceSpecError(f"{file}: {where} = {value!r} is not finite")
+            if not check(value):
+                raise DeviceSpecError(f"{file}: {where} = {value!r} is out of range; expected {expected}")
+            out[key] = value
+        for key, (_, default, _) in schema.items():
+            if key not in out:
+                if default is REQUIRED:
+                    raise DeviceSpecError(f"{file}: missing key {section}.{key}")
+                out[key] = default
+        sections[section] = out
+    for section, schema in SCHEMA.items():  # optional sections get their defaults
+        if section not in sections and all(d is not REQUIRED for _, d, _ in schema.values()):
+            sections[section] = {k: d for k, (_, d, _) in schema.items()}
+    if "subthreshold" in sections and sections["noise"]["lognormal_sigma"] != 0.0:
+        raise DeviceSpecError(f"{file}: give either [subthreshold] (σ derived by Pelgrom) or noise.lognormal_sigma, not both")
+    return DeviceSpec(sections["device"]["name"], file, sections, sources)
+
+
+def devices_dir() -> Path:
+    """Where named devices live: $WXY_DEVICES, else the repository's devices/ directory."""
+    env = os.environ.get("WXY_DEVICES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "devices"
+
+
+def available_devices() -> list[str]:
+    """Names of the device files shipped in devices_dir()."""
+    return sorted(p.stem for p in devices_dir().glob("*.toml"))
+
+
+def load_device(name_or_path: str | Path | DeviceSpec, overrides: dict[str, Any] | None = None) -> DeviceSpec:
+    """Load a device by name (devices/<name>.toml) or by path to a TOML file."""
+    if isinstance(name_or_path, DeviceSpec):
+        return name_or_path.with_overrides(overrides) if overrides else name_or_path
+    candidate = Path(name_or_path)
+    path = candidate if candidate.suffix == ".toml" or candidate.exists() else devices_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise DeviceSpecError(f"unknown device {str(name_or_path)!r}: no file {path}. Named devices: "
+                              f"{', '.join(available_devices())}; or pass the path of your own .toml file")
+    data = path.read_bytes()
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DeviceSpecError(f"{path}: not valid TOML ({exc})") from exc
+    spec = parse_device(raw, str(path))
+    spec.sha256 = hashlib.sha256(data).hexdigest()
+    return spec.with_overrides(overrides) if overrides else spec
