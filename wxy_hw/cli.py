@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError
+from .hardware.aihwkit_backend import AihwkitUnavailable
 from .data import CorruptDatasetError, DatasetNotFoundError, available_datasets
 from .methods import available_methods
 from .models import HEADS, available_archs
 from .train import NonFiniteLossError
 
 USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
-               FileExistsError, FileNotFoundError)
+               FileExistsError, FileNotFoundError, AihwkitUnavailable)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Model, method and optimisation flags."""
     g = parser.add_argument_group("model and method")
-    g.add_argument("--method", default="self_distillation", choices=available_methods())
+    g.add_argument("--method", default="self_distillation",
+                   help="one of " + ", ".join(available_methods()) + ", or a '+' composition (self_distillation+hwa)")
     g.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
     g.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint (best.pt) for --method kd")
@@ -52,18 +54,18 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def parse_method_args(items: list[str]) -> dict[str, Any]:
-    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"}."""
+def parse_method_args(items: list[str], flag: str = "--method-arg") -> dict[str, Any]:
+    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"} (values parsed as Python literals)."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"error: --method-arg expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         try:
             value: Any = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = {"true": True, "false": False}.get(raw.lower(), raw)
-        out[key.strip().replace("-", "_")] = value
+        out[key.strip().replace("-", "_") if flag == "--method-arg" else key.strip()] = value
     return out
 
 

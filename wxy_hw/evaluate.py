@@ -21,6 +21,7 @@ class ExitMetrics:
     ensemble_loss: float
     n: int
     extra: dict = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)  # exit labels: the 1-based stage each exit follows
 
     @property
     def final(self) -> float:
@@ -29,8 +30,8 @@ class ExitMetrics:
 
     def rows(self, **keys) -> list[dict]:
         """Tidy rows (one per exit, then 'ensemble') with the given key columns prepended."""
-        out = [dict(keys, exit=str(i + 1), accuracy=a, loss=l)
-               for i, (a, l) in enumerate(zip(self.accuracy, self.loss))]
+        names = self.names or [str(i + 1) for i in range(len(self.accuracy))]
+        out = [dict(keys, exit=name, accuracy=a, loss=l) for name, a, l in zip(names, self.accuracy, self.loss)]
         if len(self.accuracy) > 1:
             out.append(dict(keys, exit="ensemble", accuracy=self.ensemble_accuracy, loss=self.ensemble_loss))
         return out
@@ -73,5 +74,9 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         model.train(was_training)
     if n == 0:
         raise ValueError("evaluate() received no batches")
+    # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines
+    # up with the deepest exit of multi-exit models in tables and plots.
+    stages = getattr(model, "exit_stages", None)
+    names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
     return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in losses],
-                       100.0 * ens_correct / n, ens_loss / n, n)
+                       100.0 * ens_correct / n, ens_loss / n, n, names=names)

@@ -9,7 +9,7 @@ from typing import Any
 from .checkpoint import CheckpointError, load_model
 from .data import load_dataset, make_loaders
 from .evaluate import evaluate
-from .methods import build_method, method_class
+from .methods import build_method, method_class, method_traits
 from .models import build_model, exit_costs
 from .results import RunDirectory, exit_columns, format_table, seed_table_row
 from .train import TrainConfig, Trainer, write_rows_csv
@@ -31,7 +31,7 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
               max_steps_per_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
     method_options = dict(method_options or {})
-    cls = method_class(method)
+    multi_exit, needs_teacher = method_traits(method)
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
     if (out / "last.pt").exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
@@ -45,8 +45,8 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
     data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
                         channels=channels, seed=seed)
     model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
-                        multi_exit=cls.multi_exit)
-    if cls.needs_teacher:
+                        multi_exit=multi_exit)
+    if needs_teacher:
         if teacher is None:
             raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
         teacher_model = load_model(teacher)
@@ -121,7 +121,7 @@ def compare_methods(*, methods: list[str], out: str | Path | None = None, method
     width, seed = train_kwargs.get("width", 0.25), train_kwargs.get("seed", 0)
     out = Path(out) if out is not None else Path("runs") / "compare" / f"{dataset}_{arch}_w{width:g}_s{seed}"
     for name in methods:
-        method_class(name)  # fail fast on a typo, before hours of training
+        method_traits(name)  # fail fast on a typo, before hours of training
     summaries = {}
     for name in methods:
         run_dir = out / name
@@ -130,7 +130,8 @@ def compare_methods(*, methods: list[str], out: str | Path | None = None, method
         if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
             summaries[name] = json.loads(done.read_text())
             continue
-        accepted = inspect.signature(method_class(name).__init__).parameters
+        accepted = {p for part in name.split("+")
+                    for p in inspect.signature(method_class(part).__init__).parameters}
         opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
         summaries[name] = train_run(method=name, method_options=opts, out=run_dir,
                                     resume=(run_dir / "last.pt").exists(), **train_kwargs)

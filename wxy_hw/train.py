@@ -197,7 +197,7 @@ class Trainer:
         for step, (x, y) in enumerate(loader):
             if step >= total:
                 break
-            out = self.model(x)
+            out = self.method.model_forward(self.model, x)
             terms = self.method(out, Batch(x, y))
             loss = sum(terms.values())
             if not torch.isfinite(loss):

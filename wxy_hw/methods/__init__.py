@@ -5,12 +5,13 @@ import inspect
 from typing import Any
 
 from .base import Batch, Method, feature_l2, kd_kl
+from .hwa import ComposedMethod, HardwareAware
 from .kd import KnowledgeDistillation
 from .self_distillation import SelfDistillation
 from .supervised import Baseline, DeeplySupervised
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation)
+    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, HardwareAware)
 }
 
 
@@ -20,21 +21,46 @@ def available_methods() -> list[str]:
 
 
 def method_class(name: str) -> type[Method]:
-    """The Method subclass registered under ``name``."""
+    """The Method subclass registered under ``name`` (a single method, not a composition)."""
     if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; choose one of: {', '.join(available_methods())}")
+        raise ValueError(f"unknown method '{name}'; choose one of: {', '.join(available_methods())} "
+                         "(or compose them with '+', e.g. self_distillation+hwa)")
     return METHODS[name]
 
 
+def method_traits(name: str) -> tuple[bool, bool]:
+    """(multi_exit, needs_teacher) of a method or composition such as ``self_distillation+hwa``."""
+    classes = [method_class(part) for part in name.split("+")]
+    return classes[0].multi_exit, any(c.needs_teacher for c in classes)
+
+
+def _accepted(cls: type[Method]) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
 def build_method(name: str, **options: Any) -> Method:
-    """Instantiate a method by name, with a clear error for options it does not take."""
-    cls = method_class(name)
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(params))
+    """Instantiate a method — or a '+' composition — by name, with a clear error for unknown options.
+
+    In a composition every component receives the options it accepts; an option no component
+    takes is an error.
+    """
+    parts = name.split("+")
+    classes = [method_class(p) for p in parts]
+    unknown = sorted(set(options) - {k for c in classes for k in _accepted(c)})
     if unknown:
-        raise ValueError(f"method '{name}' has no option(s) {unknown}; it takes: {params}")
-    return cls(**options)
+        takes = {c.name: _accepted(c) for c in classes}
+        raise ValueError(f"method '{name}' has no option(s) {unknown}; it takes: "
+                         f"{takes if len(classes) > 1 else takes[classes[0].name]}")
+    if len(classes) == 1:
+        return classes[0](**options)
+    components = []
+    for i, cls in enumerate(classes):
+        opts = {k: v for k, v in options.items() if k in _accepted(cls)}
+        if cls is HardwareAware and i > 0:
+            opts.setdefault("include_ce", False)  # the primary method already supervises the exits
+        components.append(cls(**opts))
+    return ComposedMethod(components)
 
 
-__all__ = ["Batch", "Baseline", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
+__all__ = ["Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
            "SelfDistillation", "available_methods", "build_method", "feature_l2", "kd_kl", "method_class"]

@@ -37,6 +37,10 @@ class Method(nn.Module):
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
+        """How the trainer runs the model on a batch; methods that perturb the forward override it."""
+        return model(x)
+
     def options(self) -> dict[str, Any]:
         """The method's hyper-parameters, for manifests."""
         sig = inspect.signature(type(self).__init__)

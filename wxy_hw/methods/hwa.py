@@ -1,0 +1,104 @@
+"""Hardware-aware training: train through the device's own noise so the minimum found tolerates it.
+
+Every training forward runs with weights drawn from the deployment model of a device file —
+the same ``program_weight`` the native engine deploys with (mapping, quantization, programming
+noise, drift, mismatch, faults) plus read noise — and a straight-through gradient: the loss is
+evaluated at W̃ = W + stopgrad(program(W) − W), its gradient applied to W. A fresh chip is
+drawn every step (Joshi et al., Nat. Commun. 2020; aihwkit's weight modifiers do the same).
+
+``--method hwa`` alone is the baseline (CE, single exit) trained this way;
+``--method self_distillation+hwa`` composes it with any method.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..hardware.physics import program_weight
+from ..hardware.spec import load_device
+from ..models.multi_exit import MultiExitOutput
+from .base import Batch, Method
+
+
+class HardwareAware(Method):
+    """Noise injection from a device spec; see the module docstring."""
+
+    name = "hwa"
+    multi_exit = False
+
+    def __init__(self, device: str = "reram", noise_scale: float = 1.0, t_inference: float | None = None,
+                 seed: int = 0, include_ce: bool = True) -> None:
+        super().__init__()
+        self.device = str(device)
+        self.spec = load_device(device)
+        self.noise_scale = float(noise_scale)
+        # Train for the harder condition: one day after programming on drifting devices.
+        self.t_inference = float(t_inference if t_inference is not None else
+                                 (min(86400.0, self.spec.noise["max_time_s"]) if self.spec.has_drift else 1.0))
+        self.seed = int(seed)
+        self.include_ce = bool(include_ce)
+        self._gen: torch.Generator | None = None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+        return self._gen
+
+    # The generator state travels with checkpoints, so an hwa run resumes bit-identically.
+    def get_extra_state(self) -> Any:
+        return {"gen": None if self._gen is None else self._gen.get_state()}
+
+    def set_extra_state(self, state: Any) -> None:
+        if state and state.get("gen") is not None:
+            self._gen = torch.Generator().manual_seed(self.seed)
+            self._gen.set_state(state["gen"])
+
+    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
+        if not model.training or self.noise_scale == 0:
+            return model(x)
+        gen = self._generator(x.device)
+        noisy: dict[str, torch.Tensor] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                w = module.weight
+                prog = program_weight(w, self.spec, gen, self.t_inference, self.noise_scale)
+                delta = prog.weight - w.detach()
+                if prog.read_sigma is not None:
+                    delta = delta + prog.read_sigma * torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
+                noisy[f"{name}.weight" if name else "weight"] = w + delta.detach()
+        return functional_call(model, noisy, (x,), strict=False)
+
+    def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"ce": F.cross_entropy(out.final, batch.y)} if self.include_ce else {}
+
+
+class ComposedMethod(Method):
+    """``a+b``: the sum of the components' loss terms; at most one of them may alter the forward."""
+
+    def __init__(self, components: list[Method]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(components)
+        self.name = "+".join(c.name for c in components)  # type: ignore[misc]
+        self.multi_exit = components[0].multi_exit  # type: ignore[misc]
+        self.needs_teacher = any(c.needs_teacher for c in components)  # type: ignore[misc]
+        forwards = [c for c in components if type(c).model_forward is not Method.model_forward]
+        if len(forwards) > 1:
+            raise ValueError(f"cannot compose {self.name}: {', '.join(c.name for c in forwards)} each change the forward")
+        self._forward_owner = forwards[0] if forwards else None
+
+    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
+        return self._forward_owner.model_forward(model, x) if self._forward_owner else model(x)
+
+    def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        for part in self.parts:
+            for key, value in part(out, batch).items():
+                terms[key if key not in terms else f"{part.name}.{key}"] = value
+        return terms
+
+    def options(self) -> dict[str, Any]:
+        return {part.name: part.options() for part in self.parts}

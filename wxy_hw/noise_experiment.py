@@ -1,0 +1,140 @@
+"""Library side of experiments/noise_sweep.py: cached default checkpoints, the sweeps, tables and plots."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .analysis.plots import plot_flat_minima, plot_metric_by_exit
+from .analysis.sweep import (DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, device_times, flat_minima, summarize,
+                             sweep_device)
+from .checkpoint import load_model, read_checkpoint
+from .data import BatchLoader, Split, load_dataset
+from .data.base import take_subset
+from .evaluate import evaluate
+from .experiment import train_run
+from .hardware.spec import load_device
+from .results import RunDirectory, format_table
+from .train import write_rows_csv
+
+# The default models a first-time user gets: small enough to train on a 2-core CPU in a few minutes.
+DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=4, subset=20000, batch_size=128, lr=0.1)
+
+
+def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
+                      cache_dir: str | Path = "runs/cache", progress: bool = True, **budget: Any) -> Path:
+    """best.pt of ``method`` trained with the default budget; trains it (or resumes) when absent."""
+    b = {**DEFAULT_BUDGET, **budget}
+    out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset']}_s{seed}" / method
+    manifest = out / "manifest.json"
+    if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
+        return out / "best.pt"
+    print(f"[noise_sweep] training the default {method} model on {dataset} "
+          f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
+    train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
+              resume=(out / "last.pt").exists(), overwrite=True, progress=progress, **b)
+    return out / "best.pt"
+
+
+def _batches(split: Split, data_info: dict[str, Any], batch_size: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    loader = BatchLoader(split, batch_size, mean=tuple(data_info["mean"]), std=tuple(data_info["std"]))
+    return list(loader)
+
+
+def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_distillation"),
+                    checkpoints: Sequence[str | Path] | None = None, backend: str = "native",
+                    scales: Sequence[float] = DEFAULT_SCALES, times: Sequence[float] | None = None,
+                    t_nominal: float | None = None, sigmas: Sequence[float] = DEFAULT_SIGMAS, realizations: int = 5,
+                    samples: int = 1000, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
+                    out: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
+                    flat: bool = True, progress: bool = True, budget: dict[str, Any] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the noise sweep and write CSVs, plots and a manifest; returns a summary (incl. the printed table)."""
+    spec = load_device(device, overrides)
+    if realizations < 1:
+        raise ValueError(f"--realizations must be ≥ 1, got {realizations}")
+    if samples < 1:
+        raise ValueError(f"--samples must be ≥ 1, got {samples}")
+    if any(s < 0 for s in scales):
+        raise ValueError(f"noise scales must be ≥ 0, got {list(scales)}")
+    t_nom = float(t_nominal if t_nominal is not None else
+                  (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
+    time_points = device_times(spec, times or DEFAULT_TIMES, backend) if spec.has_drift else []
+    if checkpoints:
+        paths = {}
+        for p in checkpoints:
+            label = read_checkpoint(p).get("method", Path(p).parent.name)
+            paths[label if label not in paths else f"{label}:{Path(p).parent.name}"] = Path(p)
+    else:
+        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, **(budget or {})) for m in methods}
+    out = Path(out) if out is not None else Path("runs") / "noise_sweep" / f"{spec.name}_{backend}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDirectory(out, dict(device=spec.summary(), backend=backend, checkpoints={k: str(v) for k, v in paths.items()},
+                                 scales=list(scales), times=time_points, t_nominal=t_nom, sigmas=list(sigmas),
+                                 realizations=realizations, samples=samples, dataset=dataset, seed=seed,
+                                 overrides=overrides or {}), kind="noise_sweep")
+
+    models, test_batches, train_batches, digital_rows = {}, {}, {}, []
+    data_cache: dict[str, Any] = {}
+    for label, path in paths.items():
+        payload = read_checkpoint(path)
+        info = payload["data"]
+        name = info["name"]
+        if name not in data_cache:
+            data_cache[name] = load_dataset(name, data_dir, image_size=info["image_size"], channels=info["channels"],
+                                            seed=payload.get("train_config", {}).get("seed", 0))
+        data = data_cache[name]
+        models[label] = load_model(path)
+        test_batches[label] = _batches(take_subset(data.test, samples, seed), info)
+        train_batches[label] = _batches(take_subset(data.train, samples, seed + 1), info)
+        digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
+
+    raw: list[dict[str, Any]] = []
+    for label, model in models.items():
+        raw += sweep_device({label: model}, spec, test_batches[label], scales=scales, times=time_points,
+                            t_nominal=t_nom, realizations=realizations, seed=seed, backend=backend,
+                            progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
+    scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))
+    time_summary = summarize([r for r in raw if r["sweep"] == "time"], ("method", "exit", "t_inference"))
+    write_rows_csv(out / "sweep.csv", raw)
+    write_rows_csv(out / "summary_scale.csv", scale_summary)
+    write_rows_csv(out / "digital.csv", digital_rows)
+    plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
+                                title=f"{spec.name} ({backend}), t = {t_nom:g} s, {realizations} chips, {samples} test images",
+                                xlabel="noise scale (× nominal)")
+    plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
+                                 title=f"{spec.name} ({backend}): test loss", xlabel="noise scale (× nominal)")
+    if time_summary:
+        write_rows_csv(out / "summary_time.csv", time_summary)
+        plots += plot_metric_by_exit(time_summary, "t_inference", out / "accuracy_vs_time", log_x=True,
+                                     title=f"{spec.name} ({backend}) at nominal noise: accuracy after programming",
+                                     xlabel="time since programming (s)")
+    flat_summary: list[dict[str, Any]] = []
+    if flat:
+        log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
+        flat_rows = []
+        for label, model in models.items():
+            flat_rows += flat_minima({label: model}, train_batches[label], sigmas, realizations=max(2, realizations // 2),
+                                     seed=seed)
+        flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
+        write_rows_csv(out / "flat_minima.csv", flat_summary)
+        deepest = max((str(r["exit"]) for r in flat_summary if str(r["exit"]).isdigit()), key=int)
+        plots += plot_flat_minima(flat_summary, out / "flat_minima", exit_key=deepest,
+                                  title="Flat minima: Gaussian noise on the weights (deepest exit, training images)")
+
+    table_rows = []
+    for d in digital_rows:
+        nominal = next((r for r in scale_summary if r["method"] == d["method"] and r["exit"] == d["exit"]
+                        and r["scale"] == 1.0), None)
+        table_rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
+                           f"{spec.name} @ nominal": None if nominal is None else
+                           f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
+                           "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"]})
+    table = format_table(table_rows, ["method", "exit", "digital", f"{spec.name} @ nominal", "drop"],
+                         title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
+                               f"({backend}, t = {t_nom:g} s, mean ± std over {realizations} chips)")
+    (out / "table.md").write_text(table + "\n")
+    run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
+    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}
