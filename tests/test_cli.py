@@ -45,3 +45,27 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     res = run_cli("--method", "kd", "--dataset", "synthetic", "--out", str(tmp_path / "k"), "--quiet")
     assert res.returncode == 2 and "needs --teacher" in res.stderr
     assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.slow
+def test_noise_sweep_cli_end_to_end(tmp_path):
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2", "--batch-size", "64",
+              "--quiet"]
+    for method in ("baseline", "self_distillation"):
+        assert run_cli("--method", method, "--out", str(tmp_path / method), *common).returncode == 0
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--device", "pcm",
+                          "--checkpoints", str(tmp_path / "baseline" / "best.pt"),
+                          str(tmp_path / "self_distillation" / "best.pt"), "--dataset", "synthetic",
+                          "--scales", "0", "1", "--times", "1", "86400", "--sigmas", "0", "0.1",
+                          "--realizations", "2", "--samples", "50", "--out", str(tmp_path / "sweep"), "--quiet"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "sweep"
+    for name in ("sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
+                 "accuracy_vs_time.png", "flat_minima.png", "table.md"):
+        assert (out / name).exists(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["device"]["name"] == "pcm"
+    rows = (out / "sweep.csv").read_text().splitlines()
+    # (2 scales + 2 times) × 2 chips × exits: baseline has 1 exit, self_distillation 4 + ensemble
+    assert len(rows) - 1 == (2 + 2) * 2 * 1 + (2 + 2) * 2 * 5

@@ -104,3 +104,30 @@ def test_build_method_errors():
         build_method("self_distillation", beta=1)
     with pytest.raises(ValueError, match="needs a teacher"):
         build_method("kd")
+
+
+def test_hwa_trains_through_device_noise_with_straight_through_gradients():
+    torch.manual_seed(0)
+    model = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False).train()
+    method = build_method("hwa", device="reram")
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 0])
+    noisy = method.model_forward(model, x)
+    clean = model(x)
+    assert not torch.allclose(noisy.final, clean.final)  # the forward saw programmed weights
+    terms = method(noisy, Batch(x, y))
+    terms["ce"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.dim() > 1)  # gradients reach the clean W
+    model.eval()
+    assert torch.equal(method.model_forward(model, x).final, model(x).final)  # evaluation stays clean
+
+
+def test_composition_self_distillation_plus_hwa():
+    method = build_method("self_distillation+hwa", device="subthreshold_cmos", temperature=4.0)
+    assert method.name == "self_distillation+hwa" and method.multi_exit
+    assert method.parts[0].temperature == 4.0 and method.parts[1].device == "subthreshold_cmos"
+    terms = method(outputs(), Batch(None, Y))
+    assert set(terms) == set(build_method("self_distillation")(outputs(), Batch(None, Y)))  # hwa adds no CE
+    with pytest.raises(ValueError, match="no option"):
+        build_method("dsn+hwa", temperature=2.0)
+    with pytest.raises(ValueError, match="each change the forward"):
+        build_method("hwa+hwa")

@@ -124,8 +124,8 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
                    noise_scale: float = 1.0) -> Programmed:
     """Map one weight tensor onto the device, program it, let it drift to ``t_inference``, read it back.
 
-    The order of random draws is fixed (faults, programming, drift ν, 1/f noise, log-normal,
-    additive), so one generator state gives one chip.
+    Each effect draws from its own stream derived from ``gen`` (faults, programming, drift and
+    1/f, mismatch, additive), so one generator state gives one chip at every inference time.
     """
     if is_ideal(spec, noise_scale):
         return Programmed(w, None, w.detach().abs().amax().expand_as(w))
@@ -148,11 +148,16 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
         targets = [g_min + span * (u + 1) / 2]
 
     t = float(t_inference)
+    # One sub-stream per physical effect: the chip drawn for a seed is the same chip at every
+    # inference time (drift-only draws cannot shift the programming noise), so time sweeps use
+    # common random numbers.
+    keys = torch.randint(0, 2**62, (5,), generator=gen, device=gen.device).tolist()
+    g_fault, g_prog, g_drift, g_ln, g_add = (torch.Generator(device=w.device).manual_seed(k) for k in keys)
     programmed, at_t0 = [], []
     for g_t in targets:
         g = g_t
         if n["stuck_at_lrs"] > 0 or n["stuck_at_hrs"] > 0:
-            r = _rand(g, gen)
+            r = _rand(g, g_fault)
             p_lrs, p_hrs = min(n["stuck_at_lrs"] * s, 1.0), min(n["stuck_at_hrs"] * s, 1.0)
             g = torch.where(r < p_lrs, torch.full_like(g, g_max), g)
             g = torch.where((r >= p_lrs) & (r < p_lrs + p_hrs), torch.full_like(g, g_min), g)
@@ -161,21 +166,21 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
         if prog == "wan2022":
             # Relaxation: the state at time t is drawn around the target with the σ fitted at t (as in
             # Wan et al. / aihwkit); the 1-s fit is the programming noise itself.
-            xi = _randn(g, gen)
+            xi = _randn(g, g_prog)
             g0 = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, 1.0) * xi).clamp(min=0)
             g = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, t) * xi).clamp(min=0)
         elif prog == "pcm_poly":
             sig = poly(g / g_max, PCM_PROG_COEFFS) * (g_max / PCM_G_REF)
-            g = (g + s * n["programming_scale"] * sig * _randn(g, gen)).clamp(min=0)
+            g = (g + s * n["programming_scale"] * sig * _randn(g, g_prog)).clamp(min=0)
             g0 = g
         elif prog == "relative":
-            g = (g + s * n["programming_scale"] * span * _randn(g, gen)).clamp(min=0)
+            g = (g + s * n["programming_scale"] * span * _randn(g, g_prog)).clamp(min=0)
             g0 = g
         if n["drift"] == "pcm_power_law":
-            g = pcm_drift(g, g_t, g_max, t, n, s, gen)
+            g = pcm_drift(g, g_t, g_max, t, n, s, g_drift)
         sigma_ln = spec.lognormal_sigma * s
         if sigma_ln > 0:
-            factor = torch.exp(sigma_ln * _randn(g, gen))
+            factor = torch.exp(sigma_ln * _randn(g, g_ln))
             g, g0 = g * factor, g0 * factor
         programmed.append(g)
         at_t0.append(g0)
@@ -193,7 +198,7 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
         now = w_out.sum(1).abs().sum().clamp_min(1e-12)
         w_out = w_out * (ref / now)
     if n["additive_sigma"] > 0:
-        w_out = w_out + s * n["additive_sigma"] * w_max * _randn(w_out, gen)
+        w_out = w_out + s * n["additive_sigma"] * w_max * _randn(w_out, g_add)
     read = s * n["read_noise"] * w_max if n["read_noise"] > 0 and s > 0 else None
     shape = w.shape
     return Programmed(w_out.reshape(shape).to(w.dtype), None if read is None else read.reshape(shape).to(w.dtype),

@@ -208,7 +208,8 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
             if typ is float and not math.isfinite(value):
                 raise DeviceSpecError(f"{file}: {where} = {value!r} is not finite")
             if not check(value):
-                raise DeviceSpecError(f"{file}: {where} = {value!r} is out of range; expected {expected}")
+                problem = "is out of range" if isinstance(value, (int, float)) else "is not accepted"
+                raise DeviceSpecError(f"{file}: {where} = {value!r} {problem}; expected {expected}")
             out[key] = value
         for key, (_, default, _) in schema.items():
             if key not in out:

@@ -1,0 +1,78 @@
+"""The native engine against aihwkit, the reference: weight-error distributions and accuracy."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy.stats import ks_2samp
+
+pytest.importorskip("aihwkit")
+
+from wxy_hw.data import make_loaders  # noqa: E402
+from wxy_hw.evaluate import evaluate  # noqa: E402
+from wxy_hw.hardware import DeviceSpecError, deploy, load_device, weight_errors  # noqa: E402
+from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,  # noqa: E402
+                                             deploy_aihwkit)
+from wxy_hw.methods import build_method  # noqa: E402
+from wxy_hw.models import build_model  # noqa: E402
+from wxy_hw.train import TrainConfig, Trainer  # noqa: E402
+
+# aihwkit cannot express conductance levels; compare the continuous devices.
+CONTINUOUS = {"mapping.levels": 0}
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1, 0.125, 28)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=0.05, device="cpu", progress=False)
+    Trainer(model, build_method("dsn"), synthetic, cfg, tmp_path_factory.mktemp("agree")).fit()
+    return model.eval()
+
+
+@pytest.mark.parametrize("device,t,extra", [
+    ("reram", 1.0, {}),
+    ("reram", 86400.0, {}),
+    ("subthreshold_cmos", 1.0, {}),
+    # aihwkit compensates drift on the tile outputs, not in the weights: compare raw drifted weights.
+    ("pcm", 86400.0, {"noise.drift_compensation": False, "aihwkit.drift_compensation": False}),
+])
+def test_weight_error_distributions_pass_ks(trained, device, t, extra):
+    spec = load_device(device, {**CONTINUOUS, **extra})
+    native = weight_errors(trained, deploy(trained, spec, seed=1, t_inference=t))
+    reference = aihwkit_weight_errors(trained, deploy_aihwkit(trained, spec, seed=1, t_inference=t))
+    assert native.numel() == reference.numel()
+    assert ks_2samp(native.numpy(), reference.numpy()).pvalue > 0.01
+    assert native.std().item() == pytest.approx(reference.std().item(), rel=0.05)
+
+
+@pytest.mark.parametrize("device,t", [("reram", 1.0), ("pcm", 86400.0)])
+def test_accuracy_means_agree_within_two_standard_errors(trained, synthetic, device, t):
+    spec = load_device(device, CONTINUOUS)
+    batches = list(make_loaders(synthetic, 100)["test"])
+    accs = {"native": [], "aihwkit": []}
+    for seed in range(10):
+        accs["native"].append(evaluate(deploy(trained, spec, seed, t_inference=t), batches).final)
+        accs["aihwkit"].append(evaluate(deploy_aihwkit(trained, spec, seed, t_inference=t), batches).final)
+    mean = {k: sum(v) / len(v) for k, v in accs.items()}
+    se = {k: torch.tensor(v).std().item() / math.sqrt(len(v)) for k, v in accs.items()}
+    gap = abs(mean["native"] - mean["aihwkit"])
+    assert gap <= 2 * math.sqrt(se["native"] ** 2 + se["aihwkit"] ** 2) + 0.5, (mean, se)
+
+
+def test_aihwkit_zero_noise_matches_digital(trained, synthetic):
+    x, _ = next(iter(make_loaders(synthetic, 16)["test"]))
+    spec = load_device("reram", {**CONTINUOUS, "noise.read_noise": 0.0})
+    analog = deploy_aihwkit(trained, spec, noise_scale=0.0)
+    for a, b in zip(analog(x).logits, trained(x).logits):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_aihwkit_limits_are_clear_errors(trained):
+    with pytest.raises(DeviceSpecError, match=r"only has data at t_inference.*--backend native"):
+        deploy_aihwkit(trained, load_device("reram", CONTINUOUS), t_inference=3600.0)
+    with pytest.raises(AihwkitUnavailable, match="mapping.levels"):
+        deploy_aihwkit(trained, "reram")
+    with pytest.raises(AihwkitUnavailable, match="names no aihwkit noise model"):
+        deploy_aihwkit(trained, "ideal")

@@ -1,0 +1,237 @@
+"""Device files, the native noise engine, and its invariants."""
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wxy_hw.hardware import (DeviceSpecError, analog_layers, available_devices, deploy, evaluate_chips, load_device,
+                             program_weight, summarize_chips, weight_errors)
+from wxy_hw.hardware.physics import tile_abs_max, tile_ids
+from wxy_hw.hardware.spec import devices_dir
+from wxy_hw.models import build_model
+
+SHIPPED = ["reram", "pcm", "subthreshold_cmos", "digital_int8", "ideal"]
+QUIET = {"mapping.levels": 0, "noise.read_noise": 0.0}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("resnet8", 10, 1, 0.125, 28).eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+def same_outputs(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.logits, b.logits))
+
+
+# --- device files -----------------------------------------------------------------------------
+def test_shipped_devices_load_and_every_number_has_a_source():
+    assert set(SHIPPED) <= set(available_devices())
+    for name in SHIPPED:
+        spec = load_device(name)
+        raw = tomllib.loads((devices_dir() / f"{name}.toml").read_text())
+        for section, table in raw.items():
+            for key, value in table.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    assert section in spec.sources or f"{section}.{key}" in spec.sources, f"{name}: {section}.{key}"
+
+
+def test_subthreshold_sigma_follows_pelgrom_and_temperature():
+    spec = load_device("subthreshold_cmos")
+    s = spec.subthreshold
+    u_t = 1.380649e-23 * s["temperature_K"] / 1.602176634e-19 * 1e3
+    expected = s["a_vt_mV_um"] / math.sqrt(s["width_um"] * s["length_um"]) / (s["slope_factor"] * u_t)
+    assert spec.lognormal_sigma == pytest.approx(expected) and 0.05 < spec.lognormal_sigma < 0.15
+    hot = spec.with_overrides({"subthreshold.temperature_K": 400.0})
+    assert hot.lognormal_sigma < spec.lognormal_sigma  # larger U_T = kT/q, smaller relative mismatch
+
+
+@pytest.mark.parametrize("edit,match", [
+    (("mapping", "g_max_uS", "'forty'"), "mapping.g_max_uS = 'forty' has type str; expected float"),
+    (("mapping", "levels", "-3"), "mapping.levels = -3 is out of range"),
+    (("noise", "stuck_at_hrs", "1.5"), "noise.stuck_at_hrs = 1.5 is out of range"),
+    (("noise", "colour", "1.0"), "unknown key noise.colour"),
+    (("noise", "programming", "'magic'"), "noise.programming = 'magic' is not accepted; expected one of 'none'"),
+])
+def test_malformed_device_file_names_file_key_and_expectation(tmp_path, edit, match):
+    section, key, value = edit
+    text = (devices_dir() / "reram.toml").read_text()
+    lines, out, current = text.splitlines(), [], None
+    done = False
+    for line in lines:
+        if line.startswith("["):
+            current = line.strip("[] ")
+        if current == section and line.split("=")[0].strip() == key:
+            line, done = f"{key} = {value}", True
+        out.append(line)
+    if not done:
+        out.insert(out.index(f"[{section}]") + 1, f"{key} = {value}")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("\n".join(out) + "\n")
+    with pytest.raises(DeviceSpecError, match=match) as info:
+        load_device(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_missing_section_bad_toml_and_unknown_name(tmp_path):
+    text = (devices_dir() / "ideal.toml").read_text()
+    no_energy = tmp_path / "no_energy.toml"
+    no_energy.write_text(text.split("[energy]")[0])
+    with pytest.raises(DeviceSpecError, match=r"missing section \[energy\]"):
+        load_device(no_energy)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[device\nname=")
+    with pytest.raises(DeviceSpecError, match="not valid TOML"):
+        load_device(broken)
+    with pytest.raises(DeviceSpecError, match="unknown device 'rram'.*reram"):
+        load_device("rram")
+
+
+def test_user_written_device_file_works_without_code_change(tmp_path, model, x):
+    custom = tmp_path / "my_device.toml"
+    custom.write_text("""
+[device]
+name = "my_device"
+technology = "custom"
+[mapping]
+g_max_uS = 10.0
+levels = 8
+[noise]
+programming = "relative"
+programming_scale = 0.02
+drift = "none"
+stuck_at_hrs = 0.01
+[array]
+rows = 64
+cols = 64
+[energy]
+cell_read_fJ = 1.0
+""")
+    chip = deploy(model, custom, seed=3)
+    assert chip.deploy_info["device"] == "my_device"
+    assert not same_outputs(chip(x), model(x))
+
+
+# --- engine invariants --------------------------------------------------------------------------
+def test_ideal_device_is_bit_identical_for_multi_exit_and_user_modules(model, x):
+    assert same_outputs(deploy(model, "ideal", seed=0)(x), model(x))
+    user = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 3)).eval()
+    assert torch.equal(deploy(user, "ideal")(x), user(x))
+
+
+@pytest.mark.parametrize("name", ["reram", "pcm", "subthreshold_cmos"])
+def test_zero_noise_without_quantization_or_drift_is_bit_identical(model, x, name):
+    spec = load_device(name).with_overrides({"mapping.levels": 0, "noise.drift": "none"})
+    assert same_outputs(deploy(model, spec, seed=5, noise_scale=0.0)(x), model(x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.floats(0.01, 10.0))
+def test_program_weight_identity_when_every_effect_is_off(out_dim, fan_in, scale):
+    w = torch.randn(out_dim, fan_in, generator=torch.Generator().manual_seed(out_dim * 100 + fan_in)) * scale
+    prog = program_weight(w, load_device("ideal"), torch.Generator().manual_seed(0))
+    assert torch.equal(prog.weight, w) and prog.read_sigma is None
+
+
+def test_deploy_never_mutates_and_seed_reproduces_the_chip(model, x):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a, b, c = deploy(model, "reram", seed=7), deploy(model, "reram", seed=7), deploy(model, "reram", seed=8)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    wa, wb, wc = (torch.cat([m.weight.flatten() for _, m in analog_layers(d)]) for d in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+    assert same_outputs(a(x), b(x))  # read noise streams are seeded per chip too
+
+
+def test_read_noise_is_fresh_each_forward_with_the_predicted_variance():
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Linear(50, 3, bias=False)).eval()
+    spec = load_device("reram").with_overrides({"mapping.levels": 0, "noise.programming": "none",
+                                                "noise.drift": "none", "noise.read_noise": 0.05})
+    chip = deploy(lin, spec, seed=0)
+    xin = torch.randn(1, 50).repeat(4000, 1)
+    y = chip(xin)
+    assert not torch.equal(y[0], y[1])
+    w_max = lin[0].weight.abs().max()
+    predicted = 0.05 * w_max * xin[0].norm()
+    assert y.std(0).mean().item() == pytest.approx(predicted.item(), rel=0.08)
+    assert torch.allclose(y.mean(0), lin(xin[:1])[0], atol=4 * predicted.item() / math.sqrt(4000))
+
+
+def test_quantization_to_device_levels():
+    w = torch.randn(8, 40)
+    spec = load_device("reram").with_overrides({"noise.programming": "none", "noise.read_noise": 0.0,
+                                                "noise.drift": "none", "mapping.levels": 5})
+    prog = program_weight(w, spec, torch.Generator().manual_seed(0))
+    u = prog.weight / prog.w_max
+    assert len(torch.unique(torch.round(u * 1e4))) <= 2 * 5 - 1
+    assert (u.abs() - torch.round(u.abs() * 4) / 4).abs().max() < 1e-5
+
+
+def test_stuck_at_faults():
+    w = torch.randn(16, 64)
+    base = {"noise.programming": "none", "noise.read_noise": 0.0, "noise.drift": "none", "mapping.levels": 0}
+    dead = load_device("reram").with_overrides({**base, "noise.stuck_at_hrs": 1.0})
+    assert torch.count_nonzero(program_weight(w, dead, torch.Generator().manual_seed(0)).weight) == 0
+    some = load_device("reram").with_overrides({**base, "noise.stuck_at_lrs": 0.1})
+    prog = program_weight(w, some, torch.Generator().manual_seed(0))
+    changed = ((prog.weight - w).abs() > 1e-5).float().mean().item()
+    assert 0.12 < changed < 0.26  # each weight has two devices: 1 − 0.9² = 19 % touched
+
+
+def test_pcm_drift_shrinks_weights_and_compensation_restores_the_scale():
+    w = torch.randn(32, 64)
+    raw = load_device("pcm").with_overrides({"noise.drift_compensation": False})
+    comp = load_device("pcm")
+    mags = [program_weight(w, raw, torch.Generator().manual_seed(0), t).weight.abs().mean().item()
+            for t in (1.0, 86400.0, 3e7)]
+    assert mags[0] > mags[1] > mags[2]
+    late = program_weight(w, comp, torch.Generator().manual_seed(0), 3e7).weight
+    early = program_weight(w, comp, torch.Generator().manual_seed(0), 0.0).weight
+    assert late.sum(1).abs().sum().item() == pytest.approx(early.sum(1).abs().sum().item(), rel=1e-4)
+
+
+def test_times_outside_the_device_model_are_refused(model):
+    with pytest.raises(DeviceSpecError, match="covers up to 172800 s"):
+        deploy(model, "reram", t_inference=30 * 86400.0)
+
+
+def test_ir_drop_attenuates_outputs_with_column_current(model, x):
+    spec = load_device("ideal").with_overrides({"ir_drop.beta": 0.3})
+    lin = nn.Sequential(nn.Linear(20, 4)).eval()
+    inp = torch.rand(5, 20)
+    y_clean = lin(inp) - lin[0].bias
+    y_drop = deploy(lin, spec)(inp) - lin[0].bias
+    ratio = (y_drop / y_clean)
+    assert ((ratio > 0.69) & (ratio <= 1.0 + 1e-6)).all() and (ratio < 0.999).any()
+
+
+def test_tiles_are_balanced_like_aihwkit():
+    assert torch.bincount(tile_ids(576, 256)).tolist() == [192, 192, 192]
+    w = torch.arange(12.0).view(2, 6)
+    assert tile_abs_max(w, 3, 2).tolist() == [[8, 8, 8, 11, 11, 11], [8, 8, 8, 11, 11, 11]]
+
+
+def test_monte_carlo_rows_and_summary(model, x):
+    batches = [(x, torch.arange(8) % 10)]
+    rows = evaluate_chips(model, "subthreshold_cmos", batches, seeds=range(3))
+    assert len(rows) == 3 * 5 and {r["chip"] for r in rows} == {0, 1, 2}
+    summary = summarize_chips(rows, ("exit",))
+    assert {r["exit"] for r in summary} == {"1", "2", "3", "4", "ensemble"} and all(r["chips"] == 3 for r in summary)
+
+
+def test_weight_error_magnitudes_are_realistic(model):
+    errs = {name: weight_errors(model, deploy(model, name, seed=0, overrides=QUIET)).std().item()
+            for name in ("reram", "subthreshold_cmos")}
+    assert 0.03 < errs["reram"] < 0.12          # ~ 5 % of g_max at 1 s on a ±|W|max range
+    assert 0.01 < errs["subthreshold_cmos"] < 0.06  # 10 % multiplicative on mostly small weights
