@@ -8,8 +8,7 @@ setup:
 	./scripts/setup.sh
 
 demo: setup
-	$(PY) experiments/train.py --method self_distillation --arch resnet18 --width 0.25 \
-		--dataset fashion_mnist --subset 5000 --epochs 3 --out runs/demo --overwrite
+	$(PY) experiments/noise_sweep.py --device reram
 
 test: setup
 	$(PY) -m pytest -q

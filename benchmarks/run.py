@@ -9,13 +9,17 @@
    Targets: self_distillation ≤ 1.3× baseline, and faster than kd.
 2. Peak resident memory of a default Fashion-MNIST training run (experiments/train.py in a child
    process, capped at a few steps); target ≤ 2 GiB.
+3. Noise engine: per realization (deploy one chip + forward the same images), the native engine
+   and aihwkit's InferenceRPUConfig against the clean digital forward, interleaved. Targets:
+   native ≤ 1.5× the clean forward; native ≥ 5× faster than aihwkit.
+4. Peak resident memory of the default noise sweep (experiments/noise_sweep.py --device reram on
+   the cached default checkpoints, in a child process); target ≤ 2 GiB.
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -75,16 +79,70 @@ def time_steps(args) -> dict:
             "self_distillation_vs_kd": med["self_distillation"] / med["kd"]}
 
 
+_WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "sys.stderr.write(p.stderr[-2000:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if p.returncode == 0 else -1)")
+
+
+def child_peak_rss_mib(cmd: list[str]) -> tuple[float | None, str]:
+    """Peak RSS (MiB) of one command, measured in its own wrapper process so runs do not mix."""
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, cwd=ROOT)
+    value = int(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else -1
+    return (value / 1024 if value >= 0 else None), proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+
+
 def peak_memory(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(ROOT / "experiments" / "train.py"), "--dataset", "fashion_mnist",
                "--epochs", "1", "--max-steps", str(args.mem_steps), "--quiet", "--out", str(Path(tmp) / "run")]
         t0 = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"command": " ".join(cmd[1:]), "peak_rss_mib": peak_kib / 1024, "wall_s": time.time() - t0}
+        peak, err = child_peak_rss_mib(cmd)
+    if peak is None:
+        return {"error": err or "failed"}
+    return {"command": " ".join(cmd[1:]), "peak_rss_mib": peak, "wall_s": time.time() - t0}
+
+
+def time_engine(args) -> dict:
+    from wxy_hw.hardware import deploy, load_device
+    from wxy_hw.hardware.aihwkit_backend import deploy_aihwkit
+
+    torch.manual_seed(0)
+    model = build_model(args.arch, 10, 1, args.width, 28).eval()
+    x = torch.randn(args.engine_images, 1, 28, 28)
+    spec = load_device("reram")
+    spec_ai = load_device("reram", {"mapping.levels": 0})  # aihwkit has no conductance levels
+    steps = {
+        "clean forward": lambda seed: model(x),
+        "native deploy+forward": lambda seed: deploy(model, spec, seed)(x),
+        "native forward only": None,
+        "aihwkit deploy+forward": lambda seed: deploy_aihwkit(model, spec_ai, seed)(x),
+    }
+    chip = deploy(model, spec, 0)
+    steps["native forward only"] = lambda seed: chip(x)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    with torch.no_grad():
+        for rep in range(args.engine_reps + 1):
+            for name, fn in steps.items():
+                t0 = time.perf_counter()
+                fn(rep)
+                if rep:  # the first round warms up
+                    times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    return {"ms": med, "native_vs_clean": med["native deploy+forward"] / med["clean forward"],
+            "native_forward_vs_clean": med["native forward only"] / med["clean forward"],
+            "aihwkit_vs_native": med["aihwkit deploy+forward"] / med["native deploy+forward"],
+            "images": args.engine_images}
+
+
+def sweep_memory(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--device", "reram", "--quiet",
+               "--out", str(Path(tmp) / "sweep")]
+        t0 = time.time()
+        peak, err = child_peak_rss_mib(cmd)
+    if peak is None:
+        return {"error": err or "failed"}
+    return {"command": " ".join(cmd[1:]), "peak_rss_mib": peak, "wall_s": time.time() - t0}
 
 
 def main() -> None:
@@ -96,9 +154,42 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mem-steps", type=int, default=30)
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--engine-images", type=int, default=500)
+    parser.add_argument("--engine-reps", type=int, default=5)
+    parser.add_argument("--only", nargs="+", default=["training", "memory", "engine", "sweep-memory"],
+                        choices=["training", "memory", "engine", "sweep-memory"])
     args = parser.parse_args()
+    report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "threads": torch.get_num_threads()}
+    if "sweep-memory" in args.only:
+        mem = sweep_memory(args)
+        report["sweep_memory"] = mem
+        if "peak_rss_mib" in mem:
+            print(f"peak RSS of the default noise sweep: {mem['peak_rss_mib']:.0f} MiB in {mem['wall_s']:.0f} s "
+                  f"(target ≤ 2048 MiB: {'met' if mem['peak_rss_mib'] <= 2048 else 'NOT met'})")
+        else:
+            print(f"sweep memory benchmark failed: {mem['error']}")
+    if "engine" in args.only:
+        eng = time_engine(args)
+        report["engine"] = eng
+        print(format_table([{"path": k, "ms": v} for k, v in eng["ms"].items()], ["path", "ms"],
+                           title=f"Noise engine on reram, {args.arch} width {args.width:g}, {args.engine_images} images "
+                                 "(median per realization)"))
+        print(f"native / clean = {eng['native_vs_clean']:.2f} (target ≤ 1.5: "
+              f"{'met' if eng['native_vs_clean'] <= 1.5 else 'NOT met'}); forward only: "
+              f"{eng['native_forward_vs_clean']:.2f}; aihwkit / native = {eng['aihwkit_vs_native']:.1f} "
+              f"(target ≥ 5: {'met' if eng['aihwkit_vs_native'] >= 5 else 'NOT met'})")
+    if "training" in args.only:
+        _training(args, report)
+    if "memory" in args.only:
+        _memory(args, report)
+    out = ROOT / "runs" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written: {out.relative_to(ROOT)}")
 
+
+def _training(args, report: dict) -> None:
     speed = time_steps(args)
     rows = [{"method": n, "ms/step": speed["ms_per_step"][n], "× baseline": speed["ratio_vs_baseline"][n]}
             for n in speed["ms_per_step"]]
@@ -109,20 +200,17 @@ def main() -> None:
     print(f"self_distillation / baseline = {sd:.2f} (target ≤ 1.3: {'met' if sd <= 1.3 else 'NOT met'}); "
           f"self_distillation / kd = {speed['self_distillation_vs_kd']:.2f} "
           f"(target < 1: {'met' if speed['self_distillation_vs_kd'] < 1 else 'NOT met'})")
-    report = {"config": vars(args), "speed": speed, "versions": package_versions(),
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if not args.skip_memory:
-        mem = peak_memory(args)
-        report["memory"] = mem
-        if "peak_rss_mib" in mem:
-            print(f"peak RSS of a default Fashion-MNIST training run: {mem['peak_rss_mib']:.0f} MiB "
-                  f"(target ≤ 2048 MiB: {'met' if mem['peak_rss_mib'] <= 2048 else 'NOT met'})")
-        else:
-            print(f"memory benchmark failed: {mem['error']}")
-    out = ROOT / "runs" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written: {out.relative_to(ROOT)}")
+    report["speed"] = speed
+
+
+def _memory(args, report: dict) -> None:
+    mem = peak_memory(args)
+    report["memory"] = mem
+    if "peak_rss_mib" in mem:
+        print(f"peak RSS of a default Fashion-MNIST training run: {mem['peak_rss_mib']:.0f} MiB "
+              f"(target ≤ 2048 MiB: {'met' if mem['peak_rss_mib'] <= 2048 else 'NOT met'})")
+    else:
+        print(f"memory benchmark failed: {mem['error']}")
 
 
 if __name__ == "__main__":
