@@ -37,23 +37,27 @@ from wxy_hw.models import build_model  # noqa: E402
 from wxy_hw.results import format_table, package_versions  # noqa: E402
 
 
-def step_fn(method_name: str, arch: str, width: float, teacher_width: float):
-    """A closure running one training step of a method on a fixed batch."""
+def step_fn(label: str, arch: str, width: float, teacher_width: float):
+    """Model, method and optimizer for one training step of a method (label "name (heads)" picks heads)."""
     torch.manual_seed(0)
+    method_name, _, heads = label.partition(" (")
+    heads = heads.split(" ")[0] if heads else "byot"
     kwargs = {}
     if method_name == "kd":
         kwargs["teacher"] = build_model(arch, 10, 1, teacher_width, 28, multi_exit=False)
     method = build_method(method_name, **kwargs)
-    model = build_model(arch, 10, 1, width, 28, multi_exit=method.multi_exit)
+    # the Trainer's default layout (channels_last), so the timing is what training costs
+    model = build_model(arch, 10, 1, width, 28, heads=heads,
+                        multi_exit=method.multi_exit).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD([p for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad],
                           lr=0.01, momentum=0.9)
     return model, method, opt
 
 
 def time_steps(args) -> dict:
-    x = torch.randn(args.batch_size, 1, 28, 28)
+    x = torch.randn(args.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,))
-    names = ["baseline", "self_distillation", "kd"]
+    names = ["baseline", "self_distillation", "self_distillation (byot_light heads)", "kd"]
     setups = {n: step_fn(n, args.arch, args.width, args.teacher_width) for n in names}
     times: dict[str, list[float]] = {n: [] for n in names}
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_data_args, add_train_args, fail, parse_method_args
+from wxy_hw.cli import add_data_args, add_train_args, fail, train_kwargs
 from wxy_hw.experiment import compare_methods
 
 
@@ -25,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory for all runs (default: runs/compare/<dataset>_<arch>_w<width>_s<seed>)")
     args = parser.parse_args(argv)
     try:
-        table = compare_methods(
-            methods=args.methods, method_options=parse_method_args(args.method_arg), arch=args.arch,
-            width=args.width, heads=args.heads, dataset=args.dataset, data_dir=args.data_dir, subset=args.subset,
-            val_fraction=args.val_fraction, image_size=args.image_size, channels=args.channels,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            schedule=args.schedule, seed=args.seed, device=args.device, augment=not args.no_augment,
-            teacher=args.teacher, out=args.out, max_steps_per_epoch=args.max_steps, progress=not args.quiet)
+        table = compare_methods(methods=args.methods, out=args.out, **train_kwargs(args))
     except Exception as exc:
         return fail(exc)
     print(table)

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_data_args, add_train_args, fail, parse_method_args
+from wxy_hw.cli import add_data_args, add_train_args, fail, train_kwargs
 from wxy_hw.experiment import train_run
 
 
@@ -26,14 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's checkpoints")
     args = parser.parse_args(argv)
     try:
-        summary = train_run(
-            method=args.method, method_options=parse_method_args(args.method_arg), arch=args.arch,
-            width=args.width, heads=args.heads, dataset=args.dataset, data_dir=args.data_dir, subset=args.subset,
-            val_fraction=args.val_fraction, image_size=args.image_size, channels=args.channels,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-            schedule=args.schedule, seed=args.seed, device=args.device, augment=not args.no_augment,
-            teacher=args.teacher, out=args.out, resume=args.resume, overwrite=args.overwrite,
-            max_steps_per_epoch=args.max_steps, progress=not args.quiet)
+        summary = train_run(method=args.method, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                            **train_kwargs(args))
     except Exception as exc:  # one clear message, no traceback, for every user-facing error
         return fail(exc)
     print(summary["table"])

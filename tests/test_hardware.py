@@ -158,7 +158,7 @@ def test_read_noise_is_fresh_each_forward_with_the_predicted_variance():
     lin = nn.Sequential(nn.Linear(50, 3, bias=False)).eval()
     spec = load_device("reram").with_overrides({"mapping.levels": 0, "noise.programming": "none",
                                                 "noise.drift": "none", "noise.read_noise": 0.05})
-    chip = deploy(lin, spec, seed=0)
+    chip = deploy(lin, spec, seed=0, read_noise_mode="per_mvm")
     xin = torch.randn(1, 50).repeat(4000, 1)
     y = chip(xin)
     assert not torch.equal(y[0], y[1])
@@ -166,6 +166,11 @@ def test_read_noise_is_fresh_each_forward_with_the_predicted_variance():
     predicted = 0.05 * w_max * xin[0].norm()
     assert y.std(0).mean().item() == pytest.approx(predicted.item(), rel=0.08)
     assert torch.allclose(y.mean(0), lin(xin[:1])[0], atol=4 * predicted.item() / math.sqrt(4000))
+    # per_batch: one perturbation per forward call, same marginal spread across calls
+    fast = deploy(lin, spec, seed=0)
+    draws = torch.cat([fast(xin[:1]) for _ in range(2000)])
+    assert not torch.equal(fast(xin[:2])[0], fast(xin[:2])[0])  # fresh draw on every call
+    assert draws.std(0).mean().item() == pytest.approx(predicted.item(), rel=0.08)
 
 
 def test_quantization_to_device_levels():

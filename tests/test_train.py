@@ -30,6 +30,7 @@ def test_self_distillation_learns_synthetic_data(synthetic, tmp_path):
     assert splits == {"train", "val"}  # the trainer never looks at test
     assert {r["exit"] for r in result.history if r["split"] == "val"} == {"1", "2", "3", "4", "ensemble"}
     assert (tmp_path / "metrics.csv").read_text().startswith("epoch,split,exit,accuracy,loss,lr")
+    assert not (tmp_path / "grad_norms.csv").exists()
 
 
 def test_resume_is_bit_identical_on_cpu(synthetic, tmp_path):
@@ -101,3 +102,9 @@ def test_lr_schedules():
     assert [lr_factor(step, e) for e in range(4)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear")
+
+
+def test_gradient_norms_are_logged_when_asked(synthetic, tmp_path):
+    make_trainer(synthetic, tmp_path, method="dsn", epochs=1, grad_norms_every=5).fit()
+    lines = (tmp_path / "grad_norms.csv").read_text().splitlines()
+    assert lines[0] == "step,layer,grad_norm" and len(lines) > 10 and "stem.0" in lines[1]

@@ -51,6 +51,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     o.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke tests)")
+    o.add_argument("--grad-norms-every", type=int, default=0, metavar="N",
+                   help="record per-layer gradient norms every N steps into grad_norms.csv (0: off)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -75,3 +77,14 @@ def fail(exc: BaseException) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     raise exc
+
+
+def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``experiment.train_run`` from the data and training flags."""
+    return dict(method_options=parse_method_args(args.method_arg), arch=args.arch, width=args.width, heads=args.heads,
+                dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, val_fraction=args.val_fraction,
+                image_size=args.image_size, channels=args.channels, epochs=args.epochs, batch_size=args.batch_size,
+                lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                device=args.device, augment=not args.no_augment, teacher=args.teacher,
+                max_steps_per_epoch=args.max_steps, grad_norms_every=args.grad_norms_every,
+                progress=not args.quiet)

@@ -28,7 +28,8 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
               lr: float = 0.1, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
               device: str = "auto", augment: bool = True, teacher: str | Path | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              max_steps_per_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+              max_steps_per_epoch: int | None = None, grad_norms_every: int = 0,
+              progress: bool = True) -> dict[str, Any]:
     """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
@@ -40,7 +41,7 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
         raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                          seed=seed, device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
-                         progress=progress)
+                         grad_norms_every=grad_norms_every, progress=progress)
     seed_everything(seed)
     data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
                         channels=channels, seed=seed)

@@ -47,6 +47,8 @@ class TrainConfig:
     device: str = "auto"
     select_on: str = "final"            # validation metric for the best checkpoint: "final" | "ensemble"
     max_steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
+    grad_norms_every: int = 0           # >0: record per-layer gradient norms every N steps (grad_norms.csv)
+    channels_last: bool = True          # NHWC convolutions: ~20 % faster on CPU (oneDNN) and on tensor cores
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -95,6 +97,8 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.method = method.to(self.device)
         self.data = data
         self.run_dir = Path(run_dir)
@@ -107,6 +111,11 @@ class Trainer:
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: lr_factor(config, e))
         self.history: list[dict[str, Any]] = []
+        self.grad_monitor = None
+        if config.grad_norms_every > 0:
+            from .analysis.flatness import GradientMonitor
+
+            self.grad_monitor = GradientMonitor(self.model)
         self.start_epoch = 0
         self.best_epoch = -1
         self.best_val = -1.0
@@ -197,6 +206,8 @@ class Trainer:
         for step, (x, y) in enumerate(loader):
             if step >= total:
                 break
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             out = self.method.model_forward(self.model, x)
             terms = self.method(out, Batch(x, y))
             loss = sum(terms.values())
@@ -204,10 +215,12 @@ class Trainer:
                 bad = {k: float(v.detach()) for k, v in terms.items()}
                 last = self.last_path if self.last_path.exists() else "none yet (failed in the first epoch)"
                 raise NonFiniteLossError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1} (terms: {bad}). "
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (terms: {bad}). "
                     f"Last good checkpoint: {last}. Lower --lr or check the data; resume with --resume.")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.grad_monitor is not None and step % self.config.grad_norms_every == 0:
+                self.grad_monitor.record(epoch * len(loader) + step)
             self.optimizer.step()
             loss_sum += float(loss.detach()) * len(y)
             correct += int((out.final.argmax(1) == y).sum())
@@ -220,6 +233,8 @@ class Trainer:
 
     def _write_metrics(self) -> None:
         write_rows_csv(self.run_dir / "metrics.csv", self.history)
+        if self.grad_monitor is not None and self.grad_monitor.rows():
+            write_rows_csv(self.run_dir / "grad_norms.csv", self.grad_monitor.rows())
 
 
 def write_rows_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:

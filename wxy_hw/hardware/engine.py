@@ -5,9 +5,12 @@ analog twin holding the weights *as programmed on that chip* (mapping, quantizat
 programming noise, drift and drift compensation, from ``physics.program_weight``). At inference
 the twin adds what happens on every read:
 
-* read noise — independent per input vector and output, as a fresh weight perturbation on each
-  MVM would give: y_j += sqrt(Σ_i σ_ij² x_i²)·ξ (computed exactly with one small extra conv
-  over the squared input per crossbar row-tile, so it stays cheap);
+* read noise — ``read_noise_mode="per_batch"`` (default, fast): a fresh weight perturbation
+  W + σ⊙ξ drawn for every forward call and shared by the batch; ``"per_mvm"`` (exact, slower):
+  independent per input vector and output, as a new read on each MVM gives,
+  y_j += sqrt(Σ_i σ_ij² x_i²)·ξ, computed with one small extra conv over the squared input per
+  crossbar row-tile. Both give each sample the same marginal distribution (so the same expected
+  accuracy); per_batch only correlates the noise across the samples of one batch;
 * (W − f(X)) IR drop — the column current I_j = Σ_i |G_ij||V_i| lowers the effective read
   voltage along the line, modelled to first order as y_j ← y_j·(1 − β·I_j / I_max), with
   I_max = rows_used · g_max · V_max the current of a fully-on column at full input;
@@ -50,7 +53,7 @@ class AnalogMixin:
     read_sigma: torch.Tensor | None
     w_max: torch.Tensor
 
-    def _setup_analog(self, prog: Programmed, spec: DeviceSpec, read_seed: int) -> None:
+    def _setup_analog(self, prog: Programmed, spec: DeviceSpec, read_seed: int, read_noise_mode: str) -> None:
         self.weight = nn.Parameter(prog.weight.detach().clone(), requires_grad=False)
         self.register_buffer("read_sigma", None if prog.read_sigma is None else prog.read_sigma.detach().clone())
         self.register_buffer("w_max", prog.w_max.detach().reshape(prog.weight.shape[0], -1).amax(1))
@@ -60,6 +63,7 @@ class AnalogMixin:
         self.adc_bits = int(spec.array["adc_bits"])
         self.dac_bits = int(spec.array["dac_bits"])
         self.read_seed = read_seed
+        self.read_noise_mode = read_noise_mode
         self._gen: torch.Generator | None = None
 
     def _setup_read_tiles(self, spec: DeviceSpec) -> None:
@@ -97,8 +101,12 @@ class AnalogMixin:
         """Run the MAC with DAC/ADC, read noise and IR drop; ``mac(x, w)`` is the bias-free op."""
         if self.dac_bits:
             x = quantize_signed(x, self.dac_bits, tuple(range(1, x.dim())))
-        y = mac(x, self.weight)
-        if self.read_sigma is not None:
+        w = self.weight
+        if self.read_sigma is not None and self.read_noise_mode == "per_batch":
+            w = w + self.read_sigma * torch.randn(w.shape, generator=self._generator(w.device), device=w.device,
+                                                  dtype=w.dtype)
+        y = mac(x, w)
+        if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
             if self.read_tile_ind is not None:
                 sq = mac(x * x, self.read_tile_ind)                              # (B, n_r, ...)
                 var = torch.einsum("br...,or->bo...", sq, self.read_tile_sig2)
@@ -125,14 +133,15 @@ class AnalogConv2d(AnalogMixin, nn.Conv2d):
     """nn.Conv2d whose weights live on a simulated crossbar (see the module docstring)."""
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int) -> "AnalogConv2d":
+    def from_conv(cls, conv: nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int,
+                  read_noise_mode: str = "per_batch") -> "AnalogConv2d":
         """Twin of ``conv`` with programmed weights."""
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
                   dtype=conv.weight.dtype)
         if conv.bias is not None:
             new.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        new._setup_analog(prog, spec, read_seed)
+        new._setup_analog(prog, spec, read_seed, read_noise_mode)
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,13 +156,14 @@ class AnalogLinear(AnalogMixin, nn.Linear):
     """nn.Linear whose weights live on a simulated crossbar (see the module docstring)."""
 
     @classmethod
-    def from_linear(cls, lin: nn.Linear, prog: Programmed, spec: DeviceSpec, read_seed: int) -> "AnalogLinear":
+    def from_linear(cls, lin: nn.Linear, prog: Programmed, spec: DeviceSpec, read_seed: int,
+                    read_noise_mode: str = "per_batch") -> "AnalogLinear":
         """Twin of ``lin`` with programmed weights."""
         new = cls(lin.in_features, lin.out_features, lin.bias is not None, device=lin.weight.device,
                   dtype=lin.weight.dtype)
         if lin.bias is not None:
             new.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
-        new._setup_analog(prog, spec, read_seed)
+        new._setup_analog(prog, spec, read_seed, read_noise_mode)
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,13 +195,17 @@ def check_time(spec: DeviceSpec, t_inference: float) -> None:
 
 @torch.no_grad()
 def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
-           noise_scale: float = 1.0, overrides: dict[str, Any] | None = None) -> nn.Module:
+           noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
+           read_noise_mode: str = "per_batch") -> nn.Module:
     """A deployed copy of ``model`` on one chip instance of ``device`` (the input model is untouched).
 
     Works on MultiExitNet (all exits at once) and on any module built from Conv2d / Linear.
     ``seed`` picks the chip; ``t_inference`` is seconds since programming; ``noise_scale``
     multiplies every stochastic effect (programming, read, drift spread, 1/f, mismatch, fault rates).
+    ``read_noise_mode`` is "per_batch" (fast) or "per_mvm" (exact per-read independence).
     """
+    if read_noise_mode not in ("per_batch", "per_mvm"):
+        raise ValueError(f"read_noise_mode must be 'per_batch' or 'per_mvm', got {read_noise_mode!r}")
     if noise_scale < 0:
         raise ValueError(f"noise_scale must be ≥ 0, got {noise_scale}")
     spec = load_device(device, overrides)
@@ -205,12 +219,12 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
         gen = torch.Generator(device=w.device).manual_seed(chip_seed(seed, idx))
         prog = program_weight(w, spec, gen, t_inference, noise_scale)
         read_seed = chip_seed(seed, idx, "read")
-        twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed) if isinstance(layer, nn.Conv2d)
-                else AnalogLinear.from_linear(layer, prog, spec, read_seed))
+        twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed, read_noise_mode) if isinstance(layer, nn.Conv2d)
+                else AnalogLinear.from_linear(layer, prog, spec, read_seed, read_noise_mode))
         twin.train(False)
         _set_submodule(deployed, name, twin)
     deployed.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t_inference,
-                            "noise_scale": noise_scale, "backend": "native"}
+                            "noise_scale": noise_scale, "backend": "native", "read_noise_mode": read_noise_mode}
     for p in deployed.parameters():
         p.requires_grad_(False)
     return deployed

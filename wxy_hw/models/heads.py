@@ -36,9 +36,13 @@ class BottleneckHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, *, out_channels: int, downsample: int,
-                 **_: object) -> None:
+                 light: bool = False, **_: object) -> None:
         super().__init__()
         mid = max(out_channels // 4, 4)
+        if light:
+            # Never wider than the stage feeding it: the full-resolution 1×1 conv + BN of the first
+            # head is then no wider than a backbone layer (≈ 1.2× instead of ≈ 1.4× step time).
+            mid = max(min(mid, in_channels), 4)
         k = max(int(downsample), 1)
         self.bottleneck = nn.Sequential(
             nn.Conv2d(in_channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
@@ -56,6 +60,7 @@ class BottleneckHead(nn.Module):
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "byot": BottleneckHead,
+    "byot_light": lambda in_channels, num_classes, **kw: BottleneckHead(in_channels, num_classes, light=True, **kw),
     "linear": LinearHead,
 }
 
