@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .analysis.plots import plot_flat_minima, plot_metric_by_exit
-from .analysis.sweep import (DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, device_times, flat_minima, summarize,
-                             sweep_device)
+from .analysis.sweep import (DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, device_times, flat_minima, human_time,
+                             summarize, sweep_device)
 from .checkpoint import load_model, read_checkpoint
 from .data import BatchLoader, Split, load_dataset
 from .data.base import take_subset
@@ -102,7 +102,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     write_rows_csv(out / "summary_scale.csv", scale_summary)
     write_rows_csv(out / "digital.csv", digital_rows)
     plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
-                                title=f"{spec.name} ({backend}), t = {t_nom:g} s, {realizations} chips, {samples} test images",
+                                title=f"{spec.name} ({backend}), t = {human_time(t_nom)}, {realizations} chips, {samples} test images",
                                 xlabel="noise scale (× nominal)")
     plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
                                  title=f"{spec.name} ({backend}): test loss", xlabel="noise scale (× nominal)")
@@ -116,8 +116,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
         flat_rows = []
         for label, model in models.items():
-            flat_rows += flat_minima({label: model}, train_batches[label], sigmas, realizations=max(2, realizations // 2),
-                                     seed=seed)
+            flat_rows += flat_minima({label: model}, train_batches[label], sigmas, realizations=realizations, seed=seed)
         flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
         write_rows_csv(out / "flat_minima.csv", flat_summary)
         deepest = max((str(r["exit"]) for r in flat_summary if str(r["exit"]).isdigit()), key=int)
@@ -134,7 +133,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
                            "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"]})
     table = format_table(table_rows, ["method", "exit", "digital", f"{spec.name} @ nominal", "drop"],
                          title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
-                               f"({backend}, t = {t_nom:g} s, mean ± std over {realizations} chips)")
+                               f"({backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips)")
     (out / "table.md").write_text(table + "\n")
     run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}

@@ -15,6 +15,16 @@ DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)  # 1 s, 1 h, 1 day
 DEFAULT_SIGMAS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15)
 
 
+def human_time(seconds: float) -> str:
+    """1 s, 1 h, 1 day, 30 days, 1 year — the way people talk about retention."""
+    for unit, size in (("year", 31536000.0), ("day", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            n = seconds / size
+            text = f"{n:g}" if n == int(n) else f"{n:.1f}"
+            return f"{text} {unit}" + ("s" if unit in ("year", "day") and n != 1 else "")
+    return f"{seconds:g} s"
+
+
 def device_times(spec: DeviceSpec, wanted: Sequence[float] = DEFAULT_TIMES, backend: str = "native") -> list[float]:
     """The requested times the device model covers (and, for aihwkit's ReRAM, the times it has data for)."""
     limit = spec.noise["max_time_s"]
