@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-subset", type=int, default=None, help="training images of the cached default models")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-device", default="auto",
+                        help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     budget = {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             scales=args.scales, times=args.times, t_nominal=args.t_inference, sigmas=args.sigmas,
             realizations=args.realizations, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir,
             out=args.out, seed=args.seed, overrides=parse_method_args(args.device_set, "--device-set"), flat=not args.no_flat,
-            progress=not args.quiet, budget=budget)
+            progress=not args.quiet, budget=budget, torch_device=args.torch_device)
     except Exception as exc:
         return fail(exc)
     print(summary["table"])

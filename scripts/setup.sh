@@ -46,7 +46,8 @@ fi
 # --- 3. torch (pinned; CPU build on CPU-only machines, CUDA build where pip picks it) ---
 if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   say "installing torch==$TORCH_VERSION"
-  "${PIP[@]}" install "torch==$TORCH_VERSION"
+  # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu picks a CPU-only build where pip would take CUDA's.
+  "${PIP[@]}" install "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 
 # --- 4. aihwkit from source ------------------------------------------------------

@@ -36,7 +36,7 @@ def trained(synthetic, tmp_path_factory):
     ("reram", 86400.0, {}),
     ("subthreshold_cmos", 1.0, {}),
     # aihwkit compensates drift on the tile outputs, not in the weights: compare raw drifted weights.
-    ("pcm", 86400.0, {"noise.drift_compensation": False, "aihwkit.drift_compensation": False}),
+    ("pcm", 86400.0, {"noise.drift_compensation": False}),
 ])
 def test_weight_error_distributions_pass_ks(trained, device, t, extra):
     spec = load_device(device, {**CONTINUOUS, **extra})

@@ -240,3 +240,28 @@ def test_weight_error_magnitudes_are_realistic(model):
             for name in ("reram", "subthreshold_cmos")}
     assert 0.03 < errs["reram"] < 0.12          # ~ 5 % of g_max at 1 s on a ±|W|max range
     assert 0.01 < errs["subthreshold_cmos"] < 0.06  # 10 % multiplicative on mostly small weights
+
+
+def test_a_bare_layer_deploys_too():
+    lin = nn.Linear(30, 4).eval()
+    chip = deploy(lin, "subthreshold_cmos", seed=0)
+    assert type(chip).__name__ == "AnalogLinear" and not torch.equal(chip.weight, lin.weight)
+
+
+def test_ir_drop_is_computed_per_row_tile():
+    torch.manual_seed(0)
+    lin = nn.Linear(300, 3, bias=False).eval()
+    spec = load_device("ideal").with_overrides({"ir_drop.beta": 0.5, "array.rows": 256})
+    inp = torch.rand(2, 300)
+    w = lin.weight.detach()
+    expected = 0
+    for rows in (slice(0, 150), slice(150, 300)):  # balanced tiles of 150
+        part = inp[:, rows] @ w[:, rows].T
+        current = (inp[:, rows] / inp.abs().amax(1, keepdim=True)) @ w[:, rows].abs().T
+        expected = expected + part * (1 - 0.5 * current / (150 * w[:, rows].abs().max()))
+    assert torch.allclose(deploy(lin, spec)(inp), expected, atol=1e-5)
+
+
+def test_one_bit_converters_are_rejected():
+    with pytest.raises(DeviceSpecError, match="array.adc_bits = 1 is out of range; expected 0 \\(ideal\\) or"):
+        load_device("reram", {"array.adc_bits": 1})

@@ -108,3 +108,13 @@ def test_gradient_norms_are_logged_when_asked(synthetic, tmp_path):
     make_trainer(synthetic, tmp_path, method="dsn", epochs=1, grad_norms_every=5).fit()
     lines = (tmp_path / "grad_norms.csv").read_text().splitlines()
     assert lines[0] == "step,layer,grad_norm" and len(lines) > 10 and "stem.0" in lines[1]
+
+
+def test_bad_torch_devices_are_clear_errors():
+    from wxy_hw.utils import resolve_device
+
+    with pytest.raises(ValueError, match="unknown torch device 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            resolve_device("cuda")

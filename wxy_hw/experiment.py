@@ -33,6 +33,10 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
     """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
+    if "hwa" in method.split("+"):
+        method_options.setdefault("seed", seed)  # device noise stream follows the run's seed
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
     if (out / "last.pt").exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
@@ -129,6 +133,14 @@ def compare_methods(*, methods: list[str], out: str | Path | None = None, method
         done = run_dir / "results.json"
         manifest = run_dir / "manifest.json"
         if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
+            saved = json.loads(manifest.read_text())["config"]
+            keys = ("arch", "width", "heads", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
+                    "schedule", "seed", "augment", "val_fraction")
+            diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs.get(k, saved.get(k))!r}" for k in keys
+                     if k in train_kwargs and saved.get(k) != train_kwargs[k]]
+            if diffs:
+                raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
+                                      + "; ".join(diffs) + "); pass --out DIR for a new comparison")
             summaries[name] = json.loads(done.read_text())
             continue
         accepted = {p for part in name.split("+")

@@ -16,7 +16,10 @@ from .data import BatchLoader, Split, load_dataset
 from .data.base import take_subset
 from .evaluate import evaluate
 from .experiment import train_run
+from .hardware.aihwkit_backend import aihwkit_time, rpu_config
+from .hardware.engine import check_time
 from .hardware.spec import load_device
+from .utils import resolve_device
 from .results import RunDirectory, format_table
 from .train import write_rows_csv
 
@@ -51,6 +54,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
                     samples: int = 1000, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
                     out: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
                     flat: bool = True, progress: bool = True, budget: dict[str, Any] | None = None,
+                    torch_device: str = "auto",
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the noise sweep and write CSVs, plots and a manifest; returns a summary (incl. the printed table)."""
     spec = load_device(device, overrides)
@@ -63,13 +67,23 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     t_nom = float(t_nominal if t_nominal is not None else
                   (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
     time_points = device_times(spec, times or DEFAULT_TIMES, backend) if spec.has_drift else []
+    # Refuse what the device model or backend cannot do now, not after minutes of training.
+    for t in [t_nom, *time_points]:
+        check_time(spec, t)
+        if backend == "aihwkit":
+            aihwkit_time(spec, t)
+    if backend == "aihwkit":
+        rpu_config(spec)
+    elif backend != "native":
+        raise ValueError(f"unknown backend {backend!r}; choose native or aihwkit")
     if checkpoints:
         paths = {}
         for p in checkpoints:
             label = read_checkpoint(p).get("method", Path(p).parent.name)
             paths[label if label not in paths else f"{label}:{Path(p).parent.name}"] = Path(p)
     else:
-        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, **(budget or {})) for m in methods}
+        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
+                                      **(budget or {})) for m in methods}
     out = Path(out) if out is not None else Path("runs") / "noise_sweep" / f"{spec.name}_{backend}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), backend=backend, checkpoints={k: str(v) for k, v in paths.items()},
                                  scales=list(scales), times=time_points, t_nominal=t_nom, sigmas=list(sigmas),
@@ -81,12 +95,13 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     for label, path in paths.items():
         payload = read_checkpoint(path)
         info = payload["data"]
-        name = info["name"]
-        if name not in data_cache:
-            data_cache[name] = load_dataset(name, data_dir, image_size=info["image_size"], channels=info["channels"],
-                                            seed=payload.get("train_config", {}).get("seed", 0))
-        data = data_cache[name]
-        models[label] = load_model(path)
+        split_seed = payload.get("train_config", {}).get("seed", 0)
+        key = (info["name"], info["image_size"], info["channels"], split_seed)
+        if key not in data_cache:
+            data_cache[key] = load_dataset(info["name"], data_dir, image_size=info["image_size"],
+                                           channels=info["channels"], seed=split_seed)
+        data = data_cache[key]
+        models[label] = load_model(path, device=resolve_device(torch_device))
         test_batches[label] = _batches(take_subset(data.test, samples, seed), info)
         train_batches[label] = _batches(take_subset(data.train, samples, seed + 1), info)
         digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)

@@ -210,6 +210,9 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = self.method.model_forward(self.model, x)
             terms = self.method(out, Batch(x, y))
+            if not terms:
+                raise ValueError(f"method {self.method.name!r} returned no loss terms; it has nothing to train "
+                                 "(hwa alone needs include_ce=True)")
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 bad = {k: float(v.detach()) for k, v in terms.items()}

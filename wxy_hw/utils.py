@@ -23,7 +23,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Map "auto" to CUDA when available, else CPU; pass explicit devices through."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown torch device {str(device)!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but this torch build sees no CUDA GPU; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return dev
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:

@@ -84,6 +84,8 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> RawDataset:
     for xs, ys, what in ((tr_x, tr_y, "train"), (te_x, te_y, "test")):
         if len(xs) != len(ys):
             raise CorruptDatasetError(f"fashion_mnist {what}: {len(xs)} images but {len(ys)} labels in {d}")
+        if len(ys) and int(ys.max()) > 9:
+            raise CorruptDatasetError(f"fashion_mnist {what}: label {int(ys.max())} outside 0..9 in {d}")
     return RawDataset(tr_x.unsqueeze(1), tr_y.long(), te_x.unsqueeze(1), te_y.long(), 10,
                       list(FASHION_CLASSES), True, str(d))
 

@@ -84,15 +84,27 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
     ``torch_tile=None`` picks TorchInferenceRPUConfig (pure torch) where it fits and the C++
     InferenceRPUConfig otherwise: aihwkit's torch tile does not implement ``forward.w_noise``.
     """
+    converter_cls, wan_cls, pcm_cls, sub_cls = _noise_model_classes()
     from aihwkit.inference.compensation.drift import GlobalDriftCompensation
     from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
     from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType, WeightNoiseType
 
-    converter_cls, wan_cls, pcm_cls, sub_cls = _noise_model_classes()
     m, n, a = spec.mapping, spec.noise, spec.array
-    unsupported = [k for k in ("additive_sigma", "stuck_at_lrs", "stuck_at_hrs") if n[k] > 0]
+    kind = spec.aihwkit["noise_model"]
+    unsupported = [f"noise.{k}" for k in ("additive_sigma", "stuck_at_lrs", "stuck_at_hrs") if n[k] > 0]
     if m["levels"]:
         unsupported.append("mapping.levels (conductance quantization)")
+    if m["clip_sigma"] > 0:
+        unsupported.append("mapping.clip_sigma")
+    if m["cells_per_weight"] > 1:
+        unsupported.append("mapping.cells_per_weight > 1")
+    if kind != "SubthresholdMismatchNoiseModel" and spec.lognormal_sigma > 0:
+        unsupported.append("log-normal mismatch outside the subthreshold model")
+    expected = {"ReRamWan2022NoiseModel": ("wan2022", ("wan2022_relaxation", "none")),
+                "PCMLikeNoiseModel": ("pcm_poly", ("pcm_power_law",)),
+                "SubthresholdMismatchNoiseModel": ("none", ("none",))}.get(kind)
+    if expected and (n["programming"] != expected[0] or n["drift"] not in expected[1]):
+        unsupported.append(f"noise.programming = {n['programming']!r} / noise.drift = {n['drift']!r} with {kind}")
     if spec.ir_drop["beta"] > 0:
         unsupported.append("ir_drop.beta")
     if not m["differential"]:
@@ -101,7 +113,6 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
         raise AihwkitUnavailable(f"device {spec.name!r}: the aihwkit backend does not express {', '.join(unsupported)}; "
                                  "use --backend native, or turn these off in the device file")
     conv = converter_cls(g_max=m["g_max_uS"], g_min=spec.g_min_uS)
-    kind = spec.aihwkit["noise_model"]
     s = float(noise_scale)
     if kind == "ReRamWan2022NoiseModel":
         model = wan_cls(g_converter=conv, noise_scale=s * n["programming_scale"])
@@ -121,7 +132,7 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
                                  "use the C++ InferenceRPUConfig (torch_tile=False)")
     cfg = (TorchInferenceRPUConfig if torch_tile else InferenceRPUConfig)()
     cfg.noise_model = model
-    cfg.drift_compensation = GlobalDriftCompensation() if spec.aihwkit["drift_compensation"] else None
+    cfg.drift_compensation = GlobalDriftCompensation() if n["drift_compensation"] and n["drift"] != "none" else None
     cfg.mapping.max_input_size = a["rows"]
     cfg.mapping.max_output_size = a["cols"]
     cfg.mapping.digital_bias = True
@@ -156,6 +167,7 @@ def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *,
                    noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
                    torch_tile: bool | None = None) -> nn.Module:
     """A deployed copy of ``model`` as aihwkit analog layers, programmed and drifted for one chip."""
+    _noise_model_classes()  # a clear AihwkitUnavailable when aihwkit is missing
     from aihwkit.nn.conversion import convert_to_analog
 
     spec = load_device(device, overrides)
@@ -164,9 +176,10 @@ def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *,
     cfg = rpu_config(spec, noise_scale, torch_tile)
     analog = convert_to_analog(copy.deepcopy(model).cpu(), cfg)
     analog.eval()
-    torch.manual_seed(seed)  # aihwkit draws from torch's global generator
-    analog.program_analog_weights()
-    analog.drift_analog_weights(t)
+    with torch.random.fork_rng():  # aihwkit draws from torch's global generator: leave the caller's alone
+        torch.manual_seed(seed)
+        analog.program_analog_weights()
+        analog.drift_analog_weights(t)
     analog.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t, "noise_scale": noise_scale,
                           "backend": "aihwkit"}
     return analog

@@ -51,12 +51,16 @@ class AnalogMixin:
     """Per-read effects shared by the analog Conv2d and Linear twins."""
 
     read_sigma: torch.Tensor | None
-    w_max: torch.Tensor
+    w_max_tiles: torch.Tensor
 
     def _setup_analog(self, prog: Programmed, spec: DeviceSpec, read_seed: int, read_noise_mode: str) -> None:
         self.weight = nn.Parameter(prog.weight.detach().clone(), requires_grad=False)
         self.register_buffer("read_sigma", None if prog.read_sigma is None else prog.read_sigma.detach().clone())
-        self.register_buffer("w_max", prog.w_max.detach().reshape(prog.weight.shape[0], -1).amax(1))
+        w_max = prog.w_max.detach().reshape(prog.weight.shape[0], -1)
+        tiles = tile_ids(w_max.shape[1], int(spec.array["rows"]), w_max.device)
+        # |W|max of the crossbar tile holding (output j, row tile t): what that tile maps onto g_max
+        self.register_buffer("w_max_tiles", torch.stack([w_max[:, tiles == t].amax(1)
+                                                         for t in range(int(tiles[-1]) + 1)], 1))
         self._setup_read_tiles(spec)
         self.ir_beta = float(spec.ir_drop["beta"])
         self.rows = int(spec.array["rows"])
@@ -87,6 +91,28 @@ class AnalogMixin:
         self.read_tile_sig2 = sums / ind.sum(1)                                  # mean σ² per tile
         self.read_tile_ind = ind.reshape(n_r, *self.weight.shape[1:])
 
+    def _ir_drop(self, x: torch.Tensor, w: torch.Tensor, mac) -> torch.Tensor:
+        """The output lost to IR drop: Σ over row tiles of each tile's partial sum × β·I_t/I_max,t.
+
+        Per tile t: y_t ← y_t·(1 − β·I_t/I_max,t), I_t = Σ_{i∈t} |w_ij|·|x_i| / x_max and
+        I_max,t = rows_t·|W|max — column currents in weight units (the g_min offset of the
+        differential pair is neglected), relative to a fully-on column at full input.
+        """
+        x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
+        xn = x.abs() / x_max
+        fan_in = w[0].numel()
+        tiles = tile_ids(fan_in, self.rows, w.device)
+        n_r = int(tiles[-1]) + 1
+        lost = 0
+        for t in range(n_r):
+            mask = (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if n_r > 1 else 1.0
+            w_t = w * mask
+            current = mac(xn, w_t.abs())
+            rows_t = int((tiles == t).sum())
+            w_max = _per_channel(self.w_max_tiles[:, t], x)
+            lost = lost + mac(x, w_t) * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
+        return lost
+
     def reseed_reads(self, seed: int) -> None:
         """Restart the read-noise stream (each chip's reads are reproducible too)."""
         self.read_seed = seed
@@ -115,11 +141,7 @@ class AnalogMixin:
             y = y + var.clamp_min(0).sqrt() * torch.randn(y.shape, generator=self._generator(y.device),
                                                            device=y.device, dtype=y.dtype)
         if self.ir_beta > 0:
-            x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
-            current = mac_abs(x.abs() / x_max.view(-1, *([1] * (x.dim() - 1))), self.weight.abs())
-            fan_in = self.weight[0].numel()
-            i_max = min(fan_in, self.rows) * _per_channel(self.w_max, y)
-            y = y * (1 - self.ir_beta * (current / i_max).clamp(max=1.0))
+            y = y - self._ir_drop(x, w, mac)
         if self.adc_bits:
             y = quantize_signed(y, self.adc_bits, tuple(range(1, y.dim())))
         return y
@@ -222,7 +244,10 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
         twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed, read_noise_mode) if isinstance(layer, nn.Conv2d)
                 else AnalogLinear.from_linear(layer, prog, spec, read_seed, read_noise_mode))
         twin.train(False)
-        _set_submodule(deployed, name, twin)
+        if name == "":  # the model is itself a single Conv2d / Linear
+            deployed = twin
+        else:
+            _set_submodule(deployed, name, twin)
     deployed.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t_inference,
                             "noise_scale": noise_scale, "backend": "native", "read_noise_mode": read_noise_mode}
     for p in deployed.parameters():

@@ -89,8 +89,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
     "array": {
         "rows": (int, 256, _range(1)),
         "cols": (int, 256, _range(1)),
-        "adc_bits": (int, 0, _range(0, 16)),
-        "dac_bits": (int, 0, _range(0, 16)),
+        "adc_bits": (int, 0, ((lambda v: v == 0 or 2 <= v <= 16), "0 (ideal) or an integer from 2 to 16")),
+        "dac_bits": (int, 0, ((lambda v: v == 0 or 2 <= v <= 16), "0 (ideal) or an integer from 2 to 16")),
     },
     "energy": {
         "cell_read_fJ": (float, REQUIRED, _NONNEG),
@@ -101,7 +101,6 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
     },
     "aihwkit": {
         "noise_model": (str, "none", _choice(AIHWKIT_MODELS)),
-        "drift_compensation": (bool, False, _ANY),
     },
 }
 REQUIRED_SECTIONS = ("device", "mapping", "noise", "array", "energy")

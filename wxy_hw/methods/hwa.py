@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..hardware.physics import program_weight
+from ..hardware.physics import is_ideal, program_weight
 from ..hardware.spec import load_device
 from ..models.multi_exit import MultiExitOutput
 from .base import Batch, Method
@@ -50,15 +50,17 @@ class HardwareAware(Method):
 
     # The generator state travels with checkpoints, so an hwa run resumes bit-identically.
     def get_extra_state(self) -> Any:
-        return {"gen": None if self._gen is None else self._gen.get_state()}
+        if self._gen is None:
+            return {"gen": None}
+        return {"gen": self._gen.get_state(), "gen_device": str(self._gen.device)}
 
     def set_extra_state(self, state: Any) -> None:
         if state and state.get("gen") is not None:
-            self._gen = torch.Generator().manual_seed(self.seed)
+            self._gen = torch.Generator(device=state.get("gen_device", "cpu"))
             self._gen.set_state(state["gen"])
 
     def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
-        if not model.training or self.noise_scale == 0:
+        if not model.training or is_ideal(self.spec, self.noise_scale):
             return model(x)
         gen = self._generator(x.device)
         noisy: dict[str, torch.Tensor] = {}
