@@ -40,7 +40,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint (best.pt) for --method kd")
     g.add_argument("--arch", default="resnet18", choices=available_archs())
     g.add_argument("--width", type=float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
-    g.add_argument("--heads", default="byot", choices=sorted(HEADS), help="shallow exit head type")
+    g.add_argument("--heads", default=None, choices=sorted([*HEADS, "scan"]),
+                   help="shallow exit heads: byot (bottleneck), byot_light, scan (attention + bottleneck); "
+                        "default: scan for --method scan, else byot")
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=5)
     o.add_argument("--batch-size", type=int, default=128)

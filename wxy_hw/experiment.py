@@ -9,7 +9,7 @@ from typing import Any
 from .checkpoint import CheckpointError, load_model
 from .data import load_dataset, make_loaders
 from .evaluate import evaluate
-from .methods import build_method, method_class, method_traits
+from .methods import build_method, default_heads, method_class, method_traits
 from .models import build_model, exit_costs
 from .results import RunDirectory, exit_columns, format_table, seed_table_row
 from .train import TrainConfig, Trainer, write_rows_csv
@@ -22,7 +22,7 @@ def default_run_dir(dataset: str, arch: str, width: float, method: str, seed: in
 
 
 def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch: str = "resnet18",
-              width: float = 0.25, heads: str = "byot", dataset: str = "fashion_mnist",
+              width: float = 0.25, heads: str | None = None, dataset: str = "fashion_mnist",
               data_dir: str | Path | None = None, subset: int | None = None, val_fraction: float = 0.1,
               image_size: int | None = None, channels: int | None = None, epochs: int = 5, batch_size: int = 128,
               lr: float = 0.1, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
@@ -33,6 +33,7 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
     """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
+    heads = heads or default_heads(method)
     if not 0 < val_fraction < 1:
         raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
     if "hwa" in method.split("+"):
@@ -136,8 +137,8 @@ def compare_methods(*, methods: list[str], out: str | Path | None = None, method
             saved = json.loads(manifest.read_text())["config"]
             keys = ("arch", "width", "heads", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
                     "schedule", "seed", "augment", "val_fraction")
-            diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs.get(k, saved.get(k))!r}" for k in keys
-                     if k in train_kwargs and saved.get(k) != train_kwargs[k]]
+            diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs[k]!r}" for k in keys
+                     if train_kwargs.get(k) is not None and saved.get(k) != train_kwargs[k]]
             if diffs:
                 raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                       + "; ".join(diffs) + "); pass --out DIR for a new comparison")

@@ -7,11 +7,11 @@ from typing import Any
 from .base import Batch, Method, feature_l2, kd_kl
 from .hwa import ComposedMethod, HardwareAware
 from .kd import KnowledgeDistillation
-from .self_distillation import SelfDistillation
+from .self_distillation import Scan, SelfDistillation
 from .supervised import Baseline, DeeplySupervised
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, HardwareAware)
+    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, Scan, HardwareAware)
 }
 
 
@@ -32,6 +32,11 @@ def method_traits(name: str) -> tuple[bool, bool]:
     """(multi_exit, needs_teacher) of a method or composition such as ``self_distillation+hwa``."""
     classes = [method_class(part) for part in name.split("+")]
     return classes[0].multi_exit, any(c.needs_teacher for c in classes)
+
+
+def default_heads(name: str) -> str:
+    """Exit heads a method's model gets unless the user picks (--heads): scan → attention heads."""
+    return method_class(name.split("+")[0]).default_heads
 
 
 def _accepted(cls: type[Method]) -> list[str]:
@@ -63,4 +68,4 @@ def build_method(name: str, **options: Any) -> Method:
 
 
 __all__ = ["Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
-           "SelfDistillation", "available_methods", "build_method", "feature_l2", "kd_kl", "method_class"]
+           "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]

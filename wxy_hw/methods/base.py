@@ -33,6 +33,8 @@ class Method(nn.Module):
     multi_exit: ClassVar[bool] = True
     #: whether the method needs a trained teacher checkpoint
     needs_teacher: ClassVar[bool] = False
+    #: exit heads a model gets for this method when the user does not choose (--heads)
+    default_heads: ClassVar[str] = "byot"
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -56,3 +56,37 @@ def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitC
 def total_params(model: torch.nn.Module) -> int:
     """All trainable parameters of a model."""
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[int]:
+    """MACs a sample spends when it leaves at exit k during early-exit inference.
+
+    Unlike ``exit_costs`` (one exit alone), this includes every earlier head the sample passed
+    through: backbone up to exit k's stage + heads 0..k.
+    """
+    size = image_size or model.config["image_size"]
+    h = torch.zeros(1, model.config["in_channels"], size, size, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        def macs(fn) -> tuple[int, torch.Tensor]:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                out = fn()
+            return counter.get_total_flops() // 2, out
+
+        total, h = macs(lambda: model.stem(h))
+        stage_end = []
+        for stage in model.stages:
+            m, h = macs(lambda: stage(h))
+            total += m
+            stage_end.append((total, h))
+        path, heads = [], 0
+        for k, s in enumerate(model.exit_stages):
+            m, _ = macs(lambda: model.heads[k](stage_end[s][1]))
+            heads += m
+            path.append(stage_end[s][0] + heads)
+        return path
+    finally:
+        model.train(was_training)

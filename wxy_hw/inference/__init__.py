@@ -1,0 +1,6 @@
+"""Dynamic (early-exit) inference and the threshold search that configures it."""
+from .early_exit import EarlyExitResult, confidence, early_exit_inference
+from .thresholds import ExitTable, exit_table, nsga2_front, search_thresholds, simulate
+
+__all__ = ["EarlyExitResult", "ExitTable", "confidence", "early_exit_inference", "exit_table", "nsga2_front",
+           "search_thresholds", "simulate"]
