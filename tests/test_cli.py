@@ -69,3 +69,23 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
     rows = (out / "sweep.csv").read_text().splitlines()
     # (2 scales + 2 times) × 2 chips × exits: baseline has 1 exit, self_distillation 4 + ensemble
     assert len(rows) - 1 == (2 + 2) * 2 * 1 + (2 + 2) * 2 * 5
+
+
+@pytest.mark.slow
+def test_early_exit_energy_cli_end_to_end(tmp_path):
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2", "--batch-size", "64",
+              "--quiet"]
+    for method in ("baseline", "scan"):
+        assert run_cli("--method", method, "--out", str(tmp_path / method), *common).returncode == 0
+    assert json.loads((tmp_path / "scan" / "manifest.json").read_text())["config"]["heads"] == "scan"
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "early_exit_energy.py"), "--device", "reram",
+                          "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "scan" / "best.pt"),
+                          "--dataset", "synthetic", "--realizations", "2", "--samples", "100",
+                          "--out", str(tmp_path / "ee"), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for name in ("per_exit.csv", "dynamic.csv", "front.csv", "table.md", "energy_vs_accuracy.png",
+                 "threshold_front.png", "exit_shares.png"):
+        assert (tmp_path / "ee" / name).exists(), name
+    dynamic = (tmp_path / "ee" / "dynamic.csv").read_text().splitlines()
+    assert len(dynamic) == 1 + 1 + 2  # header, digital, two chips (scan only: baseline has one exit)
+    assert "Dynamic inference" in res.stdout

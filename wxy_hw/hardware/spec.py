@@ -98,6 +98,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
         "dac_pJ": (float, 0.0, _NONNEG),
         "digital_op_pJ": (float, 0.0, _NONNEG),
         "leakage_uW": (float, 0.0, _NONNEG),
+        "mvm_latency_ns": (float, 10.0, _POS),
     },
     "aihwkit": {
         "noise_model": (str, "none", _choice(AIHWKIT_MODELS)),

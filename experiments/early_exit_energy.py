@@ -1,0 +1,52 @@
+"""Per-exit accuracy and energy on a device, and real early exit at thresholds searched on validation.
+
+    python experiments/early_exit_energy.py --device reram
+
+Uses cached default models (baseline, dsn, self_distillation, scan on Fashion-MNIST), training them
+when absent. Writes runs/early_exit/<device>_<time>/ with per_exit.csv, dynamic.csv, front.csv,
+table.md, manifest.json and the plots energy_vs_accuracy, threshold_front, exit_shares.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wxy_hw.cli import fail
+from wxy_hw.data import available_datasets
+from wxy_hw.early_exit_experiment import early_exit_run
+from wxy_hw.hardware.spec import available_devices
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="reram", help=f"{', '.join(available_devices())} or a .toml path")
+    parser.add_argument("--methods", nargs="+", default=["baseline", "dsn", "self_distillation", "scan"])
+    parser.add_argument("--checkpoints", nargs="+", type=Path, default=None)
+    parser.add_argument("--realizations", type=int, default=3, help="chips (each gets its own thresholds)")
+    parser.add_argument("--samples", type=int, default=2000, help="validation and test images used")
+    parser.add_argument("--t-inference", type=float, default=None)
+    parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--train-epochs", type=int, default=None)
+    parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--torch-device", default="auto")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    budget = {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
+    try:
+        summary = early_exit_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
+                                 realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
+                                 dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
+                                 budget=budget, torch_device=args.torch_device, progress=not args.quiet)
+    except Exception as exc:
+        return fail(exc)
+    print(summary["table"])
+    print(f"\nrun directory: {summary['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

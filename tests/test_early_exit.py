@@ -1,0 +1,117 @@
+"""SCAN heads, real early exit, threshold search and the energy model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wxy_hw.data import make_loaders
+from wxy_hw.hardware.energy import exit_energy, layer_costs, tops_per_watt
+from wxy_hw.inference import confidence, early_exit_inference, exit_table, nsga2_front, search_thresholds, simulate
+from wxy_hw.methods import build_method
+from wxy_hw.models import build_model, exit_costs, exit_path_macs
+from wxy_hw.train import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1, 0.125, 28)
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=0.05, device="cpu", progress=False)
+    Trainer(model, build_method("self_distillation"), synthetic, cfg, tmp_path_factory.mktemp("ee")).fit()
+    return model.eval()
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_scan_heads_attend_and_classify(size):
+    model = build_model("resnet18", 10, 1, 0.125, size, heads="scan").eval()
+    out = model(torch.randn(2, 1, size, size))
+    assert len(out) == 4 and all(l.shape == (2, 10) for l in out.logits)
+    feat = torch.randn(2, model.stage_channels[2], model.stage_sizes[2], model.stage_sizes[2])
+    att = model.heads[2].attention(feat)
+    assert att.shape == feat.shape and (att > 0).all() and (att < 1).all()
+
+
+def test_scan_method_defaults():
+    m = build_method("scan")
+    assert (m.alpha, m.temperature, m.t2_scaling, m.ce_weight) == (0.5, 3.0, True, 0.5)
+    assert m.default_heads == "scan"
+
+
+def _manual_exits(model, x, thresholds):
+    out = model(x)
+    conf = torch.stack([confidence(l) for l in out.logits], 1)
+    exits = torch.full((len(x),), len(out) - 1)
+    for k in reversed(range(len(out) - 1)):
+        exits = torch.where(conf[:, k] >= thresholds[k], torch.tensor(k), exits)
+    preds = torch.stack([l.argmax(1) for l in out.logits], 1)[torch.arange(len(x)), exits]
+    return exits, preds
+
+
+def test_early_exit_matches_the_rule_and_skips_compute(trained, synthetic):
+    x, _ = next(iter(make_loaders(synthetic, 200)["test"]))
+    thresholds = [0.5, 0.4, 0.3]
+    path = exit_path_macs(trained)
+    seen = []
+    hook = trained.stages[3].register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
+    result = early_exit_inference(trained, x, thresholds, path_macs=path)
+    hook.remove()
+    exits, preds = _manual_exits(trained, x, thresholds)
+    assert torch.equal(result.exit_index, exits) and torch.equal(result.predictions, preds)
+    assert seen == [int((exits == 3).sum())] and 0 < seen[0] < len(x)  # only the survivors ran stage 4
+    assert torch.equal(result.macs, torch.tensor(path, dtype=torch.float64)[exits])
+
+
+def test_early_exit_extremes_and_ensemble(trained, synthetic):
+    x, _ = next(iter(make_loaders(synthetic, 64)["test"]))
+    out = trained(x)
+    never = early_exit_inference(trained, x, [1.1] * 3)
+    assert torch.equal(never.predictions, out.final.argmax(1)) and (never.exit_index == 3).all()
+    always = early_exit_inference(trained, x, [0.0] * 3)
+    assert torch.equal(always.predictions, out.logits[0].argmax(1)) and (always.exit_index == 0).all()
+    ens = early_exit_inference(trained, x, [1.1] * 3, final="ensemble")
+    assert torch.equal(ens.predictions, out.ensemble.argmax(1))
+    with pytest.raises(ValueError, match="need 3 thresholds"):
+        early_exit_inference(trained, x, [0.5])
+
+
+def test_exit_path_macs_include_earlier_heads(trained):
+    alone = [c.macs for c in exit_costs(trained)]
+    path = exit_path_macs(trained)
+    assert path[0] == alone[0] and all(p > a for p, a in zip(path[1:], alone[1:]))
+    assert path == sorted(path)
+
+
+def test_threshold_search_is_exact_feasible_and_uses_validation(trained, synthetic):
+    loaders = make_loaders(synthetic, 100)
+    path = exit_path_macs(trained)
+    table = exit_table(trained, loaders["val"], path, exit_costs(trained)[-1].macs)
+    best = search_thresholds(table, generations=20, pop_size=30)
+    assert best["accuracy"] >= best["target_accuracy"] - 1e-9
+    x, y = (torch.cat(t) for t in zip(*loaders["val"]))
+    real = early_exit_inference(trained, x, best["thresholds"])
+    assert real.accuracy(y) == pytest.approx(best["accuracy"]) and real.exit_shares(4) == pytest.approx(best["exit_shares"])
+    front = nsga2_front(table, generations=20, pop_size=30)
+    costs = [p["mean_cost"] for p in front]
+    assert costs == sorted(costs) and len(front) >= 2
+    for p in front:  # non-dominated
+        assert not any(q["mean_cost"] < p["mean_cost"] and q["accuracy"] > p["accuracy"] for q in front)
+    assert simulate(table, [1.1] * 3)["accuracy"] == pytest.approx(table.correct[:, -1].mean() * 100)
+
+
+def test_energy_model(trained):
+    costs = [c.macs for c in exit_costs(trained)]
+    for device in ("reram", "pcm", "subthreshold_cmos", "digital_int8"):
+        per_exit = exit_energy(trained, device)
+        assert [r["macs"] for r in per_exit] == costs
+        path = [r["energy_pJ"] for r in exit_energy(trained, device, path=True)]
+        assert path == sorted(path) and all(r["energy_pJ"] > 0 for r in per_exit)
+    digital = layer_costs(trained, "digital_int8", (1, 28, 28))
+    assert all(c.adc_pJ == 0 and c.dac_pJ == 0 for c in digital)
+    # fixed mapping: array energy is exactly proportional to MACs
+    reram = layer_costs(trained, "reram", (1, 28, 28))
+    ratios = {round(c.array_pJ / c.macs, 12) for c in reram}
+    assert len(ratios) == 1
+    assert exit_energy(trained, "reram")[-1]["energy_pJ"] < exit_energy(trained, "digital_int8")[-1]["energy_pJ"]
+    assert tops_per_watt(exit_energy(trained, "digital_int8")[-1]) == pytest.approx(2 / 0.23, rel=0.2)

@@ -1,0 +1,224 @@
+"""Library side of experiments/early_exit_energy.py: per-exit accuracy and energy on a device,
+dynamic inference at thresholds searched on validation, Pareto front, plots."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .analysis.plots import _colors, _save  # noqa: E402
+from .analysis.sweep import human_time  # noqa: E402
+from .checkpoint import load_model, read_checkpoint  # noqa: E402
+from .data import BatchLoader, load_dataset  # noqa: E402
+from .data.base import take_subset  # noqa: E402
+from .evaluate import evaluate  # noqa: E402
+from .hardware.energy import exit_energy  # noqa: E402
+from .hardware.engine import check_time, deploy  # noqa: E402
+from .hardware.spec import load_device  # noqa: E402
+from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
+from .models.cost import exit_path_macs  # noqa: E402
+from .noise_experiment import cached_checkpoint  # noqa: E402
+from .results import RunDirectory, format_table  # noqa: E402
+from .train import write_rows_csv  # noqa: E402
+from .utils import resolve_device  # noqa: E402
+
+
+def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> dict[str, Any]:
+    """Search thresholds on val, run real early exit on test; accuracy, cost and timing."""
+    table = exit_table(model, val, path_macs, full_macs)
+    found = search_thresholds(table, seed=seed)
+    preds, labels, macs, exits, t_dyn = [], [], [], [], 0.0
+    t_full = 0.0
+    last = len(model.heads) - 1
+    for x, y in test:
+        x = x.to(next(model.parameters()).device)
+        t0 = time.perf_counter()
+        r = early_exit_inference(model, x, found["thresholds"], path_macs=path_macs)
+        t_dyn += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.forward_exit(x, last)
+        t_full += time.perf_counter() - t0
+        preds.append(r.predictions.cpu()), labels.append(y), macs.append(r.macs), exits.append(r.exit_index.cpu())
+    preds, labels, macs, exits = torch.cat(preds), torch.cat(labels), torch.cat(macs), torch.cat(exits)
+    energy = torch.tensor(path_energy, dtype=torch.float64)[exits]
+    shares = (torch.bincount(exits, minlength=len(path_macs)).float() / len(exits)).tolist()
+    return {"thresholds": found["thresholds"], "val_accuracy": found["accuracy"], "val_target": found["target_accuracy"],
+            "accuracy": 100.0 * (preds == labels).float().mean().item(), "mean_macs": macs.mean().item(),
+            "mac_acceleration": full_macs / macs.mean().item(), "mean_energy_pJ": energy.mean().item(),
+            "wall_speedup": t_full / t_dyn, "exit_shares": shares, "table": table}
+
+
+def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline", "dsn", "self_distillation", "scan"),
+                   checkpoints: Sequence[str | Path] | None = None, realizations: int = 3, samples: int = 2000,
+                   t_nominal: float | None = None, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
+                   out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
+                   torch_device: str = "auto", progress: bool = True, log=print) -> dict[str, Any]:
+    """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots and a manifest."""
+    spec = load_device(device)
+    t_nom = float(t_nominal if t_nominal is not None else
+                  (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
+    check_time(spec, t_nom)
+    if realizations < 1 or samples < 1:
+        raise ValueError("--realizations and --samples must be ≥ 1")
+    dev = resolve_device(torch_device)
+    if checkpoints:
+        paths = {read_checkpoint(p).get("method", Path(p).parent.name): Path(p) for p in checkpoints}
+    else:
+        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
+                                      **(budget or {})) for m in methods}
+    out = Path(out) if out is not None else Path("runs") / "early_exit" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
+                                 realizations=realizations, samples=samples, t_nominal=t_nom, seed=seed,
+                                 dataset=dataset), kind="early_exit")
+    per_exit, dynamic, front_rows = [], [], []
+    tables = {}
+    for label, path in paths.items():
+        payload = read_checkpoint(path)
+        info = payload["data"]
+        data = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
+                            seed=payload.get("train_config", {}).get("seed", 0))
+        norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
+        val = list(BatchLoader(take_subset(data.val, samples, seed), 256, **norm))
+        test = list(BatchLoader(take_subset(data.test, samples, seed), 256, **norm))
+        model = load_model(path, device=dev)
+        e_dev = exit_energy(model, spec)
+        e_dig = exit_energy(model, "digital_int8")
+        digital = evaluate(model, test)
+        chips = [evaluate(deploy(model, spec, 100 + r, t_inference=t_nom), test) for r in range(realizations)]
+        for k, name in enumerate(digital.names or [str(i + 1) for i in range(len(digital.accuracy))]):
+            accs = torch.tensor([c.accuracy[k] for c in chips])
+            per_exit.append(dict(method=label, exit=name, digital_accuracy=digital.accuracy[k],
+                                 device_accuracy_mean=accs.mean().item(),
+                                 device_accuracy_std=accs.std().item() if len(accs) > 1 else 0.0,
+                                 macs=e_dev[k]["macs"], device_energy_pJ=e_dev[k]["energy_pJ"],
+                                 int8_energy_pJ=e_dig[k]["energy_pJ"], device_latency_ns=e_dev[k]["latency_ns"],
+                                 **{f"device_{c}": e_dev[k][c] for c in ("array_pJ", "dac_pJ", "adc_pJ", "digital_pJ",
+                                                                          "leakage_pJ")}))
+        if len(model.heads) < 2:
+            continue
+        if progress:
+            log(f"[early_exit] {label}: threshold search (GA on {len(data.val) if samples >= len(data.val) else samples} "
+                "validation images) and dynamic inference")
+        pm = exit_path_macs(model)
+        pe_dev = [r["energy_pJ"] for r in exit_energy(model, spec, path=True)]
+        pe_dig = [r["energy_pJ"] for r in exit_energy(model, "digital_int8", path=True)]
+        full = e_dev[-1]["macs"]
+        d = _dynamic(model, val, test, pm, pe_dig, full, seed)
+        tables[(label, "digital")] = d.pop("table")
+        dynamic.append(dict(method=label, setting="digital", chip="-", deepest_accuracy=digital.accuracy[-1],
+                            full_energy_pJ=e_dig[-1]["energy_pJ"], **d))
+        for r in range(realizations):
+            chip = deploy(model, spec, 100 + r, t_inference=t_nom)
+            d = _dynamic(chip, val, test, pm, pe_dev, full, seed)
+            tables[(label, f"chip{r}")] = d.pop("table")
+            dynamic.append(dict(method=label, setting=spec.name, chip=100 + r, deepest_accuracy=chips[r].accuracy[-1],
+                                full_energy_pJ=e_dev[-1]["energy_pJ"], **d))
+        for setting in ("digital", "chip0"):
+            for p in nsga2_front(tables[(label, setting)], seed=seed):
+                front_rows.append(dict(method=label, setting=setting, accuracy=p["accuracy"], mean_macs=p["mean_cost"],
+                                       acceleration=p["acceleration"], thresholds=p["thresholds"]))
+
+    write_rows_csv(out / "per_exit.csv", per_exit)
+    write_rows_csv(out / "dynamic.csv", [{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in dynamic])
+    write_rows_csv(out / "front.csv", [{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in front_rows])
+    plots = _plot_energy_accuracy(per_exit, spec.name, t_nom, out / "energy_vs_accuracy")
+    if front_rows:
+        plots += _plot_front(front_rows, spec.name, out / "threshold_front")
+    if dynamic:
+        plots += _plot_shares(dynamic, spec.name, out / "exit_shares")
+    table = _summary_table(per_exit, dynamic, spec.name)
+    (out / "table.md").write_text(table + "\n")
+    run.finish(plots=[p.name for p in plots])
+    return {"run_dir": str(out), "table": table}
+
+
+def _summary_table(per_exit, dynamic, device: str) -> str:
+    rows = [{"method": r["method"], "exit": r["exit"], "digital acc": r["digital_accuracy"],
+             f"{device} acc": f"{r['device_accuracy_mean']:.2f} ± {r['device_accuracy_std']:.2f}",
+             "MMACs": r["macs"] / 1e6, f"{device} nJ": r["device_energy_pJ"] / 1e3, "int8 nJ": r["int8_energy_pJ"] / 1e3}
+            for r in per_exit]
+    text = format_table(rows, list(rows[0]), title="Per exit (test): accuracy, MACs and energy per inference")
+    if dynamic:
+        agg: dict[tuple, list] = {}
+        for r in dynamic:
+            agg.setdefault((r["method"], r["setting"]), []).append(r)
+        drows = []
+        for (m, s), rs in agg.items():
+            mean = lambda key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+            drows.append({"method": m, "setting": s, "chips": len(rs), "deepest acc": mean("deepest_accuracy"),
+                          "dynamic acc": mean("accuracy"), "MAC accel.": mean("mac_acceleration"),
+                          "energy nJ": mean("mean_energy_pJ") / 1e3,
+                          "energy saving": mean("full_energy_pJ") / mean("mean_energy_pJ"),
+                          "wall speedup": mean("wall_speedup"),
+                          "exit shares": " / ".join(f"{sum(r['exit_shares'][i] for r in rs) / len(rs):.2f}"
+                                                    for i in range(len(rs[0]["exit_shares"])))})
+        text += "\n\n" + format_table(drows, list(drows[0]), title="Dynamic inference at thresholds searched on "
+                                      "validation (GA, accuracy ≥ deepest exit), evaluated on test")
+    return text
+
+
+def _plot_energy_accuracy(per_exit, device: str, t: float, path: Path):
+    methods = list(dict.fromkeys(r["method"] for r in per_exit))
+    colors = _colors(methods)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (ekey, akey, title) in zip(axes, [("int8_energy_pJ", "digital_accuracy", "digital int8"),
+                                             ("device_energy_pJ", "device_accuracy_mean", f"{device}, t = {human_time(t)}")]):
+        for m in methods:
+            rows = [r for r in per_exit if r["method"] == m and r["exit"] != "ensemble"]
+            xs, ys = [r[ekey] / 1e3 for r in rows], [r[akey] for r in rows]
+            ax.plot(xs, ys, marker="o", color=colors[m], label=m)
+            for r, x_, y_ in zip(rows, xs, ys):
+                ax.annotate(r["exit"], (x_, y_), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel("energy per inference (nJ)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Accuracy vs energy per exit (marker label = exit)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _plot_front(front_rows, device: str, path: Path):
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    keys = list(dict.fromkeys((r["method"], r["setting"]) for r in front_rows))
+    colors = _colors([f"{m} ({s})" for m, s in keys])
+    for m, s in keys:
+        rows = [r for r in front_rows if r["method"] == m and r["setting"] == s]
+        ax.plot([r["acceleration"] for r in rows], [r["accuracy"] for r in rows], marker=".",
+                ls="-" if s == "digital" else "--", color=colors[f"{m} ({s})"],
+                label=f"{m} ({'digital' if s == 'digital' else device + ' chip'})")
+    ax.set_xlabel("MAC acceleration vs the full network")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Threshold Pareto front (NSGA-II, validation)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _plot_shares(dynamic, device: str, path: Path):
+    groups = list(dict.fromkeys((r["method"], r["setting"]) for r in dynamic))
+    n_exits = len(dynamic[0]["exit_shares"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
+    width = 0.8 / n_exits
+    for i in range(n_exits):
+        vals = []
+        for m, s in groups:
+            rs = [r for r in dynamic if r["method"] == m and r["setting"] == s]
+            vals.append(sum(r["exit_shares"][i] for r in rs) / len(rs))
+        ax.bar([g + i * width for g in range(len(groups))], vals, width, label=f"exit {i + 1}/{n_exits}")
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"{m}\n{s}" for m, s in groups], fontsize=8)
+    ax.set_ylabel("share of test samples")
+    ax.set_title("Where samples leave (thresholds from validation)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
