@@ -14,6 +14,9 @@
    native ≤ 1.5× the clean forward; native ≥ 5× faster than aihwkit.
 4. Peak resident memory of the default noise sweep (experiments/noise_sweep.py --device reram on
    the cached default checkpoints, in a child process); target ≤ 2 GiB.
+5. Early exit: wall-clock speedup of real early exit (thresholds searched on validation) over
+   the full network (backbone + deepest head), against the MAC-ratio speedup, batch 256, on the
+   cached default self_distillation model. Target: ≥ 0.8 of the MAC ratio.
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
@@ -149,6 +152,45 @@ def sweep_memory(args) -> dict:
     return {"command": " ".join(cmd[1:]), "peak_rss_mib": peak, "wall_s": time.time() - t0}
 
 
+def time_early_exit(args) -> dict:
+    from wxy_hw.checkpoint import load_model, read_checkpoint
+    from wxy_hw.data import BatchLoader, load_dataset
+    from wxy_hw.inference import early_exit_inference, exit_table, search_thresholds
+    from wxy_hw.models import exit_costs, exit_path_macs
+    from wxy_hw.noise_experiment import cached_checkpoint
+
+    path = cached_checkpoint("self_distillation", progress=False)
+    info = read_checkpoint(path)["data"]
+    model = load_model(path).eval()
+    data = load_dataset("fashion_mnist")
+    norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
+    val = list(BatchLoader(data.val, 256, **norm))
+    test = list(BatchLoader(data.test, 256, **norm))
+    pm, full = exit_path_macs(model), exit_costs(model)[-1].macs
+    thresholds = search_thresholds(exit_table(model, val, pm, full))["thresholds"]
+    last = len(model.heads) - 1
+    t_dyn, t_full, macs = [], [], []
+    with torch.no_grad():
+        for rep in range(args.engine_reps + 1):
+            td = tf = 0.0
+            for x, _ in test:
+                t0 = time.perf_counter()
+                r = early_exit_inference(model, x, thresholds, path_macs=pm)
+                td += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                model.forward_exit(x, last)
+                tf += time.perf_counter() - t0
+                if rep == 0:
+                    macs.append(r.macs)
+            if rep:
+                t_dyn.append(td)
+                t_full.append(tf)
+    mac_ratio = full / torch.cat(macs).mean().item()
+    wall = statistics.median(t_full) / statistics.median(t_dyn)
+    return {"thresholds": thresholds, "mac_speedup": mac_ratio, "wall_speedup": wall,
+            "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="resnet18")
@@ -160,8 +202,8 @@ def main() -> None:
     parser.add_argument("--mem-steps", type=int, default=30)
     parser.add_argument("--engine-images", type=int, default=500)
     parser.add_argument("--engine-reps", type=int, default=5)
-    parser.add_argument("--only", nargs="+", default=["training", "memory", "engine", "sweep-memory"],
-                        choices=["training", "memory", "engine", "sweep-memory"])
+    parser.add_argument("--only", nargs="+", default=["training", "memory", "engine", "sweep-memory", "early-exit"],
+                        choices=["training", "memory", "engine", "sweep-memory", "early-exit"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "threads": torch.get_num_threads()}
@@ -183,6 +225,12 @@ def main() -> None:
               f"{'met' if eng['native_vs_clean'] <= 1.5 else 'NOT met'}); forward only: "
               f"{eng['native_forward_vs_clean']:.2f}; aihwkit / native = {eng['aihwkit_vs_native']:.1f} "
               f"(target ≥ 5: {'met' if eng['aihwkit_vs_native'] >= 5 else 'NOT met'})")
+    if "early-exit" in args.only:
+        ee = time_early_exit(args)
+        report["early_exit"] = ee
+        print(f"early exit (batch 256, self_distillation, thresholds from validation): MAC speedup "
+              f"{ee['mac_speedup']:.2f}x, wall-clock {ee['wall_speedup']:.2f}x = {ee['fraction_of_mac_speedup']:.2f} of "
+              f"the MAC ratio (target ≥ 0.8: {'met' if ee['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'})")
     if "training" in args.only:
         _training(args, report)
     if "memory" in args.only:
