@@ -50,7 +50,7 @@ def config_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def load_model(path: str | Path, expect: dict[str, Any] | MultiExitNet | None = None,
                device: str | torch.device = "cpu") -> MultiExitNet:
-    """Rebuild the model stored in a checkpoint; if ``expect`` is given, require the same config."""
+    """Rebuild the model stored in a checkpoint, in eval mode; if ``expect`` is given, require the same config."""
     payload = read_checkpoint(path)
     config = payload["model_config"]
     if expect is not None:
@@ -60,7 +60,7 @@ def load_model(path: str | Path, expect: dict[str, Any] | MultiExitNet | None = 
             raise CheckpointError(f"checkpoint {path} holds a different model:\n  " + "\n  ".join(diffs))
     model = model_from_config(config)
     load_weights(model, payload, path)
-    return model.to(device)
+    return model.to(device).eval()
 
 
 def load_weights(model: MultiExitNet, payload: dict[str, Any], path: str | Path = "<checkpoint>") -> None:

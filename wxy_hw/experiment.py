@@ -65,7 +65,8 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
         if method_options.get("hint_weight"):
             method_options.setdefault("student_features", model.stage_channels[-1])
     loss = build_method(method, **method_options)
-    costs = exit_costs(model)
+    costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
+    model = loss.prepare_model(model)
     run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
                                  dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
                                  val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .physics import Programmed, is_ideal, program_weight, tile_ids
+from .quant import quantized_weight
 from .spec import DeviceSpec, DeviceSpecError, load_device
 
 
@@ -237,7 +238,7 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
     for idx, (name, layer) in enumerate(analog_layers(deployed)):
         if ideal:
             continue
-        w = layer.weight.detach()
+        w = quantized_weight(layer)  # a Brevitas layer is programmed with its quantized weights
         gen = torch.Generator(device=w.device).manual_seed(chip_seed(seed, idx))
         prog = program_weight(w, spec, gen, t_inference, noise_scale)
         read_seed = chip_seed(seed, idx, "read")

@@ -7,11 +7,13 @@ from typing import Any
 from .base import Batch, Method, feature_l2, kd_kl
 from .hwa import ComposedMethod, HardwareAware
 from .kd import KnowledgeDistillation
+from .qat import QuantizationAware
 from .self_distillation import Scan, SelfDistillation
 from .supervised import Baseline, DeeplySupervised
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, Scan, HardwareAware)
+    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, Scan, HardwareAware,
+                              QuantizationAware)
 }
 
 
@@ -61,11 +63,11 @@ def build_method(name: str, **options: Any) -> Method:
     components = []
     for i, cls in enumerate(classes):
         opts = {k: v for k, v in options.items() if k in _accepted(cls)}
-        if cls is HardwareAware and i > 0:
+        if cls in (HardwareAware, QuantizationAware) and i > 0:
             opts.setdefault("include_ce", False)  # the primary method already supervises the exits
         components.append(cls(**opts))
     return ComposedMethod(components)
 
 
 __all__ = ["Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
-           "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]
+           "QuantizationAware", "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]

@@ -39,6 +39,10 @@ class Method(nn.Module):
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Transform the model once before training (QAT swaps in quantized layers); default: as is."""
+        return model
+
     def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
         """How the trainer runs the model on a batch; methods that perturb the forward override it."""
         return model(x)

@@ -92,6 +92,11 @@ class ComposedMethod(Method):
             raise ValueError(f"cannot compose {self.name}: {', '.join(c.name for c in forwards)} each change the forward")
         self._forward_owner = forwards[0] if forwards else None
 
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        for part in self.parts:
+            model = part.prepare_model(model)
+        return model
+
     def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
         return self._forward_owner.model_forward(model, x) if self._forward_owner else model(x)
 

@@ -131,5 +131,12 @@ def build_model(arch: str = "resnet18", num_classes: int = 10, in_channels: int 
 
 
 def model_from_config(config: dict[str, Any]) -> MultiExitNet:
-    """Rebuild a model from ``model.config`` (as stored in checkpoints)."""
-    return MultiExitNet(**config)
+    """Rebuild a model from ``model.config`` (as stored in checkpoints), re-quantized if it was."""
+    config = dict(config)
+    quant = config.pop("quant", None)
+    model = MultiExitNet(**config)
+    if quant:
+        from ..hardware.quant import quantize_model  # Brevitas only when a checkpoint asks for it
+
+        model = quantize_model(model, quant)
+    return model

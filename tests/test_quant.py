@@ -1,0 +1,87 @@
+"""Brevitas quantization: reference fake-quant, PTQ, QAT, checkpoints, and deployment of quantized weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+pytest.importorskip("brevitas")
+
+from wxy_hw.checkpoint import load_model, save_checkpoint  # noqa: E402
+from wxy_hw.data import make_loaders  # noqa: E402
+from wxy_hw.evaluate import evaluate  # noqa: E402
+from wxy_hw.hardware import analog_layers, deploy, load_device  # noqa: E402
+from wxy_hw.hardware.quant import QuantConfig, quantize_model, quantized_weight  # noqa: E402
+from wxy_hw.methods import build_method  # noqa: E402
+from wxy_hw.models import build_model  # noqa: E402
+from wxy_hw.train import TrainConfig, Trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1, 0.125, 28)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=0.05, device="cpu", progress=False)
+    Trainer(model, build_method("dsn"), synthetic, cfg, tmp_path_factory.mktemp("q")).fit()
+    return model.eval()
+
+
+@pytest.mark.parametrize("bits,per_channel", [(8, False), (4, False), (3, True)])
+def test_brevitas_conv_equals_reference_fake_quant(bits, per_channel):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    q = quantize_model(nn.Sequential(conv), QuantConfig(bits, None, per_channel))[0]
+    x = torch.randn(2, 3, 6, 6)
+    w = conv.weight.detach()
+    top = 2 ** (bits - 1) - 1
+    amax = w.abs().amax(dim=(1, 2, 3), keepdim=True) if per_channel else w.abs().max()
+    scale = amax / top
+    ref = F.conv2d(x, torch.clamp(torch.round(w / scale), -top - 1, top) * scale, conv.bias, padding=1)
+    assert torch.allclose(q(x), ref, atol=1e-6)
+    assert torch.allclose(quantized_weight(q), torch.clamp(torch.round(w / scale), -top - 1, top) * scale, atol=1e-7)
+
+
+def test_ptq_8bit_loses_less_than_a_point_and_never_mutates(trained, synthetic):
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    loaders = make_loaders(synthetic, 100)
+    q = quantize_model(trained, QuantConfig(8, 8), calibration=list(loaders["val"])[:2])
+    assert all(torch.equal(before[k], v) for k, v in trained.state_dict().items())
+    assert q.config["quant"] == {"weight_bits": 8, "act_bits": 8, "per_channel": False}
+    float_acc = evaluate(trained, loaders["test"]).final
+    assert evaluate(q, loaders["test"]).final > float_acc - 1.0
+    assert evaluate(quantize_model(trained, QuantConfig(2, 8), list(loaders["val"])[:2]), loaders["test"]).final < float_acc
+
+
+@pytest.mark.parametrize("bad", [0, 33, 4.5, True, "8"])
+def test_bad_bit_widths_are_clear_errors(bad):
+    with pytest.raises(ValueError, match="weight_bits must be an integer from 2 to 8"):
+        QuantConfig(weight_bits=bad)
+    with pytest.raises(ValueError, match="act_bits must be an integer from 2 to 8"):
+        build_method("qat", act_bits=bad)
+
+
+def test_quantized_checkpoint_round_trip(trained, synthetic, tmp_path):
+    loaders = make_loaders(synthetic, 50)
+    q = quantize_model(trained, QuantConfig(4, 6, True), calibration=list(loaders["val"])[:1])
+    save_checkpoint(tmp_path / "q.pt", q)
+    back = load_model(tmp_path / "q.pt")
+    x, _ = next(iter(loaders["test"]))
+    assert torch.equal(back(x).final, q(x).final)
+
+
+def test_qat_composes_and_swaps_in_quantized_layers():
+    method = build_method("self_distillation+qat", weight_bits=3)
+    assert method.name == "self_distillation+qat" and method.multi_exit
+    model = method.prepare_model(build_model("resnet8", 10, 1, 0.125, 28))
+    assert type(model.stages[0][0].conv1).__name__ == "QuantConv2d" and model.config["quant"]["weight_bits"] == 3
+
+
+def test_devices_program_the_quantized_weights(trained):
+    q = quantize_model(trained, QuantConfig(4, None))
+    x = torch.randn(4, 1, 28, 28)
+    assert all(torch.equal(a, b) for a, b in zip(deploy(q, "ideal")(x).logits, q(x).logits))
+    spec = load_device("reram", {"mapping.levels": 0})
+    chip = deploy(q, spec, noise_scale=0.0)
+    for (_, src), (_, dst) in zip(analog_layers(q), analog_layers(chip)):
+        assert torch.allclose(dst.weight, quantized_weight(src), atol=1e-6)

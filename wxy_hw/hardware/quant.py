@@ -1,0 +1,121 @@
+"""Quantization through Brevitas: any Conv/Linear/ReLU network (MultiExitNet included) as Brevitas layers.
+
+``quantize_model`` returns a quantized copy: Conv2d → ``QuantConv2d``, Linear → ``QuantLinear``
+(signed weights, per-tensor or per-output-channel float scales), ReLU → ``QuantReLU`` (unsigned
+activations), and a ``QuantIdentity`` on the input. Post-training quantization calibrates the
+activation scales on a few validation batches (Brevitas' ``calibration_mode``); the ``qat``
+method trains through the same quantizers. A MultiExitNet keeps its stem / stages / heads, so
+early exit, deployment and evaluation work unchanged; its config records the quantization so
+checkpoints rebuild it.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def _check_bits(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+        raise ValueError(f"{name} must be an integer from {MIN_BITS} to {MAX_BITS}"
+                         f"{' (or None for float)' if optional else ''}, got {value!r}")
+
+
+@dataclass
+class QuantConfig:
+    """Bit widths and scaling granularity."""
+
+    weight_bits: int = 8
+    act_bits: int | None = 8       # None: activations stay float
+    per_channel: bool = False      # per-output-channel weight scales
+
+    def __post_init__(self) -> None:
+        _check_bits("weight_bits", self.weight_bits)
+        _check_bits("act_bits", self.act_bits, optional=True)
+
+
+def _quant_layers():
+    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+    from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
+                                Uint8ActPerTensorFloat)
+
+    return (QuantConv2d, QuantLinear, QuantReLU, QuantIdentity, Int8WeightPerTensorFloat, Int8WeightPerChannelFloat,
+            Int8ActPerTensorFloat, Uint8ActPerTensorFloat)
+
+
+def _convert(module: nn.Module, cfg: QuantConfig) -> nn.Module:
+    (QuantConv2d, QuantLinear, QuantReLU, _, w_tensor, w_channel, _, u_act) = _quant_layers()
+    w_quant = w_channel if cfg.per_channel else w_tensor
+    if isinstance(module, nn.Conv2d):
+        q = QuantConv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                        padding=module.padding, dilation=module.dilation, groups=module.groups,
+                        bias=module.bias is not None, weight_quant=w_quant, weight_bit_width=cfg.weight_bits,
+                        device=module.weight.device)
+    elif isinstance(module, nn.Linear):
+        q = QuantLinear(module.in_features, module.out_features, bias=module.bias is not None, weight_quant=w_quant,
+                        weight_bit_width=cfg.weight_bits, device=module.weight.device)
+    elif isinstance(module, nn.ReLU) and cfg.act_bits is not None:
+        return QuantReLU(act_quant=u_act, bit_width=cfg.act_bits)
+    else:
+        return module
+    q.weight.data.copy_(module.weight.data)
+    if module.bias is not None:
+        q.bias.data.copy_(module.bias.data)
+    return q
+
+
+def _replace(root: nn.Module, cfg: QuantConfig) -> None:
+    for name, child in list(root.named_children()):
+        new = _convert(child, cfg)
+        if new is not child:
+            setattr(root, name, new)
+        else:
+            _replace(child, cfg)
+
+
+def quantize_model(model: nn.Module, config: QuantConfig | dict | None = None,
+                   calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
+    """A quantized copy of ``model`` (never mutates it); ``calibration`` batches set activation scales (PTQ)."""
+    cfg = config if isinstance(config, QuantConfig) else QuantConfig(**(config or {}))
+    _, _, _, QuantIdentity, _, _, s_act, _ = _quant_layers()
+    q = copy.deepcopy(model)
+    _replace(q, cfg)
+    if cfg.act_bits is not None:
+        if hasattr(q, "stem"):
+            q.stem = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q.stem)
+        else:
+            q = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q)
+    if hasattr(q, "config"):
+        q.config = {**q.config, "quant": asdict(cfg)}
+    if calibration is not None:
+        calibrate(q, calibration)
+    return q
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+    """Post-training calibration of activation scales on (validation) batches."""
+    from brevitas.graph.calibrate import calibration_mode
+
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with calibration_mode(model):
+        for x, _ in batches:
+            model(x.to(dev))
+    model.train(was_training)
+    return model
+
+
+def quantized_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight a layer computes with: Brevitas' fake-quantized weight, else the float weight."""
+    if hasattr(layer, "quant_weight"):
+        return layer.quant_weight().value.detach()
+    return layer.weight.detach()
