@@ -89,3 +89,23 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     dynamic = (tmp_path / "ee" / "dynamic.csv").read_text().splitlines()
     assert len(dynamic) == 1 + 1 + 2  # header, digital, two chips (scan only: baseline has one exit)
     assert "Dynamic inference" in res.stdout
+
+
+@pytest.mark.slow
+def test_quant_sweep_cli_end_to_end(tmp_path):
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "1", "--batch-size", "64",
+              "--quiet"]
+    assert run_cli("--method", "dsn", "--out", str(tmp_path / "dsn"), *common).returncode == 0
+    assert run_cli("--method", "dsn+qat", "--method-arg", "weight_bits=3", "--out", str(tmp_path / "qat"),
+                   *common).returncode == 0
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "quant_sweep.py"), "--device", "subthreshold_cmos",
+                          "--checkpoints", str(tmp_path / "dsn" / "best.pt"), "--qat-checkpoints",
+                          str(tmp_path / "qat" / "best.pt"), "--weight-bits", "8", "2", "--dataset", "synthetic",
+                          "--realizations", "2", "--samples", "50", "--out", str(tmp_path / "qs"), "--quiet"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr
+    csv = (tmp_path / "qs" / "quant_sweep.csv").read_text()
+    assert ",qat,3," in csv and ",ptq,2," in csv and (tmp_path / "qs" / "accuracy_vs_bits_digital.png").exists()
+    bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "quant_sweep.py"), "--weight-bits", "33",
+                          "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "weight_bits must be an integer from 2 to 8, got 33" in bad.stderr
