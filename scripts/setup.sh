@@ -64,7 +64,7 @@ fi
 # --- 5. the package and its other dependencies ---------------------------------------
 # Install the remaining requirements explicitly (read from pyproject.toml) and the
 # package itself with --no-deps, so pip never resolves aihwkit's dependency list.
-mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit --extras test)
+mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit --extras test export)
 say "installing dependencies: ${deps[*]}"
 "${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .

@@ -85,3 +85,25 @@ def test_devices_program_the_quantized_weights(trained):
     chip = deploy(q, spec, noise_scale=0.0)
     for (_, src), (_, dst) in zip(analog_layers(q), analog_layers(chip)):
         assert torch.allclose(dst.weight, quantized_weight(src), atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["qcdq", "qonnx"])
+def test_onnx_export(trained, tmp_path, fmt):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from wxy_hw.hardware.quant import export_onnx
+
+    q = quantize_model(trained, QuantConfig(4, 8), calibration=[(torch.randn(16, 1, 28, 28), None)])
+    path = export_onnx(q, str(tmp_path / f"model_{fmt}.onnx"), fmt=fmt)
+    graph = onnx.load(path).graph
+    assert len(graph.output) == 4
+    ops = {n.op_type for n in graph.node}
+    assert ("QuantizeLinear" in ops) if fmt == "qcdq" else ("Quant" in ops)
+    if fmt == "qcdq":
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for _ in range(3):  # exported with a static batch of 1
+            x = torch.randn(1, 1, 28, 28)
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+            for g, w in zip(got, q(x).logits):  # rounding ties may differ at a few activations
+                assert torch.allclose(torch.from_numpy(g), w.detach(), atol=0.05 * w.abs().max().item() + 1e-4)

@@ -119,3 +119,44 @@ def quantized_weight(layer: nn.Module) -> torch.Tensor:
     if hasattr(layer, "quant_weight"):
         return layer.quant_weight().value.detach()
     return layer.weight.detach()
+
+
+class _ExitLogits(nn.Module):
+    """Wraps a MultiExitNet so export sees a tuple of exit logits (ONNX has no dataclasses)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model(x)
+        return tuple(out.logits) if hasattr(out, "logits") else out
+
+
+def export_onnx(model: nn.Module, path: str, *, fmt: str = "qcdq", input_shape: tuple[int, ...] | None = None) -> str:
+    """Export a (quantized) model to ONNX through Brevitas: ``qcdq`` (standard QuantizeLinear /
+    DequantizeLinear, runs in onnxruntime) or ``qonnx`` (QONNX ``Quant`` nodes, for FINN-style flows).
+
+    Needs the ``export`` extra (onnx, onnxoptimizer, onnxscript). One output per exit.
+    """
+    try:
+        from brevitas.export import export_onnx_qcdq, export_qonnx
+    except ImportError as exc:  # pragma: no cover - brevitas is a dependency
+        raise RuntimeError("ONNX export needs brevitas") from exc
+    if fmt not in ("qcdq", "qonnx"):
+        raise ValueError(f"export format must be 'qcdq' or 'qonnx', got {fmt!r}")
+    cfg = getattr(model, "config", {})
+    shape = input_shape or (1, cfg.get("in_channels", 3), cfg.get("image_size", 32), cfg.get("image_size", 32))
+    dev = next(model.parameters()).device
+    wrapped = _ExitLogits(model).eval()
+    example = torch.zeros(shape, device=dev)
+    try:
+        if fmt == "qcdq":
+            export_onnx_qcdq(wrapped, example, export_path=path)
+        else:
+            # torch's dynamo exporter cannot convert QONNX custom ops' opset; the TorchScript path can
+            export_qonnx(wrapped, example, export_path=path, dynamo=False)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(f"ONNX export needs the 'export' extra: pip install onnx onnxoptimizer onnxscript "
+                           f"({exc})") from exc
+    return path
