@@ -107,3 +107,23 @@ def test_onnx_export(trained, tmp_path, fmt):
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
             for g, w in zip(got, q(x).logits):  # rounding ties may differ at a few activations
                 assert torch.allclose(torch.from_numpy(g), w.detach(), atol=0.05 * w.abs().max().item() + 1e-4)
+
+
+def test_bit_slicing_reconstructs_quantized_weights_and_splits_noise():
+    from wxy_hw.hardware.physics import slicing
+
+    assert slicing(8, 16) == (4, 2) and slicing(4, 16) == (4, 1) and slicing(6, 4) == (2, 3)
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Linear(64, 16))
+    q = quantize_model(lin, QuantConfig(8, None))
+    quiet = load_device("reram", {"noise.programming": "none", "noise.read_noise": 0.0, "noise.drift": "none"})
+    assert torch.allclose(deploy(q, quiet)[0].weight, quantized_weight(q[0]), atol=1e-6)  # 2 slices of 4 bits
+    # programming noise on the low slice is worth 1/16 of the high slice's: relative error of an
+    # 8-bit (two-slice) weight stays below that of a 4-bit (one-slice) weight on the same device
+    errs = {}
+    for bits in (8, 4):
+        qb = quantize_model(lin, QuantConfig(bits, None))
+        ref = quantized_weight(qb[0])
+        errs[bits] = torch.stack([(deploy(qb, "reram", seed=s)[0].weight - ref).std() / ref.abs().max()
+                                  for s in range(5)]).mean().item()
+    assert errs[8] < errs[4]

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .physics import Programmed, is_ideal, program_weight, tile_ids
+from .physics import Programmed, is_ideal, program_bit_sliced, program_weight, tile_ids
 from .quant import quantized_weight
 from .spec import DeviceSpec, DeviceSpecError, load_device
 
@@ -235,16 +235,21 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
     check_time(spec, t_inference)
     deployed = copy.deepcopy(model).eval()
     ideal = is_ideal(spec, noise_scale)
-    # Brevitas layers already sit on their b-bit grid: program that grid as it is rather than
-    # re-rounding it to the device's own levels (bit slicing across cells is an energy question).
+    # Brevitas layers on a device with discrete levels are bit-sliced (program_bit_sliced); on a
+    # continuous device their b-bit grid is programmed as it is, not re-rounded.
     quantized_spec = spec.with_overrides({"mapping.levels": 0}) if spec.mapping["levels"] else spec
     for idx, (name, layer) in enumerate(analog_layers(deployed)):
         if ideal:
             continue
         w = quantized_weight(layer)  # a Brevitas layer is programmed with its quantized weights
         gen = torch.Generator(device=w.device).manual_seed(chip_seed(seed, idx))
-        layer_spec = quantized_spec if hasattr(layer, "quant_weight") else spec
-        prog = program_weight(w, layer_spec, gen, t_inference, noise_scale)
+        if hasattr(layer, "quant_weight") and spec.mapping["levels"] >= 2:
+            qw = layer.quant_weight()
+            prog = program_bit_sliced(qw.int().detach(), qw.scale.detach(), int(qw.bit_width.item()), spec, gen,
+                                      t_inference, noise_scale)
+        else:
+            layer_spec = quantized_spec if hasattr(layer, "quant_weight") else spec
+            prog = program_weight(w, layer_spec, gen, t_inference, noise_scale)
         read_seed = chip_seed(seed, idx, "read")
         twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed, read_noise_mode) if isinstance(layer, nn.Conv2d)
                 else AnalogLinear.from_linear(layer, prog, spec, read_seed, read_noise_mode))

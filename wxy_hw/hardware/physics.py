@@ -121,7 +121,7 @@ def quantize_unit(u: torch.Tensor, levels: int, differential: bool) -> torch.Ten
 
 
 def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_inference: float = 1.0,
-                   noise_scale: float = 1.0) -> Programmed:
+                   noise_scale: float = 1.0, full_scale: float | None = None) -> Programmed:
     """Map one weight tensor onto the device, program it, let it drift to ``t_inference``, read it back.
 
     Each effect draws from its own stream derived from ``gen`` (faults, programming, drift and
@@ -132,7 +132,9 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
     m, n, arr = spec.mapping, spec.noise, spec.array
     s = float(noise_scale)
     w2 = w.detach().reshape(w.shape[0], -1).float()
-    w_max = tile_abs_max(w2, arr["rows"], arr["cols"])
+    # full_scale fixes the value mapped onto g_max (bit slices: the largest digit), else each tile's |W|max
+    w_max = (torch.full_like(w2, float(full_scale)) if full_scale is not None
+             else tile_abs_max(w2, arr["rows"], arr["cols"]))
     if m["clip_sigma"] > 0:
         w_max = torch.minimum(w_max, m["clip_sigma"] * w2.std())
     w_max = w_max.clamp_min(1e-12)
@@ -224,3 +226,42 @@ def pcm_drift(g_prog: torch.Tensor, g_target: torch.Tensor, g_max: float, t: flo
         sig = q * math.sqrt(math.log((t + t0 + n["t_read_s"]) / (2 * n["t_read_s"])))
         g = g + g.abs() * s * sig * _randn(g, gen)
     return g.clamp(min=0)
+
+
+def slicing(weight_bits: int, levels: int) -> tuple[int, int]:
+    """(bits per cell, cells per weight) to hold a signed ``weight_bits`` integer on ``levels``-level cells.
+
+    The sign goes to the differential pair, so weight_bits − 1 magnitude bits are cut into
+    ⌊log2 levels⌋-bit digits, one cell pair each.
+    """
+    per_cell = max(int(math.floor(math.log2(levels))), 1)
+    return per_cell, max(math.ceil((weight_bits - 1) / per_cell), 1)
+
+
+def program_bit_sliced(int_weight: torch.Tensor, scale: torch.Tensor, weight_bits: int, spec: DeviceSpec,
+                       gen: torch.Generator, t_inference: float = 1.0, noise_scale: float = 1.0) -> Programmed:
+    """Program an integer weight (W = scale · int) as bit slices, each digit on its own cell pair.
+
+    Digit s (LSB first, k bits) sits on a cell pair at level |digit| with the integer's sign; each
+    slice gets the device's noise independently (its own random streams) and the read-out
+    recombines them as W = scale · Σ_s 2^(k·s) · slice_s, so noise on a low-order slice costs
+    proportionally less. Read noise adds in quadrature across slices.
+    """
+    k, cells = slicing(weight_bits, spec.mapping["levels"])
+    digit_max = 2 ** k - 1
+    sign = torch.sign(int_weight.float())
+    mag = int_weight.abs().to(torch.int64)
+    total = torch.zeros_like(int_weight, dtype=torch.float32)
+    read_var = torch.zeros_like(total)
+    plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1})
+    for s in range(cells):
+        digit = ((mag >> (k * s)) & digit_max).float() * sign
+        prog = program_weight(digit, plain, gen, t_inference, noise_scale, full_scale=digit_max)
+        weight = float(2 ** (k * s))
+        total = total + weight * prog.weight.float()
+        if prog.read_sigma is not None:
+            read_var = read_var + (weight * prog.read_sigma.float()) ** 2
+    scale = scale.float()
+    read = (read_var.sqrt() * scale) if bool((read_var > 0).any()) else None
+    w_max = (scale * (2 ** (weight_bits - 1) - 1)).expand_as(total)
+    return Programmed(total * scale, read, w_max)
