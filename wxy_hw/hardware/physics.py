@@ -254,9 +254,13 @@ def program_bit_sliced(int_weight: torch.Tensor, scale: torch.Tensor, weight_bit
     total = torch.zeros_like(int_weight, dtype=torch.float32)
     read_var = torch.zeros_like(total)
     plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1})
+    magnitude_bits = weight_bits - 1
     for s in range(cells):
         digit = ((mag >> (k * s)) & digit_max).float() * sign
-        prog = program_weight(digit, plain, gen, t_inference, noise_scale, full_scale=digit_max)
+        # the top slice holds only the remaining bits: map its own largest digit onto g_max, so it
+        # uses the whole conductance range (e.g. 3 magnitude bits of a 4-bit weight on 16 levels)
+        slice_max = 2 ** min(k, magnitude_bits - k * s) - 1
+        prog = program_weight(digit, plain, gen, t_inference, noise_scale, full_scale=slice_max)
         weight = float(2 ** (k * s))
         total = total + weight * prog.weight.float()
         if prog.read_sigma is not None:
