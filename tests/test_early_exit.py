@@ -1,10 +1,8 @@
 """SCAN heads, real early exit, threshold search and the energy model."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wxy_hw.data import make_loaders
 from wxy_hw.hardware.energy import exit_energy, layer_costs, tops_per_watt

@@ -23,7 +23,7 @@ from .hardware.engine import check_time, deploy  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
 from .models.cost import exit_path_macs  # noqa: E402
-from .noise_experiment import cached_checkpoint  # noqa: E402
+from .noise_experiment import resolve_checkpoints  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
 from .utils import resolve_device  # noqa: E402
@@ -68,11 +68,8 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
     if realizations < 1 or samples < 1:
         raise ValueError("--realizations and --samples must be ≥ 1")
     dev = resolve_device(torch_device)
-    if checkpoints:
-        paths = {read_checkpoint(p).get("method", Path(p).parent.name): Path(p) for p in checkpoints}
-    else:
-        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
-                                      **(budget or {})) for m in methods}
+    paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
+                                progress=progress, torch_device=torch_device, budget=budget)
     out = Path(out) if out is not None else Path("runs") / "early_exit" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
                                  realizations=realizations, samples=samples, t_nominal=t_nom, seed=seed,

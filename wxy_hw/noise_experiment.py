@@ -42,6 +42,21 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     return out / "best.pt"
 
 
+def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Sequence[str], *,
+                        dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
+                        progress: bool = True, torch_device: str = "auto",
+                        budget: dict[str, Any] | None = None) -> dict[str, Path]:
+    """{label: best.pt}: the given checkpoints labelled by their method, else the cached defaults of ``methods``."""
+    if not checkpoints:
+        return {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
+                                     **(budget or {})) for m in methods}
+    paths: dict[str, Path] = {}
+    for p in checkpoints:
+        label = read_checkpoint(p).get("method", Path(p).parent.name)
+        paths[label if label not in paths else f"{label}:{Path(p).parent.name}"] = Path(p)
+    return paths
+
+
 def _batches(split: Split, data_info: dict[str, Any], batch_size: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
     loader = BatchLoader(split, batch_size, mean=tuple(data_info["mean"]), std=tuple(data_info["std"]))
     return list(loader)
@@ -76,14 +91,8 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         rpu_config(spec)
     elif backend != "native":
         raise ValueError(f"unknown backend {backend!r}; choose native or aihwkit")
-    if checkpoints:
-        paths = {}
-        for p in checkpoints:
-            label = read_checkpoint(p).get("method", Path(p).parent.name)
-            paths[label if label not in paths else f"{label}:{Path(p).parent.name}"] = Path(p)
-    else:
-        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
-                                      **(budget or {})) for m in methods}
+    paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
+                                progress=progress, torch_device=torch_device, budget=budget)
     out = Path(out) if out is not None else Path("runs") / "noise_sweep" / f"{spec.name}_{backend}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), backend=backend, checkpoints={k: str(v) for k, v in paths.items()},
                                  scales=list(scales), times=time_points, t_nominal=t_nom, sigmas=list(sigmas),

@@ -16,7 +16,7 @@ from .evaluate import evaluate
 from .hardware.engine import check_time, deploy
 from .hardware.quant import QuantConfig, quantize_model
 from .hardware.spec import load_device
-from .noise_experiment import cached_checkpoint
+from .noise_experiment import resolve_checkpoints
 from .results import RunDirectory, format_table
 from .train import write_rows_csv
 from .utils import resolve_device
@@ -49,11 +49,8 @@ def quant_sweep_run(*, device: str = "reram", methods: Sequence[str] = ("baselin
     t = float(t_nominal if t_nominal is not None else (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
     check_time(spec, t)
     dev = resolve_device(torch_device)
-    if checkpoints:
-        paths = {read_checkpoint(p).get("method", Path(p).parent.name): Path(p) for p in checkpoints}
-    else:
-        paths = {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
-                                      **(budget or {})) for m in methods}
+    paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
+                                progress=progress, torch_device=torch_device, budget=budget)
     out = Path(out) if out is not None else Path("runs") / "quant_sweep" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
                                  qat_checkpoints=[str(p) for p in qat_checkpoints], weight_bits=list(weight_bits),
