@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import fail
+from wxy_hw.cli import fail, report
 from wxy_hw.data import available_datasets
 from wxy_hw.early_exit_experiment import early_exit_run
 from wxy_hw.hardware.spec import available_devices
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                                  budget=budget, torch_device=args.torch_device, progress=not args.quiet)
     except Exception as exc:
         return fail(exc)
-    print(summary["table"])
-    print(f"\nrun directory: {summary['run_dir']}")
-    return 0
+    return report(summary)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS
-from wxy_hw.cli import fail, parse_method_args
+from wxy_hw.cli import fail, parse_method_args, report
 from wxy_hw.data import available_datasets
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.noise_experiment import noise_sweep_run
@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet, budget=budget, torch_device=args.torch_device)
     except Exception as exc:
         return fail(exc)
-    print(summary["table"])
-    print(f"\nrun directory: {summary['run_dir']}")
-    return 0
+    return report(summary)
 
 
 if __name__ == "__main__":

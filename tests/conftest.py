@@ -16,6 +16,24 @@ def synthetic():
     return load_dataset("synthetic", seed=0)
 
 
+def train_tiny(data, method: str, epochs: int, run_dir):
+    """A 4-exit ResNet-8 (width 1/8) trained on ``data`` with ``method``, in eval mode."""
+    from wxy_hw.methods import build_method
+    from wxy_hw.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1, 0.125, 28)
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu", progress=False)
+    Trainer(model, build_method(method), data, cfg, run_dir).fit()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_dsn(synthetic, tmp_path_factory):
+    """DSN-trained tiny model shared by the hardware-facing tests (trained once per session)."""
+    return train_tiny(synthetic, "dsn", 6, tmp_path_factory.mktemp("dsn"))
+
+
 @pytest.fixture
 def tiny_model():
     """A 4-exit ResNet-8 at width 1/8 for 28-px grey images."""

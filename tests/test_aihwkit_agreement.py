@@ -14,21 +14,14 @@ from wxy_hw.evaluate import evaluate  # noqa: E402
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device, weight_errors  # noqa: E402
 from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,  # noqa: E402
                                              deploy_aihwkit)
-from wxy_hw.methods import build_method  # noqa: E402
-from wxy_hw.models import build_model  # noqa: E402
-from wxy_hw.train import TrainConfig, Trainer  # noqa: E402
 
 # aihwkit cannot express conductance levels; compare the continuous devices.
 CONTINUOUS = {"mapping.levels": 0}
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic, tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("resnet8", 10, 1, 0.125, 28)
-    cfg = TrainConfig(epochs=6, batch_size=32, lr=0.05, device="cpu", progress=False)
-    Trainer(model, build_method("dsn"), synthetic, cfg, tmp_path_factory.mktemp("agree")).fit()
-    return model.eval()
+def trained(trained_dsn):
+    return trained_dsn
 
 
 @pytest.mark.parametrize("device,t,extra", [

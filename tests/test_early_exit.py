@@ -9,16 +9,13 @@ from wxy_hw.hardware.energy import exit_energy, layer_costs, tops_per_watt
 from wxy_hw.inference import confidence, early_exit_inference, exit_table, nsga2_front, search_thresholds, simulate
 from wxy_hw.methods import build_method
 from wxy_hw.models import build_model, exit_costs, exit_path_macs
-from wxy_hw.train import TrainConfig, Trainer
+
+from conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic, tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("resnet8", 10, 1, 0.125, 28)
-    cfg = TrainConfig(epochs=5, batch_size=32, lr=0.05, device="cpu", progress=False)
-    Trainer(model, build_method("self_distillation"), synthetic, cfg, tmp_path_factory.mktemp("ee")).fit()
-    return model.eval()
+    return train_tiny(synthetic, "self_distillation", 5, tmp_path_factory.mktemp("ee"))
 
 
 @pytest.mark.parametrize("size", [28, 32])

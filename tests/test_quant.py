@@ -15,16 +15,11 @@ from wxy_hw.hardware import analog_layers, deploy, load_device  # noqa: E402
 from wxy_hw.hardware.quant import QuantConfig, quantize_model, quantized_weight  # noqa: E402
 from wxy_hw.methods import build_method  # noqa: E402
 from wxy_hw.models import build_model  # noqa: E402
-from wxy_hw.train import TrainConfig, Trainer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic, tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("resnet8", 10, 1, 0.125, 28)
-    cfg = TrainConfig(epochs=6, batch_size=32, lr=0.05, device="cpu", progress=False)
-    Trainer(model, build_method("dsn"), synthetic, cfg, tmp_path_factory.mktemp("q")).fit()
-    return model.eval()
+def trained(trained_dsn):
+    return trained_dsn
 
 
 @pytest.mark.parametrize("bits,per_channel", [(8, False), (4, False), (3, True)])

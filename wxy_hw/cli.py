@@ -73,6 +73,13 @@ def parse_method_args(items: list[str], flag: str = "--method-arg") -> dict[str,
     return out
 
 
+def report(summary: dict[str, Any]) -> int:
+    """Print an experiment's table and run directory; the exit status of a successful CLI."""
+    print(summary["table"])
+    print(f"\nrun directory: {summary['run_dir']}")
+    return 0
+
+
 def fail(exc: BaseException) -> int:
     """Print a user error as one line (exit 2); re-raise anything else, which is a bug."""
     if isinstance(exc, USER_ERRORS):
