@@ -17,6 +17,11 @@
 5. Early exit: wall-clock speedup of real early exit (thresholds searched on validation) over
    the full network (backbone + deepest head), against the MAC-ratio speedup, batch 256, on the
    cached default self_distillation model. Target: ≥ 0.8 of the MAC ratio.
+6. Robust training: time per training step of augment, ada, auxiliary and adv — the full step
+   the Trainer runs (building the corrupted / adversarial views, forward, loss, backward, SGD) —
+   against baseline, interleaved. augment and ada see twice the images, so ≈ 2× baseline is the
+   floor; targets: ada ≤ 1.15× augment (the relation loss is cheap), auxiliary ≤ 1.3× augment
+   (selective BN splits the batch into one forward per input type).
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
@@ -84,6 +89,44 @@ def time_steps(args) -> dict:
     return {"ms_per_step": med,
             "ratio_vs_baseline": {n: med[n] / med["baseline"] for n in names},
             "self_distillation_vs_kd": med["self_distillation"] / med["kd"]}
+
+
+def time_robust_steps(args) -> dict:
+    """Median ms per full training step (views + forward + loss + backward + SGD), interleaved."""
+    torch.manual_seed(0)
+    x = torch.randn(args.batch_size, 1, 28, 28).clamp(-0.4, 2.0)
+    y = torch.randint(0, 10, (args.batch_size,))
+    names = ["baseline", "augment", "ada", "auxiliary", "adv"]
+    setups = {}
+    for n in names:
+        method = build_method(n)
+        method.bind_data((0.286,), (0.353,))
+        model = method.prepare_model(build_model(args.arch, 10, 1, args.width, 28, multi_exit=False))
+        model = model.to(memory_format=torch.channels_last).train()
+        opt = torch.optim.SGD(list(model.parameters()) + list(method.parameters()), lr=0.01, momentum=0.9)
+        setups[n] = (model, method, opt)
+
+    def one(name: str) -> float:
+        model, method, opt = setups[name]
+        t0 = time.perf_counter()
+        batch = method.prepare_batch(Batch(x, y), model)
+        batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+        loss = sum(method(method.model_forward(model, batch.x, batch), batch).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.warmup):
+        for n in names:
+            one(n)
+    for _ in range(max(args.steps // 2, 5)):
+        for n in names:
+            times[n].append(one(n))
+    med = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    return {"ms_per_step": med, "ratio_vs_baseline": {n: med[n] / med["baseline"] for n in names},
+            "ada_vs_augment": med["ada"] / med["augment"], "auxiliary_vs_augment": med["auxiliary"] / med["augment"]}
 
 
 _WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
@@ -202,8 +245,9 @@ def main() -> None:
     parser.add_argument("--mem-steps", type=int, default=30)
     parser.add_argument("--engine-images", type=int, default=500)
     parser.add_argument("--engine-reps", type=int, default=5)
-    parser.add_argument("--only", nargs="+", default=["training", "memory", "engine", "sweep-memory", "early-exit"],
-                        choices=["training", "memory", "engine", "sweep-memory", "early-exit"])
+    parser.add_argument("--only", nargs="+",
+                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"],
+                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "threads": torch.get_num_threads()}
@@ -233,6 +277,16 @@ def main() -> None:
               f"the MAC ratio (target ≥ 0.8: {'met' if ee['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'})")
     if "training" in args.only:
         _training(args, report)
+    if "robust" in args.only:
+        rob = time_robust_steps(args)
+        report["robust"] = rob
+        print(format_table([{"method": n, "ms/step": v, "× baseline": rob["ratio_vs_baseline"][n]}
+                            for n, v in rob["ms_per_step"].items()], ["method", "ms/step", "× baseline"],
+                           title=f"Robust training step (views + forward + loss + backward), {args.arch} width "
+                                 f"{args.width:g}, batch {args.batch_size}; adv = 5-step PGD"))
+        print(f"ada / augment = {rob['ada_vs_augment']:.2f} (target ≤ 1.15: "
+              f"{'met' if rob['ada_vs_augment'] <= 1.15 else 'NOT met'}); auxiliary / augment = "
+              f"{rob['auxiliary_vs_augment']:.2f} (target ≤ 1.3: {'met' if rob['auxiliary_vs_augment'] <= 1.3 else 'NOT met'})")
     if "memory" in args.only:
         _memory(args, report)
     out = ROOT / "runs" / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -38,7 +38,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 # Fast path: everything installed by a previous run and the package metadata unchanged.
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] \
-   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, wxy_hw" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, wxy_hw" 2>/dev/null; then
   say "environment ready ($VENV)"
   exit 0
 fi
@@ -61,10 +61,16 @@ if ! "$VENV/bin/python" -c "import aihwkit.simulator.rpu_base" 2>/dev/null; then
   "${PIP[@]}" install requests protobuf
 fi
 
+# --- 4b. torchattacks: the same torchvision trap, and it imports none of it -----------------
+if ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
+  say "installing torchattacks (--no-deps)"
+  "${PIP[@]}" install --no-deps "torchattacks==3.5.1"
+fi
+
 # --- 5. the package and its other dependencies ---------------------------------------
 # Install the remaining requirements explicitly (read from pyproject.toml) and the
 # package itself with --no-deps, so pip never resolves aihwkit's dependency list.
-mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit --extras test export)
+mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export)
 say "installing dependencies: ${deps[*]}"
 "${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .

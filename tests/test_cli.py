@@ -109,3 +109,32 @@ def test_quant_sweep_cli_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "quant_sweep.py"), "--weight-bits", "33",
                           "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "weight_bits must be an integer from 2 to 8, got 33" in bad.stderr
+
+
+@pytest.mark.slow
+def test_corruption_robustness_cli_end_to_end(tmp_path):
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "1", "--batch-size", "64",
+              "--quiet"]
+    for method in ("baseline", "ada"):
+        res = run_cli("--method", method, "--out", str(tmp_path / method), *common)
+        assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "corruption_robustness.py"),
+                          "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "ada" / "best.pt"),
+                          "--dataset", "synthetic", "--corruptions", "gaussian_noise", "rotation", "--severities", "1", "5",
+                          "--samples", "60", "--adv-samples", "30", "--pgd-steps", "2", "--devices", "subthreshold_cmos",
+                          "--chips", "2", "--hw-samples", "30", "--hw-severities", "5", "--out", str(tmp_path / "rob"),
+                          "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "rob"
+    for name in ("corruption.csv", "corruption_errors.csv", "adversarial.csv", "hardware.csv", "feature_pca.png",
+                 "accuracy_vs_severity.png", "hardware_corruption.png", "table.md"):
+        assert (out / name).exists(), name
+    assert "| ada " in res.stdout and "mCE" in res.stdout
+    rows = (out / "corruption.csv").read_text().splitlines()
+    assert len(rows) - 1 == 2 * (1 + 2 * 2)  # two single-exit models × (clean + 2 corruptions × 2 severities)
+    hw = (out / "hardware.csv").read_text().splitlines()
+    assert len(hw) - 1 == 2 * 2 * (1 + 2)  # models × chips × (clean + 2 corruptions × 1 severity)
+    bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "corruption_robustness.py"),
+                          "--corruptions", "fog", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=600)
+    assert bad.returncode == 2 and "unknown corruption" in bad.stderr and not (tmp_path / "bad").exists()

@@ -36,8 +36,8 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
     heads = heads or default_heads(method)
     if not 0 < val_fraction < 1:
         raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
-    if "hwa" in method.split("+"):
-        method_options.setdefault("seed", seed)  # device noise stream follows the run's seed
+    if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
+        method_options.setdefault("seed", seed)  # a method's own random stream (device noise, corruptions) follows --seed
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
     if (out / "last.pt").exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "

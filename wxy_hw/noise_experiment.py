@@ -35,7 +35,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     manifest = out / "manifest.json"
     if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         return out / "best.pt"
-    print(f"[noise_sweep] training the default {method} model on {dataset} "
+    print(f"[wxy_hw] training the default {method} model on {dataset} "
           f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
     train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
               resume=(out / "last.pt").exists(), overwrite=True, progress=progress, **b)

@@ -100,6 +100,7 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = method.to(self.device)
+        self.method.bind_data(data.mean, data.std)
         self.data = data
         self.run_dir = Path(run_dir)
         self.last_path = self.run_dir / "last.pt"
@@ -199,6 +200,7 @@ class Trainer:
         self.method.train()
         loader = self.loaders["train"]
         loader.set_epoch(epoch)
+        self.method.set_epoch(epoch, self.config.epochs)
         total = len(loader) if self.config.max_steps_per_epoch is None else min(len(loader), self.config.max_steps_per_epoch)
         bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not self.config.progress,
                    dynamic_ncols=True)
@@ -206,10 +208,12 @@ class Trainer:
         for step, (x, y) in enumerate(loader):
             if step >= total:
                 break
+            batch = self.method.prepare_batch(Batch(x, y), self.model)
+            x, y = batch.x, batch.y
             if self.config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = self.method.model_forward(self.model, x)
-            terms = self.method(out, Batch(x, y))
+                x = batch.x = x.contiguous(memory_format=torch.channels_last)
+            out = self.method.model_forward(self.model, x, batch)
+            terms = self.method(out, batch)
             if not terms:
                 raise ValueError(f"method {self.method.name!r} returned no loss terms; it has nothing to train "
                                  "(hwa alone needs include_ce=True)")

@@ -4,16 +4,18 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from .auxiliary import AuxiliaryTraining
 from .base import Batch, Method, feature_l2, kd_kl
 from .hwa import ComposedMethod, HardwareAware
 from .kd import KnowledgeDistillation
 from .qat import QuantizationAware
+from .robust import ADA, AdversarialTraining, Augment, PixelSpaceClassifier
 from .self_distillation import Scan, SelfDistillation
 from .supervised import Baseline, DeeplySupervised
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, SelfDistillation, Scan, HardwareAware,
-                              QuantizationAware)
+                              QuantizationAware, Augment, ADA, AuxiliaryTraining, AdversarialTraining)
 }
 
 
@@ -69,5 +71,5 @@ def build_method(name: str, **options: Any) -> Method:
     return ComposedMethod(components)
 
 
-__all__ = ["Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
+__all__ = ["ADA", "AdversarialTraining", "Augment", "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
            "QuantizationAware", "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,10 +19,18 @@ from ..models.multi_exit import MultiExitOutput
 
 @dataclass
 class Batch:
-    """One training batch: normalised inputs and integer labels."""
+    """One training batch: normalised inputs and integer labels.
+
+    Methods that train on several views of each image (clean + corrupted, clean + adversarial)
+    stack the views along the batch: the first ``n_clean`` rows are the clean images, the view
+    of clean row i sits at rows i + k·n_clean, and ``domain`` labels each row's input type
+    (0 = clean, k = k-th corruption).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+    domain: torch.Tensor | None = None
+    n_clean: int | None = None
 
 
 class Method(nn.Module):
@@ -43,9 +51,48 @@ class Method(nn.Module):
         """Transform the model once before training (QAT swaps in quantized layers); default: as is."""
         return model
 
-    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
+    def bind_data(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Learn the dataset's normalisation, so methods that corrupt or attack images can work in pixels."""
+        self._mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        self._std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input → pixels in [0, 1] (needs bind_data)."""
+        if getattr(self, "_mean", None) is None:
+            raise RuntimeError(f"method {self.name!r} works in pixel space: call bind_data(mean, std) first")
+        return x * self._std.to(x) + self._mean.to(x)
+
+    def from_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] → normalised input."""
+        return (x - self._mean.to(x)) / self._std.to(x)
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before each epoch (0-based) — for methods with phases; default: nothing."""
+
+    def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
+        """Turn the loader's batch into what the method trains on (extra views, attacks); default: as is."""
+        return batch
+
+    def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
         """How the trainer runs the model on a batch; methods that perturb the forward override it."""
         return model(x)
+
+    def random_generator(self, device: torch.device) -> torch.Generator:
+        """The method's own random stream (seeded by ``self.seed``), saved with checkpoints."""
+        gen = getattr(self, "_gen", None)
+        if gen is None or gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(int(getattr(self, "seed", 0)))
+        return self._gen
+
+    # The random stream's state travels with checkpoints, so a run resumes bit-identically.
+    def get_extra_state(self) -> Any:
+        gen = getattr(self, "_gen", None)
+        return {"gen": None} if gen is None else {"gen": gen.get_state(), "gen_device": str(gen.device)}
+
+    def set_extra_state(self, state: Any) -> None:
+        if state and state.get("gen") is not None:
+            self._gen = torch.Generator(device=state.get("gen_device", "cpu"))
+            self._gen.set_state(state["gen"])
 
     def options(self) -> dict[str, Any]:
         """The method's hyper-parameters, for manifests."""

@@ -11,7 +11,7 @@ drawn every step (Joshi et al., Nat. Commun. 2020; aihwkit's weight modifiers do
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -41,28 +41,11 @@ class HardwareAware(Method):
                                  (min(86400.0, self.spec.noise["max_time_s"]) if self.spec.has_drift else 1.0))
         self.seed = int(seed)
         self.include_ce = bool(include_ce)
-        self._gen: torch.Generator | None = None
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
-
-    # The generator state travels with checkpoints, so an hwa run resumes bit-identically.
-    def get_extra_state(self) -> Any:
-        if self._gen is None:
-            return {"gen": None}
-        return {"gen": self._gen.get_state(), "gen_device": str(self._gen.device)}
-
-    def set_extra_state(self, state: Any) -> None:
-        if state and state.get("gen") is not None:
-            self._gen = torch.Generator(device=state.get("gen_device", "cpu"))
-            self._gen.set_state(state["gen"])
-
-    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
+    def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
         if not model.training or is_ideal(self.spec, self.noise_scale):
             return model(x)
-        gen = self._generator(x.device)
+        gen = self.random_generator(x.device)
         noisy: dict[str, torch.Tensor] = {}
         for name, module in model.named_modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -90,6 +73,10 @@ class ComposedMethod(Method):
         forwards = [c for c in components if type(c).model_forward is not Method.model_forward]
         if len(forwards) > 1:
             raise ValueError(f"cannot compose {self.name}: {', '.join(c.name for c in forwards)} each change the forward")
+        batchers = [c for c in components if type(c).prepare_batch is not Method.prepare_batch]
+        if len(batchers) > 1:
+            raise ValueError(f"cannot compose {self.name}: {', '.join(c.name for c in batchers)} each build the "
+                             "training batch")
         self._forward_owner = forwards[0] if forwards else None
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -97,8 +84,22 @@ class ComposedMethod(Method):
             model = part.prepare_model(model)
         return model
 
-    def model_forward(self, model: nn.Module, x: torch.Tensor) -> MultiExitOutput:
-        return self._forward_owner.model_forward(model, x) if self._forward_owner else model(x)
+    def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
+        return self._forward_owner.model_forward(model, x, batch) if self._forward_owner else model(x)
+
+    def bind_data(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().bind_data(mean, std)
+        for part in self.parts:
+            part.bind_data(mean, std)
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch, epochs)
+
+    def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
+        for part in self.parts:
+            batch = part.prepare_batch(batch, model)
+        return batch
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}

@@ -1,0 +1,149 @@
+"""Auxiliary Training (Zhang et al., CVPR 2020): per-corruption auxiliary classifiers on a shared backbone.
+
+Training period 1. Each batch holds the clean images and one corrupted copy of each (a random
+training corruption and severity per image). Clean images run through the network as usual
+and are classified by the *primary* classifier (the model's own deepest head). Images with
+corruption k run through the same convolutions but
+
+* **selective batch normalization** — their own BN layers (affine parameters and running
+  statistics) for input type k, so corrupted statistics never pollute the clean ones, and
+* their own **auxiliary classifier** k (a copy of the primary's linear layer).
+
+**Input-aware self-distillation** ties each corrupted image to its own clean original: the
+primary classifier's prediction and pooled feature on the clean image (stop-gradient) teach
+auxiliary classifier k on the corrupted copy (KL at temperature T, and an L2 term between
+unit-length features). Because the convolutions are shared, the backbone learns to extract
+the clean image's features from the corrupted one.
+
+Training period 2 (from ``merge_start`` of the run). An L2 penalty λ(t)·Σ_k ‖θ_k − θ_primary‖²
+on the classifier weights, ramped linearly to ``merge_weight``, pulls the auxiliary and
+primary classifiers to one point. (Plain SGD shrinks the gap by a factor |1 − 4·lr·λ| per
+step, so keep lr·merge_weight well below 0.5 — the defaults give 0.1.) At test time only the primary path runs: the auxiliaries
+live in the method (its checkpoint state), never in the saved model, so the deployed network
+has exactly the baseline's parameters and cost.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..data.corruptions import SEVERITIES
+from ..models.multi_exit import MultiExitOutput
+from .base import Batch, kd_kl
+from .robust import TRAIN_CORRUPTIONS, _CorruptedViews, _pooled_unit
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+class AuxiliaryTraining(_CorruptedViews):
+    """See the module docstring."""
+
+    name = "auxiliary"
+
+    def __init__(self, corruptions: Sequence[str] = TRAIN_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
+                 seed: int = 0, distill_weight: float = 1.0, feature_weight: float = 1.0, temperature: float = 3.0,
+                 merge_start: float = 0.5, merge_weight: float = 1.0, selective_bn: bool = True) -> None:
+        super().__init__(corruptions, severities, seed)
+        if not 0 <= merge_start <= 1:
+            raise ValueError(f"auxiliary: merge_start is a fraction of the run in [0, 1], got {merge_start}")
+        self.distill_weight = float(distill_weight)
+        self.feature_weight = float(feature_weight)
+        self.temperature = float(temperature)
+        self.merge_start = float(merge_start)
+        self.merge_weight = float(merge_weight)
+        self.selective_bn = bool(selective_bn)
+        self.merge_lambda = 0.0
+        self.aux_fc = nn.ModuleList()
+        self.aux_bn = nn.ModuleList()
+        self._bn_names: list[str] = []
+
+    # --- model surgery (kept outside the model, so checkpoints hold the plain network) ----------
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        head = model.heads[-1]
+        if not isinstance(getattr(head, "fc", None), nn.Linear):
+            raise ValueError("auxiliary training needs a model whose deepest exit ends in a linear layer (.fc)")
+        self.aux_fc = nn.ModuleList(copy.deepcopy(head.fc) for _ in self.corruptions)
+        self._bn_names = [n for n, m in model.named_modules() if isinstance(m, _BN)]
+        modules = dict(model.named_modules())
+        self.aux_bn = nn.ModuleList(
+            nn.ModuleDict({n.replace(".", "__"): copy.deepcopy(modules[n]) for n in self._bn_names})
+            for _ in self.corruptions) if self.selective_bn else nn.ModuleList()
+        object.__setattr__(self, "_primary_fc", head.fc)  # a reference, not a submodule of the method
+        return model
+
+    def _bn_tensors(self, k: int) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of input type k's BN layers, keyed by the model's own names."""
+        tensors = {}
+        for name in self._bn_names:
+            bn = self.aux_bn[k][name.replace(".", "__")]
+            for key, value in list(bn.named_parameters()) + list(bn.named_buffers()):
+                tensors[f"{name}.{key}"] = value
+        return tensors
+
+    # --- schedule -----------------------------------------------------------------------------
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        start = int(round(self.merge_start * epochs))
+        self.merge_lambda = 0.0 if epoch < start else self.merge_weight * (epoch + 1 - start) / max(epochs - start, 1)
+
+    # --- forward ------------------------------------------------------------------------------
+    def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
+        if not model.training or batch is None or batch.domain is None:
+            return model(x)
+        if len(self.aux_fc) != len(self.corruptions):
+            raise RuntimeError("auxiliary: call method.prepare_model(model) before training")
+        if not self.selective_bn:
+            out = model(x)
+            feats = out.features[-1]
+            parts = [(torch.arange(len(x), device=x.device), self._classify(0, feats, out.final, batch.domain), feats)]
+        else:
+            parts = []
+            for d in range(len(self.corruptions) + 1):
+                idx = (batch.domain == d).nonzero().flatten()
+                if len(idx) == 0:
+                    continue
+                xd = x[idx]
+                out = model(xd) if d == 0 else functional_call(model, self._bn_tensors(d - 1), (xd,), strict=False)
+                logits = out.final if d == 0 else self.aux_fc[d - 1](out.features[-1])
+                parts.append((idx, logits, out.features[-1]))
+        order = torch.cat([p[0] for p in parts])
+        inverse = torch.argsort(order)
+        logits = torch.cat([p[1] for p in parts])[inverse]
+        feats = torch.cat([p[2] for p in parts])[inverse]
+        return MultiExitOutput([logits], [feats])
+
+    def _classify(self, _: int, feats: torch.Tensor, primary: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+        """Shared-BN variant: each row's classifier is the one of its input type."""
+        logits = primary
+        for k, fc in enumerate(self.aux_fc):
+            mask = (domain == k + 1).unsqueeze(1)
+            logits = torch.where(mask, fc(feats), logits)
+        return logits
+
+    def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        terms = {"ce": F.cross_entropy(out.final, batch.y)}
+        n = batch.n_clean
+        if n is None:
+            return terms
+        t = self.temperature
+        teacher = out.final[:n].detach().repeat(len(batch.y) // n - 1, 1)
+        terms["distill"] = self.distill_weight * t * t * kd_kl(out.final[n:], teacher, t)
+        clean = _pooled_unit(out.features[-1][:n]).detach().repeat(len(batch.y) // n - 1, 1)
+        terms["feature"] = self.feature_weight * (_pooled_unit(out.features[-1][n:]) - clean).pow(2).sum(1).mean()
+        if self.merge_lambda > 0:
+            primary = self._primary_fc
+            gap = sum((fc.weight - primary.weight).pow(2).sum() + (fc.bias - primary.bias).pow(2).sum()
+                      for fc in self.aux_fc)
+            terms["merge"] = self.merge_lambda * gap
+        return terms
+
+    @torch.no_grad()
+    def classifier_gap(self) -> list[float]:
+        """‖θ_k − θ_primary‖ per auxiliary classifier (→ 0 as period 2 merges them)."""
+        primary = self._primary_fc
+        return [float(torch.cat([(fc.weight - primary.weight).flatten(), fc.bias - primary.bias]).norm())
+                for fc in self.aux_fc]
