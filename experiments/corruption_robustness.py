@@ -3,7 +3,8 @@
     python experiments/corruption_robustness.py
 
 With no checkpoint given it uses cached default models (runs/cache/...) of baseline, augment,
-ada, auxiliary and adv, training them first when absent. Corrupted test sets are generated
+ada, auxiliary, adv and hwa (reram noise: does weight-noise robustness buy corruption robustness?),
+training them first when absent. Corrupted test sets are generated
 deterministically and cached (runs/cache/corruptions). Writes runs/robustness/<time>/ with
 corruption.csv, corruption_errors.csv, adversarial.csv, hardware.csv, feature_consistency.csv,
 table.md, manifest.json and PNG/SVG plots (accuracy vs severity, feature PCA, hardware).
@@ -14,8 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import fail, report
-from wxy_hw.data import available_datasets
+from wxy_hw.cli import add_study_args, cached_budget, fail, report
 from wxy_hw.data.corruptions import available_corruptions
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.robustness_experiment import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, corruption_robustness_run
@@ -46,16 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chips", type=int, default=3, help="chip instances per device (default 3)")
     parser.add_argument("--hw-samples", type=int, default=500, help="test images per chip evaluation (default 500)")
     parser.add_argument("--hw-severities", nargs="+", type=int, default=[1, 3, 5])
-    parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--train-epochs", type=int, default=None, help="budget of the cached default models")
-    parser.add_argument("--train-subset", type=int, default=None, help="training images of the cached default models")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--quiet", action="store_true")
+    add_study_args(parser)
     args = parser.parse_args(argv)
-    budget = {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
+    budget = cached_budget(args)
     attacks = {"fgsm": dict(eps=args.eps_linf), "pgd_linf": dict(eps=args.eps_linf, steps=args.pgd_steps),
                "pgd_l2": dict(eps=args.eps_l2, steps=args.pgd_steps)}
     try:

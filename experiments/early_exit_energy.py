@@ -12,8 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import fail, report
-from wxy_hw.data import available_datasets
+from wxy_hw.cli import add_study_args, cached_budget, fail, report
 from wxy_hw.early_exit_experiment import early_exit_run
 from wxy_hw.hardware.spec import available_devices
 
@@ -26,16 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realizations", type=int, default=3, help="chips (each gets its own thresholds)")
     parser.add_argument("--samples", type=int, default=2000, help="validation and test images used")
     parser.add_argument("--t-inference", type=float, default=None)
-    parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--train-epochs", type=int, default=None)
-    parser.add_argument("--train-subset", type=int, default=None)
-    parser.add_argument("--torch-device", default="auto")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_study_args(parser)
     args = parser.parse_args(argv)
-    budget = {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
+    budget = cached_budget(args)
     try:
         summary = early_exit_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
                                  realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,

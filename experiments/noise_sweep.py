@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS
-from wxy_hw.cli import fail, parse_method_args, report
-from wxy_hw.data import available_datasets
+from wxy_hw.cli import add_study_args, cached_budget, fail, parse_method_args, report
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.noise_experiment import noise_sweep_run
 
@@ -42,17 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-flat", action="store_true", help="skip the flat-minima sweep")
     parser.add_argument("--realizations", type=int, default=5, help="chip instances per point (default 5)")
     parser.add_argument("--samples", type=int, default=1000, help="test images per evaluation (default 1000)")
-    parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--train-epochs", type=int, default=None, help="budget of the cached default models")
-    parser.add_argument("--train-subset", type=int, default=None, help="training images of the cached default models")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-device", default="auto",
-                        help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--quiet", action="store_true")
+    add_study_args(parser)
     args = parser.parse_args(argv)
-    budget = {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
+    budget = cached_budget(args)
     try:
         summary = noise_sweep_run(
             device=args.device, methods=args.methods, checkpoints=args.checkpoints, backend=args.backend,

@@ -12,8 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import fail, report
-from wxy_hw.data import available_datasets
+from wxy_hw.cli import add_study_args, fail, report
 from wxy_hw.quant_experiment import quant_sweep_run
 
 
@@ -33,12 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realizations", type=int, default=3)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--t-inference", type=float, default=None)
-    parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--torch-device", default="auto")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_study_args(parser, cached_models=False)
     args = parser.parse_args(argv)
     try:
         summary = quant_sweep_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,

@@ -14,7 +14,7 @@ from wxy_hw.checkpoint import load_model, read_checkpoint
 from wxy_hw.data.base import Split
 from wxy_hw.data.corruptions import (CORRUPTIONS, _disk, _motion_kernel, corrupt, corrupt_split, gaussian_kernel1d,
                                      random_corruption)
-from wxy_hw.methods import ADA, AuxiliaryTraining, Batch, build_method
+from wxy_hw.methods import ADA, Batch, build_method
 from wxy_hw.models import build_model
 from wxy_hw.models.multi_exit import MultiExitOutput
 from wxy_hw.train import TrainConfig, Trainer
@@ -251,6 +251,7 @@ def test_mce_matches_a_hand_computation():
 
 def test_corruption_rows_and_attacks_on_a_trained_model(trained_dsn, synthetic, tmp_path):
     test = Split(synthetic.test.images[:64], synthetic.test.labels[:64])
+    before = {k: v.clone() for k, v in trained_dsn.state_dict().items()}
     rows = corruption_rows(trained_dsn, test, synthetic.mean, synthetic.std, ["gaussian_noise"], (1, 5),
                            cache_dir=tmp_path, method="dsn")
     deep = {(r["corruption"], r["severity"]): r["accuracy"] for r in rows if r["exit"] == "4"}
@@ -262,6 +263,8 @@ def test_corruption_rows_and_attacks_on_a_trained_model(trained_dsn, synthetic, 
     assert acc["fgsm"] == pytest.approx(acc["clean"], abs=2.0)  # a vanishing budget changes (almost) nothing
     assert acc["pgd_linf"] < acc["clean"] - 20  # a large budget breaks an undefended model
     assert not trained_dsn.training
+    # attacking must not touch the model (a wrapper left in training mode once updated BN statistics)
+    assert all(torch.equal(v, trained_dsn.state_dict()[k]) for k, v in before.items())
 
 
 def test_feature_geometry_helpers():
@@ -294,3 +297,16 @@ def test_published_hendrycks_format_is_read_and_checked_for_alignment(trained_ds
             corrupted_view(shuffled, "gaussian_noise", 1, corrupted_dir=tmp_path)
     with pytest.raises(DatasetNotFoundError, match="shot_noise.npy not found"):
         load_hendrycks_c(tmp_path, "shot_noise", 1)
+
+
+def test_auxiliary_merge_bn_routes_period_two_through_the_primary_bn(synthetic, tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)
+    method = build_method("auxiliary", merge_start=0.5, merge_bn=True)
+    model = method.prepare_model(model)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=2)
+    Trainer(model, method, synthetic, cfg, tmp_path).fit()
+    bn_name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # period 1 (epoch 1): selective BN — one update of each BN per step; period 2: only the primary BN
+    assert int(dict(model.named_modules())[bn_name].num_batches_tracked) == 4
+    assert int(method.aux_bn[0][bn_name.replace(".", "__")].num_batches_tracked) == 2

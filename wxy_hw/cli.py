@@ -30,6 +30,27 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="default: the dataset's own")
 
 
+def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = True) -> None:
+    """Flags every evaluation experiment shares: data, the cached default models' budget, output, seed, device."""
+    g = parser.add_argument_group("data, cached default models, output")
+    g.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
+    g.add_argument("--data-dir", type=Path, default=None,
+                   help="directory holding the dataset files (else $WXY_DATA, then system locations)")
+    if cached_models:
+        g.add_argument("--train-epochs", type=int, default=None, help="budget of the cached default models")
+        g.add_argument("--train-subset", type=int, default=None, help="training images of the cached default models")
+    g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment>/<time>)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--torch-device", default="auto",
+                   help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def cached_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The --train-epochs / --train-subset overrides of the cached default models' budget."""
+    return {k: v for k, v in (("epochs", args.train_epochs), ("subset", args.train_subset)) if v is not None}
+
+
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Model, method and optimisation flags."""
     g = parser.add_argument_group("model and method")

@@ -30,7 +30,8 @@ from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
 from .utils import resolve_device  # noqa: E402
 
-DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv")
+# hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
+DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
 DEFAULT_CORRUPTIONS = (*SEED_CORRUPTIONS, "rotation")
 
 

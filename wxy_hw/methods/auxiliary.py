@@ -17,7 +17,9 @@ the clean image's features from the corrupted one.
 
 Training period 2 (from ``merge_start`` of the run). An L2 penalty λ(t)·Σ_k ‖θ_k − θ_primary‖²
 on the classifier weights, ramped linearly to ``merge_weight``, pulls the auxiliary and
-primary classifiers to one point. (Plain SGD shrinks the gap by a factor |1 − 4·lr·λ| per
+primary classifiers to one point. ``merge_bn=True`` (not in the paper) also merges the
+normalization in period 2: corrupted images then pass through the primary BN layers too, so
+the statistics the deployed network keeps have seen them. (Plain SGD shrinks the gap by a factor |1 − 4·lr·λ| per
 step, so keep lr·merge_weight well below 0.5 — the defaults give 0.1.) At test time only the primary path runs: the auxiliaries
 live in the method (its checkpoint state), never in the saved model, so the deployed network
 has exactly the baseline's parameters and cost.
@@ -47,7 +49,8 @@ class AuxiliaryTraining(_CorruptedViews):
 
     def __init__(self, corruptions: Sequence[str] = TRAIN_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
                  seed: int = 0, distill_weight: float = 1.0, feature_weight: float = 1.0, temperature: float = 3.0,
-                 merge_start: float = 0.5, merge_weight: float = 1.0, selective_bn: bool = True) -> None:
+                 merge_start: float = 0.5, merge_weight: float = 1.0, selective_bn: bool = True,
+                 merge_bn: bool = False) -> None:
         super().__init__(corruptions, severities, seed)
         if not 0 <= merge_start <= 1:
             raise ValueError(f"auxiliary: merge_start is a fraction of the run in [0, 1], got {merge_start}")
@@ -57,6 +60,7 @@ class AuxiliaryTraining(_CorruptedViews):
         self.merge_start = float(merge_start)
         self.merge_weight = float(merge_weight)
         self.selective_bn = bool(selective_bn)
+        self.merge_bn = bool(merge_bn)
         self.merge_lambda = 0.0
         self.aux_fc = nn.ModuleList()
         self.aux_bn = nn.ModuleList()
@@ -96,7 +100,7 @@ class AuxiliaryTraining(_CorruptedViews):
             return model(x)
         if len(self.aux_fc) != len(self.corruptions):
             raise RuntimeError("auxiliary: call method.prepare_model(model) before training")
-        if not self.selective_bn:
+        if not self.selective_bn or (self.merge_bn and self.merge_lambda > 0):
             out = model(x)
             feats = out.features[-1]
             parts = [(torch.arange(len(x), device=x.device), self._classify(0, feats, out.final, batch.domain), feats)]
