@@ -16,7 +16,7 @@ def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, **
     torch.manual_seed(seed)
     m = build_method(method)
     model = build_model("resnet8", data.num_classes, data.channels, 0.125, data.image_size, multi_exit=m.multi_exit)
-    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, seed=seed, device="cpu", progress=False, **cfg)
+    config = TrainConfig(**{**dict(epochs=epochs, batch_size=32, lr=0.05, seed=seed, device="cpu", progress=False), **cfg})
     return Trainer(model, m, data, config, run_dir)
 
 
@@ -118,3 +118,15 @@ def test_bad_torch_devices_are_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_narrow_models_avoid_the_channels_last_backward_crash(synthetic, tmp_path):
+    """torch 2.13 CPU: a strided 1×1 conv with 8 input channels segfaults in NHWC backward (batch 3)."""
+    from wxy_hw.train import channels_last_safe
+
+    narrow = build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)
+    assert not channels_last_safe(narrow, torch.device("cpu"))
+    assert channels_last_safe(build_model("resnet8", 10, 1, 0.25, 28), torch.device("cpu"))
+    trainer = make_trainer(synthetic, tmp_path, method="baseline", epochs=1, batch_size=3, max_steps_per_epoch=2)
+    assert not trainer.channels_last
+    trainer.fit()  # would abort the interpreter in channels_last
