@@ -265,3 +265,19 @@ def test_ir_drop_is_computed_per_row_tile():
 def test_one_bit_converters_are_rejected():
     with pytest.raises(DeviceSpecError, match="array.adc_bits = 1 is out of range; expected 0 \\(ideal\\) or"):
         load_device("reram", {"array.adc_bits": 1})
+
+
+def test_adc_digitises_each_arrays_partial_sum():
+    """Per-array ADC: y = Σ_t Q(x_t·W_tᵀ), each crossbar's partial sum quantized on its own range."""
+    from wxy_hw.hardware.engine import quantize_signed
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 5, bias=False)
+    x = torch.randn(7, 12)
+    chip = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 3})
+    expected = sum(quantize_signed(x[:, t:t + 4] @ lin.weight[:, t:t + 4].T, 3, (1,)) for t in (0, 4, 8))
+    assert torch.allclose(chip(x), expected, atol=1e-6)
+    whole = deploy(lin, "ideal", overrides={"array.rows": 12, "array.adc_bits": 3})
+    assert torch.allclose(whole(x), quantize_signed(x @ lin.weight.T, 3, (1,)), atol=1e-6)
+    fine = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 16})
+    assert torch.allclose(fine(x), lin(x), atol=1e-3)  # a fine ADC is transparent

@@ -99,20 +99,46 @@ class AnalogMixin:
         I_max,t = rows_t·|W|max — column currents in weight units (the g_min offset of the
         differential pair is neglected), relative to a fully-on column at full input.
         """
-        x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
-        xn = x.abs() / x_max
-        fan_in = w[0].numel()
-        tiles = tile_ids(fan_in, self.rows, w.device)
-        n_r = int(tiles[-1]) + 1
+        tiles = tile_ids(w[0].numel(), self.rows, w.device)
         lost = 0
-        for t in range(n_r):
-            mask = (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if n_r > 1 else 1.0
-            w_t = w * mask
-            current = mac(xn, w_t.abs())
-            rows_t = int((tiles == t).sum())
-            w_max = _per_channel(self.w_max_tiles[:, t], x)
-            lost = lost + mac(x, w_t) * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
+        for t in range(int(tiles[-1]) + 1):
+            w_t = w * self._tile_mask(tiles, t, w)
+            lost = lost + self._ir_lost(x, w_t, mac(x, w_t), tiles, t, mac)
         return lost
+
+    @staticmethod
+    def _tile_mask(tiles: torch.Tensor, t: int, w: torch.Tensor):
+        return (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if int(tiles[-1]) > 0 else 1.0
+
+    def _ir_lost(self, x: torch.Tensor, w_t: torch.Tensor, y_t: torch.Tensor, tiles: torch.Tensor, t: int,
+                 mac) -> torch.Tensor:
+        """IR-drop loss of row tile t's partial sum ``y_t`` (see _ir_drop)."""
+        x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
+        current = mac(x.abs() / x_max, w_t.abs())
+        rows_t = int((tiles == t).sum())
+        w_max = _per_channel(self.w_max_tiles[:, t], x)
+        return y_t * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
+
+    def _per_array_adc(self, x: torch.Tensor, w: torch.Tensor, mac, noise_sd: torch.Tensor | None) -> torch.Tensor:
+        """Each crossbar (row tile) digitises its own partial sum, then the digital side adds them.
+
+        This is where the array size meets accuracy: an ADC sees only ``rows`` inputs' worth of
+        current, so a larger array puts more of the sum behind one coarse conversion. Range:
+        the partial sums' abs-max per sample and tile (an ideally ranged ADC).
+        """
+        tiles = tile_ids(w[0].numel(), self.rows, w.device)
+        n_r = int(tiles[-1]) + 1
+        y = 0
+        for t in range(n_r):
+            w_t = w * self._tile_mask(tiles, t, w)
+            y_t = mac(x, w_t)
+            if noise_sd is not None:  # per-MVM read noise of this tile's cells
+                y_t = y_t + noise_sd[t] * torch.randn(y_t.shape, generator=self._generator(y_t.device),
+                                                      device=y_t.device, dtype=y_t.dtype)
+            if self.ir_beta > 0:
+                y_t = y_t - self._ir_lost(x, w_t, y_t, tiles, t, mac)
+            y = y + quantize_signed(y_t, self.adc_bits, tuple(range(1, y_t.dim())))
+        return y
 
     def reseed_reads(self, seed: int) -> None:
         """Restart the read-noise stream (each chip's reads are reproducible too)."""
@@ -132,6 +158,16 @@ class AnalogMixin:
         if self.read_sigma is not None and self.read_noise_mode == "per_batch":
             w = w + self.read_sigma * torch.randn(w.shape, generator=self._generator(w.device), device=w.device,
                                                   dtype=w.dtype)
+        per_mvm_untiled = (self.read_sigma is not None and self.read_noise_mode == "per_mvm"
+                           and self.read_tile_ind is None)  # grouped convs: keep the whole-layer path
+        if self.adc_bits and int(tile_ids(w[0].numel(), self.rows, w.device)[-1]) > 0 and not per_mvm_untiled:
+            noise_sd = None
+            if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
+                if self.read_tile_ind is not None:
+                    sq = mac(x * x, self.read_tile_ind)                          # (B, n_r, ...)
+                    noise_sd = [(sq[:, t:t + 1] * _per_channel(self.read_tile_sig2[:, t], sq)).clamp_min(0).sqrt()
+                                for t in range(sq.shape[1])]
+            return self._per_array_adc(x, w, mac, noise_sd)
         y = mac(x, w)
         if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
             if self.read_tile_ind is not None:

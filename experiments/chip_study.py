@@ -1,0 +1,55 @@
+"""Chip-architecture study: accuracy and energy / area / latency of one model over array size × ADC bits
+× bits per cell × device, per exit, with Pareto fronts and the NeuroSim VGG-8 validation.
+
+    python experiments/chip_study.py
+
+With no checkpoint it uses the cached default self_distillation model (trained when absent).
+Accuracy comes from the native engine with the configuration's array size (partial sums
+digitised per array), ADC bits, input (DAC) precision and the device's noise; cost from
+wxy_hw/hardware/chip.py. Writes runs/chip_study/<time>/ with study.csv, front.csv,
+neurosim_vgg8.csv, table.md, manifest.json and the plots pareto_energy, pareto_area,
+energy_breakdown (PNG and SVG).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wxy_hw.chip_experiment import chip_study_run
+from wxy_hw.cli import add_study_args, cached_budget, fail, report
+from wxy_hw.hardware.spec import available_devices
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default="self_distillation", help="method of the cached default model")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a best.pt to study instead")
+    parser.add_argument("--devices", nargs="+", default=["reram", "pcm", "subthreshold_cmos", "digital_int8"],
+                        help=f"devices ({', '.join(available_devices())})")
+    parser.add_argument("--rows", nargs="+", type=int, default=[64, 128, 256, 512], help="square array sizes")
+    parser.add_argument("--adc-bits", nargs="+", type=int, default=[3, 4, 6, 8])
+    parser.add_argument("--bits-per-cell", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--weight-bits", type=int, default=8)
+    parser.add_argument("--act-bits", type=int, default=8)
+    parser.add_argument("--cols-per-adc", type=int, default=8)
+    parser.add_argument("--ir-beta-per-row", type=float, default=0.0,
+                        help="IR-drop attenuation per row on a column (β = this × rows); default off")
+    parser.add_argument("--chips", type=int, default=2, help="chip instances per configuration (default 2)")
+    parser.add_argument("--samples", type=int, default=500, help="test images (default 500)")
+    add_study_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        summary = chip_study_run(
+            method=args.method, checkpoint=args.checkpoint, devices=args.devices, rows=args.rows,
+            adc_bits=args.adc_bits, bits_per_cell=args.bits_per_cell, weight_bits=args.weight_bits,
+            act_bits=args.act_bits, cols_per_adc=args.cols_per_adc, ir_beta_per_row=args.ir_beta_per_row,
+            chips=args.chips, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir, out=args.out,
+            seed=args.seed, budget=cached_budget(args), torch_device=args.torch_device, progress=not args.quiet)
+    except Exception as exc:
+        return fail(exc)
+    return report(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
