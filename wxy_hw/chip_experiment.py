@@ -80,8 +80,6 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
     if chips < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
     specs = {d: load_device(d) for d in devices}
-    base = ChipConfig(weight_bits=weight_bits, act_bits=act_bits, cols_per_adc=cols_per_adc,
-                      ir_beta_per_row=ir_beta_per_row)
     for r, b, c in itertools.product(rows, adc_bits, bits_per_cell):  # refuse bad grids before training
         ChipConfig(rows=r, cols=r, adc_bits=b, bits_per_cell=c, weight_bits=weight_bits, act_bits=act_bits,
                    cols_per_adc=min(cols_per_adc, r))
@@ -115,7 +113,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
             cfg0 = ChipConfig(device=d, rows=r, cols=r, adc_bits=b or 8, weight_bits=weight_bits, act_bits=act_bits,
                               cols_per_adc=min(cols_per_adc, r), ir_beta_per_row=ir_beta_per_row)
             if is_digital:
-                accs = [digital.accuracy] * 1
+                accs = [digital.accuracy]  # no analog effects: the digital model's accuracy
             else:
                 say(f"{d}: {r}×{r} arrays, {b}-bit ADC — {chips} chips × {samples} images")
                 accs = [evaluate(deploy(model, spec, 2000 + c, t_inference=t_of[d], overrides=cfg0.spec_overrides()),
