@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import torch
 import torch.nn as nn
 
 from ..models.multi_exit import MultiExitNet
@@ -73,28 +72,12 @@ def _cost(name: str, fan_in: int, out: int, mvms: int, spec: DeviceSpec) -> Laye
     return LayerCost(name, macs, mvms, fan_in, out, row_tiles * col_tiles, array, dac, adc, dig, leakage, latency)
 
 
-@torch.no_grad()
 def layer_costs(model: nn.Module, device: str | DeviceSpec, input_shape: tuple[int, ...]) -> list[LayerCost]:
     """Cost of every Conv2d / Linear for one input of ``input_shape`` (C, H, W), in execution order."""
+    from .chip import layer_shapes
+
     spec = load_device(device)
-    records: list[LayerCost] = []
-    names = {m: n for n, m in model.named_modules()}
-
-    def hook(mod, inp, out):
-        fan_in = mod.weight[0].numel()
-        mvms = out[0, 0].numel() if isinstance(mod, nn.Conv2d) else max(out[0].numel() // mod.out_features, 1)
-        records.append(_cost(names[mod], fan_in, mod.weight.shape[0], mvms, spec))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return records
+    return [_cost(name, k, n, m, spec) for name, k, n, m in layer_shapes(model, input_shape)]
 
 
 def _sum(layers: list[LayerCost]) -> dict[str, float]:
