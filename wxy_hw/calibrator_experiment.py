@@ -1,0 +1,204 @@
+"""Library side of experiments/calibrator_adapt.py: the Calibrator on a domain pair (vs source-only
+and DANN) and on chip instances (vs no calibration and chip-in-the-loop fine-tuning), FFT spectra."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_spectrum,  # noqa: E402
+                         train_calibrator, train_chip_calibrator, train_dann)
+from .analysis.plots import _save  # noqa: E402
+from .analysis.sweep import human_time  # noqa: E402
+from .checkpoint import load_model, read_checkpoint  # noqa: E402
+from .data import BatchLoader, Split, load_dataset  # noqa: E402
+from .data.base import take_subset  # noqa: E402
+from .data.corruptions import check_corruptions, corrupt_split  # noqa: E402
+from .evaluate import evaluate  # noqa: E402
+from .hardware.engine import check_time, deploy  # noqa: E402
+from .hardware.spec import load_device  # noqa: E402
+from .models.calibrator import Calibrator, count_macs  # noqa: E402
+from .noise_experiment import cached_checkpoint  # noqa: E402
+from .results import RunDirectory, format_table  # noqa: E402
+from .train import write_rows_csv  # noqa: E402
+from .utils import resolve_device  # noqa: E402
+
+
+def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corruption: str, severity: int,
+                   source_data) -> tuple[Split, Split, str]:
+    """(unlabeled training split, test split, label) of the target domain, in the classifier's geometry."""
+    if target.lower().endswith("-c"):  # e.g. fashion_mnist-C: the source dataset, corrupted
+        check_corruptions([corruption])
+        base = target[:-2]
+        data = source_data if base == info["name"] else load_dataset(base, data_dir, image_size=info["image_size"],
+                                                                   channels=info["channels"], seed=seed)
+        return (corrupt_split(data.train, corruption, severity, seed=seed),
+                corrupt_split(data.test, corruption, severity, seed=seed + 1), f"{base}-C ({corruption} s{severity})")
+    data = load_dataset(target, data_dir, image_size=info["image_size"], channels=info["channels"], seed=seed)
+    return data.train, data.test, target
+
+
+def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digits", device: str | None = None,
+                         chip_seeds: Sequence[int] = (0, 1, 2, 3, 4), checkpoint: str | Path | None = None,
+                         corruption: str = "gaussian_noise", severity: int = 5, epochs: int = 5, width: int = 8,
+                         blocks: int = 1, epsilon: float = 1.0, samples: int = 2000, data_dir: str | Path | None = None,
+                         out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
+                         torch_device: str = "auto", progress: bool = True,
+                         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Domain-pair adaptation (``target``) and/or chip-instance calibration (``device``); writes CSVs,
+    tables, plots and a manifest."""
+    if target is None and device is None:
+        raise ValueError("nothing to do: give --target (a domain pair) and/or --device (chip-instance calibration)")
+    spec = load_device(device) if device else None
+    t_chip = 1.0
+    if spec is not None:
+        t_chip = float(min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0)
+        check_time(spec, t_chip)
+        if len(chip_seeds) < 1:
+            raise ValueError("--chip-seeds needs at least one seed")
+    if epochs < 1 or samples < 1:
+        raise ValueError("--epochs and --samples must be ≥ 1")
+    dev = resolve_device(torch_device)
+    say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
+    path = Path(checkpoint) if checkpoint else cached_checkpoint("baseline", source, data_dir, seed, progress=progress,
+                                                                 device=torch_device, **(budget or {}))
+    payload = read_checkpoint(path)
+    info = payload["data"]
+    src = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
+                       seed=payload.get("train_config", {}).get("seed", 0))
+    norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
+    batches = lambda split, n=samples, bs=128: list(BatchLoader(take_subset(split, n, seed), bs, **norm))  # noqa: E731
+    classifier = load_model(path, device=dev)
+    out = Path(out) if out is not None else Path("runs") / "calibrator" / time.strftime("%Y%m%d-%H%M%S")
+    run = RunDirectory(out, dict(checkpoint=str(path), source=info["name"], target=target, device=device,
+                                 chip_seeds=list(chip_seeds), corruption=corruption, severity=severity, epochs=epochs,
+                                 width=width, blocks=blocks, epsilon=epsilon, samples=samples, seed=seed),
+                       kind="calibrator_adapt")
+    shape = (info["channels"], info["image_size"], info["image_size"])
+    probe = Calibrator(info["channels"], width, blocks, epsilon).to(dev)
+    cost = {"calibrator_params": sum(p.numel() for p in probe.parameters()),
+            "classifier_params": sum(p.numel() for p in classifier.parameters()),
+            "calibrator_macs": count_macs(probe, shape), "classifier_macs": count_macs(classifier, shape)}
+    cost["mac_ratio"] = cost["calibrator_macs"] / cost["classifier_macs"]
+    tables, plots, results = [], [], {"cost": cost}
+    src_test = batches(src.test)
+
+    if target is not None:
+        tgt_train, tgt_test, tgt_label = _target_splits(target, info, data_dir, seed, corruption, severity, src)
+        src_train, tgt_train_b, tgt_test_b = batches(src.train), batches(tgt_train), batches(tgt_test)
+        say(f"{info['name']} → {tgt_label}: calibrator ({epochs} epochs on {len(tgt_train_b)} unlabeled target batches)")
+        cal, history = train_calibrator(classifier, src_train, tgt_train_b, epochs=epochs, width=width, blocks=blocks,
+                                        epsilon=epsilon, seed=seed)
+        write_rows_csv(out / "calibrator_history.csv", history)
+        say(f"{info['name']} → {tgt_label}: DANN reference ({epochs} epochs)")
+        dann = train_dann(classifier, src_train, tgt_train_b, epochs=epochs, seed=seed)
+        calibrated = Calibrated(cal, classifier)
+        rows = [
+            {"method": "source only", "target acc": evaluate(classifier, tgt_test_b).final,
+             "source acc": evaluate(classifier, src_test).final, "source acc (inputs calibrated)": None},
+            {"method": "DANN (fine-tuned features)", "target acc": evaluate(dann, tgt_test_b).final,
+             "source acc": evaluate(dann, src_test).final, "source acc (inputs calibrated)": None},
+            {"method": "calibrator (classifier frozen)", "target acc": evaluate(calibrated, tgt_test_b).final,
+             "source acc": evaluate(classifier, src_test).final,
+             "source acc (inputs calibrated)": evaluate(calibrated, src_test).final},
+        ]
+        write_rows_csv(out / "domain.csv", [dict(r, source=info["name"], target=tgt_label) for r in rows])
+        tables.append(format_table(rows, list(rows[0]), title=(
+            f"{info['name']} → {tgt_label}: test accuracy (%), {sum(len(b[1]) for b in tgt_test_b)}"
+            f" target / {sum(len(b[1]) for b in src_test)} source test images; calibrator {cost['calibrator_params']} "
+            f"params, {100 * cost['mac_ratio']:.1f} % of the classifier's MACs")))
+        results["domain"] = rows
+        with torch.no_grad():
+            spectra = {"source": mean_spectrum(x for x, _ in src_test),
+                       "target": mean_spectrum(x for x, _ in tgt_test_b),
+                       "calibrated target": mean_spectrum(cal(x.to(dev)).cpu() for x, _ in tgt_test_b)}
+        results["high_frequency_share"] = {k: high_frequency_share(v) for k, v in spectra.items()}
+        plots += _plot_spectra(spectra, out / "fft_spectra", f"{info['name']} → {tgt_label}")
+        plots += _plot_examples(cal, tgt_test_b[0][0][:8].to(dev), out / "calibrated_examples")
+
+    if spec is not None:
+        train_b = batches(src.train, min(samples, 1000))
+        test_b = batches(src.test, min(samples, 1000), 250)
+        say(f"{spec.name} (t = {human_time(t_chip)}): {len(chip_seeds)} chips — calibrator and fine-tuning per chip")
+        chips = {s: deploy(classifier, spec, s, t_inference=t_chip) for s in chip_seeds}
+        cals, rows, cross = {}, [], []
+        for s, chip in chips.items():
+            cals[s] = train_chip_calibrator(classifier, chip, train_b, epochs=epochs, width=width, blocks=blocks,
+                                            epsilon=epsilon, seed=seed)
+            tuned = finetune_chip(classifier, chip, train_b, epochs=epochs)
+            rows.append({"chip": s, "digital": evaluate(classifier, test_b).final, "no calibration":
+                         evaluate(chip, test_b).final, "calibrator": evaluate(Calibrated(cals[s], chip), test_b).final,
+                         "fine-tuned weights": evaluate(tuned, test_b).final})
+            del tuned
+        for a in chip_seeds:
+            for b in chip_seeds:
+                cross.append({"calibrator of chip": a, "evaluated on chip": b,
+                              "accuracy": evaluate(Calibrated(cals[a], chips[b]), test_b).final})
+        others = {a: [c["accuracy"] for c in cross if c["calibrator of chip"] == a and c["evaluated on chip"] != a]
+                  for a in chip_seeds}
+        for r in rows:
+            r["on other chips (mean)"] = sum(others[r["chip"]]) / len(others[r["chip"]]) if others[r["chip"]] else None
+        write_rows_csv(out / "chips.csv", [dict(r, device=spec.name) for r in rows])
+        write_rows_csv(out / "chips_cross.csv", [dict(r, device=spec.name) for r in cross])
+        mean = {k: sum(r[k] for r in rows if r[k] is not None) / len(rows) for k in rows[0] if k != "chip"}
+        tables.append(format_table(rows + [{"chip": "mean", **mean}], list(rows[0]), title=(
+            f"Chip-instance calibration on {spec.name} (t = {human_time(t_chip)}), {sum(len(b[1]) for b in test_b)} "
+            f"test images: each chip's own calibrator (and fine-tuned weights), trained on "
+            f"{sum(len(b[1]) for b in train_b)} unlabeled images; last column: that calibrator on the other chips")))
+        results["chips"] = rows
+        plots += _plot_cross(cross, list(chip_seeds), spec.name, out / "chip_cross")
+
+    table = "\n\n".join(tables)
+    (out / "table.md").write_text(table + "\n")
+    run.finish(results=results, plots=[p.name for p in plots])
+    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}
+
+
+def _plot_spectra(spectra: dict[str, torch.Tensor], path: Path, title: str) -> list[Path]:
+    fig, axes = plt.subplots(1, len(spectra), figsize=(3.2 * len(spectra), 3.2))
+    for ax, (name, spec) in zip(axes, spectra.items()):
+        im = ax.imshow(torch.log1p(spec).numpy(), cmap="magma")
+        ax.set_title(f"{name}\nhigh-freq. share {high_frequency_share(spec):.3f}", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"{title}: mean |FFT| of the inputs (log, centred)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def _plot_examples(cal, x: torch.Tensor, path: Path) -> list[Path]:
+    xc = cal(x)
+    fig, axes = plt.subplots(3, len(x), figsize=(1.2 * len(x), 3.8))
+    for i in range(len(x)):
+        for row, (img, name) in enumerate(((x[i], "target"), (xc[i], "calibrated"), (xc[i] - x[i], "δ"))):
+            axes[row, i].imshow(img.mean(0).cpu().numpy(), cmap="gray" if row < 2 else "coolwarm")
+            axes[row, i].axis("off")
+            if i == 0:
+                axes[row, i].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _plot_cross(cross, seeds, device: str, path: Path) -> list[Path]:
+    m = torch.tensor([[next(c["accuracy"] for c in cross if c["calibrator of chip"] == a and c["evaluated on chip"] == b)
+                       for b in seeds] for a in seeds])
+    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(seeds), 0.8 + 0.8 * len(seeds)))
+    im = ax.imshow(m.numpy(), cmap="viridis")
+    for i in range(len(seeds)):
+        for j in range(len(seeds)):
+            ax.text(j, i, f"{float(m[i, j]):.1f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
+    ax.set_yticks(range(len(seeds)), [str(s) for s in seeds])
+    ax.set_xlabel("evaluated on chip")
+    ax.set_ylabel("calibrator trained for chip")
+    ax.set_title(f"{device}: calibrator transfer", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(fig, path)
