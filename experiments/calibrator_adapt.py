@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.calibrator_experiment import calibrator_adapt_run
-from wxy_hw.cli import add_study_args, cached_budget, fail, report
+from wxy_hw.cli import add_study_args, fail, report, study_kwargs
 from wxy_hw.hardware.spec import available_devices
 
 
@@ -37,16 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=1, help="calibrator residual blocks (default 1)")
     parser.add_argument("--epsilon", type=float, default=1.0, help="bound of the perturbation (normalised units)")
     parser.add_argument("--samples", type=int, default=2000, help="images per split used (default 2000)")
-    add_study_args(parser)
+    add_study_args(parser, dataset=False)  # --source / --target name the data
     args = parser.parse_args(argv)
-    args.dataset = args.source  # add_study_args' --dataset is unused here; --source names the data
     try:
         summary = calibrator_adapt_run(
             source=args.source, target=None if str(args.target).lower() == "none" else args.target, device=args.device,
             chip_seeds=args.chip_seeds, checkpoint=args.checkpoint, corruption=args.corruption, severity=args.severity,
             epochs=args.epochs, width=args.width, blocks=args.blocks, epsilon=args.epsilon, samples=args.samples,
-            data_dir=args.data_dir, out=args.out, seed=args.seed, budget=cached_budget(args),
-            torch_device=args.torch_device, progress=not args.quiet)
+            **study_kwargs(args))
     except Exception as exc:
         return fail(exc)
     return report(summary)

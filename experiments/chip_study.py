@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.chip_experiment import chip_study_run
-from wxy_hw.cli import add_study_args, cached_budget, fail, report
+from wxy_hw.cli import add_study_args, fail, report, study_kwargs
 from wxy_hw.hardware.spec import available_devices
 
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             method=args.method, checkpoint=args.checkpoint, devices=args.devices, rows=args.rows,
             adc_bits=args.adc_bits, bits_per_cell=args.bits_per_cell, weight_bits=args.weight_bits,
             act_bits=args.act_bits, cols_per_adc=args.cols_per_adc, ir_beta_per_row=args.ir_beta_per_row,
-            chips=args.chips, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir, out=args.out,
-            seed=args.seed, budget=cached_budget(args), torch_device=args.torch_device, progress=not args.quiet)
+            chips=args.chips, samples=args.samples, dataset=args.dataset, **study_kwargs(args))
     except Exception as exc:
         return fail(exc)
     return report(summary)

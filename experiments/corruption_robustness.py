@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_study_args, cached_budget, fail, report
+from wxy_hw.cli import add_study_args, fail, report, study_kwargs
 from wxy_hw.data.corruptions import available_corruptions
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.robustness_experiment import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, corruption_robustness_run
@@ -48,16 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hw-severities", nargs="+", type=int, default=[1, 3, 5])
     add_study_args(parser)
     args = parser.parse_args(argv)
-    budget = cached_budget(args)
     attacks = {"fgsm": dict(eps=args.eps_linf), "pgd_linf": dict(eps=args.eps_linf, steps=args.pgd_steps),
                "pgd_l2": dict(eps=args.eps_l2, steps=args.pgd_steps)}
     try:
         summary = corruption_robustness_run(
             methods=args.methods, checkpoints=args.checkpoints, corruptions=args.corruptions, severities=args.severities,
             samples=args.samples, attacks=attacks, adv_samples=args.adv_samples, devices=args.devices, chips=args.chips,
-            hw_samples=args.hw_samples, hw_severities=args.hw_severities, dataset=args.dataset, data_dir=args.data_dir,
-            out=args.out, seed=args.seed, budget=budget, corrupted_dir=args.corrupted_dir,
-            torch_device=args.torch_device, progress=not args.quiet)
+            hw_samples=args.hw_samples, hw_severities=args.hw_severities, dataset=args.dataset, corrupted_dir=args.corrupted_dir,
+            **study_kwargs(args))
     except Exception as exc:
         return fail(exc)
     return report(summary)

@@ -30,10 +30,11 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="default: the dataset's own")
 
 
-def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = True) -> None:
+def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = True, dataset: bool = True) -> None:
     """Flags every evaluation experiment shares: data, the cached default models' budget, output, seed, device."""
     g = parser.add_argument_group("data, cached default models, output")
-    g.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
+    if dataset:
+        g.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
     g.add_argument("--data-dir", type=Path, default=None,
                    help="directory holding the dataset files (else $WXY_DATA, then system locations)")
     if cached_models:
@@ -44,6 +45,15 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
     g.add_argument("--torch-device", default="auto",
                    help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def study_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of add_study_args that every experiment runner takes."""
+    out = dict(data_dir=args.data_dir, out=args.out, seed=args.seed, torch_device=args.torch_device,
+               progress=not args.quiet)
+    if hasattr(args, "train_epochs"):
+        out["budget"] = cached_budget(args)
+    return out
 
 
 def cached_budget(args: argparse.Namespace) -> dict[str, Any]:
