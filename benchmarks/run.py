@@ -62,12 +62,23 @@ def step_fn(label: str, arch: str, width: float, teacher_width: float):
     return model, method, opt
 
 
+def interleaved_median_ms(names: list[str], one, warmup: int, steps: int) -> dict[str, float]:
+    """Median ms of ``one(name)`` per name, names run round-robin so machine drift hits all alike."""
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(warmup):
+        for n in names:
+            one(n)
+    for _ in range(steps):
+        for n in names:
+            times[n].append(one(n))
+    return {n: statistics.median(v) * 1000 for n, v in times.items()}
+
+
 def time_steps(args) -> dict:
     x = torch.randn(args.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,))
     names = ["baseline", "self_distillation", "self_distillation (byot_light heads)", "kd"]
     setups = {n: step_fn(n, args.arch, args.width, args.teacher_width) for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
 
     def one(name: str) -> float:
         model, method, opt = setups[name]
@@ -79,13 +90,7 @@ def time_steps(args) -> dict:
         opt.step()
         return time.perf_counter() - t0
 
-    for _ in range(args.warmup):
-        for n in names:
-            one(n)
-    for _ in range(args.steps):
-        for n in names:
-            times[n].append(one(n))
-    med = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    med = interleaved_median_ms(names, one, args.warmup, args.steps)
     return {"ms_per_step": med,
             "ratio_vs_baseline": {n: med[n] / med["baseline"] for n in names},
             "self_distillation_vs_kd": med["self_distillation"] / med["kd"]}
@@ -117,14 +122,7 @@ def time_robust_steps(args) -> dict:
         opt.step()
         return time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(args.warmup):
-        for n in names:
-            one(n)
-    for _ in range(max(args.steps // 2, 5)):
-        for n in names:
-            times[n].append(one(n))
-    med = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    med = interleaved_median_ms(names, one, args.warmup, max(args.steps // 2, 5))
     return {"ms_per_step": med, "ratio_vs_baseline": {n: med[n] / med["baseline"] for n in names},
             "ada_vs_augment": med["ada"] / med["augment"], "auxiliary_vs_augment": med["auxiliary"] / med["augment"]}
 

@@ -16,6 +16,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, timeout=600)
 
 
+def train_tiny_runs(tmp_path: Path, methods: tuple[str, ...], epochs: int = 2, *extra: str) -> None:
+    """Train each method on synthetic data (ResNet-8, width 1/8) into tmp_path/<method>; fail loudly."""
+    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", str(epochs),
+              "--batch-size", "64", "--quiet", *extra]
+    for method in methods:
+        res = run_cli("--method", method, "--out", str(tmp_path / method), *common)
+        assert res.returncode == 0, res.stderr
+
+
 @pytest.mark.slow
 def test_train_cli_end_to_end_then_kd_with_that_teacher(tmp_path):
     common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2",
@@ -49,10 +58,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
 
 @pytest.mark.slow
 def test_noise_sweep_cli_end_to_end(tmp_path):
-    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2", "--batch-size", "64",
-              "--quiet"]
-    for method in ("baseline", "self_distillation"):
-        assert run_cli("--method", method, "--out", str(tmp_path / method), *common).returncode == 0
+    train_tiny_runs(tmp_path, ("baseline", "self_distillation"))
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--device", "pcm",
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"),
                           str(tmp_path / "self_distillation" / "best.pt"), "--dataset", "synthetic",
@@ -73,10 +79,7 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_early_exit_energy_cli_end_to_end(tmp_path):
-    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "2", "--batch-size", "64",
-              "--quiet"]
-    for method in ("baseline", "scan"):
-        assert run_cli("--method", method, "--out", str(tmp_path / method), *common).returncode == 0
+    train_tiny_runs(tmp_path, ("baseline", "scan"))
     assert json.loads((tmp_path / "scan" / "manifest.json").read_text())["config"]["heads"] == "scan"
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "early_exit_energy.py"), "--device", "reram",
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "scan" / "best.pt"),
@@ -113,11 +116,7 @@ def test_quant_sweep_cli_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_corruption_robustness_cli_end_to_end(tmp_path):
-    common = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "1", "--batch-size", "64",
-              "--quiet"]
-    for method in ("baseline", "ada"):
-        res = run_cli("--method", method, "--out", str(tmp_path / method), *common)
-        assert res.returncode == 0, res.stderr
+    train_tiny_runs(tmp_path, ("baseline", "ada"), 1)
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "corruption_robustness.py"),
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "ada" / "best.pt"),
                           "--dataset", "synthetic", "--corruptions", "gaussian_noise", "rotation", "--severities", "1", "5",

@@ -12,6 +12,7 @@ digital model predicts on the raw inputs, T²·KL(p_digital^T(x) ‖ p_chip^T(x�
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -200,7 +201,7 @@ def train_dann(classifier: nn.Module, source: Sequence, target: Sequence, *, epo
             xt, _ = next(tgt)
             xs, ys, xt = xs.to(dev), ys.to(dev), xt.to(dev)
             p = step / max(total, 1)
-            scale = domain_weight * (2.0 / (1.0 + float(torch.exp(torch.tensor(-10.0 * p)))) - 1.0)
+            scale = domain_weight * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
             out = model(torch.cat([xs, xt]))
             feats = _ReverseGrad.apply(out.features[-1], scale)
             dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dev)

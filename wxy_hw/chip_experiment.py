@@ -3,6 +3,7 @@ chip configurations (array size × ADC bits × bits per cell × device), Pareto 
 NeuroSim VGG-8 validation."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -120,7 +121,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
                                  test).accuracy for c in range(chips)]
             acc = torch.tensor(accs, dtype=torch.float64)
             for c in (bits_per_cell if not is_digital else [None]):
-                cfg = cfg0 if c is None else ChipConfig(**{**cfg0.__dict__, "bits_per_cell": c})
+                cfg = cfg0 if c is None else dataclasses.replace(cfg0, bits_per_cell=c)
                 report = chip_report(model, cfg)
                 for k, name in enumerate(names):
                     cost = report["exits"][k] if report["exits"] else report["chip"]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -266,11 +266,6 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
                     or any(l.name.startswith(f"stages.{s}.") for s in range(stage + 1))]
             out["exits"].append({"exit": str(stage + 1), **summarize(keep, mapped["area_mm2"], cfg.pipeline)})
     return out
-
-
-def with_changes(cfg: ChipConfig, **changes: Any) -> ChipConfig:
-    """A copy of ``cfg`` with some fields changed (validated)."""
-    return replace(cfg, **changes)
 
 
 class NeuroSimVGG8(nn.Module):

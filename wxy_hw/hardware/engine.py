@@ -65,6 +65,10 @@ class AnalogMixin:
         self._setup_read_tiles(spec)
         self.ir_beta = float(spec.ir_drop["beta"])
         self.rows = int(spec.array["rows"])
+        # which crossbar row tile each input row lands on: fixed by the mapping, so computed once
+        self.register_buffer("row_tile", tile_ids(self.weight[0].numel(), self.rows, self.weight.device),
+                             persistent=False)
+        self.n_row_tiles = int(self.row_tile[-1]) + 1
         self.adc_bits = int(spec.array["adc_bits"])
         self.dac_bits = int(spec.array["dac_bits"])
         self.read_seed = read_seed
@@ -99,16 +103,15 @@ class AnalogMixin:
         I_max,t = rows_t·|W|max — column currents in weight units (the g_min offset of the
         differential pair is neglected), relative to a fully-on column at full input.
         """
-        tiles = tile_ids(w[0].numel(), self.rows, w.device)
+        tiles = self.row_tile
         lost = 0
-        for t in range(int(tiles[-1]) + 1):
+        for t in range(self.n_row_tiles):
             w_t = w * self._tile_mask(tiles, t, w)
             lost = lost + self._ir_lost(x, w_t, mac(x, w_t), tiles, t, mac)
         return lost
 
-    @staticmethod
-    def _tile_mask(tiles: torch.Tensor, t: int, w: torch.Tensor):
-        return (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if int(tiles[-1]) > 0 else 1.0
+    def _tile_mask(self, tiles: torch.Tensor, t: int, w: torch.Tensor):
+        return (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if self.n_row_tiles > 1 else 1.0
 
     def _ir_lost(self, x: torch.Tensor, w_t: torch.Tensor, y_t: torch.Tensor, tiles: torch.Tensor, t: int,
                  mac) -> torch.Tensor:
@@ -126,10 +129,9 @@ class AnalogMixin:
         current, so a larger array puts more of the sum behind one coarse conversion. Range:
         the partial sums' abs-max per sample and tile (an ideally ranged ADC).
         """
-        tiles = tile_ids(w[0].numel(), self.rows, w.device)
-        n_r = int(tiles[-1]) + 1
+        tiles = self.row_tile
         y = 0
-        for t in range(n_r):
+        for t in range(self.n_row_tiles):
             w_t = w * self._tile_mask(tiles, t, w)
             y_t = mac(x, w_t)
             if noise_sd is not None:  # per-MVM read noise of this tile's cells
@@ -160,7 +162,7 @@ class AnalogMixin:
                                                   dtype=w.dtype)
         per_mvm_untiled = (self.read_sigma is not None and self.read_noise_mode == "per_mvm"
                            and self.read_tile_ind is None)  # grouped convs: keep the whole-layer path
-        if self.adc_bits and int(tile_ids(w[0].numel(), self.rows, w.device)[-1]) > 0 and not per_mvm_untiled:
+        if self.adc_bits and self.n_row_tiles > 1 and not per_mvm_untiled:
             noise_sd = None
             if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
                 if self.read_tile_ind is not None:
