@@ -131,3 +131,89 @@ def test_composition_self_distillation_plus_hwa():
         build_method("dsn+hwa", temperature=2.0)
     with pytest.raises(ValueError, match="each change the forward"):
         build_method("hwa+hwa")
+
+
+def test_attention_map_and_distance_by_hand():
+    from wxy_hw.methods.at import attention_distance, attention_map
+
+    # One sample, two channels on a 1×2 grid: Q = Σ_c A_c² = [1+4, 0+1] = [5, 1] → / √26.
+    a = torch.tensor([[[[1.0, 0.0]], [[-2.0, 1.0]]]])
+    q = attention_map(a)
+    assert q.tolist()[0] == pytest.approx([5 / math.sqrt(26), 1 / math.sqrt(26)], rel=1e-6)
+    # Against a map whose attention is all on the second position, [0, 1]:
+    b = torch.tensor([[[[0.0, 3.0]]]])
+    expected = ((5 / math.sqrt(26) - 0) ** 2 + (1 / math.sqrt(26) - 1) ** 2) / 2
+    assert attention_distance(a, b).item() == pytest.approx(expected, rel=1e-6)
+    assert attention_distance(a, a * 7.0).item() == pytest.approx(0.0, abs=1e-12)  # scale-free
+    # A teacher map of another resolution is pooled to the student's: 2×4 → 1×2.
+    big = b.repeat_interleave(2, dim=-1).repeat(1, 1, 2, 1)
+    assert attention_distance(a, big).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_at_with_teacher_terms_by_hand():
+    from wxy_hw.methods.at import attention_distance
+
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", 3, 1, 0.25, 28, multi_exit=False)
+    student = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False)
+    x = torch.randn(2, 1, 28, 28)
+    method = build_method("at", teacher=teacher, beta=10.0)
+    out = student(x)
+    terms = method(out, Batch(x, Y))
+    t_maps = teacher.eval()(x).stage_maps
+    by_hand = 5.0 * sum(attention_distance(s.detach(), t) for s, t in zip(out.stage_maps, t_maps)).item()
+    assert terms["ce"].item() == pytest.approx(ce(out.final.detach(), Y), rel=1e-5)
+    assert terms["at"].item() == pytest.approx(by_hand, rel=1e-5) and terms["at"].item() > 0
+    terms["at"].backward()
+    assert all(p.grad is None for p in teacher.parameters())  # the teacher is frozen
+    assert student.stem[0].weight.grad.abs().sum() > 0  # the student is pulled towards it
+    with pytest.raises(ValueError, match="needs a teacher"):
+        build_method("at")
+
+
+def test_dml_terms_by_hand_and_peer_trains():
+    torch.manual_seed(0)
+    student = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False)
+    method = build_method("dml", seed=3)
+    assert method.prepare_model(student) is student
+    peer = method.peer
+    assert peer is not student and not torch.equal(peer.stem[0].weight, student.stem[0].weight)  # its own init
+    again = build_method("dml", seed=3)
+    again.prepare_model(student)
+    assert torch.equal(again.peer.stem[0].weight, peer.stem[0].weight)  # drawn from the seed
+    x = torch.randn(2, 1, 28, 28)
+    out = student(x)
+    terms = method(out, Batch(x, Y))
+    p_logits = peer(x).final.detach()
+    s_logits = out.final.detach()
+    assert terms["ce"].item() == pytest.approx(ce(s_logits, Y), rel=1e-5)
+    assert terms["peer_ce"].item() == pytest.approx(ce(p_logits, Y), rel=1e-5)
+    assert terms["kl"].item() == pytest.approx(kl_by_hand(s_logits, p_logits, 1.0), rel=1e-4)
+    assert terms["peer_kl"].item() == pytest.approx(kl_by_hand(p_logits, s_logits, 1.0), rel=1e-4)
+    # Each KL pulls only its own network: the other side's prediction is a fixed target.
+    terms["kl"].backward()
+    assert all(p.grad is None for p in peer.parameters())
+    assert {id(p) for p in method.parameters()} == {id(p) for p in peer.parameters()}  # the peer joins the optimizer
+
+
+def test_dml_trains_both_networks_and_resumes_bit_identically(synthetic, tmp_path):
+    from wxy_hw.checkpoint import read_checkpoint
+    from wxy_hw.train import TrainConfig, Trainer
+
+    def trainer(run):
+        torch.manual_seed(0)
+        m = build_method("dml")
+        model = m.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False))
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=4)
+        return Trainer(model, m, synthetic, cfg, tmp_path / run)
+
+    full = trainer("full")
+    peer_before = {k: v.clone() for k, v in full.method.peer.state_dict().items()}
+    full.fit()
+    assert any(not torch.equal(peer_before[k], v) for k, v in full.method.peer.state_dict().items())  # peer learned
+    trainer("part").fit(stop_after_epoch=1)
+    trainer("part").fit(resume=True)
+    a, b = (read_checkpoint(tmp_path / r / "last.pt") for r in ("full", "part"))
+    for key in ("model_state", "method_state"):
+        assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key]
+                                                       if isinstance(a[key][k], torch.Tensor))
