@@ -2,8 +2,9 @@
 from .engine import AnalogConv2d, AnalogLinear, analog_layers, deploy, realizations, weight_errors
 from .montecarlo import BACKENDS, deploy_on, evaluate_chips, summarize_chips
 from .physics import is_ideal, program_weight
+from .recalibrate import batchnorm_layers, recalibrate_bn
 from .spec import DeviceSpec, DeviceSpecError, available_devices, load_device
 
 __all__ = ["AnalogConv2d", "AnalogLinear", "BACKENDS", "DeviceSpec", "DeviceSpecError", "analog_layers",
-           "available_devices", "deploy", "deploy_on", "evaluate_chips", "is_ideal", "load_device",
-           "program_weight", "realizations", "summarize_chips", "weight_errors"]
+           "available_devices", "batchnorm_layers", "deploy", "deploy_on", "evaluate_chips", "is_ideal", "load_device",
+           "program_weight", "realizations", "recalibrate_bn", "summarize_chips", "weight_errors"]

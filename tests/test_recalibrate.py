@@ -1,0 +1,55 @@
+"""Per-chip BN recalibration: exact statistics, nothing else touched, and it helps a noisy chip."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from wxy_hw.data import make_loaders
+from wxy_hw.evaluate import evaluate
+from wxy_hw.hardware import deploy, recalibrate_bn
+
+
+def test_statistics_are_the_exact_batch_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, momentum=0.1)).eval()
+    x = torch.randn(12, 1, 6, 6)
+    pre = model[0](x)
+    recalibrate_bn(model, x, batch_size=12)
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, pre.mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(bn.running_var, pre.var((0, 2, 3), unbiased=True), atol=1e-5)
+    assert bn.momentum == 0.1 and not model.training and not bn.training  # put back as found
+    # Three equal batches of 4: the running mean is the mean over all 12 images all the same.
+    recalibrate_bn(model, x, batch_size=4)
+    assert torch.allclose(bn.running_mean, pre.mean((0, 2, 3)), atol=1e-6)
+    assert int(bn.num_batches_tracked) == 3
+
+
+def test_only_bn_layers_change_and_bad_input_is_one_line(trained_dsn):
+    chip = deploy(trained_dsn, "reram", seed=1)
+    before = {k: v.clone() for k, v in chip.state_dict().items()}
+    trained = {k: v.clone() for k, v in trained_dsn.state_dict().items()}
+    recalibrate_bn(chip, torch.randn(8, 1, 28, 28), batch_size=4)
+    changed = {k for k, v in chip.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all(k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+                           for k in changed)
+    assert all(torch.equal(trained[k], v) for k, v in trained_dsn.state_dict().items())  # the trained model is untouched
+    assert chip.deploy_info["bn_recalibrated_on"] == 8
+    with pytest.raises(ValueError, match="N ≥ 2 images"):
+        recalibrate_bn(chip, torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="no batch-norm layer"):
+        recalibrate_bn(nn.Linear(3, 2), torch.randn(4, 3))
+
+
+def test_recalibration_recovers_accuracy_on_a_noisy_chip(trained_dsn, synthetic):
+    loaders = make_loaders(synthetic, 100)
+    unlabeled = next(iter(make_loaders(synthetic, 200)["train"]))[0]  # unlabeled training images
+    digital = evaluate(trained_dsn, loaders["val"]).final
+    plain, recal = [], []
+    for seed in range(3):
+        chip = deploy(trained_dsn, "reram", seed, t_inference=86400.0, noise_scale=2.0)
+        plain.append(evaluate(chip, loaders["val"]).final)
+        recal.append(evaluate(recalibrate_bn(chip, unlabeled), loaders["val"]).final)
+    print(digital, plain, recal)
+    assert sum(recal) / 3 > sum(plain) / 3 + 2.0
