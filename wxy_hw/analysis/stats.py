@@ -1,0 +1,144 @@
+"""Intervals and paired tests for results over training seeds and chip instances.
+
+Device results are nested: chips are drawn per trained model, and models per training seed.
+The honest interval for a mean over seeds × chips therefore treats the seed as the unit
+(chips of one seed are not independent replicates of the training): it is a t interval over
+the per-seed means with S − 1 degrees of freedom. With a single seed the only spread left is
+the chips', and the interval says so (``unit == "chip"``): it cannot speak for other seeds.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean with a two-sided t confidence interval, and where its spread comes from."""
+
+    mean: float
+    half_width: float  # NaN when there is a single replicate: no interval can be given
+    n: int  # replicates the interval is over
+    unit: str  # "seed" or "chip"
+    level: float = 0.95
+    seed_var: float = 0.0  # variance component between seeds (random-effects estimate)
+    chip_var: float = 0.0  # variance component between chips of one seed
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    def __str__(self) -> str:
+        if math.isnan(self.half_width):
+            return f"{self.mean:.2f}"
+        return f"{self.mean:.2f} ± {self.half_width:.2f}"
+
+
+def t_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed") -> Interval:
+    """Mean ± t_{(1+level)/2, n−1} · s/√n of independent replicates."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("a confidence interval needs at least one value")
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+    mean = sum(values) / n
+    if n == 1:
+        return Interval(mean, float("nan"), 1, unit, level)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Interval(mean, float(_st.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n), n, unit, level)
+
+
+def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95) -> Interval:
+    """Interval of the mean over {(seed, chip): value}, with the seed / chip variance split.
+
+    Variance components come from the one-way random-effects ANOVA (chips nested in seeds):
+    chip_var = MS_within, seed_var = max(0, (MS_between − MS_within) / chips per seed).
+    """
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for (seed, _chip), v in sorted(values.items()):
+        by_seed[seed].append(v)
+    if not by_seed:
+        raise ValueError("a confidence interval needs at least one value")
+    sizes = {len(v) for v in by_seed.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every seed needs the same number of chips for the variance split, got {sorted(sizes)}")
+    chips = sizes.pop()
+    seed_means = [sum(v) / chips for v in by_seed.values()]
+    within = [x for v in by_seed.values() for x in v]
+    s = len(seed_means)
+    ms_within = (sum((x - sum(v) / chips) ** 2 for v in by_seed.values() for x in v) / (s * (chips - 1))
+                 if chips > 1 else 0.0)
+    if s > 1:
+        grand = sum(seed_means) / s
+        ms_between = chips * sum((m - grand) ** 2 for m in seed_means) / (s - 1)
+        base = t_interval(seed_means, level, "seed")
+        seed_var = max(0.0, (ms_between - ms_within) / chips)
+    else:
+        base = t_interval(within, level, "chip")
+        seed_var = float("nan")  # not estimable from one seed
+    return Interval(base.mean, base.half_width, base.n, base.unit, level, seed_var, ms_within)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A − B over matched replicates: mean difference, its interval, and the paired t-test p-value."""
+
+    difference: Interval
+    p_value: float
+    unit: str
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """"A > B", "A < B" or "no significant difference" at level alpha (two-sided)."""
+        if math.isnan(self.p_value) or self.p_value >= alpha:
+            return "no significant difference"
+        return "A > B" if self.difference.mean > 0 else "A < B"
+
+
+def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float], level: float = 0.95) -> PairedTest:
+    """Paired t-test of A − B on the same (seed, chip) keys (use chip 0 for digital results).
+
+    With several seeds the pairs are the per-seed mean differences (the seed is the
+    independent unit); with one seed they are the chips.
+    """
+    if set(a) != set(b):
+        raise ValueError(f"a paired test needs the same (seed, chip) replicates on both sides; "
+                         f"only in A: {sorted(set(a) - set(b))[:5]}, only in B: {sorted(set(b) - set(a))[:5]}")
+    diff = {k: a[k] - b[k] for k in a}
+    seeds = {s for s, _ in diff}
+    if len(seeds) > 1:
+        per_seed: dict[int, list[float]] = defaultdict(list)
+        for (s, _), d in diff.items():
+            per_seed[s].append(d)
+        units, unit = [sum(v) / len(v) for _, v in sorted(per_seed.items())], "seed"
+    else:
+        units, unit = [d for _, d in sorted(diff.items())], "chip"
+    interval = t_interval(units, level, unit)
+    if len(units) < 2:
+        p = float("nan")
+    else:
+        sd = math.sqrt(sum((u - interval.mean) ** 2 for u in units) / (len(units) - 1))
+        if sd == 0.0:
+            p = 0.0 if interval.mean != 0 else 1.0
+        else:
+            t = interval.mean / (sd / math.sqrt(len(units)))
+            p = float(2 * _st.t.sf(abs(t), len(units) - 1))
+    return PairedTest(interval, p, unit)
+
+
+def keyed(rows: Iterable[dict], value: str, seed: str = "seed", chip: str = "chip") -> dict[tuple[int, int], float]:
+    """{(seed, chip): row[value]} from tidy rows (a row without a chip column counts as chip 0)."""
+    out: dict[tuple[int, int], float] = {}
+    for r in rows:
+        key = (int(r[seed]), int(r.get(chip, 0) or 0))
+        if key in out:
+            raise ValueError(f"two rows for seed {key[0]}, chip {key[1]}: filter the rows to one configuration first")
+        out[key] = float(r[value])
+    return out
