@@ -217,3 +217,29 @@ def test_dml_trains_both_networks_and_resumes_bit_identically(synthetic, tmp_pat
     for key in ("model_state", "method_state"):
         assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key]
                                                        if isinstance(a[key][k], torch.Tensor))
+
+
+def test_fitnet_hint_stage_then_kd_by_hand():
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", 3, 1, 0.25, 28, multi_exit=False)
+    student = build_model("resnet8", 3, 1, 0.125, 28, multi_exit=False)
+    method = build_method("fitnet", teacher=teacher, hint_fraction=0.5)
+    method.prepare_model(student)
+    r = method.regressor
+    assert (r.in_channels, r.out_channels) == (student.stage_channels[1], teacher.stage_channels[1])
+    x = torch.randn(2, 1, 28, 28)
+    method.set_epoch(1, 4)  # epochs 0–1 of 4: hint training
+    out = student(x)
+    terms = method(out, Batch(x, Y))
+    t = teacher.eval()(x)
+    guided = r(out.stage_maps[1]).detach()
+    assert list(terms) == ["hint"]
+    assert terms["hint"].item() == pytest.approx(0.5 * (guided - t.stage_maps[1]).pow(2).sum().item() / 2, rel=1e-5)
+    terms["hint"].backward()
+    assert student.stem[0].weight.grad is not None and student.heads[-1].fc.weight.grad is None  # lower half only
+    method.set_epoch(2, 4)  # then knowledge distillation
+    terms = method(student(x), Batch(x, Y))
+    assert terms["kd"].item() == pytest.approx(0.9 * 16 * kl_by_hand(student(x).final.detach(), t.final.detach(), 4.0),
+                                               rel=1e-4)
+    with pytest.raises(ValueError, match="share of epochs"):
+        build_method("fitnet", teacher=teacher, hint_fraction=1.0)

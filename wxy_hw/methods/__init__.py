@@ -8,6 +8,7 @@ from .at import AttentionTransfer
 from .auxiliary import AuxiliaryTraining
 from .base import Batch, Method, feature_l2, kd_kl
 from .dml import DeepMutualLearning
+from .fitnet import FitNet
 from .hwa import ComposedMethod, HardwareAware
 from .kd import KnowledgeDistillation
 from .qat import QuantizationAware
@@ -16,8 +17,9 @@ from .self_distillation import Scan, SelfDistillation
 from .supervised import Baseline, DeeplySupervised
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, AttentionTransfer, DeepMutualLearning,
-                              SelfDistillation, Scan, HardwareAware, QuantizationAware, Augment, ADA, AuxiliaryTraining, AdversarialTraining)
+    cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, FitNet, AttentionTransfer,
+                              DeepMutualLearning, SelfDistillation, Scan, HardwareAware, QuantizationAware, Augment,
+                              ADA, AuxiliaryTraining, AdversarialTraining)
 }
 
 
@@ -73,5 +75,5 @@ def build_method(name: str, **options: Any) -> Method:
     return ComposedMethod(components)
 
 
-__all__ = ["ADA", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "Augment", "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
+__all__ = ["ADA", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment", "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
            "QuantizationAware", "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]

@@ -1,0 +1,83 @@
+"""FitNets (Romero et al., ICLR 2015): hint training of the student's lower half, then KD."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.multi_exit import MultiExitOutput
+from .base import Batch, Method, kd_kl
+
+
+class FitNet(Method):
+    """Stage 1: ½‖r(F_s) − F_t‖² between the student's guided stage and the teacher's hint stage.
+    Stage 2: (1 − α)·CE + α·T²·KL(p_teacher^T ‖ p_student^T) on the whole student.
+
+    The paper's two-stage schedule: the first ``hint_fraction`` of the epochs train only the
+    layers up to the guided stage (and the regressor r, a 3×3 convolution from the student's to
+    the teacher's width, as in the paper's convolutional regressor); the rest is knowledge
+    distillation. Guided / hint layer = the output of backbone stage ``hint_stage`` (0-based;
+    default 1, the middle of a four-stage network, as the paper places it). The squared distance
+    is summed over channels and positions, averaged over the batch. α = 0.9 and T = 4 as for ``kd``.
+    """
+
+    name = "fitnet"
+    multi_exit = False
+    needs_teacher = True
+
+    def __init__(self, teacher: nn.Module | None = None, hint_stage: int = 1, hint_fraction: float = 0.5,
+                 alpha: float = 0.9, temperature: float = 4.0) -> None:
+        super().__init__()
+        if teacher is None:
+            raise ValueError("method 'fitnet' needs a teacher: train one first (e.g. --method baseline with a larger "
+                             "--arch/--width) and pass its checkpoint with --teacher PATH")
+        if not 0.0 <= hint_fraction < 1.0:
+            raise ValueError(f"fitnet hint_fraction is the share of epochs spent on hint training, in [0, 1); "
+                             f"got {hint_fraction}")
+        self.hint_stage = int(hint_stage)
+        self.hint_fraction = float(hint_fraction)
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self._teacher = [teacher.eval().requires_grad_(False)]
+        self.regressor: nn.Module | None = None
+        self._hint_phase = False
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher model."""
+        return self._teacher[0]
+
+    def _apply(self, fn, *args, **kwargs):  # keep the teacher on the same device/dtype as the method
+        super()._apply(fn, *args, **kwargs)
+        self._teacher[0]._apply(fn, *args, **kwargs)
+        return self
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Build the regressor from the student's guided-stage width to the teacher's hint-stage width."""
+        widths = []
+        for who, net in (("student", model), ("teacher", self.teacher)):
+            channels = getattr(net, "stage_channels", None)
+            if channels is None or not -len(channels) <= self.hint_stage < len(channels):
+                raise ValueError(f"fitnet: the {who} has no backbone stage {self.hint_stage} to place the hint at "
+                                 f"(stages: {channels})")
+            widths.append(channels[self.hint_stage])
+        self.regressor = nn.Conv2d(widths[0], widths[1], 3, padding=1)
+        return model
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self._hint_phase = epoch < round(self.hint_fraction * epochs)
+
+    def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            self.teacher.eval()
+            t_out = self.teacher(batch.x)
+        if self._hint_phase:
+            if self.regressor is None:
+                raise RuntimeError("method 'fitnet' has no regressor: call prepare_model(model) before training")
+            guided = self.regressor(out.stage_maps[self.hint_stage])
+            hint = t_out.stage_maps[self.hint_stage]
+            if hint.shape[-2:] != guided.shape[-2:]:
+                hint = F.adaptive_avg_pool2d(hint, guided.shape[-2:])
+            return {"hint": 0.5 * (guided - hint).pow(2).flatten(1).sum(1).mean()}
+        return {"ce": (1.0 - self.alpha) * F.cross_entropy(out.final, batch.y),
+                "kd": self.alpha * self.temperature ** 2 * kd_kl(out.final, t_out.final, self.temperature)}
