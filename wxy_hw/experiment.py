@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .checkpoint import CheckpointError, load_model
 from .data import load_dataset, make_loaders
@@ -116,53 +117,93 @@ def _public(config: TrainConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def compare_methods(*, methods: list[str], out: str | Path | None = None, method_options: dict[str, Any] | None = None,
-                    **train_kwargs: Any) -> str:
-    """Train each method with the same budget and return the seed-style comparison table.
+def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, out: str | Path | None = None,
+                    method_options: dict[str, Any] | None = None, teacher_arch: str | None = None,
+                    teacher_width: float | None = None, **train_kwargs: Any) -> str:
+    """Train each method for each seed on the same budget; return the table with 95 % intervals.
 
-    Runs live in ``out/<method>``: a completed run is reused, an interrupted one resumed, so the
-    command can be re-run after a crash or to add a method. ``method_options`` go to every method
-    that accepts them.
+    Runs live in ``out/<method>/s<seed>``: a completed run is reused, an interrupted one resumed,
+    so the command can be re-run after a crash or to add a method or a seed. Each cell is the
+    mean over seeds ± the 95 % t interval (over seeds); the last column is the paired difference
+    of the final exit to the baseline over the same seeds, with its two-sided p-value. Methods
+    that need a teacher (kd, fitnet, at) get ``teacher`` or, with ``teacher_arch``, a baseline
+    teacher trained per seed into ``out/teacher/s<seed>`` on the same budget.
+    ``method_options`` go to every method that accepts them.
     """
+    from .analysis.stats import paired_test, t_interval
+
+    seeds = [int(s) for s in seeds] if seeds else [int(train_kwargs.get("seed", 0))]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds lists a seed twice: {seeds}")
+    train_kwargs = {k: v for k, v in train_kwargs.items() if k != "seed"}
     dataset, arch = train_kwargs.get("dataset", "fashion_mnist"), train_kwargs.get("arch", "resnet18")
-    width, seed = train_kwargs.get("width", 0.25), train_kwargs.get("seed", 0)
-    out = Path(out) if out is not None else Path("runs") / "compare" / f"{dataset}_{arch}_w{width:g}_s{seed}"
+    width = train_kwargs.get("width", 0.25)
+    out = Path(out) if out is not None else Path("runs") / "compare" / f"{dataset}_{arch}_w{width:g}"
     for name in methods:
         method_traits(name)  # fail fast on a typo, before hours of training
-    summaries = {}
-    for name in methods:
-        run_dir = out / name
-        done = run_dir / "results.json"
-        manifest = run_dir / "manifest.json"
-        if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
-            saved = json.loads(manifest.read_text())["config"]
-            keys = ("arch", "width", "heads", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
-                    "schedule", "seed", "augment", "val_fraction")
-            diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs[k]!r}" for k in keys
-                     if train_kwargs.get(k) is not None and saved.get(k) != train_kwargs[k]]
-            if diffs:
-                raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
-                                      + "; ".join(diffs) + "); pass --out DIR for a new comparison")
-            summaries[name] = json.loads(done.read_text())
-            continue
-        accepted = {p for part in name.split("+")
-                    for p in inspect.signature(method_class(part).__init__).parameters}
-        opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
-        summaries[name] = train_run(method=name, method_options=opts, out=run_dir,
-                                    resume=(run_dir / "last.pt").exists(), **train_kwargs)
-    rows, n_exits = [], 1
-    baseline = summaries.get("baseline", {}).get("test", {}).get("exits", [None])[-1]
-    for name, s in summaries.items():
-        exits = s["test"]["exits"]
-        n_exits = max(n_exits, len(exits))
-        if len(exits) == 1:
-            rows.append(seed_table_row(f"{name}", exits, None, baseline=exits[-1]))
-        else:
-            rows.append(seed_table_row(f"{name}", exits, s["test"]["ensemble"], baseline=baseline))
-    columns = ["Model", "Baseline", *exit_columns(n_exits), "Ensemble"]
+    wants_teacher = [m for m in methods if method_traits(m)[1]]
+    if wants_teacher and train_kwargs.get("teacher") is None and teacher_arch is None:
+        raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
+                         "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
+    summaries: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed in seeds:
+        kwargs = dict(train_kwargs, seed=seed)
+        if wants_teacher and kwargs.get("teacher") is None:
+            t_kwargs = dict(kwargs, arch=teacher_arch, width=teacher_width or width)
+            kwargs["teacher"] = Path(_run_or_reuse("baseline", out / "teacher" / f"s{seed}", {}, t_kwargs)["run_dir"]) \
+                / "best.pt"
+        for name in methods:
+            accepted = {p for part in name.split("+")
+                        for p in inspect.signature(method_class(part).__init__).parameters}
+            opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
+            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, out / name / f"s{seed}", opts, kwargs)
+
+    n_exits = max(len(by_seed[seeds[0]]["test"]["exits"]) for by_seed in summaries.values())
+    exit_cols = exit_columns(n_exits) if n_exits > 1 else ["Final"]
+    base = {(s, 0): summaries["baseline"][s]["test"]["exits"][-1] for s in seeds} if "baseline" in summaries else None
+    tidy, rows = [], []
+    for name, by_seed in summaries.items():
+        n = len(by_seed[seeds[0]]["test"]["exits"])
+        cells: dict[str, Any] = {"Model": name}
+        # A single-exit method's one classifier is reported under the deepest exit's column.
+        for k, col in enumerate(exit_cols if n > 1 else exit_cols[-1:]):
+            acc = [by_seed[s]["test"]["exits"][k] for s in seeds]
+            cells[col] = str(t_interval(acc))
+            tidy += [dict(method=name, seed=s, exit=str(k + 1) if n > 1 else str(n_exits), accuracy=a)
+                     for s, a in zip(seeds, acc)]
+        if n > 1:
+            ens = [by_seed[s]["test"]["ensemble"] for s in seeds]
+            cells["Ensemble"] = str(t_interval(ens))
+            tidy += [dict(method=name, seed=s, exit="ensemble", accuracy=a) for s, a in zip(seeds, ens)]
+        if base is not None and name != "baseline":
+            test = paired_test({(s, 0): by_seed[s]["test"]["exits"][-1] for s in seeds}, base)
+            p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
+            cells["final − baseline (p)"] = f"{test.difference} ({p})"
+        rows.append(cells)
+    columns = ["Model", *exit_cols, "Ensemble"]
+    if base is not None and len(summaries) > 1:
+        columns.append("final − baseline (p)")
     title = (f"Test accuracy (%) on {dataset}, {arch} width {width:g}, {train_kwargs.get('epochs', 5)} epochs, "
-             f"seed {seed}; checkpoints selected on validation")
+             f"seeds {', '.join(map(str, seeds))}: mean ± 95 % t interval over seeds (none for one seed); "
+             "checkpoints selected on validation; p: paired t-test over seeds")
     table = format_table(rows, columns, title=title)
-    write_rows_csv(out / "comparison.csv", [{k: v for k, v in r.items()} for r in rows])
+    write_rows_csv(out / "comparison.csv", tidy)
     atomic_write_text(out / "comparison.md", table + "\n")
     return table
+
+
+def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused."""
+    done, manifest = run_dir / "results.json", run_dir / "manifest.json"
+    if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
+        saved = json.loads(manifest.read_text())["config"]
+        keys = ("arch", "width", "heads", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
+                "schedule", "seed", "augment", "val_fraction")
+        diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs[k]!r}" for k in keys
+                 if train_kwargs.get(k) is not None and saved.get(k) != train_kwargs[k]]
+        if diffs:
+            raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
+                                  + "; ".join(diffs) + "); pass --out DIR for a new comparison")
+        return json.loads(done.read_text())
+    return train_run(method=name, method_options=options, out=run_dir, resume=(run_dir / "last.pt").exists(),
+                     **train_kwargs)
