@@ -234,7 +234,7 @@ def test_fitnet_hint_stage_then_kd_by_hand():
     t = teacher.eval()(x)
     guided = r(out.stage_maps[1]).detach()
     assert list(terms) == ["hint"]
-    assert terms["hint"].item() == pytest.approx(0.5 * (guided - t.stage_maps[1]).pow(2).sum().item() / 2, rel=1e-5)
+    assert terms["hint"].item() == pytest.approx(0.5 * (guided - t.stage_maps[1]).pow(2).mean().item(), rel=1e-5)
     terms["hint"].backward()
     assert student.stem[0].weight.grad is not None and student.heads[-1].fc.weight.grad is None  # lower half only
     method.set_epoch(2, 4)  # then knowledge distillation

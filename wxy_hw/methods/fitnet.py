@@ -18,7 +18,8 @@ class FitNet(Method):
     the teacher's width, as in the paper's convolutional regressor); the rest is knowledge
     distillation. Guided / hint layer = the output of backbone stage ``hint_stage`` (0-based;
     default 1, the middle of a four-stage network, as the paper places it). The squared distance
-    is summed over channels and positions, averaged over the batch. α = 0.9 and T = 4 as for ``kd``.
+    is averaged over samples, channels and positions (summed, it reached inf within three steps at
+lr 0.1 on Fashion-MNIST: the hint map has thousands of entries). α = 0.9 and T = 4 as for ``kd``.
     """
 
     name = "fitnet"
@@ -78,6 +79,6 @@ class FitNet(Method):
             hint = t_out.stage_maps[self.hint_stage]
             if hint.shape[-2:] != guided.shape[-2:]:
                 hint = F.adaptive_avg_pool2d(hint, guided.shape[-2:])
-            return {"hint": 0.5 * (guided - hint).pow(2).flatten(1).sum(1).mean()}
+            return {"hint": 0.5 * (guided - hint).pow(2).mean()}
         return {"ce": (1.0 - self.alpha) * F.cross_entropy(out.final, batch.y),
                 "kd": self.alpha * self.temperature ** 2 * kd_kl(out.final, t_out.final, self.temperature)}
