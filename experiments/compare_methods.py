@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_data_args, add_train_args, fail, train_kwargs
+from wxy_hw.cli import add_data_args, add_train_args, fail, run_guard, train_kwargs
 from wxy_hw.experiment import compare_methods
 
 
@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (default: runs/compare/<dataset>_<arch>_w<width>_s<seed>)")
     args = parser.parse_args(argv)
+    args.resume = True  # <out> is meant to be re-run: finished methods are reused, interrupted ones resumed
     try:
-        table = compare_methods(methods=args.methods, out=args.out, **train_kwargs(args))
-    except Exception as exc:
+        with run_guard(args):
+            table = compare_methods(methods=args.methods, out=args.out, **train_kwargs(args))
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     print(table)
     return 0
