@@ -243,7 +243,8 @@ def test_after_divergence_resume_with_a_lower_lr_works(synthetic, tmp_path):
     fast = dict(method="dsn", epochs=3, max_steps_per_epoch=3)
     make_trainer(synthetic, tmp_path, **fast).fit(stop_after_epoch=1)
     kept = snapshot(tmp_path)
-    bad = make_trainer(synthetic, tmp_path, lr=1e6, **fast)
+    # One step at lr 1e6: the training loss of that step is still finite, the weights and validation loss are not.
+    bad = make_trainer(synthetic, tmp_path, lr=1e6, **{**fast, "max_steps_per_epoch": 1})
     with pytest.raises(TrainingDiverged, match=r"epoch 2/3 .*last good checkpoint: .*last.pt \(epoch 1\).*"
                                                r"--resume --lr 100000"):
         bad.fit(resume=True)

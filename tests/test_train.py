@@ -86,7 +86,7 @@ def test_checkpoint_errors(synthetic, tmp_path):
     assert "arch: checkpoint has 'resnet8', expected 'resnet18'" in str(info.value)
     assert "num_classes: checkpoint has 10, expected 100" in str(info.value)
     (tmp_path / "broken.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:500])
-    with pytest.raises(CheckpointError, match="truncated or not a wxy_hw checkpoint"):
+    with pytest.raises(CheckpointError, match="is truncated or damaged"):
         load_model(tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_model(tmp_path / "missing.pt")
