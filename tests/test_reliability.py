@@ -272,3 +272,15 @@ def test_interrupted_run_says_where_and_resumes_with_a_lower_lr(tmp_path, monkey
     train_run(out=out, epochs=2, lr=0.01, resume=True, **TINY)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["resumed_from"]["lr"] == {"checkpoint": 0.05, "now": 0.01}
+
+
+def test_a_study_overwrites_its_old_run_without_mixing(finished, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["--device", "reram", "--checkpoints", str(finished / "best.pt"), "--dataset", "synthetic", "--scales", "1",
+            "--times", "1", "--no-flat", "--realizations", "1", "--samples", "20", "--out", str(out), "--quiet"]
+    assert cli("noise_sweep")(argv) == 0, capsys.readouterr().err
+    (out / "from_an_older_version.csv").write_text("stale")
+    assert cli("noise_sweep")(argv) == 2 and "already holds a noise_sweep run" in capsys.readouterr().err
+    assert cli("noise_sweep")([*argv, "--overwrite"]) == 0, capsys.readouterr().err
+    assert not (out / "from_an_older_version.csv").exists() and not (out / ".lock").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete" and (out / "sweep.csv").exists()

@@ -17,6 +17,7 @@ from .data import BatchLoader, Split, load_dataset
 from .data.base import take_subset
 from .evaluate import evaluate
 from .experiment import continue_flags, train_run
+from .methods import method_traits
 from .hardware.aihwkit_backend import aihwkit_time, rpu_config
 from .hardware.engine import check_time
 from .hardware.spec import load_device
@@ -60,6 +61,8 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
                         budget: dict[str, Any] | None = None) -> dict[str, Path]:
     """{label: best.pt}: the given checkpoints labelled by their method, else the cached defaults of ``methods``."""
     if not checkpoints:
+        for m in methods:
+            method_traits(m)  # a misspelt second method must not wait for the first one's training
         return {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
                                      **(budget or {})) for m in methods}
     paths: dict[str, Path] = {}

@@ -57,6 +57,7 @@ class _Claim:
     refs: int
     created: bool        # this process made the directory (removed again if nothing was written)
     clear_pending: bool  # --overwrite: previous outputs are cleared when the new run writes its first file
+    opened: bool = False  # a RunDirectory was started under this claim (a second one would mix two runs)
 
 
 _CLAIMS: dict[Path, _Claim] = {}
@@ -140,12 +141,16 @@ def claim_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = F
     except OSError as exc:
         raise OutputDirError(f"--out {path}: cannot create the run directory ({exc.strerror}); "
                              "choose a writable --out") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OutputDirError(f"--out {path} is being written by another running process; "
-                             "wait for it to finish or choose another --out") from None
+    for attempt in range(5):  # a few tries: another process's look at the lock (_holder) holds it for microseconds
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == 4:
+                os.close(fd)
+                raise OutputDirError(f"--out {path} is being written by another running process; "
+                                     "wait for it to finish or choose another --out") from None
+            time.sleep(0.02)
     # Another process may have unlinked the lock file between our open and flock: then we hold a stale inode.
     if os.fstat(fd).st_ino != os.stat(key / LOCK_NAME).st_ino:
         os.close(fd)
@@ -227,9 +232,15 @@ class RunDirectory:
     def __init__(self, path: str | Path, config: dict[str, Any], *, kind: str) -> None:
         self.path = Path(path)
         key = claim_run_dir(self.path)
-        if _CLAIMS[key].clear_pending:
+        claim = _CLAIMS[key]
+        if claim.opened:  # e.g. a library call re-using the directory of an earlier run that failed in this process
+            release_run_dir(key)
+            raise OutputDirError(f"--out {path} already holds a run started earlier in this process; "
+                                 "choose another --out")
+        claim.opened = True
+        if claim.clear_pending:
             _clear_previous(key)
-            _CLAIMS[key].clear_pending = False
+            claim.clear_pending = False
         self.t0 = time.time()
         self.manifest: dict[str, Any] = {
             "kind": kind,
