@@ -142,7 +142,8 @@ def report(summary: dict[str, Any]) -> int:
 def fail(exc: BaseException) -> int:
     """Print a user error as one line (exit 2), Ctrl-C as one line (exit 130); re-raise anything else, a bug."""
     if isinstance(exc, KeyboardInterrupt):
-        print(f"interrupted: {exc}" if str(exc) else "interrupted (the run directory's manifest says where)",
+        print(f"interrupted: {exc}" if str(exc) else
+              "interrupted: files already written are complete; a started run's manifest is marked interrupted",
               file=sys.stderr)
         return 130
     if isinstance(exc, USER_ERRORS):

@@ -88,7 +88,10 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
             test = evaluate(best, loaders["test"])
             val = evaluate(best, loaders["val"])
         except KeyboardInterrupt:
-            raise TrainingInterrupted(f"training in {out} stopped {trainer.stopped_at()}") from None
+            where = f"training in {out} stopped {trainer.stopped_at()}"
+            how = ("continue with the same command plus --resume" if trainer.last_path.exists()
+                   else "start it again with --overwrite")
+            raise TrainingInterrupted(f"{where}; {how}", where) from None
         rows = result.history + test.rows(epoch=result.best_epoch, split="test")
         write_rows_csv(out / "metrics.csv", rows)
 

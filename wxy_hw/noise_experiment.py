@@ -43,7 +43,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out, **continue_flags(out),
                   progress=progress, **b)
     except TrainingInterrupted as exc:
-        raise TrainingInterrupted(f"{exc}; re-running the same command continues it") from None
+        raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
 
 

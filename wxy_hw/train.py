@@ -33,7 +33,11 @@ class TrainingDiverged(NonFiniteLossError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, with where the run stopped and how to continue."""
+    """Ctrl-C during training, with where the run stopped (``where``) and how to continue (the message)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where or message
 
 
 @dataclass
@@ -193,15 +197,13 @@ class Trainer:
         return f"no epoch finished, so nothing to resume: start again with a lower rate: --overwrite --lr {lower}"
 
     def stopped_at(self) -> str:
-        """Where an interrupted run stands: the last complete checkpoint and how to continue."""
+        """Where an interrupted run stands: the epoch it was in and its last complete checkpoint."""
         if not self.last_path.exists():
-            return "during the first epoch, before any checkpoint was written; start it again (with --overwrite)"
+            return "in its first epoch, before any checkpoint was written"
         epoch = int(read_checkpoint(self.last_path)["epoch"]) + 1
-        if epoch >= self.config.epochs:
-            return (f"after the last epoch ({self.last_path} is complete), before testing; "
-                    "continue with the same command plus --resume (it only tests)")
-        return (f"in epoch {epoch + 1}/{self.config.epochs}; last complete checkpoint: {self.last_path} "
-                f"(epoch {epoch}); continue with the same command plus --resume")
+        where = "after its last epoch, before testing" if epoch >= self.config.epochs else \
+            f"in epoch {epoch + 1}/{self.config.epochs}"
+        return f"{where}; last complete checkpoint: {self.last_path} (epoch {epoch})"
 
     def _refuse_divergence(self, epoch: int, val: ExitMetrics) -> None:
         """A non-finite validation loss or weight is divergence: stop before the epoch is saved anywhere."""
