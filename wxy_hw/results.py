@@ -151,10 +151,15 @@ def claim_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = F
                 raise OutputDirError(f"--out {path} is being written by another running process; "
                                      "wait for it to finish or choose another --out") from None
             time.sleep(0.02)
-    # Another process may have unlinked the lock file between our open and flock: then we hold a stale inode.
-    if os.fstat(fd).st_ino != os.stat(key / LOCK_NAME).st_ino:
+    # The previous holder unlinks the lock file as it releases it: if it did so between our open and our
+    # flock, we hold a vanished inode. Start again: the directory is free, or used by the run that just ended.
+    try:
+        same = os.fstat(fd).st_ino == os.stat(key / LOCK_NAME).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
         os.close(fd)
-        raise OutputDirError(f"--out {path} is being claimed by another process; choose another --out")
+        return claim_run_dir(path, overwrite=overwrite, resume=resume)
     entries = _entries(key)  # again under the lock: the directory may have changed since the first look
     if entries and not resume:
         try:
