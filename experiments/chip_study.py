@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.chip_experiment import chip_study_run
-from wxy_hw.cli import add_study_args, fail, report, study_kwargs
+from wxy_hw.cli import add_study_args, fail, nonneg_float, positive_int, report, run_guard, study_kwargs
 from wxy_hw.hardware.spec import available_devices
 
 
@@ -27,25 +27,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="a best.pt to study instead")
     parser.add_argument("--devices", nargs="+", default=["reram", "pcm", "subthreshold_cmos", "digital_int8"],
                         help=f"devices ({', '.join(available_devices())})")
-    parser.add_argument("--rows", nargs="+", type=int, default=[64, 128, 256, 512], help="square array sizes")
+    parser.add_argument("--rows", nargs="+", type=positive_int, default=[64, 128, 256, 512], help="square array sizes")
     parser.add_argument("--adc-bits", nargs="+", type=int, default=[3, 4, 6, 8])
-    parser.add_argument("--bits-per-cell", nargs="+", type=int, default=[1, 2, 4])
-    parser.add_argument("--weight-bits", type=int, default=8)
-    parser.add_argument("--act-bits", type=int, default=8)
-    parser.add_argument("--cols-per-adc", type=int, default=8)
-    parser.add_argument("--ir-beta-per-row", type=float, default=0.0,
+    parser.add_argument("--bits-per-cell", nargs="+", type=positive_int, default=[1, 2, 4])
+    parser.add_argument("--weight-bits", type=positive_int, default=8)
+    parser.add_argument("--act-bits", type=positive_int, default=8)
+    parser.add_argument("--cols-per-adc", type=positive_int, default=8)
+    parser.add_argument("--ir-beta-per-row", type=nonneg_float, default=0.0,
                         help="IR-drop attenuation per row on a column (β = this × rows); default off")
-    parser.add_argument("--chips", type=int, default=2, help="chip instances per configuration (default 2)")
-    parser.add_argument("--samples", type=int, default=500, help="test images (default 500)")
+    parser.add_argument("--chips", type=positive_int, default=2, help="chip instances per configuration (default 2)")
+    parser.add_argument("--samples", type=positive_int, default=500, help="test images (default 500)")
     add_study_args(parser)
     args = parser.parse_args(argv)
     try:
-        summary = chip_study_run(
-            method=args.method, checkpoint=args.checkpoint, devices=args.devices, rows=args.rows,
-            adc_bits=args.adc_bits, bits_per_cell=args.bits_per_cell, weight_bits=args.weight_bits,
-            act_bits=args.act_bits, cols_per_adc=args.cols_per_adc, ir_beta_per_row=args.ir_beta_per_row,
-            chips=args.chips, samples=args.samples, dataset=args.dataset, **study_kwargs(args))
-    except Exception as exc:
+        with run_guard(args):
+            summary = chip_study_run(
+                method=args.method, checkpoint=args.checkpoint, devices=args.devices, rows=args.rows,
+                adc_bits=args.adc_bits, bits_per_cell=args.bits_per_cell, weight_bits=args.weight_bits,
+                act_bits=args.act_bits, cols_per_adc=args.cols_per_adc, ir_beta_per_row=args.ir_beta_per_row,
+                chips=args.chips, samples=args.samples, dataset=args.dataset, **study_kwargs(args))
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)
 

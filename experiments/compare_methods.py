@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_data_args, add_train_args, fail, train_kwargs
+from wxy_hw.cli import add_data_args, add_train_args, fail, positive_float, run_guard, train_kwargs
 from wxy_hw.experiment import compare_methods
 
 
@@ -30,14 +30,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="training seeds; every method trains once per seed (default: --seed alone)")
     parser.add_argument("--teacher-arch", default=None,
                         help="train a baseline teacher of this architecture per seed for kd / fitnet / at")
-    parser.add_argument("--teacher-width", type=float, default=None, help="its width (default: --width)")
+    parser.add_argument("--teacher-width", type=positive_float, default=None, help="its width (default: --width)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (default: runs/compare/<dataset>_<arch>_w<width>)")
     args = parser.parse_args(argv)
+    args.resume = True  # <out> is meant to be re-run: finished methods are reused, interrupted ones resumed
     try:
-        table = compare_methods(methods=args.methods, seeds=args.seeds, out=args.out, teacher_arch=args.teacher_arch,
-                                teacher_width=args.teacher_width, **train_kwargs(args))
-    except Exception as exc:
+        with run_guard(args):
+            table = compare_methods(methods=args.methods, seeds=args.seeds, out=args.out,
+                                    teacher_arch=args.teacher_arch, teacher_width=args.teacher_width,
+                                    **train_kwargs(args))
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     print(table)
     return 0

@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_study_args, fail, report, study_kwargs
+from wxy_hw.cli import (add_study_args, fail, nonneg_float, nonneg_int, positive_int, report, run_guard, severity,
+                        study_kwargs)
 from wxy_hw.data.corruptions import available_corruptions
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.robustness_experiment import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, corruption_robustness_run
@@ -30,33 +31,34 @@ def main(argv: list[str] | None = None) -> int:
                         help="explicit best.pt files instead of the cached defaults (a 'baseline' one anchors mCE)")
     parser.add_argument("--corruptions", nargs="+", default=list(DEFAULT_CORRUPTIONS),
                         help=f"corruptions to evaluate (available: {', '.join(available_corruptions())})")
-    parser.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--severities", nargs="+", type=severity, default=[1, 2, 3, 4, 5])
     parser.add_argument("--corrupted-dir", type=Path, default=None,
                         help="evaluate on a published Hendrycks-format set (<corruption>.npy + labels.npy, e.g. "
                              "CIFAR-10-C) instead of generating the corruptions; --corruptions then names its files")
-    parser.add_argument("--samples", type=int, default=2000, help="test images for the corruption table (default 2000)")
-    parser.add_argument("--adv-samples", type=int, default=1000, help="test images attacked (0 skips; default 1000)")
-    parser.add_argument("--eps-linf", type=float, default=DEFAULT_ATTACKS["pgd_linf"]["eps"],
+    parser.add_argument("--samples", type=positive_int, default=2000, help="test images for the corruption table (default 2000)")
+    parser.add_argument("--adv-samples", type=nonneg_int, default=1000, help="test images attacked (0 skips; default 1000)")
+    parser.add_argument("--eps-linf", type=nonneg_float, default=DEFAULT_ATTACKS["pgd_linf"]["eps"],
                         help="L∞ budget of FGSM and PGD-L∞ in pixel units (default 0.1)")
-    parser.add_argument("--eps-l2", type=float, default=DEFAULT_ATTACKS["pgd_l2"]["eps"],
+    parser.add_argument("--eps-l2", type=nonneg_float, default=DEFAULT_ATTACKS["pgd_l2"]["eps"],
                         help="L2 budget of PGD-L2 in pixel units (default 1.0)")
-    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--pgd-steps", type=positive_int, default=20)
     parser.add_argument("--devices", nargs="*", default=["reram", "subthreshold_cmos"],
                         help=f"devices for the hardware table ({', '.join(available_devices())}); none skips it")
-    parser.add_argument("--chips", type=int, default=3, help="chip instances per device (default 3)")
-    parser.add_argument("--hw-samples", type=int, default=500, help="test images per chip evaluation (default 500)")
-    parser.add_argument("--hw-severities", nargs="+", type=int, default=[1, 3, 5])
+    parser.add_argument("--chips", type=nonneg_int, default=3, help="chip instances per device (default 3)")
+    parser.add_argument("--hw-samples", type=positive_int, default=500, help="test images per chip evaluation (default 500)")
+    parser.add_argument("--hw-severities", nargs="+", type=severity, default=[1, 3, 5])
     add_study_args(parser)
     args = parser.parse_args(argv)
     attacks = {"fgsm": dict(eps=args.eps_linf), "pgd_linf": dict(eps=args.eps_linf, steps=args.pgd_steps),
                "pgd_l2": dict(eps=args.eps_l2, steps=args.pgd_steps)}
     try:
-        summary = corruption_robustness_run(
-            methods=args.methods, checkpoints=args.checkpoints, corruptions=args.corruptions, severities=args.severities,
-            samples=args.samples, attacks=attacks, adv_samples=args.adv_samples, devices=args.devices, chips=args.chips,
-            hw_samples=args.hw_samples, hw_severities=args.hw_severities, dataset=args.dataset, corrupted_dir=args.corrupted_dir,
-            **study_kwargs(args))
-    except Exception as exc:
+        with run_guard(args):
+            summary = corruption_robustness_run(
+                methods=args.methods, checkpoints=args.checkpoints, corruptions=args.corruptions, severities=args.severities,
+                samples=args.samples, attacks=attacks, adv_samples=args.adv_samples, devices=args.devices, chips=args.chips,
+                hw_samples=args.hw_samples, hw_severities=args.hw_severities, dataset=args.dataset, corrupted_dir=args.corrupted_dir,
+                **study_kwargs(args))
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_study_args, cached_budget, fail, report
+from wxy_hw.cli import add_study_args, cached_budget, fail, nonneg_float, positive_int, report, run_guard
 from wxy_hw.early_exit_experiment import early_exit_run
 from wxy_hw.hardware.spec import available_devices
 
@@ -22,18 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="reram", help=f"{', '.join(available_devices())} or a .toml path")
     parser.add_argument("--methods", nargs="+", default=["baseline", "dsn", "self_distillation", "scan"])
     parser.add_argument("--checkpoints", nargs="+", type=Path, default=None)
-    parser.add_argument("--realizations", type=int, default=3, help="chips (each gets its own thresholds)")
-    parser.add_argument("--samples", type=int, default=2000, help="validation and test images used")
-    parser.add_argument("--t-inference", type=float, default=None)
+    parser.add_argument("--realizations", type=positive_int, default=3, help="chips (each gets its own thresholds)")
+    parser.add_argument("--samples", type=positive_int, default=2000, help="validation and test images used")
+    parser.add_argument("--t-inference", type=nonneg_float, default=None)
     add_study_args(parser)
     args = parser.parse_args(argv)
     budget = cached_budget(args)
     try:
-        summary = early_exit_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
-                                 realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
-                                 dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
-                                 budget=budget, torch_device=args.torch_device, progress=not args.quiet)
-    except Exception as exc:
+        with run_guard(args):
+            summary = early_exit_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
+                                     realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
+                                     dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
+                                     budget=budget, torch_device=args.torch_device, progress=not args.quiet)
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from wxy_hw.analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS
-from wxy_hw.cli import add_study_args, cached_budget, fail, parse_method_args, report
+from wxy_hw.cli import (add_study_args, cached_budget, fail, nonneg_float, parse_method_args, positive_int, report,
+                        run_guard)
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.noise_experiment import noise_sweep_run
 
@@ -29,29 +30,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", nargs="+", type=Path, default=None,
                         help="explicit best.pt files to sweep instead of the cached defaults")
     parser.add_argument("--backend", default="native", choices=["native", "aihwkit"])
-    parser.add_argument("--scales", nargs="+", type=float, default=list(DEFAULT_SCALES),
+    parser.add_argument("--scales", nargs="+", type=nonneg_float, default=list(DEFAULT_SCALES),
                         help="noise scales (× the device's nominal noise)")
-    parser.add_argument("--times", nargs="+", type=float, default=None,
+    parser.add_argument("--times", nargs="+", type=nonneg_float, default=None,
                         help="inference times in s for drifting devices (default 1 s, 1 h, 1 day, 30 days, 1 year, "
                              "as far as the device model permits)")
-    parser.add_argument("--t-inference", type=float, default=None,
+    parser.add_argument("--t-inference", type=nonneg_float, default=None,
                         help="time of the noise-scale sweep (default: 1 day for drifting devices, else 1 s)")
-    parser.add_argument("--sigmas", nargs="+", type=float, default=list(DEFAULT_SIGMAS),
+    parser.add_argument("--sigmas", nargs="+", type=nonneg_float, default=list(DEFAULT_SIGMAS),
                         help="σ values of the flat-minima Gaussian sweep (× per-layer |W|max)")
     parser.add_argument("--no-flat", action="store_true", help="skip the flat-minima sweep")
-    parser.add_argument("--realizations", type=int, default=5, help="chip instances per point (default 5)")
-    parser.add_argument("--samples", type=int, default=1000, help="test images per evaluation (default 1000)")
+    parser.add_argument("--realizations", type=positive_int, default=5, help="chip instances per point (default 5)")
+    parser.add_argument("--samples", type=positive_int, default=1000, help="test images per evaluation (default 1000)")
     add_study_args(parser)
     args = parser.parse_args(argv)
     budget = cached_budget(args)
     try:
-        summary = noise_sweep_run(
-            device=args.device, methods=args.methods, checkpoints=args.checkpoints, backend=args.backend,
-            scales=args.scales, times=args.times, t_nominal=args.t_inference, sigmas=args.sigmas,
-            realizations=args.realizations, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir,
-            out=args.out, seed=args.seed, overrides=parse_method_args(args.device_set, "--device-set"), flat=not args.no_flat,
-            progress=not args.quiet, budget=budget, torch_device=args.torch_device)
-    except Exception as exc:
+        with run_guard(args):
+            summary = noise_sweep_run(
+                device=args.device, methods=args.methods, checkpoints=args.checkpoints, backend=args.backend,
+                scales=args.scales, times=args.times, t_nominal=args.t_inference, sigmas=args.sigmas,
+                realizations=args.realizations, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir,
+                out=args.out, seed=args.seed, overrides=parse_method_args(args.device_set, "--device-set"), flat=not args.no_flat,
+                progress=not args.quiet, budget=budget, torch_device=args.torch_device)
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)
 

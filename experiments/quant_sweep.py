@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_study_args, fail, report
+from wxy_hw.cli import add_study_args, fail, nonneg_float, positive_int, report, run_guard
 from wxy_hw.quant_experiment import quant_sweep_run
 
 
@@ -29,19 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-bits", nargs="+", type=int, default=[8, 6, 4, 3, 2])
     parser.add_argument("--act-bits", nargs="+", type=bits, default=[8], help="activation bits (none = float)")
     parser.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales")
-    parser.add_argument("--realizations", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--t-inference", type=float, default=None)
+    parser.add_argument("--realizations", type=positive_int, default=3)
+    parser.add_argument("--samples", type=positive_int, default=1000)
+    parser.add_argument("--t-inference", type=nonneg_float, default=None)
     add_study_args(parser, cached_models=False)
     args = parser.parse_args(argv)
     try:
-        summary = quant_sweep_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
-                                  qat_checkpoints=args.qat_checkpoints, weight_bits=args.weight_bits,
-                                  act_bits=args.act_bits, per_channel=args.per_channel,
-                                  realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
-                                  dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
-                                  torch_device=args.torch_device, progress=not args.quiet)
-    except Exception as exc:
+        with run_guard(args):
+            summary = quant_sweep_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
+                                      qat_checkpoints=args.qat_checkpoints, weight_bits=args.weight_bits,
+                                      act_bits=args.act_bits, per_channel=args.per_channel,
+                                      realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
+                                      dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
+                                      torch_device=args.torch_device, progress=not args.quiet)
+    except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_data_args, add_train_args, fail, train_kwargs
+from wxy_hw.cli import add_data_args, add_train_args, fail, run_guard, train_kwargs
 from wxy_hw.experiment import train_run
 
 
@@ -22,13 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     add_train_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default: runs/train/<dataset>_<arch>_w<width>_<method>_s<seed>)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory's checkpoints")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from <out>/last.pt (a lower --lr is accepted, e.g. after divergence)")
+    again.add_argument("--overwrite", action="store_true", help="replace the run in --out (its outputs are cleared)")
     args = parser.parse_args(argv)
     try:
-        summary = train_run(method=args.method, out=args.out, resume=args.resume, overwrite=args.overwrite,
-                            **train_kwargs(args))
-    except Exception as exc:  # one clear message, no traceback, for every user-facing error
+        with run_guard(args):
+            summary = train_run(method=args.method, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                                **train_kwargs(args))
+    except (Exception, KeyboardInterrupt) as exc:  # one clear line, no traceback, for every user-facing error
         return fail(exc)
     print(summary["table"])
     print(f"\nrun directory: {summary['run_dir']}")

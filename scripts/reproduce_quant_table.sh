@@ -13,4 +13,4 @@ for m in qat self_distillation+qat; do
 done
 $PY experiments/quant_sweep.py --device reram --weight-bits 8 6 4 3 2 --act-bits 8 --realizations 3 \
     --qat-checkpoints runs/qat/w4/qat/best.pt "runs/qat/w4/self_distillation+qat/best.pt" --quiet \
-    --out runs/quant_table/reram
+    --out runs/quant_table/reram --overwrite

@@ -17,17 +17,17 @@ from .adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_s
 from .analysis.plots import _save  # noqa: E402
 from .analysis.sweep import human_time  # noqa: E402
 from .checkpoint import load_model, read_checkpoint  # noqa: E402
-from .data import BatchLoader, Split, load_dataset  # noqa: E402
+from .data import BatchLoader, Split, available_datasets, load_dataset  # noqa: E402
 from .data.base import take_subset  # noqa: E402
 from .data.corruptions import check_corruptions, corrupt_split  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
 from .hardware.engine import check_time, deploy  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .models.calibrator import Calibrator, count_macs  # noqa: E402
-from .noise_experiment import cached_checkpoint  # noqa: E402
+from .noise_experiment import cached_checkpoint, check_checkpoint_dataset  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
-from .utils import resolve_device  # noqa: E402
+from .utils import atomic_write_text, resolve_device  # noqa: E402
 
 
 def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corruption: str, severity: int,
@@ -64,11 +64,19 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
             raise ValueError("--chip-seeds needs at least one seed")
     if epochs < 1 or samples < 1:
         raise ValueError("--epochs and --samples must be ≥ 1")
+    if target is not None:  # a misspelt target must not cost the training of the classifier first
+        base = target[:-2] if target.lower().endswith("-c") else target
+        if base.lower().replace("-", "_") not in available_datasets():
+            raise ValueError(f"unknown target {target!r}: give one of {', '.join(available_datasets())}, "
+                             "or <dataset>-C for a corrupted copy")
+        if base != target:
+            check_corruptions([corruption])
     dev = resolve_device(torch_device)
     say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
     path = Path(checkpoint) if checkpoint else cached_checkpoint("baseline", source, data_dir, seed, progress=progress,
                                                                  device=torch_device, **(budget or {}))
     payload = read_checkpoint(path)
+    check_checkpoint_dataset(path, payload, source, "--source")
     info = payload["data"]
     src = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
                        seed=payload.get("train_config", {}).get("seed", 0))
@@ -155,7 +163,7 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
         plots += _plot_cross(cross, list(chip_seeds), spec.name, out / "chip_cross")
 
     table = "\n\n".join(tables)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(results=results, plots=[p.name for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}
 

@@ -28,7 +28,7 @@ from .hardware.spec import load_device  # noqa: E402
 from .noise_experiment import resolve_checkpoints  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
-from .utils import resolve_device  # noqa: E402
+from .utils import atomic_write_text, resolve_device  # noqa: E402
 
 # NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM, 128×128, 4-bit ADC, 8-bit W/A, 1 bit/cell):
 # the issue's reference values (parallel rows 32 and 64) and DNN_NeuroSim_V1.4's Data/1.4_Release_test.csv.
@@ -156,7 +156,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
     table += "\n\n" + format_table(validation, list(validation[0]), title=(
         "Validation: NeuroSim's VGG-8 / CIFAR-10 configuration (22 nm, 128×128, 4-bit ADC, 8-bit W/A, 1 bit/cell, "
         f"input-bit activity {NEUROSIM_INPUT_TOGGLE}) in our chip model"))
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}
 

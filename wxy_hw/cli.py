@@ -3,19 +3,44 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .checkpoint import CheckpointError
 from .hardware.aihwkit_backend import AihwkitUnavailable
 from .data import CorruptDatasetError, DatasetNotFoundError, available_datasets
 from .methods import available_methods
 from .models import HEADS, available_archs
+from .results import run_dir_guard
 from .train import NonFiniteLossError
 
 USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
                FileExistsError, FileNotFoundError, AihwkitUnavailable)
+
+
+# --- argparse types: every numeric flag is checked when parsed, before any work starts -------------
+def _number(kind: Callable[[str], Any], what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, "an integer ≥ 1", lambda v: v >= 1)
+nonneg_int = _number(int, "an integer ≥ 0", lambda v: v >= 0)
+positive_float = _number(float, "a finite number > 0", lambda v: v > 0)
+nonneg_float = _number(float, "a finite number ≥ 0", lambda v: v >= 0)
+fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+severity = _number(int, "a severity from 1 to 5", lambda v: 1 <= v <= 5)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +49,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", default="fashion_mnist", choices=available_datasets())
     g.add_argument("--data-dir", type=Path, default=None,
                    help="directory holding the dataset files (else $WXY_DATA, then system locations)")
-    g.add_argument("--subset", type=int, default=None, help="use N training (and test) images, for fast runs")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from train (default 0.1)")
-    g.add_argument("--image-size", type=int, default=None, help="28 or 32 (default: the dataset's own)")
+    g.add_argument("--subset", type=positive_int, default=None, help="use N training (and test) images, for fast runs")
+    g.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share carved from train (default 0.1)")
+    g.add_argument("--image-size", type=_number(int, "an image size ≥ 8", lambda v: v >= 8), default=None,
+                   help="28 or 32 (default: the dataset's own)")
     g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="default: the dataset's own")
 
 
@@ -38,10 +64,12 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
     g.add_argument("--data-dir", type=Path, default=None,
                    help="directory holding the dataset files (else $WXY_DATA, then system locations)")
     if cached_models:
-        g.add_argument("--train-epochs", type=int, default=None, help="budget of the cached default models")
-        g.add_argument("--train-subset", type=int, default=None, help="training images of the cached default models")
+        g.add_argument("--train-epochs", type=positive_int, default=None, help="budget of the cached default models")
+        g.add_argument("--train-subset", type=positive_int, default=None,
+                       help="training images of the cached default models")
     g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<experiment>/<time>)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its outputs are cleared)")
+    g.add_argument("--seed", type=nonneg_int, default=0)
     g.add_argument("--torch-device", default="auto",
                    help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -70,21 +98,21 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
     g.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint (best.pt) for --method kd")
     g.add_argument("--arch", default="resnet18", choices=available_archs())
-    g.add_argument("--width", type=float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
+    g.add_argument("--width", type=positive_float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
     g.add_argument("--heads", default=None, choices=sorted([*HEADS, "scan"]),
                    help="shallow exit heads: byot (bottleneck), byot_light, scan (attention + bottleneck); "
                         "default: scan for --method scan, else byot")
     o = parser.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=5)
-    o.add_argument("--batch-size", type=int, default=128)
-    o.add_argument("--lr", type=float, default=0.1)
-    o.add_argument("--weight-decay", type=float, default=5e-4)
+    o.add_argument("--epochs", type=positive_int, default=5)
+    o.add_argument("--batch-size", type=positive_int, default=128)
+    o.add_argument("--lr", type=positive_float, default=0.1)
+    o.add_argument("--weight-decay", type=nonneg_float, default=5e-4)
     o.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
     o.add_argument("--no-augment", action="store_true", help="disable random crop / flip")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=nonneg_int, default=0)
     o.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    o.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch (smoke tests)")
-    o.add_argument("--grad-norms-every", type=int, default=0, metavar="N",
+    o.add_argument("--max-steps", type=positive_int, default=None, help="cap on steps per epoch (smoke tests)")
+    o.add_argument("--grad-norms-every", type=nonneg_int, default=0, metavar="N",
                    help="record per-layer gradient norms every N steps into grad_norms.csv (0: off)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -112,11 +140,25 @@ def report(summary: dict[str, Any]) -> int:
 
 
 def fail(exc: BaseException) -> int:
-    """Print a user error as one line (exit 2); re-raise anything else, which is a bug."""
+    """Print a user error as one line (exit 2), Ctrl-C as one line (exit 130); re-raise anything else, a bug."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"interrupted: {exc}" if str(exc) else
+              "interrupted: files already written are complete; a started run's manifest is marked interrupted",
+              file=sys.stderr)
+        return 130
     if isinstance(exc, USER_ERRORS):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     raise exc
+
+
+@contextmanager
+def run_guard(args: argparse.Namespace) -> Iterator[None]:
+    """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,
+    keep a second process out, and mark the manifest failed / interrupted if the command does not finish."""
+    with run_dir_guard(getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
+                       resume=getattr(args, "resume", False)):
+        yield
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:

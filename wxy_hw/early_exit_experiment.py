@@ -26,7 +26,7 @@ from .models.cost import exit_path_macs  # noqa: E402
 from .noise_experiment import resolve_checkpoints  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
-from .utils import resolve_device  # noqa: E402
+from .utils import atomic_write_text, resolve_device  # noqa: E402
 
 
 def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
     if dynamic:
         plots += _plot_shares(dynamic, spec.name, out / "exit_shares")
     table = _summary_table(per_exit, dynamic, spec.name)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots])
     return {"run_dir": str(out), "table": table}
 

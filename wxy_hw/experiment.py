@@ -12,8 +12,8 @@ from .data import load_dataset, make_loaders
 from .evaluate import evaluate
 from .methods import build_method, default_heads, method_class, method_traits
 from .models import build_model, exit_costs
-from .results import RunDirectory, exit_columns, format_table, seed_table_row
-from .train import TrainConfig, Trainer, write_rows_csv
+from .results import RunDirectory, exit_columns, format_table, run_dir_guard, seed_table_row
+from .train import TrainConfig, Trainer, TrainingInterrupted, write_rows_csv
 from .utils import atomic_write_text, resolve_device, seed_everything
 
 
@@ -39,74 +39,104 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
         raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
     if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
         method_options.setdefault("seed", seed)  # a method's own random stream (device noise, corruptions) follows --seed
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if needs_teacher and teacher is None:
+        raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
-    if (out / "last.pt").exists() and not (resume or overwrite):
-        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue it, "
-                              "--overwrite to replace it, or --out DIR for a new one")
-    if resume and not (out / "last.pt").exists():
-        raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                         seed=seed, device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
-                         grad_norms_every=grad_norms_every, progress=progress)
-    seed_everything(seed)
-    data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
-                        channels=channels, seed=seed)
-    model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
-                        multi_exit=multi_exit)
-    if needs_teacher:
-        if teacher is None:
-            raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
-        teacher_model = load_model(teacher)
-        tc = teacher_model.config
-        for key in ("num_classes", "in_channels", "image_size"):
-            if tc[key] != model.config[key]:
-                raise CheckpointError(f"teacher {teacher} has {key}={tc[key]}, the student/data need "
-                                      f"{model.config[key]}")
-        method_options["teacher"] = teacher_model
-        if method_options.get("hint_weight"):
-            method_options.setdefault("student_features", model.stage_channels[-1])
-    loss = build_method(method, **method_options)
-    costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
-    model = loss.prepare_model(model)
-    run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
-                                 dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
-                                 val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
-                                 teacher=str(teacher) if teacher else None, resumed=resume,
-                                 **_public(config), resolved_device=str(resolve_device(device))),
-                       kind="train")
-    run.manifest["data"] = data.summary()
-    trainer = Trainer(model, loss, data, config, out)
-    result = trainer.fit(resume=resume)
+    with run_dir_guard(out, overwrite=overwrite, resume=resume):
+        if resume:
+            _check_resumable(out)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                             seed=seed, device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
+                             grad_norms_every=grad_norms_every, progress=progress)
+        seed_everything(seed)
+        data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
+                            channels=channels, seed=seed)
+        model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
+                            multi_exit=multi_exit)
+        if needs_teacher:
+            teacher_model = load_model(teacher)
+            tc = teacher_model.config
+            for key in ("num_classes", "in_channels", "image_size"):
+                if tc[key] != model.config[key]:
+                    raise CheckpointError(f"teacher {teacher} has {key}={tc[key]}, the student/data need "
+                                          f"{model.config[key]}")
+            method_options["teacher"] = teacher_model
+            if method_options.get("hint_weight"):
+                method_options.setdefault("student_features", model.stage_channels[-1])
+        loss = build_method(method, **method_options)
+        costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
+        model = loss.prepare_model(model)
+        trainer = Trainer(model, loss, data, config, out)
+        if resume:
+            trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
+        run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
+                                     dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
+                                     val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
+                                     teacher=str(teacher) if teacher else None, resumed=resume,
+                                     **_public(config), resolved_device=str(resolve_device(device))),
+                           kind="train")
+        run.manifest["data"] = data.summary()
+        if trainer.resumed_from:
+            run.manifest["resumed_from"] = trainer.resumed_from  # e.g. a learning rate lowered after divergence
+        run.write_manifest()
+        try:
+            result = trainer.fit()
+            # Test once, on the checkpoint chosen on validation.
+            best = load_model(result.best_path, expect=model, device=trainer.device)
+            loaders = make_loaders(data, batch_size, seed=seed, device=trainer.device)
+            test = evaluate(best, loaders["test"])
+            val = evaluate(best, loaders["val"])
+        except KeyboardInterrupt:
+            where = f"training in {out} stopped {trainer.stopped_at()}"
+            how = ("continue with the same command plus --resume" if trainer.last_path.exists()
+                   else "start it again with --overwrite")
+            raise TrainingInterrupted(f"{where}; {how}", where) from None
+        rows = result.history + test.rows(epoch=result.best_epoch, split="test")
+        write_rows_csv(out / "metrics.csv", rows)
 
-    # Test once, on the checkpoint chosen on validation.
-    best = load_model(result.best_path, expect=model, device=trainer.device)
-    loaders = make_loaders(data, batch_size, seed=seed, device=trainer.device)
-    test = evaluate(best, loaders["test"])
-    val = evaluate(best, loaders["val"])
-    rows = result.history + test.rows(epoch=result.best_epoch, split="test")
-    write_rows_csv(out / "metrics.csv", rows)
+        label = f"{arch} ({method})"
+        if best.num_exits == 1:
+            row = seed_table_row(label, test.accuracy, None, baseline=test.final)
+        else:
+            row = seed_table_row(label, test.accuracy, test.ensemble_accuracy)
+        columns = ["Model", "Baseline", *exit_columns(best.num_exits), "Ensemble"] if best.num_exits > 1 \
+            else ["Model", "Baseline"]
+        table = format_table([row], columns, title=f"Test accuracy (%) on {dataset}, checkpoint of epoch "
+                                                    f"{result.best_epoch} (selected on validation)")
+        summary = {
+            "run_dir": str(out), "method": method, "arch": arch, "width": width, "dataset": dataset,
+            "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
+            "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
+            "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
+            "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
+            "wall_time_s": round(result.wall_time_s, 2),
+        }
+        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+        run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
+        summary["table"] = table
+        return summary
 
-    label = f"{arch} ({method})"
-    if best.num_exits == 1:
-        row = seed_table_row(label, test.accuracy, None, baseline=test.final)
-    else:
-        row = seed_table_row(label, test.accuracy, test.ensemble_accuracy)
-    columns = ["Model", "Baseline", *exit_columns(best.num_exits), "Ensemble"] if best.num_exits > 1 \
-        else ["Model", "Baseline"]
-    table = format_table([row], columns, title=f"Test accuracy (%) on {dataset}, checkpoint of epoch "
-                                                f"{result.best_epoch} (selected on validation)")
-    summary = {
-        "run_dir": str(out), "method": method, "arch": arch, "width": width, "dataset": dataset,
-        "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
-        "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
-        "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
-        "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
-        "wall_time_s": round(result.wall_time_s, 2),
-    }
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
-    summary["table"] = table
-    return summary
+
+def continue_flags(out: Path) -> dict[str, bool]:
+    """For commands that re-run into their own directories: resume an interrupted run, restart one that never
+    saved a checkpoint (failed in its first epoch, or killed before it)."""
+    resume = (out / "last.pt").exists()
+    return {"resume": resume, "overwrite": not resume and out.exists()}
+
+
+def _check_resumable(out: Path) -> None:
+    """--resume needs an unfinished run with a last.pt; refuse before anything is read or written."""
+    if not (out / "last.pt").is_file():
+        raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from; start the run without --resume")
+    try:
+        status = json.loads((out / "manifest.json").read_text()).get("status")
+    except (OSError, ValueError):
+        status = None
+    if status == "complete":
+        raise ValueError(f"--resume: {out} holds a finished run (status complete), nothing to continue; "
+                         "pass --overwrite to train it again, or choose another --out")
 
 
 def _public(config: TrainConfig) -> dict[str, Any]:
@@ -205,5 +235,4 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
         return json.loads(done.read_text())
-    return train_run(method=name, method_options=options, out=run_dir, resume=(run_dir / "last.pt").exists(),
-                     **train_kwargs)
+    return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir), **train_kwargs)

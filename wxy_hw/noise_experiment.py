@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,17 +12,18 @@ import torch
 from .analysis.plots import plot_flat_minima, plot_metric_by_exit
 from .analysis.sweep import (DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, device_times, flat_minima, human_time,
                              summarize, sweep_device)
-from .checkpoint import load_model, read_checkpoint
+from .checkpoint import CheckpointError, load_model, read_checkpoint
 from .data import BatchLoader, Split, load_dataset
 from .data.base import take_subset
 from .evaluate import evaluate
-from .experiment import train_run
+from .experiment import continue_flags, train_run
+from .methods import method_traits
 from .hardware.aihwkit_backend import aihwkit_time, rpu_config
 from .hardware.engine import check_time
 from .hardware.spec import load_device
-from .utils import resolve_device
+from .utils import atomic_write_text, resolve_device
 from .results import RunDirectory, format_table
-from .train import write_rows_csv
+from .train import TrainingInterrupted, write_rows_csv
 
 # The default models a first-time user gets: small enough to train on a 2-core CPU in a few minutes.
 DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=4, subset=20000, batch_size=128, lr=0.1)
@@ -37,9 +39,20 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         return out / "best.pt"
     print(f"[wxy_hw] training the default {method} model on {dataset} "
           f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
-    train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
-              resume=(out / "last.pt").exists(), overwrite=True, progress=progress, **b)
+    try:
+        train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out, **continue_flags(out),
+                  progress=progress, **b)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
+
+
+def check_checkpoint_dataset(path: str | Path, payload: dict[str, Any], dataset: str | None, flag: str = "--dataset") -> None:
+    """Refuse a checkpoint trained on another dataset than the one the command names (no silent substitution)."""
+    trained = payload.get("data", {}).get("name")
+    if dataset is not None and trained is not None and trained != dataset.lower().replace("-", "_"):
+        raise CheckpointError(f"checkpoint {path} was trained on {trained!r} but {flag} is {dataset!r}; "
+                              f"pass {flag} {trained} (or a checkpoint trained on {dataset})")
 
 
 def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Sequence[str], *,
@@ -48,11 +61,15 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
                         budget: dict[str, Any] | None = None) -> dict[str, Path]:
     """{label: best.pt}: the given checkpoints labelled by their method, else the cached defaults of ``methods``."""
     if not checkpoints:
+        for m in methods:
+            method_traits(m)  # a misspelt second method must not wait for the first one's training
         return {m: cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
                                      **(budget or {})) for m in methods}
     paths: dict[str, Path] = {}
     for p in checkpoints:
-        label = read_checkpoint(p).get("method", Path(p).parent.name)
+        payload = read_checkpoint(p)
+        check_checkpoint_dataset(p, payload, dataset)
+        label = payload.get("method", Path(p).parent.name)
         paths[label if label not in paths else f"{label}:{Path(p).parent.name}"] = Path(p)
     return paths
 
@@ -77,8 +94,11 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         raise ValueError(f"--realizations must be ≥ 1, got {realizations}")
     if samples < 1:
         raise ValueError(f"--samples must be ≥ 1, got {samples}")
-    if any(s < 0 for s in scales):
-        raise ValueError(f"noise scales must be ≥ 0, got {list(scales)}")
+    for name, values in (("noise scales", scales), ("sigmas", sigmas), ("times", times or [])):
+        if any(not (math.isfinite(v) and v >= 0) for v in values):
+            raise ValueError(f"{name} must be finite and ≥ 0, got {list(values)}")
+    if t_nominal is not None and not (math.isfinite(t_nominal) and t_nominal >= 0):
+        raise ValueError(f"--t-inference must be finite and ≥ 0, got {t_nominal}")
     t_nom = float(t_nominal if t_nominal is not None else
                   (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
     time_points = device_times(spec, times or DEFAULT_TIMES, backend) if spec.has_drift else []
@@ -158,6 +178,6 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     table = format_table(table_rows, ["method", "exit", "digital", f"{spec.name} @ nominal", "drop"],
                          title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
                                f"({backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips)")
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}

@@ -16,10 +16,10 @@ from .evaluate import evaluate
 from .hardware.engine import check_time, deploy
 from .hardware.quant import QuantConfig, quantize_model
 from .hardware.spec import load_device
-from .noise_experiment import resolve_checkpoints
+from .noise_experiment import check_checkpoint_dataset, resolve_checkpoints
 from .results import RunDirectory, format_table
 from .train import write_rows_csv
-from .utils import resolve_device
+from .utils import atomic_write_text, resolve_device
 
 
 def _evaluate_everywhere(model, test, spec, t, realizations: int, seed: int, keys: dict[str, Any]) -> list[dict]:
@@ -45,6 +45,11 @@ def quant_sweep_run(*, device: str = "reram", methods: Sequence[str] = ("baselin
         QuantConfig(b, 8)  # validates before any training
     for b in act_bits:
         QuantConfig(8, b)
+    for path in qat_checkpoints:  # refuse a wrong QAT checkpoint now, not after the whole PTQ sweep
+        payload = read_checkpoint(path)
+        check_checkpoint_dataset(path, payload, dataset)
+        if not payload["model_config"].get("quant"):
+            raise ValueError(f"{path} is not a quantization-aware checkpoint (train it with --method ...+qat)")
     spec = load_device(device)
     t = float(t_nominal if t_nominal is not None else (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
     check_time(spec, t)
@@ -82,9 +87,7 @@ def quant_sweep_run(*, device: str = "reram", methods: Sequence[str] = ("baselin
                                              dict(method=label, mode="ptq", weight_bits=wb, act_bits=ab or 32))
     for path in qat_checkpoints:
         payload, _, test = data_for(Path(path))
-        quant = payload["model_config"].get("quant")
-        if not quant:
-            raise ValueError(f"{path} is not a quantization-aware checkpoint (train it with --method ...+qat)")
+        quant = payload["model_config"]["quant"]  # checked before any work
         label = payload.get("method", "qat").replace("+qat", "")
         label = "baseline" if label == "qat" else label  # qat alone trains the plain network
         rows += _evaluate_everywhere(load_model(path, device=dev), test, spec, t, realizations, seed,
@@ -104,6 +107,6 @@ def quant_sweep_run(*, device: str = "reram", methods: Sequence[str] = ("baselin
                   for r in final]
     table = format_table(table_rows, list(table_rows[0]), title=f"Deepest-exit test accuracy (%) on {samples} images "
                                                                   f"(device: {realizations} chips, mean ± std)")
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots])
     return {"run_dir": str(out), "table": table}

@@ -28,7 +28,7 @@ from .hardware.spec import load_device  # noqa: E402
 from .noise_experiment import resolve_checkpoints  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
 from .train import write_rows_csv  # noqa: E402
-from .utils import resolve_device  # noqa: E402
+from .utils import atomic_write_text, resolve_device  # noqa: E402
 
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
 DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
@@ -137,7 +137,7 @@ def corruption_robustness_run(*, methods: Sequence[str] = DEFAULT_METHODS, check
         tables.append(_hw_table(hw, rows, exit_key, t_of, chips, len(hw_test), list(hw_severities)))
         plots += _plot_hw(hw, rows, exit_key, out / "hardware_corruption")
     table = "\n\n".join(tables)
-    (out / "table.md").write_text(table + "\n")
+    atomic_write_text(out / "table.md", table + "\n")
     run.finish(results={"mce": {r["method"]: r["ce"] for r in ce if r["corruption"] == "mean"}},
                plots=[p.name for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}

@@ -28,6 +28,18 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class TrainingDiverged(NonFiniteLossError):
+    """An epoch ended with a non-finite validation loss or non-finite weights; nothing of it was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with where the run stopped (``where``) and how to continue (the message)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where or message
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping settings (everything a run needs besides model/method/data)."""
@@ -121,6 +133,7 @@ class Trainer:
         self.start_epoch = 0
         self.best_epoch = -1
         self.best_val = -1.0
+        self.resumed_from: dict[str, Any] = {}  # what resume() continued from (epoch, a changed lr)
 
     # --- checkpoints -----------------------------------------------------------------------
     def _data_info(self) -> dict[str, Any]:
@@ -147,11 +160,12 @@ class Trainer:
         if payload.get("method") != self.method.name:
             diffs.append(f"method: checkpoint has {payload.get('method')!r}, expected {self.method.name!r}")
         saved_cfg = payload.get("train_config", {})
-        for key in ("seed", "batch_size", "epochs", "lr", "schedule"):
+        for key in ("seed", "batch_size", "epochs", "schedule"):  # lr may be lowered, e.g. after divergence
             if saved_cfg.get(key) != _plain(asdict(self.config)).get(key):
                 diffs.append(f"{key}: checkpoint has {saved_cfg.get(key)!r}, expected {getattr(self.config, key)!r}")
         if diffs:
-            raise CheckpointError(f"cannot resume from {self.last_path}; the run differs:\n  " + "\n  ".join(diffs))
+            raise CheckpointError(f"cannot resume from {self.last_path}; the run differs: " + "; ".join(diffs)
+                                  + " (resume with the settings of the run, or start a new one with --out DIR)")
         self.model.load_state_dict(payload["model_state"])
         self.method.load_state_dict(payload["method_state"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -161,6 +175,47 @@ class Trainer:
         self.start_epoch = int(payload["epoch"]) + 1
         self.best_epoch = int(payload["best_epoch"])
         self.best_val = float(payload["best_val"])
+        self.resumed_from = {"epoch": self.start_epoch}
+        if saved_cfg.get("lr") != self.config.lr:
+            self._set_base_lr(self.config.lr)
+            self.resumed_from["lr"] = {"checkpoint": saved_cfg.get("lr"), "now": self.config.lr}
+
+    def _set_base_lr(self, lr: float) -> None:
+        """Continue the restored schedule from a new base learning rate."""
+        self.scheduler.base_lrs = [lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = lr
+            group["lr"] = lr * lr_factor(self.config, self.start_epoch)
+
+    def continue_advice(self) -> str:
+        """After divergence: the command change that can work (a lower lr, from the last good checkpoint if any)."""
+        lower = f"{self.config.lr / 10:g}"
+        if self.last_path.exists():
+            epoch = int(read_checkpoint(self.last_path)["epoch"]) + 1
+            return (f"last good checkpoint: {self.last_path} (epoch {epoch}); continue from it with a lower learning "
+                    f"rate: the same command with --resume --lr {lower}")
+        return f"no epoch finished, so nothing to resume: start again with a lower rate: --overwrite --lr {lower}"
+
+    def stopped_at(self) -> str:
+        """Where an interrupted run stands: the epoch it was in and its last complete checkpoint."""
+        if not self.last_path.exists():
+            return "in its first epoch, before any checkpoint was written"
+        epoch = int(read_checkpoint(self.last_path)["epoch"]) + 1
+        where = "after its last epoch, before testing" if epoch >= self.config.epochs else \
+            f"in epoch {epoch + 1}/{self.config.epochs}"
+        return f"{where}; last complete checkpoint: {self.last_path} (epoch {epoch})"
+
+    def _refuse_divergence(self, epoch: int, val: ExitMetrics) -> None:
+        """A non-finite validation loss or weight is divergence: stop before the epoch is saved anywhere."""
+        state = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        finite_w = all(bool(torch.isfinite(t).all()) for t in state)
+        if finite_w and all(math.isfinite(v) for v in val.loss):
+            return
+        largest = max(float(t.abs().max()) for t in state if t.numel())
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}/{self.config.epochs} at lr {self.config.lr:g}: validation loss "
+            f"{val.loss[-1]:.4g}, largest |weight| {largest:.3g}{'' if finite_w else ' (non-finite weights)'}; "
+            f"nothing of this epoch was saved; {self.continue_advice()}")
 
     # --- training --------------------------------------------------------------------------
     def fit(self, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
@@ -177,6 +232,7 @@ class Trainer:
         for epoch in range(self.start_epoch, end):
             train_loss, train_acc = self._train_epoch(epoch)
             val = evaluate(self.model, self.loaders["val"])
+            self._refuse_divergence(epoch, val)
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             self.history.append(dict(epoch=epoch + 1, split="train", exit="final", accuracy=train_acc,
@@ -221,10 +277,9 @@ class Trainer:
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 bad = {k: float(v.detach()) for k, v in terms.items()}
-                last = self.last_path if self.last_path.exists() else "none yet (failed in the first epoch)"
                 raise NonFiniteLossError(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (terms: {bad}). "
-                    f"Last good checkpoint: {last}. Lower --lr or check the data; resume with --resume.")
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (terms: {bad}); "
+                    f"{self.continue_advice()} (or check the data)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_monitor is not None and step % self.config.grad_norms_every == 0:

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..utils import atomic_write  # noqa: E402
+
 EXIT_ORDER = ["1", "2", "3", "4", "ensemble"]
 
 
@@ -30,8 +32,8 @@ def _colors(methods: Sequence[str]) -> dict[str, Any]:
 def _save(fig, path: Path) -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(".png"), path.with_suffix(".svg")]
-    for p in out:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
+    for p in out:  # through a temporary file, so an interrupted run never leaves a half-written figure
+        atomic_write(p, lambda handle, fmt=p.suffix[1:]: fig.savefig(handle, format=fmt, dpi=130, bbox_inches="tight"))
     plt.close(fig)
     return out
 

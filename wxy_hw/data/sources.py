@@ -121,13 +121,41 @@ def load_digits(data_dir: str | Path | None = None) -> RawDataset:
     return RawDataset(tr_x, tr_y, te_x, te_y, 10, [str(i) for i in range(10)], False, "sklearn.datasets.load_digits")
 
 
+# The only globals a CIFAR batch (or a numpy re-pickle of one) references: numpy's array and scalar
+# reconstructors. Anything else (os.system, builtins.eval, ...) is how a pickle runs code.
+_CIFAR_GLOBALS = {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+                  for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only dicts, lists, tuples, bytes, str, numbers and numpy arrays; refuses every other global."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's hook
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise _RefusedGlobal(f"{module}.{name}")
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 def _unpickle(path: Path) -> dict:
+    """A CIFAR python batch, through the restricted unpickler: a data file never runs code."""
     try:
         with open(path, "rb") as handle:
-            return pickle.load(handle, encoding="bytes")
+            batch = _CifarUnpickler(handle, encoding="bytes").load()
+    except _RefusedGlobal as exc:
+        raise CorruptDatasetError(f"{path}: refused to load, it references {exc} which no CIFAR batch contains "
+                                  "(loading it could run code); replace it with the file from the original "
+                                  "'python version' CIFAR archive") from None
     except Exception as exc:
-        raise CorruptDatasetError(f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc}). "
-                                  "Use the 'python version' archive of CIFAR.") from exc
+        raise CorruptDatasetError(f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}); "
+                                  "use the 'python version' archive of CIFAR") from None
+    if not isinstance(batch, dict):
+        raise CorruptDatasetError(f"{path}: holds a {type(batch).__name__}, not the dict of a CIFAR batch; "
+                                  "use the 'python version' archive of CIFAR")
+    return batch
 
 
 def _cifar_arrays(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
