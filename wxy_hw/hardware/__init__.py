@@ -1,9 +1,9 @@
 """Simulated hardware: device files, the native (W+σ) engine, the aihwkit backend, Monte Carlo."""
-from .engine import AnalogConv2d, AnalogLinear, analog_layers, deploy, realizations, weight_errors
+from .engine import AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, deploy, realizations, weight_errors
 from .montecarlo import BACKENDS, deploy_on, evaluate_chips, summarize_chips
 from .physics import is_ideal, program_weight
 from .spec import DeviceSpec, DeviceSpecError, available_devices, load_device
 
-__all__ = ["AnalogConv2d", "AnalogLinear", "BACKENDS", "DeviceSpec", "DeviceSpecError", "analog_layers",
+__all__ = ["AnalogConv1d", "AnalogConv2d", "AnalogLinear", "BACKENDS", "DeviceSpec", "DeviceSpecError", "analog_layers",
            "available_devices", "deploy", "deploy_on", "evaluate_chips", "is_ideal", "load_device",
            "program_weight", "realizations", "summarize_chips", "weight_errors"]
