@@ -126,11 +126,12 @@ def load_into(path: str | Path, model: nn.Module) -> nn.Module:
         have = model.config
     # the class path is only a label (a renamed module still fits); the weights decide
     diffs = [d for d in config_mismatch(saved, have) if not d.startswith("backbone:")]
-    state = model.state_dict()
-    weights = _state_mismatch(payload["model_state"], state)
-    if diffs or weights:
-        label = "" if saved.get("backbone") == have.get("backbone") else \
-            f" (saved from {saved.get('backbone')}, loading into {have.get('backbone')})"
-        raise CheckpointError(f"checkpoint {path} does not fit this model{label}: " + "; ".join(diffs + weights))
-    model.load_state_dict(payload["model_state"])
-    return model
+    if not diffs:
+        try:
+            model.load_state_dict(payload["model_state"])
+            return model
+        except RuntimeError as exc:  # Brevitas creates some scales lazily, so only a failed load is a misfit
+            diffs = _state_mismatch(payload["model_state"], model.state_dict()) or [str(exc).splitlines()[0]]
+    label = "" if saved.get("backbone") == have.get("backbone") else \
+        f" (saved from {saved.get('backbone')}, loading into {have.get('backbone')})"
+    raise CheckpointError(f"checkpoint {path} does not fit this model{label}: " + "; ".join(diffs))
