@@ -208,3 +208,43 @@ def test_conv1d_is_deployed_with_noise():
     assert y.shape == (4, 3) and not torch.allclose(y, net(x)) and not torch.equal(y, y_again)  # read noise
     ideal = deploy(net, "ideal", seed=3)
     assert torch.equal(ideal(x), net(x))
+
+
+@pytest.mark.parametrize("method", ["dsn", "self_distillation", "scan", "hwa", "qat", "self_distillation+hwa",
+                                    "augment", "ada", "adv", "auxiliary"])
+def test_every_method_trains_an_attached_model(tmp_path, method):
+    torch.manual_seed(0)
+    heads = "scan" if method == "scan" else "byot"
+    m = attach_exits(SmallCNN(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12), heads=heads)
+    train, val = loaders(32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SCAN's transposed-conv attention stays float under qat: said, not tested here
+        res = fit(m, method, train, val, epochs=1, out=tmp_path, lr=0.05, progress=False, device="cpu",
+                  max_steps_per_epoch=2)
+    losses = [h["loss"] for h in res.history if h["split"] == "train"]
+    assert len(losses) == 1 and losses[0] == losses[0] and res.best_path.exists()
+    vals = [h for h in res.history if h["split"] == "val"]
+    assert [h["exit"] for h in vals][:3] == ["conv1", "conv2", "output"]
+
+
+def test_fit_resumes_bit_identically_and_hooked_exits_cost_the_whole_backbone(tmp_path):
+    data = blobs(48)
+    train, val = DataLoader(data, batch_size=16), DataLoader(blobs(32, seed=1), batch_size=32)
+
+    def run(out, **kw):
+        torch.manual_seed(0)
+        net = SmallCNN()
+        fit(net, "hwa", train, val, epochs=2, out=out, lr=0.1, progress=False, device="cpu", **kw)
+        return net
+
+    straight = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after_epoch=1)
+    resumed = run(tmp_path / "b", resume=True)
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    with pytest.warns(UserWarning, match="cannot be cut"):
+        m = attach_exits(Residual(), ["b"], 4, input_shape=(1, 8, 8))
+    costs = [c.macs for c in exit_costs(m)]
+    assert costs[0] > costs[1]  # exit 1 pays for the whole backbone plus its own head
+    with pytest.raises(ValueError, match="cut into stages.*use exit_costs"):
+        exit_path_macs(m)

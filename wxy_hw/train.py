@@ -357,14 +357,15 @@ class _LoaderTrainer(Trainer):
 
 
 def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
-        out: str | Path, resume: bool = False, mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,),
-        **options: Any) -> TrainResult:
+        out: str | Path, resume: bool = False, stop_after_epoch: int | None = None, mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,), **options: Any) -> TrainResult:
     """Train ``model`` with ``method`` on any re-iterable (x, y) batches; checkpoints go to ``out``.
 
     ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
     (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, device, seed …;
     the batch size is the loader's); the rest go to the method when it is given by name. ``mean`` / ``std`` tell
-    pixel-space methods (augment, ada, adv) how the inputs were normalised. On return ``model``
+    pixel-space methods (augment, ada, adv) how the inputs were normalised; ``resume`` and
+    ``stop_after_epoch`` behave as in ``Trainer.fit``. On return ``model``
     holds the validation-selected (best.pt) weights; ``result.extra["model"]`` is the trained
     network (for qat, the quantized copy it trained).
     """
@@ -388,7 +389,7 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     net = loss.prepare_model(model)
     wrapped = net if hasattr(net, "num_exits") and hasattr(net, "config") else _SingleExit(net)
     trainer = _LoaderTrainer(wrapped, loss, train_loader, val_loader, config, out, mean, std)
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
     if result.best_path.exists():
         wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
     result.extra["model"] = net

@@ -52,7 +52,8 @@ def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitC
     model.eval()
     costs = []
     try:
-        for k, stage in enumerate(model.exit_stages):
+        # a backbone read by hooks has no stages: each exit then costs the whole backbone plus its head
+        for k, stage in enumerate(getattr(model, "exit_stages", range(model.num_exits))):
             counter = FlopCounterMode(display=False)
             with counter:
                 model.forward_exit(x, k)
@@ -74,6 +75,9 @@ def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[i
     Unlike ``exit_costs`` (one exit alone), this includes every earlier head the sample passed
     through: backbone up to exit k's stage + heads 0..k.
     """
+    if not hasattr(model, "stages"):
+        raise ValueError(f"per-path MACs need a backbone cut into stages, and this one is not "
+                         f"({getattr(model, 'split_reason', type(model).__name__)}); use exit_costs")
     h = _probe_input(model, image_size)
     was_training = model.training
     model.eval()
