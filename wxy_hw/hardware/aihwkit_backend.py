@@ -123,7 +123,7 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
         unsupported.append("log-normal mismatch outside the subthreshold model")
     expected = {"ReRamWan2022NoiseModel": ("wan2022", ("wan2022_relaxation", "none")),
                 "PCMLikeNoiseModel": ("pcm_poly", ("pcm_power_law",)),
-                "SubthresholdMismatchNoiseModel": ("none", ("none",))}.get(kind)
+                "SubthresholdMismatchNoiseModel": ("none", ("none",)), "none": ("none", ("none",))}.get(kind)
     if expected and (n["programming"] != expected[0] or n["drift"] not in expected[1]):
         unsupported.append(f"noise.programming = {n['programming']!r} / noise.drift = {n['drift']!r} with {kind}")
     if spec.ir_drop["beta"] > 0:
@@ -143,6 +143,8 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
                         read_noise_scale=s, drift_scale=n["drift_nu_mean"] / 0.05)
     elif kind == "SubthresholdMismatchNoiseModel":
         model = sub_cls(spec.lognormal_sigma * s, g_converter=conv)
+    elif kind == "none":  # a noise-free device (ideal, digital_int8): only the conductance levels act
+        model = sub_cls(0.0, g_converter=conv)
     else:
         raise AihwkitUnavailable(f"device {spec.name!r} names no aihwkit noise model ([aihwkit] noise_model = 'none'); "
                                  "use --backend native")

@@ -229,7 +229,7 @@ def _split(backbone: nn.Module, names: list[str]) -> tuple[list[nn.Module], nn.L
 
 @torch.no_grad()
 def _probe(backbone: nn.Module, names: list[str], input_shape: Sequence[int]) -> tuple[dict, torch.Tensor, int | None]:
-    """Output of each named module, the backbone output and the last image map's side, from one forward."""
+    """Output of each named module (in execution order), the backbone output and the last image map's side."""
     taps: dict[str, torch.Tensor] = {}
     last_side: list[int] = []
     modules = dict(backbone.named_modules())
@@ -278,7 +278,7 @@ def attach_exits(backbone: nn.Module, at: Sequence[str], num_classes: int, *, in
                              "in a forward pass; name a module whose output is a feature tensor")
     split = _split(backbone, names)
     if isinstance(split, str):
-        order = names
+        order = list(taps)  # the order the hooks fired in: shallow → deep
         final_fc = None  # no graph: which Linear produced the output is unknown, so the logits are the feature
         deep_features = num_classes
     else:
