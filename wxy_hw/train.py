@@ -363,11 +363,11 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
 
     ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
     (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, device, seed …;
-    the batch size is the loader's); the rest go to the method when it is given by name. ``mean`` / ``std`` tell
-    pixel-space methods (augment, ada, adv) how the inputs were normalised; ``resume`` and
-    ``stop_after_epoch`` behave as in ``Trainer.fit``. On return ``model``
-    holds the validation-selected (best.pt) weights; ``result.extra["model"]`` is the trained
-    network (for qat, the quantized copy it trained).
+    batch size and augmentation are the loader's), then options of the method named by
+    ``method``. ``mean`` / ``std`` tell pixel-space methods (augment, ada, adv) how the inputs were
+    normalised; ``resume`` and ``stop_after_epoch`` behave as in ``Trainer.fit``. On return the
+    trained network, ``result.extra["model"]``, holds the validation-selected (best.pt) weights:
+    that is ``model`` itself, or for qat the quantized copy it trained.
     """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg_opts = {k: v for k, v in options.items() if k in fields}
