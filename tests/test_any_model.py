@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -58,6 +59,14 @@ class Signal1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.relu(self.conv(x)).mean(-1))
+
+
+@contextmanager
+def nothing_left_behind():
+    """Fail on our 'stay digital / stay float' warnings (others, e.g. Brevitas deprecations, pass)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r".*stay (digital|float)")
+        yield
 
 
 def blobs(n: int = 96, seed: int = 0) -> TensorDataset:
@@ -171,8 +180,7 @@ def test_deploy_and_quantize_name_what_they_leave_digital():
         from wxy_hw.hardware.quant import quantize_model
 
         quantize_model(model, {"weight_bits": 4, "act_bits": None})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a network of supported layers converts without a word
+    with nothing_left_behind():  # a network of supported layers converts without a word
         deploy(SmallCNN(), "reram", 0)
 
 
@@ -181,8 +189,7 @@ def test_quantize_model_quantizes_functional_relus_through_brevitas():
 
     from wxy_hw.hardware.quant import quantize_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with nothing_left_behind():
         q = quantize_model(SmallCNN(), {"weight_bits": 4, "act_bits": 4})
     assert sum(isinstance(m, QuantReLU) for m in q.modules()) == 3  # torch.relu and two F.relu
 
@@ -197,8 +204,7 @@ def test_quantize_model_quantizes_functional_relus_through_brevitas():
 def test_conv1d_is_deployed_with_noise():
     torch.manual_seed(0)
     net = Signal1d().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with nothing_left_behind():
         chip = deploy(net, "reram", seed=3)
     assert [type(m).__name__ for _, m in analog_layers(chip)] == ["AnalogConv1d", "AnalogLinear"]
     err = weight_errors(net, chip)
@@ -260,3 +266,29 @@ def test_conv1d_runs_the_tiled_adc_and_per_mvm_paths():
     y, ref = chip(x), net(x)
     assert y.shape == ref.shape and torch.isfinite(y).all()
     assert 0.01 < ((y - ref).abs().mean() / ref.abs().mean()).item() < 1.0
+
+
+def test_quantized_hook_read_exits_keep_their_exit_points():
+    from brevitas.nn import QuantReLU
+
+    from wxy_hw.hardware.quant import quantize_model
+
+    class Res(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1))  # a container: fx would inline it
+            self.b = nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.relu(self.a(x))
+            return self.fc((h + self.b(h)).mean((2, 3)))
+
+    with pytest.warns(UserWarning, match="cannot be cut"):
+        m = attach_exits(Res(), ["a", "b"], 4, input_shape=(1, 8, 8))
+    with nothing_left_behind():
+        q = quantize_model(m, {"weight_bits": 8, "act_bits": 8}).eval()
+    assert sum(isinstance(mod, QuantReLU) for mod in q.backbone.modules()) == 1
+    x = torch.randn(2, 1, 8, 8)
+    out, ref = q(x), m.eval()(x)
+    assert len(out.logits) == 3 and all(torch.allclose(a, b, atol=0.1) for a, b in zip(out.logits, ref.logits))

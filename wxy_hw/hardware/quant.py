@@ -98,6 +98,7 @@ def _functional_relus(model: nn.Module, act_bits: int | None) -> tuple[nn.Module
     """
     from brevitas.graph.standardize import TorchFunctionalToModule
 
+    from ..models.attach import ExitTracer
     from ..models.multi_exit import MultiExitNet
 
     if act_bits is None or isinstance(model, MultiExitNet):  # our own backbones use nn.ReLU modules
@@ -108,19 +109,19 @@ def _functional_relus(model: nn.Module, act_bits: int | None) -> tuple[nn.Module
     if not graphs:  # a plain network (or an attach_exits backbone read by hooks): trace it whole
         name = "backbone" if hasattr(model, "split_reason") else ""
         target = model.get_submodule(name)
-        try:
-            gm = torch.fx.symbolic_trace(target)
+        try:  # exit points stay whole modules, so the hooks of hook-read exits still fire
+            gm = torch.fx.GraphModule(target, ExitTracer(set(getattr(model, "config", {}).get("exits", []) if name
+                                                             else [])).trace(target))
         except Exception as exc:  # untraceable Python: nothing can be rewritten, so say so
             return model, [f"{name or type(model).__name__}: functional activations (torch.relu …), if any, "
                            f"stay float — torch.fx cannot trace it ({type(exc).__name__}); use nn.ReLU modules"]
-        if not any(n.op == "call_function" and n.target in _RELU_FUNCTIONS for n in gm.graph.nodes):
-            graphs = []
-        elif name:
-            model.backbone = gm
+        if any(n.op == "call_function" and n.target in _RELU_FUNCTIONS for n in gm.graph.nodes):
+            # only then is the traced copy kept (the modules it calls keep their names and state-dict keys)
+            if name:
+                model.backbone = gm
+            else:
+                model = gm
             graphs = [(name, gm)]
-        else:
-            gm.config = getattr(model, "config", None)
-            model, graphs = gm, [("", gm)]
     for name, gm in graphs:
         new = to_module.apply(gm)
         if name and new is not gm:

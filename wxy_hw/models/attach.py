@@ -117,6 +117,7 @@ class HookedExits(_ExitsBase):
 
     def __init__(self, backbone: nn.Module, heads: list[nn.Module], config: dict[str, Any], reason: str) -> None:
         super().__init__()
+        self.stem = nn.Identity()  # where quantize_model puts its input quantizer, as on MultiExitNet
         self.backbone = backbone
         self.heads = nn.ModuleList(heads)
         self.exit_names = list(config["exits"]) + ["output"]
@@ -129,7 +130,7 @@ class HookedExits(_ExitsBase):
         handles = [self.backbone.get_submodule(n).register_forward_hook(
             lambda _m, _i, o, n=n: taps.__setitem__(n, o)) for n in self.config["exits"]]
         try:
-            final = self.backbone(x)
+            final = self.backbone(self.stem(x))
         finally:
             for h in handles:
                 h.remove()
@@ -143,14 +144,14 @@ class HookedExits(_ExitsBase):
 
     def exit_modules(self, exit_index: int) -> list[nn.Module]:
         """The whole backbone (it cannot be cut) and the exit's head."""
-        return [self.backbone, self.heads[exit_index]]
+        return [self.stem, self.backbone, self.heads[exit_index]]
 
     def forward_exit(self, x: torch.Tensor, exit_index: int) -> torch.Tensor:
         """Logits of one exit; the whole backbone runs (see ``split_reason``)."""
         return self.forward(x).logits[exit_index]
 
 
-class _Tracer(fx.Tracer):
+class ExitTracer(fx.Tracer):
     """Keeps the named exit points whole, so each appears as one call_module node."""
 
     def __init__(self, leaves: set[str]) -> None:
@@ -191,7 +192,7 @@ def _segment(root: nn.Module, nodes: list[fx.Node], start: int, end: int, inp: f
 def _split(backbone: nn.Module, names: list[str]) -> tuple[list[nn.Module], nn.Linear | None, list[str]] | str:
     """Stages cut after ``names`` (in execution order) and the final Linear, or why it cannot be done."""
     try:
-        graph = _Tracer(set(names)).trace(backbone)
+        graph = ExitTracer(set(names)).trace(backbone)
     except Exception as exc:  # fx raises many types on untraceable Python (data-dependent control flow …)
         return f"torch.fx cannot trace it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     nodes = list(graph.nodes)
