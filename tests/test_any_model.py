@@ -292,3 +292,18 @@ def test_quantized_hook_read_exits_keep_their_exit_points():
     x = torch.randn(2, 1, 8, 8)
     out, ref = q(x), m.eval()(x)
     assert len(out.logits) == 3 and all(torch.allclose(a, b, atol=0.1) for a, b in zip(out.logits, ref.logits))
+
+
+def test_attached_model_on_aihwkit_agrees_with_the_native_engine():
+    pytest.importorskip("aihwkit")
+    from scipy.stats import ks_2samp
+
+    from wxy_hw.hardware.aihwkit_backend import aihwkit_weight_errors, deploy_aihwkit
+
+    torch.manual_seed(0)
+    m = attach_exits(SmallCNN(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12)).eval()
+    analog = deploy_aihwkit(m, "reram", 1)  # reram as shipped, 16 levels
+    assert len(analog(torch.randn(3, 1, 12, 12)).logits) == 3
+    native, reference = weight_errors(m, deploy(m, "reram", 1)), aihwkit_weight_errors(m, analog)
+    assert native.numel() == reference.numel()
+    assert ks_2samp(native.numpy(), reference.numpy()).pvalue > 0.01
