@@ -147,8 +147,19 @@ class HookedExits(_ExitsBase):
         return [self.stem, self.backbone, self.heads[exit_index]]
 
     def forward_exit(self, x: torch.Tensor, exit_index: int) -> torch.Tensor:
-        """Logits of one exit; the whole backbone runs (see ``split_reason``)."""
-        return self.forward(x).logits[exit_index]
+        """Logits of one exit: the whole backbone runs (see ``split_reason``), but only that exit's head."""
+        taps: dict[str, torch.Tensor] = {}
+        names = self.config["exits"]
+        handle = None
+        if exit_index < len(names):
+            handle = self.backbone.get_submodule(names[exit_index]).register_forward_hook(
+                lambda _m, _i, o: taps.__setitem__("h", o))
+        try:
+            final = self.backbone(self.stem(x))
+        finally:
+            if handle is not None:
+                handle.remove()
+        return self.heads[exit_index](taps.get("h", final))[0]
 
 
 class ExitTracer(fx.Tracer):
