@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
+from .models.attach import attach_exits, plain_config
 from .models.multi_exit import MultiExitNet, model_from_config
 from .utils import atomic_torch_save
 
@@ -19,7 +21,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | Path, model: MultiExitNet, **extra: Any) -> Path:
     """Write model config + weights (+ any extra state) atomically."""
-    payload = {"format": FORMAT, "model_config": dict(model.config), "model_state": model.state_dict()}
+    config = getattr(model, "config", None) or plain_config(model)  # a user network: its class, by name only
+    payload = {"format": FORMAT, "model_config": dict(config), "model_state": model.state_dict()}
     payload.update(extra)
     return atomic_torch_save(payload, path)
 
@@ -49,10 +52,19 @@ def config_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 def load_model(path: str | Path, expect: dict[str, Any] | MultiExitNet | None = None,
-               device: str | torch.device = "cpu") -> MultiExitNet:
-    """Rebuild the model stored in a checkpoint, in eval mode; if ``expect`` is given, require the same config."""
+               device: str | torch.device = "cpu", *, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model stored in a checkpoint, in eval mode; if ``expect`` is given, require the same config.
+
+    A user architecture cannot be rebuilt from a file (no code is ever imported from one): pass
+    ``model=`` — the network as constructed, with or without its exits — see ``load_into``.
+    """
+    if model is not None:
+        return load_into(path, model).to(device).eval()
     payload = read_checkpoint(path)
     config = payload["model_config"]
+    if config.get("kind") in ("attached", "plain"):
+        raise CheckpointError(f"checkpoint {path} holds a user network ({config.get('backbone')}); construct it and "
+                              "pass it: load_model(path, model=your_network)")
     if expect is not None:
         wanted = expect.config if isinstance(expect, MultiExitNet) else expect
         diffs = config_mismatch(config, wanted)
@@ -71,8 +83,8 @@ def load_weights(model: MultiExitNet, payload: dict[str, Any], path: str | Path 
     try:
         model.load_state_dict(payload["model_state"])
     except (RuntimeError, TypeError, AttributeError):
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the model "
-                              f"({_state_mismatch(model.state_dict(), payload['model_state'])})") from None
+        problems = _state_mismatch(payload["model_state"], model.state_dict()) or ["tensors that cannot be copied"]
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({'; '.join(problems)})") from None
 
 
 def _load_problem(exc: Exception) -> str:
@@ -89,16 +101,54 @@ def _load_problem(exc: Exception) -> str:
             "give a best.pt / last.pt written by experiments/train.py")
 
 
-def _state_mismatch(wanted: dict[str, Any], saved: Any) -> str:
-    """'2 missing (e.g. fc.weight); 1 of another shape (e.g. fc.bias: 10 vs 100)' for a state dict that does not load."""
+def _state_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Which weights are missing, extra or of another shape (a few of each, then a count)."""
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
     if not isinstance(saved, dict):
-        return f"model_state is a {type(saved).__name__}, not a state dict"
+        return [f"model_state is a {type(saved).__name__}, not a state dict"]
     missing = [k for k in wanted if k not in saved]
     extra = [k for k in saved if k not in wanted]
-    shape = [k for k in wanted if k in saved and hasattr(saved[k], "shape") and saved[k].shape != wanted[k].shape]
-    parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-    parts += [f"{len(extra)} unexpected (e.g. {extra[0]})"] if extra else []
-    if shape:
-        k = shape[0]
-        parts.append(f"{len(shape)} of another shape (e.g. {k}: {tuple(saved[k].shape)} vs {tuple(wanted[k].shape)})")
-    return "; ".join(parts) or "tensors that cannot be copied"
+    shapes = [f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}" for k, v in wanted.items()
+              if k in saved and hasattr(v, "shape") and tuple(saved[k].shape) != tuple(v.shape)]
+    out = []
+    if missing:
+        out.append(f"not in the checkpoint: {few(missing)}")
+    if extra:
+        out.append(f"not in the model: {few(extra)}")
+    if shapes:
+        out.append(f"shape (checkpoint vs model): {few(shapes)}")
+    return out
+
+
+def load_into(path: str | Path, model: nn.Module) -> nn.Module:
+    """Load a checkpoint into a network the caller constructed; returns the model holding the weights.
+
+    ``model`` may be the attached model itself, or the bare backbone of an ``attach_exits``
+    checkpoint — its exits (names, head kind, input shape, class count) are re-attached from the
+    record — or a plain network. A quantized checkpoint is re-quantized first. Anything that does
+    not fit is named: the record's fields, then missing / extra / reshaped weights.
+    """
+    payload = read_checkpoint(path)
+    saved = payload["model_config"]
+    if saved.get("kind") == "attached" and not hasattr(model, "num_exits"):
+        model = attach_exits(model, saved["exits"], saved["num_classes"], input_shape=saved["input_shape"],
+                             heads=saved["heads"])
+    have = getattr(model, "config", None) or plain_config(model)
+    if saved.get("quant") and not have.get("quant"):
+        from .hardware.quant import quantize_model  # Brevitas only when the checkpoint was quantized
+
+        model = quantize_model(model, saved["quant"])
+        have = model.config
+    # the class path is only a label (a renamed module still fits); the weights decide
+    diffs = [d for d in config_mismatch(saved, have) if not d.startswith("backbone:")]
+    if not diffs:
+        try:
+            model.load_state_dict(payload["model_state"])
+            return model
+        except RuntimeError as exc:  # Brevitas creates some scales lazily, so only a failed load is a misfit
+            diffs = _state_mismatch(payload["model_state"], model.state_dict()) or ["tensors that cannot be copied"]
+    label = "" if saved.get("backbone") == have.get("backbone") else \
+        f" (saved from {saved.get('backbone')}, loading into {have.get('backbone')})"
+    raise CheckpointError(f"checkpoint {path} does not fit this model{label}: " + "; ".join(diffs))

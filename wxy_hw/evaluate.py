@@ -78,5 +78,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     # up with the deepest exit of multi-exit models in tables and plots.
     stages = getattr(model, "exit_stages", None)
     names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
+    if len(getattr(model, "exit_names", [])) == len(correct):  # attach_exits: the modules the exits follow
+        names = list(model.exit_names)
     return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in losses],
                        100.0 * ens_correct / n, ens_loss / n, n, names=names)

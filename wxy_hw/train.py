@@ -6,12 +6,14 @@ The Trainer knows no method: it sums the named loss terms the method returns.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -19,8 +21,9 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
 from .data import DatasetSplits, make_loaders
 from .evaluate import ExitMetrics, evaluate
-from .methods import Batch, Method
-from .models.multi_exit import MultiExitNet
+from .methods import Batch, Method, build_method
+from .models.attach import plain_config
+from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .utils import atomic_write_text, resolve_device
 
 
@@ -118,8 +121,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.last_path = self.run_dir / "last.pt"
         self.best_path = self.run_dir / "best.pt"
-        self.loaders = make_loaders(data, config.batch_size, seed=config.seed, device=self.device,
-                                    augment=config.augment)
+        self.loaders = self._build_loaders(data)
         params = [p for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
@@ -134,6 +136,10 @@ class Trainer:
         self.best_epoch = -1
         self.best_val = -1.0
         self.resumed_from: dict[str, Any] = {}  # what resume() continued from (epoch, a changed lr)
+
+    def _build_loaders(self, data: DatasetSplits) -> dict[str, Any]:
+        return make_loaders(data, self.config.batch_size, seed=self.config.seed, device=self.device,
+                            augment=self.config.augment)
 
     # --- checkpoints -----------------------------------------------------------------------
     def _data_info(self) -> dict[str, Any]:
@@ -329,3 +335,117 @@ def write_rows_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """Tuples → lists so configs compare equal after a checkpoint round-trip."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# --- fit(): the Trainer on any model and any (x, y) batches -------------------------------------
+
+class _Batches:
+    """A re-iterable of (x, y) batches (a DataLoader, a list …) as the Trainer's loader."""
+
+    def __init__(self, batches: Iterable, device: torch.device, name: str) -> None:
+        if isinstance(batches, Iterator):
+            raise ValueError(f"fit: {name} is a one-shot iterator, but it is read once per epoch; pass a "
+                             "DataLoader or a list of (x, y) batches")
+        self.batches, self.device, self.name = batches, device, name
+        self._len: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to a sampler that reshuffles by epoch (DistributedSampler)."""
+        sampler = getattr(self.batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            try:
+                self._len = len(self.batches)  # type: ignore[arg-type]
+            except TypeError:  # an iterable without len: count one pass
+                self._len = sum(1 for _ in self.batches)
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.batches:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2 or not isinstance(batch[0], torch.Tensor):
+                raise ValueError(f"fit: {self.name} must yield (x, y) tensor pairs, got {type(batch).__name__}"
+                                 f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
+            yield batch[0].to(self.device), batch[1].to(self.device)
+
+
+class _SingleExit(torch.nn.Module):
+    """A plain logits network seen as a one-exit model; its weights keep the network's own names."""
+
+    num_exits = 1
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.config = getattr(net, "config", None) or plain_config(net)
+
+    def forward(self, x: torch.Tensor) -> MultiExitOutput:
+        out = self.net(x)
+        return out if isinstance(out, MultiExitOutput) else MultiExitOutput([out], [out])
+
+    # Checkpoints hold the network's own state dict, so it reloads into the user's network directly.
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+class _LoaderTrainer(Trainer):
+    """The Trainer reading user batches instead of a DatasetSplits."""
+
+    def __init__(self, model: torch.nn.Module, method: Method, train: Iterable, val: Iterable, config: TrainConfig,
+                 run_dir: str | Path, mean: Sequence[float], std: Sequence[float]) -> None:
+        self._user_batches = (train, val)
+        super().__init__(model, method, SimpleNamespace(mean=tuple(mean), std=tuple(std)), config, run_dir)
+
+    def _build_loaders(self, data: Any) -> dict[str, Any]:
+        train, val = self._user_batches
+        return {"train": _Batches(train, self.device, "train_loader"), "val": _Batches(val, self.device, "val_loader")}
+
+    def _data_info(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return dict(name="user", num_classes=cfg.get("num_classes"), input_shape=cfg.get("input_shape"),
+                    mean=list(self.data.mean), std=list(self.data.std))
+
+
+def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
+        out: str | Path, resume: bool = False, stop_after_epoch: int | None = None, mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,), **options: Any) -> TrainResult:
+    """Train ``model`` with ``method`` on any re-iterable (x, y) batches; checkpoints go to ``out``.
+
+    ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
+    (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, device, seed …;
+    batch size and augmentation are the loader's), then options of the method named by
+    ``method``. ``mean`` / ``std`` tell pixel-space methods (augment, ada, adv) how the inputs were
+    normalised; ``resume`` and ``stop_after_epoch`` behave as in ``Trainer.fit``. On return the
+    trained network, ``result.extra["model"]``, holds the validation-selected (best.pt) weights:
+    that is ``model`` itself, or for qat the quantized copy it trained.
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg_opts = {k: v for k, v in options.items() if k in fields}
+    method_opts = {k: v for k, v in options.items() if k not in fields}
+    if isinstance(method, str):
+        loss = build_method(method, **method_opts)
+    elif method_opts:
+        raise ValueError(f"fit: {sorted(method_opts)} are not TrainConfig fields; give method options to "
+                         "build_method(name, ...) when passing a method object")
+    else:
+        loss = method
+    exits = int(getattr(model, "num_exits", 1))
+    if loss.multi_exit and exits < 2:
+        raise ValueError(f"fit: method {loss.name!r} trains several exits but {type(model).__name__} has one output; "
+                         "add exits with wxy_hw.models.attach_exits(model, at=[...], num_classes=..., input_shape=...) "
+                         "or use a single-exit method (baseline, hwa, qat, augment, ada, adv)")
+    cfg_opts.setdefault("channels_last", False)  # the user's network and data decide their own layout
+    config = TrainConfig(epochs=epochs, **cfg_opts)
+    net = loss.prepare_model(model)
+    wrapped = net if hasattr(net, "num_exits") and hasattr(net, "config") else _SingleExit(net)
+    trainer = _LoaderTrainer(wrapped, loss, train_loader, val_loader, config, out, mean, std)
+    result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+    if result.best_path.exists():
+        wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
+    result.extra["model"] = net
+    return result

@@ -2,7 +2,8 @@
 
 ReRAM → ``ReRamWan2022NoiseModel``, PCM → ``PCMLikeNoiseModel``, subthreshold CMOS →
 ``SubthresholdMismatchNoiseModel`` (a subclass of aihwkit's ``BaseNoiseModel`` defined here).
-Conductance mapping uses the device's g_max and g_min; weights are normalised per tile
+Conductance mapping uses the device's g_max and g_min, with target conductances rounded to the
+device's levels (``mapping.levels``) before aihwkit programs them; weights are normalised per tile
 (``weight_scaling_omega = 1``) so that read noise ``forward.w_noise`` is relative to the tile's
 |W|max, as in the native engine. DAC / ADC resolution comes from the [array] section; tiles are
 ``array.rows × array.cols``. aihwkit is imported lazily: the rest of wxy_hw works without it.
@@ -17,7 +18,8 @@ import torch.nn as nn
 
 from .physics import WAN2022_TIMES_S
 from .spec import DeviceSpec, DeviceSpecError, load_device
-from .engine import check_time
+from .coverage import untouched_layers, warn_untouched
+from .engine import ANALOG_TYPES, analog_layers, check_time
 
 
 class AihwkitUnavailable(RuntimeError):
@@ -75,7 +77,26 @@ def _noise_model_classes():
             relaxed = [self.apply_drift_noise_to_conductance(g, g, t_inference) for g in targets]
             return self.g_converter.convert_back_to_weights(relaxed, params)
 
-    return SinglePairConductanceConverter, ReRamWan2022ReferenceScale, PCMLikeNoiseModel, SubthresholdMismatchNoiseModel
+    class LeveledPairConverter(SinglePairConductanceConverter):
+        """aihwkit's differential pair with target conductances rounded to the device's levels.
+
+        Each device of the pair takes one of ``levels`` conductances evenly spaced over
+        [g_min, g_max] (the partner sits at g_min), as ``physics.quantize_unit`` does natively;
+        aihwkit's noise models then program and drift these targets.
+        """
+
+        def __init__(self, g_max: float, g_min: float, levels: int) -> None:
+            super().__init__(g_max=g_max, g_min=g_min)
+            self.levels = int(levels)
+
+        @torch.no_grad()
+        def convert_to_conductances(self, weights):
+            conductances, params = super().convert_to_conductances(weights)
+            span, steps = self.g_max - self.g_min, self.levels - 1
+            return [self.g_min + torch.round((g - self.g_min) / span * steps) / steps * span for g in conductances], params
+
+    return (SinglePairConductanceConverter, ReRamWan2022ReferenceScale, PCMLikeNoiseModel, SubthresholdMismatchNoiseModel,
+            LeveledPairConverter)
 
 
 def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | None = None):
@@ -84,7 +105,7 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
     ``torch_tile=None`` picks TorchInferenceRPUConfig (pure torch) where it fits and the C++
     InferenceRPUConfig otherwise: aihwkit's torch tile does not implement ``forward.w_noise``.
     """
-    converter_cls, wan_cls, pcm_cls, sub_cls = _noise_model_classes()
+    converter_cls, wan_cls, pcm_cls, sub_cls, leveled_cls = _noise_model_classes()
     from aihwkit.inference.compensation.drift import GlobalDriftCompensation
     from aihwkit.simulator.configs import InferenceRPUConfig, TorchInferenceRPUConfig
     from aihwkit.simulator.parameters.enums import BoundManagementType, NoiseManagementType, WeightNoiseType
@@ -92,8 +113,8 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
     m, n, a = spec.mapping, spec.noise, spec.array
     kind = spec.aihwkit["noise_model"]
     unsupported = [f"noise.{k}" for k in ("additive_sigma", "stuck_at_lrs", "stuck_at_hrs") if n[k] > 0]
-    if m["levels"]:
-        unsupported.append("mapping.levels (conductance quantization)")
+    if m["levels"] and not m["differential"]:
+        unsupported.append("mapping.levels on a single (non-differential) device")
     if m["clip_sigma"] > 0:
         unsupported.append("mapping.clip_sigma")
     if m["cells_per_weight"] > 1:
@@ -102,7 +123,7 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
         unsupported.append("log-normal mismatch outside the subthreshold model")
     expected = {"ReRamWan2022NoiseModel": ("wan2022", ("wan2022_relaxation", "none")),
                 "PCMLikeNoiseModel": ("pcm_poly", ("pcm_power_law",)),
-                "SubthresholdMismatchNoiseModel": ("none", ("none",))}.get(kind)
+                "SubthresholdMismatchNoiseModel": ("none", ("none",)), "none": ("none", ("none",))}.get(kind)
     if expected and (n["programming"] != expected[0] or n["drift"] not in expected[1]):
         unsupported.append(f"noise.programming = {n['programming']!r} / noise.drift = {n['drift']!r} with {kind}")
     if spec.ir_drop["beta"] > 0:
@@ -112,7 +133,8 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
     if unsupported:
         raise AihwkitUnavailable(f"device {spec.name!r}: the aihwkit backend does not express {', '.join(unsupported)}; "
                                  "use --backend native, or turn these off in the device file")
-    conv = converter_cls(g_max=m["g_max_uS"], g_min=spec.g_min_uS)
+    conv = (leveled_cls(m["g_max_uS"], spec.g_min_uS, m["levels"]) if m["levels"]
+            else converter_cls(g_max=m["g_max_uS"], g_min=spec.g_min_uS))
     s = float(noise_scale)
     if kind == "ReRamWan2022NoiseModel":
         model = wan_cls(g_converter=conv, noise_scale=s * n["programming_scale"])
@@ -121,6 +143,8 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
                         read_noise_scale=s, drift_scale=n["drift_nu_mean"] / 0.05)
     elif kind == "SubthresholdMismatchNoiseModel":
         model = sub_cls(spec.lognormal_sigma * s, g_converter=conv)
+    elif kind == "none":  # a noise-free device (ideal, digital_int8): only the conductance levels act
+        model = sub_cls(0.0, g_converter=conv)
     else:
         raise AihwkitUnavailable(f"device {spec.name!r} names no aihwkit noise model ([aihwkit] noise_model = 'none'); "
                                  "use --backend native")
@@ -173,6 +197,13 @@ def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *,
     spec = load_device(device, overrides)
     check_time(spec, t_inference)
     t = aihwkit_time(spec, t_inference)
+    grouped = [f"{n} (groups={m.groups})" for n, m in model.named_modules()
+               if isinstance(m, nn.modules.conv._ConvNd) and m.groups > 1]
+    if grouped:
+        raise AihwkitUnavailable(f"aihwkit's analog convolutions have no groups, and this model has grouped / depthwise "
+                                 f"ones: {', '.join(grouped[:5])}{' …' if len(grouped) > 5 else ''}; use --backend native")
+    warn_untouched("deploy_aihwkit", untouched_layers(model, ANALOG_TYPES), "stay digital (mapped: Conv1d / Conv2d / "
+                   "Linear)")
     cfg = rpu_config(spec, noise_scale, torch_tile)
     analog = convert_to_analog(copy.deepcopy(model).cpu(), cfg)
     analog.eval()
@@ -189,7 +220,7 @@ def aihwkit_weight_errors(model: nn.Module, analog: nn.Module) -> torch.Tensor:
     """Programmed minus trained weights from aihwkit tiles, normalised per layer by |W|max."""
     from aihwkit.nn.modules.base import AnalogLayerBase
 
-    digital = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    digital = [m for _, m in analog_layers(model)]
     layers = [m for m in analog.modules() if isinstance(m, AnalogLayerBase) and hasattr(m, "analog_module")]
     out = []
     for d, a in zip(digital, layers):

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .physics import Programmed, is_ideal, program_bit_sliced, program_weight, tile_ids
+from .coverage import untouched_layers, warn_untouched
 from .quant import quantized_weight
 from .spec import DeviceSpec, DeviceSpecError, load_device
 
@@ -213,6 +214,29 @@ class AnalogConv2d(AnalogMixin, nn.Conv2d):
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
+class AnalogConv1d(AnalogMixin, nn.Conv1d):
+    """nn.Conv1d on a simulated crossbar: unrolled like a Conv2d, C_in·k rows per output column."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv1d, prog: Programmed, spec: DeviceSpec, read_seed: int,
+                  read_noise_mode: str = "per_batch") -> "AnalogConv1d":
+        """Twin of ``conv`` with programmed weights."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                  conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
+                  dtype=conv.weight.dtype)
+        if conv.bias is not None:
+            new.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        new._setup_analog(prog, spec, read_seed, read_noise_mode)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.read_sigma is None and self.ir_beta == 0 and not self.adc_bits and not self.dac_bits:
+            return self._conv_forward(x, self.weight, self.bias)
+        mac = lambda inp, w: self._conv_forward(inp, w, None)  # noqa: E731
+        y = self._analog(x, mac, mac)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1)
+
+
 class AnalogLinear(AnalogMixin, nn.Linear):
     """nn.Linear whose weights live on a simulated crossbar (see the module docstring)."""
 
@@ -234,9 +258,13 @@ class AnalogLinear(AnalogMixin, nn.Linear):
         return y if self.bias is None else y + self.bias
 
 
+#: the layers the engine maps onto crossbars; every other weight layer stays digital (and deploy says so)
+ANALOG_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
 def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Conv2d / Linear, in a stable order (their order in named_modules)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """(name, module) of every Conv1d / Conv2d / Linear, in a stable order (their order in named_modules)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ANALOG_TYPES)]
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -260,7 +288,8 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
            read_noise_mode: str = "per_batch") -> nn.Module:
     """A deployed copy of ``model`` on one chip instance of ``device`` (the input model is untouched).
 
-    Works on MultiExitNet (all exits at once) and on any module built from Conv2d / Linear.
+    Works on MultiExitNet (all exits at once) and on any module: its Conv1d / Conv2d / Linear go on
+    crossbars, other weight layers stay digital and are named in one warning.
     ``seed`` picks the chip; ``t_inference`` is seconds since programming; ``noise_scale``
     multiplies every stochastic effect (programming, read, drift spread, 1/f, mismatch, fault rates).
     ``read_noise_mode`` is "per_batch" (fast) or "per_mvm" (exact per-read independence).
@@ -271,6 +300,8 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
         raise ValueError(f"noise_scale must be ≥ 0, got {noise_scale}")
     spec = load_device(device, overrides)
     check_time(spec, t_inference)
+    warn_untouched("deploy", untouched_layers(model, ANALOG_TYPES), "stay digital (the engine maps Conv1d / Conv2d / "
+                   "Linear onto crossbars)")
     deployed = copy.deepcopy(model).eval()
     ideal = is_ideal(spec, noise_scale)
     # Brevitas layers on a device with discrete levels are bit-sliced (program_bit_sliced); on a
@@ -290,6 +321,8 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
             prog = program_weight(w, layer_spec, gen, t_inference, noise_scale)
         read_seed = chip_seed(seed, idx, "read")
         twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed, read_noise_mode) if isinstance(layer, nn.Conv2d)
+                else AnalogConv1d.from_conv(layer, prog, spec, read_seed, read_noise_mode)
+                if isinstance(layer, nn.Conv1d)
                 else AnalogLinear.from_linear(layer, prog, spec, read_seed, read_noise_mode))
         twin.train(False)
         if name == "":  # the model is itself a single Conv2d / Linear

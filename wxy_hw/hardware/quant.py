@@ -42,19 +42,29 @@ class QuantConfig:
 
 
 def _quant_layers():
-    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+    from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
     from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat,
                                 Uint8ActPerTensorFloat)
 
     return (QuantConv2d, QuantLinear, QuantReLU, QuantIdentity, Int8WeightPerTensorFloat, Int8WeightPerChannelFloat,
-            Int8ActPerTensorFloat, Uint8ActPerTensorFloat)
+            Int8ActPerTensorFloat, Uint8ActPerTensorFloat, QuantConv1d)
+
+
+#: the weight layers quantize_model replaces by Brevitas layers; others stay float (and it says so)
+QUANT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+#: functional activations Brevitas' graph transform turns into nn.ReLU modules (then QuantReLU)
+_RELU_FUNCTIONS = (torch.relu, torch.relu_, nn.functional.relu, nn.functional.relu_)
+_FLOAT_FUNCTIONS = {torch.sigmoid, torch.tanh, nn.functional.gelu, nn.functional.silu, nn.functional.elu,
+                    nn.functional.sigmoid, nn.functional.tanh, nn.functional.relu6, nn.functional.leaky_relu,
+                    nn.functional.hardtanh, nn.functional.softplus}
 
 
 def _convert(module: nn.Module, cfg: QuantConfig) -> nn.Module:
-    (QuantConv2d, QuantLinear, QuantReLU, _, w_tensor, w_channel, _, u_act) = _quant_layers()
+    (QuantConv2d, QuantLinear, QuantReLU, _, w_tensor, w_channel, _, u_act, QuantConv1d) = _quant_layers()
     w_quant = w_channel if cfg.per_channel else w_tensor
-    if isinstance(module, nn.Conv2d):
-        q = QuantConv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        cls = QuantConv1d if isinstance(module, nn.Conv1d) else QuantConv2d
+        q = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
                         padding=module.padding, dilation=module.dilation, groups=module.groups,
                         bias=module.bias is not None, weight_quant=w_quant, weight_bit_width=cfg.weight_bits,
                         device=module.weight.device)
@@ -80,20 +90,75 @@ def _replace(root: nn.Module, cfg: QuantConfig) -> None:
             _replace(child, cfg)
 
 
+def _functional_relus(model: nn.Module, act_bits: int | None) -> tuple[nn.Module, list[str]]:
+    """Functional ReLUs → nn.ReLU modules through Brevitas' graph transform, where torch.fx traces.
+
+    Returns the (possibly re-traced) model and what stays float: other functional activations
+    found in the graph, or the reason a module could not be traced.
+    """
+    from brevitas.graph.standardize import TorchFunctionalToModule
+
+    from ..models.attach import ExitTracer
+    from ..models.multi_exit import MultiExitNet
+
+    if act_bits is None or isinstance(model, MultiExitNet):  # our own backbones use nn.ReLU modules
+        return model, []
+    to_module = TorchFunctionalToModule(fn_to_module_map=tuple((f, nn.ReLU) for f in _RELU_FUNCTIONS))
+    graphs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.fx.GraphModule)]
+    left: list[str] = []
+    if not graphs:  # a plain network (or an attach_exits backbone read by hooks): trace it whole
+        name = "backbone" if hasattr(model, "split_reason") else ""
+        target = model.get_submodule(name)
+        try:  # exit points stay whole modules, so the hooks of hook-read exits still fire
+            gm = torch.fx.GraphModule(target, ExitTracer(set(getattr(model, "config", {}).get("exits", []) if name
+                                                             else [])).trace(target))
+        except Exception as exc:  # untraceable Python: nothing can be rewritten, so say so
+            return model, [f"{name or type(model).__name__}: functional activations (torch.relu …), if any, "
+                           f"stay float — torch.fx cannot trace it ({type(exc).__name__}); use nn.ReLU modules"]
+        if any(n.op == "call_function" and n.target in _RELU_FUNCTIONS for n in gm.graph.nodes):
+            # only then is the traced copy kept (the modules it calls keep their names and state-dict keys)
+            if name:
+                model.backbone = gm
+            else:
+                model = gm
+            graphs = [(name, gm)]
+    for name, gm in graphs:
+        new = to_module.apply(gm)
+        if name and new is not gm:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, new)
+        elif not name:
+            model = new
+        left += [f"{name or '<model>'}.{n.name} ({getattr(n.target, '__name__', n.target)})"
+                 for n in new.graph.nodes if n.op == "call_function" and n.target in _FLOAT_FUNCTIONS]
+    return model, left
+
+
 def quantize_model(model: nn.Module, config: QuantConfig | dict | None = None,
                    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
-    """A quantized copy of ``model`` (never mutates it); ``calibration`` batches set activation scales (PTQ)."""
+    """A quantized copy of ``model`` (never mutates it); ``calibration`` batches set activation scales (PTQ).
+
+    Conv1d / Conv2d / Linear become Brevitas layers and ReLUs QuantReLU — functional ``torch.relu`` /
+    ``F.relu`` too, through Brevitas' graph transform where torch.fx traces the model; one
+    warning names every weight layer and activation that stays float.
+    """
+    from ..models.attach import plain_config
+    from .coverage import untouched_layers, warn_untouched
+
     cfg = config if isinstance(config, QuantConfig) else QuantConfig(**(config or {}))
-    _, _, _, QuantIdentity, _, _, s_act, _ = _quant_layers()
+    _, _, _, QuantIdentity, _, _, s_act, _, _ = _quant_layers()
     q = copy.deepcopy(model)
+    q, float_acts = _functional_relus(q, cfg.act_bits)
+    left = untouched_layers(q, QUANT_TYPES) + float_acts
     _replace(q, cfg)
     if cfg.act_bits is not None:
         if hasattr(q, "stem"):
             q.stem = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q.stem)
         else:
             q = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q)
-    if hasattr(q, "config"):
-        q.config = {**q.config, "quant": asdict(cfg)}
+    warn_untouched("quantize_model", left, "stay float (Brevitas layers replace Conv1d / Conv2d / Linear / ReLU)")
+    # the record a checkpoint keeps, so load_model re-quantizes before loading the weights
+    q.config = {**(getattr(model, "config", None) or plain_config(model)), "quant": asdict(cfg)}
     if calibration is not None:
         calibrate(q, calibration)
     return q

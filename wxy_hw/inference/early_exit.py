@@ -54,6 +54,9 @@ def early_exit_inference(model: MultiExitNet, x: torch.Tensor, thresholds: Seque
                          kind: str = "max_softmax", final: str = "deepest",
                          path_macs: Sequence[int] | None = None) -> EarlyExitResult:
     """Dynamic inference on one batch; ``thresholds`` has one value per shallow exit."""
+    if not hasattr(model, "stages"):
+        raise ValueError(f"early exit needs a backbone cut into stages, and this one is not "
+                         f"({getattr(model, 'split_reason', type(model).__name__)}); evaluate its exits with model(x)")
     n_exits = len(model.heads)
     if len(thresholds) != n_exits - 1:
         raise ValueError(f"need {n_exits - 1} thresholds (one per shallow exit), got {len(thresholds)}")

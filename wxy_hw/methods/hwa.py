@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..hardware.engine import ANALOG_TYPES
 from ..hardware.physics import is_ideal, program_weight
 from ..hardware.spec import load_device
 from ..models.multi_exit import MultiExitOutput
@@ -48,7 +49,7 @@ class HardwareAware(Method):
         gen = self.random_generator(x.device)
         noisy: dict[str, torch.Tensor] = {}
         for name, module in model.named_modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, ANALOG_TYPES):  # the layers deploy puts on crossbars
                 w = module.weight
                 prog = program_weight(w, self.spec, gen, self.t_inference, self.noise_scale)
                 delta = prog.weight - w.detach()

@@ -30,6 +30,16 @@ def _params(modules) -> int:
     return total
 
 
+def _probe_input(model: torch.nn.Module, image_size: int | None) -> torch.Tensor:
+    """One zero sample: the recorded input shape of an attached backbone, else channels × size²."""
+    cfg = model.config
+    dev = next(model.parameters()).device
+    if image_size is None and cfg.get("input_shape"):
+        return torch.zeros(1, *cfg["input_shape"], device=dev)
+    size = image_size or cfg["image_size"]
+    return torch.zeros(1, cfg["in_channels"], size, size, device=dev)
+
+
 @torch.no_grad()
 def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitCost]:
     """Per-exit cumulative parameters and multiply-accumulates for one input image.
@@ -37,13 +47,13 @@ def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitC
     MACs are FlopCounterMode's FLOPs / 2 over convolutions and matrix products (BN, ReLU and
     pooling are not counted, as is customary).
     """
-    size = image_size or model.config["image_size"]
-    x = torch.zeros(1, model.config["in_channels"], size, size, device=next(model.parameters()).device)
+    x = _probe_input(model, image_size)
     was_training = model.training
     model.eval()
     costs = []
     try:
-        for k, stage in enumerate(model.exit_stages):
+        # a backbone read by hooks has no stages: each exit then costs the whole backbone plus its head
+        for k, stage in enumerate(getattr(model, "exit_stages", range(model.num_exits))):
             counter = FlopCounterMode(display=False)
             with counter:
                 model.forward_exit(x, k)
@@ -65,8 +75,10 @@ def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[i
     Unlike ``exit_costs`` (one exit alone), this includes every earlier head the sample passed
     through: backbone up to exit k's stage + heads 0..k.
     """
-    size = image_size or model.config["image_size"]
-    h = torch.zeros(1, model.config["in_channels"], size, size, device=next(model.parameters()).device)
+    if not hasattr(model, "stages"):
+        raise ValueError(f"per-path MACs need a backbone cut into stages, and this one is not "
+                         f"({getattr(model, 'split_reason', type(model).__name__)}); use exit_costs")
+    h = _probe_input(model, image_size)
     was_training = model.training
     model.eval()
     try:
