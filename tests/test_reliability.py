@@ -81,7 +81,7 @@ def test_checkpoint_errors_are_one_line_without_torch_internals(finished, tmp_pa
     payload = read_checkpoint(finished / "best.pt")
     payload["model_state"] = {k: v[..., :1] if v.ndim else v for k, v in payload["model_state"].items()}
     torch.save(payload, tmp_path / "shapes.pt")
-    for name, expected in (("evil.pt", "could run code"), ("cut.pt", "truncated"), ("shapes.pt", "another shape")):
+    for name, expected in (("evil.pt", "could run code"), ("cut.pt", "truncated"), ("shapes.pt", "shape (checkpoint vs model)")):
         with pytest.raises(CheckpointError) as info:
             load_model(tmp_path / name)
         msg = str(info.value)

@@ -147,7 +147,7 @@ def load_into(path: str | Path, model: nn.Module) -> nn.Module:
         try:
             model.load_state_dict(payload["model_state"])
             return model
-        except RuntimeError as exc:  # Brevitas creates some scales lazily, so only a failed load is a misfit
+        except RuntimeError:  # Brevitas creates some scales lazily, so only a failed load is a misfit
             diffs = _state_mismatch(payload["model_state"], model.state_dict()) or ["tensors that cannot be copied"]
     label = "" if saved.get("backbone") == have.get("backbone") else \
         f" (saved from {saved.get('backbone')}, loading into {have.get('backbone')})"
