@@ -218,6 +218,11 @@ def _slices(cfg: ChipConfig) -> tuple[int, int]:
     return s, s * (2 if cfg.differential else 1)
 
 
+def cells_per_weight(cfg: ChipConfig) -> int:
+    """Cells one weight occupies: ⌈magnitude bits / bits_per_cell⌉ slices, ×2 with a differential pair."""
+    return _slices(cfg.resolve()[0])[1]
+
+
 def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
     """Mean conductance of the cells holding ``weight`` (0 = every cell off, 1 = every cell at g_max).
 
@@ -487,6 +492,18 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
                                                              cfg.pipeline)})
         out["paths"].append({"exit": str(k + 1), **summarize([by_name[n] for n in path], mapped["area_mm2"],
                                                              cfg.pipeline)})
+    return out
+
+
+def exit_energies(model: nn.Module, cfg: ChipConfig, calibration: Iterable) -> dict[str, float]:
+    """Energy per inference (pJ) by exit label, as the evaluation tables name exits: the stage
+    number each exit follows (``exit_stages``) or 1..K, plus "ensemble" (every exit run)."""
+    report = chip_report(model, cfg, calibration=calibration)
+    stages = getattr(model, "exit_stages", None)
+    names = [str(s + 1) for s in stages] if stages and len(stages) == len(report["exits"]) \
+        else [str(k + 1) for k in range(len(report["exits"]))]
+    out = {name: e["energy_pJ"] for name, e in zip(names, report["exits"])}
+    out["ensemble"] = report["paths"][-1]["energy_pJ"]
     return out
 
 
