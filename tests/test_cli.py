@@ -1,6 +1,7 @@
 """End-to-end: the experiment CLI on a tiny budget, and its user-facing errors."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -92,6 +93,19 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     dynamic = (tmp_path / "ee" / "dynamic.csv").read_text().splitlines()
     assert len(dynamic) == 1 + 1 + 2  # header, digital, two chips (scan only: baseline has one exit)
     assert "Dynamic inference" in res.stdout
+    # one configuration, one price: chip_study at early_exit_energy's defaults (the reram file's 256×256
+    # arrays, 8-bit ADC, 4 bits per cell) prices every exit exactly as per_exit.csv does
+    study = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoint",
+                            str(tmp_path / "scan" / "best.pt"), "--dataset", "synthetic", "--devices", "reram",
+                            "--rows", "256", "--adc-bits", "8", "--bits-per-cell", "4", "--chips", "1",
+                            "--samples", "20", "--out", str(tmp_path / "cs"), "--quiet"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert study.returncode == 0, study.stderr
+    with open(tmp_path / "ee" / "per_exit.csv") as f:
+        per_exit = {r["exit"]: float(r["device_energy_pJ"]) for r in csv.DictReader(f) if r["method"] == "scan"}
+    with open(tmp_path / "cs" / "study.csv") as f:
+        priced = {r["exit"]: float(r["energy_pJ"]) for r in csv.DictReader(f)}
+    assert per_exit and per_exit == pytest.approx(priced, rel=1e-12)
 
 
 @pytest.mark.slow
