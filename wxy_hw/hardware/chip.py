@@ -169,9 +169,9 @@ class ChipConfig:
         if levels >= 2 and 2 ** bpc > levels and spec.device["technology"] not in ("digital", "ideal"):
             raise ValueError(f"invalid chip configuration: bits_per_cell = {bpc} must lie in 1.."
                              f"{int(math.log2(levels))} (device {spec.name!r} has {levels} levels per cell)")
+        # replace() re-runs the checks: parallel_rows / cols_per_adc against the resolved array size
         cfg = replace(self, rows=self.rows or int(spec.array["rows"]), cols=self.cols or int(spec.array["cols"]),
                       bits_per_cell=bpc, differential=differential)
-        ChipConfig.__post_init__(cfg)  # parallel_rows / cols_per_adc against the resolved array size
         return cfg, spec
 
     def spec_overrides(self) -> dict[str, Any]:
@@ -352,12 +352,16 @@ def _dedupe(shapes: list[LayerShape]) -> list[LayerShape]:
     return out
 
 
+def _exit_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[LayerShape]]:
+    if not is_multi_exit(model):
+        return [layer_shapes(model, input_shape)]
+    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    return [_dedupe(_run_recording(model, x, k)) for k in range(int(model.num_exits))]
+
+
 def exit_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[str]]:
     """Names of the layers each exit runs (``forward_exit(x, k)``, found by hooks); a plain network is one exit."""
-    if not is_multi_exit(model):
-        return [[s.name for s in layer_shapes(model, input_shape)]]
-    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
-    return [[s.name for s in _dedupe(_run_recording(model, x, k))] for k in range(int(model.num_exits))]
+    return [[s.name for s in shapes] for shapes in _exit_shapes(model, input_shape)]
 
 
 @torch.no_grad()
@@ -474,7 +478,9 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
     resolved, _ = cfg.resolve()
     if activity is None and xs and cfg.input_activity is None:
         activity = measure_activity(model, xs, resolved.act_bits)
-    shapes = layer_shapes(model, input_shape)
+    per_exit = _exit_shapes(model, input_shape)
+    # the chip holds every layer any forward or exit runs (a layer only an exit uses included)
+    shapes = _dedupe(layer_shapes(model, input_shape) + [s for exit_shapes in per_exit for s in exit_shapes])
     mapped = map_network(shapes, cfg, activity)
     layers = mapped["layers"]
     by_name = {layer.name: layer for layer in layers}
@@ -484,9 +490,8 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
                            energy_pJ=l.energy_pJ, **{f"{p}_pJ": v for p, v in l.energy.items()},
                            **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],
            "exits": [], "paths": []}
-    per_exit = exit_layers(model, input_shape)
     path: list[str] = []
-    for k, names in enumerate(per_exit):
+    for k, names in enumerate([[s.name for s in exit_shapes] for exit_shapes in per_exit]):
         path += [n for n in names if n not in path]
         out["exits"].append({"exit": str(k + 1), **summarize([by_name[n] for n in names], mapped["area_mm2"],
                                                              cfg.pipeline)})
