@@ -3,7 +3,11 @@
     python experiments/early_exit_energy.py --device reram
 
 Uses cached default models (baseline, dsn, self_distillation, scan on Fashion-MNIST), training them
-when absent. Writes runs/early_exit/<device>_<time>/ with per_exit.csv, dynamic.csv, front.csv,
+when absent. The architecture flags (--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits
+--act-bits, the same as chip_study's) set the one chip that both accuracy and energy describe;
+energy comes from wxy_hw.hardware.chip_report with input-bit activity measured on a fixed, seeded
+selection of training images (per_exit.csv: device_energy_pJ = study.csv's energy_pJ for the same
+configuration). Writes runs/early_exit/<device>_<time>/ with per_exit.csv, dynamic.csv, front.csv,
 table.md, manifest.json and the plots energy_vs_accuracy, threshold_front, exit_shares.
 """
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_study_args, cached_budget, fail, nonneg_float, positive_int, report, run_guard
+from wxy_hw.cli import add_chip_args, add_study_args, cached_budget, chip_kwargs, fail, nonneg_float, positive_int, report, run_guard
 from wxy_hw.early_exit_experiment import early_exit_run
 from wxy_hw.hardware.spec import available_devices
 
@@ -25,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realizations", type=positive_int, default=3, help="chips (each gets its own thresholds)")
     parser.add_argument("--samples", type=positive_int, default=2000, help="validation and test images used")
     parser.add_argument("--t-inference", type=nonneg_float, default=None)
+    add_chip_args(parser)
     add_study_args(parser)
     args = parser.parse_args(argv)
     budget = cached_budget(args)
@@ -33,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = early_exit_run(device=args.device, methods=args.methods, checkpoints=args.checkpoints,
                                      realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
                                      dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
-                                     budget=budget, torch_device=args.torch_device, progress=not args.quiet)
+                                     budget=budget, torch_device=args.torch_device, progress=not args.quiet,
+                                     chip=chip_kwargs(args))
     except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)

@@ -1,6 +1,7 @@
 """End-to-end: the experiment CLI on a tiny budget, and its user-facing errors."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr
     out = tmp_path / "sweep"
     for name in ("sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
-                 "accuracy_vs_time.png", "flat_minima.png", "table.md"):
+                 "accuracy_vs_time.png", "flat_minima.png", "table.md", "energy.csv"):
         assert (out / name).exists(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["config"]["device"]["name"] == "pcm"
@@ -92,6 +93,19 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     dynamic = (tmp_path / "ee" / "dynamic.csv").read_text().splitlines()
     assert len(dynamic) == 1 + 1 + 2  # header, digital, two chips (scan only: baseline has one exit)
     assert "Dynamic inference" in res.stdout
+    # one configuration, one price: chip_study at early_exit_energy's defaults (the reram file's 256×256
+    # arrays, 8-bit ADC, 4 bits per cell) prices every exit exactly as per_exit.csv does
+    study = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoint",
+                            str(tmp_path / "scan" / "best.pt"), "--dataset", "synthetic", "--devices", "reram",
+                            "--rows", "256", "--adc-bits", "8", "--bits-per-cell", "4", "--chips", "1",
+                            "--samples", "20", "--out", str(tmp_path / "cs"), "--quiet"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert study.returncode == 0, study.stderr
+    with open(tmp_path / "ee" / "per_exit.csv") as f:
+        per_exit = {r["exit"]: float(r["device_energy_pJ"]) for r in csv.DictReader(f) if r["method"] == "scan"}
+    with open(tmp_path / "cs" / "study.csv") as f:
+        priced = {r["exit"]: float(r["energy_pJ"]) for r in csv.DictReader(f)}
+    assert per_exit and per_exit == pytest.approx(priced, rel=1e-12)
 
 
 @pytest.mark.slow
@@ -107,8 +121,14 @@ def test_quant_sweep_cli_end_to_end(tmp_path):
                           "--realizations", "2", "--samples", "50", "--out", str(tmp_path / "qs"), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
-    csv = (tmp_path / "qs" / "quant_sweep.csv").read_text()
-    assert ",qat,3," in csv and ",ptq,2," in csv and (tmp_path / "qs" / "accuracy_vs_bits_digital.png").exists()
+    text = (tmp_path / "qs" / "quant_sweep.csv").read_text()
+    assert ",qat,3," in text and ",ptq,2," in text and (tmp_path / "qs" / "accuracy_vs_bits_digital.png").exists()
+    with open(tmp_path / "qs" / "quant_sweep.csv") as f:
+        device_rows = [r for r in csv.DictReader(f) if r["setting"] == "subthreshold_cmos" and r["mode"] == "ptq"]
+    cells = {int(r["weight_bits"]): int(r["cells_per_weight"]) for r in device_rows}
+    assert cells == {8: 2, 2: 2}  # a continuous cell holds the whole magnitude: one slice, ×2 for the pair
+    energy = {int(r["weight_bits"]): float(r["energy_pJ"]) for r in device_rows if r["exit"] == "4"}
+    assert energy[2] < energy[8]  # fewer weight bits: lower-state cells, fewer accumulation bits
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "quant_sweep.py"), "--weight-bits", "33",
                           "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "weight_bits must be an integer from 2 to 8, got 33" in bad.stderr

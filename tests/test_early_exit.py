@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wxy_hw.data import make_loaders
-from wxy_hw.hardware.energy import exit_energy, layer_costs, tops_per_watt
+from wxy_hw.hardware.chip import ChipConfig, chip_report
 from wxy_hw.inference import confidence, early_exit_inference, exit_table, nsga2_front, search_thresholds, simulate
 from wxy_hw.methods import build_method
 from wxy_hw.models import build_model, exit_costs, exit_path_macs
@@ -95,18 +95,16 @@ def test_threshold_search_is_exact_feasible_and_uses_validation(trained, synthet
     assert simulate(table, [1.1] * 3)["accuracy"] == pytest.approx(table.correct[:, -1].mean() * 100)
 
 
-def test_energy_model(trained):
+def test_energy_per_exit_comes_from_the_one_cost_model(trained):
     costs = [c.macs for c in exit_costs(trained)]
     for device in ("reram", "pcm", "subthreshold_cmos", "digital_int8"):
-        per_exit = exit_energy(trained, device)
-        assert [r["macs"] for r in per_exit] == costs
-        path = [r["energy_pJ"] for r in exit_energy(trained, device, path=True)]
-        assert path == sorted(path) and all(r["energy_pJ"] > 0 for r in per_exit)
-    digital = layer_costs(trained, "digital_int8", (1, 28, 28))
-    assert all(c.adc_pJ == 0 and c.dac_pJ == 0 for c in digital)
-    # fixed mapping: array energy is exactly proportional to MACs
-    reram = layer_costs(trained, "reram", (1, 28, 28))
-    ratios = {round(c.array_pJ / c.macs, 12) for c in reram}
-    assert len(ratios) == 1
-    assert exit_energy(trained, "reram")[-1]["energy_pJ"] < exit_energy(trained, "digital_int8")[-1]["energy_pJ"]
-    assert tops_per_watt(exit_energy(trained, "digital_int8")[-1]) == pytest.approx(2 / 0.23, rel=0.2)
+        report = chip_report(trained, ChipConfig(device=device, input_activity=0.5), (1, 28, 28))
+        assert [r["macs"] for r in report["exits"]] == costs
+        path = [r["energy_pJ"] for r in report["paths"]]
+        assert path == sorted(path) and all(r["energy_pJ"] > 0 for r in report["exits"])
+        # the early-exit path to k pays every earlier head: never cheaper than running to exit k alone
+        assert all(p["energy_pJ"] >= e["energy_pJ"] for p, e in zip(report["paths"], report["exits"]))
+        assert report["paths"][0]["energy_pJ"] == report["exits"][0]["energy_pJ"]
+    digital = chip_report(trained, ChipConfig(device="digital_int8"), (1, 28, 28))
+    assert all(layer["adc_pJ"] == 0 and layer["dac_pJ"] == 0 for layer in digital["layers"])
+    assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * 0.23)  # E_MAC of the device file

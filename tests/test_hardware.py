@@ -269,15 +269,22 @@ def test_one_bit_converters_are_rejected():
 
 def test_adc_digitises_each_arrays_partial_sum():
     """Per-array ADC: y = Σ_t Q(x_t·W_tᵀ), each crossbar's partial sum quantized on its own range."""
-    from wxy_hw.hardware.engine import quantize_signed
+    from wxy_hw.hardware.engine import quantize_fixed, quantize_signed
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(12, 5, bias=False)
     x = torch.randn(7, 12)
-    chip = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 3})
-    expected = sum(quantize_signed(x[:, t:t + 4] @ lin.weight[:, t:t + 4].T, 3, (1,)) for t in (0, 4, 8))
+    per_sample = {"array.ranging": "per_sample"}
+    chip = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 3, **per_sample})
+    parts = [x[:, t:t + 4] @ lin.weight[:, t:t + 4].T for t in (0, 4, 8)]
+    expected = sum(quantize_signed(p, 3, (1,)) for p in parts)
     assert torch.allclose(chip(x), expected, atol=1e-6)
-    whole = deploy(lin, "ideal", overrides={"array.rows": 12, "array.adc_bits": 3})
+    whole = deploy(lin, "ideal", overrides={"array.rows": 12, "array.adc_bits": 3, **per_sample})
     assert torch.allclose(whole(x), quantize_signed(x @ lin.weight.T, 3, (1,)), atol=1e-6)
-    fine = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 16})
+    fine = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 16, **per_sample})
     assert torch.allclose(fine(x), lin(x), atol=1e-3)  # a fine ADC is transparent
+    # fixed ranging (the default): each array's range is set once, on the calibration batch, then kept
+    fixed = deploy(lin, "ideal", overrides={"array.rows": 4, "array.adc_bits": 3}, calibration=[x[:4]])
+    ranges = [p[:4].abs().max() for p in parts]  # 5 outputs ≤ cols: one column group per array
+    assert torch.allclose(fixed(x), sum(quantize_fixed(p, 3, r) for p, r in zip(parts, ranges)), atol=1e-6)
+    assert fixed(x[4:]).abs().max() <= sum(ranges) + 1e-6  # beyond the calibrated range a converter clips

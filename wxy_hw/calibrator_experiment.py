@@ -23,6 +23,7 @@ from .data.corruptions import check_corruptions, corrupt_split  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
 from .hardware.engine import check_time, deploy  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
+from .hardware.chip import ChipConfig, calibration_inputs, chip_report  # noqa: E402
 from .models.calibrator import Calibrator, count_macs  # noqa: E402
 from .noise_experiment import cached_checkpoint, check_checkpoint_dataset  # noqa: E402
 from .results import RunDirectory, format_table  # noqa: E402
@@ -94,6 +95,15 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
             "classifier_params": sum(p.numel() for p in classifier.parameters()),
             "calibrator_macs": count_macs(probe, shape), "classifier_macs": count_macs(classifier, shape)}
     cost["mac_ratio"] = cost["calibrator_macs"] / cost["classifier_macs"]
+    # energy per inference on one chip (the --device's, else reram) from the one cost model; input
+    # activity measured on the fixed calibration images (the classifier's on uncalibrated inputs)
+    chip_cfg = ChipConfig(device=device or "reram")
+    calib_imgs = calibration_inputs(src.train, norm["mean"], norm["std"], seed)
+    cost["energy_device"] = chip_cfg.device
+    cost["classifier_energy_pJ"] = chip_report(classifier, chip_cfg, calibration=calib_imgs)["exits"][-1]["energy_pJ"]
+    cost["calibrator_energy_pJ"] = chip_report(probe, chip_cfg, calibration=calib_imgs)["chip"]["energy_pJ"]
+    cost["calibrated_energy_pJ"] = cost["classifier_energy_pJ"] + cost["calibrator_energy_pJ"]
+    cost["energy_ratio"] = cost["calibrator_energy_pJ"] / cost["classifier_energy_pJ"]
     tables, plots, results = [], [], {"cost": cost}
     src_test = batches(src.test)
 
@@ -120,7 +130,9 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
         tables.append(format_table(rows, list(rows[0]), title=(
             f"{info['name']} → {tgt_label}: test accuracy (%), {sum(len(b[1]) for b in tgt_test_b)}"
             f" target / {sum(len(b[1]) for b in src_test)} source test images; calibrator {cost['calibrator_params']} "
-            f"params, {100 * cost['mac_ratio']:.1f} % of the classifier's MACs")))
+            f"params, {100 * cost['mac_ratio']:.1f} % of the classifier's MACs, {100 * cost['energy_ratio']:.1f} % of "
+            f"its energy on {cost['energy_device']} ({cost['calibrated_energy_pJ'] / 1e3:.1f} nJ per calibrated "
+            f"inference)")))
         results["domain"] = rows
         with torch.no_grad():
             spectra = {"source": mean_spectrum(x for x, _ in src_test),

@@ -40,6 +40,7 @@ nonneg_int = _number(int, "an integer ≥ 0", lambda v: v >= 0)
 positive_float = _number(float, "a finite number > 0", lambda v: v > 0)
 nonneg_float = _number(float, "a finite number ≥ 0", lambda v: v >= 0)
 fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+activity = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 severity = _number(int, "a severity from 1 to 5", lambda v: 1 <= v <= 5)
 
 
@@ -170,3 +171,37 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 device=args.device, augment=not args.no_augment, teacher=args.teacher,
                 max_steps_per_epoch=args.max_steps, grad_norms_every=args.grad_norms_every,
                 progress=not args.quiet)
+
+
+# the architecture flags of every study that reports a cost (one vocabulary: early_exit_energy, chip_study, ...)
+CHIP_FLAGS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits")
+
+
+def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    """--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits --act-bits (+ --ranging, --input-activity).
+
+    With ``sweep`` each takes a list (a chip study sweeps their product); defaults: the device
+    file's array size and the ChipConfig defaults (wxy_hw/hardware/chip.py).
+    """
+    g = parser.add_argument_group("chip architecture (wxy_hw.hardware.ChipConfig; default: the device file's array)")
+    many = {"nargs": "+"} if sweep else {}
+    g.add_argument("--rows", type=positive_int, default=None, **many, help="crossbar rows (default: the device file's)")
+    g.add_argument("--cols", type=positive_int, default=None, **many, help="crossbar columns (default: = rows, else the device file's)")
+    g.add_argument("--adc-bits", type=positive_int, default=None, **many, help="ADC resolution, 2-16 (default 8)")
+    g.add_argument("--dac-bits", type=positive_int, default=None, **many, help="input bits per DAC cycle (default 1: bit-serial)")
+    g.add_argument("--bits-per-cell", type=positive_int, default=None, **many,
+                   help="weight bits per cell (default: what the device's levels hold)")
+    g.add_argument("--weight-bits", type=positive_int, default=None, **many, help="weight bits (default 8)")
+    g.add_argument("--act-bits", type=positive_int, default=None, **many, help="input (activation) bits (default 8)")
+    g.add_argument("--ranging", default=None, **many, choices=["fixed", "per_sample"],
+                   help="converter ranges: fixed (calibrated once on training images, default) or per_sample")
+    g.add_argument("--input-activity", type=activity, default=None,
+                   help="fix the input-bit activity (0-1] instead of measuring it on training images")
+
+
+def chip_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The architecture flags given on the command line (None = the default), as ChipConfig keywords."""
+    out = {k: getattr(args, k) for k in (*CHIP_FLAGS, "ranging", "input_activity") if getattr(args, k, None) is not None}
+    if "rows" in out and "cols" not in out:
+        out["cols"] = out["rows"]  # square arrays unless told otherwise
+    return out

@@ -2,6 +2,7 @@
 dynamic inference at thresholds searched on validation, Pareto front, plots."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ from .checkpoint import load_model, read_checkpoint  # noqa: E402
 from .data import BatchLoader, load_dataset  # noqa: E402
 from .data.base import take_subset  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
-from .hardware.energy import exit_energy  # noqa: E402
+from .hardware.chip import ENERGY_PARTS, ChipConfig, calibration_inputs, chip_report, fingerprint  # noqa: E402
 from .hardware.engine import check_time, deploy  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
@@ -59,9 +60,20 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
                    checkpoints: Sequence[str | Path] | None = None, realizations: int = 3, samples: int = 2000,
                    t_nominal: float | None = None, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
                    out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
-                   torch_device: str = "auto", progress: bool = True, log=print) -> dict[str, Any]:
-    """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots and a manifest."""
+                   torch_device: str = "auto", progress: bool = True, log=print,
+                   chip: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots and a manifest.
+
+    ``chip``: ChipConfig keywords (the architecture flags); accuracy (deploy) and energy
+    (chip_report) both use that one chip; the int8 column is the digital_int8 chip with the same
+    array size and bit widths.
+    """
     spec = load_device(device)
+    cfg = ChipConfig(device=device, **(chip or {}))
+    cfg_int8 = ChipConfig(device="digital_int8", **{k: v for k, v in (chip or {}).items()
+                                                    if k in ("rows", "cols", "weight_bits", "act_bits")})
+    overrides = cfg.spec_overrides()  # refuses an impossible configuration before any work
+    cfg_int8.resolve()
     t_nom = float(t_nominal if t_nominal is not None else
                   (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
     check_time(spec, t_nom)
@@ -73,7 +85,8 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
     out = Path(out) if out is not None else Path("runs") / "early_exit" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
                                  realizations=realizations, samples=samples, t_nominal=t_nom, seed=seed,
-                                 dataset=dataset), kind="early_exit")
+                                 dataset=dataset, chip=dataclasses.asdict(cfg.resolve()[0])), kind="early_exit")
+    calibrated: dict[str, str] = {}
     per_exit, dynamic, front_rows = [], [], []
     tables = {}
     for label, path in paths.items():
@@ -85,10 +98,17 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
         val = list(BatchLoader(take_subset(data.val, samples, seed), 256, **norm))
         test = list(BatchLoader(take_subset(data.test, samples, seed), 256, **norm))
         model = load_model(path, device=dev)
-        e_dev = exit_energy(model, spec)
-        e_dig = exit_energy(model, "digital_int8")
+        calib = calibration_inputs(data.train, norm["mean"], norm["std"], seed)
+        calibrated[label] = fingerprint(calib)
+        report_dev = chip_report(model, cfg, calibration=calib)
+        report_dig = chip_report(model, cfg_int8, calibration=calib)
+        e_dev, e_dig = report_dev["exits"], report_dig["exits"]
         digital = evaluate(model, test)
-        chips = [evaluate(deploy(model, spec, 100 + r, t_inference=t_nom), test) for r in range(realizations)]
+
+        def chip_instance(r: int):
+            return deploy(model, device, 100 + r, t_inference=t_nom, overrides=overrides, calibration=calib)
+
+        chips = [evaluate(chip_instance(r), test) for r in range(realizations)]
         for k, name in enumerate(digital.names or [str(i + 1) for i in range(len(digital.accuracy))]):
             accs = torch.tensor([c.accuracy[k] for c in chips])
             per_exit.append(dict(method=label, exit=name, digital_accuracy=digital.accuracy[k],
@@ -96,23 +116,23 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
                                  device_accuracy_std=accs.std().item() if len(accs) > 1 else 0.0,
                                  macs=e_dev[k]["macs"], device_energy_pJ=e_dev[k]["energy_pJ"],
                                  int8_energy_pJ=e_dig[k]["energy_pJ"], device_latency_ns=e_dev[k]["latency_ns"],
-                                 **{f"device_{c}": e_dev[k][c] for c in ("array_pJ", "dac_pJ", "adc_pJ", "digital_pJ",
-                                                                          "leakage_pJ")}))
+                                 device_path_energy_pJ=report_dev["paths"][k]["energy_pJ"],
+                                 **{f"device_{c}_pJ": e_dev[k][f"{c}_pJ"] for c in ENERGY_PARTS}))
         if len(model.heads) < 2:
             continue
         if progress:
             log(f"[early_exit] {label}: threshold search (GA on {len(data.val) if samples >= len(data.val) else samples} "
                 "validation images) and dynamic inference")
         pm = exit_path_macs(model)
-        pe_dev = [r["energy_pJ"] for r in exit_energy(model, spec, path=True)]
-        pe_dig = [r["energy_pJ"] for r in exit_energy(model, "digital_int8", path=True)]
+        pe_dev = [r["energy_pJ"] for r in report_dev["paths"]]
+        pe_dig = [r["energy_pJ"] for r in report_dig["paths"]]
         full = e_dev[-1]["macs"]
         d = _dynamic(model, val, test, pm, pe_dig, full, seed)
         tables[(label, "digital")] = d.pop("table")
         dynamic.append(dict(method=label, setting="digital", chip="-", deepest_accuracy=digital.accuracy[-1],
                             full_energy_pJ=e_dig[-1]["energy_pJ"], **d))
         for r in range(realizations):
-            chip = deploy(model, spec, 100 + r, t_inference=t_nom)
+            chip = chip_instance(r)
             d = _dynamic(chip, val, test, pm, pe_dev, full, seed)
             tables[(label, f"chip{r}")] = d.pop("table")
             dynamic.append(dict(method=label, setting=spec.name, chip=100 + r, deepest_accuracy=chips[r].accuracy[-1],
@@ -132,7 +152,7 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
         plots += _plot_shares(dynamic, spec.name, out / "exit_shares")
     table = _summary_table(per_exit, dynamic, spec.name)
     atomic_write_text(out / "table.md", table + "\n")
-    run.finish(plots=[p.name for p in plots])
+    run.finish(plots=[p.name for p in plots], calibration_images=calibrated)
     return {"run_dir": str(out), "table": table}
 
 

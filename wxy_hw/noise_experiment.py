@@ -19,6 +19,7 @@ from .evaluate import evaluate
 from .experiment import continue_flags, train_run
 from .methods import method_traits
 from .hardware.aihwkit_backend import aihwkit_time, rpu_config
+from .hardware.chip import ChipConfig, calibration_inputs, exit_energies
 from .hardware.engine import check_time
 from .hardware.spec import load_device
 from .utils import atomic_write_text, resolve_device
@@ -120,6 +121,10 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
                                  overrides=overrides or {}), kind="noise_sweep")
 
     models, test_batches, train_batches, digital_rows = {}, {}, {}, []
+    # energy per exit from the one cost model: the device's array (as overridden) with the ChipConfig
+    # periphery (8-bit ADC, bit-serial 8-bit inputs); input activity measured on training images
+    chip_cfg = ChipConfig(device=device, rows=int(spec.array["rows"]), cols=int(spec.array["cols"]))
+    energy: dict[str, dict[str, float]] = {}
     data_cache: dict[str, Any] = {}
     for label, path in paths.items():
         payload = read_checkpoint(path)
@@ -134,6 +139,8 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         test_batches[label] = _batches(take_subset(data.test, samples, seed), info)
         train_batches[label] = _batches(take_subset(data.train, samples, seed + 1), info)
         digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
+        calib = calibration_inputs(data.train, tuple(info["mean"]), tuple(info["std"]), seed)
+        energy[label] = exit_energies(models[label], chip_cfg, calib)
 
     raw: list[dict[str, Any]] = []
     for label, model in models.items():
@@ -174,10 +181,15 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         table_rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
                            f"{spec.name} @ nominal": None if nominal is None else
                            f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
-                           "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"]})
-    table = format_table(table_rows, ["method", "exit", "digital", f"{spec.name} @ nominal", "drop"],
+                           "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"],
+                           "energy_pJ": energy[d["method"]].get(str(d["exit"]))})
+    write_rows_csv(out / "energy.csv", [{"method": m, "exit": k, "energy_pJ": v} for m, e in energy.items()
+                                        for k, v in e.items()])
+    table = format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in table_rows],
+                         ["method", "exit", "digital", f"{spec.name} @ nominal", "drop", "nJ"],
                          title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
-                               f"({backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips)")
+                               f"({backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips); "
+                               f"energy per inference (nJ, wxy_hw.hardware.chip_report)")
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}

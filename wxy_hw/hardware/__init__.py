@@ -1,11 +1,13 @@
-"""Simulated hardware: device files, the native (W+σ) engine, the aihwkit backend, Monte Carlo."""
-from .engine import AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, deploy, realizations, weight_errors
+"""Simulated hardware: device files, the native (W+σ) engine, the aihwkit backend, the cost model, Monte Carlo."""
+from .chip import ChipConfig, chip_report, load_technology
+from .engine import (AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, calibrate_converters, deploy, realizations,
+                     weight_errors)
 from .montecarlo import BACKENDS, deploy_on, evaluate_chips, summarize_chips
 from .physics import is_ideal, program_weight
 from .recalibrate import batchnorm_layers, recalibrate_bn
 from .spec import DeviceSpec, DeviceSpecError, available_devices, load_device
 
-__all__ = ["AnalogConv1d", "AnalogConv2d", "AnalogLinear", "BACKENDS", "DeviceSpec", "DeviceSpecError",
-           "analog_layers", "available_devices", "batchnorm_layers", "deploy", "deploy_on", "evaluate_chips",
-           "is_ideal", "load_device", "program_weight", "realizations", "recalibrate_bn", "summarize_chips",
-           "weight_errors"]
+__all__ = ["AnalogConv1d", "AnalogConv2d", "AnalogLinear", "BACKENDS", "ChipConfig", "DeviceSpec", "DeviceSpecError",
+           "analog_layers", "available_devices", "batchnorm_layers", "calibrate_converters", "chip_report", "deploy",
+           "deploy_on", "evaluate_chips", "is_ideal", "load_device", "load_technology", "program_weight",
+           "realizations", "recalibrate_bn", "summarize_chips", "weight_errors"]

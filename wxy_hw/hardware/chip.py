@@ -1,19 +1,30 @@
-"""Chip model: a network mapped onto R×C crossbars, with energy, area and latency per layer and per exit.
+"""The one cost model: a network mapped onto R×C crossbars, with energy, area and latency per layer and per exit.
 
-One ``ChipConfig`` (array size, ADC/DAC bits, weight/activation bits, bits per cell, rows read
-in parallel, columns per ADC) plus a device file and a technology file (``devices/technology``)
-give, for every Conv2d / Linear (im2col for convolutions; notation K = fan-in, N = outputs,
-M = MVMs per inference, i.e. output pixels):
+A device file (cells, default array size) plus a ``ChipConfig`` (periphery: array size, ADC/DAC
+bits, bits per cell, weight/activation bits, rows read in parallel, columns per ADC, converter
+ranging, technology) resolve into one chip; ``ChipConfig.spec_overrides()`` gives the accuracy
+engine the same chip (``deploy(..., overrides=cfg.spec_overrides())``). Every study that reports a
+cost calls ``chip_report``; there is no other set of energy formulas in the project.
+
+Per Conv1d / Conv2d / Linear (im2col; K = fan-in, N = outputs, M = MVMs per inference, i.e.
+output positions):
 
 mapping   S = ⌈w_mag / bits_per_cell⌉ slices (w_mag = weight_bits − 1 with a differential pair,
           which carries the sign, else weight_bits); c = S·(2 if differential else 1) cells per
           weight; row tiles T_r = ⌈K/R⌉, column tiles T_c = ⌈N·c/C⌉, arrays = T_r·T_c.
 cycles    inputs are streamed bit-serially in n_in = ⌈act_bits/dac_bits⌉ cycles; an array reads
           its rows in g = ⌈min(K, R)/P⌉ groups of P parallel rows.
+activity  a = fraction of the input bits driven that are 1, measured per layer on real activations
+          (``measure_activity``; ``input_activity`` fixes it instead); s = mean conductance of the
+          layer's cells relative to g_max, from its weights sliced as they are stored
+          (``cell_state``): an off cell still conducts g_max/on_off.
 energy    ADC      M · N·S·T_r·g·n_in conversions × FOM·2^adc_bits        (Walden law)
-          array    M · K·N·c·n_in·a × E_cell    (a = input-bit activity, E_cell from the device file)
+          array    M · K·N·c·n_in·a × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
+                   energy at g_max, r = on/off ratio)
           DAC      M · K·T_c·n_in·a × C_wire·pitch·C·V_dd² · (2^dac_bits − 1)  (row drivers)
-          digital  M · (N·S·T_r·g·n_in shift-adds + N·S·T_r tile/slice accumulations + N activations) × E_add
+          digital  M · (N·S·T_r·g·n_in shift-adds of (adc_bits + act_bits) bits + N·S·T_r tile/slice
+                   accumulations of (adc_bits + act_bits + weight_bits) bits + N activations of
+                   act_bits bits) × E_add/bit   (E_add/bit = the technology's 16-bit add / 16)
           buffer   M · (K + N)·act_bits × E_sram_bit      (input vector read, output written)
           interconnect  M · (K + N)·act_bits × E_wire · d, d = √(chip area)/2 (inputs broadcast on one bus)
           leakage  P_leak · arrays · layer latency
@@ -23,9 +34,10 @@ latency   M · n_in · g · (t_read + cols_per_adc · t_ADC): per input bit and 
           arrays of a layer work in parallel, layers one after another (``pipeline=False``);
           ``pipeline=True`` reports the layer-pipelined interval (the slowest layer) as well.
 area      arrays · R·C · cell_area; ADCs (NeuroSim's SAR transistor count, linear in bits);
-          one shift-add unit per ADC; one driver per row; a global buffer of
-          act_bits × the largest layer input (NeuroSim's rule) ×2 for double buffering.
-          Interconnect area and control are not modelled.
+          one shift-add unit per ADC; one driver per row; per array an input register
+          (R·act_bits bits) and an output buffer (C/cols_per_adc partial sums of 2·act_bits bits);
+          a global buffer of act_bits × the largest layer input (NeuroSim's rule) ×2 for double
+          buffering. Not modelled: pooling / activation units, control, interconnect wiring area.
 
 Digital technologies (``digital``, ``ideal``) are modelled as a weight-stationary accelerator
 with all weights in on-chip SRAM and R·C MAC units: energy = MACs × E_MAC (the device file's
@@ -33,79 +45,142 @@ cell_read_fJ) + buffer traffic; latency = MACs / (R·C) cycles.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
 
-from .spec import DeviceSpec, load_device
+from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device
 
 TECH_DIR = Path(__file__).resolve().parents[2] / "devices" / "technology"
 ENERGY_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
-AREA_PARTS = ("array", "adc", "drivers", "digital", "buffer")
+AREA_PARTS = ("array", "adc", "drivers", "digital", "tile_buffers", "buffer")
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and chip configurations
+RANGING = ("fixed", "per_sample")
+
+# key -> (lowest allowed, highest allowed or None): every key required, each a number with a source
+TECH_SCHEMA: dict[str, tuple[float, float | None]] = {
+    "node_nm": (1.0, 1000.0), "vdd": (0.1, 5.0), "clock_GHz": (1e-3, 10.0),
+    "transistor_area_F2": (1.0, None), "cell_area_F2": (1.0, None), "sar_fom_fJ": (1e-3, None),
+    "sar_transistors_base": (1.0, None), "sar_transistors_per_bit": (0.0, None),
+    "wire_cap_fF_per_um": (1e-3, None), "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
+    "driver_transistors": (1.0, None), "sram_bit_pJ": (0.0, None), "sram_bit_area_um2": (1e-3, None),
+    "wire_pJ_per_bit_mm": (0.0, None), "leakage_uW_per_array": (0.0, None),
+}
 
 
 def load_technology(name: str | Path = "cmos22") -> dict[str, float]:
-    """Values of a technology file (name in devices/technology, or a path), sources stripped."""
+    """Values of a technology file (name in devices/technology, or a path), validated like a device file."""
     path = Path(name)
     if not path.suffix:
         path = TECH_DIR / f"{name}.toml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in TECH_DIR.glob("*.toml")))
-        raise ValueError(f"technology {str(name)!r} not found ({path}); known: {known}")
-    raw = tomllib.loads(path.read_text()).get("technology", {})
-    values = {k: (v["value"] if isinstance(v, dict) else v) for k, v in raw.items() if k != "source"}
-    missing = [k for k in ("node_nm", "vdd", "clock_GHz", "cell_area_F2", "sar_fom_fJ") if k not in values]
+        raise DeviceSpecError(f"technology {str(name)!r} not found ({path}); known: {known}, or a .toml path")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DeviceSpecError(f"{path}: not valid TOML ({exc})") from exc
+    if set(doc) != {"technology"}:
+        raise DeviceSpecError(f"{path}: expected exactly one section [technology], got {sorted(doc)}")
+    values: dict[str, float] = {}
+    for key, raw in doc["technology"].items():
+        if key == "source":
+            continue
+        if key not in TECH_SCHEMA:
+            raise DeviceSpecError(f"{path}: unknown key technology.{key}; accepted: {', '.join(TECH_SCHEMA)}, source")
+        value = _plain(raw, f"technology.{key}", str(path), {})
+        lo, hi = TECH_SCHEMA[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < lo or (hi is not None and value > hi):
+            raise DeviceSpecError(f"{path}: technology.{key} = {value!r}; expected a number from {lo:g}"
+                                  f"{f' to {hi:g}' if hi is not None else ' up'}")
+        values[key] = float(value)
+    missing = [k for k in TECH_SCHEMA if k not in values]
     if missing:
-        raise ValueError(f"{path}: [technology] lacks {missing}")
-    return {k: float(v) for k, v in values.items()}
+        raise DeviceSpecError(f"{path}: missing key technology.{missing[0]} (required: {', '.join(TECH_SCHEMA)})")
+    return values
 
 
 @dataclass(frozen=True)
 class ChipConfig:
-    """The architecture knobs a chip study sweeps (see the module docstring)."""
+    """The periphery a chip adds to a device file's cells (see the module docstring); None = the device file's."""
 
     device: str = "reram"
-    rows: int = 128
-    cols: int = 128
-    adc_bits: int = 4
-    dac_bits: int = 1
+    rows: int | None = None               # None: the device file's [array] rows
+    cols: int | None = None               # None: the device file's [array] cols
+    adc_bits: int = 8
+    dac_bits: int = 1                     # bits per input cycle (1 = bit-serial inputs)
     weight_bits: int = 8
     act_bits: int = 8
-    bits_per_cell: int = 1
+    bits_per_cell: int | None = None      # None: what the device's levels hold (⌊log2 levels⌋), one slice if continuous
     parallel_rows: int | None = None      # rows read at once (NeuroSim's parallelRead); None = all
     cols_per_adc: int = 8                 # columns multiplexed onto one ADC (NeuroSim numColMuxed = 8)
     differential: bool | None = None      # None: the device file's mapping.differential
-    input_activity: float = 0.5           # fraction of input bits that are 1 (drives array and DAC energy)
+    input_activity: float | None = None   # None: measured on calibration images; a number fixes it
+    ranging: str = "fixed"                # converters: "fixed" (calibrated once) or "per_sample" (ideal)
     pipeline: bool = False
     technology: str = "cmos22"
     ir_beta_per_row: float = 0.0          # IR-drop attenuation β grows with the rows on a column: β = this · rows
     ideal_converters: bool = False        # accuracy side only: ADC/DAC without quantization (costs still counted)
 
     def __post_init__(self) -> None:
-        checks = [(self.rows >= 2 and self.cols >= 2, "rows and cols must be ≥ 2"),
-                  (1 <= self.adc_bits <= 16, "adc_bits must lie in 1..16"),
-                  (1 <= self.dac_bits <= self.act_bits, "dac_bits must lie in 1..act_bits"),
-                  (2 <= self.weight_bits <= 16 and 2 <= self.act_bits <= 16, "weight_bits and act_bits must lie in 2..16"),
-                  (1 <= self.bits_per_cell <= 8, "bits_per_cell must lie in 1..8"),
-                  (self.parallel_rows is None or 1 <= self.parallel_rows <= self.rows,
-                   "parallel_rows must lie in 1..rows"),
-                  (1 <= self.cols_per_adc <= self.cols, "cols_per_adc must lie in 1..cols"),
-                  (0 < self.input_activity <= 1, "input_activity must lie in (0, 1]"),
-                  (self.ir_beta_per_row >= 0, "ir_beta_per_row must be ≥ 0")]
-        bad = [msg for ok, msg in checks if not ok]
+        lo, hi = ADC_BITS
+        checks = [(self.rows is None or self.rows >= 2, "rows", "an integer ≥ 2", self.rows),
+                  (self.cols is None or self.cols >= 2, "cols", "an integer ≥ 2", self.cols),
+                  (lo <= self.adc_bits <= hi, "adc_bits", f"{lo}..{hi}", self.adc_bits),
+                  (2 <= self.weight_bits <= 16, "weight_bits", "2..16", self.weight_bits),
+                  (2 <= self.act_bits <= 16, "act_bits", "2..16", self.act_bits),
+                  (1 <= self.dac_bits <= self.act_bits, "dac_bits", "1..act_bits", self.dac_bits),
+                  (self.bits_per_cell is None or 1 <= self.bits_per_cell <= 8, "bits_per_cell", "1..8",
+                   self.bits_per_cell),
+                  (self.parallel_rows is None or self.parallel_rows >= 1, "parallel_rows", "1..rows",
+                   self.parallel_rows),
+                  (self.cols_per_adc >= 1, "cols_per_adc", "1..cols", self.cols_per_adc),
+                  (self.input_activity is None or 0 < self.input_activity <= 1, "input_activity", "(0, 1]",
+                   self.input_activity),
+                  (self.ranging in RANGING, "ranging", " or ".join(RANGING), self.ranging),
+                  (self.ir_beta_per_row >= 0, "ir_beta_per_row", "≥ 0", self.ir_beta_per_row)]
+        if self.rows is not None and self.parallel_rows is not None:
+            checks.append((self.parallel_rows <= self.rows, "parallel_rows", f"1..rows ({self.rows})",
+                           self.parallel_rows))
+        if self.cols is not None:
+            checks.append((self.cols_per_adc <= self.cols, "cols_per_adc", f"1..cols ({self.cols})",
+                           self.cols_per_adc))
+        bad = [f"{key} = {value} must lie in {allowed}" for ok, key, allowed, value in checks if not ok]
         if bad:
             raise ValueError("invalid chip configuration: " + "; ".join(bad))
 
+    def resolve(self) -> tuple["ChipConfig", DeviceSpec]:
+        """This configuration with every None filled from the device file, and that device's spec."""
+        spec = load_device(self.device)
+        levels = int(spec.mapping["levels"])
+        differential = spec.mapping["differential"] if self.differential is None else self.differential
+        magnitude = self.weight_bits - 1 if differential else self.weight_bits
+        bpc = self.bits_per_cell
+        if bpc is None:
+            bpc = min(int(math.log2(levels)), magnitude) if levels >= 2 else magnitude
+        if levels >= 2 and 2 ** bpc > levels and spec.device["technology"] not in ("digital", "ideal"):
+            raise ValueError(f"invalid chip configuration: bits_per_cell = {bpc} must lie in 1.."
+                             f"{int(math.log2(levels))} (device {spec.name!r} has {levels} levels per cell)")
+        # replace() re-runs the checks: parallel_rows / cols_per_adc against the resolved array size
+        cfg = replace(self, rows=self.rows or int(spec.array["rows"]), cols=self.cols or int(spec.array["cols"]),
+                      bits_per_cell=bpc, differential=differential)
+        return cfg, spec
+
     def spec_overrides(self) -> dict[str, Any]:
         """What the accuracy side (the native engine) takes from this configuration."""
-        return {"array.rows": self.rows, "array.cols": self.cols,
-                "array.adc_bits": 0 if self.ideal_converters else max(self.adc_bits, 2),
-                "array.dac_bits": 0 if self.ideal_converters else self.act_bits, "ir_drop.beta": min(1.0, self.ir_beta_per_row * self.rows)}
+        cfg, _ = self.resolve()
+        return {"array.rows": cfg.rows, "array.cols": cfg.cols,
+                "array.adc_bits": 0 if cfg.ideal_converters else cfg.adc_bits,
+                "array.dac_bits": 0 if cfg.ideal_converters else cfg.act_bits, "array.ranging": cfg.ranging,
+                "ir_drop.beta": min(1.0, cfg.ir_beta_per_row * cfg.rows)}
 
 
 @dataclass
@@ -118,40 +193,84 @@ class LayerChip:
     latency_ns: float
     energy: dict[str, float] = field(default_factory=dict)   # pJ per part
     area: dict[str, float] = field(default_factory=dict)     # mm² per part
+    activity: float = 0.0
+    cell_state: float = 0.0
 
     @property
     def energy_pJ(self) -> float:
         return sum(self.energy.values())
 
 
-def _slices(cfg: ChipConfig, differential: bool) -> tuple[int, int]:
-    magnitude = cfg.weight_bits - 1 if differential else cfg.weight_bits
+@dataclass(frozen=True)
+class LayerShape:
+    """A layer as the chip sees it: fan-in K, outputs N, MVMs per inference M, and its weights."""
+
+    name: str
+    k: int
+    n: int
+    m: int
+    weight: torch.Tensor | None = None
+
+
+def _slices(cfg: ChipConfig) -> tuple[int, int]:
+    magnitude = cfg.weight_bits - 1 if cfg.differential else cfg.weight_bits
     s = math.ceil(magnitude / cfg.bits_per_cell)
-    return s, s * (2 if differential else 1)
+    return s, s * (2 if cfg.differential else 1)
 
 
-def _analog_layer(name: str, k: int, n: int, m: int, cfg: ChipConfig, spec: DeviceSpec,
-                  tech: dict[str, float]) -> LayerChip:
-    differential = spec.mapping["differential"] if cfg.differential is None else cfg.differential
-    s, c = _slices(cfg, differential)
+def cells_per_weight(cfg: ChipConfig) -> int:
+    """Cells one weight occupies: ⌈magnitude bits / bits_per_cell⌉ slices, ×2 with a differential pair."""
+    return _slices(cfg.resolve()[0])[1]
+
+
+def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
+    """Mean conductance of the cells holding ``weight`` (0 = every cell off, 1 = every cell at g_max).
+
+    Weights are quantized to weight_bits (symmetric, per tensor), their magnitude (differential:
+    the sign goes to the pair, the other cell of the pair stays off) or offset-binary code (no pair)
+    cut into bits_per_cell-bit digits; a digit d programs a cell to d / (2^bits_per_cell − 1).
+    """
+    w = weight.detach().double().flatten()
+    if cfg.differential:
+        levels = 2 ** (cfg.weight_bits - 1) - 1
+        code = torch.round(w.abs() / w.abs().max().clamp_min(1e-30) * levels).long()
+    else:
+        half = 2 ** (cfg.weight_bits - 1)
+        code = (torch.round(w / w.abs().max().clamp_min(1e-30) * (half - 1)).long() + half).clamp(0, 2 * half - 1)
+    s, cells = _slices(cfg)
+    base = 2 ** cfg.bits_per_cell
+    total = sum(float(((code // base ** i) % base).sum()) for i in range(s))  # one slice at a time: big layers
+    return total / ((base - 1) * w.numel() * cells)
+
+
+def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
+                  activity: float) -> LayerChip:
+    k, n, m = shape.k, shape.n, shape.m
+    s, c = _slices(cfg)
     r, cols = cfg.rows, cfg.cols
     t_r, t_c = math.ceil(k / r), math.ceil(n * c / cols)
     arrays = t_r * t_c
     n_in = math.ceil(cfg.act_bits / cfg.dac_bits)
     p = cfg.parallel_rows or r
     g = math.ceil(min(k, r) / p)
-    a = cfg.input_activity
+    a = activity
+    state = cell_state(shape.weight, cfg) if shape.weight is not None else 0.5
+    off = 1.0 / spec.mapping["on_off_ratio"]
     f = tech["node_nm"] * 1e-3                                           # µm
     conversions = n * s * t_r * g * n_in
     e_adc = tech["sar_fom_fJ"] * 2 ** cfg.adc_bits * 1e-3
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
     e_row = tech["wire_cap_fF_per_um"] * pitch_um * cols * tech["vdd"] ** 2 * 1e-3 * (2 ** cfg.dac_bits - 1)
-    adds = conversions + n * s * t_r + n
+    # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits
+    # bits over the input cycles, slice / tile accumulation adds the weight bits on top
+    e_bit = tech["add16_pJ"] / 16
+    adds_pJ = (conversions * (cfg.adc_bits + cfg.act_bits)
+               + n * s * t_r * (cfg.adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
     energy = {
-        "array": m * k * n * c * n_in * a * spec.energy["cell_read_fJ"] * 1e-3,
+        "array": m * k * n * c * n_in * a * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
         "adc": m * conversions * e_adc,
         "dac": m * k * t_c * n_in * a * e_row,
-        "digital": m * adds * tech["add16_pJ"],
+        "digital": m * adds_pJ,
         "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"],
     }
     adcs_per_array = math.ceil(cols / cfg.cols_per_adc)
@@ -160,18 +279,21 @@ def _analog_layer(name: str, k: int, n: int, m: int, cfg: ChipConfig, spec: Devi
     latency = m * n_in * g * (spec.energy["mvm_latency_ns"] + cfg.cols_per_adc * t_adc_ns)
     energy["leakage"] = tech["leakage_uW_per_array"] * arrays * latency * 1e-3
     at = tech["transistor_area_F2"] * f * f * 1e-6                     # mm² per transistor
+    tile_bits = r * cfg.act_bits + adcs_per_array * 2 * cfg.act_bits
     area = {
         "array": arrays * r * cols * tech["cell_area_F2"] * f * f * 1e-6,
         "adc": arrays * adcs_per_array * (tech["sar_transistors_base"]
                                           + tech["sar_transistors_per_bit"] * (cfg.adc_bits - 1)) * at,
         "drivers": arrays * r * tech["driver_transistors"] * at,
         "digital": arrays * adcs_per_array * tech["adder_transistors"] * at,
+        "tile_buffers": arrays * tile_bits * tech["sram_bit_area_um2"] * 1e-6,
     }
-    return LayerChip(name, m * k * n, arrays, latency, energy, area)
+    return LayerChip(shape.name, m * k * n, arrays, latency, energy, area, a, state)
 
 
-def _digital_layer(name: str, k: int, n: int, m: int, cfg: ChipConfig, spec: DeviceSpec,
-                   tech: dict[str, float]) -> LayerChip:
+def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
+                   activity: float) -> LayerChip:
+    k, n, m = shape.k, shape.n, shape.m
     macs = m * k * n
     latency = math.ceil(macs / (cfg.rows * cfg.cols)) / tech["clock_GHz"]
     energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
@@ -179,53 +301,145 @@ def _digital_layer(name: str, k: int, n: int, m: int, cfg: ChipConfig, spec: Dev
               "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
     energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
     area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
-            "adc": 0.0, "drivers": 0.0, "digital": 0.0}
-    return LayerChip(name, macs, 0, latency, energy, area)
+            "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
+    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0)
+
+
+def is_multi_exit(model: nn.Module) -> bool:
+    """Any module with ``num_exits`` and ``forward_exit(x, k)`` (MultiExitNet, attach_exits models)."""
+    return hasattr(model, "num_exits") and callable(getattr(model, "forward_exit", None))
 
 
 @torch.no_grad()
-def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, int, int, int]]:
-    """(name, fan-in K, outputs N, MVMs M) of every Conv2d / Linear for one input, in execution order."""
-    names = {m: n for n, m in model.named_modules()}
-    shapes: list[tuple[str, int, int, int]] = []
+def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) -> list[LayerShape]:
+    """Run the model (or its exit ``exit_index``) once and record every Conv / Linear it executes, in order."""
+    names = {mod: name for name, mod in model.named_modules()}
+    seen: list[LayerShape] = []
 
     def hook(mod, inp, out):
         k = mod.weight[0].numel()
         n = mod.weight.shape[0]
-        m = out[0, 0].numel() if isinstance(mod, nn.Conv2d) else max(out[0].numel() // mod.out_features, 1)
-        shapes.append((names[mod], k, n, m))
+        if isinstance(mod, nn.Linear):
+            m = max(out[0].numel() // mod.out_features, 1)
+        else:
+            m = out[0, 0].numel()
+        seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach()))
 
-    handles = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    handles = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, LAYER_TYPES)]
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+        model(x) if exit_index is None else model.forward_exit(x, exit_index)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return shapes
+    return seen
 
 
-def map_network(shapes: list[tuple[str, int, int, int]], cfg: ChipConfig,
+def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerShape]:
+    """Every Conv1d / Conv2d / Linear a forward of one ``input_shape`` input runs, in execution order."""
+    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    return _dedupe(_run_recording(model, x, None))
+
+
+def _dedupe(shapes: list[LayerShape]) -> list[LayerShape]:
+    out, seen = [], set()
+    for s in shapes:  # a layer called twice in one forward still occupies one place on the chip
+        if s.name not in seen:
+            seen.add(s.name)
+            out.append(s)
+    return out
+
+
+def _exit_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[LayerShape]]:
+    if not is_multi_exit(model):
+        return [layer_shapes(model, input_shape)]
+    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    return [_dedupe(_run_recording(model, x, k)) for k in range(int(model.num_exits))]
+
+
+def exit_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[str]]:
+    """Names of the layers each exit runs (``forward_exit(x, k)``, found by hooks); a plain network is one exit."""
+    return [[s.name for s in shapes] for shapes in _exit_shapes(model, input_shape)]
+
+
+@torch.no_grad()
+def measure_activity(model: nn.Module, batches: Iterable[torch.Tensor | tuple], act_bits: int = 8) -> dict[str, float]:
+    """Fraction of input bits that are 1, per Conv / Linear, on real activations of ``batches``.
+
+    The DAC of a layer has one fixed range (the abs-max of that layer's inputs over the batches,
+    as the engine calibrates it); an input x is driven as the act_bits-bit magnitude
+    round(|x| / range · (2^act_bits − 1)), and each of its bits is one pulse or none.
+    """
+    xs = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
+    if not xs:
+        raise ValueError("measure_activity needs at least one batch of inputs")
+    names = {mod: name for name, mod in model.named_modules()}
+    layers = [mod for mod in model.modules() if isinstance(mod, LAYER_TYPES)]
+    top = 2 ** act_bits - 1
+    ranges: dict[str, float] = {}
+    ones: dict[str, float] = {}
+    count: dict[str, float] = {}
+
+    def span(mod, inp):
+        ranges[names[mod]] = max(ranges.get(names[mod], 0.0), float(inp[0].detach().abs().max()))
+
+    def bits(mod, inp):
+        name = names[mod]
+        q = torch.round(inp[0].detach().abs().double() / max(ranges[name], 1e-30) * top).long()
+        ones[name] = ones.get(name, 0.0) + sum(float(((q >> i) & 1).sum()) for i in range(act_bits))
+        count[name] = count.get(name, 0.0) + q.numel() * act_bits
+
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    try:
+        for fn in (span, bits):
+            handles = [mod.register_forward_pre_hook(fn) for mod in layers]
+            try:
+                for x in xs:
+                    model(x.to(dev))
+            finally:
+                for h in handles:
+                    h.remove()
+    finally:
+        model.train(was_training)
+    return {name: ones[name] / count[name] for name in count}
+
+
+def map_network(shapes: list[LayerShape] | list[tuple], cfg: ChipConfig, activity: dict[str, float] | None = None,
                 largest_input: int | None = None) -> dict[str, Any]:
-    """Map layers onto the chip; returns per-layer costs plus chip totals (energy, area, latency, TOPS/W)."""
-    spec = load_device(cfg.device)
+    """Map layers onto the chip; returns per-layer costs plus the chip's area.
+
+    ``activity`` maps layer names to measured input-bit activity; ``cfg.input_activity`` (a
+    number) overrides it; one of the two is required.
+    """
+    shapes = [s if isinstance(s, LayerShape) else LayerShape(*s) for s in shapes]
+    cfg, spec = cfg.resolve()
     tech = load_technology(cfg.technology)
     digital = spec.device["technology"] in ("digital", "ideal")
     layer_fn = _digital_layer if digital else _analog_layer
-    layers = [layer_fn(name, k, n, m, cfg, spec, tech) for name, k, n, m in shapes]
-    largest = largest_input or max(k * m for _, k, _, m in shapes)
-    buffer_mm2 = 2 * largest * cfg.act_bits * tech["sram_bit_area_um2"] * 1e-6
+
+    def act(name: str) -> float:
+        if cfg.input_activity is not None:
+            return cfg.input_activity
+        if activity is None or name not in activity:
+            raise ValueError(f"no measured input activity for layer {name!r}: pass calibration batches "
+                             "(measured activity) or set ChipConfig(input_activity=...) to fix it")
+        return activity[name]
+
+    layers = [layer_fn(s, cfg, spec, tech, act(s.name) if not digital else 1.0) for s in shapes]
+    largest = largest_input or max(s.k * s.m for s in shapes)
     area = {part: sum(layer.area[part] for layer in layers) for part in AREA_PARTS if part != "buffer"}
-    area["buffer"] = buffer_mm2
+    area["buffer"] = 2 * largest * cfg.act_bits * tech["sram_bit_area_um2"] * 1e-6
     total_area = sum(area.values())
     # interconnect: each MVM's input vector is broadcast once to the layer's arrays on a shared bus
     # and its outputs return; every bit travels on average half the chip's side
     d_mm = math.sqrt(total_area) / 2
-    for layer, (_, k, n, m) in zip(layers, shapes):
-        layer.energy["interconnect"] = m * (k + n) * cfg.act_bits * tech["wire_pJ_per_bit_mm"] * d_mm
-    return {"layers": layers, "area_mm2": area, "tech": tech, "spec": spec}
+    for layer, s in zip(layers, shapes):
+        layer.energy["interconnect"] = s.m * (s.k + s.n) * cfg.act_bits * tech["wire_pJ_per_bit_mm"] * d_mm
+    return {"layers": layers, "area_mm2": area, "tech": tech, "spec": spec, "config": cfg}
 
 
 def summarize(layers: list[LayerChip], area: dict[str, float], pipeline: bool = False) -> dict[str, Any]:
@@ -242,30 +456,79 @@ def summarize(layers: list[LayerChip], area: dict[str, float], pipeline: bool = 
             "tops": 2 * macs / interval * 1e-3 if interval else math.inf}
 
 
-def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """Whole-chip totals and, for a MultiExitNet, the cost of inference truncated at each exit.
+def _batch_inputs(batches) -> list[torch.Tensor]:
+    return [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
 
-    The chip holds every layer (all exits' heads included) — the area is the whole chip's; an
-    exit's energy and latency count the stem, the stages up to it and its own head.
+
+def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] | None = None,
+                calibration: Iterable | None = None, activity: dict[str, float] | None = None) -> dict[str, Any]:
+    """Whole-chip totals, per layer, and per exit: truncated at exit k, and the early-exit path to k.
+
+    Works on any module of Conv1d / Conv2d / Linear (one exit) and on any multi-exit module
+    (``num_exits`` + ``forward_exit``). ``calibration`` — batches of training inputs — gives the
+    measured input-bit activity (the default; ``activity`` passes one already measured with
+    ``measure_activity``); without either, ``cfg.input_activity`` must fix one.
+    The chip holds every layer (all exits' heads included) — the area is the whole chip's.
     """
+    xs = _batch_inputs(calibration) if calibration is not None else None
     if input_shape is None:
-        c = model.config
-        input_shape = (c["in_channels"], c["image_size"], c["image_size"])
-    shapes = layer_shapes(model, input_shape)
-    mapped = map_network(shapes, cfg)
+        if not xs:
+            raise ValueError("chip_report needs input_shape (C, H, W) / (C, L) / (features,) or calibration batches")
+        input_shape = tuple(xs[0].shape[1:])
+    resolved, _ = cfg.resolve()
+    if activity is None and xs and cfg.input_activity is None:
+        activity = measure_activity(model, xs, resolved.act_bits)
+    per_exit = _exit_shapes(model, input_shape)
+    # the chip holds every layer any forward or exit runs (a layer only an exit uses included)
+    shapes = _dedupe(layer_shapes(model, input_shape) + [s for exit_shapes in per_exit for s in exit_shapes])
+    mapped = map_network(shapes, cfg, activity)
     layers = mapped["layers"]
-    out = {"config": asdict(cfg), "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
+    by_name = {layer.name: layer for layer in layers}
+    out = {"config": asdict(mapped["config"]), "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
            "layers": [dict(name=l.name, macs=l.macs, arrays=l.arrays, latency_ns=l.latency_ns,
+                           input_activity=l.activity, cell_state=l.cell_state,
                            energy_pJ=l.energy_pJ, **{f"{p}_pJ": v for p, v in l.energy.items()},
                            **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],
-           "exits": []}
-    stages = getattr(model, "exit_stages", None)
-    if stages is not None:
-        for i, stage in enumerate(stages):
-            keep = [l for l in layers if l.name.startswith("stem") or l.name.startswith(f"heads.{i}.")
-                    or any(l.name.startswith(f"stages.{s}.") for s in range(stage + 1))]
-            out["exits"].append({"exit": str(stage + 1), **summarize(keep, mapped["area_mm2"], cfg.pipeline)})
+           "exits": [], "paths": []}
+    path: list[str] = []
+    for k, names in enumerate([[s.name for s in exit_shapes] for exit_shapes in per_exit]):
+        path += [n for n in names if n not in path]
+        out["exits"].append({"exit": str(k + 1), **summarize([by_name[n] for n in names], mapped["area_mm2"],
+                                                             cfg.pipeline)})
+        out["paths"].append({"exit": str(k + 1), **summarize([by_name[n] for n in path], mapped["area_mm2"],
+                                                             cfg.pipeline)})
     return out
+
+
+def exit_energies(model: nn.Module, cfg: ChipConfig, calibration: Iterable) -> dict[str, float]:
+    """Energy per inference (pJ) by exit label, as the evaluation tables name exits: the stage
+    number each exit follows (``exit_stages``) or 1..K, plus "ensemble" (every exit run)."""
+    report = chip_report(model, cfg, calibration=calibration)
+    stages = getattr(model, "exit_stages", None)
+    names = [str(s + 1) for s in stages] if stages and len(stages) == len(report["exits"]) \
+        else [str(k + 1) for k in range(len(report["exits"]))]
+    out = {name: e["energy_pJ"] for name, e in zip(names, report["exits"])}
+    out["ensemble"] = report["paths"][-1]["energy_pJ"]
+    return out
+
+
+def calibration_inputs(split, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0, images: int = 256,
+                       batch_size: int = 128) -> list[torch.Tensor]:
+    """The fixed, seeded selection of training images every study calibrates a chip on (converter
+    ranges, measured activity): the same images for a given checkpoint and seed, so one configuration
+    has one price."""
+    from ..data import BatchLoader
+    from ..data.base import take_subset
+
+    return [x for x, _ in BatchLoader(take_subset(split, images, seed), batch_size, mean=mean, std=std)]
+
+
+def fingerprint(xs: list[torch.Tensor]) -> str:
+    """Short hash of calibration inputs, for manifests (proves two studies calibrated on the same images)."""
+    h = hashlib.sha256()
+    for x in xs:
+        h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class NeuroSimVGG8(nn.Module):

@@ -14,8 +14,12 @@ the twin adds what happens on every read:
 * (W − f(X)) IR drop — the column current I_j = Σ_i |G_ij||V_i| lowers the effective read
   voltage along the line, modelled to first order as y_j ← y_j·(1 − β·I_j / I_max), with
   I_max = rows_used · g_max · V_max the current of a fully-on column at full input;
-* DAC / ADC resolution — inputs and MAC outputs quantized to 2^(b−1)−1 signed levels with
-  per-sample auto-ranging (ideal full-scale calibration), when the device file asks for it.
+* DAC / ADC resolution — inputs and MAC outputs quantized to 2^(b−1)−1 signed levels, when the
+  chip has converters (``array.adc_bits`` / ``array.dac_bits`` > 0). ``array.ranging = "fixed"``
+  (the default, as a chip is built): one full-scale range per layer for the DAC and one per array
+  (row tile × block of ``cols`` output columns) for the ADC, calibrated once at deployment on a
+  few batches of training inputs (``deploy(..., calibration=batches)``), values beyond it clip;
+  ``"per_sample"``: every sample ranges itself (abs-max per sample — an ideal no chip has).
 
 Biases stay digital. With every effect off (``devices/ideal.toml`` or zero noise and no
 quantization) the deployed model is bit-identical to the digital one.
@@ -49,6 +53,13 @@ def quantize_signed(x: torch.Tensor, bits: int, dims: tuple[int, ...]) -> torch.
     return torch.round(x / scale) * scale
 
 
+def quantize_fixed(x: torch.Tensor, bits: int, full_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric quantization to 2^(bits−1)−1 levels per side over a fixed range (values beyond it clip)."""
+    levels = 2 ** (bits - 1) - 1
+    scale = full_scale.clamp_min(1e-12) / levels
+    return torch.round(x / scale).clamp(-levels, levels) * scale
+
+
 class AnalogMixin:
     """Per-read effects shared by the analog Conv2d and Linear twins."""
 
@@ -72,6 +83,13 @@ class AnalogMixin:
         self.n_row_tiles = int(self.row_tile[-1]) + 1
         self.adc_bits = int(spec.array["adc_bits"])
         self.dac_bits = int(spec.array["dac_bits"])
+        self.ranging = str(spec.array["ranging"])
+        self.cols = int(spec.array["cols"])
+        n_groups = -(-self.weight.shape[0] // self.cols)
+        # fixed converter ranges (set by calibrate_converters); observed maxima while calibrating
+        self.register_buffer("dac_range", torch.zeros(()))
+        self.register_buffer("adc_range", torch.zeros(self.n_row_tiles, n_groups))
+        self.calibrating = False
         self.read_seed = read_seed
         self.read_noise_mode = read_noise_mode
         self._gen: torch.Generator | None = None
@@ -140,8 +158,32 @@ class AnalogMixin:
                                                       device=y_t.device, dtype=y_t.dtype)
             if self.ir_beta > 0:
                 y_t = y_t - self._ir_lost(x, w_t, y_t, tiles, t, mac)
-            y = y + quantize_signed(y_t, self.adc_bits, tuple(range(1, y_t.dim())))
+            y = y + self._adc(y_t, t)
         return y
+
+    def _group_index(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.arange(n, device=device) // self.cols
+
+    def _adc(self, y: torch.Tensor, tile: int) -> torch.Tensor:
+        """Digitise the partial sums of row tile ``tile``: fixed per-array range, or per sample."""
+        if self.ranging == "per_sample":
+            return quantize_signed(y, self.adc_bits, tuple(range(1, y.dim())))
+        group = self._group_index(y.shape[1], y.device)
+        if self.calibrating:
+            peak = y.detach().abs().transpose(0, 1).reshape(y.shape[1], -1).amax(1)
+            obs = torch.zeros_like(self.adc_range[tile]).scatter_reduce(0, group, peak, "amax")
+            self.adc_range[tile] = torch.maximum(self.adc_range[tile], obs)
+            return y
+        return quantize_fixed(y, self.adc_bits, _per_channel(self.adc_range[tile][group], y))
+
+    def _dac(self, x: torch.Tensor) -> torch.Tensor:
+        """Drive the inputs: fixed per-layer range, or per sample."""
+        if self.ranging == "per_sample":
+            return quantize_signed(x, self.dac_bits, tuple(range(1, x.dim())))
+        if self.calibrating:
+            self.dac_range = torch.maximum(self.dac_range, x.detach().abs().max())
+            return x
+        return quantize_fixed(x, self.dac_bits, self.dac_range)
 
     def reseed_reads(self, seed: int) -> None:
         """Restart the read-noise stream (each chip's reads are reproducible too)."""
@@ -156,7 +198,7 @@ class AnalogMixin:
     def _analog(self, x: torch.Tensor, mac, mac_abs) -> torch.Tensor:
         """Run the MAC with DAC/ADC, read noise and IR drop; ``mac(x, w)`` is the bias-free op."""
         if self.dac_bits:
-            x = quantize_signed(x, self.dac_bits, tuple(range(1, x.dim())))
+            x = self._dac(x)
         w = self.weight
         if self.read_sigma is not None and self.read_noise_mode == "per_batch":
             w = w + self.read_sigma * torch.randn(w.shape, generator=self._generator(w.device), device=w.device,
@@ -183,7 +225,7 @@ class AnalogMixin:
         if self.ir_beta > 0:
             y = y - self._ir_drop(x, w, mac)
         if self.adc_bits:
-            y = quantize_signed(y, self.adc_bits, tuple(range(1, y.dim())))
+            y = self._adc(y, 0)
         return y
 
 
@@ -285,7 +327,7 @@ def check_time(spec: DeviceSpec, t_inference: float) -> None:
 @torch.no_grad()
 def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
            noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
-           read_noise_mode: str = "per_batch") -> nn.Module:
+           read_noise_mode: str = "per_batch", calibration: Iterable | None = None) -> nn.Module:
     """A deployed copy of ``model`` on one chip instance of ``device`` (the input model is untouched).
 
     Works on MultiExitNet (all exits at once) and on any module: its Conv1d / Conv2d / Linear go on
@@ -293,6 +335,8 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
     ``seed`` picks the chip; ``t_inference`` is seconds since programming; ``noise_scale``
     multiplies every stochastic effect (programming, read, drift spread, 1/f, mismatch, fault rates).
     ``read_noise_mode`` is "per_batch" (fast) or "per_mvm" (exact per-read independence).
+    ``calibration``: batches of training inputs on which converters with a fixed range
+    (``array.ranging = "fixed"``) are calibrated once — required when the chip has converters.
     """
     if read_noise_mode not in ("per_batch", "per_mvm"):
         raise ValueError(f"read_noise_mode must be 'per_batch' or 'per_mvm', got {read_noise_mode!r}")
@@ -333,7 +377,37 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
                             "noise_scale": noise_scale, "backend": "native", "read_noise_mode": read_noise_mode}
     for p in deployed.parameters():
         p.requires_grad_(False)
+    if not ideal and spec.array["ranging"] == "fixed" and (spec.array["adc_bits"] or spec.array["dac_bits"]):
+        if calibration is None:
+            raise ValueError(f"device {spec.name!r} has converters with a fixed range (array.ranging = 'fixed'): "
+                             "pass calibration=<batches of training inputs> to deploy, or set "
+                             "array.ranging = 'per_sample'")
+        calibrate_converters(deployed, calibration)
     return deployed
+
+
+@torch.no_grad()
+def calibrate_converters(deployed: nn.Module, batches: Iterable) -> None:
+    """Set every fixed converter range from the largest value it sees on ``batches`` (as a chip is
+    calibrated at deployment), then restart each layer's read-noise stream so that calibration
+    leaves the chip's later reads unchanged."""
+    layers = [m for m in deployed.modules() if isinstance(m, AnalogMixin)]
+    dev = next(deployed.parameters()).device
+    for m in layers:
+        m.dac_range.zero_()
+        m.adc_range.zero_()
+        m.calibrating = True
+    try:
+        seen = 0
+        for b in batches:
+            deployed((b[0] if isinstance(b, (tuple, list)) else b).to(dev))
+            seen += 1
+        if not seen:
+            raise ValueError("converter calibration needs at least one batch of inputs")
+    finally:
+        for m in layers:
+            m.calibrating = False
+            m.reseed_reads(m.read_seed)
 
 
 def weight_errors(model: nn.Module, deployed: nn.Module) -> torch.Tensor:

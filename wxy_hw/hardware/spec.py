@@ -23,6 +23,11 @@ DRIFT_MODELS = ("none", "wan2022_relaxation", "pcm_power_law")
 TECHNOLOGIES = ("reram", "pcm", "subthreshold_cmos", "digital", "ideal", "custom")
 AIHWKIT_MODELS = ("none", "ReRamWan2022NoiseModel", "PCMLikeNoiseModel", "SubthresholdMismatchNoiseModel")
 
+MAX_LEVELS = 256            # conductance levels per cell: 8 bits, the most bits_per_cell a chip may ask for
+CONVERTER_BITS = (2, 16)    # one rule for ADC / DAC bits in device files and chip configurations
+# periphery energies moved to the technology file and the chip configuration (wxy_hw/hardware/chip.py)
+REMOVED = {"energy.adc_pJ", "energy.dac_pJ", "energy.digital_op_pJ"}
+
 # section -> key -> (type, default or REQUIRED, check, description of what is expected)
 REQUIRED = object()
 
@@ -56,7 +61,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
     "mapping": {
         "g_max_uS": (float, REQUIRED, _POS),
         "on_off_ratio": (float, 10.0, _range(1.0, lo_open=True)),
-        "levels": (int, 0, ((lambda v: v == 0 or v >= 2), "0 (continuous) or an integer >= 2")),
+        "levels": (int, 0, ((lambda v: v == 0 or 2 <= v <= MAX_LEVELS),
+                            f"0 (continuous) or an integer from 2 to {MAX_LEVELS} (8 bits per cell)")),
         "cells_per_weight": (int, 1, _range(1, 16)),
         "differential": (bool, True, _ANY),
         "clip_sigma": (float, 0.0, _NONNEG),
@@ -89,14 +95,14 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
     "array": {
         "rows": (int, 256, _range(1)),
         "cols": (int, 256, _range(1)),
-        "adc_bits": (int, 0, ((lambda v: v == 0 or 2 <= v <= 16), "0 (ideal) or an integer from 2 to 16")),
-        "dac_bits": (int, 0, ((lambda v: v == 0 or 2 <= v <= 16), "0 (ideal) or an integer from 2 to 16")),
+        "adc_bits": (int, 0, ((lambda v: v == 0 or CONVERTER_BITS[0] <= v <= CONVERTER_BITS[1]),
+                              "0 (ideal) or an integer from {} to {}".format(*CONVERTER_BITS))),
+        "dac_bits": (int, 0, ((lambda v: v == 0 or CONVERTER_BITS[0] <= v <= CONVERTER_BITS[1]),
+                              "0 (ideal) or an integer from {} to {}".format(*CONVERTER_BITS))),
+        "ranging": (str, "fixed", _choice(("fixed", "per_sample"))),
     },
     "energy": {
         "cell_read_fJ": (float, REQUIRED, _NONNEG),
-        "adc_pJ": (float, 0.0, _NONNEG),
-        "dac_pJ": (float, 0.0, _NONNEG),
-        "digital_op_pJ": (float, 0.0, _NONNEG),
         "leakage_uW": (float, 0.0, _NONNEG),
         "mvm_latency_ns": (float, 10.0, _POS),
     },
@@ -196,6 +202,10 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
             if key == "source":
                 sources[section] = str(value)
                 continue
+            if where in REMOVED:
+                raise DeviceSpecError(f"{file}: {where} is no longer read: converter, driver and digital energies "
+                                      "come from the technology file (devices/technology) and the chip "
+                                      "configuration; delete the key")
             if key not in schema:
                 raise DeviceSpecError(f"{file}: unknown key {where}; [{section}] accepts: {', '.join(schema)}, source")
             typ, _, (check, expected) = schema[key]
