@@ -36,7 +36,7 @@ train, val = textures(96, 0), textures(48, 1)
 net = attach_exits(CNN(), at=["conv1", "conv2"], num_classes=4, input_shape=(1, 12, 12))
 result = fit(net, "self_distillation", train, val, epochs=3, out="runs/any_model", lr=0.2, progress=False)
 rows = summarize_chips(evaluate_chips(net, "reram", list(val), seeds=range(5)))  # per exit, over 5 chips
-cost = chip_report(net, ChipConfig(device="reram"), (1, 12, 12))["exits"]        # per exit: energy, latency
+cost = chip_report(net, ChipConfig(device="reram"), (1, 12, 12), calibration=train)["exits"]  # per exit
 q = quantize_model(net, {"weight_bits": 4, "act_bits": 8}, calibration=val)
 save_checkpoint("runs/any_model/quantized.pt", q)
 again = load_model("runs/any_model/quantized.pt", model=CNN())                    # exits rebuilt from the record

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from wxy_hw.chip_experiment import pareto_front, validation_rows
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device
-from wxy_hw.hardware.chip import (ChipConfig, LayerShape, NeuroSimVGG8, cell_state, chip_report, load_technology,
+from wxy_hw.hardware.chip import (ChipConfig, NeuroSimVGG8, cell_state, chip_report, load_technology,
                                   map_network, measure_activity, summarize)
 
 ROOT = Path(__file__).resolve().parents[1]

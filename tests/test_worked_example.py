@@ -6,7 +6,6 @@ import runpy
 import warnings
 from pathlib import Path
 
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +26,9 @@ def test_worked_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert net.num_exits == 3 and [r["exit"] for r in rows] == ["conv1", "conv2", "output", "ensemble"]
     assert env["result"].best_val > 80.0
     assert all(r["chips"] == 5 and r["accuracy_mean"] > 60.0 for r in rows)
-    # the chip's cost per exit: one entry per exit, energy growing with depth
-    assert len(cost) == 3 and cost[0]["energy_pJ"] < cost[1]["energy_pJ"] < cost[2]["energy_pJ"]
+    # one entry per exit, MACs growing with depth (energy need not: exit 2's head converts more than conv3 + fc)
+    assert len(cost) == 3 and all(c["energy_pJ"] > 0 for c in cost)
+    assert cost[0]["macs"] < cost[1]["macs"] < cost[2]["macs"]
     x = next(iter(env["val"]))[0]
     assert torch.allclose(again(x).final, q.eval()(x).final, atol=1e-5)  # the reloaded 4-bit model is the same
     assert (tmp_path / "runs" / "any_model" / "best.pt").exists()

@@ -3,7 +3,6 @@ chip configurations (array size × ADC bits × bits per cell × device), Pareto 
 NeuroSim VGG-8 validation."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
