@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS
-from wxy_hw.cli import (add_study_args, cached_budget, fail, nonneg_float, parse_method_args, positive_int, report,
+from wxy_hw.cli import (add_study_args, cached_budget, fail, nonneg_float, nonneg_int, parse_method_args, positive_int, report,
                         run_guard)
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.noise_experiment import noise_sweep_run
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", nargs="+", type=nonneg_float, default=list(DEFAULT_SIGMAS),
                         help="σ values of the flat-minima Gaussian sweep (× per-layer |W|max)")
     parser.add_argument("--no-flat", action="store_true", help="skip the flat-minima sweep")
+    parser.add_argument("--bn-recalibrate", type=nonneg_int, default=0, metavar="N",
+                        help="add a '<method> + BN recal' series: each chip re-estimates its BN statistics on N "
+                             "unlabeled training images (N forward passes per chip; default 0 = off)")
     parser.add_argument("--realizations", type=positive_int, default=5, help="chip instances per point (default 5)")
     parser.add_argument("--samples", type=positive_int, default=1000, help="test images per evaluation (default 1000)")
     add_study_args(parser)
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 scales=args.scales, times=args.times, t_nominal=args.t_inference, sigmas=args.sigmas,
                 realizations=args.realizations, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir,
                 out=args.out, seed=args.seed, overrides=parse_method_args(args.device_set, "--device-set"), flat=not args.no_flat,
-                progress=not args.quiet, budget=budget, torch_device=args.torch_device)
+                progress=not args.quiet, budget=budget, torch_device=args.torch_device,
+                bn_recalibrate=args.bn_recalibrate)
     except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)

@@ -87,10 +87,17 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
                     samples: int = 1000, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
                     out: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
                     flat: bool = True, progress: bool = True, budget: dict[str, Any] | None = None,
-                    torch_device: str = "auto",
+                    torch_device: str = "auto", bn_recalibrate: int = 0,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the noise sweep and write CSVs, plots and a manifest; returns a summary (incl. the printed table)."""
+    """Run the noise sweep and write CSVs, plots and a manifest; returns a summary (incl. the printed table).
+
+    ``bn_recalibrate`` = N > 0 adds a "<method> + BN recal" series: every chip re-estimates its BN
+    statistics on N unlabeled training images (a fixed, seeded selection), at a
+    cost of N forward passes through the chip.
+    """
     spec = load_device(device, overrides)
+    if bn_recalibrate < 0 or bn_recalibrate == 1:
+        raise ValueError(f"--bn-recalibrate is a number of images, 0 (off) or ≥ 2; got {bn_recalibrate}")
     if realizations < 1:
         raise ValueError(f"--realizations must be ≥ 1, got {realizations}")
     if samples < 1:
@@ -118,13 +125,15 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     run = RunDirectory(out, dict(device=spec.summary(), backend=backend, checkpoints={k: str(v) for k, v in paths.items()},
                                  scales=list(scales), times=time_points, t_nominal=t_nom, sigmas=list(sigmas),
                                  realizations=realizations, samples=samples, dataset=dataset, seed=seed,
-                                 overrides=overrides or {}), kind="noise_sweep")
+                                 overrides=overrides or {}, bn_recalibrate=bn_recalibrate), kind="noise_sweep")
 
     models, test_batches, train_batches, digital_rows = {}, {}, {}, []
     # energy per exit from the one cost model: the device's array (as overridden) with the ChipConfig
     # periphery (8-bit ADC, bit-serial 8-bit inputs); input activity measured on training images
     chip_cfg = ChipConfig(device=device, rows=int(spec.array["rows"]), cols=int(spec.array["cols"]))
     energy: dict[str, dict[str, float]] = {}
+    calibration: dict[str, list[torch.Tensor]] = {}
+    bn_images: dict[str, torch.Tensor | None] = {}
     data_cache: dict[str, Any] = {}
     for label, path in paths.items():
         payload = read_checkpoint(path)
@@ -140,12 +149,17 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
         train_batches[label] = _batches(take_subset(data.train, samples, seed + 1), info)
         digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
         calib = calibration_inputs(data.train, tuple(info["mean"]), tuple(info["std"]), seed)
+        calibration[label] = calib
+        bn_images[label] = (torch.cat(calibration_inputs(data.train, tuple(info["mean"]), tuple(info["std"]), seed,
+                                                         images=bn_recalibrate)) if bn_recalibrate else None)
         energy[label] = exit_energies(models[label], chip_cfg, calib)
 
     raw: list[dict[str, Any]] = []
     for label, model in models.items():
         raw += sweep_device({label: model}, spec, test_batches[label], scales=scales, times=time_points,
                             t_nominal=t_nom, realizations=realizations, seed=seed, backend=backend,
+                            bn_images=bn_images[label],
+                            **({"calibration": calibration[label]} if backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
     scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))
     time_summary = summarize([r for r in raw if r["sweep"] == "time"], ("method", "exit", "t_inference"))

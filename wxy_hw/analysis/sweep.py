@@ -40,27 +40,31 @@ def device_times(spec: DeviceSpec, wanted: Sequence[float] = DEFAULT_TIMES, back
 
 def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
                  *, scales: Sequence[float], times: Sequence[float], t_nominal: float, realizations: int,
-                 seed: int = 0, backend: str = "native",
-                 progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                 seed: int = 0, backend: str = "native", bn_images: torch.Tensor | None = None,
+                 progress: Callable[[str], None] | None = None, **deploy_kwargs: Any) -> list[dict[str, Any]]:
     """Raw rows (method × sweep × value × chip × exit): the scale sweep at ``t_nominal`` and the time sweep at scale 1.
 
     Chip seeds are shared across methods and sweep points (common random numbers), so differences
-    between methods are not masked by chip-to-chip variation.
+    between methods are not masked by chip-to-chip variation. With ``bn_images`` every method gets a
+    second series, "<method> + BN recal": the same chips with their BN statistics re-estimated
+    through the chip on those unlabeled images.
     """
     seeds = [seed * 1000 + r for r in range(realizations)]
     rows: list[dict[str, Any]] = []
-    for name, model in models.items():
-        for scale in scales:
-            if progress:
-                progress(f"{name}: noise scale {scale:g} × nominal at t = {t_nominal:g} s")
-            for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t_nominal,
-                                    noise_scale=scale):
-                rows.append(dict(method=name, sweep="scale", scale=scale, t_inference=t_nominal, **r))
-        for t in times if spec.has_drift else []:
-            if progress:
-                progress(f"{name}: t = {t:g} s at nominal noise")
-            for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t, noise_scale=1.0):
-                rows.append(dict(method=name, sweep="time", scale=1.0, t_inference=t, **r))
+    for base, model in models.items():
+        for name, imgs in [(base, None)] + ([(f"{base} + BN recal", bn_images)] if bn_images is not None else []):
+            for scale in scales:
+                if progress:
+                    progress(f"{name}: noise scale {scale:g} × nominal at t = {t_nominal:g} s")
+                for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t_nominal,
+                                        noise_scale=scale, bn_images=imgs, **deploy_kwargs):
+                    rows.append(dict(method=name, sweep="scale", scale=scale, t_inference=t_nominal, **r))
+            for t in times if spec.has_drift else []:
+                if progress:
+                    progress(f"{name}: t = {t:g} s at nominal noise")
+                for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t, noise_scale=1.0,
+                                        bn_images=imgs, **deploy_kwargs):
+                    rows.append(dict(method=name, sweep="time", scale=1.0, t_inference=t, **r))
     return rows
 
 

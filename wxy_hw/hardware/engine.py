@@ -392,6 +392,8 @@ def calibrate_converters(deployed: nn.Module, batches: Iterable) -> None:
     calibrated at deployment), then restart each layer's read-noise stream so that calibration
     leaves the chip's later reads unchanged."""
     layers = [m for m in deployed.modules() if isinstance(m, AnalogMixin)]
+    if not layers:  # nothing to calibrate (an ideal chip, or another backend's layers)
+        return
     dev = next(deployed.parameters()).device
     for m in layers:
         m.dac_range.zero_()

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from ..evaluate import evaluate
-from .engine import deploy
+from .engine import calibrate_converters, deploy
+from .recalibrate import recalibrate_bn
 from .spec import DeviceSpec
 
 
@@ -31,11 +32,21 @@ def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: st
 
 
 def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                   seeds: Iterable[int], *, backend: str = "native", **deploy_kwargs: Any) -> list[dict[str, Any]]:
-    """Tidy rows (chip seed × exit) of accuracy and loss; only one deployed copy is alive at a time."""
+                   seeds: Iterable[int], *, backend: str = "native", bn_images: torch.Tensor | None = None,
+                   **deploy_kwargs: Any) -> list[dict[str, Any]]:
+    """Tidy rows (chip seed × exit) of accuracy and loss; only one deployed copy is alive at a time.
+
+    ``bn_images`` (N unlabeled training images) re-estimates every BN layer's statistics through
+    each chip after deployment (``recalibrate_bn``); fixed converter ranges are then calibrated
+    again on the deployment's calibration batches, since the activations they see have changed.
+    """
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         chip = deploy_on(model, device, seed, backend, **deploy_kwargs)
+        if bn_images is not None:
+            recalibrate_bn(chip, bn_images)
+            if deploy_kwargs.get("calibration") is not None:
+                calibrate_converters(chip, deploy_kwargs["calibration"])
         rows.extend(evaluate(chip, batches).rows(chip=seed))
         del chip
     return rows
