@@ -233,12 +233,12 @@ def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, *([1] * (like.dim() - 2)))
 
 
-class AnalogConv2d(AnalogMixin, nn.Conv2d):
-    """nn.Conv2d whose weights live on a simulated crossbar (see the module docstring)."""
+class _AnalogConv(AnalogMixin):
+    """What the analog Conv1d and Conv2d twins share: construction from a conv, and the forward."""
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int,
-                  read_noise_mode: str = "per_batch") -> "AnalogConv2d":
+    def from_conv(cls, conv: nn.Conv1d | nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int,
+                  read_noise_mode: str = "per_batch") -> "_AnalogConv":
         """Twin of ``conv`` with programmed weights."""
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
@@ -250,33 +250,18 @@ class AnalogConv2d(AnalogMixin, nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.read_sigma is None and self.ir_beta == 0 and not self.adc_bits and not self.dac_bits:
-            return self._conv_forward(x, self.weight, self.bias)  # exactly nn.Conv2d's path
-        y = self._analog(x, lambda inp, w: self._conv_forward(inp, w, None),
-                         lambda inp, w: self._conv_forward(inp, w, None))
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
-
-
-class AnalogConv1d(AnalogMixin, nn.Conv1d):
-    """nn.Conv1d on a simulated crossbar: unrolled like a Conv2d, C_in·k rows per output column."""
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv1d, prog: Programmed, spec: DeviceSpec, read_seed: int,
-                  read_noise_mode: str = "per_batch") -> "AnalogConv1d":
-        """Twin of ``conv`` with programmed weights."""
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                  conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
-                  dtype=conv.weight.dtype)
-        if conv.bias is not None:
-            new.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        new._setup_analog(prog, spec, read_seed, read_noise_mode)
-        return new
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.read_sigma is None and self.ir_beta == 0 and not self.adc_bits and not self.dac_bits:
-            return self._conv_forward(x, self.weight, self.bias)
+            return self._conv_forward(x, self.weight, self.bias)  # exactly torch's conv path
         mac = lambda inp, w: self._conv_forward(inp, w, None)  # noqa: E731
         y = self._analog(x, mac, mac)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1)
+        return y if self.bias is None else y + _per_channel(self.bias, y)
+
+
+class AnalogConv2d(_AnalogConv, nn.Conv2d):
+    """nn.Conv2d whose weights live on a simulated crossbar (see the module docstring)."""
+
+
+class AnalogConv1d(_AnalogConv, nn.Conv1d):
+    """nn.Conv1d on a simulated crossbar: unrolled like a Conv2d, C_in·k rows per output column."""
 
 
 class AnalogLinear(AnalogMixin, nn.Linear):

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
-from .base import Batch, Method
+from .base import Batch, TeacherMethod
 
 
 def attention_map(feature_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -26,7 +26,7 @@ def attention_distance(student_map: torch.Tensor, teacher_map: torch.Tensor, p: 
     return (attention_map(student_map, p) - attention_map(teacher_map, p)).pow(2).mean()
 
 
-class AttentionTransfer(Method):
+class AttentionTransfer(TeacherMethod):
     """CE + β/2 · Σ_j ‖Q_s^j/‖Q_s^j‖ − Q_t^j/‖Q_t^j‖‖² over the backbone's stage outputs.
 
     Q is the activation-based attention map with p = 2 (the paper's choice); the distance is
@@ -38,32 +38,15 @@ class AttentionTransfer(Method):
 
     name = "at"
     multi_exit = False
-    needs_teacher = True
 
     def __init__(self, teacher: nn.Module | None = None, beta: float = 1000.0, p: float = 2.0) -> None:
         super().__init__()
-        if teacher is None:
-            raise ValueError("method 'at' needs a teacher: train one first (e.g. --method baseline with a larger "
-                             "--arch/--width) and pass its checkpoint with --teacher PATH")
+        self._hold_teacher(teacher)
         self.beta = float(beta)
         self.p = float(p)
-        # Held outside the module tree: the teacher is neither trained nor saved with the student.
-        self._teacher = [teacher.eval().requires_grad_(False)]
-
-    @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher model."""
-        return self._teacher[0]
-
-    def _apply(self, fn, *args, **kwargs):  # keep the teacher on the same device/dtype as the method
-        super()._apply(fn, *args, **kwargs)
-        self._teacher[0]._apply(fn, *args, **kwargs)
-        return self
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            self.teacher.eval()
-            t_maps = self.teacher(batch.x).stage_maps
+        t_maps = self.teacher_outputs(batch.x).stage_maps
         if len(t_maps) != len(out.stage_maps) or not t_maps:
             raise ValueError(f"attention transfer matches stage outputs one to one: the student has "
                              f"{len(out.stage_maps)} stages, the teacher {len(t_maps)}")

@@ -101,6 +101,38 @@ class Method(nn.Module):
                 and isinstance(getattr(self, k), (int, float, str, bool, type(None), list, tuple))}
 
 
+class TeacherMethod(Method):
+    """A method that learns from a frozen, trained teacher (kd, fitnet, at).
+
+    The teacher is held outside the module tree, so it is neither trained nor saved with the
+    student, but it follows the method across devices and dtypes.
+    """
+
+    needs_teacher = True
+
+    def _hold_teacher(self, teacher: nn.Module | None) -> None:
+        if teacher is None:
+            raise ValueError(f"method {self.name!r} needs a teacher: train one first (e.g. --method baseline with a "
+                             "larger --arch/--width) and pass its checkpoint with --teacher PATH")
+        self._teacher = [teacher.eval().requires_grad_(False)]
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher model."""
+        return self._teacher[0]
+
+    def _apply(self, fn, *args, **kwargs):  # keep the teacher on the same device/dtype as the method
+        super()._apply(fn, *args, **kwargs)
+        self._teacher[0]._apply(fn, *args, **kwargs)
+        return self
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor) -> MultiExitOutput:
+        """The teacher's outputs on a batch, in evaluation mode."""
+        self.teacher.eval()
+        return self.teacher(x)
+
+
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch (teacher detached by caller)."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)

@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
-from .base import Batch, Method, kd_kl
+from .base import Batch, TeacherMethod, kd_kl
 
 
-class FitNet(Method):
+class FitNet(TeacherMethod):
     """Stage 1: ½‖r(F_s) − F_t‖² between the student's guided stage and the teacher's hint stage.
     Stage 2: (1 − α)·CE + α·T²·KL(p_teacher^T ‖ p_student^T) on the whole student.
 
@@ -24,14 +24,11 @@ lr 0.1 on Fashion-MNIST: the hint map has thousands of entries). α = 0.9 and T 
 
     name = "fitnet"
     multi_exit = False
-    needs_teacher = True
 
     def __init__(self, teacher: nn.Module | None = None, hint_stage: int = 1, hint_fraction: float = 0.5,
                  alpha: float = 0.9, temperature: float = 4.0) -> None:
         super().__init__()
-        if teacher is None:
-            raise ValueError("method 'fitnet' needs a teacher: train one first (e.g. --method baseline with a larger "
-                             "--arch/--width) and pass its checkpoint with --teacher PATH")
+        self._hold_teacher(teacher)
         if not 0.0 <= hint_fraction < 1.0:
             raise ValueError(f"fitnet hint_fraction is the share of epochs spent on hint training, in [0, 1); "
                              f"got {hint_fraction}")
@@ -39,19 +36,8 @@ lr 0.1 on Fashion-MNIST: the hint map has thousands of entries). α = 0.9 and T 
         self.hint_fraction = float(hint_fraction)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
-        self._teacher = [teacher.eval().requires_grad_(False)]
         self.regressor: nn.Module | None = None
         self._hint_phase = False
-
-    @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher model."""
-        return self._teacher[0]
-
-    def _apply(self, fn, *args, **kwargs):  # keep the teacher on the same device/dtype as the method
-        super()._apply(fn, *args, **kwargs)
-        self._teacher[0]._apply(fn, *args, **kwargs)
-        return self
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """Build the regressor from the student's guided-stage width to the teacher's hint-stage width."""
@@ -69,9 +55,7 @@ lr 0.1 on Fashion-MNIST: the hint map has thousands of entries). α = 0.9 and T 
         self._hint_phase = epoch < round(self.hint_fraction * epochs)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            self.teacher.eval()
-            t_out = self.teacher(batch.x)
+        t_out = self.teacher_outputs(batch.x)
         if self._hint_phase:
             if self.regressor is None:
                 raise RuntimeError("method 'fitnet' has no regressor: call prepare_model(model) before training")

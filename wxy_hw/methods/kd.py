@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitNet, MultiExitOutput
-from .base import Batch, Method, feature_l2, kd_kl
+from .base import Batch, TeacherMethod, feature_l2, kd_kl
 
 
-class KnowledgeDistillation(Method):
+class KnowledgeDistillation(TeacherMethod):
     """(1 − α)·CE + α·T²·KL(p_teacher^T ‖ p_student^T) [+ γ·‖r(F_s) − F_t‖²].
 
     Defaults α = 0.9, T = 4 follow the common CIFAR setting (Hinton's T² keeps gradient
@@ -21,39 +21,22 @@ class KnowledgeDistillation(Method):
 
     name = "kd"
     multi_exit = False
-    needs_teacher = True
 
     def __init__(self, teacher: MultiExitNet | None = None, alpha: float = 0.9, temperature: float = 4.0,
                  hint_weight: float = 0.0, student_features: int | None = None) -> None:
         super().__init__()
-        if teacher is None:
-            raise ValueError("method 'kd' needs a teacher: train one first (e.g. --method baseline "
-                             "with a larger --arch/--width) and pass its checkpoint with --teacher PATH")
+        self._hold_teacher(teacher)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.hint_weight = float(hint_weight)
-        # Held outside the module tree: the teacher is neither trained nor saved with the student.
-        self._teacher = [teacher.eval().requires_grad_(False)]
         self.regressor: nn.Module | None = None
         if self.hint_weight:
             if student_features is None:
                 raise ValueError("kd with hint_weight > 0 needs student_features (the student's final feature width)")
             self.regressor = nn.Linear(student_features, teacher.stage_channels[-1])
 
-    @property
-    def teacher(self) -> MultiExitNet:
-        """The frozen teacher model."""
-        return self._teacher[0]
-
-    def _apply(self, fn, *args, **kwargs):  # keep the teacher on the same device/dtype as the method
-        super()._apply(fn, *args, **kwargs)
-        self._teacher[0]._apply(fn, *args, **kwargs)
-        return self
-
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            self.teacher.eval()
-            t_out = self.teacher(batch.x)
+        t_out = self.teacher_outputs(batch.x)
         terms = {"ce": (1.0 - self.alpha) * F.cross_entropy(out.final, batch.y),
                  "kd": self.alpha * self.temperature ** 2 * kd_kl(out.final, t_out.final, self.temperature)}
         if self.regressor is not None:
