@@ -138,6 +138,14 @@ def test_conv1d_layers_are_costed():
     assert first["name"] == "0" and first["macs"] == 12 * 8 * 2 * 5  # 12 output positions × N × K
 
 
+def test_layers_the_cost_model_cannot_map_are_named_in_one_warning():
+    net = nn.Sequential(nn.Conv1d(2, 8, 5), nn.ReLU(), nn.Unflatten(2, (12, 1)),
+                        nn.ConvTranspose2d(8, 2, 1), nn.Flatten(), nn.Linear(24, 3))
+    with pytest.warns(UserWarning, match=r"chip_report: 1 layer\(s\) are not costed.*3 \(ConvTranspose2d\)"):
+        report = chip_report(net, ChipConfig(rows=32, cols=32, input_activity=0.5), (2, 16))
+    assert [layer["name"] for layer in report["layers"]] == ["0", "5"]
+
+
 def test_any_module_with_forward_exit_is_multi_exit():
     class TwoExits(nn.Module):
         num_exits = 2

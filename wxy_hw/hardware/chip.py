@@ -55,6 +55,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
+from .coverage import untouched_layers, warn_untouched
 from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device
 
 TECH_DIR = Path(__file__).resolve().parents[2] / "devices" / "technology"
@@ -470,6 +471,8 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
     ``measure_activity``); without either, ``cfg.input_activity`` must fix one.
     The chip holds every layer (all exits' heads included) — the area is the whole chip's.
     """
+    warn_untouched("chip_report", untouched_layers(model, (nn.Conv1d, nn.Conv2d, nn.Linear)),
+                   "are not costed (the cost model maps Conv1d / Conv2d / Linear onto crossbars)")
     xs = _batch_inputs(calibration) if calibration is not None else None
     if input_shape is None:
         if not xs:
