@@ -261,7 +261,8 @@ def test_conv1d_runs_the_tiled_adc_and_per_mvm_paths():
     net = nn.Sequential(nn.Conv1d(40, 8, 9, padding=4), nn.ReLU(), nn.Conv1d(8, 4, 3)).eval()
     x = torch.randn(3, 40, 30)
     chip = deploy(net, "reram", 1, overrides={"array.rows": 64, "array.adc_bits": 6, "array.dac_bits": 6,
-                                              "ir_drop.beta": 0.1}, read_noise_mode="per_mvm")
+                                              "ir_drop.beta": 0.1}, read_noise_mode="per_mvm",
+                  calibration=[torch.randn(8, 40, 30)])  # fixed converter ranges are calibrated at deployment
     assert chip[0].n_row_tiles == 6  # 360 inputs on 64-row arrays, each tile digitised on its own
     y, ref = chip(x), net(x)
     assert y.shape == ref.shape and torch.isfinite(y).all()
