@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from wxy_hw.cli import add_chip_args, add_study_args, cached_budget, chip_kwargs, fail, nonneg_float, positive_int, report, run_guard
+from wxy_hw.cli import (add_chip_args, add_study_args, cached_budget, chip_kwargs, fail, nonneg_float, nonneg_int,
+                        positive_int, report, run_guard)
 from wxy_hw.early_exit_experiment import early_exit_run
 from wxy_hw.hardware.spec import available_devices
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realizations", type=positive_int, default=3, help="chips (each gets its own thresholds)")
     parser.add_argument("--samples", type=positive_int, default=2000, help="validation and test images used")
     parser.add_argument("--t-inference", type=nonneg_float, default=None)
+    parser.add_argument("--bn-recalibrate", type=nonneg_int, default=0, metavar="N",
+                        help="each chip re-estimates its BN statistics on N unlabeled training images after "
+                             "deployment (N forward passes per chip; default 0 = off)")
     add_chip_args(parser)
     add_study_args(parser)
     args = parser.parse_args(argv)
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                                      realizations=args.realizations, samples=args.samples, t_nominal=args.t_inference,
                                      dataset=args.dataset, data_dir=args.data_dir, out=args.out, seed=args.seed,
                                      budget=budget, torch_device=args.torch_device, progress=not args.quiet,
-                                     chip=chip_kwargs(args))
+                                     chip=chip_kwargs(args), bn_recalibrate=args.bn_recalibrate)
     except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)

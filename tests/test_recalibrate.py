@@ -66,3 +66,19 @@ def test_sweep_adds_a_bn_recalibrated_series_on_the_same_chips(trained_dsn, synt
     final = {(r["method"], r["chip"]): r["accuracy"] for r in rows if r["exit"] == "4"}
     assert set(final) == {(m, c) for m in ("dsn", "dsn + BN recal") for c in (0, 1)}  # same chip seeds
     assert any(final["dsn", c] != final["dsn + BN recal", c] for c in (0, 1))
+
+
+def test_deploy_on_recalibrates_each_chip_and_studies_refuse_one_image(trained_dsn, tmp_path):
+    from wxy_hw.early_exit_experiment import early_exit_run
+    from wxy_hw.hardware import deploy_on
+    from wxy_hw.noise_experiment import noise_sweep_run
+
+    images = torch.randn(16, 1, 28, 28)
+    chip = deploy_on(trained_dsn, "reram", 3, bn_images=images)
+    by_hand = recalibrate_bn(deploy(trained_dsn, "reram", 3), images)
+    for (k, a), (_, b) in zip(chip.state_dict().items(), by_hand.state_dict().items()):
+        assert torch.equal(a, b), k
+    for run in (early_exit_run, noise_sweep_run):
+        with pytest.raises(ValueError, match="--bn-recalibrate is a number of images"):
+            run(device="reram", bn_recalibrate=1, checkpoints=[tmp_path / "none.pt"], out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -20,7 +20,8 @@ from .data import BatchLoader, load_dataset  # noqa: E402
 from .data.base import take_subset  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
 from .hardware.chip import ENERGY_PARTS, ChipConfig, calibration_inputs, chip_report, fingerprint  # noqa: E402
-from .hardware.engine import check_time, deploy  # noqa: E402
+from .hardware.engine import check_time  # noqa: E402
+from .hardware.montecarlo import deploy_on  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
 from .models.cost import exit_path_macs  # noqa: E402
@@ -61,8 +62,11 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
                    t_nominal: float | None = None, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
                    out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
                    torch_device: str = "auto", progress: bool = True, log=print,
-                   chip: dict[str, Any] | None = None) -> dict[str, Any]:
+                   chip: dict[str, Any] | None = None, bn_recalibrate: int = 0) -> dict[str, Any]:
     """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots and a manifest.
+
+    ``bn_recalibrate`` = N > 0: every chip re-estimates its BN statistics on N unlabeled training
+    images after deployment (N forward passes per chip; ``hardware.recalibrate_bn``).
 
     ``chip``: ChipConfig keywords (the architecture flags); accuracy (deploy) and energy
     (chip_report) both use that one chip; the int8 column is the digital_int8 chip with the same
@@ -79,13 +83,16 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
     check_time(spec, t_nom)
     if realizations < 1 or samples < 1:
         raise ValueError("--realizations and --samples must be ≥ 1")
+    if bn_recalibrate < 0 or bn_recalibrate == 1:
+        raise ValueError(f"--bn-recalibrate is a number of images, 0 (off) or ≥ 2; got {bn_recalibrate}")
     dev = resolve_device(torch_device)
     paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
                                 progress=progress, torch_device=torch_device, budget=budget)
     out = Path(out) if out is not None else Path("runs") / "early_exit" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
                                  realizations=realizations, samples=samples, t_nominal=t_nom, seed=seed,
-                                 dataset=dataset, chip=dataclasses.asdict(cfg.resolve()[0])), kind="early_exit")
+                                 dataset=dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
+                                 bn_recalibrate=bn_recalibrate), kind="early_exit")
     calibrated: dict[str, str] = {}
     per_exit, dynamic, front_rows = [], [], []
     tables = {}
@@ -105,8 +112,12 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
         e_dev, e_dig = report_dev["exits"], report_dig["exits"]
         digital = evaluate(model, test)
 
+        bn_images = (torch.cat(calibration_inputs(data.train, norm["mean"], norm["std"], seed, images=bn_recalibrate))
+                     if bn_recalibrate else None)
+
         def chip_instance(r: int):
-            return deploy(model, device, 100 + r, t_inference=t_nom, overrides=overrides, calibration=calib)
+            return deploy_on(model, device, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
+                             calibration=calib)
 
         chips = [evaluate(chip_instance(r), test) for r in range(realizations)]
         for k, name in enumerate(digital.names or [str(i + 1) for i in range(len(digital.accuracy))]):

@@ -23,12 +23,22 @@ def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
 BACKENDS: dict[str, Callable[..., nn.Module]] = {"native": deploy, "aihwkit": _deploy_aihwkit}
 
 
-def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: str = "native",
-              **kwargs: Any) -> nn.Module:
-    """Deploy with the named backend ("native" fast path, "aihwkit" reference)."""
+def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: str = "native", *,
+              bn_images: torch.Tensor | None = None, **kwargs: Any) -> nn.Module:
+    """One chip instance, ready to read, with the named backend ("native" fast path, "aihwkit" reference).
+
+    ``bn_images`` (N unlabeled training images) re-estimates every BN layer's statistics through
+    the chip after deployment (``recalibrate_bn``); fixed converter ranges are then calibrated
+    again on the deployment's ``calibration`` batches, since the activations they see have changed.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[backend](model, device, seed, **kwargs)
+    chip = BACKENDS[backend](model, device, seed, **kwargs)
+    if bn_images is not None:
+        recalibrate_bn(chip, bn_images)
+        if kwargs.get("calibration") is not None:
+            calibrate_converters(chip, kwargs["calibration"])
+    return chip
 
 
 def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -36,17 +46,11 @@ def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence
                    **deploy_kwargs: Any) -> list[dict[str, Any]]:
     """Tidy rows (chip seed × exit) of accuracy and loss; only one deployed copy is alive at a time.
 
-    ``bn_images`` (N unlabeled training images) re-estimates every BN layer's statistics through
-    each chip after deployment (``recalibrate_bn``); fixed converter ranges are then calibrated
-    again on the deployment's calibration batches, since the activations they see have changed.
+    ``bn_images``: see ``deploy_on`` (per-chip BN recalibration).
     """
     rows: list[dict[str, Any]] = []
     for seed in seeds:
-        chip = deploy_on(model, device, seed, backend, **deploy_kwargs)
-        if bn_images is not None:
-            recalibrate_bn(chip, bn_images)
-            if deploy_kwargs.get("calibration") is not None:
-                calibrate_converters(chip, deploy_kwargs["calibration"])
+        chip = deploy_on(model, device, seed, backend, bn_images=bn_images, **deploy_kwargs)
         rows.extend(evaluate(chip, batches).rows(chip=seed))
         del chip
     return rows
