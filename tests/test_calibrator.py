@@ -103,7 +103,7 @@ def test_calibrator_adapt_cli_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr
     for name in ("domain.csv", "chips.csv", "chips_cross.csv", "fft_spectra.png", "chip_cross.png", "table.md"):
         assert (tmp_path / "cal" / name).exists(), name
-    assert "calibrator (classifier frozen)" in res.stdout
+    assert "calibrator (classifier frozen)" in res.stdout and "BN recalibration" in res.stdout
     assert len((tmp_path / "cal" / "chips_cross.csv").read_text().splitlines()) - 1 == 4
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrator_adapt.py"), "--target", "none",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT, timeout=600)

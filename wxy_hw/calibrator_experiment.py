@@ -2,6 +2,7 @@
 and DANN) and on chip instances (vs no calibration and chip-in-the-loop fine-tuning), FFT spectra."""
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,6 +23,7 @@ from .data.base import take_subset  # noqa: E402
 from .data.corruptions import check_corruptions, corrupt_split  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
 from .hardware.engine import check_time, deploy  # noqa: E402
+from .hardware.recalibrate import batchnorm_layers, recalibrate_bn  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .hardware.chip import ChipConfig, calibration_inputs, chip_report  # noqa: E402
 from .models.calibrator import Calibrator, count_macs  # noqa: E402
@@ -152,10 +154,14 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
             cals[s] = train_chip_calibrator(classifier, chip, train_b, epochs=epochs, width=width, blocks=blocks,
                                             epsilon=epsilon, seed=seed)
             tuned = finetune_chip(classifier, chip, train_b, epochs=epochs)
+            # the zero-parameter baseline: the chip's BN statistics re-estimated on the same unlabeled images
+            recal = recalibrate_bn(copy.deepcopy(chip), torch.cat([x for x, _ in train_b])) \
+                if batchnorm_layers(chip) else None
             rows.append({"chip": s, "digital": evaluate(classifier, test_b).final, "no calibration":
                          evaluate(chip, test_b).final, "calibrator": evaluate(Calibrated(cals[s], chip), test_b).final,
+                         "BN recalibration": evaluate(recal, test_b).final if recal is not None else None,
                          "fine-tuned weights": evaluate(tuned, test_b).final})
-            del tuned
+            del tuned, recal
         for a in chip_seeds:
             for b in chip_seeds:
                 cross.append({"calibrator of chip": a, "evaluated on chip": b,
@@ -166,11 +172,14 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
             r["on other chips (mean)"] = sum(others[r["chip"]]) / len(others[r["chip"]]) if others[r["chip"]] else None
         write_rows_csv(out / "chips.csv", [dict(r, device=spec.name) for r in rows])
         write_rows_csv(out / "chips_cross.csv", [dict(r, device=spec.name) for r in cross])
-        mean = {k: sum(r[k] for r in rows if r[k] is not None) / len(rows) for k in rows[0] if k != "chip"}
+        present = {k: [r[k] for r in rows if r[k] is not None] for k in rows[0] if k != "chip"}
+        mean = {k: sum(v) / len(v) if v else None for k, v in present.items()}
         tables.append(format_table(rows + [{"chip": "mean", **mean}], list(rows[0]), title=(
             f"Chip-instance calibration on {spec.name} (t = {human_time(t_chip)}), {sum(len(b[1]) for b in test_b)} "
             f"test images: each chip's own calibrator (and fine-tuned weights), trained on "
-            f"{sum(len(b[1]) for b in train_b)} unlabeled images; last column: that calibrator on the other chips")))
+            f"{sum(len(b[1]) for b in train_b)} unlabeled images; BN recalibration: the chip's BN statistics "
+            f"re-estimated on the same images (one forward pass each, nothing trained); last column: that "
+            f"calibrator on the other chips")))
         results["chips"] = rows
         plots += _plot_cross(cross, list(chip_seeds), spec.name, out / "chip_cross")
 
