@@ -22,6 +22,7 @@ from .evaluate import evaluate  # noqa: E402
 from .hardware.chip import ENERGY_PARTS, ChipConfig, calibration_inputs, chip_report, fingerprint  # noqa: E402
 from .hardware.engine import check_time  # noqa: E402
 from .hardware.montecarlo import deploy_on  # noqa: E402
+from .hardware.recalibrate import check_bn_recalibrate  # noqa: E402
 from .hardware.spec import load_device  # noqa: E402
 from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
 from .models.cost import exit_path_macs  # noqa: E402
@@ -83,8 +84,7 @@ def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline
     check_time(spec, t_nom)
     if realizations < 1 or samples < 1:
         raise ValueError("--realizations and --samples must be ≥ 1")
-    if bn_recalibrate < 0 or bn_recalibrate == 1:
-        raise ValueError(f"--bn-recalibrate is a number of images, 0 (off) or ≥ 2; got {bn_recalibrate}")
+    check_bn_recalibrate(bn_recalibrate)
     dev = resolve_device(torch_device)
     paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
                                 progress=progress, torch_device=torch_device, budget=budget)

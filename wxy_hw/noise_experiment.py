@@ -20,6 +20,7 @@ from .experiment import continue_flags, train_run
 from .methods import method_traits
 from .hardware.aihwkit_backend import aihwkit_time, rpu_config
 from .hardware.chip import ChipConfig, calibration_inputs, exit_energies
+from .hardware.recalibrate import check_bn_recalibrate
 from .hardware.engine import check_time
 from .hardware.spec import load_device
 from .utils import atomic_write_text, resolve_device
@@ -96,8 +97,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     cost of N forward passes through the chip.
     """
     spec = load_device(device, overrides)
-    if bn_recalibrate < 0 or bn_recalibrate == 1:
-        raise ValueError(f"--bn-recalibrate is a number of images, 0 (off) or ≥ 2; got {bn_recalibrate}")
+    check_bn_recalibrate(bn_recalibrate)
     if realizations < 1:
         raise ValueError(f"--realizations must be ≥ 1, got {realizations}")
     if samples < 1:

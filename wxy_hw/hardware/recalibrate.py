@@ -18,6 +18,12 @@ def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
 
 
+def check_bn_recalibrate(n: int) -> None:
+    """A study's --bn-recalibrate N: 0 (off) or a number of images ≥ 2 (BN needs a batch variance)."""
+    if n < 0 or n == 1:
+        raise ValueError(f"--bn-recalibrate is a number of images, 0 (off) or ≥ 2; got {n}")
+
+
 @torch.no_grad()
 def recalibrate_bn(chip: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
     """Replace every BN layer's running mean/variance by their values measured through ``chip``.
