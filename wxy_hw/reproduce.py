@@ -1,0 +1,468 @@
+"""The seed's claims, rerun at one budget, with seeds, intervals and a verdict each.
+
+``python experiments/reproduce.py --budget small`` runs the study commands a user would run
+(``compare_methods``, ``early_exit_energy``, ``corruption_robustness``, ``calibrator_adapt``,
+``noise_sweep`` on every device), once per seed, then reads their CSVs and writes one
+self-contained ``report.html`` and ``report.md``: per claim the seed's number (its table), ours
+as mean ± 95 % interval over seeds (× chips on hardware), the paired test and a verdict.
+
+Every number in the report comes from a command listed in ``commands.sh`` of the output
+directory, which reruns it. A finished step is reused when the same command is asked again
+(and ``compare_methods`` reuses each finished training run), so an interrupted reproduction
+continues where it stopped, and a larger budget in the same directory retrains nothing twice.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import shlex
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .analysis.report import Claim, difference_verdict, write_report
+from .analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
+from .utils import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+ALPHA = 0.05
+EQUIVALENCE_MARGIN = 1.0  # accuracy points: "no accuracy drop" holds when the drop's interval stays above −1
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything one reproduction spends; ``small`` is sized for a 2-core CPU in ≤ 30 minutes."""
+
+    name: str
+    dataset: str
+    epochs: int
+    subset: int | None  # training (and test) images; None = the whole dataset
+    seeds: tuple[int, ...]
+    chips: int  # chip instances per seed on every device
+    samples: int  # test images per chip evaluation
+    devices: tuple[str, ...] = ("reram", "pcm", "subthreshold_cmos")
+    arch: str = "resnet18"
+    width: float = 0.25
+    teacher_arch: str = "resnet34"
+    teacher_width: float = 0.5
+    corruptions: tuple[str, ...] = ("gaussian_noise", "gaussian_blur", "shot_noise", "motion_blur")
+    severities: tuple[int, ...] = (1, 3, 5)
+    corruption_samples: int = 1000
+    adv_samples: int = 500
+    pgd_steps: int = 10
+    domain: tuple[str, str] = ("mnist5k", "digits")  # (source, target) of the calibrator's domain adaptation
+    calibrator_epochs: int = 5
+    calibrator_samples: int = 2000
+    bn_images: int = 64
+    sigmas: tuple[float, ...] = (0.0, 0.04, 0.08)
+    note: str = ""
+
+
+BUDGETS: dict[str, Budget] = {
+    # a few minutes on synthetic images: exercises every step and every claim; its verdicts mean nothing
+    "smoke": Budget("smoke", dataset="synthetic", epochs=1, subset=None, seeds=(0, 1), chips=2, samples=100,
+                    devices=("reram",), corruptions=("gaussian_noise",), severities=(3,), corruption_samples=100,
+                    adv_samples=40, pgd_steps=2, domain=("synthetic", "synthetic-C"), calibrator_epochs=1,
+                    calibrator_samples=200, bn_images=16,
+                    arch="resnet8", teacher_arch="resnet8", teacher_width=0.5, sigmas=(0.0, 0.08),
+                    note="smoke test on synthetic images: checks the pipeline, not the science"),
+    "small": Budget("small", dataset="fashion_mnist", epochs=3, subset=4000, seeds=(0, 1, 2), chips=4, samples=500,
+                    corruption_samples=500, adv_samples=200, calibrator_epochs=3, calibrator_samples=1000,
+                    note="≤ 30 min on a 2-core CPU: 3 seeds of a 4000-image, 3-epoch budget"),
+    "medium": Budget("medium", dataset="fashion_mnist", epochs=4, subset=20000, seeds=(0, 1, 2), chips=10,
+                     samples=1000, note="the default-model budget of the studies, 3 seeds (hours on a CPU)"),
+    "full": Budget("full", dataset="fashion_mnist", epochs=30, subset=None, seeds=(0, 1, 2, 3, 4), chips=25,
+                   samples=2000, corruptions=("glass_blur", "shot_noise", "speckle_noise", "gaussian_blur",
+                                              "motion_blur", "defocus_blur", "impulse_noise", "zoom_blur",
+                                              "gaussian_noise"),
+                   severities=(1, 2, 3, 4, 5), corruption_samples=5000, adv_samples=1000, pgd_steps=20,
+                   calibrator_epochs=10, calibrator_samples=5000, bn_images=256, sigmas=(0.0, 0.04, 0.08, 0.12),
+                   note="all 60,000 training images, 30 epochs, 5 seeds (a GPU machine)"),
+}
+
+# The trained models every claim draws on; hwa variants are trained per device.
+METHODS = ("baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", "scan", "augment", "ada",
+           "auxiliary", "adv")
+HWA_METHODS = ("hwa", "self_distillation+hwa")
+
+
+class ReproductionError(RuntimeError):
+    """A step of the reproduction failed; the message names the command to rerun alone."""
+
+
+def _cli_main(study: str) -> Callable[[list[str]], int]:
+    """``main(argv)`` of experiments/<study>.py, the same function its command line runs."""
+    path = ROOT / "experiments" / f"{study}.py"
+    spec = importlib.util.spec_from_file_location(f"_wxy_hw_cli_{study}", path)
+    if spec is None or spec.loader is None:
+        raise ReproductionError(f"cannot load {path}: reproduce needs the repository's experiments/ folder")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _complete(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+class Reproduction:
+    """Runs (or reuses) the study commands of one budget into ``out`` and turns their CSVs into claims."""
+
+    def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
+                 data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> None:
+        self.b, self.out, self.log = budget, Path(out), log
+        self.torch_device, self.data_dir = torch_device, data_dir
+        self.commands: list[str] = []
+        self.claims: list[Claim] = []
+        self._steps_file = self.out / "steps.json"
+        self._steps: dict[str, list[str]] = json.loads(self._steps_file.read_text()) if self._steps_file.exists() else {}
+
+    # --- running ---------------------------------------------------------------------------------------
+    def _data_flags(self) -> list[str]:
+        return (["--dataset", self.b.dataset] + (["--data-dir", str(self.data_dir)] if self.data_dir else []))
+
+    def step(self, study: str, args: Sequence[str], run_dir: Path, *, reusable: bool = True) -> str:
+        """Run ``python experiments/<study>.py ARGS --out RUN_DIR`` unless the same finished run is there."""
+        argv = [*map(str, args), "--out", str(run_dir), "--quiet"]
+        command = shlex.join(["python", f"experiments/{study}.py", *argv])
+        self.commands.append(command)
+        key = str(run_dir)
+        if reusable and _complete(run_dir) and self._steps.get(key) == argv:
+            self.log(f"[reproduce] reusing {run_dir}")
+            return command
+        if reusable and run_dir.exists():
+            argv = [*argv, "--overwrite"]  # our own earlier step with other settings: replaced, not mixed
+        self.log(f"[reproduce] {command}")
+        rc = _cli_main(study)(argv)
+        if rc != 0:
+            raise ReproductionError(f"step failed (exit {rc}): {command}")
+        self._steps[key] = [a for a in argv if a != "--overwrite"]
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._steps_file, json.dumps(self._steps, indent=1) + "\n")
+        return command
+
+    def train_flags(self) -> list[str]:
+        b = self.b
+        return [*self._data_flags(), "--arch", b.arch, "--width", f"{b.width:g}", "--epochs", str(b.epochs),
+                *(["--subset", str(b.subset)] if b.subset else []), "--device", self.torch_device]
+
+    def checkpoint(self, method: str, seed: int, device: str | None = None) -> Path:
+        root = self.out / ("methods" if device is None else f"methods_{device}")
+        return root / method / f"s{seed}" / "best.pt"
+
+    def run(self) -> tuple[Path, Path]:
+        """Every step, then every claim, then the report."""
+        b, seeds = self.b, [str(s) for s in self.b.seeds]
+        self.out.mkdir(parents=True, exist_ok=True)
+        methods = self.out / "methods"
+        self.cmd_methods = self.step("compare_methods", [
+            "--methods", *METHODS, "--seeds", *seeds, "--teacher-arch", b.teacher_arch,
+            "--teacher-width", f"{b.teacher_width:g}", *self.train_flags()], methods, reusable=False)
+        self.cmd_hwa: dict[str, str] = {}
+        for dev in b.devices:
+            self.cmd_hwa[dev] = self.step("compare_methods", [
+                "--methods", *HWA_METHODS, "--seeds", *seeds, "--method-arg", f"device={dev}", *self.train_flags()],
+                self.out / f"methods_{dev}", reusable=False)
+        self.cmd_early, self.cmd_robust, self.cmd_domain, self.cmd_chipcal = {}, {}, {}, {}
+        self.cmd_sweep: dict[tuple[str, int], str] = {}
+        for s in b.seeds:
+            ck = lambda m: str(self.checkpoint(m, s))  # noqa: E731
+            self.cmd_early[s] = self.step("early_exit_energy", [
+                "--device", b.devices[0], "--checkpoints", ck("baseline"), ck("self_distillation"), ck("scan"),
+                "--realizations", str(b.chips), "--samples", str(b.samples), "--seed", str(s),
+                "--torch-device", self.torch_device, *self._data_flags()], self.out / "early_exit" / f"s{s}")
+            self.cmd_robust[s] = self.step("corruption_robustness", [
+                "--checkpoints", ck("baseline"), ck("augment"), ck("ada"), ck("auxiliary"), ck("adv"),
+                "--corruptions", *b.corruptions, "--severities", *map(str, b.severities),
+                "--samples", str(b.corruption_samples), "--adv-samples", str(b.adv_samples),
+                "--pgd-steps", str(b.pgd_steps), "--chips", "0", "--seed", str(s),
+                "--torch-device", self.torch_device, *self._data_flags()], self.out / "robustness" / f"s{s}")
+            cal = ["--epochs", str(b.calibrator_epochs), "--samples", str(b.calibrator_samples), "--seed", str(s),
+                   "--torch-device", self.torch_device, *(["--data-dir", str(self.data_dir)] if self.data_dir else [])]
+            self.cmd_domain[s] = self.step("calibrator_adapt", ["--source", b.domain[0], "--target", b.domain[1],
+                                                                "--train-epochs", str(b.epochs), *cal],
+                                           self.out / "calibrator_domain" / f"s{s}")
+            self.cmd_chipcal[s] = self.step("calibrator_adapt", [
+                "--source", b.dataset, "--target", "none", "--device", b.devices[0], "--checkpoint", ck("baseline"),
+                "--chip-seeds", *[str(1000 * s + c) for c in range(b.chips)], *cal],
+                self.out / "calibrator_chips" / f"s{s}")
+            for i, dev in enumerate(b.devices):
+                self.cmd_sweep[dev, s] = self.step("noise_sweep", [
+                    "--device", dev, "--checkpoints", ck("baseline"), ck("self_distillation"),
+                    str(self.checkpoint("hwa", s, dev)), str(self.checkpoint("self_distillation+hwa", s, dev)),
+                    "--scales", "1", "--times", "86400", "--realizations", str(b.chips), "--samples", str(b.samples),
+                    "--bn-recalibrate", str(b.bn_images), "--seed", str(s), "--torch-device", self.torch_device,
+                    *(["--sigmas", *map(str, b.sigmas)] if i == 0 else ["--no-flat"]), *self._data_flags()],
+                    self.out / "noise_sweep" / dev / f"s{s}")
+        self.collect()
+        atomic_write_text(self.out / "commands.sh", "#!/bin/sh\n# every command behind report.md, in order\nset -e\n"
+                          + "\n".join(dict.fromkeys(self.commands)) + "\n")
+        atomic_write_text(self.out / "claims.json", json.dumps([_claim_dict(c) for c in self.claims], indent=1) + "\n")
+        figure = forest_plot(self.claims_with_tests, self.out / "differences.png")
+        if self.claims:
+            self.claims[0].figures.insert(0, figure)
+        preamble = (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, {b.epochs} epochs, "
+                    f"{'all' if b.subset is None else b.subset} training images, seeds {', '.join(seeds)}; "
+                    f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
+                    "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
+                    "t intervals with the seed as the unit (chips nested in seeds on hardware). Every command is "
+                    "in commands.sh beside this file.")
+        return write_report(self.out, self.claims, title=f"wxy_hw reproduction of the seed's claims ({b.name})",
+                            preamble=preamble, alpha=ALPHA)
+
+    # --- claims ----------------------------------------------------------------------------------------
+    claims_with_tests: list[tuple[str, PairedTest]]
+
+    def add_difference(self, section: str, claim: str, seed_value: str, a: dict, b: dict, names: tuple[str, str],
+                       command: str, expected_sign: int = 1, note: str = "", figures: Iterable[Path] = ()) -> None:
+        """A claim "A beats B" (or, with ``expected_sign`` −1, "A is below B") judged by the paired test."""
+        test = paired_test(a, b)
+        ia, ib = _interval(a), _interval(b)
+        p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
+        ours = (f"{names[0]} {ia} vs {names[1]} {ib}; Δ = {test.difference} (paired over {test.difference.n} "
+                f"{test.unit}s, p = {p})")
+        self.claims.append(Claim(section, claim, seed_value, ours, difference_verdict(test, expected_sign, ALPHA),
+                                 command, note, [f for f in figures if f.exists()]))
+        self.claims_with_tests.append((f"{section}: {claim}", test))
+
+    def collect(self) -> None:
+        self.claims, self.claims_with_tests = [], []
+        self._self_distillation()
+        self._scan()
+        self._robustness()
+        self._calibrator()
+        self._flat_minima()
+        self._hardware()
+
+    def _self_distillation(self) -> None:
+        rows = read_csv(self.out / "methods" / "comparison.csv")
+        acc: dict[tuple[str, str], dict] = defaultdict(dict)
+        for r in rows:
+            acc[r["method"], r["exit"]][(int(r["seed"]), 0)] = float(r["accuracy"])
+        deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+        sd = lambda e: acc["self_distillation", e]  # noqa: E731
+        base = acc["baseline", deepest]
+        cmd, t1 = self.cmd_methods, "Self-distillation (Table 1)"
+        self.add_difference(t1, "the deepest self-distilled classifier beats the baseline",
+                            "ResNet18 CIFAR-100: 78.64 vs 77.09 (+1.55)", sd(deepest), base, ("SD 4/4", "baseline"), cmd)
+        self.add_difference(t1, "the ensemble of the self-distilled classifiers beats the baseline",
+                            "79.67 vs 77.09 (+2.58)", sd("ensemble"), base, ("SD ensemble", "baseline"), cmd)
+        self.add_difference(t1, "the shallowest classifier stays below the baseline",
+                            "67.85 vs 77.09 (−9.24)", sd("1"), base, ("SD 1/4", "baseline"), cmd, expected_sign=-1)
+        t3 = "Self-distillation vs deeply supervised net (Table 3)"
+        for e, seed_value in (("1", "67.85 vs 67.23 (+0.62)"), (deepest, "78.64 vs 78.38 (+0.26)"),
+                              ("ensemble", "79.67 vs 79.27 (+0.40)")):
+            self.add_difference(t3, f"self-distillation beats DSN at {'the ensemble' if e == 'ensemble' else 'exit ' + e}",
+                                f"ResNet18 CIFAR-100: {seed_value}", sd(e), acc["dsn", e], ("SD", "DSN"), cmd)
+        t2 = "Self-distillation vs distillation from a teacher (Table 2)"
+        for m, value in (("kd", "77.79"), ("fitnet", "78.21"), ("at", "78.54"), ("dml", "77.54")):
+            self.add_difference(t2, f"self-distillation beats {m.upper() if m != 'fitnet' else 'FitNet'}",
+                                f"ResNet152 → ResNet18, CIFAR-100: 78.64 vs {value}", sd(deepest), acc[m, deepest],
+                                ("SD", m), cmd,
+                                note=f"our teacher: {self.b.teacher_arch} width {self.b.teacher_width:g}, same budget")
+        scan = lambda e: acc["scan", e]  # noqa: E731
+        self.add_difference("SCAN (Table 1)", "SCAN's classifier 2/4 beats the baseline",
+                            "ResNet18 CIFAR-100: 77.74 vs 77.09 (+0.65)", scan("2"), base, ("SCAN 2/4", "baseline"), cmd)
+        self.add_difference("SCAN (Table 1)", "SCAN's deepest classifier beats the baseline",
+                            "79.13 vs 77.09 (+2.04)", scan(deepest), base, ("SCAN 4/4", "baseline"), cmd)
+
+    def _scan(self) -> None:
+        """Threshold-based dynamic inference: acceleration with no accuracy drop."""
+        accel, acc, base = {}, {}, {}
+        for s in self.b.seeds:
+            d = self.out / "early_exit" / f"s{s}"
+            dyn = [r for r in read_csv(d / "dynamic.csv") if r["method"] == "scan" and r["setting"] == "digital"]
+            per = read_csv(d / "per_exit.csv")
+            b_row = next(r for r in per if r["method"] == "baseline")
+            accel[(s, 0)] = float(dyn[0]["mac_acceleration"])
+            acc[(s, 0)] = float(dyn[0]["accuracy"])
+            base[(s, 0)] = float(b_row["digital_accuracy"])
+        ia, test = _interval(accel), paired_test(acc, base)
+        drop = test.difference
+        if ia.low > 1 and drop.low > -EQUIVALENCE_MARGIN:
+            verdict = "reproduced"
+        elif (not math.isnan(drop.high) and drop.high < 0) or ia.high < 1:
+            verdict = "not reproduced"
+        else:
+            verdict = "inconclusive"
+        d0 = self.out / "early_exit" / f"s{self.b.seeds[0]}"
+        self.claims.append(Claim(
+            "SCAN dynamic inference", "thresholds (searched on validation) accelerate inference with no accuracy drop",
+            "4.41× (CIFAR-100) and 1.99× (ImageNet) acceleration at no accuracy drop",
+            f"MAC acceleration {ia}×; accuracy − baseline = {drop} points (over {drop.n} seeds)", verdict,
+            self.cmd_early[self.b.seeds[0]],
+            f"level test: reproduced when the acceleration's interval lies above 1× and the accuracy difference's "
+            f"interval stays above −{EQUIVALENCE_MARGIN:g} point; not reproduced when either lies wholly on the "
+            "wrong side", [p for p in (d0 / "threshold_front.png", d0 / "exit_shares.png") if p.exists()]))
+        self.claims_with_tests.append(("SCAN dynamic inference: accuracy − baseline", test))
+
+    def _robustness(self) -> None:
+        corr: dict[str, dict] = defaultdict(dict)
+        clean: dict[str, dict] = defaultdict(dict)
+        mce: dict[str, dict] = defaultdict(dict)
+        adv: dict[str, dict] = defaultdict(dict)
+        for s in self.b.seeds:
+            d = self.out / "robustness" / f"s{s}"
+            rows = read_csv(d / "corruption.csv")
+            deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+            by_method: dict[str, list[float]] = defaultdict(list)
+            for r in rows:
+                if r["exit"] == deepest and r.get("device", "") in ("", None):
+                    if r["corruption"] == "clean":
+                        clean[r["method"]][(s, 0)] = float(r["accuracy"])
+                    else:
+                        by_method[r["method"]].append(float(r["accuracy"]))
+            for m, v in by_method.items():
+                corr[m][(s, 0)] = sum(v) / len(v)
+            for r in read_csv(d / "corruption_errors.csv"):
+                if r["corruption"] == "mean":
+                    mce[r["method"]][(s, 0)] = float(r["ce"])
+            if (d / "adversarial.csv").exists():
+                for r in read_csv(d / "adversarial.csv"):
+                    if r["attack"] == "pgd_linf":
+                        adv[r["method"]][(s, 0)] = float(r["accuracy"])
+        s0 = self.out / "robustness" / f"s{self.b.seeds[0]}"
+        cmd = self.cmd_robust[self.b.seeds[0]]
+        sec = "ADA (Table 1, CIFAR-100-C)"
+        self.add_difference(sec, "ADA beats data augmentation on corrupted images (mean over corruptions × severities)",
+                            "mean over 9 corruptions: 60.18 vs 59.50", corr["ada"], corr["augment"],
+                            ("ADA", "augmentation"), cmd, figures=[s0 / "accuracy_vs_severity.png"])
+        self.add_difference(sec, "data augmentation beats the baseline on corrupted images",
+                            "59.50 vs 46.24", corr["augment"], corr["baseline"], ("augmentation", "baseline"), cmd)
+        sec = "Auxiliary Training"
+        self.add_difference(sec, "auxiliary training raises clean accuracy over the baseline",
+                            "ResNet18 CIFAR-100: 79.47 vs 77.09 (+2.38)", clean["auxiliary"], clean["baseline"],
+                            ("auxiliary", "baseline"), cmd)
+        self.add_difference(sec, "auxiliary training lowers the mean corruption error (mCE, baseline = 100)",
+                            "21.46 % better natural robustness", mce["auxiliary"], mce["baseline"],
+                            ("auxiliary", "baseline"), cmd, expected_sign=-1)
+        if adv.get("auxiliary") and adv.get("adv"):
+            self.add_difference(sec, "auxiliary training beats adversarial training under PGD-L∞",
+                                "46.45 vs 43.52 (+3.17 adversarial accuracy)", adv["auxiliary"], adv["adv"],
+                                ("auxiliary", "adversarial training"), cmd)
+
+    def _calibrator(self) -> None:
+        src, cal, dann = {}, {}, {}
+        for s in self.b.seeds:
+            for r in read_csv(self.out / "calibrator_domain" / f"s{s}" / "domain.csv"):
+                target = {"source only": src, "calibrator (classifier frozen)": cal,
+                          "DANN (fine-tuned features)": dann}.get(r["method"])
+                if target is not None:
+                    target[(s, 0)] = float(r["target acc"])
+        sec, cmd = "Calibrator (domain adaptation)", self.cmd_domain[self.b.seeds[0]]
+        pair = " → ".join(self.b.domain)
+        self.add_difference(sec, f"the input calibrator raises target accuracy over the unadapted classifier ({pair})",
+                            "MNIST → USPS: 95.6 (ours; no source-only row in the table)", cal, src,
+                            ("calibrator", "source only"), cmd)
+        self.add_difference(sec, "the input calibrator beats feature adaptation (DANN)",
+                            "MNIST → USPS: 95.6 vs 90.1 (ADDN), 95.6 (CDAN)", cal, dann, ("calibrator", "DANN"), cmd)
+        none, calc, bn = {}, {}, {}
+        for s in self.b.seeds:
+            for r in read_csv(self.out / "calibrator_chips" / f"s{s}" / "chips.csv"):
+                key = (s, int(r["chip"]))
+                none[key], calc[key] = float(r["no calibration"]), float(r["calibrator"])
+                if r.get("BN recalibration") not in (None, ""):
+                    bn[key] = float(r["BN recalibration"])
+        dev = self.b.devices[0]
+        sec, cmd = f"Calibrator on {dev} chips (extension)", self.cmd_chipcal[self.b.seeds[0]]
+        fig = self.out / "calibrator_chips" / f"s{self.b.seeds[0]}" / "chip_cross.png"
+        self.add_difference(sec, "a per-chip calibrator recovers accuracy lost on the chip",
+                            "not in the seed (the calibrator adapts domains)", calc, none, ("calibrator", "none"), cmd,
+                            figures=[fig])
+        if bn and set(bn) == set(calc):
+            self.add_difference(sec, "the calibrator beats zero-parameter BN recalibration on the same images",
+                                "not in the seed", calc, bn, ("calibrator", "BN recal"), cmd)
+
+    def _flat_minima(self) -> None:
+        sigma = max(self.b.sigmas)
+        drop: dict[str, dict] = defaultdict(dict)
+        for s in self.b.seeds:
+            rows = read_csv(self.out / "noise_sweep" / self.b.devices[0] / f"s{s}" / "flat_minima.csv")
+            deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+            for m in ("baseline", "self_distillation"):
+                at = {float(r["sigma"]): float(r["accuracy_mean"]) for r in rows
+                      if r["method"] == m and r["exit"] == deepest}
+                drop[m][(s, 0)] = at[sigma] - at[0.0]
+        d0 = self.out / "noise_sweep" / self.b.devices[0] / f"s{self.b.seeds[0]}"
+        self.add_difference("Flat minima", f"self-distillation loses less training accuracy under Gaussian weight "
+                            f"noise (σ = {sigma:g} × |W|max, deepest exit)",
+                            "figure (a)/(b): SD more robust to noise on the parameters (no number)",
+                            drop["self_distillation"], drop["baseline"], ("SD change", "baseline change"),
+                            self.cmd_sweep[self.b.devices[0], self.b.seeds[0]], figures=[d0 / "flat_minima.png"])
+
+    def _hardware(self) -> None:
+        for dev in self.b.devices:
+            acc: dict[str, dict] = defaultdict(dict)
+            for s in self.b.seeds:
+                rows = read_csv(self.out / "noise_sweep" / dev / f"s{s}" / "sweep.csv")
+                deepest = {}
+                for r in rows:
+                    if r["exit"].isdigit():
+                        deepest[r["method"]] = max(deepest.get(r["method"], 0), int(r["exit"]))
+                for r in rows:
+                    if r["sweep"] == "scale" and float(r["scale"]) == 1.0 and r["exit"] == str(deepest[r["method"]]):
+                        acc[_series(r["method"])][(s, int(r["chip"]))] = float(r["accuracy"])
+            sec = f"On {dev} chips (extension)"
+            cmd = self.cmd_sweep[dev, self.b.seeds[0]]
+            fig = [self.out / "noise_sweep" / dev / f"s{self.b.seeds[0]}" / "accuracy_vs_noise.png"]
+            self.add_difference(sec, "self-distillation keeps more accuracy than the baseline on the chip",
+                                "predicted by the flat-minima figure; not measured in the seed",
+                                acc["self_distillation"], acc["baseline"], ("SD", "baseline"), cmd, figures=fig)
+            self.add_difference(sec, "hardware-aware training beats the baseline on the chip",
+                                "not in the seed (Joshi et al. 2020)", acc["hwa"], acc["baseline"],
+                                ("HWA", "baseline"), cmd)
+            self.add_difference(sec, "self-distillation adds to hardware-aware training",
+                                "not in the seed", acc["self_distillation+hwa"], acc["hwa"], ("SD+HWA", "HWA"), cmd)
+            if acc.get("baseline + BN recal"):
+                self.add_difference(sec, f"BN recalibration through the chip ({self.b.bn_images} unlabeled images) "
+                                    "recovers accuracy", "not in the seed", acc["baseline + BN recal"],
+                                    acc["baseline"], ("baseline + BN recal", "baseline"), cmd)
+
+
+def _series(label: str) -> str:
+    """The method of a noise_sweep series label (checkpoint labels may carry ':<run dir>')."""
+    recal = label.endswith(" + BN recal")
+    base = label[: -len(" + BN recal")] if recal else label
+    return base.split(":")[0] + (" + BN recal" if recal else "")
+
+
+def _interval(values: dict[tuple[int, int], float]) -> Interval:
+    return nested_interval(values) if len({c for _, c in values}) > 1 else t_interval(list(values.values()))
+
+
+def _claim_dict(c: Claim) -> dict[str, Any]:
+    d = asdict(c)
+    d["figures"] = [str(f) for f in c.figures]
+    return d
+
+
+def forest_plot(tests: Sequence[tuple[str, PairedTest]], path: Path) -> Path:
+    """One row per paired comparison: the difference and its 95 % interval, zero marked."""
+    from .analysis.plots import plt  # the headless backend is set there once
+
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(tests) + 1.2))
+    for i, (label, t) in enumerate(reversed(tests)):
+        d = t.difference
+        half = 0.0 if math.isnan(d.half_width) else d.half_width
+        color = "#2a7" if (t.p_value < ALPHA and d.mean > 0) else "#c33" if t.p_value < ALPHA else "#888"
+        ax.errorbar(d.mean, i, xerr=half, fmt="o", color=color, capsize=3, ms=4)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(tests)))
+    ax.set_yticklabels([label if len(label) < 90 else label[:87] + "…" for label, _ in reversed(tests)], fontsize=7)
+    ax.set_xlabel("A − B (accuracy points or CE points), mean ± 95 % interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
