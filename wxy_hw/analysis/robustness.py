@@ -14,7 +14,7 @@ from ..data.base import Split
 from ..data.corruptions import SEVERITIES, check_corruptions, corrupt_split, load_hendrycks_c
 from ..data.loader import BatchLoader
 from ..evaluate import evaluate, model_device
-from ..methods.robust import PixelSpaceClassifier
+from ..models.wrappers import PixelSpaceClassifier
 
 # Attack budgets in pixel units ([0, 1]); the usual Fashion-MNIST choices (L∞ 0.1; L2 1.0 ≈ 0.036 per pixel).
 DEFAULT_ATTACKS: dict[str, dict[str, float]] = {

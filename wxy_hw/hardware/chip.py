@@ -55,10 +55,10 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from .coverage import untouched_layers, warn_untouched
-from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device
+from ..models.coverage import untouched_layers, warn_untouched
+from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device, shipped_dir
 
-TECH_DIR = Path(__file__).resolve().parents[2] / "devices" / "technology"
+TECH_DIR = shipped_dir() / "technology"
 ENERGY_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
 AREA_PARTS = ("array", "adc", "drivers", "digital", "tile_buffers", "buffer")
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)

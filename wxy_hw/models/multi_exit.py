@@ -136,7 +136,7 @@ def model_from_config(config: dict[str, Any]) -> MultiExitNet:
     quant = config.pop("quant", None)
     model = MultiExitNet(**config)
     if quant:
-        from ..hardware.quant import quantize_model  # Brevitas only when a checkpoint asks for it
+        from .quant import quantize_model  # Brevitas only when a checkpoint asks for it
 
         model = quantize_model(model, quant)
     return model
