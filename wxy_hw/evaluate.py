@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models.multi_exit import MultiExitOutput
+from .utils import eval_mode
 
 
 @dataclass
@@ -49,13 +50,11 @@ def model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ExitMetrics:
     """Evaluate a MultiExitNet — or any classifier returning logits — on (x, y) batches (eval mode, no grad)."""
-    was_training = model.training
-    model.eval()
     dev = model_device(model)
     correct: list[int] = []
     losses: list[float] = []
     ens_correct, ens_loss, n = 0, 0.0, 0
-    try:
+    with eval_mode(model):
         for x, y in batches:
             x, y = x.to(dev), y.to(dev)
             out = model(x)
@@ -70,8 +69,6 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
             ens_correct += int((ens.argmax(1) == y).sum())
             ens_loss += float(F.cross_entropy(ens, y, reduction="sum"))
             n += len(y)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("evaluate() received no batches")
     # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines

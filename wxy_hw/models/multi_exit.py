@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..utils import eval_mode
 from .backbones import build_backbone
 from .heads import LinearHead, build_head
 
@@ -79,14 +80,12 @@ class MultiExitNet(nn.Module):
     @torch.no_grad()
     def _probe_sizes(self, in_channels: int, image_size: int) -> list[int]:
         x = torch.zeros(1, in_channels, image_size, image_size)
-        was_training = self.training
-        self.eval()
-        sizes = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            sizes.append(x.shape[-1])
-        self.train(was_training)
+        with eval_mode(self):
+            sizes = []
+            x = self.stem(x)
+            for stage in self.stages:
+                x = stage(x)
+                sizes.append(x.shape[-1])
         return sizes
 
     @property

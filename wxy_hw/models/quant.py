@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
+from ..utils import eval_mode
+
 MIN_BITS, MAX_BITS = 2, 8
 
 
@@ -170,12 +172,9 @@ def calibrate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tens
     from brevitas.graph.calibrate import calibration_mode
 
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with calibration_mode(model):
+    with eval_mode(model), calibration_mode(model):
         for x, _ in batches:
             model(x.to(dev))
-    model.train(was_training)
     return model
 
 
