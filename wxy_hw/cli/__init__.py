@@ -88,7 +88,9 @@ def defaults(cls: type[StudyConfig]) -> dict[str, Any]:
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type[StudyConfig]) -> argparse.Namespace:
     """Parse ``argv``; with ``--config FILE`` its settings become the defaults, so flags given here override them."""
-    pre, _ = parser.parse_known_args(argv)
+    only_config = argparse.ArgumentParser(add_help=False)  # a first look for --config alone (no action runs twice)
+    only_config.add_argument("--config", type=Path, default=None)
+    pre, _ = only_config.parse_known_args(argv)
     if pre.config is not None:
         try:
             values = read_toml(pre.config)
@@ -110,9 +112,10 @@ def config_of(cls: type[StudyConfig], args: argparse.Namespace) -> StudyConfig:
 
 
 def run_study(argv: Sequence[str] | None, parser: argparse.ArgumentParser, cls: type[StudyConfig],
-              runner: Callable[..., dict[str, Any]]) -> int:
-    """Parse, hold --out, run the study on its config, print its table; user errors as one line."""
-    args = parse(parser, argv, cls)
+              runner: Callable[..., dict[str, Any]], args: argparse.Namespace | None = None) -> int:
+    """Parse (unless ``args`` are given), hold --out, run the study on its config, print its table; user errors as
+    one line."""
+    args = parse(parser, argv, cls) if args is None else args
     try:
         config = config_of(cls, args)
         with run_guard(args):

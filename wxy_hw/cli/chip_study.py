@@ -54,4 +54,4 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return report(validate(args.out))
         except (Exception, KeyboardInterrupt) as exc:
             return fail(exc)
-    return run_study(argv, parser, ChipStudyConfig, chip_study_run)
+    return run_study(argv, parser, ChipStudyConfig, chip_study_run, args)
