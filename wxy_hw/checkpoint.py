@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from .models.attach import attach_exits, plain_config
-from .models.multi_exit import MultiExitNet, model_from_config
+from .models.multi_exit import MultiExitNet
+from .models.rebuild import model_from_config
 from .utils import atomic_torch_save
 
 FORMAT = "wxy_hw.checkpoint/1"

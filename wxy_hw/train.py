@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
 from .data import DatasetSplits, make_loaders
-from .evaluate import ExitMetrics, evaluate
+from .models.evaluate import ExitMetrics, evaluate
 from .methods import Batch, Method, build_method
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput

@@ -127,15 +127,3 @@ def build_model(arch: str = "resnet18", num_classes: int = 10, in_channels: int 
     if exit_stages is None:
         exit_stages = tuple(range(NUM_STAGES)) if multi_exit else (NUM_STAGES - 1,)
     return MultiExitNet(arch, num_classes, in_channels, width, image_size, heads, exit_stages)
-
-
-def model_from_config(config: dict[str, Any]) -> MultiExitNet:
-    """Rebuild a model from ``model.config`` (as stored in checkpoints), re-quantized if it was."""
-    config = dict(config)
-    quant = config.pop("quant", None)
-    model = MultiExitNet(**config)
-    if quant:
-        from .quant import quantize_model  # Brevitas only when a checkpoint asks for it
-
-        model = quantize_model(model, quant)
-    return model

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 
 from ..utils import eval_mode
+from .attach import ExitTracer, plain_config
+from .multi_exit import MultiExitNet
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -100,9 +102,6 @@ def _functional_relus(model: nn.Module, act_bits: int | None) -> tuple[nn.Module
     """
     from brevitas.graph.standardize import TorchFunctionalToModule
 
-    from .attach import ExitTracer
-    from .multi_exit import MultiExitNet
-
     if act_bits is None or isinstance(model, MultiExitNet):  # our own backbones use nn.ReLU modules
         return model, []
     to_module = TorchFunctionalToModule(fn_to_module_map=tuple((f, nn.ReLU) for f in _RELU_FUNCTIONS))
@@ -144,7 +143,6 @@ def quantize_model(model: nn.Module, config: QuantConfig | dict | None = None,
     ``F.relu`` too, through Brevitas' graph transform where torch.fx traces the model; one
     warning names every weight layer and activation that stays float.
     """
-    from .attach import plain_config
     from .coverage import untouched_layers, warn_untouched
 
     cfg = config if isinstance(config, QuantConfig) else QuantConfig(**(config or {}))

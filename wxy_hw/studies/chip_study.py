@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..analysis.sweep import human_time
-from ..evaluate import evaluate
+from ..models.evaluate import evaluate
 from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, chip_report, fingerprint, measure_activity)
 from ..hardware.engine import deploy
 from ..hardware.spec import load_device

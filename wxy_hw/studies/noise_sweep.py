@@ -11,7 +11,7 @@ import torch
 
 from ..analysis.plots import plot_flat_minima, plot_metric_by_exit
 from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
-from ..evaluate import evaluate
+from ..models.evaluate import evaluate
 from ..hardware.aihwkit_backend import rpu_config
 from ..hardware.chip import ChipConfig, exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate

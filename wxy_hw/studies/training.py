@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from ..analysis.stats import paired_test, t_interval
 from ..checkpoint import CheckpointError, load_model
 from ..data import load_dataset, make_loaders
-from ..evaluate import evaluate
+from ..models.evaluate import evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
 from ..models import build_model, exit_costs
 from ..output import format_table, write_rows_csv
