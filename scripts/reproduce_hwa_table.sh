@@ -20,6 +20,6 @@ for dev in reram subthreshold_cmos pcm; do
   done
   $PY experiments/noise_sweep.py --device $dev --checkpoints "$CACHE/baseline/best.pt" \
       "$CACHE/self_distillation/best.pt" "runs/hwa/${dev}/hwa/best.pt" "runs/hwa/${dev}/self_distillation+hwa/best.pt" \
-      --scales 1 --times 86400 --t-inference 86400 --realizations 10 --no-flat --quiet \
+      --scales 1 --times 86400 --t-inference 86400 --chips 10 --no-flat --quiet \
       --out "runs/hwa_table/${dev}" --overwrite
 done
