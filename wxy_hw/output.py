@@ -71,11 +71,21 @@ def save_figure(fig: Any, path: Path) -> list[Path]:
 
 
 def log_axis(ax: Any, axis: str = "x") -> None:
-    """A log axis whose ticks stay readable on short ranges: plain numbers, minor labels only where no major tick."""
+    """Make ``axis`` logarithmic with readable ticks: plain numbers (5, 10, 20, not 2×10¹), and on a range of
+    less than two decades labelled minor ticks at 2 and 5 × 10ⁿ so short ranges are never left unlabelled.
+
+    Call it after plotting (the labels follow the data's range)."""
     which = ax.xaxis if axis == "x" else ax.yaxis
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    which.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    which.set_minor_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    which.set_major_locator(ticker.LogLocator(base=10))
+    which.set_major_formatter(plain)
+    if lo > 0 and hi / lo < 100:
+        which.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
+        which.set_minor_formatter(plain)
+    else:
+        which.set_minor_formatter(ticker.NullFormatter())
 
 
 def interactive(stream: Any = None) -> bool:

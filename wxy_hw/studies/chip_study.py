@@ -319,6 +319,6 @@ def _plot_breakdown(fronts, path: Path) -> list[Path]:
                         for f in fronts], fontsize=6, rotation=90)
     ax.set_ylabel("energy per inference (nJ)")
     ax.set_title("Energy breakdown of the Pareto-front configurations")
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     return save_figure(fig, path)
