@@ -200,6 +200,21 @@ def add_chips_arg(parser: argparse.ArgumentParser, default: int, help: str, old:
         parser.add_argument(old, dest="chips", type=kind, action=Deprecated, new="--chips")
 
 
+def add_device_arg(parser: argparse.ArgumentParser, default: str | None, extra: str = "") -> None:
+    """--device: the simulated hardware, a device name or a .toml path."""
+    from ..hardware.spec import available_devices  # the names shipped with the package
+
+    parser.add_argument("--device", default=default, help=f"simulated hardware: a device name "
+                        f"({', '.join(available_devices())}) or a .toml path{extra}")
+
+
+def add_models_args(parser: argparse.ArgumentParser, methods: list[str], checkpoints_help: str) -> None:
+    """--methods (cached default models, trained when absent) and --checkpoints (given models instead)."""
+    parser.add_argument("--methods", nargs="+", default=methods,
+                        help="methods whose cached default checkpoints to use (trained when absent)")
+    add_checkpoints_arg(parser, checkpoints_help)
+
+
 def add_checkpoints_arg(parser: argparse.ArgumentParser, help: str, single_alias: bool = False) -> None:
     """--checkpoints P [P ...] (given models instead of the cached defaults); ``single_alias``: old --checkpoint P."""
     parser.add_argument("--checkpoints", nargs="+", default=None, metavar="BEST_PT", help=help)

@@ -18,9 +18,8 @@ from typing import Sequence
 
 from ..data import available_datasets
 from ..data.corruptions import available_corruptions
-from ..hardware.spec import available_devices
 from ..studies.calibrator import CalibratorConfig, calibrator_adapt_run
-from . import (Deprecated, add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, positive_float,
+from . import (Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, positive_float,
                positive_int, run_study, severity)
 
 
@@ -35,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corruption", default=d["corruption"], choices=available_corruptions(),
                         help="corruption of a -C target")
     parser.add_argument("--severity", type=severity, default=d["severity"], help="severity of a -C target, 1-5")
-    parser.add_argument("--device", default=d["device"],
-                        help=f"simulated hardware for chip-instance calibration ({', '.join(available_devices())} "
-                             "or a .toml path); None skips it")
+    add_device_arg(parser, d["device"], " for chip-instance calibration (None skips it)")
     add_chips_arg(parser, d["chips"], "chip instances (seeds 0 .. N-1)", old=None)
     parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=int, action=Deprecated,
                         new="--chips N (seeds 0 .. N-1)")

@@ -17,7 +17,7 @@ from typing import Sequence
 from ..data.corruptions import available_corruptions
 from ..hardware.spec import available_devices
 from ..studies.robustness import RobustnessConfig, corruption_robustness_run
-from . import (add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, nonneg_int,
+from . import (add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, nonneg_int,
                positive_int, run_study, severity)
 
 
@@ -25,9 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The corruption_robustness command line."""
     d = defaults(RobustnessConfig)
     parser = new_parser(__doc__, "corruption_robustness")
-    parser.add_argument("--methods", nargs="+", default=d["methods"],
-                        help="methods whose cached default checkpoints to use (trained when absent)")
-    add_checkpoints_arg(parser, "explicit best.pt files instead of the cached defaults (a 'baseline' one anchors mCE)")
+    add_models_args(parser, d["methods"], "explicit best.pt files instead of the cached defaults (a 'baseline' one "
+                    "anchors mCE)")
     parser.add_argument("--corruptions", nargs="+", default=d["corruptions"],
                         help=f"corruptions to evaluate (available: {', '.join(available_corruptions())})")
     parser.add_argument("--severities", nargs="+", type=severity, default=d["severities"], help="severities 1-5")

@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..hardware.spec import available_devices
 from ..studies.early_exit import EarlyExitConfig, early_exit_run
-from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+from . import (add_device_arg, add_models_args, add_chip_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
                nonneg_int, positive_int, run_study)
 
 
@@ -25,11 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The early_exit_energy command line."""
     d = defaults(EarlyExitConfig)
     parser = new_parser(__doc__, "early_exit_energy")
-    parser.add_argument("--device", default=d["device"],
-                        help=f"simulated hardware: a device name ({', '.join(available_devices())}) or a .toml path")
-    parser.add_argument("--methods", nargs="+", default=d["methods"],
-                        help="methods whose cached default checkpoints to use (trained when absent)")
-    add_checkpoints_arg(parser, "explicit best.pt files instead of the cached defaults")
+    add_device_arg(parser, d["device"])
+    add_models_args(parser, d["methods"], "explicit best.pt files instead of the cached defaults")
     add_chips_arg(parser, d["chips"], "chip instances (each gets its own thresholds)")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="validation and test images used")
     parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],

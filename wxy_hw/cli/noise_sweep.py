@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..hardware.spec import available_devices
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (KeyValue, add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+from . import (add_device_arg, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
                nonneg_int, positive_int, run_study)
 
 
@@ -21,14 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The noise_sweep command line."""
     d = defaults(NoiseSweepConfig)
     parser = new_parser(__doc__, "noise_sweep")
-    parser.add_argument("--device", default=d["device"],
-                        help=f"simulated hardware: a device name ({', '.join(available_devices())}) or a .toml path")
+    add_device_arg(parser, d["device"])
     parser.add_argument("--device-set", dest="device_set", action=KeyValue, default=d["device_set"],
                         metavar="SECTION.KEY=VALUE",
                         help="override a device value, repeatable (e.g. --device-set noise.stuck_at_hrs=0.02)")
-    parser.add_argument("--methods", nargs="+", default=d["methods"],
-                        help="methods whose cached default checkpoints to use (trained when absent)")
-    add_checkpoints_arg(parser, "explicit best.pt files to sweep instead of the cached defaults")
+    add_models_args(parser, d["methods"], "explicit best.pt files to sweep instead of the cached defaults")
     parser.add_argument("--backend", default=d["backend"], choices=["native", "aihwkit"], help="accuracy engine")
     parser.add_argument("--scales", nargs="+", type=nonneg_float, default=d["scales"],
                         help="noise scales (× the device's nominal noise)")

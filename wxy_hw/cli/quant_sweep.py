@@ -11,20 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..hardware.spec import available_devices
 from ..studies.quant_sweep import QuantSweepConfig, bits, quant_sweep_run
-from . import add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, positive_int, run_study
+from . import add_device_arg, add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, positive_int, run_study
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The quant_sweep command line."""
     d = defaults(QuantSweepConfig)
     parser = new_parser(__doc__, "quant_sweep")
-    parser.add_argument("--device", default=d["device"],
-                        help=f"simulated hardware: a device name ({', '.join(available_devices())}) or a .toml path")
-    parser.add_argument("--methods", nargs="+", default=d["methods"],
-                        help="methods whose cached default checkpoints to use (trained when absent)")
-    add_checkpoints_arg(parser, "explicit best.pt files instead of the cached defaults")
+    add_device_arg(parser, d["device"])
+    add_models_args(parser, d["methods"], "explicit best.pt files instead of the cached defaults")
     parser.add_argument("--qat-checkpoints", nargs="+", default=d["qat_checkpoints"], metavar="BEST_PT",
                         help="quantization-aware checkpoints (trained with --method ...+qat)")
     parser.add_argument("--weight-bits", nargs="+", type=int, default=d["weight_bits"], help="weight bits of PTQ")

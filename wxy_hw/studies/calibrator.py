@@ -22,8 +22,8 @@ from ..hardware.spec import load_device
 from ..models.calibrator import Calibrator, count_macs
 from ..output import format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text, resolve_device
-from .config import StudyConfig
-from .spine import Checkpoint, budget_of, cached_checkpoint, check_checkpoint_dataset, open_checkpoint, stamp, start_run
+from .config import EvaluationSettings
+from .spine import Checkpoint, cached_checkpoint, check_checkpoint_dataset, open_checkpoint, stamp, start_run
 
 
 def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corruption: str, severity: int,
@@ -41,7 +41,7 @@ def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corru
 
 
 @dataclass
-class CalibratorConfig(StudyConfig):
+class CalibratorConfig(EvaluationSettings):
     """Settings of the calibrator study (field names = the CLI's option names)."""
 
     KIND = "calibrator_adapt"
@@ -60,11 +60,6 @@ class CalibratorConfig(StudyConfig):
     blocks: int = 1
     epsilon: float = 1.0
     samples: int = 2000
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and self.target.lower() == "none":
@@ -112,7 +107,7 @@ def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | P
     say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
     ckpt = Checkpoint(c.checkpoints[0] if c.checkpoints else cached_checkpoint(
         "baseline", source, data_dir, seed, progress=progress, device=c.torch_device,
-        **budget_of(c.train_epochs, c.train_subset)))
+        **c.budget))
     check_checkpoint_dataset(ckpt.path, ckpt.payload, source, "--source")
     opened = open_checkpoint(ckpt, data_dir, dev)
     info, src, classifier = opened.info, opened.data, opened.model

@@ -19,8 +19,8 @@ from ..hardware.engine import deploy
 from ..hardware.spec import load_device
 from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
-from .config import StudyConfig
-from .spine import budget_of, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import DatasetSettings, StudyConfig
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM, 128×128, 4-bit ADC, 8-bit W/A, 1 bit/cell):
 # the issue's reference values (parallel rows 32 and 64) and DNN_NeuroSim_V1.4's Data/1.4_Release_test.csv.
@@ -126,7 +126,7 @@ def _as_list(v: Any, default: Sequence[Any]) -> list[Any]:
 
 
 @dataclass
-class ChipStudyConfig(StudyConfig):
+class ChipStudyConfig(DatasetSettings):
     """Settings of the chip-architecture study (field names = the CLI's option names); every architecture
     setting is a list, the study sweeps their product (cols = rows unless given)."""
 
@@ -149,12 +149,6 @@ class ChipStudyConfig(StudyConfig):
     ir_beta_per_row: float = 0.0
     chips: int = 2
     samples: int = 500
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoints, (str, Path)):
@@ -204,7 +198,7 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
     t_of = {d: s.inference_time() for d, s in specs.items()}
     paths = resolve_checkpoints(c.checkpoints, [c.method], dataset=c.dataset, data_dir=c.data_dir, seed=seed,
                                 progress=progress, torch_device=c.torch_device,
-                                budget=budget_of(c.train_epochs, c.train_subset))
+                                budget=c.budget)
     label, path = next(iter(paths.items()))
     out, run = start_run(c, out, Path("runs") / "chip_study" / stamp(), dict(
         checkpoint=str(path), devices=list(devices), **grid, cols=col_list, input_activity=input_activity,

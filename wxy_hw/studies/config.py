@@ -106,3 +106,33 @@ class StudyConfig:
     def write(self, run_dir: str | Path) -> Path:
         """Write ``<run_dir>/config.toml`` (atomically)."""
         return atomic_write_text(Path(run_dir) / "config.toml", self.to_toml())
+
+
+@dataclasses.dataclass
+class EvaluationSettings(StudyConfig):
+    """The settings every evaluation study shares: data directory, the cached default models' budget, seed,
+    torch device (the CLI's add_study_args)."""
+
+    data_dir: str | None = None
+    train_epochs: int | None = None
+    train_subset: int | None = None
+    seed: int = 0
+    torch_device: str = "auto"
+
+    def settings(self) -> dict[str, Any]:
+        """Field → value: the study's own settings first, then the shared ones."""
+        values = super().settings()
+        shared = [k for k in ("dataset", "data_dir", "train_epochs", "train_subset", "seed", "torch_device") if k in values]
+        return {**{k: v for k, v in values.items() if k not in shared}, **{k: values[k] for k in shared}}
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The --train-epochs / --train-subset overrides of the cached default models' budget."""
+        return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset)) if v is not None}
+
+
+@dataclasses.dataclass
+class DatasetSettings(EvaluationSettings):
+    """EvaluationSettings plus --dataset (the one a given checkpoint must have been trained on)."""
+
+    dataset: str = "fashion_mnist"

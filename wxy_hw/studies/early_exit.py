@@ -20,8 +20,8 @@ from ..inference import early_exit_inference, exit_table, nsga2_front, search_th
 from ..models.cost import exit_path_macs
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
-from .config import StudyConfig
-from .spine import budget_of, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # the architecture settings every study that reports a cost shares (one vocabulary: early_exit_energy, chip_study)
 CHIP_FIELDS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits", "ranging",
@@ -37,7 +37,7 @@ def chip_settings(config: Any) -> dict[str, Any]:
 
 
 @dataclass
-class EarlyExitConfig(StudyConfig):
+class EarlyExitConfig(DatasetSettings):
     """Settings of the early-exit energy study (field names = the CLI's option names)."""
 
     KIND = "early_exit"
@@ -59,12 +59,6 @@ class EarlyExitConfig(StudyConfig):
     act_bits: int | None = None
     ranging: str | None = None
     input_activity: float | None = None
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
     @classmethod
     def make(cls, config: "EarlyExitConfig | None" = None, **settings: Any) -> "EarlyExitConfig":
@@ -124,7 +118,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     check_bn_recalibrate(c.bn_recalibrate)
     paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
                                 progress=progress, torch_device=c.torch_device,
-                                budget=budget_of(c.train_epochs, c.train_subset))
+                                budget=c.budget)
     out, run = start_run(c, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, realizations=realizations,
         samples=samples, t_nominal=t_nom, seed=seed, dataset=c.dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
@@ -148,7 +142,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
         bn_images = torch.cat(opened.calibration(seed, c.bn_recalibrate)) if c.bn_recalibrate else None
 
         def chip_instance(r: int):
-            return deploy_on(model, device, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
+            return deploy_on(model, spec, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
                              calibration=calib)
 
         chips = [evaluate(chip_instance(r), test) for r in range(realizations)]

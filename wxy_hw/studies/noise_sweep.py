@@ -18,12 +18,12 @@ from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
 from ..output import format_table, write_rows_csv
 from ..utils import atomic_write_text
-from .config import StudyConfig
-from .spine import budget_of, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 
 @dataclass
-class NoiseSweepConfig(StudyConfig):
+class NoiseSweepConfig(DatasetSettings):
     """Settings of the noise sweep (field names = the CLI's option names)."""
 
     KIND = "noise_sweep"
@@ -42,12 +42,6 @@ class NoiseSweepConfig(StudyConfig):
     bn_recalibrate: int = 0
     chips: int = 5
     samples: int = 1000
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
 
 def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
@@ -80,7 +74,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     seed, samples, realizations = c.seed, c.samples, c.chips
     paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
                                 progress=progress, torch_device=c.torch_device,
-                                budget=budget_of(c.train_epochs, c.train_subset))
+                                budget=c.budget)
     out, run = start_run(c, out, Path("runs") / "noise_sweep" / f"{spec.name}_{c.backend}_{stamp()}", dict(
         device=spec.summary(), backend=c.backend, checkpoints={k: str(v) for k, v in paths.items()},
         scales=list(c.scales), times=time_points, t_nominal=t_nom, sigmas=list(c.sigmas), realizations=realizations,

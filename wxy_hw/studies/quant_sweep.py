@@ -17,8 +17,8 @@ from ..hardware.spec import load_device
 from ..models.quant import QuantConfig, quantize_model
 from ..output import format_table, write_rows_csv
 from ..utils import atomic_write_text
-from .config import StudyConfig
-from .spine import (Checkpoint, Opened, budget_of, check_checkpoint_dataset, open_checkpoint, resolve_checkpoints,
+from .config import DatasetSettings
+from .spine import (Checkpoint, Opened, check_checkpoint_dataset, open_checkpoint, resolve_checkpoints,
                     stamp, start_run)
 
 
@@ -30,7 +30,7 @@ def bits(value: Any) -> int | None:
 
 
 @dataclass
-class QuantSweepConfig(StudyConfig):
+class QuantSweepConfig(DatasetSettings):
     """Settings of the quantization sweep (field names = the CLI's option names)."""
 
     KIND = "quant_sweep"
@@ -47,12 +47,6 @@ class QuantSweepConfig(StudyConfig):
     samples: int = 1000
     calib_batches: int = 4
     t_inference: float | None = None
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
     def __post_init__(self) -> None:
         self.act_bits = [bits(b) for b in self.act_bits]
@@ -101,7 +95,7 @@ def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path |
     t = spec.inference_time(c.t_inference)
     paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
                                 progress=progress, torch_device=c.torch_device,
-                                budget=budget_of(c.train_epochs, c.train_subset))
+                                budget=c.budget)
     out, run = start_run(c, out, Path("runs") / "quant_sweep" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
         qat_checkpoints=[str(p) for p in c.qat_checkpoints], weight_bits=list(weight_bits), act_bits=list(act_bits),

@@ -18,8 +18,8 @@ from ..hardware.montecarlo import deploy_on
 from ..hardware.spec import load_device
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
-from .config import StudyConfig
-from .spine import budget_of, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
 DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
@@ -31,7 +31,7 @@ def _deepest(rows: Sequence[dict[str, Any]]) -> str:
 
 
 @dataclass
-class RobustnessConfig(StudyConfig):
+class RobustnessConfig(DatasetSettings):
     """Settings of the corruption-robustness study (field names = the CLI's option names)."""
 
     KIND = "corruption_robustness"
@@ -53,12 +53,6 @@ class RobustnessConfig(StudyConfig):
     pca_corruption: str = "gaussian_noise"
     pca_severity: int = 5
     cache_dir: str = "runs/cache/corruptions"
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_epochs: int | None = None
-    train_subset: int | None = None
-    seed: int = 0
-    torch_device: str = "auto"
 
     @property
     def attacks(self) -> dict[str, dict[str, float]]:
@@ -89,7 +83,7 @@ def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: st
     attacks = c.attacks
     paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
                                 progress=progress, torch_device=c.torch_device,
-                                budget=budget_of(c.train_epochs, c.train_subset))
+                                budget=c.budget)
     out, run = start_run(c, out, Path("runs") / "robustness" / stamp(), dict(
         checkpoints={k: str(v) for k, v in paths.items()}, corruptions=list(corruptions), severities=list(severities),
         samples=samples, attacks=attacks, adv_samples=adv_samples, devices={s.name: s.summary() for s in specs},

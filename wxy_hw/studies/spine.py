@@ -25,11 +25,6 @@ from .training import TrainingInterrupted, continue_flags, train_run
 DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=4, subset=20000, batch_size=128, lr=0.1)
 
 
-def budget_of(train_epochs: int | None, train_subset: int | None) -> dict[str, Any]:
-    """The --train-epochs / --train-subset overrides of the cached default models' budget."""
-    return {k: v for k, v in (("epochs", train_epochs), ("subset", train_subset)) if v is not None}
-
-
 def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
                       cache_dir: str | Path = "runs/cache", progress: bool = True, **budget: Any) -> Path:
     """best.pt of ``method`` trained with the default budget; trains it (or resumes) when absent."""
