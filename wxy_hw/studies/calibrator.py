@@ -80,10 +80,10 @@ def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | P
                          progress: bool = True, log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
     """Domain-pair adaptation (``target``) and/or chip-instance calibration (``device``); writes CSVs,
     tables, plots, config.toml and a manifest."""
-    c = CalibratorConfig.make(config, **settings)
-    source, target, device, chip_seeds = c.source, c.target, c.device, c.seeds
-    corruption, severity, epochs, width, blocks = c.corruption, c.severity, c.epochs, c.width, c.blocks
-    epsilon, samples, data_dir, seed = c.epsilon, c.samples, c.data_dir, c.seed
+    conf = CalibratorConfig.make(config, **settings)
+    source, target, device, chip_seeds = conf.source, conf.target, conf.device, conf.seeds
+    corruption, severity, epochs, width, blocks = conf.corruption, conf.severity, conf.epochs, conf.width, conf.blocks
+    epsilon, samples, data_dir, seed = conf.epsilon, conf.samples, conf.data_dir, conf.seed
     if target is None and device is None:
         raise ValueError("nothing to do: give --target (a domain pair) and/or --device (chip-instance calibration)")
     spec = load_device(device) if device else None
@@ -92,8 +92,8 @@ def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | P
         t_chip = spec.inference_time()
         if len(chip_seeds) < 1:
             raise ValueError("--chips needs at least one chip")
-    if c.checkpoints and len(c.checkpoints) > 1:
-        raise ValueError(f"calibrator_adapt adapts one classifier; --checkpoints got {len(c.checkpoints)} files: give one")
+    if conf.checkpoints and len(conf.checkpoints) > 1:
+        raise ValueError(f"calibrator_adapt adapts one classifier; --checkpoints got {len(conf.checkpoints)} files: give one")
     if epochs < 1 or samples < 1:
         raise ValueError("--epochs and --samples must be ≥ 1")
     if target is not None:  # a misspelt target must not cost the training of the classifier first
@@ -103,11 +103,11 @@ def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | P
                              "or <dataset>-C for a corrupted copy")
         if base != target:
             check_corruptions([corruption])
-    dev = resolve_device(c.torch_device)
+    dev = resolve_device(conf.torch_device)
     say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
-    ckpt = Checkpoint(c.checkpoints[0] if c.checkpoints else cached_checkpoint(
-        "baseline", source, data_dir, seed, progress=progress, device=c.torch_device,
-        **c.budget))
+    ckpt = Checkpoint(conf.checkpoints[0] if conf.checkpoints else cached_checkpoint(
+        "baseline", source, data_dir, seed, progress=progress, device=conf.torch_device,
+        **conf.budget))
     check_checkpoint_dataset(ckpt.path, ckpt.payload, source, "--source")
     opened = open_checkpoint(ckpt, data_dir, dev)
     info, src, classifier = opened.info, opened.data, opened.model
@@ -115,7 +115,7 @@ def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | P
     def batches(split: Split, n: int = samples, bs: int = 128) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return opened.batches(split, n, seed, bs)
 
-    out, run = start_run(c, out, Path("runs") / "calibrator" / stamp(), dict(
+    out, run = start_run(conf, out, Path("runs") / "calibrator" / stamp(), dict(
         checkpoint=str(ckpt.path), source=info["name"], target=target, device=device, chip_seeds=list(chip_seeds),
         corruption=corruption, severity=severity, epochs=epochs, width=width, blocks=blocks, epsilon=epsilon,
         samples=samples, seed=seed))

@@ -164,18 +164,18 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
     ``spec_overrides()``, converters calibrated on a fixed, seeded selection of training images;
     cost: ``chip_report`` of the same configuration, input activity measured on those images.
     """
-    c = ChipStudyConfig.make(config, **settings)
-    chips, samples, seed, devices = c.chips, c.samples, c.seed, c.devices
+    conf = ChipStudyConfig.make(config, **settings)
+    chips, samples, seed, devices = conf.chips, conf.samples, conf.seed, conf.devices
     if chips < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
-    if c.checkpoints and len(c.checkpoints) > 1:
-        raise ValueError(f"chip_study studies one model; --checkpoints got {len(c.checkpoints)} files: give one")
-    grid = dict(rows=_as_list(c.rows, [None]), adc_bits=_as_list(c.adc_bits, [8]), dac_bits=_as_list(c.dac_bits, [1]),
-                bits_per_cell=_as_list(c.bits_per_cell, [None]), weight_bits=_as_list(c.weight_bits, [8]),
-                act_bits=_as_list(c.act_bits, [8]), ranging=_as_list(c.ranging, ["fixed"]))
-    col_list = _as_list(c.cols, [None])
+    if conf.checkpoints and len(conf.checkpoints) > 1:
+        raise ValueError(f"chip_study studies one model; --checkpoints got {len(conf.checkpoints)} files: give one")
+    grid = dict(rows=_as_list(conf.rows, [None]), adc_bits=_as_list(conf.adc_bits, [8]), dac_bits=_as_list(conf.dac_bits, [1]),
+                bits_per_cell=_as_list(conf.bits_per_cell, [None]), weight_bits=_as_list(conf.weight_bits, [8]),
+                act_bits=_as_list(conf.act_bits, [8]), ranging=_as_list(conf.ranging, ["fixed"]))
+    col_list = _as_list(conf.cols, [None])
     specs = {d: load_device(d) for d in devices}
-    input_activity, cols_per_adc, ir_beta_per_row = c.input_activity, c.cols_per_adc, c.ir_beta_per_row
+    input_activity, cols_per_adc, ir_beta_per_row = conf.input_activity, conf.cols_per_adc, conf.ir_beta_per_row
 
     def configs(d: str):
         digital = specs[d].is_digital
@@ -196,15 +196,15 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
         for cfg in cfgs:
             cfg.spec_overrides()
     t_of = {d: s.inference_time() for d, s in specs.items()}
-    paths = resolve_checkpoints(c.checkpoints, [c.method], dataset=c.dataset, data_dir=c.data_dir, seed=seed,
-                                progress=progress, torch_device=c.torch_device,
-                                budget=c.budget)
+    paths = resolve_checkpoints(conf.checkpoints, [conf.method], dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
     label, path = next(iter(paths.items()))
-    out, run = start_run(c, out, Path("runs") / "chip_study" / stamp(), dict(
+    out, run = start_run(conf, out, Path("runs") / "chip_study" / stamp(), dict(
         checkpoint=str(path), devices=list(devices), **grid, cols=col_list, input_activity=input_activity,
         cols_per_adc=cols_per_adc, ir_beta_per_row=ir_beta_per_row, chips=chips, samples=samples, t_inference=t_of,
         seed=seed))
-    opened = open_checkpoint(path, c.data_dir, c.torch_device)
+    opened = open_checkpoint(path, conf.data_dir, conf.torch_device)
     test = opened.batches(opened.data.test, samples, seed, 250)
     calib = opened.calibration(seed)
     model = opened.model

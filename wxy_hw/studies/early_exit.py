@@ -103,32 +103,32 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     (chip_report) both use that one chip; the int8 column is the digital_int8 chip with the same
     array size and bit widths.
     """
-    c = EarlyExitConfig.make(config, **settings)
-    chip = chip_settings(c)
-    device, realizations, samples, seed = c.device, c.chips, c.samples, c.seed
+    conf = EarlyExitConfig.make(config, **settings)
+    chip = chip_settings(conf)
+    device, realizations, samples, seed = conf.device, conf.chips, conf.samples, conf.seed
     spec = load_device(device)
     cfg = ChipConfig(device=device, **chip)
     cfg_int8 = ChipConfig(device="digital_int8", **{k: v for k, v in chip.items()
                                                     if k in ("rows", "cols", "weight_bits", "act_bits")})
     overrides = cfg.spec_overrides()  # refuses an impossible configuration before any work
     cfg_int8.resolve()
-    t_nom = spec.inference_time(c.t_inference)
+    t_nom = spec.inference_time(conf.t_inference)
     if realizations < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
-    check_bn_recalibrate(c.bn_recalibrate)
-    paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
-                                progress=progress, torch_device=c.torch_device,
-                                budget=c.budget)
-    out, run = start_run(c, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
+    check_bn_recalibrate(conf.bn_recalibrate)
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, realizations=realizations,
-        samples=samples, t_nominal=t_nom, seed=seed, dataset=c.dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
-        bn_recalibrate=c.bn_recalibrate))
+        samples=samples, t_nominal=t_nom, seed=seed, dataset=conf.dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
+        bn_recalibrate=conf.bn_recalibrate))
     calibrated: dict[str, str] = {}
     per_exit, dynamic, front_rows = [], [], []
     tables = {}
     data_cache: dict[tuple, Any] = {}
     for label, path in paths.items():
-        opened = open_checkpoint(path, c.data_dir, c.torch_device, data_cache)
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         model, data = opened.model, opened.data
         val = opened.batches(data.val, samples, seed)
         test = opened.batches(data.test, samples, seed)
@@ -139,7 +139,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
         e_dev, e_dig = report_dev["exits"], report_dig["exits"]
         digital = evaluate(model, test)
 
-        bn_images = torch.cat(opened.calibration(seed, c.bn_recalibrate)) if c.bn_recalibrate else None
+        bn_images = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
 
         def chip_instance(r: int):
             return deploy_on(model, spec, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,

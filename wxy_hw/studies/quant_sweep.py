@@ -80,57 +80,57 @@ def _evaluate_everywhere(model, test, spec, t, realizations: int, seed: int, key
 def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
                     log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
     """PTQ at every (weight, activation) bit width plus given QAT checkpoints; CSV, plots, table, config.toml."""
-    c = QuantSweepConfig.make(config, **settings)
-    weight_bits, act_bits, realizations, samples, seed = c.weight_bits, c.act_bits, c.chips, c.samples, c.seed
+    conf = QuantSweepConfig.make(config, **settings)
+    weight_bits, act_bits, realizations, samples, seed = conf.weight_bits, conf.act_bits, conf.chips, conf.samples, conf.seed
     for b in weight_bits:
         QuantConfig(b, 8)  # validates before any training
     for b in act_bits:
         QuantConfig(8, b)
-    qat = [Checkpoint(p) for p in c.qat_checkpoints]
+    qat = [Checkpoint(p) for p in conf.qat_checkpoints]
     for ckpt in qat:  # refuse a wrong QAT checkpoint now, not after the whole PTQ sweep
-        check_checkpoint_dataset(ckpt.path, ckpt.payload, c.dataset)
+        check_checkpoint_dataset(ckpt.path, ckpt.payload, conf.dataset)
         if not ckpt.payload["model_config"].get("quant"):
             raise ValueError(f"{ckpt.path} is not a quantization-aware checkpoint (train it with --method ...+qat)")
-    spec = load_device(c.device)
-    t = spec.inference_time(c.t_inference)
-    paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
-                                progress=progress, torch_device=c.torch_device,
-                                budget=c.budget)
-    out, run = start_run(c, out, Path("runs") / "quant_sweep" / f"{spec.name}_{stamp()}", dict(
+    spec = load_device(conf.device)
+    t = spec.inference_time(conf.t_inference)
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "quant_sweep" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
-        qat_checkpoints=[str(p) for p in c.qat_checkpoints], weight_bits=list(weight_bits), act_bits=list(act_bits),
-        per_channel=c.per_channel, realizations=realizations, samples=samples, t_nominal=t, seed=seed))
+        qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(weight_bits), act_bits=list(act_bits),
+        per_channel=conf.per_channel, realizations=realizations, samples=samples, t_nominal=t, seed=seed))
     rows: list[dict] = []
     data_cache: dict[tuple, Any] = {}
 
     def data_for(opened: Opened):
-        val = opened.batches(opened.data.val, c.calib_batches * 256, seed)
+        val = opened.batches(opened.data.val, conf.calib_batches * 256, seed)
         test = opened.batches(opened.data.test, samples, seed, 500)
         return val, test, opened.calibration(seed)
 
     for label, path in paths.items():
-        opened = open_checkpoint(path, c.data_dir, c.torch_device, data_cache)
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         model = opened.model
         val, test, calib = data_for(opened)
         rows += _evaluate_everywhere(model, test, spec, t, realizations, seed,
-                                     dict(method=label, mode="float", weight_bits=32, act_bits=32), c.device, calib)
+                                     dict(method=label, mode="float", weight_bits=32, act_bits=32), conf.device, calib)
         for ab in act_bits:
             for wb in weight_bits:
                 if progress:
                     log(f"[quant_sweep] {label}: PTQ w{wb}/a{ab}")
-                q = quantize_model(model, QuantConfig(wb, ab, c.per_channel), calibration=val)
+                q = quantize_model(model, QuantConfig(wb, ab, conf.per_channel), calibration=val)
                 rows += _evaluate_everywhere(q, test, spec, t, realizations, seed,
                                              dict(method=label, mode="ptq", weight_bits=wb, act_bits=ab or 32),
-                                             c.device, calib)
+                                             conf.device, calib)
     for ckpt in qat:
-        opened = open_checkpoint(ckpt, c.data_dir, c.torch_device, data_cache)
+        opened = open_checkpoint(ckpt, conf.data_dir, conf.torch_device, data_cache)
         _, test, calib = data_for(opened)
         quant = ckpt.payload["model_config"]["quant"]  # checked before any work
         label = ckpt.payload.get("method", "qat").replace("+qat", "")
         label = "baseline" if label == "qat" else label  # qat alone trains the plain network
         rows += _evaluate_everywhere(opened.model, test, spec, t, realizations, seed,
                                      dict(method=label, mode="qat", weight_bits=quant["weight_bits"],
-                                          act_bits=quant["act_bits"] or 32), c.device, calib)
+                                          act_bits=quant["act_bits"] or 32), conf.device, calib)
     write_rows_csv(out / "quant_sweep.csv", rows)
     plots = []
     for setting in ("digital", spec.name):

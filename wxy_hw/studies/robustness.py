@@ -65,10 +65,10 @@ def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: st
                               progress: bool = True, log: Callable[[str], None] = print,
                               **settings: Any) -> dict[str, Any]:
     """Run the benchmark and write CSVs, tables, plots, config.toml and a manifest; returns a summary with the tables."""
-    c = RobustnessConfig.make(config, **settings)
-    corruptions, severities, samples, adv_samples = c.corruptions, c.severities, c.samples, c.adv_samples
-    chips, hw_samples, hw_severities, seed = c.chips, c.hw_samples, c.hw_severities, c.seed
-    pca_corruption, pca_severity, corrupted_dir = c.pca_corruption, c.pca_severity, c.corrupted_dir
+    conf = RobustnessConfig.make(config, **settings)
+    corruptions, severities, samples, adv_samples = conf.corruptions, conf.severities, conf.samples, conf.adv_samples
+    chips, hw_samples, hw_severities, seed = conf.chips, conf.hw_samples, conf.hw_severities, conf.seed
+    pca_corruption, pca_severity, corrupted_dir = conf.pca_corruption, conf.pca_severity, conf.corrupted_dir
     if corrupted_dir is None:
         check_corruptions(list(corruptions) + [pca_corruption])
     elif pca_corruption not in corruptions:
@@ -78,23 +78,23 @@ def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: st
             raise ValueError(f"severities must lie in 1..5 (0 = clean is always included), got {s}")
     if samples < 1 or adv_samples < 0 or hw_samples < 1 or chips < 0:
         raise ValueError("--samples and --hw-samples must be ≥ 1; --adv-samples and --chips ≥ 0")
-    specs = [load_device(d) for d in c.devices]
+    specs = [load_device(d) for d in conf.devices]
     t_of = {s.name: s.inference_time() for s in specs}
-    attacks = c.attacks
-    paths = resolve_checkpoints(c.checkpoints, c.methods, dataset=c.dataset, data_dir=c.data_dir, seed=seed,
-                                progress=progress, torch_device=c.torch_device,
-                                budget=c.budget)
-    out, run = start_run(c, out, Path("runs") / "robustness" / stamp(), dict(
+    attacks = conf.attacks
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "robustness" / stamp(), dict(
         checkpoints={k: str(v) for k, v in paths.items()}, corruptions=list(corruptions), severities=list(severities),
         samples=samples, attacks=attacks, adv_samples=adv_samples, devices={s.name: s.summary() for s in specs},
-        t_inference=t_of, chips=chips, hw_samples=hw_samples, hw_severities=list(hw_severities), dataset=c.dataset,
+        t_inference=t_of, chips=chips, hw_samples=hw_samples, hw_severities=list(hw_severities), dataset=conf.dataset,
         seed=seed, corrupted_dir=None if corrupted_dir is None else str(corrupted_dir)))
     say = (lambda msg: log(f"[robustness] {msg}")) if progress else (lambda msg: None)
 
     rows, adv, hw, consistency, pca = [], [], [], [], {}
     data_cache: dict[tuple, Any] = {}
     for label, path in paths.items():
-        opened = open_checkpoint(path, c.data_dir, c.torch_device, data_cache)
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         full = opened.data.test
         # a published corrupted set is aligned with the test split's order: take its first images
         test = take_subset(full, samples, seed) if corrupted_dir is None else \
@@ -103,7 +103,7 @@ def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: st
         model = opened.model
         del opened
         say(f"{label}: {len(corruptions)} corruptions × {len(severities)} severities on {len(test)} test images")
-        view = dict(seed=seed, cache_dir=c.cache_dir, corrupted_dir=corrupted_dir)
+        view = dict(seed=seed, cache_dir=conf.cache_dir, corrupted_dir=corrupted_dir)
         rows += corruption_rows(model, test, mean, std, corruptions, severities, **view, method=label)
         clean_feat = deepest_features(model, batches_of(test, mean, std))
         for c in corruptions:

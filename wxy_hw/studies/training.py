@@ -62,12 +62,12 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
     """Train, select on validation, test the selected checkpoint once; returns a summary dict.
 
     ``settings``: the fields of TrainRunConfig (``device`` is accepted for ``torch_device``)."""
-    c = TrainRunConfig.make(config, **settings)
-    method, method_options, arch, width, heads = c.method, c.method_options, c.arch, c.width, c.heads
-    dataset, data_dir, subset, val_fraction = c.dataset, c.data_dir, c.subset, c.val_fraction
-    image_size, channels, epochs, batch_size, lr = c.image_size, c.channels, c.epochs, c.batch_size, c.lr
-    weight_decay, schedule, seed, device, augment = c.weight_decay, c.schedule, c.seed, c.torch_device, c.augment
-    teacher, max_steps_per_epoch, grad_norms_every = c.teacher, c.max_steps_per_epoch, c.grad_norms_every
+    conf = TrainRunConfig.make(config, **settings)
+    method, method_options, arch, width, heads = conf.method, conf.method_options, conf.arch, conf.width, conf.heads
+    dataset, data_dir, subset, val_fraction = conf.dataset, conf.data_dir, conf.subset, conf.val_fraction
+    image_size, channels, epochs, batch_size, lr = conf.image_size, conf.channels, conf.epochs, conf.batch_size, conf.lr
+    weight_decay, schedule, seed, device, augment = conf.weight_decay, conf.schedule, conf.seed, conf.torch_device, conf.augment
+    teacher, max_steps_per_epoch, grad_norms_every = conf.teacher, conf.max_steps_per_epoch, conf.grad_norms_every
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
     heads = heads or default_heads(method)
@@ -113,7 +113,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
                                      teacher=str(teacher) if teacher else None, resumed=resume,
                                      **_public(config), resolved_device=str(resolve_device(device))),
                            kind="train")
-        c.write(out)
+        conf.write(out)
         run.manifest["data"] = data.summary()
         if trainer.resumed_from:
             run.manifest["resumed_from"] = trainer.resumed_from  # e.g. a learning rate lowered after divergence
@@ -147,7 +147,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
             "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
             "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
-            "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
+            "costs": [dict(exit=conf.exit + 1, stage=conf.stage + 1, params=conf.params, macs=conf.macs) for c in costs],
             "wall_time_s": round(result.wall_time_s, 2),
         }
         atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
