@@ -147,7 +147,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
             "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
             "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
-            "costs": [dict(exit=conf.exit + 1, stage=conf.stage + 1, params=conf.params, macs=conf.macs) for c in costs],
+            "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
             "wall_time_s": round(result.wall_time_s, 2),
         }
         atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
