@@ -198,7 +198,7 @@ def time_early_exit(args) -> dict:
     from wxy_hw.data import BatchLoader, load_dataset
     from wxy_hw.inference import early_exit_inference, exit_table, search_thresholds
     from wxy_hw.models import exit_costs, exit_path_macs
-    from wxy_hw.noise_experiment import cached_checkpoint
+    from wxy_hw.studies import cached_checkpoint
 
     path = cached_checkpoint("self_distillation", progress=False)
     info = read_checkpoint(path)["data"]

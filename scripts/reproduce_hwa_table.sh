@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 BUDGET=(--arch resnet18 --width 0.25 --subset 20000 --epochs 4 --dataset fashion_mnist --quiet)
 CACHE=runs/cache/fashion_mnist_resnet18_w0.25_e4_n20000_s0
 for m in baseline self_distillation; do
-  [ -f "$CACHE/$m/best.pt" ] || $PY -c "from wxy_hw.noise_experiment import cached_checkpoint; cached_checkpoint('$m')"
+  [ -f "$CACHE/$m/best.pt" ] || $PY -c "from wxy_hw.studies import cached_checkpoint; cached_checkpoint('$m')"
 done
 for dev in reram subthreshold_cmos pcm; do
   for m in hwa self_distillation+hwa; do
@@ -20,6 +20,6 @@ for dev in reram subthreshold_cmos pcm; do
   done
   $PY experiments/noise_sweep.py --device $dev --checkpoints "$CACHE/baseline/best.pt" \
       "$CACHE/self_distillation/best.pt" "runs/hwa/${dev}/hwa/best.pt" "runs/hwa/${dev}/self_distillation+hwa/best.pt" \
-      --scales 1 --times 86400 --t-inference 86400 --realizations 10 --no-flat --quiet \
+      --scales 1 --times 86400 --t-inference 86400 --chips 10 --no-flat --quiet \
       --out "runs/hwa_table/${dev}" --overwrite
 done

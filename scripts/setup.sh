@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-TORCH_VERSION=2.13.0
+TORCH_VERSION=2.13.0  # = the torch pin in pyproject.toml (tests/test_packaging.py checks they agree)
 AIHWKIT_VERSION=1.2.0
 STAMP="$VENV/.wxy_hw_setup_done"
 
@@ -19,7 +19,13 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 need_apt=()
 dpkg -s libopenblas-dev >/dev/null 2>&1 || need_apt+=(libopenblas-dev)
 dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || need_apt+=(dataset-fashion-mnist)
-if [ ${#need_apt[@]} -gt 0 ]; then
+if [ ${#need_apt[@]} -gt 0 ] && [ -z "${WXY_SKIP_APT:-}" ] && ! command -v apt-get >/dev/null 2>&1; then
+  say "apt-get is not available here, so these system packages cannot be installed: ${need_apt[*]}." >&2
+  say "Install by hand: OpenBLAS with headers (Debian libopenblas-dev, Fedora openblas-devel, macOS 'brew install openblas')" >&2
+  say "and the Fashion-MNIST files (the four *-ubyte.gz in a directory named by \$WXY_DATA); then rerun with WXY_SKIP_APT=1." >&2
+  exit 1
+fi
+if [ ${#need_apt[@]} -gt 0 ] && [ -z "${WXY_SKIP_APT:-}" ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   say "apt-get install ${need_apt[*]}"

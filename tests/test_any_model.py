@@ -160,7 +160,7 @@ def test_attached_model_trains_with_self_distillation_and_round_trips(tmp_path):
     with pytest.raises(CheckpointError, match=r"exits: checkpoint has \['conv1', 'conv2'\], expected \['conv1'\]"):
         load_model(res.best_path, model=other)
     # quantized copies save and reload (the record re-quantizes the fresh network)
-    from wxy_hw.hardware.quant import quantize_model
+    from wxy_hw.models.quant import quantize_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -177,7 +177,7 @@ def test_deploy_and_quantize_name_what_they_leave_digital():
     with pytest.warns(UserWarning, match=r"deploy: 1 layer\(s\) stay digital.*0 \(Conv3d\)"):
         deploy(model, "reram", 0)
     with pytest.warns(UserWarning, match=r"quantize_model: 1 layer\(s\) stay float.*0 \(Conv3d\)"):
-        from wxy_hw.hardware.quant import quantize_model
+        from wxy_hw.models.quant import quantize_model
 
         quantize_model(model, {"weight_bits": 4, "act_bits": None})
     with nothing_left_behind():  # a network of supported layers converts without a word
@@ -187,7 +187,7 @@ def test_deploy_and_quantize_name_what_they_leave_digital():
 def test_quantize_model_quantizes_functional_relus_through_brevitas():
     from brevitas.nn import QuantReLU
 
-    from wxy_hw.hardware.quant import quantize_model
+    from wxy_hw.models.quant import quantize_model
 
     with nothing_left_behind():
         q = quantize_model(SmallCNN(), {"weight_bits": 4, "act_bits": 4})
@@ -272,7 +272,7 @@ def test_conv1d_runs_the_tiled_adc_and_per_mvm_paths():
 def test_quantized_hook_read_exits_keep_their_exit_points():
     from brevitas.nn import QuantReLU
 
-    from wxy_hw.hardware.quant import quantize_model
+    from wxy_hw.models.quant import quantize_model
 
     class Res(nn.Module):
         def __init__(self) -> None:

@@ -13,7 +13,7 @@ import torch
 
 import torch.nn as nn
 
-from wxy_hw.chip_experiment import pareto_front, validation_rows
+from wxy_hw.studies.chip_study import pareto_front, validation_rows
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device
 from wxy_hw.hardware.chip import (ChipConfig, NeuroSimVGG8, cell_state, chip_report, load_technology,
                                   map_network, measure_activity, summarize)
@@ -96,7 +96,7 @@ def test_config_errors_name_the_key_and_the_allowed_range(tmp_path):
     with pytest.raises(DeviceSpecError, match="technology 'nope' not found"):
         load_technology("nope")
     # the technology file is validated like a device file: missing key, unknown key, out of range
-    good = (ROOT / "devices" / "technology" / "cmos22.toml").read_text()
+    good = (ROOT / "wxy_hw" / "devices" / "technology" / "cmos22.toml").read_text()
     for text, match in ((good.replace("sar_fom_fJ", "#"), "missing key technology.sar_fom_fJ"),
                         (good + "bogus = 1\n", "unknown key technology.bogus"),
                         (good.replace('vdd = { value = 0.85', 'vdd = { value = -1'), "technology.vdd = -1")):

@@ -12,7 +12,7 @@ from wxy_hw.checkpoint import load_model, save_checkpoint  # noqa: E402
 from wxy_hw.data import make_loaders  # noqa: E402
 from wxy_hw.evaluate import evaluate  # noqa: E402
 from wxy_hw.hardware import analog_layers, deploy, load_device  # noqa: E402
-from wxy_hw.hardware.quant import QuantConfig, quantize_model, quantized_weight  # noqa: E402
+from wxy_hw.models.quant import QuantConfig, quantize_model, quantized_weight  # noqa: E402
 from wxy_hw.methods import build_method  # noqa: E402
 from wxy_hw.models import build_model  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_devices_program_the_quantized_weights(trained):
 def test_onnx_export(trained, tmp_path, fmt):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
-    from wxy_hw.hardware.quant import export_onnx
+    from wxy_hw.models.quant import export_onnx
 
     q = quantize_model(trained, QuantConfig(4, 8), calibration=[(torch.randn(16, 1, 28, 28), None)])
     path = export_onnx(q, str(tmp_path / f"model_{fmt}.onnx"), fmt=fmt)

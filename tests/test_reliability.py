@@ -16,7 +16,7 @@ import torch
 
 from wxy_hw.checkpoint import CheckpointError, load_model, read_checkpoint
 from wxy_hw.data import CorruptDatasetError, load_dataset
-from wxy_hw.experiment import train_run
+from wxy_hw.studies.training import train_run
 from wxy_hw.results import OutputDirError, RunDirectory, claim_run_dir, release_run_dir
 from wxy_hw.train import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(method="baseline", dataset="synthetic", arch="resnet8", width=0.125, batch_size=32, subset=64,
             max_steps_per_epoch=1, device="cpu", progress=False)
 TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--batch-size", "32",
-              "--subset", "64", "--max-steps", "1", "--device", "cpu", "--quiet"]
+              "--subset", "64", "--max-steps", "1", "--torch-device", "cpu", "--quiet"]
 
 
 def cli(name: str):
@@ -205,10 +205,10 @@ def test_unknown_target_and_non_qat_checkpoints_are_refused_before_any_work(fini
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr("wxy_hw.calibrator_experiment.cached_checkpoint", no_work)
+    monkeypatch.setattr("wxy_hw.studies.calibrator.cached_checkpoint", no_work)
     assert cli("calibrator_adapt")(["--target", "digitz", "--quiet"]) == 2
     assert "unknown target 'digitz'" in capsys.readouterr().err
-    monkeypatch.setattr("wxy_hw.quant_experiment.resolve_checkpoints", no_work)
+    monkeypatch.setattr("wxy_hw.studies.quant_sweep.resolve_checkpoints", no_work)
     assert cli("quant_sweep")(["--qat-checkpoints", str(finished / "best.pt"), "--dataset", "synthetic",
                                "--quiet"]) == 2
     assert "is not a quantization-aware checkpoint" in capsys.readouterr().err

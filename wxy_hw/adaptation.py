@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .evaluate import model_device
+from .models.evaluate import model_device
 from .methods.base import kd_kl
 from .models.calibrator import DOMAINS, Calibrator, FeatureDiscriminator, PixelDiscriminator
 from .models.multi_exit import MultiExitOutput

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from .models.attach import attach_exits, plain_config
-from .models.multi_exit import MultiExitNet, model_from_config
+from .models.multi_exit import MultiExitNet
+from .models.rebuild import model_from_config
 from .utils import atomic_torch_save
 
 FORMAT = "wxy_hw.checkpoint/1"
@@ -60,7 +61,13 @@ def load_model(path: str | Path, expect: dict[str, Any] | MultiExitNet | None = 
     """
     if model is not None:
         return load_into(path, model).to(device).eval()
-    payload = read_checkpoint(path)
+    return model_from_payload(read_checkpoint(path), path, expect, device)
+
+
+def model_from_payload(payload: dict[str, Any], path: str | Path = "<checkpoint>",
+                       expect: dict[str, Any] | MultiExitNet | None = None,
+                       device: str | torch.device = "cpu") -> nn.Module:
+    """``load_model`` of a checkpoint already read with ``read_checkpoint`` (the file is not read again)."""
     config = payload["model_config"]
     if config.get("kind") in ("attached", "plain"):
         raise CheckpointError(f"checkpoint {path} holds a user network ({config.get('backbone')}); construct it and "
@@ -137,7 +144,7 @@ def load_into(path: str | Path, model: nn.Module) -> nn.Module:
                              heads=saved["heads"])
     have = getattr(model, "config", None) or plain_config(model)
     if saved.get("quant") and not have.get("quant"):
-        from .hardware.quant import quantize_model  # Brevitas only when the checkpoint was quantized
+        from .models.quant import quantize_model  # Brevitas only when the checkpoint was quantized
 
         model = quantize_model(model, saved["quant"])
         have = model.config

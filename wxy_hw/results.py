@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .output import format_table  # noqa: F401  (re-exported: results tables)
 from .utils import atomic_write_text
 
 TRACKED_PACKAGES = ("torch", "numpy", "scipy", "aihwkit", "brevitas", "scikit-learn", "mlxtend", "wxy_hw")
@@ -295,22 +296,6 @@ class RunDirectory:
 def exit_columns(num_exits: int) -> list[str]:
     """Seed-style column names: Classifier 1/4 ... 4/4."""
     return [f"Classifier {i + 1}/{num_exits}" for i in range(num_exits)]
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> str:
-    """A plain-text (markdown-compatible) table; floats with two decimals, missing cells as '—'."""
-    def cell(v: Any) -> str:
-        if v is None:
-            return "—"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    body = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
-    line = lambda cells: "| " + " | ".join(s.ljust(w) for s, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [title] if title else []
-    out += [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(b) for b in body]
-    return "\n".join(out)
 
 
 def seed_table_row(label: str, exit_accuracy: Sequence[float], ensemble: float | None,

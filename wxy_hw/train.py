@@ -5,9 +5,7 @@ The Trainer knows no method: it sums the named loss terms the method returns.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,11 +18,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
 from .data import DatasetSplits, make_loaders
-from .evaluate import ExitMetrics, evaluate
+from .models.evaluate import ExitMetrics, evaluate
 from .methods import Batch, Method, build_method
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
-from .utils import atomic_write_text, resolve_device
+from .output import interactive, write_rows_csv
+from .utils import resolve_device
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -265,7 +264,7 @@ class Trainer:
         loader.set_epoch(epoch)
         self.method.set_epoch(epoch, self.config.epochs)
         total = len(loader) if self.config.max_steps_per_epoch is None else min(len(loader), self.config.max_steps_per_epoch)
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not self.config.progress,
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not (self.config.progress and interactive()),
                    dynamic_ncols=True)
         loss_sum, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader):
@@ -317,19 +316,6 @@ def channels_last_safe(model: torch.nn.Module, device: torch.device) -> bool:
         return True
     return not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
                    and m.in_channels < 16 for m in model.modules())
-
-
-def write_rows_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Write tidy rows (union of keys, in first-seen order) to a CSV atomically."""
-    keys: list[str] = []
-    for r in rows:
-        keys.extend(k for k in r if k not in keys)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return atomic_write_text(path, buf.getvalue())
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

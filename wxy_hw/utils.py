@@ -5,8 +5,9 @@ import io
 import os
 import random
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -64,3 +65,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """torch.save through a temporary file and rename."""
     return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode inside the block; its previous train / eval mode is restored after, even on error."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

@@ -4,12 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..utils import atomic_write  # noqa: E402
+from ..output import colors as _colors, plt, save_figure as _save
 
 EXIT_ORDER = ["1", "2", "3", "4", "ensemble"]
 
@@ -21,21 +16,6 @@ def _exits(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def _exit_title(e: str, n_exits: int) -> str:
     return "ensemble" if e == "ensemble" else f"exit {e}/{n_exits}"
-
-
-def _colors(methods: Sequence[str]) -> dict[str, Any]:
-    """One fixed colour per method, the same in every panel."""
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
-
-
-def _save(fig, path: Path) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
-    for p in out:  # through a temporary file, so an interrupted run never leaves a half-written figure
-        atomic_write(p, lambda handle, fmt=p.suffix[1:]: fig.savefig(handle, format=fmt, dpi=130, bbox_inches="tight"))
-    plt.close(fig)
-    return out
 
 
 def plot_metric_by_exit(summary: Sequence[dict[str, Any]], x_key: str, path: Path, *, title: str,

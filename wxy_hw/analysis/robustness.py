@@ -13,8 +13,9 @@ import torch.nn as nn
 from ..data.base import Split
 from ..data.corruptions import SEVERITIES, check_corruptions, corrupt_split, load_hendrycks_c
 from ..data.loader import BatchLoader
-from ..evaluate import evaluate, model_device
-from ..methods.robust import PixelSpaceClassifier
+from ..models.evaluate import evaluate, model_device
+from ..models.wrappers import PixelSpaceClassifier
+from ..utils import eval_mode
 
 # Attack budgets in pixel units ([0, 1]); the usual Fashion-MNIST choices (L∞ 0.1; L2 1.0 ≈ 0.036 per pixel).
 DEFAULT_ATTACKS: dict[str, dict[str, float]] = {
@@ -111,12 +112,10 @@ def adversarial_rows(model: nn.Module, split: Split, mean: Sequence[float], std:
     unknown = sorted(set(attacks) - set(makers))
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; choose from {sorted(makers)}")
-    was_training = model.training
-    model.eval()
     dev = model_device(model)
     wrapped = PixelSpaceClassifier(model, mean, std, exit_index).to(dev)
     rows = []
-    try:
+    with eval_mode(model):
         for name, params in [("clean", {}), *attacks.items()]:
             correct, n = 0, 0
             attack = makers[name](wrapped, params) if name != "clean" else None
@@ -132,8 +131,6 @@ def adversarial_rows(model: nn.Module, split: Split, mean: Sequence[float], std:
                     n += len(y)
             rows.append(dict(keys, attack=name, epsilon=params.get("eps", 0.0), steps=params.get("steps", 0),
                              accuracy=100.0 * correct / n, n=n))
-    finally:
-        model.train(was_training)
     return rows
 
 

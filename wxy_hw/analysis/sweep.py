@@ -26,16 +26,8 @@ def human_time(seconds: float) -> str:
 
 
 def device_times(spec: DeviceSpec, wanted: Sequence[float] = DEFAULT_TIMES, backend: str = "native") -> list[float]:
-    """The requested times the device model covers (and, for aihwkit's ReRAM, the times it has data for)."""
-    limit = spec.noise["max_time_s"]
-    times = [t for t in wanted if t <= limit]
-    if limit < max(wanted) and limit not in times:
-        times.append(limit)
-    if backend == "aihwkit" and spec.aihwkit["noise_model"] == "ReRamWan2022NoiseModel":
-        from ..hardware.physics import WAN2022_TIMES_S
-
-        times = [t for t in times if t in WAN2022_TIMES_S] or list(WAN2022_TIMES_S)
-    return sorted(times)
+    """The requested times the device model covers (``DeviceSpec.times``)."""
+    return spec.times(wanted, backend)
 
 
 def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],

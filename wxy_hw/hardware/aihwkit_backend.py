@@ -16,9 +16,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .physics import WAN2022_TIMES_S
-from .spec import DeviceSpec, DeviceSpecError, load_device
-from .coverage import untouched_layers, warn_untouched
+from .spec import DeviceSpec, load_device
+from ..models.coverage import untouched_layers, warn_untouched
 from .engine import ANALOG_TYPES, analog_layers, check_time
 
 
@@ -177,13 +176,8 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
 
 
 def aihwkit_time(spec: DeviceSpec, t_inference: float) -> float:
-    """Validate t for aihwkit: its Wan2022 model only knows 1 s, 1 day and 2 days."""
-    if spec.aihwkit["noise_model"] == "ReRamWan2022NoiseModel" and t_inference not in WAN2022_TIMES_S:
-        allowed = ", ".join(f"{t:g} s" for t in WAN2022_TIMES_S)
-        raise DeviceSpecError(f"aihwkit's ReRamWan2022NoiseModel only has data at t_inference ∈ {{{allowed}}}; "
-                              f"got {t_inference:g} s. Use one of those, or --backend native (which interpolates "
-                              "in log-time between them)")
-    return float(t_inference)
+    """Validate t for aihwkit (``DeviceSpec.backend_time``): its Wan2022 model only knows 1 s, 1 day and 2 days."""
+    return spec.backend_time("aihwkit", t_inference)
 
 
 @torch.no_grad()

@@ -55,10 +55,11 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from .coverage import untouched_layers, warn_untouched
-from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device
+from ..models.coverage import untouched_layers, warn_untouched
+from ..utils import eval_mode
+from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device, shipped_dir
 
-TECH_DIR = Path(__file__).resolve().parents[2] / "devices" / "technology"
+TECH_DIR = shipped_dir() / "technology"
 ENERGY_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
 AREA_PARTS = ("array", "adc", "drivers", "digital", "tile_buffers", "buffer")
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -327,14 +328,12 @@ def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) ->
         seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach()))
 
     handles = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, LAYER_TYPES)]
-    was_training = model.training
-    model.eval()
     try:
-        model(x) if exit_index is None else model.forward_exit(x, exit_index)
+        with eval_mode(model):
+            model(x) if exit_index is None else model.forward_exit(x, exit_index)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return seen
 
 
@@ -392,10 +391,8 @@ def measure_activity(model: nn.Module, batches: Iterable[torch.Tensor | tuple], 
         ones[name] = ones.get(name, 0.0) + sum(float(((q >> i) & 1).sum()) for i in range(act_bits))
         count[name] = count.get(name, 0.0) + q.numel() * act_bits
 
-    was_training = model.training
-    model.eval()
     dev = next(model.parameters()).device
-    try:
+    with eval_mode(model):
         for fn in (span, bits):
             handles = [mod.register_forward_pre_hook(fn) for mod in layers]
             try:
@@ -404,8 +401,6 @@ def measure_activity(model: nn.Module, batches: Iterable[torch.Tensor | tuple], 
             finally:
                 for h in handles:
                     h.remove()
-    finally:
-        model.train(was_training)
     return {name: ones[name] / count[name] for name in count}
 
 

@@ -35,9 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .physics import Programmed, is_ideal, program_bit_sliced, program_weight, tile_ids
-from .coverage import untouched_layers, warn_untouched
-from .quant import quantized_weight
-from .spec import DeviceSpec, DeviceSpecError, load_device
+from ..models.coverage import untouched_layers, warn_untouched
+from ..models.quant import quantized_weight
+from .spec import DeviceSpec, load_device
 
 
 def chip_seed(seed: int, layer_index: int, salt: str = "prog") -> int:
@@ -301,12 +301,8 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def check_time(spec: DeviceSpec, t_inference: float) -> None:
-    """Refuse inference times the device model has no data for."""
-    if t_inference < 0:
-        raise DeviceSpecError(f"t_inference must be ≥ 0 s, got {t_inference}")
-    if spec.has_drift and t_inference > spec.noise["max_time_s"]:
-        raise DeviceSpecError(f"device {spec.name!r}: its drift model covers up to {spec.noise['max_time_s']:g} s "
-                              f"(noise.max_time_s), asked for t_inference = {t_inference:g} s")
+    """Refuse inference times the device model has no data for (``DeviceSpec.check_time``)."""
+    spec.check_time(t_inference)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from ..evaluate import evaluate
+from ..models.evaluate import evaluate
 from .engine import calibrate_converters, deploy
 from .recalibrate import recalibrate_bn
 from .spec import DeviceSpec

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .spec import DeviceSpec
+from .spec import WAN2022_TIMES_S, DeviceSpec
 
 # Wan et al. 2022 (NeuRRAM) conductance-dependent σ(g) in µS, fitted at g_max = 40 µS by aihwkit's
 # ReRamWan2022NoiseModel: σ = Σ_k c_k (g/g_max)^k, lowest order first, for three times after programming.
-WAN2022_TIMES_S = (1.0, 86400.0, 172800.0)
 WAN2022_COEFFS = (
     (0.348, 16.030, -43.853, 45.393, -16.815),
     (0.701, 22.086, -50.773, 47.095, -16.458),

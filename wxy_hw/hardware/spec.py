@@ -12,8 +12,9 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 K_BOLTZMANN = 1.380649e-23
 Q_ELECTRON = 1.602176634e-19
@@ -113,6 +114,12 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
 REQUIRED_SECTIONS = ("device", "mapping", "noise", "array", "energy")
 
 
+# aihwkit's ReRamWan2022NoiseModel has measured data at these times only (the native engine interpolates)
+WAN2022_TIMES_S = (1.0, 86400.0, 172800.0)
+NOMINAL_DRIFT_TIME_S = 86400.0  # one day after programming: the studies' default for drifting devices
+BACKENDS = ("native", "aihwkit")
+
+
 class DeviceSpecError(ValueError):
     """A device file is missing, malformed, or has an invalid value."""
 
@@ -152,6 +159,55 @@ class DeviceSpec:
     def has_drift(self) -> bool:
         """Whether accuracy depends on the inference time."""
         return self.noise["drift"] != "none"
+
+    @property
+    def nominal_time_s(self) -> float:
+        """The inference time a study uses unless told otherwise: one day for a drifting device (or its model's
+        limit, if shorter), else 1 s."""
+        return float(min(NOMINAL_DRIFT_TIME_S, self.noise["max_time_s"]) if self.has_drift else 1.0)
+
+    def check_time(self, t_inference: float) -> float:
+        """``t_inference`` as a float; refuses a time the device model has no data for."""
+        if not t_inference >= 0:  # also refuses NaN
+            raise DeviceSpecError(f"t_inference must be ≥ 0 s, got {t_inference}")
+        if self.has_drift and t_inference > self.noise["max_time_s"]:
+            raise DeviceSpecError(f"device {self.name!r}: its drift model covers up to {self.noise['max_time_s']:g} s "
+                                  f"(noise.max_time_s), asked for t_inference = {t_inference:g} s")
+        return float(t_inference)
+
+    def inference_time(self, t_inference: float | None = None, backend: str = "native") -> float:
+        """The given time (else ``nominal_time_s``), checked against the device model and the backend."""
+        return self.backend_time(backend, self.nominal_time_s if t_inference is None else t_inference)
+
+    def backend_time(self, backend: str, t_inference: float) -> float:
+        """``t_inference`` if ``backend`` can express this device at that time; refuses it otherwise.
+
+        The native engine covers the device model's whole range; aihwkit's ReRamWan2022NoiseModel
+        only has data at 1 s, 1 day and 2 days."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
+        t = self.check_time(t_inference)
+        if backend == "aihwkit" and self.aihwkit["noise_model"] == "ReRamWan2022NoiseModel" and t not in WAN2022_TIMES_S:
+            allowed = ", ".join(f"{x:g} s" for x in WAN2022_TIMES_S)
+            raise DeviceSpecError(f"aihwkit's ReRamWan2022NoiseModel only has data at t_inference ∈ {{{allowed}}}; "
+                                  f"got {t:g} s. Use one of those, or --backend native (which interpolates "
+                                  "in log-time between them)")
+        return t
+
+    def times(self, wanted: Sequence[float], backend: str = "native") -> list[float]:
+        """The requested times the device model covers (and, for aihwkit's ReRAM, the times it has data for)."""
+        limit = self.noise["max_time_s"]
+        times = [t for t in wanted if t <= limit]
+        if limit < max(wanted) and limit not in times:
+            times.append(limit)
+        if backend == "aihwkit" and self.aihwkit["noise_model"] == "ReRamWan2022NoiseModel":
+            times = [t for t in times if t in WAN2022_TIMES_S] or list(WAN2022_TIMES_S)
+        return sorted(times)
+
+    @property
+    def is_digital(self) -> bool:
+        """A digital (or ideal) chip: no converters, no cells, no analog effects."""
+        return self.device["technology"] in ("digital", "ideal")
 
     def with_overrides(self, overrides: dict[str, Any]) -> "DeviceSpec":
         """A copy with ``{"section.key": value}`` changes, validated like a file."""
@@ -236,9 +292,14 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
 
 
 def devices_dir() -> Path:
-    """Where named devices live: $WXY_DEVICES, else the repository's devices/ directory."""
+    """Where named devices live: $WXY_DEVICES, else the device files shipped inside the package (wxy_hw/devices)."""
     env = os.environ.get("WXY_DEVICES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "devices"
+    return Path(env) if env else shipped_dir()
+
+
+def shipped_dir() -> Path:
+    """The device and technology files shipped as package data (wxy_hw/devices), found through the package."""
+    return Path(str(resources.files("wxy_hw"))) / "devices"
 
 
 def available_devices() -> list[str]:

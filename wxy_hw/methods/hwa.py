@@ -38,8 +38,7 @@ class HardwareAware(Method):
         self.spec = load_device(device)
         self.noise_scale = float(noise_scale)
         # Train for the harder condition: one day after programming on drifting devices.
-        self.t_inference = float(t_inference if t_inference is not None else
-                                 (min(86400.0, self.spec.noise["max_time_s"]) if self.spec.has_drift else 1.0))
+        self.t_inference = self.spec.inference_time(t_inference)
         self.seed = int(seed)
         self.include_ce = bool(include_ce)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..hardware.quant import QuantConfig, quantize_model
+from ..models.quant import QuantConfig, quantize_model
 from ..models.multi_exit import MultiExitOutput
 from .base import Batch, Method
 

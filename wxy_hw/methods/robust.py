@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data.corruptions import SEVERITIES, check_corruptions, random_corruption
 from ..models.multi_exit import MultiExitOutput
+from ..models.wrappers import PixelSpaceClassifier  # noqa: F401  (re-exported by wxy_hw.methods)
 from .base import Batch, Method, kd_kl
 
 # The seed trains augmentation and ADA with only these two corruptions; the other seven of its
@@ -116,24 +117,6 @@ class ADA(_CorruptedViews):
         t = self.temperature
         terms["kl"] = self.kl_weight * t * t * kd_kl(out.final[n:], out.final[:n].detach(), t)
         return terms
-
-
-class PixelSpaceClassifier(nn.Module):
-    """Wrap a MultiExitNet as pixels-in-[0,1] → logits of one exit, the interface attack libraries expect."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], exit_index: int = -1) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.exit_index = exit_index
-        # Mirror the wrapped model's mode: attack libraries restore "the model's" mode from the
-        # wrapper's flag after attacking, which would otherwise flip an eval model into training.
-        self.train(model.training)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.model((pixels - self.mean.to(pixels)) / self.std.to(pixels))
-        return out.logits[self.exit_index] if isinstance(out, MultiExitOutput) else out
 
 
 class AdversarialTraining(Method):

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from .heads import build_head
 from .multi_exit import MultiExitOutput
+from ..utils import eval_mode
 
 
 class _OutputHead(nn.Module):
@@ -249,13 +250,11 @@ def _probe(backbone: nn.Module, names: list[str], input_shape: Sequence[int]) ->
     handles += [m.register_forward_hook(lambda _m, _i, o: last_side.append(o.shape[-1])
                                         if isinstance(o, torch.Tensor) and o.dim() == 4 else None)
                 for m in backbone.modules() if not list(m.children())]
-    was_training = backbone.training
-    backbone.eval()
     dev = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     try:
-        out = backbone(torch.zeros(2, *input_shape, device=dev))
+        with eval_mode(backbone):
+            out = backbone(torch.zeros(2, *input_shape, device=dev))
     finally:
-        backbone.train(was_training)
         for h in handles:
             h.remove()
     return taps, out, (last_side[-1] if last_side else None)

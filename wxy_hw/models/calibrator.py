@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..utils import eval_mode
+
 DOMAINS = {"source": 0, "target": 1, "calibrated": 2}
 
 
@@ -81,12 +83,8 @@ class FeatureDiscriminator(nn.Module):
 @torch.no_grad()
 def count_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs of one forward on one input (FlopCounterMode FLOPs / 2, convolutions and matmuls)."""
-    was_training = module.training
-    module.eval()
-    try:
+    with eval_mode(module):
         counter = FlopCounterMode(display=False)
         with counter:
             module(torch.zeros(1, *input_shape, device=next(module.parameters()).device))
         return counter.get_total_flops() // 2
-    finally:
-        module.train(was_training)

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .multi_exit import MultiExitNet
+from ..utils import eval_mode
 
 
 @dataclass
@@ -48,18 +49,14 @@ def exit_costs(model: MultiExitNet, image_size: int | None = None) -> list[ExitC
     pooling are not counted, as is customary).
     """
     x = _probe_input(model, image_size)
-    was_training = model.training
-    model.eval()
     costs = []
-    try:
+    with eval_mode(model):
         # a backbone read by hooks has no stages: each exit then costs the whole backbone plus its head
         for k, stage in enumerate(getattr(model, "exit_stages", range(model.num_exits))):
             counter = FlopCounterMode(display=False)
             with counter:
                 model.forward_exit(x, k)
             costs.append(ExitCost(k, stage, _params(model.exit_modules(k)), counter.get_total_flops() // 2))
-    finally:
-        model.train(was_training)
     return costs
 
 
@@ -79,9 +76,7 @@ def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[i
         raise ValueError(f"per-path MACs need a backbone cut into stages, and this one is not "
                          f"({getattr(model, 'split_reason', type(model).__name__)}); use exit_costs")
     h = _probe_input(model, image_size)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         def macs(fn) -> tuple[int, torch.Tensor]:
             counter = FlopCounterMode(display=False)
             with counter:
@@ -100,5 +95,3 @@ def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[i
             heads += m
             path.append(stage_end[s][0] + heads)
         return path
-    finally:
-        model.train(was_training)

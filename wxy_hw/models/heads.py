@@ -65,12 +65,13 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def register_head(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Make ``factory(in_channels, num_classes, **kw)`` an exit head kind (``--heads name``)."""
+    HEADS[name] = factory
+
+
 def build_head(kind: str, in_channels: int, num_classes: int, **kwargs: object) -> nn.Module:
     """A shallow exit head by name (see HEADS)."""
-    if kind == "scan":
-        from .scan import ScanHead  # attention exits live in their own module
-
-        return ScanHead(in_channels, num_classes, **kwargs)
     if kind not in HEADS:
-        raise ValueError(f"unknown exit head '{kind}'; choose one of: {', '.join(HEADS)}, scan")
+        raise ValueError(f"unknown exit head '{kind}'; choose one of: {', '.join(HEADS)}")
     return HEADS[kind](in_channels, num_classes, **kwargs)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..utils import eval_mode
 from .backbones import build_backbone
 from .heads import LinearHead, build_head
 
@@ -79,14 +80,12 @@ class MultiExitNet(nn.Module):
     @torch.no_grad()
     def _probe_sizes(self, in_channels: int, image_size: int) -> list[int]:
         x = torch.zeros(1, in_channels, image_size, image_size)
-        was_training = self.training
-        self.eval()
-        sizes = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            sizes.append(x.shape[-1])
-        self.train(was_training)
+        with eval_mode(self):
+            sizes = []
+            x = self.stem(x)
+            for stage in self.stages:
+                x = stage(x)
+                sizes.append(x.shape[-1])
         return sizes
 
     @property
@@ -128,15 +127,3 @@ def build_model(arch: str = "resnet18", num_classes: int = 10, in_channels: int 
     if exit_stages is None:
         exit_stages = tuple(range(NUM_STAGES)) if multi_exit else (NUM_STAGES - 1,)
     return MultiExitNet(arch, num_classes, in_channels, width, image_size, heads, exit_stages)
-
-
-def model_from_config(config: dict[str, Any]) -> MultiExitNet:
-    """Rebuild a model from ``model.config`` (as stored in checkpoints), re-quantized if it was."""
-    config = dict(config)
-    quant = config.pop("quant", None)
-    model = MultiExitNet(**config)
-    if quant:
-        from ..hardware.quant import quantize_model  # Brevitas only when a checkpoint asks for it
-
-        model = quantize_model(model, quant)
-    return model

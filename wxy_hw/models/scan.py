@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .heads import BottleneckHead
+from .heads import BottleneckHead, register_head
 
 
 class AttentionModule(nn.Module):
@@ -40,3 +40,6 @@ class ScanHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.classifier(x * self.attention(x))
+
+
+register_head("scan", ScanHead)

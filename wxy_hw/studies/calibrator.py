@@ -1,36 +1,29 @@
-"""Library side of experiments/calibrator_adapt.py: the Calibrator on a domain pair (vs source-only
-and DANN) and on chip instances (vs no calibration and chip-in-the-loop fine-tuning), FFT spectra."""
+"""Light-weight Calibrator (experiments/calibrator_adapt.py): on a domain pair (vs source-only and DANN) and on
+chip instances (vs no calibration and chip-in-the-loop fine-tuning), FFT spectra."""
 from __future__ import annotations
 
 import copy
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from .adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_spectrum,  # noqa: E402
-                         train_calibrator, train_chip_calibrator, train_dann)
-from .analysis.plots import _save  # noqa: E402
-from .analysis.sweep import human_time  # noqa: E402
-from .checkpoint import load_model, read_checkpoint  # noqa: E402
-from .data import BatchLoader, Split, available_datasets, load_dataset  # noqa: E402
-from .data.base import take_subset  # noqa: E402
-from .data.corruptions import check_corruptions, corrupt_split  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .hardware.engine import check_time, deploy  # noqa: E402
-from .hardware.recalibrate import batchnorm_layers, recalibrate_bn  # noqa: E402
-from .hardware.spec import load_device  # noqa: E402
-from .hardware.chip import ChipConfig, calibration_inputs, chip_report  # noqa: E402
-from .models.calibrator import Calibrator, count_macs  # noqa: E402
-from .noise_experiment import cached_checkpoint, check_checkpoint_dataset  # noqa: E402
-from .results import RunDirectory, format_table  # noqa: E402
-from .train import write_rows_csv  # noqa: E402
-from .utils import atomic_write_text, resolve_device  # noqa: E402
+from ..adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_spectrum, train_calibrator,
+                          train_chip_calibrator, train_dann)
+from ..analysis.sweep import human_time
+from ..data import Split, available_datasets, load_dataset
+from ..data.corruptions import check_corruptions, corrupt_split
+from ..models.evaluate import evaluate
+from ..hardware.chip import ChipConfig, chip_report
+from ..hardware.engine import deploy
+from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn
+from ..hardware.spec import load_device
+from ..models.calibrator import Calibrator, count_macs
+from ..output import format_table, plt, save_figure, write_rows_csv
+from ..utils import atomic_write_text, resolve_device
+from .config import EvaluationSettings
+from .spine import Checkpoint, cached_checkpoint, check_checkpoint_dataset, open_checkpoint, stamp, start_run
 
 
 def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corruption: str, severity: int,
@@ -47,24 +40,60 @@ def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corru
     return data.train, data.test, target
 
 
-def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digits", device: str | None = None,
-                         chip_seeds: Sequence[int] = (0, 1, 2, 3, 4), checkpoint: str | Path | None = None,
-                         corruption: str = "gaussian_noise", severity: int = 5, epochs: int = 5, width: int = 8,
-                         blocks: int = 1, epsilon: float = 1.0, samples: int = 2000, data_dir: str | Path | None = None,
-                         out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
-                         torch_device: str = "auto", progress: bool = True,
-                         log: Callable[[str], None] = print) -> dict[str, Any]:
+@dataclass
+class CalibratorConfig(EvaluationSettings):
+    """Settings of the calibrator study (field names = the CLI's option names)."""
+
+    KIND = "calibrator_adapt"
+    RENAMED = {"checkpoint": "checkpoints"}
+
+    source: str = "mnist5k"
+    target: str | None = "digits"
+    corruption: str = "gaussian_noise"
+    severity: int = 5
+    device: str | None = None
+    chips: int = 5
+    chip_seeds: list[int] | None = None
+    checkpoints: list[str] | None = None
+    epochs: int = 5
+    width: int = 8
+    blocks: int = 1
+    epsilon: float = 1.0
+    samples: int = 2000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, str) and self.target.lower() == "none":
+            self.target = None  # a config file cannot hold None: "none" stands for it
+        if isinstance(self.checkpoints, (str, Path)):
+            self.checkpoints = [self.checkpoints]
+
+    @property
+    def seeds(self) -> list[int]:
+        """The chip instances: --chip-seeds as given, else seeds 0 .. chips-1."""
+        return list(self.chip_seeds) if self.chip_seeds is not None else list(range(self.chips))
+
+    def settings(self) -> dict[str, Any]:
+        return dict(super().settings(), target="none" if self.target is None else self.target)
+
+
+def calibrator_adapt_run(config: CalibratorConfig | None = None, *, out: str | Path | None = None,
+                         progress: bool = True, log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
     """Domain-pair adaptation (``target``) and/or chip-instance calibration (``device``); writes CSVs,
-    tables, plots and a manifest."""
+    tables, plots, config.toml and a manifest."""
+    conf = CalibratorConfig.make(config, **settings)
+    source, target, device, chip_seeds = conf.source, conf.target, conf.device, conf.seeds
+    corruption, severity, epochs, width, blocks = conf.corruption, conf.severity, conf.epochs, conf.width, conf.blocks
+    epsilon, samples, data_dir, seed = conf.epsilon, conf.samples, conf.data_dir, conf.seed
     if target is None and device is None:
         raise ValueError("nothing to do: give --target (a domain pair) and/or --device (chip-instance calibration)")
     spec = load_device(device) if device else None
     t_chip = 1.0
     if spec is not None:
-        t_chip = float(min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0)
-        check_time(spec, t_chip)
+        t_chip = spec.inference_time()
         if len(chip_seeds) < 1:
-            raise ValueError("--chip-seeds needs at least one seed")
+            raise ValueError("--chips needs at least one chip")
+    if conf.checkpoints and len(conf.checkpoints) > 1:
+        raise ValueError(f"calibrator_adapt adapts one classifier; --checkpoints got {len(conf.checkpoints)} files: give one")
     if epochs < 1 or samples < 1:
         raise ValueError("--epochs and --samples must be ≥ 1")
     if target is not None:  # a misspelt target must not cost the training of the classifier first
@@ -74,23 +103,22 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
                              "or <dataset>-C for a corrupted copy")
         if base != target:
             check_corruptions([corruption])
-    dev = resolve_device(torch_device)
+    dev = resolve_device(conf.torch_device)
     say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
-    path = Path(checkpoint) if checkpoint else cached_checkpoint("baseline", source, data_dir, seed, progress=progress,
-                                                                 device=torch_device, **(budget or {}))
-    payload = read_checkpoint(path)
-    check_checkpoint_dataset(path, payload, source, "--source")
-    info = payload["data"]
-    src = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
-                       seed=payload.get("train_config", {}).get("seed", 0))
-    norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
-    batches = lambda split, n=samples, bs=128: list(BatchLoader(take_subset(split, n, seed), bs, **norm))  # noqa: E731
-    classifier = load_model(path, device=dev)
-    out = Path(out) if out is not None else Path("runs") / "calibrator" / time.strftime("%Y%m%d-%H%M%S")
-    run = RunDirectory(out, dict(checkpoint=str(path), source=info["name"], target=target, device=device,
-                                 chip_seeds=list(chip_seeds), corruption=corruption, severity=severity, epochs=epochs,
-                                 width=width, blocks=blocks, epsilon=epsilon, samples=samples, seed=seed),
-                       kind="calibrator_adapt")
+    ckpt = Checkpoint(conf.checkpoints[0] if conf.checkpoints else cached_checkpoint(
+        "baseline", source, data_dir, seed, progress=progress, device=conf.torch_device,
+        **conf.budget))
+    check_checkpoint_dataset(ckpt.path, ckpt.payload, source, "--source")
+    opened = open_checkpoint(ckpt, data_dir, dev)
+    info, src, classifier = opened.info, opened.data, opened.model
+
+    def batches(split: Split, n: int = samples, bs: int = 128) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return opened.batches(split, n, seed, bs)
+
+    out, run = start_run(conf, out, Path("runs") / "calibrator" / stamp(), dict(
+        checkpoint=str(ckpt.path), source=info["name"], target=target, device=device, chip_seeds=list(chip_seeds),
+        corruption=corruption, severity=severity, epochs=epochs, width=width, blocks=blocks, epsilon=epsilon,
+        samples=samples, seed=seed))
     shape = (info["channels"], info["image_size"], info["image_size"])
     probe = Calibrator(info["channels"], width, blocks, epsilon).to(dev)
     cost = {"calibrator_params": sum(p.numel() for p in probe.parameters()),
@@ -100,7 +128,7 @@ def calibrator_adapt_run(*, source: str = "mnist5k", target: str | None = "digit
     # energy per inference on one chip (the --device's, else reram) from the one cost model; input
     # activity measured on the fixed calibration images (the classifier's on uncalibrated inputs)
     chip_cfg = ChipConfig(device=device or "reram")
-    calib_imgs = calibration_inputs(src.train, norm["mean"], norm["std"], seed)
+    calib_imgs = opened.calibration(seed)
     cost["energy_device"] = chip_cfg.device
     cost["classifier_energy_pJ"] = chip_report(classifier, chip_cfg, calibration=calib_imgs)["exits"][-1]["energy_pJ"]
     cost["calibrator_energy_pJ"] = chip_report(probe, chip_cfg, calibration=calib_imgs)["chip"]["energy_pJ"]
@@ -198,7 +226,7 @@ def _plot_spectra(spectra: dict[str, torch.Tensor], path: Path, title: str) -> l
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"{title}: mean |FFT| of the inputs (log, centred)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -212,7 +240,7 @@ def _plot_examples(cal, x: torch.Tensor, path: Path) -> list[Path]:
             if i == 0:
                 axes[row, i].set_title(name, fontsize=8, loc="left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_cross(cross, seeds, device: str, path: Path) -> list[Path]:
@@ -230,4 +258,4 @@ def _plot_cross(cross, seeds, device: str, path: Path) -> list[Path]:
     ax.set_title(f"{device}: calibrator transfer", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,20 +1,24 @@
-"""Library-level experiment runners; the scripts in experiments/ are thin CLIs over these."""
+"""Training runs (experiments/train.py) and method comparisons over seeds (experiments/compare_methods.py)."""
 from __future__ import annotations
 
 import inspect
 import json
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoint import CheckpointError, load_model
-from .data import load_dataset, make_loaders
-from .evaluate import evaluate
-from .methods import build_method, default_heads, method_class, method_traits
-from .models import build_model, exit_costs
-from .results import RunDirectory, exit_columns, format_table, run_dir_guard, seed_table_row
-from .train import TrainConfig, Trainer, TrainingInterrupted, write_rows_csv
-from .utils import atomic_write_text, resolve_device, seed_everything
+from ..analysis.stats import paired_test, t_interval
+from ..checkpoint import CheckpointError, load_model
+from ..data import load_dataset, make_loaders
+from ..models.evaluate import evaluate
+from ..methods import build_method, default_heads, method_class, method_traits
+from ..models import build_model, exit_costs
+from ..output import format_table, write_rows_csv
+from ..results import RunDirectory, exit_columns, run_dir_guard, seed_table_row
+from ..train import TrainConfig, Trainer, TrainingInterrupted
+from ..utils import atomic_write_text, resolve_device, seed_everything
+from .config import StudyConfig
 
 
 def default_run_dir(dataset: str, arch: str, width: float, method: str, seed: int) -> Path:
@@ -22,16 +26,48 @@ def default_run_dir(dataset: str, arch: str, width: float, method: str, seed: in
     return Path("runs") / "train" / f"{dataset}_{arch}_w{width:g}_{method}_s{seed}"
 
 
-def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch: str = "resnet18",
-              width: float = 0.25, heads: str | None = None, dataset: str = "fashion_mnist",
-              data_dir: str | Path | None = None, subset: int | None = None, val_fraction: float = 0.1,
-              image_size: int | None = None, channels: int | None = None, epochs: int = 5, batch_size: int = 128,
-              lr: float = 0.1, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
-              device: str = "auto", augment: bool = True, teacher: str | Path | None = None,
-              out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              max_steps_per_epoch: int | None = None, grad_norms_every: int = 0,
-              progress: bool = True) -> dict[str, Any]:
-    """Train, select on validation, test the selected checkpoint once; returns a summary dict."""
+@dataclass
+class TrainRunConfig(StudyConfig):
+    """Settings of one training run (field names = experiments/train.py's option names)."""
+
+    KIND = "train"
+    RENAMED = {"device": "torch_device", "max_steps": "max_steps_per_epoch"}
+
+    method: str = "self_distillation"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    arch: str = "resnet18"
+    width: float = 0.25
+    heads: str | None = None
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    subset: int | None = None
+    val_fraction: float = 0.1
+    image_size: int | None = None
+    channels: int | None = None
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    torch_device: str = "auto"
+    augment: bool = True
+    teacher: str | None = None
+    max_steps_per_epoch: int | None = None
+    grad_norms_every: int = 0
+
+
+def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = None, resume: bool = False,
+              overwrite: bool = False, progress: bool = True, **settings: Any) -> dict[str, Any]:
+    """Train, select on validation, test the selected checkpoint once; returns a summary dict.
+
+    ``settings``: the fields of TrainRunConfig (``device`` is accepted for ``torch_device``)."""
+    conf = TrainRunConfig.make(config, **settings)
+    method, method_options, arch, width, heads = conf.method, conf.method_options, conf.arch, conf.width, conf.heads
+    dataset, data_dir, subset, val_fraction = conf.dataset, conf.data_dir, conf.subset, conf.val_fraction
+    image_size, channels, epochs, batch_size, lr = conf.image_size, conf.channels, conf.epochs, conf.batch_size, conf.lr
+    weight_decay, schedule, seed, device, augment = conf.weight_decay, conf.schedule, conf.seed, conf.torch_device, conf.augment
+    teacher, max_steps_per_epoch, grad_norms_every = conf.teacher, conf.max_steps_per_epoch, conf.grad_norms_every
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
     heads = heads or default_heads(method)
@@ -77,6 +113,7 @@ def train_run(*, method: str, method_options: dict[str, Any] | None = None, arch
                                      teacher=str(teacher) if teacher else None, resumed=resume,
                                      **_public(config), resolved_device=str(resolve_device(device))),
                            kind="train")
+        conf.write(out)
         run.manifest["data"] = data.summary()
         if trainer.resumed_from:
             run.manifest["resumed_from"] = trainer.resumed_from  # e.g. a learning rate lowered after divergence
@@ -140,11 +177,22 @@ def _check_resumable(out: Path) -> None:
 
 
 def _public(config: TrainConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
     d = asdict(config)
     d.pop("progress", None)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclass
+class CompareConfig(TrainRunConfig):
+    """Settings of a method comparison (experiments/compare_methods.py): the training settings of every run,
+    the methods, the seeds, the teacher."""
+
+    KIND = "compare_methods"
+
+    methods: list[str] = field(default_factory=lambda: ["baseline", "dsn", "self_distillation"])
+    seeds: list[int] | None = None
+    teacher_arch: str | None = None
+    teacher_width: float | None = None
 
 
 def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, out: str | Path | None = None,
@@ -160,8 +208,6 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
     teacher trained per seed into ``out/teacher/s<seed>`` on the same budget.
     ``method_options`` go to every method that accepts them.
     """
-    from .analysis.stats import paired_test, t_interval
-
     seeds = [int(s) for s in seeds] if seeds else [int(train_kwargs.get("seed", 0))]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds lists a seed twice: {seeds}")
@@ -175,6 +221,9 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
     if wants_teacher and train_kwargs.get("teacher") is None and teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
+    settings = {k: v for k, v in train_kwargs.items() if k != "progress"}
+    CompareConfig.make(methods=list(methods), seeds=seeds, teacher_arch=teacher_arch, teacher_width=teacher_width,
+                       method_options=dict(method_options or {}), seed=seeds[0], **settings).write(out)
     summaries: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
         kwargs = dict(train_kwargs, seed=seed)

@@ -1,35 +1,69 @@
-"""Library side of experiments/early_exit_energy.py: per-exit accuracy and energy on a device,
-dynamic inference at thresholds searched on validation, Pareto front, plots."""
+"""Early exit on a device (experiments/early_exit_energy.py): per-exit accuracy and energy, dynamic inference
+at thresholds searched on validation, Pareto front, plots."""
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from ..analysis.sweep import human_time
+from ..models.evaluate import evaluate
+from ..hardware.chip import ENERGY_PARTS, ChipConfig, chip_report, fingerprint
+from ..hardware.montecarlo import deploy_on
+from ..hardware.recalibrate import check_bn_recalibrate
+from ..hardware.spec import load_device
+from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
+from ..models.cost import exit_path_macs
+from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
+from ..utils import atomic_write_text
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
-from .analysis.plots import _colors, _save  # noqa: E402
-from .analysis.sweep import human_time  # noqa: E402
-from .checkpoint import load_model, read_checkpoint  # noqa: E402
-from .data import BatchLoader, load_dataset  # noqa: E402
-from .data.base import take_subset  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .hardware.chip import ENERGY_PARTS, ChipConfig, calibration_inputs, chip_report, fingerprint  # noqa: E402
-from .hardware.engine import check_time  # noqa: E402
-from .hardware.montecarlo import deploy_on  # noqa: E402
-from .hardware.recalibrate import check_bn_recalibrate  # noqa: E402
-from .hardware.spec import load_device  # noqa: E402
-from .inference import early_exit_inference, exit_table, nsga2_front, search_thresholds  # noqa: E402
-from .models.cost import exit_path_macs  # noqa: E402
-from .noise_experiment import resolve_checkpoints  # noqa: E402
-from .results import RunDirectory, format_table  # noqa: E402
-from .train import write_rows_csv  # noqa: E402
-from .utils import atomic_write_text, resolve_device  # noqa: E402
+# the architecture settings every study that reports a cost shares (one vocabulary: early_exit_energy, chip_study)
+CHIP_FIELDS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits", "ranging",
+               "input_activity")
+
+
+def chip_settings(config: Any) -> dict[str, Any]:
+    """The architecture settings of ``config`` that are set, as ChipConfig keywords (square arrays unless told)."""
+    out = {k: getattr(config, k) for k in CHIP_FIELDS if getattr(config, k, None) is not None}
+    if "rows" in out and "cols" not in out:
+        out["cols"] = out["rows"]
+    return out
+
+
+@dataclass
+class EarlyExitConfig(DatasetSettings):
+    """Settings of the early-exit energy study (field names = the CLI's option names)."""
+
+    KIND = "early_exit"
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
+
+    device: str = "reram"
+    methods: list[str] = field(default_factory=lambda: ["baseline", "dsn", "self_distillation", "scan"])
+    checkpoints: list[str] | None = None
+    chips: int = 3
+    samples: int = 2000
+    t_inference: float | None = None
+    bn_recalibrate: int = 0
+    rows: int | None = None
+    cols: int | None = None
+    adc_bits: int | None = None
+    dac_bits: int | None = None
+    bits_per_cell: int | None = None
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    ranging: str | None = None
+    input_activity: float | None = None
+
+    @classmethod
+    def make(cls, config: "EarlyExitConfig | None" = None, **settings: Any) -> "EarlyExitConfig":
+        chip = settings.pop("chip", None) or {}  # the former ``chip={...}`` keyword: the architecture settings
+        return super().make(config, **{**chip, **settings})
 
 
 def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> dict[str, Any]:
@@ -58,77 +92,69 @@ def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> 
             "wall_speedup": t_full / t_dyn, "exit_shares": shares, "table": table}
 
 
-def early_exit_run(*, device: str = "reram", methods: Sequence[str] = ("baseline", "dsn", "self_distillation", "scan"),
-                   checkpoints: Sequence[str | Path] | None = None, realizations: int = 3, samples: int = 2000,
-                   t_nominal: float | None = None, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
-                   out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
-                   torch_device: str = "auto", progress: bool = True, log=print,
-                   chip: dict[str, Any] | None = None, bn_recalibrate: int = 0) -> dict[str, Any]:
-    """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots and a manifest.
+def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+                   log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
+    """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots, config.toml and a manifest.
 
     ``bn_recalibrate`` = N > 0: every chip re-estimates its BN statistics on N unlabeled training
     images after deployment (N forward passes per chip; ``hardware.recalibrate_bn``).
 
-    ``chip``: ChipConfig keywords (the architecture flags); accuracy (deploy) and energy
+    The architecture settings (rows, cols, adc_bits, ...): accuracy (deploy) and energy
     (chip_report) both use that one chip; the int8 column is the digital_int8 chip with the same
     array size and bit widths.
     """
+    conf = EarlyExitConfig.make(config, **settings)
+    chip = chip_settings(conf)
+    device, realizations, samples, seed = conf.device, conf.chips, conf.samples, conf.seed
     spec = load_device(device)
-    cfg = ChipConfig(device=device, **(chip or {}))
-    cfg_int8 = ChipConfig(device="digital_int8", **{k: v for k, v in (chip or {}).items()
+    cfg = ChipConfig(device=device, **chip)
+    cfg_int8 = ChipConfig(device="digital_int8", **{k: v for k, v in chip.items()
                                                     if k in ("rows", "cols", "weight_bits", "act_bits")})
     overrides = cfg.spec_overrides()  # refuses an impossible configuration before any work
     cfg_int8.resolve()
-    t_nom = float(t_nominal if t_nominal is not None else
-                  (min(86400.0, spec.noise["max_time_s"]) if spec.has_drift else 1.0))
-    check_time(spec, t_nom)
+    t_nom = spec.inference_time(conf.t_inference)
     if realizations < 1 or samples < 1:
-        raise ValueError("--realizations and --samples must be ≥ 1")
-    check_bn_recalibrate(bn_recalibrate)
-    dev = resolve_device(torch_device)
-    paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
-                                progress=progress, torch_device=torch_device, budget=budget)
-    out = Path(out) if out is not None else Path("runs") / "early_exit" / f"{spec.name}_{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDirectory(out, dict(device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
-                                 realizations=realizations, samples=samples, t_nominal=t_nom, seed=seed,
-                                 dataset=dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
-                                 bn_recalibrate=bn_recalibrate), kind="early_exit")
+        raise ValueError("--chips and --samples must be ≥ 1")
+    check_bn_recalibrate(conf.bn_recalibrate)
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
+        device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, realizations=realizations,
+        samples=samples, t_nominal=t_nom, seed=seed, dataset=conf.dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
+        bn_recalibrate=conf.bn_recalibrate))
     calibrated: dict[str, str] = {}
     per_exit, dynamic, front_rows = [], [], []
     tables = {}
+    data_cache: dict[tuple, Any] = {}
     for label, path in paths.items():
-        payload = read_checkpoint(path)
-        info = payload["data"]
-        data = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
-                            seed=payload.get("train_config", {}).get("seed", 0))
-        norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
-        val = list(BatchLoader(take_subset(data.val, samples, seed), 256, **norm))
-        test = list(BatchLoader(take_subset(data.test, samples, seed), 256, **norm))
-        model = load_model(path, device=dev)
-        calib = calibration_inputs(data.train, norm["mean"], norm["std"], seed)
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
+        model, data = opened.model, opened.data
+        val = opened.batches(data.val, samples, seed)
+        test = opened.batches(data.test, samples, seed)
+        calib = opened.calibration(seed)
         calibrated[label] = fingerprint(calib)
         report_dev = chip_report(model, cfg, calibration=calib)
         report_dig = chip_report(model, cfg_int8, calibration=calib)
         e_dev, e_dig = report_dev["exits"], report_dig["exits"]
         digital = evaluate(model, test)
 
-        bn_images = (torch.cat(calibration_inputs(data.train, norm["mean"], norm["std"], seed, images=bn_recalibrate))
-                     if bn_recalibrate else None)
+        bn_images = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
 
         def chip_instance(r: int):
-            return deploy_on(model, device, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
+            return deploy_on(model, spec, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
                              calibration=calib)
 
         chips = [evaluate(chip_instance(r), test) for r in range(realizations)]
         for k, name in enumerate(digital.names or [str(i + 1) for i in range(len(digital.accuracy))]):
-            accs = torch.tensor([c.accuracy[k] for c in chips])
+            accs = torch.tensor([ch.accuracy[k] for ch in chips])
             per_exit.append(dict(method=label, exit=name, digital_accuracy=digital.accuracy[k],
                                  device_accuracy_mean=accs.mean().item(),
                                  device_accuracy_std=accs.std().item() if len(accs) > 1 else 0.0,
                                  macs=e_dev[k]["macs"], device_energy_pJ=e_dev[k]["energy_pJ"],
                                  int8_energy_pJ=e_dig[k]["energy_pJ"], device_latency_ns=e_dev[k]["latency_ns"],
                                  device_path_energy_pJ=report_dev["paths"][k]["energy_pJ"],
-                                 **{f"device_{c}_pJ": e_dev[k][f"{c}_pJ"] for c in ENERGY_PARTS}))
+                                 **{f"device_{part}_pJ": e_dev[k][f"{part}_pJ"] for part in ENERGY_PARTS}))
         if len(model.heads) < 2:
             continue
         if progress:
@@ -194,7 +220,7 @@ def _summary_table(per_exit, dynamic, device: str) -> str:
 
 def _plot_energy_accuracy(per_exit, device: str, t: float, path: Path):
     methods = list(dict.fromkeys(r["method"] for r in per_exit))
-    colors = _colors(methods)
+    colors = palette(methods)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (ekey, akey, title) in zip(axes, [("int8_energy_pJ", "digital_accuracy", "digital int8"),
                                              ("device_energy_pJ", "device_accuracy_mean", f"{device}, t = {human_time(t)}")]):
@@ -211,13 +237,13 @@ def _plot_energy_accuracy(per_exit, device: str, t: float, path: Path):
     axes[0].legend(fontsize=8)
     fig.suptitle("Accuracy vs energy per exit (marker label = exit)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_front(front_rows, device: str, path: Path):
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     keys = list(dict.fromkeys((r["method"], r["setting"]) for r in front_rows))
-    colors = _colors([f"{m} ({s})" for m, s in keys])
+    colors = palette([f"{m} ({s})" for m, s in keys])
     for m, s in keys:
         rows = [r for r in front_rows if r["method"] == m and r["setting"] == s]
         ax.plot([r["acceleration"] for r in rows], [r["accuracy"] for r in rows], marker=".",
@@ -229,7 +255,7 @@ def _plot_front(front_rows, device: str, path: Path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_shares(dynamic, device: str, path: Path):
@@ -249,4 +275,4 @@ def _plot_shares(dynamic, device: str, path: Path):
     ax.set_title("Where samples leave (thresholds from validation)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,36 +1,26 @@
-"""Library side of experiments/chip_study.py: accuracy and energy / area / latency of one model over
+"""Chip-architecture study (experiments/chip_study.py): accuracy and energy / area / latency of one model over
 chip configurations (array size × ADC bits × bits per cell × device), Pareto fronts per exit, and the
 NeuroSim VGG-8 validation."""
 from __future__ import annotations
 
 import itertools
 import math
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import matplotlib
-import matplotlib.ticker
+import torch
+import torch.nn as nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-
-from .analysis.plots import _colors, _save  # noqa: E402
-from .analysis.sweep import human_time  # noqa: E402
-from .checkpoint import load_model, read_checkpoint  # noqa: E402
-from .data import BatchLoader, load_dataset  # noqa: E402
-from .data.base import take_subset  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, calibration_inputs, chip_report,  # noqa: E402
-                            fingerprint, measure_activity)
-from .hardware.engine import check_time, deploy  # noqa: E402
-from .hardware.spec import load_device  # noqa: E402
-from .noise_experiment import resolve_checkpoints  # noqa: E402
-from .results import RunDirectory, format_table  # noqa: E402
-from .train import write_rows_csv  # noqa: E402
-from .utils import atomic_write_text, resolve_device  # noqa: E402
+from ..analysis.sweep import human_time
+from ..models.evaluate import evaluate
+from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, chip_report, fingerprint, measure_activity)
+from ..hardware.engine import deploy
+from ..hardware.spec import load_device
+from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
+from ..utils import atomic_write_text
+from .config import DatasetSettings, StudyConfig
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM, 128×128, 4-bit ADC, 8-bit W/A, 1 bit/cell):
 # the issue's reference values (parallel rows 32 and 64) and DNN_NeuroSim_V1.4's Data/1.4_Release_test.csv.
@@ -100,10 +90,16 @@ def validation_rows(device: str = "reram") -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class ValidationConfig(StudyConfig):
+    """``chip_study --validate``: nothing to set; the reference values are in the code and cited in validation.csv."""
+
+    KIND = "chip_validation"
+
+
 def validate(out: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """``chip_study.py --validate``: print the validation table and write validation.csv."""
-    out = Path(out) if out is not None else Path("runs") / "chip_study" / f"validate_{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDirectory(out, {"validate": True}, kind="chip_validation")
+    out, run = start_run(ValidationConfig(), out, Path("runs") / "chip_study" / f"validate_{stamp()}", {"validate": True})
     rows = validation_rows()
     write_rows_csv(out / "validation.csv", rows)
     table = format_table([{k: v for k, v in r.items() if k != "source"} for r in rows],
@@ -129,70 +125,89 @@ def _as_list(v: Any, default: Sequence[Any]) -> list[Any]:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path | None = None,
-                   devices: Sequence[str] = ("reram", "pcm", "subthreshold_cmos", "digital_int8"),
-                   rows: Sequence[int] | int | None = (64, 128, 256, 512), cols: Sequence[int] | int | None = None,
-                   adc_bits: Sequence[int] | int | None = (3, 4, 6, 8),
-                   dac_bits: Sequence[int] | int | None = (1,), bits_per_cell: Sequence[int] | int | None = (1, 2, 4),
-                   weight_bits: Sequence[int] | int | None = (8,), act_bits: Sequence[int] | int | None = (8,),
-                   ranging: Sequence[str] | str | None = ("fixed",), input_activity: float | None = None,
-                   cols_per_adc: int = 8, ir_beta_per_row: float = 0.0, chips: int = 2, samples: int = 500,
-                   dataset: str = "fashion_mnist", data_dir: str | Path | None = None, out: str | Path | None = None,
-                   seed: int = 0, budget: dict[str, Any] | None = None, torch_device: str = "auto",
-                   progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the study; writes study.csv, front.csv, validation.csv, table.md, plots and a manifest.
+@dataclass
+class ChipStudyConfig(DatasetSettings):
+    """Settings of the chip-architecture study (field names = the CLI's option names); every architecture
+    setting is a list, the study sweeps their product (cols = rows unless given)."""
 
-    Every architecture argument takes one value or a list; the study sweeps their product
+    KIND = "chip_study"
+    RENAMED = {"checkpoint": "checkpoints"}
+
+    method: str = "self_distillation"
+    checkpoints: list[str] | None = None
+    devices: list[str] = field(default_factory=lambda: ["reram", "pcm", "subthreshold_cmos", "digital_int8"])
+    rows: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    cols: list[int] | None = None
+    adc_bits: list[int] = field(default_factory=lambda: [3, 4, 6, 8])
+    dac_bits: list[int] = field(default_factory=lambda: [1])
+    bits_per_cell: list[int] = field(default_factory=lambda: [1, 2, 4])
+    weight_bits: list[int] = field(default_factory=lambda: [8])
+    act_bits: list[int] = field(default_factory=lambda: [8])
+    ranging: list[str] = field(default_factory=lambda: ["fixed"])
+    input_activity: float | None = None
+    cols_per_adc: int = 8
+    ir_beta_per_row: float = 0.0
+    chips: int = 2
+    samples: int = 500
+
+    def __post_init__(self) -> None:
+        if isinstance(self.checkpoints, (str, Path)):
+            self.checkpoints = [self.checkpoints]
+
+
+def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+                   log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
+    """Run the study; writes study.csv, front.csv, validation.csv, table.md, plots, config.toml and a manifest.
+
+    Every architecture setting takes one value or a list; the study sweeps their product
     (cols = rows unless given). Accuracy: the native engine with each configuration's
     ``spec_overrides()``, converters calibrated on a fixed, seeded selection of training images;
     cost: ``chip_report`` of the same configuration, input activity measured on those images.
     """
+    conf = ChipStudyConfig.make(config, **settings)
+    chips, samples, seed, devices = conf.chips, conf.samples, conf.seed, conf.devices
     if chips < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
-    grid = dict(rows=_as_list(rows, [None]), adc_bits=_as_list(adc_bits, [8]), dac_bits=_as_list(dac_bits, [1]),
-                bits_per_cell=_as_list(bits_per_cell, [None]), weight_bits=_as_list(weight_bits, [8]),
-                act_bits=_as_list(act_bits, [8]), ranging=_as_list(ranging, ["fixed"]))
-    col_list = _as_list(cols, [None])
+    if conf.checkpoints and len(conf.checkpoints) > 1:
+        raise ValueError(f"chip_study studies one model; --checkpoints got {len(conf.checkpoints)} files: give one")
+    grid = dict(rows=_as_list(conf.rows, [None]), adc_bits=_as_list(conf.adc_bits, [8]), dac_bits=_as_list(conf.dac_bits, [1]),
+                bits_per_cell=_as_list(conf.bits_per_cell, [None]), weight_bits=_as_list(conf.weight_bits, [8]),
+                act_bits=_as_list(conf.act_bits, [8]), ranging=_as_list(conf.ranging, ["fixed"]))
+    col_list = _as_list(conf.cols, [None])
     specs = {d: load_device(d) for d in devices}
+    input_activity, cols_per_adc, ir_beta_per_row = conf.input_activity, conf.cols_per_adc, conf.ir_beta_per_row
 
     def configs(d: str):
-        digital = specs[d].device["technology"] in ("digital", "ideal")
-        for r, c, b, db, bpc, wb, ab, rg in itertools.product(grid["rows"], col_list, grid["adc_bits"],
-                                                                grid["dac_bits"], grid["bits_per_cell"],
-                                                                grid["weight_bits"], grid["act_bits"], grid["ranging"]):
+        digital = specs[d].is_digital
+        for r, cl, b, db, bpc, wb, ab, rg in itertools.product(grid["rows"], col_list, grid["adc_bits"],
+                                                                 grid["dac_bits"], grid["bits_per_cell"],
+                                                                 grid["weight_bits"], grid["act_bits"], grid["ranging"]):
             if digital and (b, db, bpc, rg) != (grid["adc_bits"][0], grid["dac_bits"][0], grid["bits_per_cell"][0],
                                                 grid["ranging"][0]):
                 continue  # a digital chip has no converters or cells: one point per array size and bit width
-            c = c if c is not None else r
-            yield ChipConfig(device=d, rows=r, cols=c, adc_bits=b, dac_bits=min(db, ab), weight_bits=wb, act_bits=ab,
+            cl = cl if cl is not None else r
+            yield ChipConfig(device=d, rows=r, cols=cl, adc_bits=b, dac_bits=min(db, ab), weight_bits=wb, act_bits=ab,
                              bits_per_cell=None if digital else bpc, ranging=rg, input_activity=input_activity,
-                             cols_per_adc=min(cols_per_adc, c) if c else cols_per_adc,
+                             cols_per_adc=min(cols_per_adc, cl) if cl else cols_per_adc,
                              ir_beta_per_row=ir_beta_per_row)
 
     plan = {d: list(configs(d)) for d in devices}
     for d, cfgs in plan.items():  # refuse impossible grids before any training or evaluation
         for cfg in cfgs:
             cfg.spec_overrides()
-    t_of = {d: float(min(86400.0, s.noise["max_time_s"]) if s.has_drift else 1.0) for d, s in specs.items()}
-    for d, s in specs.items():
-        check_time(s, t_of[d])
-    dev = resolve_device(torch_device)
-    paths = resolve_checkpoints([checkpoint] if checkpoint else None, [method], dataset=dataset, data_dir=data_dir,
-                                seed=seed, progress=progress, torch_device=torch_device, budget=budget)
+    t_of = {d: s.inference_time() for d, s in specs.items()}
+    paths = resolve_checkpoints(conf.checkpoints, [conf.method], dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
     label, path = next(iter(paths.items()))
-    out = Path(out) if out is not None else Path("runs") / "chip_study" / time.strftime("%Y%m%d-%H%M%S")
-    run = RunDirectory(out, dict(checkpoint=str(path), devices=list(devices), **grid, cols=col_list,
-                                 input_activity=input_activity, cols_per_adc=cols_per_adc,
-                                 ir_beta_per_row=ir_beta_per_row, chips=chips, samples=samples, t_inference=t_of,
-                                 seed=seed), kind="chip_study")
-    payload = read_checkpoint(path)
-    info = payload["data"]
-    data = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
-                        seed=payload.get("train_config", {}).get("seed", 0))
-    norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
-    test = list(BatchLoader(take_subset(data.test, samples, seed), 250, **norm))
-    calib = calibration_inputs(data.train, norm["mean"], norm["std"], seed)
-    model = load_model(path, device=dev)
+    out, run = start_run(conf, out, Path("runs") / "chip_study" / stamp(), dict(
+        checkpoint=str(path), devices=list(devices), **grid, cols=col_list, input_activity=input_activity,
+        cols_per_adc=cols_per_adc, ir_beta_per_row=ir_beta_per_row, chips=chips, samples=samples, t_inference=t_of,
+        seed=seed))
+    opened = open_checkpoint(path, conf.data_dir, conf.torch_device)
+    test = opened.batches(opened.data.test, samples, seed, 250)
+    calib = opened.calibration(seed)
+    model = opened.model
     digital = evaluate(model, test)
     names = digital.names or [str(i + 1) for i in range(len(digital.accuracy))]
     say = (lambda msg: log(f"[chip_study] {msg}")) if progress else (lambda msg: None)
@@ -202,7 +217,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
     accuracy_cache: dict[tuple, torch.Tensor] = {}
     for d, cfgs in plan.items():
         spec = specs[d]
-        is_digital = spec.device["technology"] in ("digital", "ideal")
+        is_digital = spec.is_digital
         for cfg in cfgs:
             resolved, _ = cfg.resolve()
             # accuracy depends on what the engine sees: array size, converters, input bits, ranging
@@ -249,8 +264,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
                    "ADC bits": f["adc_bits"], "bits/cell": f["bits_per_cell"], "ranging": f["ranging"],
                    "accuracy": f"{f['accuracy_mean']:.2f} ± {f['accuracy_std']:.2f}", "nJ": f["energy_pJ"] / 1e3,
                    "mm²": f["area_mm2"], "µs": f["latency_ns"] / 1e3, "TOPS/W": f["tops_per_w"]} for f in fronts]
-    times = ", ".join(f"{d} at {human_time(t)}" for d, t in t_of.items() if not specs[d].device["technology"]
-                      in ("digital", "ideal"))
+    times = ", ".join(f"{d} at {human_time(t)}" for d, t in t_of.items() if not specs[d].is_digital)
     table = format_table(front_rows, list(front_rows[0]), title=(
         f"Pareto front of accuracy vs energy per inference, {label}, per exit ({samples} test images, mean ± std "
         f"over {chips} chips; {times}; weights {grid['weight_bits']} bits, inputs {grid['act_bits']} bits)"))
@@ -265,7 +279,7 @@ def chip_study_run(*, method: str = "self_distillation", checkpoint: str | Path 
 
 def _plot_pareto(rows, exits, key: str, xlabel: str, scale: float, path: Path, label: str) -> list[Path]:
     devices = list(dict.fromkeys(r["device"] for r in rows))
-    colors = _colors(devices)
+    colors = palette(devices)
     fig, axes = plt.subplots(1, len(exits), figsize=(3.6 * len(exits), 3.5), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], exits):
         pts = [r for r in rows if r["exit"] == name]
@@ -275,8 +289,7 @@ def _plot_pareto(rows, exits, key: str, xlabel: str, scale: float, path: Path, l
                        label=d, alpha=0.7)
         front = pareto_front(pts, key, "accuracy_mean")
         ax.plot([r[key] * scale for r in front], [r["accuracy_mean"] for r in front], "k--", lw=1, label="front")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short decades
+        log_axis(ax)  # labels at minor ticks too when the range spans less than a couple of decades
         ax.set_title(f"exit {name}", fontsize=9)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
@@ -285,7 +298,7 @@ def _plot_pareto(rows, exits, key: str, xlabel: str, scale: float, path: Path, l
     fig.suptitle(f"{label}: accuracy vs {xlabel.split(' (')[0]} over array size × ADC bits × bits/cell × device",
                  fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_breakdown(fronts, path: Path) -> list[Path]:
@@ -296,10 +309,10 @@ def _plot_breakdown(fronts, path: Path) -> list[Path]:
         ax.bar(range(len(fronts)), vals, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_xticks(range(len(fronts)))
-    ax.set_xticklabels([f"e{f['exit']} {f['device'][:5]}\n{f['rows']} r, {f['adc_bits']} b, {f['bits_per_cell']} c"
+    ax.set_xticklabels([f"e{f['exit']} {f['device']}\n{f['rows']} r, {f['adc_bits']} b, {f['bits_per_cell']} c"
                         for f in fronts], fontsize=6, rotation=90)
     ax.set_ylabel("energy per inference (nJ)")
     ax.set_title("Energy breakdown of the Pareto-front configurations")
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,34 +1,25 @@
-"""Library side of experiments/corruption_robustness.py: the corruption benchmark (seed-style table,
+"""Corruption robustness (experiments/corruption_robustness.py): the corruption benchmark (seed-style table,
 mCE), adversarial accuracy, the same corruption table on simulated hardware, plots."""
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from .analysis.plots import _colors, _save  # noqa: E402
-from .analysis.robustness import (DEFAULT_ATTACKS, adversarial_rows, batches_of, corrupted_view,  # noqa: E402
-                                  corruption_errors, corruption_rows, deepest_features, feature_consistency, pca_2d)
-from .analysis.sweep import human_time  # noqa: E402
-from .checkpoint import load_model, read_checkpoint  # noqa: E402
-from .data import load_dataset  # noqa: E402
-from .data.base import take_subset  # noqa: E402
-from .data.base import Split  # noqa: E402
-from .data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions  # noqa: E402
-from .hardware.engine import check_time  # noqa: E402
-from .hardware.montecarlo import deploy_on  # noqa: E402
-from .hardware.spec import load_device  # noqa: E402
-from .noise_experiment import resolve_checkpoints  # noqa: E402
-from .results import RunDirectory, format_table  # noqa: E402
-from .train import write_rows_csv  # noqa: E402
-from .utils import atomic_write_text, resolve_device  # noqa: E402
+from ..analysis.robustness import (DEFAULT_ATTACKS, adversarial_rows, batches_of, corrupted_view, corruption_errors,
+                                   corruption_rows, deepest_features, feature_consistency, pca_2d)
+from ..analysis.sweep import human_time
+from ..data.base import Split, take_subset
+from ..data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions
+from ..hardware.montecarlo import deploy_on
+from ..hardware.spec import load_device
+from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
+from ..utils import atomic_write_text
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
 DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
@@ -39,18 +30,45 @@ def _deepest(rows: Sequence[dict[str, Any]]) -> str:
     return max((str(r["exit"]) for r in rows if str(r["exit"]).isdigit()), key=int)
 
 
-def corruption_robustness_run(*, methods: Sequence[str] = DEFAULT_METHODS, checkpoints: Sequence[str | Path] | None = None,
-                              corruptions: Sequence[str] = DEFAULT_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
-                              samples: int = 2000, attacks: dict[str, dict[str, float]] | None = None,
-                              adv_samples: int = 1000, devices: Sequence[str] = ("reram", "subthreshold_cmos"),
-                              chips: int = 3, hw_samples: int = 500, hw_severities: Sequence[int] = (1, 3, 5),
-                              pca_corruption: str = "gaussian_noise", pca_severity: int = 5,
-                              dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
-                              out: str | Path | None = None, seed: int = 0, budget: dict[str, Any] | None = None,
-                              cache_dir: str | Path = "runs/cache/corruptions", corrupted_dir: str | Path | None = None,
-                              torch_device: str = "auto",
-                              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark and write CSVs, tables, plots and a manifest; returns a summary with the printed tables."""
+@dataclass
+class RobustnessConfig(DatasetSettings):
+    """Settings of the corruption-robustness study (field names = the CLI's option names)."""
+
+    KIND = "corruption_robustness"
+
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    checkpoints: list[str] | None = None
+    corruptions: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
+    severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
+    corrupted_dir: str | None = None
+    samples: int = 2000
+    adv_samples: int = 1000
+    eps_linf: float = DEFAULT_ATTACKS["pgd_linf"]["eps"]
+    eps_l2: float = DEFAULT_ATTACKS["pgd_l2"]["eps"]
+    pgd_steps: int = int(DEFAULT_ATTACKS["pgd_linf"]["steps"])
+    devices: list[str] = field(default_factory=lambda: ["reram", "subthreshold_cmos"])
+    chips: int = 3
+    hw_samples: int = 500
+    hw_severities: list[int] = field(default_factory=lambda: [1, 3, 5])
+    pca_corruption: str = "gaussian_noise"
+    pca_severity: int = 5
+    cache_dir: str = "runs/cache/corruptions"
+
+    @property
+    def attacks(self) -> dict[str, dict[str, float]]:
+        """The white-box attacks and their budgets (pixel units)."""
+        return {"fgsm": dict(eps=self.eps_linf), "pgd_linf": dict(eps=self.eps_linf, steps=self.pgd_steps),
+                "pgd_l2": dict(eps=self.eps_l2, steps=self.pgd_steps)}
+
+
+def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: str | Path | None = None,
+                              progress: bool = True, log: Callable[[str], None] = print,
+                              **settings: Any) -> dict[str, Any]:
+    """Run the benchmark and write CSVs, tables, plots, config.toml and a manifest; returns a summary with the tables."""
+    conf = RobustnessConfig.make(config, **settings)
+    corruptions, severities, samples, adv_samples = conf.corruptions, conf.severities, conf.samples, conf.adv_samples
+    chips, hw_samples, hw_severities, seed = conf.chips, conf.hw_samples, conf.hw_severities, conf.seed
+    pca_corruption, pca_severity, corrupted_dir = conf.pca_corruption, conf.pca_severity, conf.corrupted_dir
     if corrupted_dir is None:
         check_corruptions(list(corruptions) + [pca_corruption])
     elif pca_corruption not in corruptions:
@@ -60,40 +78,32 @@ def corruption_robustness_run(*, methods: Sequence[str] = DEFAULT_METHODS, check
             raise ValueError(f"severities must lie in 1..5 (0 = clean is always included), got {s}")
     if samples < 1 or adv_samples < 0 or hw_samples < 1 or chips < 0:
         raise ValueError("--samples and --hw-samples must be ≥ 1; --adv-samples and --chips ≥ 0")
-    specs = [load_device(d) for d in devices]
-    t_of = {s.name: float(min(86400.0, s.noise["max_time_s"]) if s.has_drift else 1.0) for s in specs}
-    for s in specs:
-        check_time(s, t_of[s.name])
-    attacks = DEFAULT_ATTACKS if attacks is None else attacks
-    dev = resolve_device(torch_device)
-    paths = resolve_checkpoints(checkpoints, methods, dataset=dataset, data_dir=data_dir, seed=seed,
-                                progress=progress, torch_device=torch_device, budget=budget)
-    out = Path(out) if out is not None else Path("runs") / "robustness" / time.strftime("%Y%m%d-%H%M%S")
-    run = RunDirectory(out, dict(checkpoints={k: str(v) for k, v in paths.items()}, corruptions=list(corruptions),
-                                 severities=list(severities), samples=samples, attacks=attacks, adv_samples=adv_samples,
-                                 devices={s.name: s.summary() for s in specs}, t_inference=t_of, chips=chips,
-                                 hw_samples=hw_samples, hw_severities=list(hw_severities), dataset=dataset, seed=seed,
-                                 corrupted_dir=None if corrupted_dir is None else str(corrupted_dir)),
-                       kind="corruption_robustness")
+    specs = [load_device(d) for d in conf.devices]
+    t_of = {s.name: s.inference_time() for s in specs}
+    attacks = conf.attacks
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "robustness" / stamp(), dict(
+        checkpoints={k: str(v) for k, v in paths.items()}, corruptions=list(corruptions), severities=list(severities),
+        samples=samples, attacks=attacks, adv_samples=adv_samples, devices={s.name: s.summary() for s in specs},
+        t_inference=t_of, chips=chips, hw_samples=hw_samples, hw_severities=list(hw_severities), dataset=conf.dataset,
+        seed=seed, corrupted_dir=None if corrupted_dir is None else str(corrupted_dir)))
     say = (lambda msg: log(f"[robustness] {msg}")) if progress else (lambda msg: None)
 
     rows, adv, hw, consistency, pca = [], [], [], [], {}
     data_cache: dict[tuple, Any] = {}
     for label, path in paths.items():
-        payload = read_checkpoint(path)
-        info = payload["data"]
-        key = (info["name"], info["image_size"], info["channels"], payload.get("train_config", {}).get("seed", 0))
-        if key not in data_cache:
-            data_cache[key] = load_dataset(info["name"], data_dir, image_size=info["image_size"],
-                                           channels=info["channels"], seed=key[3])
-        full = data_cache[key].test
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
+        full = opened.data.test
         # a published corrupted set is aligned with the test split's order: take its first images
         test = take_subset(full, samples, seed) if corrupted_dir is None else \
             Split(full.images[:samples], full.labels[:samples])
-        mean, std = info["mean"], info["std"]
-        model = load_model(path, device=dev)
+        mean, std = opened.info["mean"], opened.info["std"]
+        model = opened.model
+        del opened
         say(f"{label}: {len(corruptions)} corruptions × {len(severities)} severities on {len(test)} test images")
-        view = dict(seed=seed, cache_dir=cache_dir, corrupted_dir=corrupted_dir)
+        view = dict(seed=seed, cache_dir=conf.cache_dir, corrupted_dir=corrupted_dir)
         rows += corruption_rows(model, test, mean, std, corruptions, severities, **view, method=label)
         clean_feat = deepest_features(model, batches_of(test, mean, std))
         for c in corruptions:
@@ -208,7 +218,7 @@ def _hw_table(hw, rows, exit_key, t_of, chips, n, severities) -> str:
 
 def _plot_severity(rows, corruptions, exit_key, path: Path) -> list[Path]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    colors = _colors(methods)
+    colors = palette(methods)
     cols = 5
     nrows = -(-len(corruptions) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.0 * cols, 2.7 * nrows), sharey=True, squeeze=False)
@@ -230,7 +240,7 @@ def _plot_severity(rows, corruptions, exit_key, path: Path) -> list[Path]:
     handles = [plt.Line2D([], [], color=colors[m], marker="o", ms=3, label=m) for m in methods]
     fig.legend(handles=handles, loc="upper center", ncol=len(methods), bbox_to_anchor=(0.5, 1.03), frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_pca(pca, corruption: str, severity: int, path: Path) -> list[Path]:
@@ -248,7 +258,7 @@ def _plot_pca(pca, corruption: str, severity: int, path: Path) -> list[Path]:
     fig.suptitle(f"Deepest features, top-2 PCs: clean (•) vs {corruption.replace('_', ' ')} severity {severity} (×); "
                  "colour = class", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_hw(hw, rows, exit_key, path: Path) -> list[Path]:
@@ -256,7 +266,7 @@ def _plot_hw(hw, rows, exit_key, path: Path) -> list[Path]:
     devices = list(dict.fromkeys(r["device"] for r in hw))
     severities = sorted({int(r["severity"]) for r in hw})
     fig, axes = plt.subplots(1, len(devices) + 1, figsize=(3.6 * (len(devices) + 1), 3.4), sharey=True, squeeze=False)
-    colors = _colors(methods)
+    colors = palette(methods)
     for ax, d in zip(axes[0], ["digital", *devices]):
         for m in methods:
             src = [r for r in rows if r["method"] == m] if d == "digital" else \
@@ -271,4 +281,4 @@ def _plot_hw(hw, rows, exit_key, path: Path) -> list[Path]:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Does corruption robustness carry over to weight noise? (mean over chips)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,0 +1,126 @@
+"""Every CLI speaks one vocabulary: --help shows defaults, shared flags, --config round trip, logs without \\r."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from wxy_hw.cli.__main__ import COMMANDS
+from wxy_hw.studies.training import train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = [c for c in COMMANDS if c not in ("train", "compare_methods")]
+
+
+def parser_of(name: str) -> argparse.ArgumentParser:
+    return importlib.import_module(f"wxy_hw.cli.{name}").build_parser()
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_exits_0_and_every_flag_has_help_and_a_shown_default(name, capsys):
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(f"wxy_hw.cli.{name}").main(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for action in parser_of(name)._actions:
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{name} {action.option_strings} has no help"
+        if action.nargs != 0:  # on/off flags have no default to show
+            assert "(default: " in text
+            shown = " ".join(argparse.ArgumentDefaultsHelpFormatter("x")._get_help_string(action).split())
+            assert "%(default)s" in shown, f"{name} {action.option_strings} hides its default"
+
+
+def test_help_of_the_wrapper_and_of_the_console_command():
+    for cmd in ([sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--help"],
+                [sys.executable, "-m", "wxy_hw.cli", "chip_study", "--help"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert res.returncode == 0 and "(default: " in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_shared_vocabulary_is_present(name):
+    flags = {o for a in parser_of(name)._actions for o in a.option_strings}
+    assert {"--config", "--out", "--seed", "--torch-device", "--dataset" if name != "calibrator_adapt" else "--source",
+            "--data-dir"} <= flags
+    if name in STUDIES:
+        assert "--checkpoints" in flags and "--quiet" in flags
+        assert {"--device", "--devices"} & flags
+    if name in STUDIES:
+        assert "--chips" in flags
+
+
+def test_old_spellings_still_work_with_one_deprecation_line(capsys):
+    from wxy_hw.cli import parse
+    from wxy_hw.studies import CalibratorConfig, ChipStudyConfig, NoiseSweepConfig, TrainRunConfig
+
+    args = parse(parser_of("noise_sweep"), ["--realizations", "2"], NoiseSweepConfig)
+    assert args.chips == 2
+    args = parse(parser_of("chip_study"), ["--checkpoint", "a/best.pt"], ChipStudyConfig)
+    assert args.checkpoints == ["a/best.pt"]
+    args = parse(parser_of("train"), ["--device", "cpu"], TrainRunConfig)
+    assert args.torch_device == "cpu"
+    args = parse(parser_of("calibrator_adapt"), ["--chip-seeds", "3", "4"], CalibratorConfig)
+    assert CalibratorConfig(chip_seeds=args.chip_seeds).seeds == [3, 4]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and all(line.startswith("warning: --") and "deprecated; use --" in line for line in err)
+    assert "--realizations" not in parser_of("noise_sweep").format_help()  # hidden
+    assert not re.search(r"(?<!torch)-device", parser_of("train").format_help())
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train_run(method="dsn", dataset="synthetic", arch="resnet8", width=0.125, batch_size=32, subset=64, epochs=1,
+              max_steps_per_epoch=2, torch_device="cpu", out=out, progress=False)
+    assert tomllib.loads((out / "config.toml").read_text())["method"] == "dsn"
+    return out / "best.pt"
+
+
+def test_config_round_trip_reproduces_the_csvs(tiny_checkpoint, tmp_path, capsys):
+    from wxy_hw.cli.noise_sweep import main
+
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["--device", "reram", "--checkpoints", str(tiny_checkpoint), "--dataset", "synthetic",
+                 "--scales", "0", "1.5", "--times", "1", "3600", "--sigmas", "0", "0.1", "--chips", "2",
+                 "--samples", "40", "--device-set", "noise.read_noise=0.01", "--torch-device", "cpu",
+                 "--out", str(first), "--quiet"]) == 0
+    config = tomllib.loads((first / "config.toml").read_text())
+    assert config["chips"] == 2 and config["device_set"] == {"noise.read_noise": 0.01} and "out" not in config
+    assert main(["--config", str(first / "config.toml"), "--out", str(second), "--quiet"]) == 0
+    csvs = sorted(p.name for p in first.glob("*.csv"))
+    assert {"sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv"} <= set(csvs)
+    for name in csvs:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert (first / "config.toml").read_text() == (second / "config.toml").read_text()
+    # a flag given on the command line overrides the file
+    assert main(["--config", str(first / "config.toml"), "--chips", "1", "--no-flat", "--out", str(third),
+                 "--quiet"]) == 0
+    again = tomllib.loads((third / "config.toml").read_text())
+    assert again["chips"] == 1 and again["flat"] is False and again["scales"] == [0.0, 1.5]
+    capsys.readouterr()
+    (tmp_path / "bad.toml").write_text('chips = 2\nrealisations = 3\n')
+    with pytest.raises(SystemExit):
+        main(["--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "d")])
+    assert "unknown setting(s) realisations" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_redirected_log_has_no_carriage_returns(tmp_path):
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        res = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), "--method", "baseline",
+                              "--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--subset", "64",
+                              "--batch-size", "16", "--epochs", "2", "--max-steps", "3", "--torch-device", "cpu",
+                              "--out", str(tmp_path / "run")], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, timeout=600)
+    text = log.read_bytes()
+    assert res.returncode == 0, text.decode()
+    assert b"\r" not in text
+    lines = text.decode().splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 2  # one line per epoch

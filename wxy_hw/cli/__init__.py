@@ -1,0 +1,325 @@
+"""The command lines, one vocabulary: argument groups, config files and error handling shared by every CLI.
+
+Every study CLI is ``wxy_hw.cli.<study>.main(argv)``; ``experiments/<study>.py`` and the ``wxy-hw``
+console script (``wxy-hw <study> ...``) call the same function. The shared words:
+
+  --device       the simulated hardware (a name from wxy_hw/devices, or a .toml path)
+  --torch-device where the simulation runs (auto, cpu, cuda, cuda:1)
+  --chips N      chip instances          --checkpoints P [P ...]   given models
+  --out DIR      the run directory       --seed S                  --dataset, --data-dir
+  --config FILE  a run's config.toml (flags given on the command line override it)
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ..checkpoint import CheckpointError
+from ..data import CorruptDatasetError, DatasetNotFoundError, available_datasets
+from ..hardware.aihwkit_backend import AihwkitUnavailable
+from ..methods import available_methods
+from ..models import HEADS, available_archs
+from ..results import run_dir_guard
+from ..studies.config import ConfigFileError, StudyConfig, read_toml
+from ..train import NonFiniteLossError
+
+USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
+               FileExistsError, FileNotFoundError, AihwkitUnavailable)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default after its help (on/off flags: off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0:  # a flag: "(default: True)" on --no-flat would read backwards
+            return action.help
+        return super()._get_help_string(action)
+
+
+def new_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with the shared help format and ``--config FILE``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="read settings from a run's config.toml (flags given here override it)")
+    return parser
+
+
+class Deprecated(argparse.Action):
+    """A hidden old spelling of an option: stores into the new one's dest and prints one deprecation line."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, wrap: bool = False, **kwargs: Any):
+        self.new, self.wrap = new, wrap
+        kwargs["help"] = argparse.SUPPRESS
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, [values] if self.wrap else values)
+
+
+class KeyValue(argparse.Action):
+    """A repeatable KEY=VALUE option collected into one dict (values parsed as Python literals)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        merged = dict(getattr(namespace, self.dest, None) or {})
+        merged.update(parse_method_args([values], option_string or "--method-arg"))
+        setattr(namespace, self.dest, merged)
+
+
+def defaults(cls: type[StudyConfig]) -> dict[str, Any]:
+    """A config class's default values by field name (the CLI shows them in --help)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type[StudyConfig]) -> argparse.Namespace:
+    """Parse ``argv``; with ``--config FILE`` its settings become the defaults, so flags given here override them."""
+    only_config = argparse.ArgumentParser(add_help=False)  # a first look for --config alone (no action runs twice)
+    only_config.add_argument("--config", type=Path, default=None)
+    pre, _ = only_config.parse_known_args(argv)
+    if pre.config is not None:
+        try:
+            values = read_toml(pre.config)
+        except ConfigFileError as exc:
+            parser.error(str(exc))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            parser.error(f"--config {pre.config}: unknown setting(s) {', '.join(unknown)} for {parser.prog} "
+                         f"(it takes {', '.join(sorted(known))})")
+        parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def config_of(cls: type[StudyConfig], args: argparse.Namespace) -> StudyConfig:
+    """The study's config object from parsed arguments (fields without a flag keep their defaults)."""
+    given = vars(args)
+    return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
+
+
+def run_study(argv: Sequence[str] | None, parser: argparse.ArgumentParser, cls: type[StudyConfig],
+              runner: Callable[..., dict[str, Any]], args: argparse.Namespace | None = None) -> int:
+    """Parse (unless ``args`` are given), hold --out, run the study on its config, print its table; user errors as
+    one line."""
+    args = parse(parser, argv, cls) if args is None else args
+    try:
+        config = config_of(cls, args)
+        with run_guard(args):
+            summary = runner(config, out=args.out, progress=args.progress)
+    except (Exception, KeyboardInterrupt) as exc:
+        return fail(exc)
+    return report(summary)
+
+
+# --- argparse types: every numeric flag is checked when parsed, before any work starts -------------
+def _number(kind: Callable[[str], Any], what: str, ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, "an integer ≥ 1", lambda v: v >= 1)
+nonneg_int = _number(int, "an integer ≥ 0", lambda v: v >= 0)
+positive_float = _number(float, "a finite number > 0", lambda v: v > 0)
+nonneg_float = _number(float, "a finite number ≥ 0", lambda v: v >= 0)
+fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+activity = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+severity = _number(int, "a severity from 1 to 5", lambda v: 1 <= v <= 5)
+
+
+def add_dataset_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, dataset: bool = True) -> None:
+    """--dataset and --data-dir, the same words in every CLI."""
+    if dataset:
+        parser.add_argument("--dataset", default="fashion_mnist", choices=available_datasets(),
+                            help="dataset (a given checkpoint must have been trained on it)")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the dataset files (else $WXY_DATA, then system locations)")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--dataset, --data-dir, --subset, --val-fraction, --image-size, --channels."""
+    g = parser.add_argument_group("data")
+    add_dataset_args(g)
+    g.add_argument("--subset", type=positive_int, default=None, help="use N training (and test) images, for fast runs")
+    g.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share carved from train")
+    g.add_argument("--image-size", type=_number(int, "an image size ≥ 8", lambda v: v >= 8), default=None,
+                   help="28 or 32 (None: the dataset's own)")
+    g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="1 or 3 (None: the dataset's own)")
+
+
+def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = True, dataset: bool = True) -> None:
+    """Flags every evaluation study shares: data, the cached default models' budget, output, seed, torch device."""
+    g = parser.add_argument_group("data, cached default models, output")
+    add_dataset_args(g, dataset)
+    if cached_models:
+        g.add_argument("--train-epochs", type=positive_int, default=None,
+                       help="epochs of the cached default models (None: the default budget)")
+        g.add_argument("--train-subset", type=positive_int, default=None,
+                       help="training images of the cached default models (None: the default budget)")
+    add_output_args(g)
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random choice (images, chips, training)")
+    g.add_argument("--torch-device", default="auto",
+                   help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    g.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
+
+
+def add_output_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "runs/<study>/<time>") -> None:
+    """--out and --overwrite."""
+    parser.add_argument("--out", type=Path, default=None, help=f"run directory (None: {default})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out (its outputs are cleared)")
+
+
+def add_chips_arg(parser: argparse.ArgumentParser, default: int, help: str, old: str | None = "--realizations",
+                  kind: Callable[[str], Any] | None = None) -> None:
+    """--chips N (the number of chip instances), with the old spelling as a hidden alias."""
+    kind = kind or positive_int
+    parser.add_argument("--chips", type=kind, default=default, help=help)
+    if old:
+        parser.add_argument(old, dest="chips", type=kind, action=Deprecated, new="--chips")
+
+
+def add_device_arg(parser: argparse.ArgumentParser, default: str | None, extra: str = "") -> None:
+    """--device: the simulated hardware, a device name or a .toml path."""
+    from ..hardware.spec import available_devices  # the names shipped with the package
+
+    parser.add_argument("--device", default=default, help=f"simulated hardware: a device name "
+                        f"({', '.join(available_devices())}) or a .toml path{extra}")
+
+
+def add_models_args(parser: argparse.ArgumentParser, methods: list[str], checkpoints_help: str) -> None:
+    """--methods (cached default models, trained when absent) and --checkpoints (given models instead)."""
+    parser.add_argument("--methods", nargs="+", default=methods,
+                        help="methods whose cached default checkpoints to use (trained when absent)")
+    add_checkpoints_arg(parser, checkpoints_help)
+
+
+def add_checkpoints_arg(parser: argparse.ArgumentParser, help: str, single_alias: bool = False) -> None:
+    """--checkpoints P [P ...] (given models instead of the cached defaults); ``single_alias``: old --checkpoint P."""
+    parser.add_argument("--checkpoints", nargs="+", default=None, metavar="BEST_PT", help=help)
+    if single_alias:
+        parser.add_argument("--checkpoint", dest="checkpoints", action=Deprecated, new="--checkpoints", wrap=True)
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Model, method and optimisation flags."""
+    g = parser.add_argument_group("model and method")
+    g.add_argument("--method", default="self_distillation",
+                   help="one of " + ", ".join(available_methods()) + ", or a '+' composition (self_distillation+hwa)")
+    g.add_argument("--method-arg", dest="method_options", action=KeyValue, default={}, metavar="KEY=VALUE",
+                   help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (best.pt) for --method kd")
+    g.add_argument("--arch", default="resnet18", choices=available_archs(), help="backbone")
+    g.add_argument("--width", type=positive_float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
+    g.add_argument("--heads", default=None, choices=sorted(HEADS),
+                   help="shallow exit heads: byot (bottleneck), byot_light, scan (attention + bottleneck); "
+                        "default: scan for --method scan, else byot")
+    o = parser.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=positive_int, default=5, help="training epochs")
+    o.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
+    o.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate")
+    o.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="L2 weight decay")
+    o.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"], help="learning-rate schedule")
+    o.add_argument("--no-augment", dest="augment", action="store_false", help="disable random crop / flip")
+    o.add_argument("--seed", type=nonneg_int, default=0, help="seed of the data split, initialisation and batches")
+    o.add_argument("--torch-device", default="auto",
+                   help="where training runs: auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    o.add_argument("--device", dest="torch_device", action=Deprecated,
+                   new="--torch-device (--device names the simulated hardware)")
+    o.add_argument("--max-steps", dest="max_steps_per_epoch", type=positive_int, default=None,
+                   help="cap on steps per epoch (smoke tests)")
+    o.add_argument("--grad-norms-every", type=nonneg_int, default=0, metavar="N",
+                   help="record per-layer gradient norms every N steps into grad_norms.csv (0: off)")
+    o.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+
+
+def parse_method_args(items: list[str], flag: str = "--method-arg") -> dict[str, Any]:
+    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"} (values parsed as Python literals)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = {"true": True, "false": False}.get(raw.lower(), raw)
+        out[key.strip().replace("-", "_") if flag == "--method-arg" else key.strip()] = value
+    return out
+
+
+def report(summary: dict[str, Any]) -> int:
+    """Print an experiment's table and run directory; the exit status of a successful CLI."""
+    print(summary["table"])
+    print(f"\nrun directory: {summary['run_dir']}")
+    return 0
+
+
+def fail(exc: BaseException) -> int:
+    """Print a user error as one line (exit 2), Ctrl-C as one line (exit 130); re-raise anything else, a bug."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"interrupted: {exc}" if str(exc) else
+              "interrupted: files already written are complete; a started run's manifest is marked interrupted",
+              file=sys.stderr)
+        return 130
+    if isinstance(exc, USER_ERRORS):
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    raise exc
+
+
+@contextmanager
+def run_guard(args: argparse.Namespace) -> Iterator[None]:
+    """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,
+    keep a second process out, and mark the manifest failed / interrupted if the command does not finish."""
+    with run_dir_guard(getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
+                       resume=getattr(args, "resume", False)):
+        yield
+
+
+def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defaults: dict[str, Any] | None = None) -> None:
+    """--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits --act-bits (+ --ranging, --input-activity).
+
+    With ``sweep`` each takes a list (a chip study sweeps their product). None: the device file's
+    array size and the ChipConfig defaults (wxy_hw/hardware/chip.py).
+    """
+    g = parser.add_argument_group("chip architecture (wxy_hw.hardware.ChipConfig; None: the device file's array)")
+    many = {"nargs": "+"} if sweep else {}
+    d = defaults or {}
+    g.add_argument("--rows", type=positive_int, default=d.get("rows"), **many,
+                   help="crossbar rows (None: the device file's)")
+    g.add_argument("--cols", type=positive_int, default=d.get("cols"), **many,
+                   help="crossbar columns (None: = rows, else the device file's)")
+    g.add_argument("--adc-bits", type=positive_int, default=d.get("adc_bits"), **many, help="ADC resolution, 2-16 (None: 8)")
+    g.add_argument("--dac-bits", type=positive_int, default=d.get("dac_bits"), **many,
+                   help="input bits per DAC cycle (None: 1, bit-serial)")
+    g.add_argument("--bits-per-cell", type=positive_int, default=d.get("bits_per_cell"), **many,
+                   help="weight bits per cell (None: what the device's levels hold)")
+    g.add_argument("--weight-bits", type=positive_int, default=d.get("weight_bits"), **many, help="weight bits (None: 8)")
+    g.add_argument("--act-bits", type=positive_int, default=d.get("act_bits"), **many,
+                   help="input (activation) bits (None: 8)")
+    g.add_argument("--ranging", default=d.get("ranging"), **many, choices=["fixed", "per_sample"],
+                   help="converter ranges: fixed (calibrated once on training images; None: fixed) or per_sample")
+    g.add_argument("--input-activity", type=activity, default=d.get("input_activity"),
+                   help="fix the input-bit activity (0-1] instead of measuring it on training images")

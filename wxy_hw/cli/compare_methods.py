@@ -1,0 +1,52 @@
+"""Train several methods on the same budget and seeds; print the seed's Table 1 / 2 / 3 with intervals.
+
+    python experiments/compare_methods.py --methods baseline dsn self_distillation --seeds 0 1 2
+    python experiments/compare_methods.py --methods baseline kd fitnet at dml self_distillation \
+        --teacher-arch resnet34 --seeds 0 1 2          # the seed's Table 2 columns
+
+Each method trains into <out>/<method>/s<seed>/ (a finished run is reused, an interrupted one
+resumed); teachers (for kd, fitnet, at) into <out>/teacher/s<seed>/ unless --teacher is given.
+Cells are mean ± 95 % t interval over seeds; the last column is the paired difference of the
+final exit to the baseline with its p-value. Tidy per-seed rows go to <out>/comparison.csv, the
+table to <out>/comparison.md, the settings to <out>/config.toml.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from ..studies.training import CompareConfig, compare_methods
+from . import add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, positive_float, run_guard
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The compare_methods command line."""
+    d = defaults(CompareConfig)
+    parser = new_parser(__doc__, "compare_methods")
+    add_data_args(parser)
+    add_train_args(parser)
+    parser.add_argument("--methods", nargs="+", default=d["methods"], help="methods to compare")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="training seeds; every method trains once per seed (None: --seed alone)")
+    parser.add_argument("--teacher-arch", default=None,
+                        help="train a baseline teacher of this architecture per seed for kd / fitnet / at")
+    parser.add_argument("--teacher-width", type=positive_float, default=None, help="its width (None: --width)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for all runs (None: runs/compare/<dataset>_<arch>_w<width>)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare methods from the command line; the exit status."""
+    args = parse(build_parser(), argv, CompareConfig)
+    args.resume = True  # <out> is meant to be re-run: finished methods are reused, interrupted ones resumed
+    try:
+        settings = config_of(CompareConfig, args).settings()
+        settings.pop("method")
+        with run_guard(args):
+            table = compare_methods(out=args.out, progress=args.progress, **settings)
+    except (Exception, KeyboardInterrupt) as exc:
+        return fail(exc)
+    print(table)
+    return 0

@@ -1,0 +1,50 @@
+"""Accuracy and loss of every exit on a simulated device, vs noise scale, vs time, plus the flat-minima curve.
+
+    python experiments/noise_sweep.py --device reram          (or: wxy-hw noise_sweep --device reram)
+
+With no checkpoint given it uses cached default models of baseline and self_distillation on
+Fashion-MNIST (runs/cache/...), training them first when absent. Writes runs/noise_sweep/<device>_<backend>_<time>/
+with config.toml, manifest.json, sweep.csv (every chip), summary_*.csv, table.md and PNG/SVG plots.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
+from . import (add_device_arg, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+               nonneg_int, positive_int, run_study)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The noise_sweep command line."""
+    d = defaults(NoiseSweepConfig)
+    parser = new_parser(__doc__, "noise_sweep")
+    add_device_arg(parser, d["device"])
+    parser.add_argument("--device-set", dest="device_set", action=KeyValue, default=d["device_set"],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override a device value, repeatable (e.g. --device-set noise.stuck_at_hrs=0.02)")
+    add_models_args(parser, d["methods"], "explicit best.pt files to sweep instead of the cached defaults")
+    parser.add_argument("--backend", default=d["backend"], choices=["native", "aihwkit"], help="accuracy engine")
+    parser.add_argument("--scales", nargs="+", type=nonneg_float, default=d["scales"],
+                        help="noise scales (× the device's nominal noise)")
+    parser.add_argument("--times", nargs="+", type=nonneg_float, default=d["times"],
+                        help="inference times in s for drifting devices (None: 1 s, 1 h, 1 day, 30 days, 1 year, "
+                             "as far as the device model permits)")
+    parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
+                        help="time of the noise-scale sweep (None: 1 day for drifting devices, else 1 s)")
+    parser.add_argument("--sigmas", nargs="+", type=nonneg_float, default=d["sigmas"],
+                        help="σ values of the flat-minima Gaussian sweep (× per-layer |W|max)")
+    parser.add_argument("--no-flat", dest="flat", action="store_false", help="skip the flat-minima sweep")
+    parser.add_argument("--bn-recalibrate", type=nonneg_int, default=d["bn_recalibrate"], metavar="N",
+                        help="add a '<method> + BN recal' series: each chip re-estimates its BN statistics on N "
+                             "unlabeled training images (N forward passes per chip; 0 = off)")
+    add_chips_arg(parser, d["chips"], "chip instances per point")
+    parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per evaluation")
+    add_study_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the noise sweep from the command line; the exit status."""
+    return run_study(argv, build_parser(), NoiseSweepConfig, noise_sweep_run)

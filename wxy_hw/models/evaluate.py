@@ -1,0 +1,81 @@
+"""Per-exit evaluation: accuracy and loss of every exit and of the exit ensemble."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..utils import eval_mode
+from .multi_exit import MultiExitOutput
+
+
+@dataclass
+class ExitMetrics:
+    """Accuracy (%) and mean cross-entropy per exit, plus the ensemble (mean of logits)."""
+
+    accuracy: list[float]
+    loss: list[float]
+    ensemble_accuracy: float
+    ensemble_loss: float
+    n: int
+    extra: dict = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)  # exit labels: the 1-based stage each exit follows
+
+    @property
+    def final(self) -> float:
+        """Deepest exit's accuracy."""
+        return self.accuracy[-1]
+
+    def rows(self, **keys) -> list[dict]:
+        """Tidy rows (one per exit, then 'ensemble') with the given key columns prepended."""
+        names = self.names or [str(i + 1) for i in range(len(self.accuracy))]
+        out = [dict(keys, exit=name, accuracy=a, loss=l) for name, a, l in zip(names, self.accuracy, self.loss)]
+        if len(self.accuracy) > 1:
+            out.append(dict(keys, exit="ensemble", accuracy=self.ensemble_accuracy, loss=self.ensemble_loss))
+        return out
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of a model's first parameter or buffer (CPU for a module with neither)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ExitMetrics:
+    """Evaluate a MultiExitNet — or any classifier returning logits — on (x, y) batches (eval mode, no grad)."""
+    dev = model_device(model)
+    correct: list[int] = []
+    losses: list[float] = []
+    ens_correct, ens_loss, n = 0, 0.0, 0
+    with eval_mode(model):
+        for x, y in batches:
+            x, y = x.to(dev), y.to(dev)
+            out = model(x)
+            if isinstance(out, torch.Tensor):
+                out = MultiExitOutput([out], [])
+            if not correct:
+                correct, losses = [0] * len(out), [0.0] * len(out)
+            for i, logits in enumerate(out.logits):
+                correct[i] += int((logits.argmax(1) == y).sum())
+                losses[i] += float(F.cross_entropy(logits, y, reduction="sum"))
+            ens = out.ensemble
+            ens_correct += int((ens.argmax(1) == y).sum())
+            ens_loss += float(F.cross_entropy(ens, y, reduction="sum"))
+            n += len(y)
+    if n == 0:
+        raise ValueError("evaluate() received no batches")
+    # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines
+    # up with the deepest exit of multi-exit models in tables and plots.
+    stages = getattr(model, "exit_stages", None)
+    names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
+    if len(getattr(model, "exit_names", [])) == len(correct):  # attach_exits: the modules the exits follow
+        names = list(model.exit_names)
+    return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in losses],
+                       100.0 * ens_correct / n, ens_loss / n, n, names=names)

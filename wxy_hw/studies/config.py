@@ -1,0 +1,138 @@
+"""Study settings as typed config objects, written into every run directory as ``config.toml``.
+
+A config file is data: it is read with ``tomllib`` and written by the small writer below; no
+value in it is ever evaluated. The field names are the CLI's option names (``--t-inference`` →
+``t_inference``), so ``--config RUN/config.toml`` sets a study's defaults and flags given on the
+command line override them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from ..utils import atomic_write_text
+
+C = TypeVar("C", bound="StudyConfig")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be read, or that names settings the command does not have."""
+
+
+def _key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
+
+
+def _value(v: Any, where: str) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):  # None inside a list (a float bit width) is written as "none"
+        return "[" + ", ".join(_value("none" if x is None else x, where) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(str(k))} = {_value(x, where)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"{where}: cannot write a {type(v).__name__} into a config file")
+
+
+def to_toml(values: dict[str, Any], header: str = "") -> str:
+    """A flat TOML document (dicts as inline tables); None values are left out, noted as comments."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for k, v in values.items():
+        lines.append(f"# {k}: unset (the default)" if v is None else f"{_key(k)} = {_value(v, k)}")
+    return "\n".join(lines) + "\n"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The settings in a config file; one clear error for a missing or malformed file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigFileError(f"--config {path}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"--config {path}: not a readable TOML file ({exc})") from None
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    """Base of every study's settings; subclasses are plain dataclasses whose fields are the settings."""
+
+    KIND: ClassVar[str] = "study"
+    RENAMED: ClassVar[dict[str, str]] = {}  # old keyword → field (kept for one release)
+
+    @classmethod
+    def make(cls: type[C], config: C | None = None, **settings: Any) -> C:
+        """``config`` as given, or one built from keyword settings (old keyword names accepted)."""
+        if config is not None:
+            if settings:
+                raise TypeError(f"give either a {cls.__name__} or keyword settings, not both")
+            return config
+        budget = settings.pop("budget", None)  # the former ``budget={"epochs": .., "subset": ..}`` keyword
+        for key, value in (budget or {}).items():
+            settings.setdefault(f"train_{key}", value)
+        for old, new in cls.RENAMED.items():
+            if old in settings:
+                settings.setdefault(new, settings.pop(old))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**settings)
+
+    def settings(self) -> dict[str, Any]:
+        """Field → value, in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_toml(self) -> str:
+        """The config file text."""
+        return to_toml(self.settings(), f"wxy_hw {self.KIND} settings; rerun with --config this-file --out NEW_DIR")
+
+    def write(self, run_dir: str | Path) -> Path:
+        """Write ``<run_dir>/config.toml`` (atomically)."""
+        return atomic_write_text(Path(run_dir) / "config.toml", self.to_toml())
+
+
+@dataclasses.dataclass
+class EvaluationSettings(StudyConfig):
+    """The settings every evaluation study shares: data directory, the cached default models' budget, seed,
+    torch device (the CLI's add_study_args)."""
+
+    data_dir: str | None = None
+    train_epochs: int | None = None
+    train_subset: int | None = None
+    seed: int = 0
+    torch_device: str = "auto"
+
+    def settings(self) -> dict[str, Any]:
+        """Field → value: the study's own settings first, then the shared ones."""
+        values = super().settings()
+        shared = [k for k in ("dataset", "data_dir", "train_epochs", "train_subset", "seed", "torch_device") if k in values]
+        return {**{k: v for k, v in values.items() if k not in shared}, **{k: values[k] for k in shared}}
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The --train-epochs / --train-subset overrides of the cached default models' budget."""
+        return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset)) if v is not None}
+
+
+@dataclasses.dataclass
+class DatasetSettings(EvaluationSettings):
+    """EvaluationSettings plus --dataset (the one a given checkpoint must have been trained on)."""
+
+    dataset: str = "fashion_mnist"

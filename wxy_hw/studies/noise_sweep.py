@@ -1,0 +1,153 @@
+"""Noise sweep (experiments/noise_sweep.py): accuracy and loss of every exit on a device vs noise scale and
+time since programming, plus the flat-minima curve."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..analysis.plots import plot_flat_minima, plot_metric_by_exit
+from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
+from ..models.evaluate import evaluate
+from ..hardware.aihwkit_backend import rpu_config
+from ..hardware.chip import ChipConfig, exit_energies
+from ..hardware.recalibrate import check_bn_recalibrate
+from ..hardware.spec import load_device
+from ..output import format_table, write_rows_csv
+from ..utils import atomic_write_text
+from .config import DatasetSettings
+from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
+
+
+@dataclass
+class NoiseSweepConfig(DatasetSettings):
+    """Settings of the noise sweep (field names = the CLI's option names)."""
+
+    KIND = "noise_sweep"
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference", "overrides": "device_set"}
+
+    device: str = "reram"
+    device_set: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=lambda: ["baseline", "self_distillation"])
+    checkpoints: list[str] | None = None
+    backend: str = "native"
+    scales: list[float] = field(default_factory=lambda: list(DEFAULT_SCALES))
+    times: list[float] | None = None
+    t_inference: float | None = None
+    sigmas: list[float] = field(default_factory=lambda: list(DEFAULT_SIGMAS))
+    flat: bool = True
+    bn_recalibrate: int = 0
+    chips: int = 5
+    samples: int = 1000
+
+
+def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+                    log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
+    """Run the noise sweep and write CSVs, plots, config.toml and a manifest; returns a summary (incl. the table).
+
+    ``settings``: the fields of NoiseSweepConfig (or pass one). ``bn_recalibrate`` = N > 0 adds a
+    "<method> + BN recal" series: every chip re-estimates its BN statistics on N unlabeled training
+    images (a fixed, seeded selection), at a cost of N forward passes through the chip.
+    """
+    conf = NoiseSweepConfig.make(config, **settings)
+    spec = load_device(conf.device, conf.device_set)
+    check_bn_recalibrate(conf.bn_recalibrate)
+    if conf.chips < 1:
+        raise ValueError(f"--chips must be ≥ 1, got {conf.chips}")
+    if conf.samples < 1:
+        raise ValueError(f"--samples must be ≥ 1, got {conf.samples}")
+    for name, values in (("noise scales", conf.scales), ("sigmas", conf.sigmas), ("times", conf.times or [])):
+        if any(not (math.isfinite(v) and v >= 0) for v in values):
+            raise ValueError(f"{name} must be finite and ≥ 0, got {list(values)}")
+    if conf.t_inference is not None and not (math.isfinite(conf.t_inference) and conf.t_inference >= 0):
+        raise ValueError(f"--t-inference must be finite and ≥ 0, got {conf.t_inference}")
+    # Refuse what the device model or backend cannot do now, not after minutes of training.
+    t_nom = spec.inference_time(conf.t_inference, conf.backend)
+    time_points = spec.times(conf.times or DEFAULT_TIMES, conf.backend) if spec.has_drift else []
+    for t in time_points:
+        spec.backend_time(conf.backend, t)
+    if conf.backend == "aihwkit":
+        rpu_config(spec)  # everything else aihwkit must express about this device
+    seed, samples, realizations = conf.seed, conf.samples, conf.chips
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
+        device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
+        scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=realizations,
+        samples=samples, dataset=conf.dataset, seed=seed, overrides=conf.device_set, bn_recalibrate=conf.bn_recalibrate))
+
+    models, test_batches, train_batches, digital_rows = {}, {}, {}, []
+    # energy per exit from the one cost model: the device's array (as overridden) with the ChipConfig
+    # periphery (8-bit ADC, bit-serial 8-bit inputs); input activity measured on training images
+    chip_cfg = ChipConfig(device=conf.device, rows=int(spec.array["rows"]), cols=int(spec.array["cols"]))
+    energy: dict[str, dict[str, float]] = {}
+    calibration: dict[str, list[torch.Tensor]] = {}
+    bn_images: dict[str, torch.Tensor | None] = {}
+    data_cache: dict[tuple, Any] = {}
+    for label, path in paths.items():
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
+        models[label] = opened.model
+        test_batches[label] = opened.batches(opened.data.test, samples, seed, 500)
+        train_batches[label] = opened.batches(opened.data.train, samples, seed + 1, 500)
+        digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
+        calibration[label] = opened.calibration(seed)
+        bn_images[label] = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
+        energy[label] = exit_energies(models[label], chip_cfg, calibration[label])
+
+    raw: list[dict[str, Any]] = []
+    for label, model in models.items():
+        raw += sweep_device({label: model}, spec, test_batches[label], scales=conf.scales, times=time_points,
+                            t_nominal=t_nom, realizations=realizations, seed=seed, backend=conf.backend,
+                            bn_images=bn_images[label],
+                            **({"calibration": calibration[label]} if conf.backend == "native" else {}),
+                            progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
+    scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))
+    time_summary = summarize([r for r in raw if r["sweep"] == "time"], ("method", "exit", "t_inference"))
+    write_rows_csv(out / "sweep.csv", raw)
+    write_rows_csv(out / "summary_scale.csv", scale_summary)
+    write_rows_csv(out / "digital.csv", digital_rows)
+    plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
+                                title=f"{spec.name} ({conf.backend}), t = {human_time(t_nom)}, {realizations} chips, {samples} test images",
+                                xlabel="noise scale (× nominal)")
+    plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
+                                 title=f"{spec.name} ({conf.backend}): test loss", xlabel="noise scale (× nominal)")
+    if time_summary:
+        write_rows_csv(out / "summary_time.csv", time_summary)
+        plots += plot_metric_by_exit(time_summary, "t_inference", out / "accuracy_vs_time", log_x=True,
+                                     title=f"{spec.name} ({conf.backend}) at nominal noise: accuracy after programming",
+                                     xlabel="time since programming (s)")
+    flat_summary: list[dict[str, Any]] = []
+    if conf.flat:
+        log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
+        flat_rows = []
+        for label, model in models.items():
+            flat_rows += flat_minima({label: model}, train_batches[label], conf.sigmas, realizations=realizations, seed=seed)
+        flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
+        write_rows_csv(out / "flat_minima.csv", flat_summary)
+        deepest = max((str(r["exit"]) for r in flat_summary if str(r["exit"]).isdigit()), key=int)
+        plots += plot_flat_minima(flat_summary, out / "flat_minima", exit_key=deepest,
+                                  title="Flat minima: Gaussian noise on the weights (deepest exit, training images)")
+
+    table_rows = []
+    for d in digital_rows:
+        nominal = next((r for r in scale_summary if r["method"] == d["method"] and r["exit"] == d["exit"]
+                        and r["scale"] == 1.0), None)
+        table_rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
+                           f"{spec.name} @ nominal": None if nominal is None else
+                           f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
+                           "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"],
+                           "energy_pJ": energy[d["method"]].get(str(d["exit"]))})
+    write_rows_csv(out / "energy.csv", [{"method": m, "exit": k, "energy_pJ": v} for m, e in energy.items()
+                                        for k, v in e.items()])
+    table = format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in table_rows],
+                         ["method", "exit", "digital", f"{spec.name} @ nominal", "drop", "nJ"],
+                         title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
+                               f"({conf.backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips); "
+                               f"energy per inference (nJ, wxy_hw.hardware.chip_report)")
+    atomic_write_text(out / "table.md", table + "\n")
+    run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
+    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}

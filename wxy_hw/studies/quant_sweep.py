@@ -1,0 +1,151 @@
+"""Quantization sweep (experiments/quant_sweep.py): per-exit accuracy vs bit widths, PTQ and QAT, digital
+and on a device."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..analysis.plots import plot_metric_by_exit
+from ..analysis.sweep import human_time
+from ..models.evaluate import evaluate
+from ..hardware.chip import ChipConfig, cells_per_weight, exit_energies
+from ..hardware.engine import deploy
+from ..hardware.spec import load_device
+from ..models.quant import QuantConfig, quantize_model
+from ..output import format_table, write_rows_csv
+from ..utils import atomic_write_text
+from .config import DatasetSettings
+from .spine import (Checkpoint, Opened, check_checkpoint_dataset, open_checkpoint, resolve_checkpoints,
+                    stamp, start_run)
+
+
+def bits(value: Any) -> int | None:
+    """A bit width from the command line or a config file: none / float / 32 mean float (no quantization)."""
+    if value is None or str(value).lower() in ("none", "float", "32"):
+        return None
+    return int(value)
+
+
+@dataclass
+class QuantSweepConfig(DatasetSettings):
+    """Settings of the quantization sweep (field names = the CLI's option names)."""
+
+    KIND = "quant_sweep"
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
+
+    device: str = "reram"
+    methods: list[str] = field(default_factory=lambda: ["baseline", "self_distillation"])
+    checkpoints: list[str] | None = None
+    qat_checkpoints: list[str] = field(default_factory=list)
+    weight_bits: list[int] = field(default_factory=lambda: [8, 6, 4, 3, 2])
+    act_bits: list[int | None] = field(default_factory=lambda: [8])
+    per_channel: bool = False
+    chips: int = 3
+    samples: int = 1000
+    calib_batches: int = 4
+    t_inference: float | None = None
+
+    def __post_init__(self) -> None:
+        self.act_bits = [bits(b) for b in self.act_bits]
+
+
+def _energy(model, device: str, keys: dict[str, Any], calib) -> dict[str, dict[str, Any]]:
+    """Per exit label: energy per inference and cells per weight of this model on the device's chip.
+
+    Cells per weight follow the model's bit widths and the device's bits per cell (a float
+    model is priced as 8-bit weights and inputs, the ChipConfig defaults)."""
+    wb, ab = keys["weight_bits"], keys["act_bits"]
+    cfg = ChipConfig(device=device, **({} if wb == 32 else {"weight_bits": wb}), **({} if ab == 32 else {"act_bits": ab}))
+    cells = cells_per_weight(cfg)
+    return {name: {"energy_pJ": e, "cells_per_weight": cells} for name, e in exit_energies(model, cfg, calib).items()}
+
+
+def _evaluate_everywhere(model, test, spec, t, realizations: int, seed: int, keys: dict[str, Any], device: str,
+                         calib) -> list[dict]:
+    rows = [dict(keys, setting="digital", exit=r["exit"], accuracy_mean=r["accuracy"], accuracy_std=0.0)
+            for r in evaluate(model, test).rows()]
+    chips = [evaluate(deploy(model, spec, seed * 1000 + r, t_inference=t), test).rows() for r in range(realizations)]
+    energy = _energy(model, device, keys, calib)
+    for i, first in enumerate(chips[0]):
+        accs = torch.tensor([c[i]["accuracy"] for c in chips])
+        rows.append(dict(keys, setting=spec.name, exit=first["exit"], accuracy_mean=accs.mean().item(),
+                         accuracy_std=accs.std().item() if len(accs) > 1 else 0.0,
+                         **energy.get(str(first["exit"]), {})))
+    return rows
+
+
+def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+                    log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
+    """PTQ at every (weight, activation) bit width plus given QAT checkpoints; CSV, plots, table, config.toml."""
+    conf = QuantSweepConfig.make(config, **settings)
+    weight_bits, act_bits, realizations, samples, seed = conf.weight_bits, conf.act_bits, conf.chips, conf.samples, conf.seed
+    for b in weight_bits:
+        QuantConfig(b, 8)  # validates before any training
+    for b in act_bits:
+        QuantConfig(8, b)
+    qat = [Checkpoint(p) for p in conf.qat_checkpoints]
+    for ckpt in qat:  # refuse a wrong QAT checkpoint now, not after the whole PTQ sweep
+        check_checkpoint_dataset(ckpt.path, ckpt.payload, conf.dataset)
+        if not ckpt.payload["model_config"].get("quant"):
+            raise ValueError(f"{ckpt.path} is not a quantization-aware checkpoint (train it with --method ...+qat)")
+    spec = load_device(conf.device)
+    t = spec.inference_time(conf.t_inference)
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
+                                progress=progress, torch_device=conf.torch_device,
+                                budget=conf.budget)
+    out, run = start_run(conf, out, Path("runs") / "quant_sweep" / f"{spec.name}_{stamp()}", dict(
+        device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
+        qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(weight_bits), act_bits=list(act_bits),
+        per_channel=conf.per_channel, realizations=realizations, samples=samples, t_nominal=t, seed=seed))
+    rows: list[dict] = []
+    data_cache: dict[tuple, Any] = {}
+
+    def data_for(opened: Opened):
+        val = opened.batches(opened.data.val, conf.calib_batches * 256, seed)
+        test = opened.batches(opened.data.test, samples, seed, 500)
+        return val, test, opened.calibration(seed)
+
+    for label, path in paths.items():
+        opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
+        model = opened.model
+        val, test, calib = data_for(opened)
+        rows += _evaluate_everywhere(model, test, spec, t, realizations, seed,
+                                     dict(method=label, mode="float", weight_bits=32, act_bits=32), conf.device, calib)
+        for ab in act_bits:
+            for wb in weight_bits:
+                if progress:
+                    log(f"[quant_sweep] {label}: PTQ w{wb}/a{ab}")
+                q = quantize_model(model, QuantConfig(wb, ab, conf.per_channel), calibration=val)
+                rows += _evaluate_everywhere(q, test, spec, t, realizations, seed,
+                                             dict(method=label, mode="ptq", weight_bits=wb, act_bits=ab or 32),
+                                             conf.device, calib)
+    for ckpt in qat:
+        opened = open_checkpoint(ckpt, conf.data_dir, conf.torch_device, data_cache)
+        _, test, calib = data_for(opened)
+        quant = ckpt.payload["model_config"]["quant"]  # checked before any work
+        label = ckpt.payload.get("method", "qat").replace("+qat", "")
+        label = "baseline" if label == "qat" else label  # qat alone trains the plain network
+        rows += _evaluate_everywhere(opened.model, test, spec, t, realizations, seed,
+                                     dict(method=label, mode="qat", weight_bits=quant["weight_bits"],
+                                          act_bits=quant["act_bits"] or 32), conf.device, calib)
+    write_rows_csv(out / "quant_sweep.csv", rows)
+    plots = []
+    for setting in ("digital", spec.name):
+        summary = [dict(r, method=f"{r['method']} ({r['mode']}, a{r['act_bits']})") for r in rows
+                   if r["setting"] == setting and r["mode"] != "float"]
+        plots += plot_metric_by_exit(summary, "weight_bits", out / f"accuracy_vs_bits_{setting}",
+                                     title=f"{setting}{'' if setting == 'digital' else f', t = {human_time(t)}'}: "
+                                           "accuracy vs weight bits", xlabel="weight bits")
+    final = [r for r in rows if r["exit"] in ("4",)]
+    table_rows = [{"method": r["method"], "mode": r["mode"], "w bits": r["weight_bits"], "a bits": r["act_bits"],
+                   "setting": r["setting"], "deepest exit acc": f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}",
+                   "cells/weight": r.get("cells_per_weight"),
+                   "nJ": r["energy_pJ"] / 1e3 if "energy_pJ" in r else None} for r in final]
+    table = format_table(table_rows, list(table_rows[0]), title=f"Deepest-exit test accuracy (%) on {samples} images "
+                                                                  f"(device: {realizations} chips, mean ± std)")
+    atomic_write_text(out / "table.md", table + "\n")
+    run.finish(plots=[p.name for p in plots])
+    return {"run_dir": str(out), "table": table}

@@ -1,0 +1,156 @@
+"""The spine every study stands on: default checkpoints (trained and cached when absent), one call that
+opens a checkpoint once (model + its data splits + normalisation), and one that starts the run directory.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
+from ..data import BatchLoader, DatasetSplits, Split, load_dataset
+from ..data.base import take_subset
+from ..hardware.chip import calibration_inputs
+from ..methods import method_traits
+from ..results import RunDirectory
+from ..utils import resolve_device
+from .config import StudyConfig
+from .training import TrainingInterrupted, continue_flags, train_run
+
+# The default models a first-time user gets: small enough to train on a 2-core CPU in a few minutes.
+DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=4, subset=20000, batch_size=128, lr=0.1)
+
+
+def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
+                      cache_dir: str | Path = "runs/cache", progress: bool = True, **budget: Any) -> Path:
+    """best.pt of ``method`` trained with the default budget; trains it (or resumes) when absent."""
+    b = {**DEFAULT_BUDGET, **budget}
+    out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset']}_s{seed}" / method
+    manifest = out / "manifest.json"
+    if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
+        return out / "best.pt"
+    print(f"[wxy_hw] training the default {method} model on {dataset} "
+          f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
+    try:
+        train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out, **continue_flags(out),
+                  progress=progress, **b)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
+    return out / "best.pt"
+
+
+def check_checkpoint_dataset(path: str | Path, payload: dict[str, Any], dataset: str | None, flag: str = "--dataset") -> None:
+    """Refuse a checkpoint trained on another dataset than the one the command names (no silent substitution)."""
+    trained = payload.get("data", {}).get("name")
+    if dataset is not None and trained is not None and trained != dataset.lower().replace("-", "_"):
+        raise CheckpointError(f"checkpoint {path} was trained on {trained!r} but {flag} is {dataset!r}; "
+                              f"pass {flag} {trained} (or a checkpoint trained on {dataset})")
+
+
+class Checkpoint:
+    """A checkpoint file, read at most once per run (``payload`` on first use)."""
+
+    def __init__(self, path: str | Path, payload: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self._payload = payload
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The file's contents (``read_checkpoint``), read on first use."""
+        if self._payload is None:
+            self._payload = read_checkpoint(self.path)
+        return self._payload
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.path)!r})"
+
+
+def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Sequence[str], *,
+                        dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
+                        progress: bool = True, torch_device: str = "auto",
+                        budget: dict[str, Any] | None = None, flag: str = "--dataset") -> dict[str, Checkpoint]:
+    """{label: checkpoint}: the given checkpoints labelled by their method, else the cached defaults of ``methods``."""
+    if not checkpoints:
+        for m in methods:
+            method_traits(m)  # a misspelt second method must not wait for the first one's training
+        return {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
+                                                **(budget or {}))) for m in methods}
+    found: dict[str, Checkpoint] = {}
+    for p in checkpoints:
+        ckpt = Checkpoint(p)
+        check_checkpoint_dataset(p, ckpt.payload, dataset, flag)
+        label = ckpt.payload.get("method", Path(p).parent.name)
+        found[label if label not in found else f"{label}:{Path(p).parent.name}"] = ckpt
+    return found
+
+
+@dataclass
+class Opened:
+    """A checkpoint opened for a study: the model (eval mode, on the torch device), its data, its normalisation."""
+
+    checkpoint: Checkpoint
+    model: torch.nn.Module
+    data: DatasetSplits
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path
+
+    @property
+    def norm(self) -> dict[str, tuple[float, ...]]:
+        """``mean`` / ``std`` as BatchLoader keywords."""
+        return {"mean": self.mean, "std": self.std}
+
+    def batches(self, split: Split, n: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A fixed, seeded selection of ``n`` images of ``split`` as normalised (x, y) batches."""
+        return list(BatchLoader(take_subset(split, n, seed), batch_size, **self.norm))
+
+    def calibration(self, seed: int, images: int | None = None) -> list[torch.Tensor]:
+        """The fixed, seeded training images that calibrate converters and measure input activity."""
+        extra = {} if images is None else {"images": images}
+        return calibration_inputs(self.data.train, self.mean, self.std, seed, **extra)
+
+
+def open_checkpoint(checkpoint: Checkpoint | str | Path, data_dir: str | Path | None = None,
+                    torch_device: str | torch.device = "auto",
+                    data_cache: dict[tuple, DatasetSplits] | None = None) -> Opened:
+    """Read a checkpoint once and rebuild what a study needs: model, the data splits it was trained on, normalisation.
+
+    ``data_cache`` (a dict kept across calls) loads a dataset once for several checkpoints trained on it.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
+    payload = ckpt.payload
+    info = payload["data"]
+    key = (info["name"], info["image_size"], info["channels"], payload.get("train_config", {}).get("seed", 0))
+    cache = data_cache if data_cache is not None else {}
+    if key not in cache:
+        cache[key] = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
+                                  seed=key[3])
+    model = model_from_payload(payload, ckpt.path, device=resolve_device(torch_device))
+    return Opened(ckpt, model, cache[key], tuple(info["mean"]), tuple(info["std"]), info)
+
+
+def start_run(config: StudyConfig, out: str | Path | None, default: Path, manifest: dict[str, Any]) -> tuple[Path, RunDirectory]:
+    """Start the run directory (``out``, else ``default``): manifest.json plus the study's config.toml."""
+    out = Path(out) if out is not None else default
+    run = RunDirectory(out, manifest, kind=config.KIND)
+    config.write(out)
+    return out, run
+
+
+def stamp() -> str:
+    """The time stamp of a default run directory name."""
+    return time.strftime("%Y%m%d-%H%M%S")
