@@ -6,9 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-$PY experiments/calibrator_adapt.py --source mnist5k --target digits --out runs/calibrator/mnist5k_digits --overwrite --quiet
-$PY experiments/calibrator_adapt.py --source digits --target mnist5k --out runs/calibrator/digits_mnist5k --overwrite --quiet
+$PY experiments/calibrator_adapt.py --source mnist5k --target digits --train-epochs 4 --train-subset 20000 --out runs/calibrator/mnist5k_digits --overwrite --quiet
+$PY experiments/calibrator_adapt.py --source digits --target mnist5k --train-epochs 4 --train-subset 20000 --out runs/calibrator/digits_mnist5k --overwrite --quiet
 $PY experiments/calibrator_adapt.py --source fashion_mnist --target fashion_mnist-C --corruption gaussian_noise \
-    --severity 5 --device subthreshold_cmos --out runs/calibrator/fmnist_c_subthreshold --overwrite --quiet
+    --severity 5 --device subthreshold_cmos --train-epochs 4 --train-subset 20000 --out runs/calibrator/fmnist_c_subthreshold --overwrite --quiet
 $PY experiments/calibrator_adapt.py --source fashion_mnist --target none --device reram \
-    --out runs/calibrator/reram --overwrite --quiet
+    --train-epochs 4 --train-subset 20000 --out runs/calibrator/reram --overwrite --quiet

@@ -10,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 BUDGET=(--arch resnet18 --width 0.25 --subset 20000 --epochs 4 --dataset fashion_mnist --quiet)
 CACHE=runs/cache/fashion_mnist_resnet18_w0.25_e4_n20000_s0
 for m in baseline self_distillation; do
-  [ -f "$CACHE/$m/best.pt" ] || $PY -c "from wxy_hw.studies import cached_checkpoint; cached_checkpoint('$m')"
+  [ -f "$CACHE/$m/best.pt" ] || $PY -c "from wxy_hw.studies import cached_checkpoint; cached_checkpoint('$m', epochs=4, subset=20000)"
 done
 for dev in reram subthreshold_cmos pcm; do
   for m in hwa self_distillation+hwa; do

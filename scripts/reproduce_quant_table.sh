@@ -11,6 +11,6 @@ for m in qat self_distillation+qat; do
   [ -f "$out/results.json" ] || $PY experiments/train.py --method "$m" --method-arg weight_bits=4 "${BUDGET[@]}" \
       --out "$out" --overwrite
 done
-$PY experiments/quant_sweep.py --device reram --weight-bits 8 6 4 3 2 --act-bits 8 --chips 3 \
+$PY experiments/quant_sweep.py --device reram --weight-bits 8 6 4 3 2 --act-bits 8 --chips 3 --train-epochs 4 --train-subset 20000 \
     --qat-checkpoints runs/qat/w4/qat/best.pt "runs/qat/w4/self_distillation+qat/best.pt" --quiet \
     --out runs/quant_table/reram --overwrite

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 CACHE=runs/cache/fashion_mnist_resnet18_w0.25_e4_n20000_s0
-$PY experiments/corruption_robustness.py --out runs/robustness/default --overwrite --quiet
+$PY experiments/corruption_robustness.py --train-epochs 4 --train-subset 20000 --out runs/robustness/default --overwrite --quiet
 variant=runs/robustness/auxiliary_merge_bn
 [ -f "$variant/results.json" ] || $PY experiments/train.py --method auxiliary --method-arg merge_bn=true \
     --arch resnet18 --width 0.25 --subset 20000 --epochs 4 --dataset fashion_mnist --out "$variant" --overwrite --quiet

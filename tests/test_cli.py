@@ -74,8 +74,10 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["config"]["device"]["name"] == "pcm"
     rows = (out / "sweep.csv").read_text().splitlines()
-    # (2 scales + 2 times) × 2 chips × exits: baseline has 1 exit, self_distillation 4 + ensemble
-    assert len(rows) - 1 == (2 + 2) * 2 * 1 + (2 + 2) * 2 * 5
+    # (2 scales + 2 times) × 2 chips × exits: baseline has 1 exit, self_distillation 4 + ensemble; each method
+    # twice: as deployed and with its BN statistics recalibrated through the chip (the default series)
+    assert len(rows) - 1 == 2 * ((2 + 2) * 2 * 1 + (2 + 2) * 2 * 5)
+    assert sum(r.startswith("baseline + BN recal,") for r in rows) == (2 + 2) * 2
 
 
 @pytest.mark.slow

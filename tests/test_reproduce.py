@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-
-from wxy_hw.analysis.report import VERDICTS  # noqa: E402
-from wxy_hw.reproduce import BUDGETS, _series  # noqa: E402
+from wxy_hw.analysis.report import VERDICTS
+from wxy_hw.cli import reproduce
+from wxy_hw.studies.reproduce import BUDGETS, _series
 
 
 class _Page(HTMLParser):
@@ -67,8 +62,6 @@ def test_budgets_are_ordered():
 
 @pytest.mark.slow
 def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch):
-    import reproduce
-
     monkeypatch.chdir(tmp_path)  # cached default models land in tmp_path/runs/cache
     out = tmp_path / "rep"
     assert reproduce.main(["--budget", "smoke", "--out", str(out), "--quiet"]) == 0

@@ -31,7 +31,9 @@ class NoiseSweepConfig(DatasetSettings):
 
     device: str = "reram"
     device_set: dict[str, Any] = field(default_factory=dict)
-    methods: list[str] = field(default_factory=lambda: ["baseline", "self_distillation"])
+    # the users' question: which training survives the device? (hwa models are trained for --device)
+    methods: list[str] = field(default_factory=lambda: ["baseline", "self_distillation", "hwa",
+                                                        "self_distillation+hwa"])
     checkpoints: list[str] | None = None
     backend: str = "native"
     scales: list[float] = field(default_factory=lambda: list(DEFAULT_SCALES))
@@ -39,9 +41,9 @@ class NoiseSweepConfig(DatasetSettings):
     t_inference: float | None = None
     sigmas: list[float] = field(default_factory=lambda: list(DEFAULT_SIGMAS))
     flat: bool = True
-    bn_recalibrate: int = 0
+    bn_recalibrate: int = 64
     chips: int = 5
-    samples: int = 1000
+    samples: int = 500
 
 
 def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
@@ -74,7 +76,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     seed, samples, realizations = conf.seed, conf.samples, conf.chips
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
                                 progress=progress, torch_device=conf.torch_device,
-                                budget=conf.budget)
+                                budget=conf.budget, hwa_device=conf.device)
     out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
         device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
         scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=realizations,

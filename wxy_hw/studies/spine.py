@@ -21,23 +21,41 @@ from ..utils import resolve_device
 from .config import StudyConfig
 from .training import TrainingInterrupted, continue_flags, train_run
 
-# The default models a first-time user gets: small enough to train on a 2-core CPU in a few minutes.
-DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=4, subset=20000, batch_size=128, lr=0.1)
+# The default models a first-time user gets: four of them (baseline, self-distillation, and both trained
+# through the device's noise) train on a 2-core CPU in about four minutes, so the first noise sweep
+# finishes within ten.
+DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=3, subset=10000, batch_size=128, lr=0.1)
+HWA_DEFAULT_DEVICE = "reram"  # the hwa method's own default device
+
+
+def is_hardware_aware(method: str) -> bool:
+    """Whether ``method`` (or a part of a '+' composition) trains through a device's noise."""
+    return "hwa" in method.split("+")
 
 
 def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
-                      cache_dir: str | Path = "runs/cache", progress: bool = True, **budget: Any) -> Path:
-    """best.pt of ``method`` trained with the default budget; trains it (or resumes) when absent."""
+                      cache_dir: str | Path = "runs/cache", progress: bool = True, hwa_device: str | None = None,
+                      **budget: Any) -> Path:
+    """best.pt of ``method`` trained with the default budget; trains it (or resumes) when absent.
+
+    A hardware-aware method trains through ``hwa_device``'s noise (default reram) and is cached
+    per device (``<method>@<device>``), so each device gets the model trained for it.
+    """
     b = {**DEFAULT_BUDGET, **budget}
-    out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset']}_s{seed}" / method
+    options: dict[str, Any] = {}
+    name = method
+    if is_hardware_aware(method):
+        options["device"] = str(hwa_device or HWA_DEFAULT_DEVICE)
+        name = f"{method}@{Path(options['device']).stem}"
+    out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset']}_s{seed}" / name
     manifest = out / "manifest.json"
     if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         return out / "best.pt"
     print(f"[wxy_hw] training the default {method} model on {dataset} "
           f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
-        train_run(method=method, dataset=dataset, data_dir=data_dir, seed=seed, out=out, **continue_flags(out),
-                  progress=progress, **b)
+        train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
+                  **continue_flags(out), progress=progress, **b)
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
@@ -78,13 +96,15 @@ class Checkpoint:
 def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Sequence[str], *,
                         dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
                         progress: bool = True, torch_device: str = "auto",
-                        budget: dict[str, Any] | None = None, flag: str = "--dataset") -> dict[str, Checkpoint]:
-    """{label: checkpoint}: the given checkpoints labelled by their method, else the cached defaults of ``methods``."""
+                        budget: dict[str, Any] | None = None, flag: str = "--dataset",
+                        hwa_device: str | None = None) -> dict[str, Checkpoint]:
+    """{label: checkpoint}: the given checkpoints labelled by their method, else the cached defaults of ``methods``
+    (hardware-aware ones trained for ``hwa_device``)."""
     if not checkpoints:
         for m in methods:
             method_traits(m)  # a misspelt second method must not wait for the first one's training
         return {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
-                                                **(budget or {}))) for m in methods}
+                                                hwa_device=hwa_device, **(budget or {}))) for m in methods}
     found: dict[str, Checkpoint] = {}
     for p in checkpoints:
         ckpt = Checkpoint(p)

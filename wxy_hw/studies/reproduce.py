@@ -14,21 +14,20 @@ continues where it stopped, and a larger budget in the same directory retrains n
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import json
 import math
 import shlex
-import sys
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .analysis.report import Claim, difference_verdict, write_report
-from .analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
-from .utils import atomic_write_text
+from ..analysis.report import Claim, difference_verdict, write_report
+from ..analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
+from ..utils import atomic_write_text
+from .config import StudyConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 ALPHA = 0.05
 EQUIVALENCE_MARGIN = 1.0  # accuracy points: "no accuracy drop" holds when the drop's interval stays above −1
 
@@ -84,6 +83,18 @@ BUDGETS: dict[str, Budget] = {
                    note="all 60,000 training images, 30 epochs, 5 seeds (a GPU machine)"),
 }
 
+
+@dataclass
+class ReproduceConfig(StudyConfig):
+    """The reproduce command's settings (written as config.toml beside the report)."""
+
+    KIND = "reproduce"
+    budget: str = "small"
+    seeds: list[int] | None = None  # None: the budget's
+    data_dir: str | None = None
+    torch_device: str = "auto"
+
+
 # The trained models every claim draws on; hwa variants are trained per device.
 METHODS = ("baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", "scan", "augment", "ada",
            "auxiliary", "adv")
@@ -95,14 +106,8 @@ class ReproductionError(RuntimeError):
 
 
 def _cli_main(study: str) -> Callable[[list[str]], int]:
-    """``main(argv)`` of experiments/<study>.py, the same function its command line runs."""
-    path = ROOT / "experiments" / f"{study}.py"
-    spec = importlib.util.spec_from_file_location(f"_wxy_hw_cli_{study}", path)
-    if spec is None or spec.loader is None:
-        raise ReproductionError(f"cannot load {path}: reproduce needs the repository's experiments/ folder")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    """``main(argv)`` of ``wxy-hw <study>``, the function ``python experiments/<study>.py`` runs."""
+    return importlib.import_module(f"..cli.{study}", __package__).main
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -156,7 +161,7 @@ class Reproduction:
     def train_flags(self) -> list[str]:
         b = self.b
         return [*self._data_flags(), "--arch", b.arch, "--width", f"{b.width:g}", "--epochs", str(b.epochs),
-                *(["--subset", str(b.subset)] if b.subset else []), "--device", self.torch_device]
+                *(["--subset", str(b.subset)] if b.subset else []), "--torch-device", self.torch_device]
 
     def checkpoint(self, method: str, seed: int, device: str | None = None) -> Path:
         root = self.out / ("methods" if device is None else f"methods_{device}")
@@ -181,7 +186,7 @@ class Reproduction:
             ck = lambda m: str(self.checkpoint(m, s))  # noqa: E731
             self.cmd_early[s] = self.step("early_exit_energy", [
                 "--device", b.devices[0], "--checkpoints", ck("baseline"), ck("self_distillation"), ck("scan"),
-                "--realizations", str(b.chips), "--samples", str(b.samples), "--seed", str(s),
+                "--chips", str(b.chips), "--samples", str(b.samples), "--seed", str(s),
                 "--torch-device", self.torch_device, *self._data_flags()], self.out / "early_exit" / f"s{s}")
             self.cmd_robust[s] = self.step("corruption_robustness", [
                 "--checkpoints", ck("baseline"), ck("augment"), ck("ada"), ck("auxiliary"), ck("adv"),
@@ -195,14 +200,14 @@ class Reproduction:
                                                                 "--train-epochs", str(b.epochs), *cal],
                                            self.out / "calibrator_domain" / f"s{s}")
             self.cmd_chipcal[s] = self.step("calibrator_adapt", [
-                "--source", b.dataset, "--target", "none", "--device", b.devices[0], "--checkpoint", ck("baseline"),
-                "--chip-seeds", *[str(1000 * s + c) for c in range(b.chips)], *cal],
+                "--source", b.dataset, "--target", "none", "--device", b.devices[0], "--checkpoints", ck("baseline"),
+                "--chips", str(b.chips), *cal],
                 self.out / "calibrator_chips" / f"s{s}")
             for i, dev in enumerate(b.devices):
                 self.cmd_sweep[dev, s] = self.step("noise_sweep", [
                     "--device", dev, "--checkpoints", ck("baseline"), ck("self_distillation"),
                     str(self.checkpoint("hwa", s, dev)), str(self.checkpoint("self_distillation+hwa", s, dev)),
-                    "--scales", "1", "--times", "86400", "--realizations", str(b.chips), "--samples", str(b.samples),
+                    "--scales", "1", "--times", "86400", "--chips", str(b.chips), "--samples", str(b.samples),
                     "--bn-recalibrate", str(b.bn_images), "--seed", str(s), "--torch-device", self.torch_device,
                     *(["--sigmas", *map(str, b.sigmas)] if i == 0 else ["--no-flat"]), *self._data_flags()],
                     self.out / "noise_sweep" / dev / f"s{s}")
@@ -450,7 +455,7 @@ def _claim_dict(c: Claim) -> dict[str, Any]:
 
 def forest_plot(tests: Sequence[tuple[str, PairedTest]], path: Path) -> Path:
     """One row per paired comparison: the difference and its 95 % interval, zero marked."""
-    from .analysis.plots import plt  # the headless backend is set there once
+    from ..analysis.plots import plt  # the headless backend is set there once
 
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(tests) + 1.2))
     for i, (label, t) in enumerate(reversed(tests)):

@@ -1,0 +1,57 @@
+"""Rerun the seed's claims at one budget and write one self-contained report.
+
+    python experiments/reproduce.py --budget small      # ≤ 30 min on a 2-core CPU
+    python experiments/reproduce.py --budget medium     # the studies' default-model budget, 3 seeds (hours)
+    python experiments/reproduce.py --budget full       # all images, 30 epochs, 5 seeds (a GPU machine)
+    python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
+
+Writes <out>/report.html (figures embedded; no external file or network), report.md,
+claims.json, config.toml and commands.sh (every command behind every number). Rerunning the
+same command reuses every finished step; an interrupted run continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig
+from . import config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The reproduce command line."""
+    d = defaults(ReproduceConfig)
+    parser = new_parser(__doc__, "reproduce")
+    parser.add_argument("--budget", default=d["budget"], choices=list(BUDGETS), help="how much to train and sample")
+    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=d["seeds"],
+                        help="training seeds (None: the budget's; at least 3 for a paired test)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
+    parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")
+    parser.add_argument("--torch-device", default=d["torch_device"], help="torch device for training and evaluation")
+    parser.add_argument("--quiet", action="store_true", help="print only the verdict counts and the report's path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the reproduction from the command line; the exit status."""
+    args = parse(build_parser(), argv, ReproduceConfig)
+    args.out = args.out or Path("runs") / "reproduce" / args.budget
+    args.resume = True  # <out> is meant to be re-run: finished steps are reused
+    try:
+        conf = config_of(ReproduceConfig, args)
+        budget = BUDGETS[conf.budget]
+        if conf.seeds:
+            budget = dataclasses.replace(budget, seeds=tuple(conf.seeds))
+        with run_guard(args):
+            rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
+                               log=(lambda msg: None) if args.quiet else print)
+            conf.write(args.out)
+            html_path, md_path = rep.run()
+    except (Exception, KeyboardInterrupt) as exc:
+        return fail(exc)
+    counts = {v: sum(c.verdict == v for c in rep.claims) for v in ("reproduced", "not reproduced", "inconclusive")}
+    print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(rep.claims)} claims")
+    print(f"report: {html_path}\n        {md_path}")
+    return 0
