@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "unlabeled training images (N forward passes per chip; 0 = off)")
     add_chips_arg(parser, d["chips"], "chip instances per point")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per evaluation")
+    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=d["seeds"],
+                        help="training seeds of the cached default models: one sweep each into <out>/s<seed>, then "
+                             "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")
     add_study_args(parser)
     return parser
 

@@ -2,7 +2,9 @@
 time since programming, plus the flat-minima curve."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -10,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ..analysis.plots import plot_flat_minima, plot_metric_by_exit
+from ..analysis.stats import nested_interval, paired_test
 from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
 from ..models.evaluate import evaluate
 from ..hardware.aihwkit_backend import rpu_config
@@ -44,6 +47,7 @@ class NoiseSweepConfig(DatasetSettings):
     bn_recalibrate: int = 64
     chips: int = 5
     samples: int = 500
+    seeds: list[int] | None = None  # several training seeds: one sweep per seed, intervals over seeds × chips
 
 
 def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
@@ -55,6 +59,8 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     images (a fixed, seeded selection), at a cost of N forward passes through the chip.
     """
     conf = NoiseSweepConfig.make(config, **settings)
+    if conf.seeds:
+        return _sweep_over_seeds(conf, out, progress, log)
     spec = load_device(conf.device, conf.device_set)
     check_bn_recalibrate(conf.bn_recalibrate)
     if conf.chips < 1:
@@ -145,11 +151,70 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
                            "energy_pJ": energy[d["method"]].get(str(d["exit"]))})
     write_rows_csv(out / "energy.csv", [{"method": m, "exit": k, "energy_pJ": v} for m, e in energy.items()
                                         for k, v in e.items()])
+    if conf.bn_recalibrate:
+        for r in table_rows:
+            recal = next((x for x in scale_summary if x["method"] == f"{r['method']} + BN recal"
+                          and x["exit"] == r["exit"] and x["scale"] == 1.0), None)
+            r["+ BN recal"] = None if recal is None else f"{recal['accuracy_mean']:.2f} ± {recal['accuracy_std']:.2f}"
     table = format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in table_rows],
-                         ["method", "exit", "digital", f"{spec.name} @ nominal", "drop", "nJ"],
+                         ["method", "exit", "digital", f"{spec.name} @ nominal", "drop",
+                          *(["+ BN recal"] if conf.bn_recalibrate else []), "nJ"],
                          title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
                                f"({conf.backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips); "
-                               f"energy per inference (nJ, wxy_hw.hardware.chip_report)")
+                               f"energy per inference (nJ, wxy_hw.hardware.chip_report)"
+                               + (f"; + BN recal: each chip's BN statistics re-estimated on {conf.bn_recalibrate} "
+                                  "unlabeled training images" if conf.bn_recalibrate else ""))
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
-    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw)}
+    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw), "raw": raw}
+
+
+def _sweep_over_seeds(conf: NoiseSweepConfig, out: str | Path | None, progress: bool,
+                      log: Callable[[str], None]) -> dict[str, Any]:
+    """One sweep per training seed into ``<out>/s<seed>``, then mean ± 95 % interval over seeds × chips (seed the
+    unit, variance split into between-seed and between-chip parts) and paired tests against the baseline."""
+    seeds = [int(s) for s in conf.seeds or []]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds lists a seed twice: {seeds}")
+    if conf.checkpoints:
+        raise ValueError("--seeds sweeps the cached default models of each seed; with --checkpoints give one --seed")
+    spec = load_device(conf.device, conf.device_set)
+    out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_seeds_{stamp()}",
+                         dict(device=spec.summary(), backend=conf.backend, seeds=seeds))
+    raw: list[dict[str, Any]] = []
+    for s in seeds:
+        log(f"[noise_sweep] training seed {s}")
+        one = noise_sweep_run(dataclasses.replace(conf, seeds=None, seed=s), out=out / f"s{s}", progress=progress,
+                              log=log)
+        raw += [dict(r, seed=s) for r in one["raw"]]
+    groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
+    for r in raw:
+        value = r["scale"] if r["sweep"] == "scale" else r["t_inference"]
+        groups[r["method"], str(r["exit"]), r["sweep"], value][(r["seed"], int(r["chip"]))] = float(r["accuracy"])
+    rows = []
+    for (method, exit_, sweep, value), cells in groups.items():
+        iv = nested_interval(cells)
+        rows.append(dict(method=method, exit=exit_, sweep=sweep, value=value, seeds=len(seeds),
+                         chips=len(cells) // len(seeds), accuracy_mean=iv.mean, ci95=iv.half_width,
+                         seed_var=iv.seed_var, chip_var=iv.chip_var))
+    write_rows_csv(out / "sweep.csv", raw)
+    write_rows_csv(out / "summary_seeds.csv", rows)
+    deepest = {m: max(int(e) for (mm, e, _, _) in groups if mm == m and e.isdigit()) for (m, *_rest) in groups}
+    nominal = {m: groups[m, str(deepest[m]), "scale", 1.0] for m in deepest if (m, str(deepest[m]), "scale", 1.0) in groups}
+    table_rows = []
+    for m, cells in nominal.items():
+        iv = nested_interval(cells)
+        row = {"method": m, "exit": deepest[m], f"{spec.name} @ nominal": str(iv),
+               "seed / chip variance": f"{iv.seed_var:.1f} / {iv.chip_var:.1f}"}
+        if "baseline" in nominal and m != "baseline":
+            test = paired_test(cells, nominal["baseline"])
+            row["− baseline (p)"] = f"{test.difference} ({test.p_value:.3f})"
+        table_rows.append(row)
+    table = format_table(table_rows, ["method", "exit", f"{spec.name} @ nominal", "seed / chip variance",
+                                      "− baseline (p)"],
+                         title=f"Deepest-exit test accuracy (%) on {spec.name} at nominal noise: mean ± 95 % t interval "
+                               f"over seeds {', '.join(map(str, seeds))} (chips nested in seeds, {conf.chips} per seed); "
+                               "p: paired t-test over seeds on the same chips")
+    atomic_write_text(out / "table.md", table + "\n")
+    run.finish(results={"nominal": table_rows})
+    return {"run_dir": str(out), "table": table, "rows": len(raw)}

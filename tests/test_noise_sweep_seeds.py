@@ -1,0 +1,36 @@
+"""noise_sweep --seeds: one sweep per training seed, then intervals over seeds × chips and paired tests."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from wxy_hw.cli.noise_sweep import main
+
+
+@pytest.mark.slow
+def test_seeds_give_nested_intervals_and_paired_tests(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the cached default models of each seed land in tmp_path/runs/cache
+    out = tmp_path / "sweep"
+    rc = main(["--device", "reram", "--dataset", "synthetic", "--methods", "baseline", "self_distillation",
+               "--seeds", "0", "1", "--train-epochs", "1", "--scales", "1", "--times", "86400", "--chips", "2",
+               "--samples", "50", "--no-flat", "--bn-recalibrate", "0", "--out", str(out), "--quiet"])
+    assert rc == 0
+    for s in (0, 1):
+        assert (out / f"s{s}" / "sweep.csv").exists() and (out / f"s{s}" / "config.toml").exists()
+    assert len(list((tmp_path / "runs" / "cache").glob("synthetic_*_s[01]"))) == 2  # one model set per seed
+    rows = list(csv.DictReader(open(out / "summary_seeds.csv")))
+    nominal = [r for r in rows if r["method"] == "baseline" and r["sweep"] == "scale"]
+    assert len(nominal) == 1 and nominal[0]["seeds"] == "2" and nominal[0]["chips"] == "2"
+    assert float(nominal[0]["seed_var"]) >= 0 and float(nominal[0]["chip_var"]) >= 0
+    raw = list(csv.DictReader(open(out / "sweep.csv")))
+    base = [float(r["accuracy"]) for r in raw if r["method"] == "baseline" and r["sweep"] == "scale"]
+    assert abs(float(nominal[0]["accuracy_mean"]) - sum(base) / len(base)) < 1e-9  # balanced: the grand mean
+    table = capsys.readouterr().out
+    assert "− baseline (p)" in table and "self_distillation" in table
+
+
+def test_seeds_refuse_given_checkpoints(tmp_path, capsys):
+    rc = main(["--seeds", "0", "1", "--checkpoints", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 2
+    assert "--seeds" in capsys.readouterr().err
