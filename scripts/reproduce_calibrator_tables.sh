@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's Calibrator tables (issue 7): the domain pairs mnist5k → digits,
+# Reproduces docs/results.md's Calibrator tables (issue 7): the domain pairs mnist5k → digits,
 # digits → mnist5k and fashion_mnist → fashion_mnist-C (Gaussian noise, severity 5), and
 # chip-instance calibration on reram and subthreshold CMOS for 5 chip seeds. Classifiers are the
 # cached default baselines of each source (ResNet-18 width 0.25, 4 epochs, validation-selected).

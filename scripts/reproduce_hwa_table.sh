@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's "accuracy at nominal noise" table (issue 3): baseline, self_distillation,
+# Reproduces docs/results.md's "accuracy at nominal noise" table (issue 3): baseline, self_distillation,
 # hwa and self_distillation+hwa, each hwa model trained with its target device's noise, evaluated
 # on 10 chips of reram, subthreshold_cmos and pcm at t = 1 day. Same budget as the cached default
 # models of experiments/noise_sweep.py (ResNet-18 width 0.25, 20,000 Fashion-MNIST images, 4 epochs).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's quantization table (issue 5): PTQ at 8/6/4/3/2-bit weights (8-bit
+# Reproduces docs/results.md's quantization table (issue 5): PTQ at 8/6/4/3/2-bit weights (8-bit
 # activations) for the cached default baseline and self_distillation models, plus QAT at 4 bits
 # (same training budget), digital and on 3 reram chips at 1 day. About 8 minutes on a 2-core CPU.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's robustness tables (issue 6): the corruption table (Fashion-MNIST-C as
+# Reproduces docs/results.md's robustness tables (issue 6): the corruption table (Fashion-MNIST-C as
 # generated here), mCE, adversarial accuracy and the hardware table for the cached default models
 # (baseline, augment, ada, auxiliary, adv, hwa: ResNet-18 width 0.25, 20,000 Fashion-MNIST images,
 # 4 epochs, validation-selected), then the auxiliary variant with merged BN in period 2 against
