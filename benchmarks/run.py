@@ -22,6 +22,10 @@
    against baseline, interleaved. augment and ada see twice the images, so ≈ 2× baseline is the
    floor; targets: ada ≤ 1.15× augment (the relation loss is cheap), auxiliary ≤ 1.3× augment
    (selective BN splits the batch into one forward per input type).
+7. Batched chips: time per chip of evaluate_chips (deploy + evaluate, K chips in one pass, K chunked
+   by the 2 GiB memory budget) for K = 1, 4, 16, 64, and of the one-at-a-time path (deploy + evaluate
+   per chip), against one clean evaluation of the same images, interleaved, reram, ResNet-18 w0.25.
+   Target: at K = 16, ≤ 1.15× the clean evaluation.
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
@@ -232,6 +236,34 @@ def time_early_exit(args) -> dict:
             "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256}
 
 
+def time_chips(args) -> dict:
+    """Median seconds per chip of evaluate_chips at each K (and one at a time) vs one clean evaluation."""
+    from wxy_hw.evaluate import evaluate
+    from wxy_hw.hardware import deploy, evaluate_chips, load_device
+
+    torch.manual_seed(0)
+    model = build_model(args.arch, 10, 1, args.width, 28).eval()
+    data = [(torch.randn(args.engine_images, 1, 28, 28), torch.randint(0, 10, (args.engine_images,)))]
+    spec = load_device("reram")
+    ks = [int(k) for k in args.chip_ks]
+    steps = {"clean evaluate": (lambda: evaluate(model, data), 1),
+             "one at a time (4 chips)": (lambda: [evaluate(deploy(model, spec, s), data) for s in range(4)], 4)}
+    for k in ks:
+        steps[f"batched K={k}"] = ((lambda k=k: evaluate_chips(model, spec, data, range(k))), k)
+    times: dict[str, list[float]] = {n: [] for n in steps}
+    with torch.no_grad():
+        for rep in range(args.chip_reps + 1):
+            for name, (fn, chips) in steps.items():
+                t0 = time.perf_counter()
+                fn()
+                if rep:  # the first round warms up
+                    times[name].append((time.perf_counter() - t0) / chips)
+    per_chip = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    clean = per_chip["clean evaluate"]
+    return {"ms_per_chip": per_chip, "ratio_vs_clean": {n: v / clean for n, v in per_chip.items()},
+            "images": args.engine_images}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="resnet18")
@@ -243,9 +275,11 @@ def main() -> None:
     parser.add_argument("--mem-steps", type=int, default=30)
     parser.add_argument("--engine-images", type=int, default=500)
     parser.add_argument("--engine-reps", type=int, default=5)
+    parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
+    parser.add_argument("--chip-reps", type=int, default=2)
     parser.add_argument("--only", nargs="+",
-                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"],
-                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"])
+                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips"],
+                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "threads": torch.get_num_threads()}
@@ -267,6 +301,16 @@ def main() -> None:
               f"{'met' if eng['native_vs_clean'] <= 1.5 else 'NOT met'}); forward only: "
               f"{eng['native_forward_vs_clean']:.2f}; aihwkit / native = {eng['aihwkit_vs_native']:.1f} "
               f"(target ≥ 5: {'met' if eng['aihwkit_vs_native'] >= 5 else 'NOT met'})")
+    if "chips" in args.only:
+        ch = time_chips(args)
+        report["chips"] = ch
+        print(format_table([{"path": n, "ms/chip": v, "× clean": ch["ratio_vs_clean"][n]}
+                            for n, v in ch["ms_per_chip"].items()], ["path", "ms/chip", "× clean"],
+                           title=f"Chips on reram, {args.arch} width {args.width:g}, {args.engine_images} images "
+                                 "(deploy + evaluate, median per chip)"))
+        r16 = ch["ratio_vs_clean"].get("batched K=16")
+        if r16 is not None:
+            print(f"batched K=16 / clean = {r16:.2f} (target ≤ 1.15: {'met' if r16 <= 1.15 else 'NOT met'})")
     if "early-exit" in args.only:
         ee = time_early_exit(args)
         report["early_exit"] = ee

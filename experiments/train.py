@@ -1,6 +1,7 @@
 """Train one model with one method.
 
     python experiments/train.py --method self_distillation --arch resnet18 --dataset fashion_mnist
+    torchrun --nproc-per-node 2 experiments/train.py --method self_distillation   # data-parallel (DDP)
 
 Writes a run directory (manifest.json, metrics.csv, best.pt, last.pt, results.json) and prints
 the seed's Table-1 row for the validation-selected checkpoint, evaluated once on test.
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                                 **train_kwargs(args))
     except (Exception, KeyboardInterrupt) as exc:  # one clear line, no traceback, for every user-facing error
         return fail(exc)
+    if summary.get("rank"):  # torchrun: rank 0 reports for all
+        return 0
     print(summary["table"])
     print(f"\nrun directory: {summary['run_dir']}")
     print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val", "wall_time_s")}))

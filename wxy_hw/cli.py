@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import ast
 import math
 import sys
@@ -157,6 +158,9 @@ def fail(exc: BaseException) -> int:
 def run_guard(args: argparse.Namespace) -> Iterator[None]:
     """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,
     keep a second process out, and mark the manifest failed / interrupted if the command does not finish."""
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 holds --out for the whole job
+        yield
+        return
     with run_dir_guard(getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
                        resume=getattr(args, "resume", False)):
         yield
