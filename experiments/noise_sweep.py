@@ -1,6 +1,7 @@
 """Accuracy and loss of every exit on a simulated device, vs noise scale, vs time, plus the flat-minima curve.
 
     python experiments/noise_sweep.py --device reram
+    python experiments/noise_sweep.py --device reram --workers 2     # sweep points as Ray tasks
 
 With no checkpoint given it uses cached default models of baseline and self_distillation on
 Fashion-MNIST (runs/cache/...), training them first when absent. Writes runs/noise_sweep/<device>_<backend>_<time>/
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from wxy_hw.analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS
-from wxy_hw.cli import (add_study_args, cached_budget, fail, nonneg_float, nonneg_int, parse_method_args, positive_int, report,
+from wxy_hw.cli import (add_parallel_args, add_study_args, cached_budget, fail, nonneg_float, nonneg_int, parse_method_args, positive_int, report,
                         run_guard)
 from wxy_hw.hardware.spec import available_devices
 from wxy_hw.noise_experiment import noise_sweep_run
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realizations", type=positive_int, default=5, help="chip instances per point (default 5)")
     parser.add_argument("--samples", type=positive_int, default=1000, help="test images per evaluation (default 1000)")
     add_study_args(parser)
+    add_parallel_args(parser)
     args = parser.parse_args(argv)
     budget = cached_budget(args)
     try:
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 realizations=args.realizations, samples=args.samples, dataset=args.dataset, data_dir=args.data_dir,
                 out=args.out, seed=args.seed, overrides=parse_method_args(args.device_set, "--device-set"), flat=not args.no_flat,
                 progress=not args.quiet, budget=budget, torch_device=args.torch_device,
-                bn_recalibrate=args.bn_recalibrate)
+                bn_recalibrate=args.bn_recalibrate, workers=args.workers, ray_address=args.ray_address)
     except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
     return report(summary)

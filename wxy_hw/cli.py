@@ -154,6 +154,16 @@ def fail(exc: BaseException) -> int:
     raise exc
 
 
+def add_parallel_args(parser: argparse.ArgumentParser) -> None:
+    """--workers N and --ray-address ADDR: a study's independent points as Ray tasks (wxy_hw.parallel)."""
+    g = parser.add_argument_group("parallel")
+    g.add_argument("--workers", type=positive_int, default=1,
+                   help="run independent points as Ray tasks on a local Ray instance with N CPUs (default 1: "
+                        "in this process, Ray not imported)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting one")
+
+
 @contextmanager
 def run_guard(args: argparse.Namespace) -> Iterator[None]:
     """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,

@@ -18,6 +18,7 @@ from .data.base import take_subset
 from .evaluate import evaluate
 from .experiment import continue_flags, train_run
 from .methods import method_traits
+from .parallel import check_parallel
 from .hardware.aihwkit_backend import aihwkit_time, rpu_config
 from .hardware.chip import ChipConfig, calibration_inputs, exit_energies
 from .hardware.recalibrate import check_bn_recalibrate
@@ -88,14 +89,16 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
                     samples: int = 1000, dataset: str = "fashion_mnist", data_dir: str | Path | None = None,
                     out: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
                     flat: bool = True, progress: bool = True, budget: dict[str, Any] | None = None,
-                    torch_device: str = "auto", bn_recalibrate: int = 0,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    torch_device: str = "auto", bn_recalibrate: int = 0, workers: int = 1,
+                    ray_address: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the noise sweep and write CSVs, plots and a manifest; returns a summary (incl. the printed table).
 
     ``bn_recalibrate`` = N > 0 adds a "<method> + BN recal" series: every chip re-estimates its BN
     statistics on N unlabeled training images (a fixed, seeded selection), at a
-    cost of N forward passes through the chip.
+    cost of N forward passes through the chip. ``workers`` / ``ray_address``: the sweep points as
+    Ray tasks (``sweep_device``), the same CSVs.
     """
+    check_parallel(workers, ray_address)
     spec = load_device(device, overrides)
     check_bn_recalibrate(bn_recalibrate)
     if realizations < 1:
@@ -158,7 +161,7 @@ def noise_sweep_run(*, device: str, methods: Sequence[str] = ("baseline", "self_
     for label, model in models.items():
         raw += sweep_device({label: model}, spec, test_batches[label], scales=scales, times=time_points,
                             t_nominal=t_nom, realizations=realizations, seed=seed, backend=backend,
-                            bn_images=bn_images[label],
+                            bn_images=bn_images[label], workers=workers, ray_address=ray_address,
                             **({"calibration": calibration[label]} if backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
     scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))

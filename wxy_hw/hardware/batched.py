@@ -10,9 +10,10 @@ chip k's weights to block k. Read noise comes from each chip's own per-layer str
 one-chip path's shapes and order (one draw of W + σ⊙ξ per layer call of a forward), so a chip
 reads exactly as it does alone.
 
-Images are processed in sub-batches of about ``SAMPLES_PER_PASS`` samples over all chips, with
-the reads drawn once per forward and reused across sub-batches: the working set stays
-cache-sized whatever K is, and ``chips_per_pass`` bounds K by a memory budget (default 2 GiB).
+Images are processed in sub-batches of ``IMAGES_PER_CHIP`` images per chip, with the reads drawn
+once per forward and reused across sub-batches: the working set stays small, and every chip's
+arithmetic is the same whatever K is (so results do not depend on how chips are chunked, e.g.
+across Ray workers); ``chips_per_pass`` bounds K by a memory budget (default 2 GiB).
 
 What is not batched (``batch_blocker`` names it; ``evaluate_chips`` then runs chips one at a
 time): converters (ADC / DAC, fixed or per-sample ranging), IR drop and ``per_mvm`` read noise,
@@ -33,8 +34,8 @@ from .engine import ANALOG_TYPES, _set_submodule, analog_layers, chip_seed, chec
 from .physics import is_ideal
 from .spec import DeviceSpec, load_device
 
-SAMPLES_PER_PASS = 1024      # images × chips per sub-batch: keeps activations cache-sized
-MIN_PER_CHIP = 16            # images per chip per sub-batch: small convs lose efficiency below this
+IMAGES_PER_CHIP = 64         # images per chip per sub-batch: large enough for efficient convs, small
+                             # enough that K chips' activations stay near the caches
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes of working memory one chip batch may use
 
 
@@ -128,7 +129,7 @@ class ChipBatch(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor | MultiExitOutput]:
         layers = self.chip_layers()
-        per_chip = min(len(x), max(MIN_PER_CHIP, SAMPLES_PER_PASS // self.k))
+        per_chip = min(len(x), IMAGES_PER_CHIP)
         for m in layers:
             m.begin()
         pieces: list[list[list[torch.Tensor]]] = []   # sub-batch → exit → (K·b, classes)
@@ -224,10 +225,5 @@ def chips_per_pass(model: nn.Module, sample: torch.Tensor, max_memory: int = DEF
             h.remove()
     weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for _, layer in analog_layers(model))
     k = 1
-    while k < 4096:
-        per_chip_images = max(MIN_PER_CHIP, SAMPLES_PER_PASS // (k + 1))
-        need = (k + 1) * (3 * weight_bytes + 4 * largest[0] * per_chip_images)
-        if need > max_memory:
-            break
-        k += 1
-    return k
+    per_chip = 3 * weight_bytes + 4 * largest[0] * IMAGES_PER_CHIP
+    return max(1, min(4096, int(max_memory // max(per_chip, 1))))
