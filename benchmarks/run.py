@@ -28,6 +28,9 @@
    by the 2 GiB memory budget) for K = 1, 4, 16, 64, and of the one-at-a-time path (deploy + evaluate
    per chip), against one clean evaluation of the same images, interleaved, reram, ResNet-18 w0.25.
    Target: at K = 16, ≤ 1.15× the clean evaluation.
+8. Ray: the reram noise sweep (experiments/noise_sweep.py on the cached default checkpoints) with
+   --workers 2 against --workers 1 (no Ray), each in a child process; wall-clock ratio and whether
+   the CSVs are identical. Target ≥ 1.7× with identical CSVs. --sweep-args narrows the sweep.
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
@@ -281,6 +284,24 @@ def time_chips(args) -> dict:
             "images": args.engine_images}
 
 
+def time_ray_sweep(args) -> dict:
+    """Wall time of the reram sweep with --workers 1 and 2 (child processes), and CSV equality."""
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in (1, 2):
+            cmd = [sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--device", "reram", "--quiet",
+                   "--no-flat", "--out", str(Path(tmp) / f"w{w}"), "--workers", str(w), *args.sweep_args.split()]
+            t0 = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode:
+                return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            out[f"workers {w} s"] = time.time() - t0
+        same = all((Path(tmp) / "w1" / n).read_text() == (Path(tmp) / "w2" / n).read_text()
+                   for n in ("sweep.csv", "summary_scale.csv", "summary_time.csv"))
+    out.update(speedup=out["workers 1 s"] / out["workers 2 s"], identical_csvs=same, sweep_args=args.sweep_args)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="resnet18")
@@ -296,9 +317,12 @@ def main() -> None:
                         help="early exit on the BN-folded NHWC inference copy (default) or the model as trained")
     parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
     parser.add_argument("--chip-reps", type=int, default=2)
+    parser.add_argument("--sweep-args", default="", help="extra noise_sweep.py flags for benchmark 8 "
+                        "(e.g. '--realizations 3 --samples 500')")
     parser.add_argument("--only", nargs="+",
-                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips"],
-                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips"])
+                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips", "ray"],
+                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips",
+                                 "ray"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "threads": torch.get_num_threads()}
@@ -330,6 +354,15 @@ def main() -> None:
         r16 = ch["ratio_vs_clean"].get("batched K=16")
         if r16 is not None:
             print(f"batched K=16 / clean = {r16:.2f} (target ≤ 1.15: {'met' if r16 <= 1.15 else 'NOT met'})")
+    if "ray" in args.only:
+        ray = time_ray_sweep(args)
+        report["ray_sweep"] = ray
+        if "error" in ray:
+            print(f"Ray sweep benchmark failed: {ray['error']}")
+        else:
+            print(f"reram sweep ({ray['sweep_args'] or 'defaults'}, no flat-minima): workers 1 {ray['workers 1 s']:.0f} s, "
+                  f"workers 2 {ray['workers 2 s']:.0f} s = {ray['speedup']:.2f}x (target ≥ 1.7: "
+                  f"{'met' if ray['speedup'] >= 1.7 else 'NOT met'}); identical CSVs: {ray['identical_csvs']}")
     if "early-exit" in args.only:
         ee = time_early_exit(args)
         report["early_exit"] = ee
