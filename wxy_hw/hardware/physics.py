@@ -214,9 +214,10 @@ def program_chips(w: torch.Tensor, spec: DeviceSpec, gens: list[torch.Generator]
     if n["drift_compensation"] and n["drift"] != "none":
         # Global drift compensation (as aihwkit's GlobalDriftCompensation): rescale by the ratio of the
         # all-ones read-out right after programming to the read-out at time t, per chip.
-        ref = back(at_t0).sum(2).abs().sum(1)
-        now = w_out.sum(2).abs().sum(1).clamp_min(1e-12)
-        w_out = w_out * (ref / now).view(k, 1, 1)
+        # (per chip on its 2-D matrix, so the reduction order, hence the value, is the one-chip one)
+        before = back(at_t0)
+        w_out = torch.stack([w_out[i] * (before[i].sum(1).abs().sum() / w_out[i].sum(1).abs().sum().clamp_min(1e-12))
+                             for i in range(k)])
     if n["additive_sigma"] > 0:
         w_out = w_out + s * n["additive_sigma"] * w_max * _chip_draw(torch.randn, shape2, g_add, w_out)
     read = s * n["read_noise"] * w_max if n["read_noise"] > 0 and s > 0 else None
@@ -239,9 +240,12 @@ def pcm_drift(g_prog: torch.Tensor, g_target: torch.Tensor, g_max: float, t: flo
     sd = (-0.0125 * torch.log(x) - 0.0059).clamp(0.008, 0.045)
     nu = (mu + s * sd * _chip_draw(torch.randn, x.shape, gens, x)).abs() * (n["drift_nu_mean"] / PCM_NU_REF)
     t0 = n["t0_s"]
-    g = g_prog * ((t + t0) / t0) ** (-nu) if t > 0 else g_prog
+    g_prog = g_prog.expand(len(gens), *x.shape)
+    # powers are taken chip by chip: a vectorised pow's last bits depend on where an element sits,
+    # and each chip must come out exactly as when it is programmed alone
+    g = g_prog * torch.stack([((t + t0) / t0) ** (-v) for v in nu]) if t > 0 else g_prog
     if t > 0:
-        q = (0.0088 / ((g_prog.abs() / g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
+        q = (0.0088 / torch.stack([(gp.abs() / g_max) ** 0.65 for gp in g_prog]).clamp(min=1e-3)).clamp(max=0.2)
         # accumulated since the end of programming, counted from t0 as in aihwkit
         sig = q * math.sqrt(math.log((t + t0 + n["t_read_s"]) / (2 * n["t_read_s"])))
         g = g + g.abs() * s * sig * _chip_draw(torch.randn, x.shape, gens, g)
