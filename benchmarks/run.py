@@ -16,12 +16,21 @@
    the cached default checkpoints, in a child process); target ≤ 2 GiB.
 5. Early exit: wall-clock speedup of real early exit (thresholds searched on validation) over
    the full network (backbone + deepest head), against the MAC-ratio speedup, batch 256, on the
-   cached default self_distillation model. Target: ≥ 0.8 of the MAC ratio.
+   cached default self_distillation model, both paths on the BN-folded NHWC inference copy
+   (wxy_hw.inference.inference_copy; --ee-layout plain for the model as trained), plus the time of
+   each stage on one batch. Target: ≥ 0.8 of the MAC ratio.
 6. Robust training: time per training step of augment, ada, auxiliary and adv — the full step
    the Trainer runs (building the corrupted / adversarial views, forward, loss, backward, SGD) —
    against baseline, interleaved. augment and ada see twice the images, so ≈ 2× baseline is the
    floor; targets: ada ≤ 1.15× augment (the relation loss is cheap), auxiliary ≤ 1.3× augment
    (selective BN splits the batch into one forward per input type).
+7. Batched chips: time per chip of evaluate_chips (deploy + evaluate, K chips in one pass, K chunked
+   by the 2 GiB memory budget) for K = 1, 4, 16, 64, and of the one-at-a-time path (deploy + evaluate
+   per chip), against one clean evaluation of the same images, interleaved, reram, ResNet-18 w0.25.
+   Target: at K = 16, ≤ 1.15× the clean evaluation.
+8. Ray: the reram noise sweep (experiments/noise_sweep.py on the cached default checkpoints) with
+   --workers 2 against --workers 1 (no Ray), each in a child process; wall-clock ratio and whether
+   the CSVs are identical. Target ≥ 1.7× with identical CSVs. --sweep-args narrows the sweep.
 Results are printed and written to runs/bench/<timestamp>.json.
 """
 from __future__ import annotations
@@ -196,7 +205,7 @@ def sweep_memory(args) -> dict:
 def time_early_exit(args) -> dict:
     from wxy_hw.checkpoint import load_model, read_checkpoint
     from wxy_hw.data import BatchLoader, load_dataset
-    from wxy_hw.inference import early_exit_inference, exit_table, search_thresholds
+    from wxy_hw.inference import early_exit_inference, exit_table, inference_copy, search_thresholds
     from wxy_hw.models import exit_costs, exit_path_macs
     from wxy_hw.studies import cached_checkpoint
 
@@ -210,6 +219,9 @@ def time_early_exit(args) -> dict:
     pm, full = exit_path_macs(model), exit_costs(model)[-1].macs
     thresholds = search_thresholds(exit_table(model, val, pm, full))["thresholds"]
     last = len(model.heads) - 1
+    if args.ee_layout == "fused":  # BN folded + NHWC, for both paths: the same function, less memory traffic
+        model = inference_copy(model)
+        test = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in test]
     t_dyn, t_full, macs = [], [], []
     with torch.no_grad():
         for rep in range(args.engine_reps + 1):
@@ -228,8 +240,66 @@ def time_early_exit(args) -> dict:
                 t_full.append(tf)
     mac_ratio = full / torch.cat(macs).mean().item()
     wall = statistics.median(t_full) / statistics.median(t_dyn)
+    # where the time goes: ms per MMAC of each part on one batch (stage 1 at full resolution is
+    # the least efficient per MAC, and early exit runs it, with exit 1's head, on every sample)
+    x = test[0][0]
+    parts, h = {}, x
+    with torch.no_grad():
+        for name, mod in [("stem", model.stem)] + [(f"stage {i + 1}", s) for i, s in enumerate(model.stages)]:
+            t0 = time.perf_counter()
+            for _ in range(3):
+                out = mod(h)
+            parts[name] = (time.perf_counter() - t0) / 3 * 1000
+            h = out
     return {"thresholds": thresholds, "mac_speedup": mac_ratio, "wall_speedup": wall,
-            "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256}
+            "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256, "layout": args.ee_layout,
+            "ms_per_part": parts}
+
+
+def time_chips(args) -> dict:
+    """Median seconds per chip of evaluate_chips at each K (and one at a time) vs one clean evaluation."""
+    from wxy_hw.evaluate import evaluate
+    from wxy_hw.hardware import deploy, evaluate_chips, load_device
+
+    torch.manual_seed(0)
+    model = build_model(args.arch, 10, 1, args.width, 28).eval()
+    data = [(torch.randn(args.engine_images, 1, 28, 28), torch.randint(0, 10, (args.engine_images,)))]
+    spec = load_device("reram")
+    ks = [int(k) for k in args.chip_ks]
+    steps = {"clean evaluate": (lambda: evaluate(model, data), 1),
+             "one at a time (4 chips)": (lambda: [evaluate(deploy(model, spec, s), data) for s in range(4)], 4)}
+    for k in ks:
+        steps[f"batched K={k}"] = ((lambda k=k: evaluate_chips(model, spec, data, range(k))), k)
+    times: dict[str, list[float]] = {n: [] for n in steps}
+    with torch.no_grad():
+        for rep in range(args.chip_reps + 1):
+            for name, (fn, chips) in steps.items():
+                t0 = time.perf_counter()
+                fn()
+                if rep:  # the first round warms up
+                    times[name].append((time.perf_counter() - t0) / chips)
+    per_chip = {n: statistics.median(v) * 1000 for n, v in times.items()}
+    clean = per_chip["clean evaluate"]
+    return {"ms_per_chip": per_chip, "ratio_vs_clean": {n: v / clean for n, v in per_chip.items()},
+            "images": args.engine_images}
+
+
+def time_ray_sweep(args) -> dict:
+    """Wall time of the reram sweep with --workers 1 and 2 (child processes), and CSV equality."""
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in (1, 2):
+            cmd = [sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--device", "reram", "--quiet",
+                   "--no-flat", "--out", str(Path(tmp) / f"w{w}"), "--workers", str(w), *args.sweep_args.split()]
+            t0 = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode:
+                return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            out[f"workers {w} s"] = time.time() - t0
+        same = all((Path(tmp) / "w1" / n).read_text() == (Path(tmp) / "w2" / n).read_text()
+                   for n in ("sweep.csv", "summary_scale.csv", "summary_time.csv"))
+    out.update(speedup=out["workers 1 s"] / out["workers 2 s"], identical_csvs=same, sweep_args=args.sweep_args)
+    return out
 
 
 def main() -> None:
@@ -243,9 +313,16 @@ def main() -> None:
     parser.add_argument("--mem-steps", type=int, default=30)
     parser.add_argument("--engine-images", type=int, default=500)
     parser.add_argument("--engine-reps", type=int, default=5)
+    parser.add_argument("--ee-layout", choices=["fused", "plain"], default="fused",
+                        help="early exit on the BN-folded NHWC inference copy (default) or the model as trained")
+    parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
+    parser.add_argument("--chip-reps", type=int, default=2)
+    parser.add_argument("--sweep-args", default="", help="extra noise_sweep.py flags for benchmark 8 "
+                        "(e.g. '--realizations 3 --samples 500')")
     parser.add_argument("--only", nargs="+",
-                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"],
-                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust"])
+                        default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips", "ray"],
+                        choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips",
+                                 "ray"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "threads": torch.get_num_threads()}
@@ -267,12 +344,33 @@ def main() -> None:
               f"{'met' if eng['native_vs_clean'] <= 1.5 else 'NOT met'}); forward only: "
               f"{eng['native_forward_vs_clean']:.2f}; aihwkit / native = {eng['aihwkit_vs_native']:.1f} "
               f"(target ≥ 5: {'met' if eng['aihwkit_vs_native'] >= 5 else 'NOT met'})")
+    if "chips" in args.only:
+        ch = time_chips(args)
+        report["chips"] = ch
+        print(format_table([{"path": n, "ms/chip": v, "× clean": ch["ratio_vs_clean"][n]}
+                            for n, v in ch["ms_per_chip"].items()], ["path", "ms/chip", "× clean"],
+                           title=f"Chips on reram, {args.arch} width {args.width:g}, {args.engine_images} images "
+                                 "(deploy + evaluate, median per chip)"))
+        r16 = ch["ratio_vs_clean"].get("batched K=16")
+        if r16 is not None:
+            print(f"batched K=16 / clean = {r16:.2f} (target ≤ 1.15: {'met' if r16 <= 1.15 else 'NOT met'})")
+    if "ray" in args.only:
+        ray = time_ray_sweep(args)
+        report["ray_sweep"] = ray
+        if "error" in ray:
+            print(f"Ray sweep benchmark failed: {ray['error']}")
+        else:
+            print(f"reram sweep ({ray['sweep_args'] or 'defaults'}, no flat-minima): workers 1 {ray['workers 1 s']:.0f} s, "
+                  f"workers 2 {ray['workers 2 s']:.0f} s = {ray['speedup']:.2f}x (target ≥ 1.7: "
+                  f"{'met' if ray['speedup'] >= 1.7 else 'NOT met'}); identical CSVs: {ray['identical_csvs']}")
     if "early-exit" in args.only:
         ee = time_early_exit(args)
         report["early_exit"] = ee
         print(f"early exit (batch 256, self_distillation, thresholds from validation): MAC speedup "
               f"{ee['mac_speedup']:.2f}x, wall-clock {ee['wall_speedup']:.2f}x = {ee['fraction_of_mac_speedup']:.2f} of "
-              f"the MAC ratio (target ≥ 0.8: {'met' if ee['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'})")
+              f"the MAC ratio (target ≥ 0.8: {'met' if ee['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'}), "
+              f"{ee['layout']} layout; ms per part on one batch: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in ee["ms_per_part"].items()))
     if "training" in args.only:
         _training(args, report)
     if "robust" in args.only:

@@ -44,7 +44,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 # Fast path: everything installed by a previous run and the package metadata unchanged.
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] \
-   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, wxy_hw" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, ray, wxy_hw" 2>/dev/null; then
   say "environment ready ($VENV)"
   exit 0
 fi
@@ -76,7 +76,7 @@ fi
 # --- 5. the package and its other dependencies ---------------------------------------
 # Install the remaining requirements explicitly (read from pyproject.toml) and the
 # package itself with --no-deps, so pip never resolves aihwkit's dependency list.
-mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export)
+mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export parallel)
 say "installing dependencies: ${deps[*]}"
 "${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .

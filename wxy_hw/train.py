@@ -16,10 +16,12 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
 from .data import DatasetSplits, make_loaders
 from .models.evaluate import ExitMetrics, evaluate
 from .methods import Batch, Method, build_method
+from .methods.base import Method as _BaseMethod
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
@@ -117,11 +119,25 @@ class Trainer:
         self.method = method.to(self.device)
         self.method.bind_data(data.mean, data.std)
         self.data = data
+        # torchrun: every rank trains on its shard of each global batch; BN statistics and
+        # gradients are global, so N processes train what one process does (see distributed.py)
+        self.dist = distributed.current()
+        self.lead = self.dist is None or self.dist.lead
+        self.ddp: torch.nn.Module | None = None
+        if self.dist is not None:
+            self.model = distributed.global_batch_norm(self.model, self.device)
+            if type(method).model_forward is _BaseMethod.model_forward:
+                from torch.nn.parallel import DistributedDataParallel
+
+                # buffers (BN running statistics) are identical on every rank: nothing to broadcast
+                self.ddp = DistributedDataParallel(self.model, broadcast_buffers=False,
+                                                   device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.run_dir = Path(run_dir)
         self.last_path = self.run_dir / "last.pt"
         self.best_path = self.run_dir / "best.pt"
         self.loaders = self._build_loaders(data)
-        params = [p for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad]
+        params = [p for p in list(self.model.parameters()) + list(method.parameters()) if p.requires_grad]
+        self._params = params
         self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: lr_factor(config, e))
@@ -137,8 +153,9 @@ class Trainer:
         self.resumed_from: dict[str, Any] = {}  # what resume() continued from (epoch, a changed lr)
 
     def _build_loaders(self, data: DatasetSplits) -> dict[str, Any]:
+        shard = (0, 1) if self.dist is None else (self.dist.rank, self.dist.world)
         return make_loaders(data, self.config.batch_size, seed=self.config.seed, device=self.device,
-                            augment=self.config.augment)
+                            augment=self.config.augment, shard=shard)
 
     # --- checkpoints -----------------------------------------------------------------------
     def _data_info(self) -> dict[str, Any]:
@@ -147,6 +164,8 @@ class Trainer:
                     mean=list(d.mean), std=list(d.std), class_names=list(d.class_names))
 
     def _save(self, path: Path, epoch: int, full: bool) -> None:
+        if not self.lead:  # under torchrun, rank 0 writes; the other ranks hold the same weights
+            return
         extra: dict[str, Any] = dict(method=self.method.name, method_state=self.method.state_dict(),
                                      epoch=epoch, data=self._data_info(),
                                      train_config=_plain(asdict(self.config)),
@@ -249,7 +268,7 @@ class Trainer:
                 self._save(self.best_path, epoch, full=False)
             self._save(self.last_path, epoch, full=True)
             self._write_metrics()
-            if self.config.progress:
+            if self.config.progress and self.lead:
                 exits = " ".join(f"{a:.2f}" for a in val.accuracy)
                 tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss {train_loss:.4f} acc {train_acc:.2f}"
                            f"  | val exits [{exits}] ens {val.ensemble_accuracy:.2f}  (best {self.best_val:.2f} @ "
@@ -264,29 +283,37 @@ class Trainer:
         loader.set_epoch(epoch)
         self.method.set_epoch(epoch, self.config.epochs)
         total = len(loader) if self.config.max_steps_per_epoch is None else min(len(loader), self.config.max_steps_per_epoch)
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not (self.config.progress and interactive()),
-                   dynamic_ncols=True)
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}", leave=False,
+                   disable=not (self.config.progress and self.lead and interactive()), dynamic_ncols=True)
+        forward_model = self.ddp if self.ddp is not None else self.model
         loss_sum, correct, seen = 0.0, 0, 0
         for step, (x, y) in enumerate(loader):
             if step >= total:
                 break
+            share = len(y)  # this rank's part of the global batch, before a method adds views
             batch = self.method.prepare_batch(Batch(x, y), self.model)
             x, y = batch.x, batch.y
             if self.channels_last:
                 x = batch.x = x.contiguous(memory_format=torch.channels_last)
-            out = self.method.model_forward(self.model, x, batch)
+            out = self.method.model_forward(forward_model, x, batch)
             terms = self.method(out, batch)
             if not terms:
                 raise ValueError(f"method {self.method.name!r} returned no loss terms; it has nothing to train "
                                  "(hwa alone needs include_ce=True)")
             loss = sum(terms.values())
+            # ranks average their gradients; weighting each rank's mean loss by its share of the
+            # global batch makes that average the gradient of the global batch's mean loss
+            scaled = loss if self.dist is None else \
+                loss * (share * self.dist.world / getattr(loader, "global_size", share * self.dist.world))
             if not torch.isfinite(loss):
                 bad = {k: float(v.detach()) for k, v in terms.items()}
                 raise NonFiniteLossError(
                     f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (terms: {bad}); "
                     f"{self.continue_advice()} (or check the data)")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaled.backward()
+            if self.dist is not None and self.ddp is None:
+                distributed.average_gradients(self._params, self.dist.world)
             if self.grad_monitor is not None and step % self.config.grad_norms_every == 0:
                 self.grad_monitor.record(epoch * len(loader) + step)
             self.optimizer.step()
@@ -297,9 +324,13 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
             bar.update(1)
         bar.close()
+        if self.dist is not None:
+            loss_sum, correct, seen = distributed.all_sum([loss_sum, float(correct), float(seen)])
         return loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1)
 
     def _write_metrics(self) -> None:
+        if not self.lead:
+            return
         write_rows_csv(self.run_dir / "metrics.csv", self.history)
         if self.grad_monitor is not None and self.grad_monitor.rows():
             write_rows_csv(self.run_dir / "grad_norms.csv", self.grad_monitor.rows())

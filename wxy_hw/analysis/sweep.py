@@ -33,31 +33,54 @@ def device_times(spec: DeviceSpec, wanted: Sequence[float] = DEFAULT_TIMES, back
 def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
                  *, scales: Sequence[float], times: Sequence[float], t_nominal: float, realizations: int,
                  seed: int = 0, backend: str = "native", bn_images: torch.Tensor | None = None,
-                 progress: Callable[[str], None] | None = None, **deploy_kwargs: Any) -> list[dict[str, Any]]:
+                 progress: Callable[[str], None] | None = None, workers: int = 1, ray_address: str | None = None,
+                 **deploy_kwargs: Any) -> list[dict[str, Any]]:
     """Raw rows (method × sweep × value × chip × exit): the scale sweep at ``t_nominal`` and the time sweep at scale 1.
 
     Chip seeds are shared across methods and sweep points (common random numbers), so differences
     between methods are not masked by chip-to-chip variation. With ``bn_images`` every method gets a
     second series, "<method> + BN recal": the same chips with their BN statistics re-estimated
-    through the chip on those unlabeled images.
+    through the chip on those unlabeled images. ``workers`` > 1 or ``ray_address`` run the
+    independent points (method × series × sweep value × chip chunk) as Ray tasks
+    (``wxy_hw.parallel``); the rows, and their order, are those of the sequential run.
     """
     seeds = [seed * 1000 + r for r in range(realizations)]
-    rows: list[dict[str, Any]] = []
-    for base, model in models.items():
-        for name, imgs in [(base, None)] + ([(f"{base} + BN recal", bn_images)] if bn_images is not None else []):
-            for scale in scales:
-                if progress:
-                    progress(f"{name}: noise scale {scale:g} × nominal at t = {t_nominal:g} s")
-                for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t_nominal,
-                                        noise_scale=scale, bn_images=imgs, **deploy_kwargs):
-                    rows.append(dict(method=name, sweep="scale", scale=scale, t_inference=t_nominal, **r))
-            for t in times if spec.has_drift else []:
-                if progress:
-                    progress(f"{name}: t = {t:g} s at nominal noise")
-                for r in evaluate_chips(model, spec, batches, seeds, backend=backend, t_inference=t, noise_scale=1.0,
-                                        bn_images=imgs, **deploy_kwargs):
-                    rows.append(dict(method=name, sweep="time", scale=1.0, t_inference=t, **r))
-    return rows
+    points = []
+    for base in models:
+        for name, recal in [(base, False)] + ([(f"{base} + BN recal", True)] if bn_images is not None else []):
+            points += [(base, name, recal, "scale", scale, t_nominal) for scale in scales]
+            points += [(base, name, recal, "time", 1.0, t) for t in (times if spec.has_drift else [])]
+    parallel = workers > 1 or bool(ray_address)
+    # enough tasks to keep every worker busy: split the chips of a point when points are few
+    chunks = max(1, min(len(seeds), -(-2 * workers // max(len(points), 1)))) if parallel else 1
+    size = -(-len(seeds) // chunks)
+    tasks = [(*p, seeds[i:i + size]) for p in points for i in range(0, len(seeds), size)]
+    context = dict(models=models, spec=spec, batches=batches, backend=backend, bn_images=bn_images,
+                   deploy_kwargs=deploy_kwargs)
+    if parallel:
+        if progress:
+            progress(f"{len(tasks)} sweep points as Ray tasks ({ray_address or f'{workers} local workers'})")
+        from ..parallel import parallel_map
+
+        results = parallel_map(_sweep_point, context, tasks, workers=workers, ray_address=ray_address)
+    else:
+        results = []
+        for task in tasks:
+            if progress:
+                _, name, _, sweep, scale, t, _ = task
+                progress(f"{name}: noise scale {scale:g} × nominal at t = {t:g} s" if sweep == "scale"
+                         else f"{name}: t = {t:g} s at nominal noise")
+            results.append(_sweep_point(context, task))
+    return [r for rows in results for r in rows]
+
+
+def _sweep_point(context: dict[str, Any], task: tuple) -> list[dict[str, Any]]:
+    """Rows of one sweep point (one method, series, value and chunk of chips): one task of sweep_device."""
+    base, name, recal, sweep, scale, t, seeds = task
+    rows = evaluate_chips(context["models"][base], context["spec"], context["batches"], seeds,
+                          backend=context["backend"], t_inference=t, noise_scale=scale,
+                          bn_images=context["bn_images"] if recal else None, **context["deploy_kwargs"])
+    return [dict(method=name, sweep=sweep, scale=scale, t_inference=t, **r) for r in rows]
 
 
 def flat_minima(models: dict[str, nn.Module], batches: Sequence[tuple[torch.Tensor, torch.Tensor]],

@@ -15,6 +15,7 @@ import argparse
 import ast
 import dataclasses
 import math
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -289,10 +290,23 @@ def fail(exc: BaseException) -> int:
     raise exc
 
 
+def add_parallel_args(parser: argparse.ArgumentParser, workers: int = 1, ray_address: str | None = None) -> None:
+    """--workers N and --ray-address ADDR: a study's independent points as Ray tasks (wxy_hw.parallel)."""
+    g = parser.add_argument_group("parallel")
+    g.add_argument("--workers", type=positive_int, default=workers,
+                   help="run independent points as Ray tasks on a local Ray instance with N CPUs (1: in this "
+                        "process, Ray not imported)")
+    g.add_argument("--ray-address", default=ray_address, metavar="ADDR",
+                   help="join a running Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting one")
+
+
 @contextmanager
 def run_guard(args: argparse.Namespace) -> Iterator[None]:
     """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,
     keep a second process out, and mark the manifest failed / interrupted if the command does not finish."""
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 holds --out for the whole job
+        yield
+        return
     with run_dir_guard(getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
                        resume=getattr(args, "resume", False)):
         yield

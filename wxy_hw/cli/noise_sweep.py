@@ -1,9 +1,13 @@
 """Accuracy and loss of every exit on a simulated device, vs noise scale, vs time, plus the flat-minima curve.
 
     python experiments/noise_sweep.py --device reram          (or: wxy-hw noise_sweep --device reram)
+    python experiments/noise_sweep.py --device reram --seeds 0 1 2   # intervals over training seeds × chips
+    python experiments/noise_sweep.py --device reram --workers 2     # sweep points as Ray tasks
 
-With no checkpoint given it uses cached default models of baseline and self_distillation on
-Fashion-MNIST (runs/cache/...), training them first when absent. Writes runs/noise_sweep/<device>_<backend>_<time>/
+With no checkpoint given it compares the cached default models of baseline, self_distillation,
+hwa and self_distillation+hwa (the hwa models trained through --device's noise) on Fashion-MNIST
+(runs/cache/...), training them first when absent, each also with its BN statistics recalibrated
+through the chip (--bn-recalibrate N images; 0 turns the series off). Writes runs/noise_sweep/<device>_<backend>_<time>/
 with config.toml, manifest.json, sweep.csv (every chip), summary_*.csv, table.md and PNG/SVG plots.
 """
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 from typing import Sequence
 
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (add_device_arg, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+from . import (add_device_arg, add_parallel_args, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
                nonneg_int, positive_int, run_study)
 
 
@@ -45,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training seeds of the cached default models: one sweep each into <out>/s<seed>, then "
                              "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")
     add_study_args(parser)
+    add_parallel_args(parser, d["workers"], d["ray_address"])
     return parser
 
 

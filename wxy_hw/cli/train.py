@@ -1,6 +1,7 @@
 """Train one model with one method.
 
     python experiments/train.py --method self_distillation --arch resnet18 --dataset fashion_mnist
+    torchrun --nproc-per-node 2 experiments/train.py --method self_distillation   # data-parallel (DDP)
     (or: wxy-hw train --method self_distillation ...)
 
 Writes a run directory (config.toml, manifest.json, metrics.csv, best.pt, last.pt, results.json) and
@@ -41,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 progress=args.progress)
     except (Exception, KeyboardInterrupt) as exc:  # one clear line, no traceback, for every user-facing error
         return fail(exc)
+    if summary.get("rank"):  # torchrun: rank 0 reports for all
+        return 0
     print(summary["table"])
     print(f"\nrun directory: {summary['run_dir']}")
     print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val", "wall_time_s")}))

@@ -19,9 +19,16 @@ class BatchLoader:
 
     def __init__(self, split: Split, batch_size: int, *, mean: tuple[float, ...], std: tuple[float, ...],
                  shuffle: bool = False, augment: bool = False, allow_flip: bool = False,
-                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False) -> None:
+                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world) with 0 ≤ rank < world, got {shard}")
+        if batch_size < world:
+            raise ValueError(f"batch size {batch_size} is smaller than the {world} processes sharing each batch: "
+                             f"use --batch-size ≥ {world}")
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -30,6 +37,9 @@ class BatchLoader:
         self.seed = seed
         self.device = torch.device(device)
         self.drop_last = drop_last
+        # (rank, world): this process reads its contiguous part of every global batch (torchrun)
+        self.shard = shard
+        self.global_size = 0  # size of the global batch the last yielded shard belongs to
         self.epoch = 0
         self._mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
@@ -40,7 +50,9 @@ class BatchLoader:
 
     def __len__(self) -> int:
         n = len(self.split)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last or 0 < n % self.batch_size < self.shard[1]:
+            return n // self.batch_size  # a last batch too small to give every process a sample is dropped
+        return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.split)
@@ -52,7 +64,14 @@ class BatchLoader:
             y = self.split.labels[idx].to(self.device, non_blocking=True)
             if self.augment:
                 x = self._augment(x, gen)
-            yield (x - self._mean) / self._std, y
+            x = (x - self._mean) / self._std
+            self.global_size = len(y)
+            if self.shard[1] > 1:
+                # the whole global batch is drawn (order and augmentation) as one process draws it,
+                # then cut, so the shards together are exactly the single-process batch
+                part = torch.tensor_split(torch.arange(len(y)), self.shard[1])[self.shard[0]]
+                x, y = x[part[0]:part[-1] + 1], y[part[0]:part[-1] + 1]
+            yield x, y
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Random crop with zero padding (1/8 of the side) and, where labels allow, horizontal flip."""
@@ -72,13 +91,14 @@ class BatchLoader:
 
 
 def make_loaders(data: DatasetSplits, batch_size: int, *, seed: int = 0, device: str | torch.device = "cpu",
-                 augment: bool = True, eval_batch_size: int | None = None) -> dict[str, BatchLoader]:
-    """Train (shuffled, augmented), val and test loaders for one dataset."""
+                 augment: bool = True, eval_batch_size: int | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> dict[str, BatchLoader]:
+    """Train (shuffled, augmented; ``shard`` = this process's part of each batch), val and test loaders."""
     common = dict(mean=data.mean, std=data.std, device=device)
     eval_bs = eval_batch_size or max(batch_size, 512)
     return {
         "train": BatchLoader(data.train, batch_size, shuffle=True, augment=augment, allow_flip=data.allow_flip,
-                             seed=seed, **common),
+                             seed=seed, shard=shard, **common),
         "val": BatchLoader(data.val, eval_bs, **common),
         "test": BatchLoader(data.test, eval_bs, **common),
     }

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .physics import Programmed, is_ideal, program_bit_sliced, program_weight, tile_ids
+from .physics import Programmed, is_ideal, program_bit_sliced, program_chips, tile_ids
 from ..models.coverage import untouched_layers, warn_untouched
 from ..models.quant import quantized_weight
 from .spec import DeviceSpec, load_device
@@ -305,6 +305,26 @@ def check_time(spec: DeviceSpec, t_inference: float) -> None:
     spec.check_time(t_inference)
 
 
+def program_layer(layer: nn.Module, spec: DeviceSpec, seeds: list[int], idx: int, t_inference: float,
+                  noise_scale: float) -> Programmed:
+    """Layer ``idx`` of the chips ``seeds`` as programmed (stacked along a leading chip dim).
+
+    Brevitas layers on a device with discrete levels are bit-sliced (program_bit_sliced, one chip
+    at a time); on a continuous device their b-bit grid is programmed as it is, not re-rounded.
+    """
+    w = quantized_weight(layer)  # a Brevitas layer is programmed with its quantized weights
+    gens = [torch.Generator(device=w.device).manual_seed(chip_seed(s, idx)) for s in seeds]
+    if hasattr(layer, "quant_weight") and spec.mapping["levels"] >= 2:
+        qw = layer.quant_weight()
+        progs = [program_bit_sliced(qw.int().detach(), qw.scale.detach(), int(qw.bit_width.item()), spec, g,
+                                    t_inference, noise_scale) for g in gens]
+        read = None if progs[0].read_sigma is None else torch.stack([p.read_sigma for p in progs])
+        return Programmed(torch.stack([p.weight for p in progs]), read, torch.stack([p.w_max for p in progs]))
+    layer_spec = spec.with_overrides({"mapping.levels": 0}) if hasattr(layer, "quant_weight") and \
+        spec.mapping["levels"] else spec
+    return program_chips(w, layer_spec, gens, t_inference, noise_scale)
+
+
 @torch.no_grad()
 def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
            noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
@@ -329,21 +349,11 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
                    "Linear onto crossbars)")
     deployed = copy.deepcopy(model).eval()
     ideal = is_ideal(spec, noise_scale)
-    # Brevitas layers on a device with discrete levels are bit-sliced (program_bit_sliced); on a
-    # continuous device their b-bit grid is programmed as it is, not re-rounded.
-    quantized_spec = spec.with_overrides({"mapping.levels": 0}) if spec.mapping["levels"] else spec
     for idx, (name, layer) in enumerate(analog_layers(deployed)):
         if ideal:
             continue
-        w = quantized_weight(layer)  # a Brevitas layer is programmed with its quantized weights
-        gen = torch.Generator(device=w.device).manual_seed(chip_seed(seed, idx))
-        if hasattr(layer, "quant_weight") and spec.mapping["levels"] >= 2:
-            qw = layer.quant_weight()
-            prog = program_bit_sliced(qw.int().detach(), qw.scale.detach(), int(qw.bit_width.item()), spec, gen,
-                                      t_inference, noise_scale)
-        else:
-            layer_spec = quantized_spec if hasattr(layer, "quant_weight") else spec
-            prog = program_weight(w, layer_spec, gen, t_inference, noise_scale)
+        prog = program_layer(layer, spec, [seed], idx, t_inference, noise_scale)
+        prog = Programmed(prog.weight[0], None if prog.read_sigma is None else prog.read_sigma[0], prog.w_max[0])
         read_seed = chip_seed(seed, idx, "read")
         twin = (AnalogConv2d.from_conv(layer, prog, spec, read_seed, read_noise_mode) if isinstance(layer, nn.Conv2d)
                 else AnalogConv1d.from_conv(layer, prog, spec, read_seed, read_noise_mode)

@@ -1,4 +1,4 @@
-"""Monte Carlo over chip instances: deploy R chips one at a time and evaluate every exit on each."""
+"""Monte Carlo over chip instances: deploy R chips (batched K at a time where the chip allows) and evaluate every exit."""
 from __future__ import annotations
 
 import math
@@ -8,10 +8,11 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from ..models.evaluate import evaluate
+from ..models.evaluate import evaluate, evaluate_chip_batch, model_device
+from .batched import DEFAULT_MAX_MEMORY, batch_blocker, chips_per_pass, deploy_chips
 from .engine import calibrate_converters, deploy
 from .recalibrate import recalibrate_bn
-from .spec import DeviceSpec
+from .spec import DeviceSpec, load_device
 
 
 def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
@@ -43,12 +44,33 @@ def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: st
 
 def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
                    seeds: Iterable[int], *, backend: str = "native", bn_images: torch.Tensor | None = None,
+                   max_memory: int = DEFAULT_MAX_MEMORY, chip_batch: int | None = None,
                    **deploy_kwargs: Any) -> list[dict[str, Any]]:
-    """Tidy rows (chip seed × exit) of accuracy and loss; only one deployed copy is alive at a time.
+    """Tidy rows (chip seed × exit) of accuracy and loss, in seed order.
 
-    ``bn_images``: see ``deploy_on`` (per-chip BN recalibration).
+    Native chips are deployed and evaluated K at a time in one pass (``deploy_chips``: the same
+    chips and reads as one at a time), K bounded by ``max_memory`` bytes (or fixed by
+    ``chip_batch``). What cannot be batched — the aihwkit backend, converters, IR drop,
+    ``per_mvm`` read noise, BN recalibration (``bn_images``, see ``deploy_on``; its statistics are
+    per chip) — runs one chip at a time, with one deployed copy alive.
     """
+    seeds = list(seeds)
     rows: list[dict[str, Any]] = []
+    if backend == "native" and seeds:
+        spec = load_device(device, deploy_kwargs.get("overrides"))
+        if batch_blocker(spec, deploy_kwargs.get("read_noise_mode", "per_batch"), bn_images) is None:
+            if chip_batch is not None and chip_batch < 1:
+                raise ValueError(f"chip_batch must be ≥ 1 chips, got {chip_batch}")
+            first = batches[0][0].to(model_device(model))
+            k = chip_batch or chips_per_pass(model, first, max_memory)
+            kwargs = {key: v for key, v in deploy_kwargs.items() if key != "overrides"}
+            for start in range(0, len(seeds), k):
+                chunk = seeds[start:start + k]
+                chips = deploy_chips(model, spec, chunk, **kwargs)
+                for seed, metrics in zip(chunk, evaluate_chip_batch(chips, batches)):
+                    rows.extend(metrics.rows(chip=seed))
+                del chips
+            return rows
     for seed in seeds:
         chip = deploy_on(model, device, seed, backend, bn_images=bn_images, **deploy_kwargs)
         rows.extend(evaluate(chip, batches).rows(chip=seed))

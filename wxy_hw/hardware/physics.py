@@ -53,6 +53,8 @@ def wan2022_sigma(g: torch.Tensor, g_max: float, t: float) -> torch.Tensor:
                                           zip(WAN2022_TIMES_S[1:], WAN2022_COEFFS[1:])):
         if t <= t_hi:
             a = (math.log(t) - math.log(t_lo)) / (math.log(t_hi) - math.log(t_lo))
+            if a in (0.0, 1.0):  # on a fitted time: one polynomial, the same value as the blend gives
+                return scale * poly(x, c_lo if a == 0.0 else c_hi)
             return scale * ((1 - a) * poly(x, c_lo) + a * poly(x, c_hi))
     return scale * poly(x, WAN2022_COEFFS[-1])
 
@@ -98,14 +100,6 @@ def is_ideal(spec: DeviceSpec, noise_scale: float = 1.0) -> bool:
                 or spec.ir_drop["beta"] > 0 or spec.array["adc_bits"] > 0 or spec.array["dac_bits"] > 0)
 
 
-def _randn(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
-
-
-def _rand(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(like.shape, generator=gen, device=like.device, dtype=like.dtype)
-
-
 def quantize_unit(u: torch.Tensor, levels: int, differential: bool) -> torch.Tensor:
     """Round normalised weights u ∈ [-1, 1] to the device's conductance levels.
 
@@ -126,8 +120,26 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
     Each effect draws from its own stream derived from ``gen`` (faults, programming, drift and
     1/f, mismatch, additive), so one generator state gives one chip at every inference time.
     """
+    prog = program_chips(w, spec, [gen], t_inference, noise_scale, full_scale)
+    return Programmed(prog.weight[0], None if prog.read_sigma is None else prog.read_sigma[0], prog.w_max[0])
+
+
+def _chip_draw(fn, shape: torch.Size, gens: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    """One draw of ``shape`` per chip from that chip's own stream, stacked along a leading chip dim."""
+    return torch.stack([fn(shape, generator=g, device=like.device, dtype=like.dtype) for g in gens])
+
+
+def program_chips(w: torch.Tensor, spec: DeviceSpec, gens: list[torch.Generator], t_inference: float = 1.0,
+                  noise_scale: float = 1.0, full_scale: float | None = None) -> Programmed:
+    """``program_weight`` for K chips at once: one generator per chip, results stacked as (K, *w.shape).
+
+    The mapping (tile |W|max, levels, target conductances) is computed once; every random draw
+    comes from chip k's own streams with the shape and order of the one-chip path, and the
+    arithmetic is elementwise, so chip k is the chip ``program_weight(w, spec, gens[k])`` gives.
+    """
+    k = len(gens)
     if is_ideal(spec, noise_scale):
-        return Programmed(w, None, w.detach().abs().amax().expand_as(w))
+        return Programmed(w.expand(k, *w.shape), None, w.detach().abs().amax().expand(k, *w.shape))
     m, n, arr = spec.mapping, spec.noise, spec.array
     s = float(noise_scale)
     w2 = w.detach().reshape(w.shape[0], -1).float()
@@ -152,13 +164,17 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
     # One sub-stream per physical effect: the chip drawn for a seed is the same chip at every
     # inference time (drift-only draws cannot shift the programming noise), so time sweeps use
     # common random numbers.
-    keys = torch.randint(0, 2**62, (5,), generator=gen, device=gen.device).tolist()
-    g_fault, g_prog, g_drift, g_ln, g_add = (torch.Generator(device=w.device).manual_seed(k) for k in keys)
+    streams = []
+    for gen in gens:
+        keys = torch.randint(0, 2**62, (5,), generator=gen, device=gen.device).tolist()
+        streams.append([torch.Generator(device=w.device).manual_seed(key) for key in keys])
+    g_fault, g_prog, g_drift, g_ln, g_add = ([st[i] for st in streams] for i in range(5))
+    shape2 = w2.shape
     programmed, at_t0 = [], []
     for g_t in targets:
         g = g_t
         if n["stuck_at_lrs"] > 0 or n["stuck_at_hrs"] > 0:
-            r = _rand(g, g_fault)
+            r = _chip_draw(torch.rand, shape2, g_fault, g)
             p_lrs, p_hrs = min(n["stuck_at_lrs"] * s, 1.0), min(n["stuck_at_hrs"] * s, 1.0)
             g = torch.where(r < p_lrs, torch.full_like(g, g_max), g)
             g = torch.where((r >= p_lrs) & (r < p_lrs + p_hrs), torch.full_like(g, g_min), g)
@@ -167,24 +183,26 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
         if prog == "wan2022":
             # Relaxation: the state at time t is drawn around the target with the σ fitted at t (as in
             # Wan et al. / aihwkit); the 1-s fit is the programming noise itself.
-            xi = _randn(g, g_prog)
-            g0 = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, 1.0) * xi).clamp(min=0)
-            g = (g + s * n["programming_scale"] * wan2022_sigma(g, g_max, t) * xi).clamp(min=0)
+            xi = _chip_draw(torch.randn, shape2, g_prog, g)
+            sig_1 = wan2022_sigma(g, g_max, 1.0)
+            sig_t = sig_1 if t <= WAN2022_TIMES_S[0] else wan2022_sigma(g, g_max, t)
+            g0 = (g + s * n["programming_scale"] * sig_1 * xi).clamp(min=0)
+            g = (g + s * n["programming_scale"] * sig_t * xi).clamp(min=0)
         elif prog == "pcm_poly":
             sig = poly(g / g_max, PCM_PROG_COEFFS) * (g_max / PCM_G_REF)
-            g = (g + s * n["programming_scale"] * sig * _randn(g, g_prog)).clamp(min=0)
+            g = (g + s * n["programming_scale"] * sig * _chip_draw(torch.randn, shape2, g_prog, g)).clamp(min=0)
             g0 = g
         elif prog == "relative":
-            g = (g + s * n["programming_scale"] * span * _randn(g, g_prog)).clamp(min=0)
+            g = (g + s * n["programming_scale"] * span * _chip_draw(torch.randn, shape2, g_prog, g)).clamp(min=0)
             g0 = g
         if n["drift"] == "pcm_power_law":
             g = pcm_drift(g, g_t, g_max, t, n, s, g_drift)
         sigma_ln = spec.lognormal_sigma * s
         if sigma_ln > 0:
-            factor = torch.exp(sigma_ln * _randn(g, g_ln))
+            factor = torch.exp(sigma_ln * _chip_draw(torch.randn, shape2, g_ln, g_t))
             g, g0 = g * factor, g0 * factor
-        programmed.append(g)
-        at_t0.append(g0)
+        programmed.append(g.expand(k, *shape2))
+        at_t0.append(g0.expand(k, *shape2))
 
     def back(gs: list[torch.Tensor]) -> torch.Tensor:
         if m["differential"]:
@@ -194,36 +212,42 @@ def program_weight(w: torch.Tensor, spec: DeviceSpec, gen: torch.Generator, t_in
     w_out = back(programmed)
     if n["drift_compensation"] and n["drift"] != "none":
         # Global drift compensation (as aihwkit's GlobalDriftCompensation): rescale by the ratio of the
-        # all-ones read-out right after programming to the read-out at time t.
-        ref = back(at_t0).sum(1).abs().sum()
-        now = w_out.sum(1).abs().sum().clamp_min(1e-12)
-        w_out = w_out * (ref / now)
+        # all-ones read-out right after programming to the read-out at time t, per chip.
+        # (per chip on its 2-D matrix, so the reduction order, hence the value, is the one-chip one)
+        before = back(at_t0)
+        w_out = torch.stack([w_out[i] * (before[i].sum(1).abs().sum() / w_out[i].sum(1).abs().sum().clamp_min(1e-12))
+                             for i in range(k)])
     if n["additive_sigma"] > 0:
-        w_out = w_out + s * n["additive_sigma"] * w_max * _randn(w_out, g_add)
+        w_out = w_out + s * n["additive_sigma"] * w_max * _chip_draw(torch.randn, shape2, g_add, w_out)
     read = s * n["read_noise"] * w_max if n["read_noise"] > 0 and s > 0 else None
-    shape = w.shape
-    return Programmed(w_out.reshape(shape).to(w.dtype), None if read is None else read.reshape(shape).to(w.dtype),
-                      w_max.reshape(shape).to(w.dtype))
+    shape = (k, *w.shape)
+    return Programmed(w_out.reshape(shape).to(w.dtype),
+                      None if read is None else read.to(w.dtype).expand(k, *shape2).reshape(shape),
+                      w_max.to(w.dtype).expand(k, *shape2).reshape(shape))
 
 
 def pcm_drift(g_prog: torch.Tensor, g_target: torch.Tensor, g_max: float, t: float, n: dict, s: float,
-              gen: torch.Generator) -> torch.Tensor:
+              gens: list[torch.Generator]) -> torch.Tensor:
     """PCM power-law drift g·((t+t0)/t0)^(−ν) with state-dependent ν spread, plus accumulated 1/f noise.
 
     Follows aihwkit's PCMLikeNoiseModel (Nandakumar et al. 2019); ν statistics are drawn from
-    the target state, the 1/f amplitude from the programmed state.
+    the target state, the 1/f amplitude from the programmed state. ``g_prog`` has a leading chip
+    dim, one generator per chip in ``gens``; ``g_target`` is shared by the chips.
     """
     x = (g_target / g_max).abs().clamp_min(1e-7)
     mu = (-0.0155 * torch.log(x) + 0.0244).clamp(0.049, 0.1)
     sd = (-0.0125 * torch.log(x) - 0.0059).clamp(0.008, 0.045)
-    nu = (mu + s * sd * _randn(x, gen)).abs() * (n["drift_nu_mean"] / PCM_NU_REF)
+    nu = (mu + s * sd * _chip_draw(torch.randn, x.shape, gens, x)).abs() * (n["drift_nu_mean"] / PCM_NU_REF)
     t0 = n["t0_s"]
-    g = g_prog * ((t + t0) / t0) ** (-nu) if t > 0 else g_prog
+    g_prog = g_prog.expand(len(gens), *x.shape)
+    # powers are taken chip by chip: a vectorised pow's last bits depend on where an element sits,
+    # and each chip must come out exactly as when it is programmed alone
+    g = g_prog * torch.stack([((t + t0) / t0) ** (-v) for v in nu]) if t > 0 else g_prog
     if t > 0:
-        q = (0.0088 / ((g_prog.abs() / g_max) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
+        q = (0.0088 / torch.stack([(gp.abs() / g_max) ** 0.65 for gp in g_prog]).clamp(min=1e-3)).clamp(max=0.2)
         # accumulated since the end of programming, counted from t0 as in aihwkit
         sig = q * math.sqrt(math.log((t + t0 + n["t_read_s"]) / (2 * n["t_read_s"])))
-        g = g + g.abs() * s * sig * _randn(g, gen)
+        g = g + g.abs() * s * sig * _chip_draw(torch.randn, x.shape, gens, g)
     return g.clamp(min=0)
 
 

@@ -47,35 +47,61 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class _Tally:
+    """Running per-exit and ensemble counts of correct predictions and summed loss."""
+
+    def __init__(self) -> None:
+        self.correct: list[int] = []
+        self.losses: list[float] = []
+        self.ens_correct, self.ens_loss, self.n = 0, 0.0, 0
+
+    def add(self, out: torch.Tensor | MultiExitOutput, y: torch.Tensor) -> None:
+        if isinstance(out, torch.Tensor):
+            out = MultiExitOutput([out], [])
+        if not self.correct:
+            self.correct, self.losses = [0] * len(out), [0.0] * len(out)
+        for i, logits in enumerate(out.logits):
+            self.correct[i] += int((logits.argmax(1) == y).sum())
+            self.losses[i] += float(F.cross_entropy(logits, y, reduction="sum"))
+        ens = out.ensemble
+        self.ens_correct += int((ens.argmax(1) == y).sum())
+        self.ens_loss += float(F.cross_entropy(ens, y, reduction="sum"))
+        self.n += len(y)
+
+    def metrics(self, model: nn.Module) -> ExitMetrics:
+        if self.n == 0:
+            raise ValueError("evaluate() received no batches")
+        n, correct = self.n, self.correct
+        # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines
+        # up with the deepest exit of multi-exit models in tables and plots.
+        stages = getattr(model, "exit_stages", None)
+        names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
+        if len(getattr(model, "exit_names", [])) == len(correct):  # attach_exits: the modules the exits follow
+            names = list(model.exit_names)
+        return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in self.losses],
+                           100.0 * self.ens_correct / n, self.ens_loss / n, n, names=names)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ExitMetrics:
     """Evaluate a MultiExitNet — or any classifier returning logits — on (x, y) batches (eval mode, no grad)."""
     dev = model_device(model)
-    correct: list[int] = []
-    losses: list[float] = []
-    ens_correct, ens_loss, n = 0, 0.0, 0
+    tally = _Tally()
     with eval_mode(model):
         for x, y in batches:
             x, y = x.to(dev), y.to(dev)
-            out = model(x)
-            if isinstance(out, torch.Tensor):
-                out = MultiExitOutput([out], [])
-            if not correct:
-                correct, losses = [0] * len(out), [0.0] * len(out)
-            for i, logits in enumerate(out.logits):
-                correct[i] += int((logits.argmax(1) == y).sum())
-                losses[i] += float(F.cross_entropy(logits, y, reduction="sum"))
-            ens = out.ensemble
-            ens_correct += int((ens.argmax(1) == y).sum())
-            ens_loss += float(F.cross_entropy(ens, y, reduction="sum"))
-            n += len(y)
-    if n == 0:
-        raise ValueError("evaluate() received no batches")
-    # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines
-    # up with the deepest exit of multi-exit models in tables and plots.
-    stages = getattr(model, "exit_stages", None)
-    names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
-    if len(getattr(model, "exit_names", [])) == len(correct):  # attach_exits: the modules the exits follow
-        names = list(model.exit_names)
-    return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in losses],
-                       100.0 * ens_correct / n, ens_loss / n, n, names=names)
+            tally.add(model(x), y)
+    return tally.metrics(model)
+
+
+@torch.no_grad()
+def evaluate_chip_batch(chips: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[ExitMetrics]:
+    """``evaluate`` for every chip of a ``ChipBatch`` (its forward returns one output per chip), in one pass."""
+    chips.eval()
+    dev = model_device(chips)
+    tallies = [_Tally() for _ in range(chips.k)]
+    for x, y in batches:
+        x, y = x.to(dev), y.to(dev)
+        for tally, out in zip(tallies, chips(x)):
+            tally.add(out, y)
+    return [t.metrics(chips.model) for t in tallies]

@@ -19,6 +19,7 @@ from ..hardware.aihwkit_backend import rpu_config
 from ..hardware.chip import ChipConfig, exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
+from ..parallel import check_parallel
 from ..output import format_table, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings
@@ -47,6 +48,8 @@ class NoiseSweepConfig(DatasetSettings):
     bn_recalibrate: int = 64
     chips: int = 5
     samples: int = 500
+    workers: int = 1  # > 1: the sweep points as Ray tasks (the same CSVs)
+    ray_address: str | None = None  # join a running Ray cluster
     seeds: list[int] | None = None  # several training seeds: one sweep per seed, intervals over seeds × chips
 
 
@@ -61,6 +64,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     conf = NoiseSweepConfig.make(config, **settings)
     if conf.seeds:
         return _sweep_over_seeds(conf, out, progress, log)
+    check_parallel(conf.workers, conf.ray_address)
     spec = load_device(conf.device, conf.device_set)
     check_bn_recalibrate(conf.bn_recalibrate)
     if conf.chips < 1:
@@ -110,7 +114,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     for label, model in models.items():
         raw += sweep_device({label: model}, spec, test_batches[label], scales=conf.scales, times=time_points,
                             t_nominal=t_nom, realizations=realizations, seed=seed, backend=conf.backend,
-                            bn_images=bn_images[label],
+                            bn_images=bn_images[label], workers=conf.workers, ray_address=conf.ray_address,
                             **({"calibration": calibration[label]} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
     scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))

@@ -1,6 +1,7 @@
 """Training runs (experiments/train.py) and method comparisons over seeds (experiments/compare_methods.py)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -8,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import distributed
 from ..analysis.stats import paired_test, t_interval
 from ..checkpoint import CheckpointError, load_model
 from ..data import load_dataset, make_loaders
@@ -80,7 +82,10 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
     if needs_teacher and teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
-    with run_dir_guard(out, overwrite=overwrite, resume=resume):
+    # under torchrun every rank trains; rank 0 alone claims the run directory and writes into it
+    dist_info, device = distributed.setup(device)
+    lead = dist_info is None or dist_info.lead
+    with run_dir_guard(out, overwrite=overwrite, resume=resume) if lead else contextlib.nullcontext():
         if resume:
             _check_resumable(out)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
@@ -107,6 +112,11 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         trainer = Trainer(model, loss, data, config, out)
         if resume:
             trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
+        if not lead:
+            result = trainer.fit()
+            distributed.teardown()
+            return {"run_dir": str(out), "rank": dist_info.rank, "best_epoch": result.best_epoch,
+                    "best_val": round(result.best_val, 4), "wall_time_s": round(result.wall_time_s, 2), "table": ""}
         run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
                                      dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
                                      val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
@@ -153,6 +163,9 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
         run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
         summary["table"] = table
+        if dist_info is not None:
+            summary["processes"] = dist_info.world
+            distributed.teardown()
         return summary
 
 

@@ -1,0 +1,43 @@
+"""--workers: a study's points as Ray tasks give the CSVs of the sequential run; without it Ray stays out."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import train_tiny
+from wxy_hw.parallel import check_parallel, parallel_map
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _square(context: int, task: int) -> int:
+    return context * task * task
+
+
+def test_parallel_map_without_workers_runs_here_and_never_imports_ray():
+    code = ("import sys; from wxy_hw.parallel import parallel_map; import wxy_hw.studies.noise_sweep, wxy_hw.cli.noise_sweep; "
+            "assert parallel_map(lambda c, t: c + t, 10, [1, 2]) == [11, 12]; assert 'ray' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert parallel_map(_square, 2, [1, 2, 3]) == [2, 8, 18]
+    with pytest.raises(ValueError, match="--workers"):
+        check_parallel(0, None)
+
+
+@pytest.mark.slow
+def test_noise_sweep_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tmp_path):
+    pytest.importorskip("ray")
+    from wxy_hw.studies import noise_sweep_run
+
+    train_tiny(synthetic, "self_distillation", 1, tmp_path / "sd")
+    common = dict(device="reram", checkpoints=[tmp_path / "sd" / "best.pt"], dataset="synthetic",
+                  scales=(0.0, 1.0, 2.0), times=(1.0, 86400.0), realizations=3, samples=40, flat=False,
+                  progress=False, log=lambda _m: None)
+    noise_sweep_run(out=tmp_path / "seq", **common)
+    noise_sweep_run(out=tmp_path / "ray", workers=2, **common)
+    for name in ("sweep.csv", "summary_scale.csv", "summary_time.csv", "table.md"):
+        assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name

@@ -1,0 +1,60 @@
+"""Independent tasks of a study, run in order here or as Ray tasks (``--workers`` / ``--ray-address``).
+
+``parallel_map(fn, context, tasks)`` returns ``[fn(context, t) for t in tasks]``. With more than one
+worker, or a cluster address, each task becomes a Ray task on a local Ray instance started here
+(``ray.init(num_cpus=workers)``) or on the cluster at ``ray_address``; ``context`` (models, data)
+goes into Ray's object store once and every task reads it from there. Results come back in task
+order, so a study writes the same rows either way. Ray is imported only on that path.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+
+def check_parallel(workers: int, ray_address: str | None) -> None:
+    """--workers N ≥ 1; --ray-address needs Ray installed (checked before any work starts)."""
+    if workers < 1:
+        raise ValueError(f"--workers must be ≥ 1, got {workers}")
+    if workers > 1 or ray_address:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError("--workers / --ray-address run on Ray, which is not installed: "
+                              "pip install 'ray==2.60.0' (or run scripts/setup.sh)") from None
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads per local worker so that the workers together do not oversubscribe the cores."""
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def _run(fn: Callable[[Any, Any], Any], context: Any, task: Any, threads: int) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(context, task)
+
+
+def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[Any], *, workers: int = 1,
+                 ray_address: str | None = None) -> list[Any]:
+    """``fn(context, task)`` for every task, in task order: here, or as Ray tasks (see the module docstring)."""
+    if workers <= 1 and not ray_address:
+        return [fn(context, t) for t in tasks]
+    check_parallel(workers, ray_address)
+    import ray
+
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        else:
+            # workers import wxy_hw as this process does (an installed package or PYTHONPATH)
+            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+    # on a cluster every worker is a separate CPU somewhere: one torch thread each
+    threads = 1 if ray_address else threads_per_worker(workers)
+    remote = ray.remote(num_cpus=1)(_run)
+    shared = ray.put(context)
+    return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
