@@ -156,11 +156,14 @@ def test_refused_resume_leaves_the_run_untouched(finished, tmp_path):
 
 
 def test_second_process_on_the_same_out_refuses_and_ctrl_c_is_one_line(tmp_path):
-    """Real processes: a training run holds --out; a sweep into it refuses; Ctrl-C stops the run cleanly."""
+    """Real processes: a training run holds --out; a sweep into it refuses; Ctrl-C stops the run cleanly.
+
+    The run is far longer than the test waits (tiny epochs finish fast on an idle machine), so the
+    signal always lands during training."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "train.py"), "--method", "baseline",
-                              "--epochs", "200", "--out", str(out), *TINY_FLAGS],
+                              "--epochs", "100000", "--out", str(out), *TINY_FLAGS],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         deadline = time.time() + 240
