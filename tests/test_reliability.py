@@ -164,7 +164,10 @@ def test_second_process_on_the_same_out_refuses_and_ctrl_c_is_one_line(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "train.py"), "--method", "baseline",
                               "--epochs", "100000", "--out", str(out), *TINY_FLAGS],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                             # a suite started in the background (nohup … &) inherits SIGINT ignored; the
+                             # run must see Ctrl-C as a terminal user's run does
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while not (out / "last.pt").exists():
