@@ -9,7 +9,7 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import matplotlib
 
@@ -20,6 +20,11 @@ import matplotlib.ticker as ticker
 from .utils import atomic_write, atomic_write_text
 
 __all__ = ["plt", "ticker", "write_rows_csv", "format_table", "colors", "save_figure", "interactive", "log_axis"]
+
+
+def deepest_exit(rows: Iterable[dict[str, Any]]) -> str:
+    """The deepest numbered exit among tidy rows (their "exit" column: "1".."4", "ensemble", ...)."""
+    return max((str(r["exit"]) for r in rows if str(r["exit"]).isdigit()), key=int)
 
 
 def write_rows_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:

@@ -20,7 +20,7 @@ from ..hardware.chip import ChipConfig, exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
 from ..parallel import check_parallel
-from ..output import format_table, write_rows_csv
+from ..output import deepest_exit, format_table, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings
 from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
@@ -140,7 +140,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
             flat_rows += flat_minima({label: model}, train_batches[label], conf.sigmas, realizations=realizations, seed=seed)
         flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
         write_rows_csv(out / "flat_minima.csv", flat_summary)
-        deepest = max((str(r["exit"]) for r in flat_summary if str(r["exit"]).isdigit()), key=int)
+        deepest = deepest_exit(flat_summary)
         plots += plot_flat_minima(flat_summary, out / "flat_minima", exit_key=deepest,
                                   title="Flat minima: Gaussian noise on the weights (deepest exit, training images)")
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..analysis.report import Claim, difference_verdict, write_report
 from ..analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
+from ..output import deepest_exit
 from ..utils import atomic_write_text
 from .config import StudyConfig
 
@@ -259,7 +260,7 @@ class Reproduction:
         acc: dict[tuple[str, str], dict] = defaultdict(dict)
         for r in rows:
             acc[r["method"], r["exit"]][(int(r["seed"]), 0)] = float(r["accuracy"])
-        deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+        deepest = deepest_exit(rows)
         sd = lambda e: acc["self_distillation", e]  # noqa: E731
         base = acc["baseline", deepest]
         cmd, t1 = self.cmd_methods, "Self-distillation (Table 1)"
@@ -324,7 +325,7 @@ class Reproduction:
         for s in self.b.seeds:
             d = self.out / "robustness" / f"s{s}"
             rows = read_csv(d / "corruption.csv")
-            deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+            deepest = deepest_exit(rows)
             by_method: dict[str, list[float]] = defaultdict(list)
             for r in rows:
                 if r["exit"] == deepest and r.get("device", "") in ("", None):
@@ -398,7 +399,7 @@ class Reproduction:
         drop: dict[str, dict] = defaultdict(dict)
         for s in self.b.seeds:
             rows = read_csv(self.out / "noise_sweep" / self.b.devices[0] / f"s{s}" / "flat_minima.csv")
-            deepest = max((r["exit"] for r in rows if r["exit"].isdigit()), key=int)
+            deepest = deepest_exit(rows)
             for m in ("baseline", "self_distillation"):
                 at = {float(r["sigma"]): float(r["accuracy_mean"]) for r in rows
                       if r["method"] == m and r["exit"] == deepest}

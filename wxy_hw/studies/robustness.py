@@ -16,7 +16,7 @@ from ..data.base import Split, take_subset
 from ..data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions
 from ..hardware.montecarlo import deploy_on
 from ..hardware.spec import load_device
-from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
+from ..output import colors as palette, deepest_exit, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings
 from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
@@ -24,10 +24,6 @@ from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
 DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
 DEFAULT_CORRUPTIONS = (*SEED_CORRUPTIONS, "rotation")
-
-
-def _deepest(rows: Sequence[dict[str, Any]]) -> str:
-    return max((str(r["exit"]) for r in rows if str(r["exit"]).isdigit()), key=int)
 
 
 @dataclass
@@ -130,7 +126,7 @@ def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: st
                 del deployed
         del model
 
-    exit_key = _deepest(rows)
+    exit_key = deepest_exit(rows)
     baseline = "baseline" if any(r["method"] == "baseline" for r in rows) else rows[0]["method"]
     ce = corruption_errors(rows, baseline, exit_key)
     write_rows_csv(out / "corruption.csv", rows)
