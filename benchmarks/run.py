@@ -54,21 +54,29 @@ from wxy_hw.models import build_model  # noqa: E402
 from wxy_hw.results import format_table, package_versions  # noqa: E402
 
 
-def step_fn(label: str, arch: str, width: float, teacher_width: float):
+def step_fn(label: str, arch: str, width: float, teacher_width: float, device: str = "cpu"):
     """Model, method and optimizer for one training step of a method (label "name (heads)" picks heads)."""
     torch.manual_seed(0)
     method_name, _, heads = label.partition(" (")
     heads = heads.split(" ")[0] if heads else "byot"
     kwargs = {}
     if method_name == "kd":
-        kwargs["teacher"] = build_model(arch, 10, 1, teacher_width, 28, multi_exit=False)
+        kwargs["teacher"] = build_model(arch, 10, 1, teacher_width, 28, multi_exit=False).to(device)
     method = build_method(method_name, **kwargs)
     # the Trainer's default layout (channels_last), so the timing is what training costs
     model = build_model(arch, 10, 1, width, 28, heads=heads,
-                        multi_exit=method.multi_exit).to(memory_format=torch.channels_last)
+                        multi_exit=method.multi_exit).to(device, memory_format=torch.channels_last)
+    method.to(device)
     opt = torch.optim.SGD([p for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad],
                           lr=0.01, momentum=0.9)
     return model, method, opt
+
+
+def now(device: torch.device | str = "cpu") -> float:
+    """perf_counter after the device's queued work is done (CUDA kernels run asynchronously)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def interleaved_median_ms(names: list[str], one, warmup: int, steps: int) -> dict[str, float]:
@@ -84,20 +92,21 @@ def interleaved_median_ms(names: list[str], one, warmup: int, steps: int) -> dic
 
 
 def time_steps(args) -> dict:
-    x = torch.randn(args.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (args.batch_size,))
+    dev = args.torch_device
+    x = torch.randn(args.batch_size, 1, 28, 28).to(dev).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch_size,)).to(dev)
     names = ["baseline", "self_distillation", "self_distillation (byot_light heads)", "kd"]
-    setups = {n: step_fn(n, args.arch, args.width, args.teacher_width) for n in names}
+    setups = {n: step_fn(n, args.arch, args.width, args.teacher_width, dev) for n in names}
 
     def one(name: str) -> float:
         model, method, opt = setups[name]
-        t0 = time.perf_counter()
+        t0 = now(dev)
         out = model(x)
         loss = sum(method(out, Batch(x, y)).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return time.perf_counter() - t0
+        return now(dev) - t0
 
     med = interleaved_median_ms(names, one, args.warmup, args.steps)
     return {"ms_per_step": med,
@@ -108,28 +117,30 @@ def time_steps(args) -> dict:
 def time_robust_steps(args) -> dict:
     """Median ms per full training step (views + forward + loss + backward + SGD), interleaved."""
     torch.manual_seed(0)
-    x = torch.randn(args.batch_size, 1, 28, 28).clamp(-0.4, 2.0)
-    y = torch.randint(0, 10, (args.batch_size,))
+    dev = args.torch_device
+    x = torch.randn(args.batch_size, 1, 28, 28).clamp(-0.4, 2.0).to(dev)
+    y = torch.randint(0, 10, (args.batch_size,)).to(dev)
     names = ["baseline", "augment", "ada", "auxiliary", "adv"]
     setups = {}
     for n in names:
         method = build_method(n)
         method.bind_data((0.286,), (0.353,))
         model = method.prepare_model(build_model(args.arch, 10, 1, args.width, 28, multi_exit=False))
-        model = model.to(memory_format=torch.channels_last).train()
+        model = model.to(dev, memory_format=torch.channels_last).train()
+        method.to(dev)
         opt = torch.optim.SGD(list(model.parameters()) + list(method.parameters()), lr=0.01, momentum=0.9)
         setups[n] = (model, method, opt)
 
     def one(name: str) -> float:
         model, method, opt = setups[name]
-        t0 = time.perf_counter()
+        t0 = now(dev)
         batch = method.prepare_batch(Batch(x, y), model)
         batch.x = batch.x.contiguous(memory_format=torch.channels_last)
         loss = sum(method(method.model_forward(model, batch.x, batch), batch).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return time.perf_counter() - t0
+        return now(dev) - t0
 
     med = interleaved_median_ms(names, one, args.warmup, max(args.steps // 2, 5))
     return {"ms_per_step": med, "ratio_vs_baseline": {n: med[n] / med["baseline"] for n in names},
@@ -209,13 +220,14 @@ def time_early_exit(args) -> dict:
     from wxy_hw.models import exit_costs, exit_path_macs
     from wxy_hw.studies import cached_checkpoint
 
-    path = cached_checkpoint("self_distillation", progress=False)
+    path = args.ee_checkpoint or cached_checkpoint("self_distillation", progress=False)
     info = read_checkpoint(path)["data"]
-    model = load_model(path).eval()
+    dev = args.torch_device
+    model = load_model(path).eval().to(dev)
     data = load_dataset("fashion_mnist")
     norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
-    val = list(BatchLoader(data.val, 256, **norm))
-    test = list(BatchLoader(data.test, 256, **norm))
+    val = [(x.to(dev), y.to(dev)) for x, y in BatchLoader(data.val, 256, **norm)]
+    test = [(x.to(dev), y.to(dev)) for x, y in BatchLoader(data.test, 256, **norm)]
     pm, full = exit_path_macs(model), exit_costs(model)[-1].macs
     thresholds = search_thresholds(exit_table(model, val, pm, full))["thresholds"]
     last = len(model.heads) - 1
@@ -227,18 +239,18 @@ def time_early_exit(args) -> dict:
         for rep in range(args.engine_reps + 1):
             td = tf = 0.0
             for x, _ in test:
-                t0 = time.perf_counter()
+                t0 = now(dev)
                 r = early_exit_inference(model, x, thresholds, path_macs=pm)
-                td += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                td += now(dev) - t0
+                t0 = now(dev)
                 model.forward_exit(x, last)
-                tf += time.perf_counter() - t0
+                tf += now(dev) - t0
                 if rep == 0:
                     macs.append(r.macs)
             if rep:
                 t_dyn.append(td)
                 t_full.append(tf)
-    mac_ratio = full / torch.cat(macs).mean().item()
+    mac_ratio = full / torch.cat(macs).float().mean().item()
     wall = statistics.median(t_full) / statistics.median(t_dyn)
     # where the time goes: ms per MMAC of each part on one batch (stage 1 at full resolution is
     # the least efficient per MAC, and early exit runs it, with exit 1's head, on every sample)
@@ -246,13 +258,20 @@ def time_early_exit(args) -> dict:
     parts, h = {}, x
     with torch.no_grad():
         for name, mod in [("stem", model.stem)] + [(f"stage {i + 1}", s) for i, s in enumerate(model.stages)]:
-            t0 = time.perf_counter()
+            t0 = now(dev)
             for _ in range(3):
                 out = mod(h)
-            parts[name] = (time.perf_counter() - t0) / 3 * 1000
+            parts[name] = (now(dev) - t0) / 3 * 1000
             h = out
+            for e, stage in enumerate(model.exit_stages[:-1]):  # the shallow heads on their stage's output
+                if name == f"stage {stage + 1}":
+                    t0 = now(dev)
+                    for _ in range(3):
+                        model.heads[e](h)
+                    parts[f"head {e + 1}"] = (now(dev) - t0) / 3 * 1000
     return {"thresholds": thresholds, "mac_speedup": mac_ratio, "wall_speedup": wall,
             "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256, "layout": args.ee_layout,
+            "checkpoint": str(path), "torch_device": str(dev),
             "ms_per_part": parts}
 
 
@@ -262,26 +281,44 @@ def time_chips(args) -> dict:
     from wxy_hw.hardware import deploy, evaluate_chips, load_device
 
     torch.manual_seed(0)
-    model = build_model(args.arch, 10, 1, args.width, 28).eval()
-    data = [(torch.randn(args.engine_images, 1, 28, 28), torch.randint(0, 10, (args.engine_images,)))]
+    dev = args.torch_device
+    model = build_model(args.arch, 10, 1, args.width, 28).eval().to(dev)
+    data = [(torch.randn(args.engine_images, 1, 28, 28).to(dev), torch.randint(0, 10, (args.engine_images,)).to(dev))]
     spec = load_device("reram")
     ks = [int(k) for k in args.chip_ks]
     steps = {"clean evaluate": (lambda: evaluate(model, data), 1),
              "one at a time (4 chips)": (lambda: [evaluate(deploy(model, spec, s), data) for s in range(4)], 4)}
     for k in ks:
         steps[f"batched K={k}"] = ((lambda k=k: evaluate_chips(model, spec, data, range(k))), k)
+    import wxy_hw.hardware.batched as batched
+    from wxy_hw.hardware.batched import deploy_chips
+
+    def stacked(grouped: bool) -> None:
+        batched.GROUPED_OPS = grouped
+        try:
+            evaluate_chips(model, spec, data, range(16), layout="stacked")
+        finally:
+            batched.GROUPED_OPS = True
+    steps["K=16 programming only"] = (lambda: deploy_chips(model, spec, range(16)), 16)
+    steps["K=16 stacked, grouped ops"] = (lambda: stacked(True), 16)
+    steps["K=16 stacked, one op per chip"] = (lambda: stacked(False), 16)
     times: dict[str, list[float]] = {n: [] for n in steps}
     with torch.no_grad():
         for rep in range(args.chip_reps + 1):
             for name, (fn, chips) in steps.items():
-                t0 = time.perf_counter()
+                t0 = now(dev)
                 fn()
                 if rep:  # the first round warms up
-                    times[name].append((time.perf_counter() - t0) / chips)
+                    times[name].append((now(dev) - t0) / chips)
     per_chip = {n: statistics.median(v) * 1000 for n, v in times.items()}
     clean = per_chip["clean evaluate"]
+    # the two layouts compute the same chips: the largest logit difference on 4 chips
+    x = data[0][0][:256]
+    with torch.no_grad():
+        stacked, loop = (deploy_chips(model, spec, range(4), layout=lay)(x) for lay in ("stacked", "loop"))
+    gap = max((a.logits[-1] - b.logits[-1]).abs().max().item() for a, b in zip(stacked, loop))
     return {"ms_per_chip": per_chip, "ratio_vs_clean": {n: v / clean for n, v in per_chip.items()},
-            "images": args.engine_images}
+            "images": args.engine_images, "torch_device": str(dev), "stacked_vs_loop_max_abs_logit": gap}
 
 
 def time_ray_sweep(args) -> dict:
@@ -315,6 +352,11 @@ def main() -> None:
     parser.add_argument("--engine-reps", type=int, default=5)
     parser.add_argument("--ee-layout", choices=["fused", "plain"], default="fused",
                         help="early exit on the BN-folded NHWC inference copy (default) or the model as trained")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="torch device for benchmarks 1, 5, 6 and 7 (e.g. cuda); CPU numbers are the reference")
+    parser.add_argument("--ee-checkpoint", default=None,
+                        help="early exit on this multi-exit checkpoint instead of the cached default "
+                             "self_distillation model (e.g. one trained with --heads byot_light)")
     parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
     parser.add_argument("--chip-reps", type=int, default=2)
     parser.add_argument("--sweep-args", default="", help="extra noise_sweep.py flags for benchmark 8 "
@@ -325,7 +367,10 @@ def main() -> None:
                                  "ray"])
     args = parser.parse_args()
     report: dict = {"config": vars(args), "versions": package_versions(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "torch_device": args.torch_device}
+    if torch.device(args.torch_device).type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(args.torch_device)
+        print(f"torch device: {args.torch_device} ({report['gpu']})")
     if "sweep-memory" in args.only:
         mem = sweep_memory(args)
         report["sweep_memory"] = mem
@@ -354,6 +399,7 @@ def main() -> None:
         r16 = ch["ratio_vs_clean"].get("batched K=16")
         if r16 is not None:
             print(f"batched K=16 / clean = {r16:.2f} (target ≤ 1.15: {'met' if r16 <= 1.15 else 'NOT met'})")
+        print(f"stacked vs loop layout, 4 chips: largest logit difference {ch['stacked_vs_loop_max_abs_logit']:.2e}")
     if "ray" in args.only:
         ray = time_ray_sweep(args)
         report["ray_sweep"] = ray

@@ -13,10 +13,13 @@ reads exactly as it does alone.
 That is the "stacked" layout (the default on CUDA). On a CPU the K-fold activations leave the
 caches, so the default there is the "loop" layout: the same stacked chips, each run in turn on the
 shared input batch with its own weights (one deepcopy and one stacked programming per K chips,
-no per-chip module construction). In the stacked layout, images are processed in sub-batches of ``IMAGES_PER_CHIP`` images per chip, with the reads drawn
-once per forward and reused across sub-batches: the working set stays small, and every chip's
-arithmetic is the same whatever K is (so results do not depend on how chips are chunked, e.g.
-across Ray workers); ``chips_per_pass`` bounds K by a memory budget (default 2 GiB).
+no per-chip module construction). In the stacked layout, each zero-padded conv runs the K chips as
+one grouped conv (K× the groups) and each Linear as one batched matmul; images are processed in
+sub-batches of ``IMAGES_PER_CHIP`` images per chip (``IMAGES_PER_CHIP_CUDA`` on a GPU), with the reads drawn
+once per forward and reused across sub-batches, so the working set stays small. In the loop
+layout every chip's arithmetic is the same whatever K is (results do not depend on how chips are
+chunked, e.g. across Ray workers); the stacked layout agrees with it up to float rounding.
+``chips_per_pass`` bounds K by a memory budget (default 2 GiB).
 
 What is not batched (``batch_blocker`` names it; ``evaluate_chips`` then runs chips one at a
 time): converters (ADC / DAC, fixed or per-sample ranging), IR drop and ``per_mvm`` read noise,
@@ -37,8 +40,11 @@ from .engine import ANALOG_TYPES, _set_submodule, analog_layers, chip_seed, chec
 from .physics import is_ideal
 from .spec import DeviceSpec, load_device
 
-IMAGES_PER_CHIP = 64         # images per chip per sub-batch: large enough for efficient convs, small
-                             # enough that K chips' activations stay near the caches
+IMAGES_PER_CHIP = 64         # images per chip per sub-batch on a CPU: large enough for efficient convs,
+                             # small enough that K chips' activations stay near the caches
+IMAGES_PER_CHIP_CUDA = 1024  # on a GPU, fewer and larger kernels: launches, not caches, are the cost
+GROUPED_OPS = True           # stacked layout: one grouped conv / batched matmul over the K chips per
+                             # layer call (False: one op per chip, for the benchmark's comparison)
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes of working memory one chip batch may use
 
 
@@ -72,6 +78,12 @@ class ChipBatchLayer(nn.Module):
         # trained weights it holds are never read again
         self.is_conv = isinstance(layer, (nn.Conv1d, nn.Conv2d))
         self._op = layer._conv_forward if self.is_conv else F.linear
+        # a zero-padded conv runs all K chips as one conv with K× the groups (other padding modes
+        # pad inside _conv_forward, so they keep the per-chip op)
+        self._grouped = None
+        if self.is_conv and layer.padding_mode == "zeros":
+            fn = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+            self._grouped = (fn, layer.stride, layer.padding, layer.dilation, layer.groups)
         self.read_seeds = list(read_seeds)
         self._gens = [torch.Generator(device=weight.device).manual_seed(s) for s in self.read_seeds]
         self._draws: list[torch.Tensor] | None = None  # W + σ⊙ξ of each call in the current forward
@@ -124,8 +136,20 @@ class ChipBatchLayer(nn.Module):
             raise ValueError(f"a chip batch of {self.k} chips needs a chip-major batch (a multiple of {self.k} "
                              f"samples), got {x.shape[0]}")
         noisy = self.read_sigma is not None
-        # the one-chip twin adds the bias after a bias-free MAC when it reads noisily; same order here
-        y = torch.cat([self._op(x[i * b:(i + 1) * b], w[i], None if noisy else self.bias) for i in range(self.k)])
+        k = self.k
+        if GROUPED_OPS and self._grouped is not None:
+            # chip-major (K·b, C, ...) → (b, K·C, ...): group k of the conv sees chip k's block
+            fn, stride, padding, dilation, groups = self._grouped
+            xs = x.reshape(k, b, *x.shape[1:]).transpose(0, 1).reshape(b, k * x.shape[1], *x.shape[2:])
+            y = fn(xs, w.reshape(-1, *w.shape[2:]), None, stride, padding, dilation, groups * k)
+            y = y.reshape(b, k, -1, *y.shape[2:]).transpose(0, 1).reshape(k * b, -1, *y.shape[2:])
+            noisy = True  # the bias is added below
+        elif GROUPED_OPS and not self.is_conv:
+            y = torch.matmul(x.reshape(k, -1, x.shape[-1]), w.transpose(1, 2)).reshape(*x.shape[:-1], -1)
+            noisy = True
+        else:
+            # the one-chip twin adds the bias after a bias-free MAC when it reads noisily; same order here
+            y = torch.cat([self._op(x[i * b:(i + 1) * b], w[i], None if noisy else self.bias) for i in range(k)])
         if noisy and self.bias is not None:
             y = y + (self.bias.view(1, -1, *([1] * (y.dim() - 2))) if self.is_conv else self.bias)
         return y
@@ -171,7 +195,7 @@ class ChipBatch(nn.Module):
                 for m in layers:
                     m.active = None
             return outs
-        per_chip = min(len(x), IMAGES_PER_CHIP)
+        per_chip = min(len(x), images_per_chip(x.device))
         for m in layers:
             m.begin()
         pieces: list[list[list[torch.Tensor]]] = []   # sub-batch → exit → (K·b, classes)
@@ -202,6 +226,11 @@ class ChipBatch(nn.Module):
             assert per_exit[0].shape[0] == n
             out.append(per_exit[0] if plain else MultiExitOutput(per_exit, []))
         return out
+
+
+def images_per_chip(device: torch.device) -> int:
+    """Images per chip in one sub-batch of the stacked layout on this torch device."""
+    return IMAGES_PER_CHIP_CUDA if device.type == "cuda" else IMAGES_PER_CHIP
 
 
 @torch.no_grad()
@@ -253,7 +282,7 @@ def chips_per_pass(model: nn.Module, sample: torch.Tensor, max_memory: int = DEF
 
     Estimate per chip: the stacked weights three times (programmed, read-noise draw, its noise)
     plus four times the largest activation of one sample (a layer's input, output, a residual and
-    the repeat) for each of its images in a sub-batch.
+    the repeat) for each of its images in a sub-batch (``sample`` is a batch of the size evaluated).
     """
     largest = [0]
 
@@ -271,6 +300,5 @@ def chips_per_pass(model: nn.Module, sample: torch.Tensor, max_memory: int = DEF
         for h in handles:
             h.remove()
     weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for _, layer in analog_layers(model))
-    k = 1
-    per_chip = 3 * weight_bytes + 4 * largest[0] * IMAGES_PER_CHIP
+    per_chip = 3 * weight_bytes + 4 * largest[0] * min(len(sample), images_per_chip(sample.device))
     return max(1, min(4096, int(max_memory // max(per_chip, 1))))

@@ -90,9 +90,11 @@ def early_exit_inference(model: MultiExitNet, x: torch.Tensor, thresholds: Seque
             preds[idx], exits[idx], confs[idx] = logits[done].argmax(1), k, c[done]
             keep = ~done
             nhwc = h.dim() == 4 and h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous()
-            active, h, logit_sum = active[keep], h[keep], logit_sum[keep]
-            if nhwc:  # the gather returns NCHW; keep the layout the next stage's weights expect
-                h = h.contiguous(memory_format=torch.channels_last)
+            active, logit_sum = active[keep], logit_sum[keep]
+            if nhwc:  # gather whole NHWC rows: one copy, and the result stays channels-last for the next stage
+                h = h.permute(0, 2, 3, 1)[keep].permute(0, 3, 1, 2)
+            else:
+                h = h[keep]
         k += 1
         if active.numel() == 0:
             break
