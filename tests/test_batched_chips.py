@@ -103,3 +103,18 @@ def test_chips_per_pass_follows_the_memory_budget():
     assert chips_per_pass(model, x, max_memory=1) == 1
     small, large = chips_per_pass(model, x, 64 << 20), chips_per_pass(model, x, 1 << 30)
     assert 1 <= small < large
+
+
+def test_quantized_models_batch_like_one_at_a_time():
+    """Brevitas layers (bit-sliced on reram, their own grid on subthreshold CMOS) batch too."""
+    from wxy_hw.models.quant import QuantConfig, quantize_model
+
+    torch.manual_seed(0)
+    model = quantize_model(build_model("resnet8", 4, 1, 0.125, 12), QuantConfig(weight_bits=2, act_bits=8)).eval()
+    data = _data(8)
+    for device in ("reram", "subthreshold_cmos"):
+        rows = evaluate_chips(model, device, data, [0, 1])
+        seq = [r for s in (0, 1) for r in evaluate(deploy(model, device, s), data).rows(chip=s)]
+        assert [(r["chip"], r["exit"]) for r in rows] == [(r["chip"], r["exit"]) for r in seq]
+        for a, b in zip(rows, seq):
+            assert a["accuracy"] == b["accuracy"] and a["loss"] == pytest.approx(b["loss"], rel=1e-6)

@@ -92,3 +92,26 @@ def test_bad_model_arguments():
         build_model("resnet8", in_channels=2)
     with pytest.raises(ValueError, match="width"):
         build_model("resnet8", width=0)
+
+
+def test_stem_stride_two_halves_every_stage_and_round_trips(tmp_path):
+    from wxy_hw.checkpoint import load_model, save_checkpoint
+    from wxy_hw.inference import early_exit_inference
+    from wxy_hw.models import exit_costs
+
+    torch.manual_seed(0)
+    plain, strided = build_model("resnet18", 10, 1, 0.25, 28), build_model("resnet18", 10, 1, 0.25, 28, stem_stride=2)
+    assert "stem_stride" not in plain.config and strided.config["stem_stride"] == 2
+    assert strided.stage_sizes == [(s + 1) // 2 for s in plain.stage_sizes]  # 28, 14, 7, 4 → 14, 7, 4, 2
+    # stage 1's 3×3 convs run on a quarter of the positions: the deepest exit costs well under half
+    assert exit_costs(strided)[-1].macs < 0.5 * exit_costs(plain)[-1].macs
+    x = torch.randn(6, 1, 28, 28)
+    strided.eval()
+    loaded = load_model(save_checkpoint(tmp_path / "s2.pt", strided))
+    assert loaded.config == strided.config
+    for a, b in zip(strided(x).logits, loaded(x).logits):
+        assert torch.equal(a, b)
+    result = early_exit_inference(loaded, x, [2.0, 2.0, 2.0])  # thresholds above 1: all reach the last exit
+    assert result.exit_index.tolist() == [3] * 6
+    with pytest.raises(ValueError, match="ResNet option"):
+        build_model("vgg11", 10, 1, 0.25, 28, stem_stride=2)

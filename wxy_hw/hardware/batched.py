@@ -287,7 +287,7 @@ def chips_per_pass(model: nn.Module, sample: torch.Tensor, max_memory: int = DEF
     largest = [0]
 
     def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and out.dim() > 0:  # quantizers also return 0-dim scales
             largest[0] = max(largest[0], out[0].numel() * out.element_size())
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]

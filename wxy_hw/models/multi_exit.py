@@ -47,7 +47,7 @@ class MultiExitNet(nn.Module):
 
     def __init__(self, arch: str = "resnet18", num_classes: int = 10, in_channels: int = 3,
                  width: float = 1.0, image_size: int = 32, heads: str = "byot",
-                 exit_stages: tuple[int, ...] | list[int] = (0, 1, 2, 3)) -> None:
+                 exit_stages: tuple[int, ...] | list[int] = (0, 1, 2, 3), stem_stride: int = 1) -> None:
         super().__init__()
         exit_stages = tuple(sorted(set(int(s) for s in exit_stages)))
         if not exit_stages or exit_stages[-1] != NUM_STAGES - 1 or exit_stages[0] < 0:
@@ -60,7 +60,9 @@ class MultiExitNet(nn.Module):
         self.config: dict[str, Any] = dict(arch=arch, num_classes=num_classes, in_channels=in_channels,
                                            width=float(width), image_size=image_size, heads=heads,
                                            exit_stages=list(exit_stages))
-        backbone = build_backbone(arch, in_channels, width)
+        if stem_stride != 1:  # recorded only when set, so configs saved before the option still match
+            self.config["stem_stride"] = int(stem_stride)
+        backbone = build_backbone(arch, in_channels, width, stem_stride)
         self.stem = backbone.stem
         self.stages = backbone.stages
         self.stage_channels: list[int] = list(backbone.stage_channels)
@@ -122,8 +124,8 @@ class MultiExitNet(nn.Module):
 
 def build_model(arch: str = "resnet18", num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
                 image_size: int = 32, heads: str = "byot", multi_exit: bool = True,
-                exit_stages: tuple[int, ...] | list[int] | None = None) -> MultiExitNet:
+                exit_stages: tuple[int, ...] | list[int] | None = None, stem_stride: int = 1) -> MultiExitNet:
     """A MultiExitNet (exits after all four stages) or, with multi_exit=False, the plain single-exit net."""
     if exit_stages is None:
         exit_stages = tuple(range(NUM_STAGES)) if multi_exit else (NUM_STAGES - 1,)
-    return MultiExitNet(arch, num_classes, in_channels, width, image_size, heads, exit_stages)
+    return MultiExitNet(arch, num_classes, in_channels, width, image_size, heads, exit_stages, stem_stride)

@@ -15,7 +15,7 @@ import torch.nn as nn
 from ..analysis.sweep import human_time
 from ..models.evaluate import evaluate
 from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, chip_report, fingerprint, measure_activity)
-from ..hardware.engine import deploy
+from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
 from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
@@ -228,8 +228,11 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
                 else:
                     say(f"{d}: {resolved.rows}×{resolved.cols} arrays, {resolved.adc_bits}-bit ADC, {resolved.ranging} "
                         f"ranging — {chips} chips × {samples} images")
-                    accs = [evaluate(deploy(model, spec, 2000 + c, t_inference=t_of[d], overrides=cfg.spec_overrides(),
-                                            calibration=calib), test).accuracy for c in range(chips)]
+                    seeds = [2000 + c for c in range(chips)]  # batched when the chip allows (no converters)
+                    rows = evaluate_chips(model, spec, test, seeds, t_inference=t_of[d],
+                                          overrides=cfg.spec_overrides(), calibration=calib)
+                    accs = [[r["accuracy"] for r in rows if r["chip"] == s and r["exit"] != "ensemble"]
+                            for s in seeds]
                 accuracy_cache[key] = torch.tensor(accs, dtype=torch.float64)
             acc = accuracy_cache[key]
             report = chip_report(model, cfg, activity=activity[resolved.act_bits], calibration=calib)

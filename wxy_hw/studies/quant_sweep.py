@@ -12,7 +12,7 @@ from ..analysis.plots import plot_metric_by_exit
 from ..analysis.sweep import human_time
 from ..models.evaluate import evaluate
 from ..hardware.chip import ChipConfig, cells_per_weight, exit_energies
-from ..hardware.engine import deploy
+from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
 from ..models.quant import QuantConfig, quantize_model
 from ..output import format_table, write_rows_csv
@@ -67,7 +67,9 @@ def _evaluate_everywhere(model, test, spec, t, realizations: int, seed: int, key
                          calib) -> list[dict]:
     rows = [dict(keys, setting="digital", exit=r["exit"], accuracy_mean=r["accuracy"], accuracy_std=0.0)
             for r in evaluate(model, test).rows()]
-    chips = [evaluate(deploy(model, spec, seed * 1000 + r, t_inference=t), test).rows() for r in range(realizations)]
+    seeds = [seed * 1000 + r for r in range(realizations)]
+    rows_by_chip = evaluate_chips(model, spec, test, seeds, t_inference=t)  # K chips per pass
+    chips = [[r for r in rows_by_chip if r["chip"] == s] for s in seeds]
     energy = _energy(model, device, keys, calib)
     for i, first in enumerate(chips[0]):
         accs = torch.tensor([c[i]["accuracy"] for c in chips])

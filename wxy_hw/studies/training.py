@@ -40,6 +40,7 @@ class TrainRunConfig(StudyConfig):
     arch: str = "resnet18"
     width: float = 0.25
     heads: str | None = None
+    stem_stride: int = 1
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     subset: int | None = None
@@ -95,7 +96,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
                             channels=channels, seed=seed)
         model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
-                            multi_exit=multi_exit)
+                            multi_exit=multi_exit, stem_stride=conf.stem_stride)
         if needs_teacher:
             teacher_model = load_model(teacher)
             tc = teacher_model.config
@@ -118,6 +119,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             return {"run_dir": str(out), "rank": dist_info.rank, "best_epoch": result.best_epoch,
                     "best_val": round(result.best_val, 4), "wall_time_s": round(result.wall_time_s, 2), "table": ""}
         run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
+                                     stem_stride=conf.stem_stride,
                                      dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
                                      val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
                                      teacher=str(teacher) if teacher else None, resumed=resume,
@@ -284,15 +286,19 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
     return table
 
 
+# settings added after runs were first recorded: a manifest without them had the default
+ADDED_LATER = {"stem_stride": 1}
+
+
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
     """A finished run with the same settings is reused, an interrupted one resumed, a different one refused."""
     done, manifest = run_dir / "results.json", run_dir / "manifest.json"
     if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         saved = json.loads(manifest.read_text())["config"]
-        keys = ("arch", "width", "heads", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
+        keys = ("arch", "width", "heads", "stem_stride", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
                 "schedule", "seed", "augment", "val_fraction")
-        diffs = [f"{k}: run has {saved.get(k)!r}, asked {train_kwargs[k]!r}" for k in keys
-                 if train_kwargs.get(k) is not None and saved.get(k) != train_kwargs[k]]
+        diffs = [f"{k}: run has {saved.get(k, ADDED_LATER.get(k))!r}, asked {train_kwargs[k]!r}" for k in keys
+                 if train_kwargs.get(k) is not None and saved.get(k, ADDED_LATER.get(k)) != train_kwargs[k]]
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
