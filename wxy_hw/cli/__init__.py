@@ -237,8 +237,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="shallow exit heads: byot (bottleneck), byot_light, scan (attention + bottleneck); "
                         "default: scan for --method scan, else byot")
     g.add_argument("--stem-stride", type=int, default=1, choices=[1, 2],
-                   help="ResNet stem stride: 2 runs stage 1 at half resolution (cheaper; early exit then saves "
-                        "wall clock in proportion to MACs)")
+                   help="ResNet stem stride: 2 halves the resolution of every stage (about 4x fewer MACs)")
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=positive_int, default=5, help="training epochs")
     o.add_argument("--batch-size", type=positive_int, default=128, help="images per step")

@@ -67,9 +67,8 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     """CIFAR-style ResNet: 3×3 stem (no max-pool), four stages with strides 1, 2, 2, 2.
 
-    ``stem_stride=2`` halves the resolution in the stem (stage 1 at 14×14 on 28-px images): a
-    cheaper network whose stages cost about the same per MAC, so early exit saves wall clock in
-    proportion to the MACs it saves.
+    ``stem_stride=2`` halves the resolution in the stem (stage 1 at 14×14 on 28-px images): every
+    stage runs on a quarter of the positions (ResNet-18 w0.25 on 28 px: 3.9× fewer MACs).
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], in_channels: int = 3,
