@@ -224,6 +224,12 @@ def time_early_exit(args) -> dict:
     info = read_checkpoint(path)["data"]
     dev = args.torch_device
     model = load_model(path).eval().to(dev)
+    if args.ee_exits:  # a variant: only these exits (1-based, the deepest included), the others' heads removed
+        keep = [e - 1 for e in args.ee_exits]
+        if keep[-1] != len(model.heads) - 1:
+            raise SystemExit("--ee-exits must include the deepest exit")
+        model.heads = torch.nn.ModuleList([model.heads[e] for e in keep])
+        model.exit_stages = tuple(model.exit_stages[e] for e in keep)
     data = load_dataset("fashion_mnist")
     norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
     val = [(x.to(dev), y.to(dev)) for x, y in BatchLoader(data.val, 256, **norm)]
@@ -271,7 +277,7 @@ def time_early_exit(args) -> dict:
                     parts[f"head {e + 1}"] = (now(dev) - t0) / 3 * 1000
     return {"thresholds": thresholds, "mac_speedup": mac_ratio, "wall_speedup": wall,
             "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256, "layout": args.ee_layout,
-            "checkpoint": str(path), "torch_device": str(dev),
+            "checkpoint": str(path), "torch_device": str(dev), "exits": args.ee_exits,
             "ms_per_part": parts}
 
 
@@ -357,6 +363,8 @@ def main() -> None:
     parser.add_argument("--ee-checkpoint", default=None,
                         help="early exit on this multi-exit checkpoint instead of the cached default "
                              "self_distillation model (e.g. one trained with --heads byot_light)")
+    parser.add_argument("--ee-exits", nargs="+", type=int, default=None,
+                        help="early exit through these exits only (1-based, e.g. 2 3 4: no exit after stage 1)")
     parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
     parser.add_argument("--chip-reps", type=int, default=2)
     parser.add_argument("--sweep-args", default="", help="extra noise_sweep.py flags for benchmark 8 "
