@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from wxy_hw.studies.chip_study import pareto_front, validation_rows
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device
-from wxy_hw.hardware.chip import (ChipConfig, NeuroSimVGG8, cell_state, chip_report, load_technology,
+from wxy_hw.hardware.chip import (ChipConfig, NeuroSimVGG8, adc_energy_pJ, cell_state, chip_report, load_technology,
                                   map_network, measure_activity, summarize)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,10 @@ def test_adc_energy_and_area_follow_the_documented_laws():
     shapes = [("l", 512, 64, 50)]
     e4, _ = totals(shapes, ChipConfig(rows=128, cols=128, adc_bits=4))
     e8, _ = totals(shapes, ChipConfig(rows=128, cols=128, adc_bits=8))
-    assert e8["adc_pJ"] / e4["adc_pJ"] == pytest.approx(2 ** (8 - 4))  # Walden: E = FOM · 2^bits
+    fom, cycle = tech["sar_fom_fJ"], tech["sar_cycle_fJ"]
+    # E = FOM · 2^bits (Walden) + E_cycle · (bits + 1): by hand, 8 vs 4 bits
+    assert e8["adc_pJ"] / e4["adc_pJ"] == pytest.approx((fom * 256 + cycle * 9) / (fom * 16 + cycle * 5))
+    assert adc_energy_pJ(6, {"sar_fom_fJ": 2.0, "sar_cycle_fJ": 5.0}) == pytest.approx((2.0 * 64 + 5.0 * 7) * 1e-3)
     base, per_bit = tech["sar_transistors_base"], tech["sar_transistors_per_bit"]
     assert e8["area_adc_mm2"] / e4["area_adc_mm2"] == pytest.approx((base + 7 * per_bit) / (base + 3 * per_bit))
     for part in ("array", "dac", "buffer"):  # nothing else depends on the ADC
@@ -220,8 +223,10 @@ def test_validation_rows_cover_neurosim_and_measured_chips():
     for row in rows:
         assert row["ratio"] == pytest.approx(row["model_value"] / row["reference_value"]) and row["source"]
     tops = [r for r in rows if r["reference"].startswith("NeuroSim") and r["metric"] == "TOPS/W"]
-    assert all(0.7 <= r["ratio"] <= 1.25 for r in tops), tops  # documented: 0.72-0.92 (README)
-    assert sum(1 for r in rows if not r["reference"].startswith("NeuroSim")) >= 2
+    # the target is 0.8-1.25; documented (docs/results.md): 0.80-1.00, the lowest 0.799 (64 rows, results file)
+    assert all(0.79 <= r["ratio"] <= 1.25 for r in tops), tops
+    measured = [r["reference"] for r in rows if not r["reference"].startswith("NeuroSim")]
+    assert len(measured) >= 2 and any("NeuRRAM" in name for name in measured)
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ activity  a = fraction of the input bits driven that are 1, measured per layer o
           (``measure_activity``; ``input_activity`` fixes it instead); s = mean conductance of the
           layer's cells relative to g_max, from its weights sliced as they are stored
           (``cell_state``): an off cell still conducts g_max/on_off.
-energy    ADC      M · N·S·T_r·g·n_in conversions × FOM·2^adc_bits        (Walden law)
+energy    ADC      M · N·S·T_r·g·n_in conversions × (FOM·2^adc_bits + E_cycle·(adc_bits + 1))
+                   (Walden term of the capacitive DAC + comparator and SAR logic per bit cycle)
           array    M · K·N·c·n_in·a × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
                    energy at g_max, r = on/off ratio)
           DAC      M · K·T_c·n_in·a × C_wire·pitch·C·V_dd² · (2^dac_bits − 1)  (row drivers)
@@ -70,6 +71,7 @@ RANGING = ("fixed", "per_sample")
 TECH_SCHEMA: dict[str, tuple[float, float | None]] = {
     "node_nm": (1.0, 1000.0), "vdd": (0.1, 5.0), "clock_GHz": (1e-3, 10.0),
     "transistor_area_F2": (1.0, None), "cell_area_F2": (1.0, None), "sar_fom_fJ": (1e-3, None),
+    "sar_cycle_fJ": (0.0, None),
     "sar_transistors_base": (1.0, None), "sar_transistors_per_bit": (0.0, None),
     "wire_cap_fF_per_um": (1e-3, None), "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
     "driver_transistors": (1.0, None), "sram_bit_pJ": (0.0, None), "sram_bit_area_um2": (1e-3, None),
@@ -245,6 +247,12 @@ def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
     return total / ((base - 1) * w.numel() * cells)
 
 
+def adc_energy_pJ(bits: int, tech: dict[str, float]) -> float:
+    """Energy of one SAR conversion: the capacitive DAC's Walden term FOM·2^bits plus the comparator
+    and SAR logic, one decision per bit cycle ((bits + 1) cycles with sampling)."""
+    return (tech["sar_fom_fJ"] * 2 ** bits + tech["sar_cycle_fJ"] * (bits + 1)) * 1e-3
+
+
 def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
                   activity: float) -> LayerChip:
     k, n, m = shape.k, shape.n, shape.m
@@ -260,7 +268,7 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     off = 1.0 / spec.mapping["on_off_ratio"]
     f = tech["node_nm"] * 1e-3                                           # µm
     conversions = n * s * t_r * g * n_in
-    e_adc = tech["sar_fom_fJ"] * 2 ** cfg.adc_bits * 1e-3
+    e_adc = adc_energy_pJ(cfg.adc_bits, tech)
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
     e_row = tech["wire_cap_fF_per_um"] * pitch_um * cols * tech["vdd"] ** 2 * 1e-3 * (2 ** cfg.dac_bits - 1)
     # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits

@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from ..analysis.sweep import human_time
 from ..models.evaluate import evaluate
-from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, chip_report, fingerprint, measure_activity)
+from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, cells_per_weight, chip_report, fingerprint,
+                              measure_activity)
 from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
 from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
@@ -22,28 +23,45 @@ from ..utils import atomic_write_text
 from .config import DatasetSettings, StudyConfig
 from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
-# NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM, 128×128, 4-bit ADC, 8-bit W/A, 1 bit/cell):
-# the issue's reference values (parallel rows 32 and 64) and DNN_NeuroSim_V1.4's Data/1.4_Release_test.csv.
+# NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM 1T1R, 128×128, 4-bit ADC, 8 columns per ADC,
+# 8-bit weights and activations, 1 bit per cell). Two releases of DNN_NeuroSim_V1.4 disagree with each
+# other (see docs/results.md): the updated manual's Table VII and the release's own results file.
+NEUROSIM_MANUAL = "DNN_NeuroSim_V1.4 Documents/User Manual (v3_updated_1229), Table VII (RRAM, 22 nm, 8b x 8b)"
+NEUROSIM_CSV = "DNN_NeuroSim_V1.4 first commit 9e6742c, Data/1.4_Release_test.csv (RRAM, 22 nm, on/off 17)"
 NEUROSIM_VGG8 = [
-    dict(parallel_rows=32, tops_per_w=11.25, area_mm2=382.0, source="NeuroSim VGG-8 reference quoted in issue 8"),
-    dict(parallel_rows=64, tops_per_w=19.88, area_mm2=None, source="NeuroSim VGG-8 reference quoted in issue 8"),
-    dict(parallel_rows=64, tops_per_w=20.06, area_mm2=83.1, source="DNN_NeuroSim_V1.4 Data/1.4_Release_test.csv"),
-    dict(parallel_rows=128, tops_per_w=23.94, area_mm2=84.8, source="DNN_NeuroSim_V1.4 Data/1.4_Release_test.csv"),
+    dict(parallel_rows=32, tops_per_w=11.25, area_mm2=381.90, source=NEUROSIM_MANUAL),
+    dict(parallel_rows=64, tops_per_w=19.88, area_mm2=378.06, source=NEUROSIM_MANUAL),
+    dict(parallel_rows=64, tops_per_w=20.06, area_mm2=83.07, source=NEUROSIM_CSV),
+    dict(parallel_rows=128, tops_per_w=23.94, area_mm2=84.77, source=NEUROSIM_CSV),
 ]
 NEUROSIM_INPUT_TOGGLE = 0.18  # DNN_NeuroSim_V1.4 Param.cpp: measured input-bit activity of VGG-8
-# NeuroSim V1.4's area breakdown at 128 parallel rows (its chip summary): the parts we model vs. those we do not
-NEUROSIM_AREA_MODELLED = 3.6 + 5.1 + 15.1          # array + ADC + accumulation, mm²
-NEUROSIM_AREA_LEFT_OUT = 52.7 + 8.3                # "other peripheries" (buffers, pooling, activation, control) + interconnect
+# NeuroSim V1.4's area breakdown at 128 parallel rows (the results file): the parts we model vs. those we do not
+NEUROSIM_AREA_MODELLED = 3.61 + 5.06 + 15.06       # array + ADC + accumulation, mm²
+NEUROSIM_AREA_LEFT_OUT = 52.74 + 8.30              # "other peripheries" (switch matrices, level shifters, decoders,
+                                                   # muxes, PE/tile/global buffers, pooling, activation) + interconnect
+MACRO_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
 
-# Measured silicon, configured as the papers describe (weights/inputs bits, ADC, array); one MVM workload
-# that fills the macro (a Linear layer of rows × cols/cells weights), input activity fixed at 0.5 (random inputs).
+# Measured silicon, configured as the papers describe; one MVM workload that fills the macro. ``parts``: the
+# energy parts the paper's measurement covers; ``layer``: (inputs, outputs) of the workload (None: the array).
 MEASURED_MACROS = [
-    dict(reference="Xue et al., ISSCC 2021 (16.1), 22 nm 4 Mb ReRAM CIM macro", tops_per_w=11.91,
+    dict(reference="Wan et al., Nature 2022 (NeuRRAM), 130 nm, 4-bit inputs / 6-bit outputs / 4-bit weights",
+         tops_per_w=15.95, layer=(128, 256), parts=("array", "adc", "dac", "leakage"),
+         cfg=dict(device="reram", rows=256, cols=256, adc_bits=6, dac_bits=3, weight_bits=4, act_bits=3,
+                  bits_per_cell=3, differential=True, cols_per_adc=1, technology="cmos130"),
+         source="Extended Data Fig. 12 (TOPS/W vs. input/output bits) as reproduced by CiMLoop's model of the chip "
+                "(mit-emze/cimloop workspace/models/arch/1_macro/wan_nature_2022, _tests.py test_tops); 256x256 1T1R "
+                "core, differential pair on adjacent rows (128 inputs x 256 outputs), one neuron per column, a signed "
+                "4-bit input as 3 magnitude bits driven as 2^3-1 pulses in one phase and one 6-bit conversion (Fig. 2, "
+                "Extended Data Fig. 4); buffers and partial-sum accumulation sit on the FPGA, outside the measured "
+                "energy; periphery from cmos130.toml (scaled from 22 nm, not fitted)"),
+    dict(reference="Xue et al., ISSCC 2021 (16.1), 22 nm 4 Mb ReRAM CIM macro", tops_per_w=11.91, layer=None,
+         parts=MACRO_PARTS,
          cfg=dict(device="reram", rows=256, cols=256, adc_bits=8, dac_bits=1, weight_bits=8, act_bits=8,
                   bits_per_cell=1, differential=True, cols_per_adc=8),
          source="title/abstract: 11.91 TOPS/W at 8-bit inputs and 8-bit weights (doi 10.1109/ISSCC42613.2021.9365769); "
-                "array 256x256, 1 bit/cell, 8 columns per ADC: our assumption, not from the paper"),
+                "array 256x256, 1 bit/cell, 8-bit ADC per 8 columns: our assumption, not from the paper"),
     dict(reference="Wen et al., VLSI 2023, 28 nm 4 Mb ReRAM near-memory-compute processor", tops_per_w=27.2,
+         layer=None, parts=MACRO_PARTS,
          cfg=dict(device="reram", rows=256, cols=256, adc_bits=4, dac_bits=1, weight_bits=8, act_bits=8,
                   bits_per_cell=1, differential=False, cols_per_adc=8),
          source="title: 27.2 TOPS/W (8-bit inputs/weights, 4-bit ADC shared by 8 columns, bit-serial inputs: "
@@ -65,28 +83,26 @@ def validation_rows(device: str = "reram") -> list[dict[str, Any]]:
         rows.append(dict(reference=name, metric="TOPS/W", reference_value=ref["tops_per_w"],
                          model_value=ours["tops_per_w"], ratio=ours["tops_per_w"] / ref["tops_per_w"],
                          source=ref["source"]))
-        if ref["area_mm2"] is not None and ref["parallel_rows"] == 128:
-            rows.append(dict(reference=name, metric="chip area mm2", reference_value=ref["area_mm2"],
-                             model_value=ours["area_mm2"], ratio=ours["area_mm2"] / ref["area_mm2"],
-                             source=ref["source"] + f"; we leave out {NEUROSIM_AREA_LEFT_OUT:.1f} mm2 of it "
-                             "(other peripheries 52.7 + interconnect 8.3)"))
+        rows.append(dict(reference=name, metric="chip area mm2", reference_value=ref["area_mm2"],
+                         model_value=ours["area_mm2"], ratio=ours["area_mm2"] / ref["area_mm2"],
+                         source=ref["source"] + "; not modelled: NeuroSim's other peripheries and interconnect "
+                         f"({NEUROSIM_AREA_LEFT_OUT:.1f} mm2 in the results file) and its weight duplication"))
+        if ref["source"] == NEUROSIM_CSV and ref["parallel_rows"] == 128:
             modelled = sum(ours[f"area_{p}_mm2"] for p in ("array", "adc", "drivers", "digital", "tile_buffers"))
             rows.append(dict(reference=name, metric="area mm2 of array + ADC + accumulation",
                              reference_value=NEUROSIM_AREA_MODELLED, model_value=modelled,
                              ratio=modelled / NEUROSIM_AREA_MODELLED,
-                             source="NeuroSim V1.4 chip summary at 128 parallel rows: array 3.6, ADC 5.1, "
-                                    "accumulation 15.1 mm2 (README, issue 8)"))
+                             source=NEUROSIM_CSV + ": array 3.61, ADC 5.06, accumulation 15.06 mm2"))
     for macro in MEASURED_MACROS:
         c = ChipConfig(**macro["cfg"], input_activity=0.5)
         resolved, _ = c.resolve()
-        s = math.ceil((resolved.weight_bits - (1 if resolved.differential else 0)) / resolved.bits_per_cell)
-        cells = s * (2 if resolved.differential else 1)
-        layer = nn.Linear(resolved.rows, resolved.cols // cells, bias=False)
+        inputs, outputs = macro["layer"] or (resolved.rows, resolved.cols // cells_per_weight(c))
+        layer = nn.Linear(inputs, outputs, bias=False)
         torch.nn.init.uniform_(layer.weight, -1, 1)
-        ours = chip_report(layer, c, (resolved.rows,))["chip"]
+        ours = chip_report(layer, c, (inputs,))["chip"]
+        tops_per_w = 2 * ours["macs"] / sum(ours[f"{part}_pJ"] for part in macro["parts"])
         rows.append(dict(reference=macro["reference"], metric="TOPS/W", reference_value=macro["tops_per_w"],
-                         model_value=ours["tops_per_w"], ratio=ours["tops_per_w"] / macro["tops_per_w"],
-                         source=macro["source"]))
+                         model_value=tops_per_w, ratio=tops_per_w / macro["tops_per_w"], source=macro["source"]))
     return rows
 
 
