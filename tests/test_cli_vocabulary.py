@@ -127,3 +127,22 @@ def test_redirected_log_has_no_carriage_returns(tmp_path):
     assert b"\r" not in text
     lines = text.decode().splitlines()
     assert sum(line.startswith("epoch ") for line in lines) == 2  # one line per epoch
+
+
+def test_exit_stages_flag_trains_only_the_asked_exits(tmp_path, capsys):
+    from wxy_hw.checkpoint import load_model
+    from wxy_hw.cli.train import main
+
+    out = tmp_path / "run"
+    assert main(["--method", "self_distillation", "--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125",
+                 "--batch-size", "32", "--subset", "64", "--epochs", "1", "--max-steps", "2",
+                 "--exit-stages", "4", "2", "--torch-device", "cpu", "--out", str(out), "--quiet"]) == 0
+    model = load_model(out / "best.pt")
+    assert model.exit_stages == (1, 3) and model.num_exits == 2  # 1-based on the command line, sorted
+    assert tomllib.loads((out / "config.toml").read_text())["exit_stages"] == [4, 2]
+    for bad, message in ((["--exit-stages", "1", "2"], "include the deepest, 4"),
+                         (["--method", "baseline", "--exit-stages", "2", "4"], "needs a multi-exit method")):
+        args = ["--dataset", "synthetic", "--arch", "resnet8", "--out", str(tmp_path / "x"), "--quiet"]
+        assert main(args + bad) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -238,6 +238,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                         "default: scan for --method scan, else byot")
     g.add_argument("--stem-stride", type=int, default=1, choices=[1, 2],
                    help="ResNet stem stride: 2 halves the resolution of every stage (about 4x fewer MACs)")
+    g.add_argument("--exit-stages", type=int, nargs="+", default=None, metavar="STAGE",
+                   help="stages (1-4) that get an exit, the deepest (4) included; e.g. 2 3 4 drops exit 1, whose "
+                        "full-resolution head every early-exit sample pays (default: all four for multi-exit methods)")
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=positive_int, default=5, help="training epochs")
     o.add_argument("--batch-size", type=positive_int, default=128, help="images per step")

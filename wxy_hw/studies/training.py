@@ -41,6 +41,7 @@ class TrainRunConfig(StudyConfig):
     width: float = 0.25
     heads: str | None = None
     stem_stride: int = 1
+    exit_stages: list[int] | None = None   # 1-based stage numbers that get an exit; None: every stage
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     subset: int | None = None
@@ -60,6 +61,18 @@ class TrainRunConfig(StudyConfig):
     grad_norms_every: int = 0
 
 
+def _exit_stages(stages: list[int] | None, multi_exit: bool, method: str) -> tuple[int, ...] | None:
+    """--exit-stages (1-based, as the tables name exits) as the model's 0-based stage indices."""
+    if stages is None:
+        return None
+    if not multi_exit:
+        raise ValueError(f"--exit-stages needs a multi-exit method; '{method}' trains the deepest exit only")
+    if any(s not in (1, 2, 3, 4) for s in stages) or 4 not in stages:
+        raise ValueError(f"--exit-stages {' '.join(map(str, stages))}: give stages from 1 to 4 that include the "
+                         "deepest, 4 (e.g. --exit-stages 2 3 4)")
+    return tuple(sorted({s - 1 for s in stages}))
+
+
 def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = None, resume: bool = False,
               overwrite: bool = False, progress: bool = True, **settings: Any) -> dict[str, Any]:
     """Train, select on validation, test the selected checkpoint once; returns a summary dict.
@@ -74,6 +87,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
     method_options = dict(method_options or {})
     multi_exit, needs_teacher = method_traits(method)
     heads = heads or default_heads(method)
+    exit_stages = _exit_stages(conf.exit_stages, multi_exit, method)
     if not 0 < val_fraction < 1:
         raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
     if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
@@ -96,7 +110,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
                             channels=channels, seed=seed)
         model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
-                            multi_exit=multi_exit, stem_stride=conf.stem_stride)
+                            multi_exit=multi_exit, exit_stages=exit_stages, stem_stride=conf.stem_stride)
         if needs_teacher:
             teacher_model = load_model(teacher)
             tc = teacher_model.config
@@ -119,7 +133,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             return {"run_dir": str(out), "rank": dist_info.rank, "best_epoch": result.best_epoch,
                     "best_val": round(result.best_val, 4), "wall_time_s": round(result.wall_time_s, 2), "table": ""}
         run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
-                                     stem_stride=conf.stem_stride,
+                                     stem_stride=conf.stem_stride, exit_stages=conf.exit_stages,
                                      dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
                                      val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
                                      teacher=str(teacher) if teacher else None, resumed=resume,
@@ -287,7 +301,7 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
 
 
 # settings added after runs were first recorded: a manifest without them had the default
-ADDED_LATER = {"stem_stride": 1}
+ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -295,7 +309,7 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
     done, manifest = run_dir / "results.json", run_dir / "manifest.json"
     if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         saved = json.loads(manifest.read_text())["config"]
-        keys = ("arch", "width", "heads", "stem_stride", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
+        keys = ("arch", "width", "heads", "stem_stride", "exit_stages", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
                 "schedule", "seed", "augment", "val_fraction")
         diffs = [f"{k}: run has {saved.get(k, ADDED_LATER.get(k))!r}, asked {train_kwargs[k]!r}" for k in keys
                  if train_kwargs.get(k) is not None and saved.get(k, ADDED_LATER.get(k)) != train_kwargs[k]]
