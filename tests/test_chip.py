@@ -61,6 +61,21 @@ def test_adc_energy_and_area_follow_the_documented_laws():
         assert e8[f"{part}_pJ"] == pytest.approx(e4[f"{part}_pJ"])
 
 
+def test_row_drive_and_cell_reads_by_hand_for_multi_bit_input_pulses():
+    tech, spec = load_technology(), load_device("reram")
+    # 64 inputs × 16 outputs, 8-bit weights on 4-bit cells: 2 slices × the pair = 4 cells, 64 columns (one array)
+    cfg = ChipConfig(rows=64, cols=64, weight_bits=8, bits_per_cell=4, act_bits=4, dac_bits=2, input_activity=0.5)
+    e, _ = totals([("l", 64, 16, 10)], cfg)
+    f = tech["node_nm"] * 1e-3
+    row_cap_fF = 64 * (tech["wire_cap_fF_per_um"] * math.sqrt(tech["cell_area_F2"]) * f
+                       + tech["gate_cap_fF_per_um"] * tech["access_width_F"] * f)
+    cycles, pulses = 2, 3  # 4 input bits, 2 per cycle; a 2-bit cycle is up to 3 unit pulses
+    assert e["dac_pJ"] == pytest.approx(10 * 64 * cycles * 0.5 * pulses * row_cap_fF * tech["vdd"] ** 2 * 1e-3)
+    off = 1 / spec.mapping["on_off_ratio"]  # no weights given: cells at half of g_max
+    cell_fJ = spec.energy["cell_read_fJ"] * (off + (1 - off) * 0.5)
+    assert e["array_pJ"] == pytest.approx(10 * 64 * 16 * 4 * cycles * 0.5 * pulses * cell_fJ * 1e-3)
+
+
 def test_fewer_parallel_rows_cost_more_conversions_and_time():
     full, _ = totals([("l", 128, 64, 10)], ChipConfig(rows=128, cols=128, parallel_rows=128))
     quarter, _ = totals([("l", 128, 64, 10)], ChipConfig(rows=128, cols=128, parallel_rows=32))

@@ -41,3 +41,18 @@ def test_noise_sweep_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tm
     noise_sweep_run(out=tmp_path / "ray", workers=2, **common)
     for name in ("sweep.csv", "summary_scale.csv", "summary_time.csv", "table.md"):
         assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name
+
+
+@pytest.mark.slow
+def test_chip_study_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tmp_path):
+    pytest.importorskip("ray")
+    from wxy_hw.studies import chip_study_run
+
+    train_tiny(synthetic, "dsn", 1, tmp_path / "dsn")
+    common = dict(checkpoints=[tmp_path / "dsn" / "best.pt"], dataset="synthetic", devices=["reram", "digital_int8"],
+                  rows=[64, 128], adc_bits=[4, 8], bits_per_cell=[2], chips=2, samples=40, progress=False,
+                  log=lambda _m: None)
+    chip_study_run(out=tmp_path / "seq", **common)
+    chip_study_run(out=tmp_path / "ray", workers=2, **common)
+    for name in ("study.csv", "front.csv", "table.md"):
+        assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name

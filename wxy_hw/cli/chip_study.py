@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..hardware.spec import available_devices
 from ..studies.chip_study import ChipStudyConfig, chip_study_run, validate
-from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_study_args, defaults, fail, new_parser,
+from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail, new_parser,
                nonneg_float, parse, positive_int, report, run_guard, run_study)
 
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="IR-drop attenuation per row on a column (β = this × rows); 0 = off")
     add_chips_arg(parser, d["chips"], "chip instances per configuration", old=None)
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images")
+    add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser)
     return parser
 

@@ -20,9 +20,11 @@ activity  a = fraction of the input bits driven that are 1, measured per layer o
           (``cell_state``): an off cell still conducts g_max/on_off.
 energy    ADC      M · N·S·T_r·g·n_in conversions × (FOM·2^adc_bits + E_cycle·(adc_bits + 1))
                    (Walden term of the capacitive DAC + comparator and SAR logic per bit cycle)
-          array    M · K·N·c·n_in·a × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
-                   energy at g_max, r = on/off ratio)
-          DAC      M · K·T_c·n_in·a × C_wire·pitch·C·V_dd² · (2^dac_bits − 1)  (row drivers)
+          array    M · K·N·c·n_in·a·p × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
+                   energy at g_max per unit pulse, r = on/off ratio; p = 2^dac_bits − 1 unit pulses per
+                   input cycle at full scale — pulse-count / pulse-width inputs; p = 1 bit-serial)
+          DAC      M · K·T_c·n_in·a·p × C·(C_wire·pitch + C_gate·W_access)·V_dd²  (row drivers: a driven
+                   row charges its wire and the gates of its C access transistors, NeuroSim's capRow)
           digital  M · (N·S·T_r·g·n_in shift-adds of (adc_bits + act_bits) bits + N·S·T_r tile/slice
                    accumulations of (adc_bits + act_bits + weight_bits) bits + N activations of
                    act_bits bits) × E_add/bit   (E_add/bit = the technology's 16-bit add / 16)
@@ -73,7 +75,7 @@ TECH_SCHEMA: dict[str, tuple[float, float | None]] = {
     "transistor_area_F2": (1.0, None), "cell_area_F2": (1.0, None), "sar_fom_fJ": (1e-3, None),
     "sar_cycle_fJ": (0.0, None),
     "sar_transistors_base": (1.0, None), "sar_transistors_per_bit": (0.0, None),
-    "wire_cap_fF_per_um": (1e-3, None), "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
+    "wire_cap_fF_per_um": (1e-3, None), "gate_cap_fF_per_um": (0.0, None), "access_width_F": (1.0, None), "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
     "driver_transistors": (1.0, None), "sram_bit_pJ": (0.0, None), "sram_bit_area_um2": (1e-3, None),
     "wire_pJ_per_bit_mm": (0.0, None), "leakage_uW_per_array": (0.0, None),
 }
@@ -270,14 +272,17 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     conversions = n * s * t_r * g * n_in
     e_adc = adc_energy_pJ(cfg.adc_bits, tech)
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
-    e_row = tech["wire_cap_fF_per_um"] * pitch_um * cols * tech["vdd"] ** 2 * 1e-3 * (2 ** cfg.dac_bits - 1)
+    pulses = 2 ** cfg.dac_bits - 1  # a dac_bits-bit input cycle drives up to 2^dac_bits − 1 unit pulses
+    # a driven row charges its wire and the gate of every cell's access transistor along it
+    row_cap_fF = cols * (tech["wire_cap_fF_per_um"] * pitch_um + tech["gate_cap_fF_per_um"] * tech["access_width_F"] * f)
+    e_row = row_cap_fF * tech["vdd"] ** 2 * 1e-3 * pulses
     # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits
     # bits over the input cycles, slice / tile accumulation adds the weight bits on top
     e_bit = tech["add16_pJ"] / 16
     adds_pJ = (conversions * (cfg.adc_bits + cfg.act_bits)
                + n * s * t_r * (cfg.adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
     energy = {
-        "array": m * k * n * c * n_in * a * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
+        "array": m * k * n * c * n_in * a * pulses * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
         "adc": m * conversions * e_adc,
         "dac": m * k * t_c * n_in * a * e_row,
         "digital": m * adds_pJ,

@@ -18,6 +18,7 @@ from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, cells_per_w
                               measure_activity)
 from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
+from ..parallel import check_parallel, parallel_map
 from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings, StudyConfig
@@ -165,6 +166,8 @@ class ChipStudyConfig(DatasetSettings):
     ir_beta_per_row: float = 0.0
     chips: int = 2
     samples: int = 500
+    workers: int = 1                   # > 1: the configurations' chip evaluations as Ray tasks (the same CSVs)
+    ray_address: str | None = None     # join a running Ray cluster
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoints, (str, Path)):
@@ -186,6 +189,7 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
         raise ValueError("--chips and --samples must be ≥ 1")
     if conf.checkpoints and len(conf.checkpoints) > 1:
         raise ValueError(f"chip_study studies one model; --checkpoints got {len(conf.checkpoints)} files: give one")
+    check_parallel(conf.workers, conf.ray_address)
     grid = dict(rows=_as_list(conf.rows, [None]), adc_bits=_as_list(conf.adc_bits, [8]), dac_bits=_as_list(conf.dac_bits, [1]),
                 bits_per_cell=_as_list(conf.bits_per_cell, [None]), weight_bits=_as_list(conf.weight_bits, [8]),
                 act_bits=_as_list(conf.act_bits, [8]), ranging=_as_list(conf.ranging, ["fixed"]))
@@ -229,27 +233,36 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
     say = (lambda msg: log(f"[chip_study] {msg}")) if progress else (lambda msg: None)
     activity = {ab: measure_activity(model, calib, ab) for ab in grid["act_bits"]}  # once per input bit width
 
+    # accuracy depends on what the engine sees: array size, converters, input bits, ranging; each
+    # distinct analog configuration is one task (in this process, or a Ray task with --workers)
+    def accuracy_key(d: str, resolved: ChipConfig) -> tuple:
+        return (d, resolved.rows, resolved.cols, resolved.adc_bits, resolved.act_bits, resolved.ranging)
+
+    distinct: dict[tuple, tuple[str, ChipConfig]] = {}
+    for d, cfgs in plan.items():
+        for cfg in cfgs:
+            if not specs[d].is_digital:
+                distinct.setdefault(accuracy_key(d, cfg.resolve()[0]), (d, cfg))
+    tasks = list(distinct.items())
+    parallel = conf.workers > 1 or bool(conf.ray_address)
+    if parallel:
+        say(f"{len(tasks)} analog configurations as Ray tasks ({conf.ray_address or f'{conf.workers} local workers'})")
+    # chips are batched when the chip allows (no converters); progress is printed here only (Ray tasks stay quiet)
+    context = dict(model=model, specs=specs, test=test, calib=calib, t_of=t_of, seeds=[2000 + c for c in range(chips)],
+                   say=None if parallel else say, samples=samples)
+    results = parallel_map(_configuration_accuracy, context, [task for _, task in tasks], workers=conf.workers,
+                           ray_address=conf.ray_address)
+    accuracy_cache = {key: torch.tensor(accs, dtype=torch.float64) for (key, _), accs in zip(tasks, results)}
+
     rows_out: list[dict[str, Any]] = []
-    accuracy_cache: dict[tuple, torch.Tensor] = {}
     for d, cfgs in plan.items():
         spec = specs[d]
         is_digital = spec.is_digital
         for cfg in cfgs:
             resolved, _ = cfg.resolve()
-            # accuracy depends on what the engine sees: array size, converters, input bits, ranging
-            key = (d, resolved.rows, resolved.cols, resolved.adc_bits, resolved.act_bits, resolved.ranging)
-            if key not in accuracy_cache:
-                if is_digital:
-                    accs = [digital.accuracy]  # no analog effects: the digital model's accuracy
-                else:
-                    say(f"{d}: {resolved.rows}×{resolved.cols} arrays, {resolved.adc_bits}-bit ADC, {resolved.ranging} "
-                        f"ranging — {chips} chips × {samples} images")
-                    seeds = [2000 + c for c in range(chips)]  # batched when the chip allows (no converters)
-                    rows = evaluate_chips(model, spec, test, seeds, t_inference=t_of[d],
-                                          overrides=cfg.spec_overrides(), calibration=calib)
-                    accs = [[r["accuracy"] for r in rows if r["chip"] == s and r["exit"] != "ensemble"]
-                            for s in seeds]
-                accuracy_cache[key] = torch.tensor(accs, dtype=torch.float64)
+            key = accuracy_key(d, resolved)
+            if is_digital:
+                accuracy_cache[key] = torch.tensor([digital.accuracy], dtype=torch.float64)  # no analog effects
             acc = accuracy_cache[key]
             report = chip_report(model, cfg, activity=activity[resolved.act_bits], calibration=calib)
             for k, name in enumerate(names):
@@ -294,6 +307,19 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots], calibration_images=fingerprint(calib))
     return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}
+
+
+def _configuration_accuracy(context: dict[str, Any], task: tuple[str, ChipConfig]) -> list[list[float]]:
+    """Accuracy per chip and exit (the ensemble left out) of one analog configuration: one task of the study."""
+    d, cfg = task
+    seeds = context["seeds"]
+    if context["say"]:
+        resolved, _ = cfg.resolve()
+        context["say"](f"{d}: {resolved.rows}×{resolved.cols} arrays, {resolved.adc_bits}-bit ADC, {resolved.ranging} "
+                       f"ranging — {len(seeds)} chips × {context['samples']} images")
+    rows = evaluate_chips(context["model"], context["specs"][d], context["test"], seeds,
+                          t_inference=context["t_of"][d], overrides=cfg.spec_overrides(), calibration=context["calib"])
+    return [[r["accuracy"] for r in rows if r["chip"] == s and r["exit"] != "ensemble"] for s in seeds]
 
 
 def _plot_pareto(rows, exits, key: str, xlabel: str, scale: float, path: Path, label: str) -> list[Path]:
