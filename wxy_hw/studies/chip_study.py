@@ -55,6 +55,12 @@ MEASURED_MACROS = [
                 "4-bit input as 3 magnitude bits driven as 2^3-1 pulses in one phase and one 6-bit conversion (Fig. 2, "
                 "Extended Data Fig. 4); buffers and partial-sum accumulation sit on the FPGA, outside the measured "
                 "energy; periphery from cmos130.toml (scaled from 22 nm, not fitted)"),
+    dict(reference="Wan et al., Nature 2022 (NeuRRAM), 130 nm, 6-bit inputs in 2 phases / 8-bit outputs / 4-bit weights",
+         tops_per_w=9.12, layer=(128, 256), parts=("array", "adc", "dac", "leakage"),
+         cfg=dict(device="reram", rows=256, cols=256, adc_bits=8, dac_bits=3, weight_bits=4, act_bits=5,
+                  bits_per_cell=3, differential=True, cols_per_adc=1, technology="cmos130"),
+         source="as the 4-bit row (Extended Data Fig. 12 via CiMLoop's test_tops, 2-phase value); the 5 magnitude bits "
+                "in two phases of up to 3 bits, each phase converted once (our reading of the 2-phase scheme)"),
     dict(reference="Xue et al., ISSCC 2021 (16.1), 22 nm 4 Mb ReRAM CIM macro", tops_per_w=11.91, layer=None,
          parts=MACRO_PARTS,
          cfg=dict(device="reram", rows=256, cols=256, adc_bits=8, dac_bits=1, weight_bits=8, act_bits=8,
