@@ -19,8 +19,8 @@ from typing import Sequence
 
 from ..hardware.spec import available_devices
 from ..studies.chip_study import ChipStudyConfig, chip_study_run, validate
-from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail, new_parser,
-               nonneg_float, parse, positive_int, report, run_guard, run_study)
+from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail,
+               new_parser, nonneg_float, parse, positive_int, report, run_guard, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:

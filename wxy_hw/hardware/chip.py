@@ -75,7 +75,8 @@ TECH_SCHEMA: dict[str, tuple[float, float | None]] = {
     "transistor_area_F2": (1.0, None), "cell_area_F2": (1.0, None), "sar_fom_fJ": (1e-3, None),
     "sar_cycle_fJ": (0.0, None),
     "sar_transistors_base": (1.0, None), "sar_transistors_per_bit": (0.0, None),
-    "wire_cap_fF_per_um": (1e-3, None), "gate_cap_fF_per_um": (0.0, None), "access_width_F": (1.0, None), "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
+    "wire_cap_fF_per_um": (1e-3, None), "gate_cap_fF_per_um": (0.0, None), "access_width_F": (1.0, None),
+    "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
     "driver_transistors": (1.0, None), "sram_bit_pJ": (0.0, None), "sram_bit_area_um2": (1e-3, None),
     "wire_pJ_per_bit_mm": (0.0, None), "leakage_uW_per_array": (0.0, None),
 }
@@ -274,7 +275,8 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
     pulses = 2 ** cfg.dac_bits - 1  # a dac_bits-bit input cycle drives up to 2^dac_bits − 1 unit pulses
     # a driven row charges its wire and the gate of every cell's access transistor along it
-    row_cap_fF = cols * (tech["wire_cap_fF_per_um"] * pitch_um + tech["gate_cap_fF_per_um"] * tech["access_width_F"] * f)
+    row_cap_fF = cols * (tech["wire_cap_fF_per_um"] * pitch_um
+                         + tech["gate_cap_fF_per_um"] * tech["access_width_F"] * f)
     e_row = row_cap_fF * tech["vdd"] ** 2 * 1e-3 * pulses
     # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits
     # bits over the input cycles, slice / tile accumulation adds the weight bits on top

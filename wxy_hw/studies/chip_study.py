@@ -4,7 +4,6 @@ NeuroSim VGG-8 validation."""
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence

@@ -16,6 +16,7 @@ from ..data import load_dataset, make_loaders
 from ..models.evaluate import evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
 from ..models import build_model, exit_costs
+from ..models.multi_exit import NUM_STAGES
 from ..output import format_table, write_rows_csv
 from ..results import RunDirectory, exit_columns, run_dir_guard, seed_table_row
 from ..train import TrainConfig, Trainer, TrainingInterrupted
@@ -67,9 +68,9 @@ def _exit_stages(stages: list[int] | None, multi_exit: bool, method: str) -> tup
         return None
     if not multi_exit:
         raise ValueError(f"--exit-stages needs a multi-exit method; '{method}' trains the deepest exit only")
-    if any(s not in (1, 2, 3, 4) for s in stages) or 4 not in stages:
-        raise ValueError(f"--exit-stages {' '.join(map(str, stages))}: give stages from 1 to 4 that include the "
-                         "deepest, 4 (e.g. --exit-stages 2 3 4)")
+    if any(not 1 <= s <= NUM_STAGES for s in stages) or NUM_STAGES not in stages:
+        raise ValueError(f"--exit-stages {' '.join(map(str, stages))}: give stages from 1 to {NUM_STAGES} that include "
+                         f"the deepest, {NUM_STAGES} (e.g. --exit-stages 2 3 4)")
     return tuple(sorted({s - 1 for s in stages}))
 
 
