@@ -6,6 +6,7 @@ import torch
 
 from wxy_hw.data import make_loaders
 from wxy_hw.hardware.chip import ChipConfig, chip_report
+from wxy_hw.hardware.spec import load_device
 from wxy_hw.inference import confidence, early_exit_inference, exit_table, nsga2_front, search_thresholds, simulate
 from wxy_hw.methods import build_method
 from wxy_hw.models import build_model, exit_costs, exit_path_macs
@@ -107,4 +108,6 @@ def test_energy_per_exit_comes_from_the_one_cost_model(trained):
         assert report["paths"][0]["energy_pJ"] == report["exits"][0]["energy_pJ"]
     digital = chip_report(trained, ChipConfig(device="digital_int8"), (1, 28, 28))
     assert all(layer["adc_pJ"] == 0 and layer["dac_pJ"] == 0 for layer in digital["layers"])
-    assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * 0.23)  # E_MAC of the device file
+    e_mac_pJ = load_device("digital_int8").energy["cell_read_fJ"] * 1e-3  # E_MAC of the device file: 100 fJ
+    assert e_mac_pJ == pytest.approx(0.1)
+    assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * e_mac_pJ)
