@@ -157,11 +157,10 @@ def test_conv1d_layers_are_costed():
 
 
 def test_layers_the_cost_model_cannot_map_are_named_in_one_warning():
-    net = nn.Sequential(nn.Conv1d(2, 8, 5), nn.ReLU(), nn.Unflatten(2, (12, 1)),
-                        nn.ConvTranspose2d(8, 2, 1), nn.Flatten(), nn.Linear(24, 3))
-    with pytest.warns(UserWarning, match=r"chip_report: 1 layer\(s\) are not costed.*3 \(ConvTranspose2d\)"):
+    net = nn.Sequential(nn.Conv1d(2, 8, 5), nn.ReLU(), nn.PReLU(8), nn.Flatten(), nn.Linear(96, 3))
+    with pytest.warns(UserWarning, match=r"chip_report: 1 layer\(s\) are not costed.*2 \(PReLU\)"):
         report = chip_report(net, ChipConfig(rows=32, cols=32, input_activity=0.5), (2, 16))
-    assert [layer["name"] for layer in report["layers"]] == ["0", "5"]
+    assert [layer["name"] for layer in report["layers"]] == ["0", "4"]
 
 
 def test_any_module_with_forward_exit_is_multi_exit():
@@ -266,3 +265,15 @@ def test_chip_study_cli_end_to_end(tmp_path):
                           "--adc-bits", "20", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
                          cwd=ROOT, timeout=600)
     assert bad.returncode == 2 and "adc_bits = 20 must lie in 2..16" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_transposed_convolutions_are_priced_as_digital_macs_on_any_chip(recwarn):
+    # the engine leaves ConvTranspose2d digital; the cost model prices it as int8 MACs, warns about nothing
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 6, 2, stride=2))
+    report = chip_report(net, ChipConfig(device="reram", input_activity=0.5), (1, 8, 8))
+    deconv = next(layer for layer in report["layers"] if layer["name"] == "2")
+    macs = 8 * 8 * 4 * 6 * 2 * 2  # every input position: 4 channels into 6 × 2×2 outputs
+    assert deconv["macs"] == macs and report["chip"]["macs"] == 8 * 8 * 9 * 4 + macs
+    assert deconv["adc_pJ"] == 0 and deconv["arrays"] == 0
+    assert deconv["array_pJ"] == pytest.approx(macs * load_device("digital_int8").energy["cell_read_fJ"] * 1e-3)
+    assert not [w for w in recwarn if "not costed" in str(w.message)]

@@ -44,7 +44,8 @@ area      arrays · R·C · cell_area; ADCs (NeuroSim's SAR transistor count, li
 
 Digital technologies (``digital``, ``ideal``) are modelled as a weight-stationary accelerator
 with all weights in on-chip SRAM and R·C MAC units: energy = MACs × E_MAC (the device file's
-cell_read_fJ) + buffer traffic; latency = MACs / (R·C) cycles.
+cell_read_fJ) + buffer traffic; latency = MACs / (R·C) cycles. Transposed convolutions, which the
+accuracy engine leaves digital, are priced the same way on any chip, at digital_int8's E_MAC.
 """
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ TECH_DIR = shipped_dir() / "technology"
 ENERGY_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
 AREA_PARTS = ("array", "adc", "drivers", "digital", "tile_buffers", "buffer")
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+# weight layers the accuracy engine leaves digital (it maps LAYER_TYPES only): on an analog chip they
+# are priced as digital MACs, at the int8 reference chip's energy per MAC, so accuracy and energy still
+# describe the same chip (SCAN's attention heads upsample with transposed convolutions)
+DIGITAL_UNIT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d)
+DIGITAL_REFERENCE = "digital_int8"
 ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and chip configurations
 RANGING = ("fixed", "per_sample")
 
@@ -217,6 +223,7 @@ class LayerShape:
     n: int
     m: int
     weight: torch.Tensor | None = None
+    digital: bool = False   # a layer the engine leaves digital (DIGITAL_UNIT_TYPES)
 
 
 def _slices(cfg: ChipConfig) -> tuple[int, int]:
@@ -313,6 +320,8 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     k, n, m = shape.k, shape.n, shape.m
     macs = m * k * n
     latency = math.ceil(macs / (cfg.rows * cfg.cols)) / tech["clock_GHz"]
+    if spec.device["technology"] not in ("digital", "ideal"):  # a digital unit on an analog chip
+        spec = load_device(DIGITAL_REFERENCE)
     energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
               "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
@@ -334,6 +343,12 @@ def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) ->
     seen: list[LayerShape] = []
 
     def hook(mod, inp, out):
+        if isinstance(mod, DIGITAL_UNIT_TYPES):
+            # weight (in, out/groups, *kernel): every input position multiplies in/groups channels into
+            # out·kernel partial outputs, which col2im then adds up
+            k, n, m = mod.weight.shape[0] // mod.groups, mod.weight[0].numel() * mod.groups, inp[0][0, 0].numel()
+            seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach(), digital=True))
+            return
         k = mod.weight[0].numel()
         n = mod.weight.shape[0]
         if isinstance(mod, nn.Linear):
@@ -342,7 +357,8 @@ def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) ->
             m = out[0, 0].numel()
         seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach()))
 
-    handles = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, LAYER_TYPES)]
+    handles = [mod.register_forward_hook(hook) for mod in model.modules()
+               if isinstance(mod, LAYER_TYPES + DIGITAL_UNIT_TYPES)]
     try:
         with eval_mode(model):
             model(x) if exit_index is None else model.forward_exit(x, exit_index)
@@ -440,7 +456,8 @@ def map_network(shapes: list[LayerShape] | list[tuple], cfg: ChipConfig, activit
                              "(measured activity) or set ChipConfig(input_activity=...) to fix it")
         return activity[name]
 
-    layers = [layer_fn(s, cfg, spec, tech, act(s.name) if not digital else 1.0) for s in shapes]
+    layers = [_digital_layer(s, cfg, spec, tech, 1.0) if s.digital
+              else layer_fn(s, cfg, spec, tech, act(s.name) if not digital else 1.0) for s in shapes]
     largest = largest_input or max(s.k * s.m for s in shapes)
     area = {part: sum(layer.area[part] for layer in layers) for part in AREA_PARTS if part != "buffer"}
     area["buffer"] = 2 * largest * cfg.act_bits * tech["sram_bit_area_um2"] * 1e-6
@@ -481,8 +498,9 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
     ``measure_activity``); without either, ``cfg.input_activity`` must fix one.
     The chip holds every layer (all exits' heads included) — the area is the whole chip's.
     """
-    warn_untouched("chip_report", untouched_layers(model, (nn.Conv1d, nn.Conv2d, nn.Linear)),
-                   "are not costed (the cost model maps Conv1d / Conv2d / Linear onto crossbars)")
+    warn_untouched("chip_report", untouched_layers(model, LAYER_TYPES + DIGITAL_UNIT_TYPES),
+                   "are not costed (the cost model maps Conv1d / Conv2d / Linear onto crossbars and prices "
+                   "transposed convolutions as digital MACs)")
     xs = _batch_inputs(calibration) if calibration is not None else None
     if input_shape is None:
         if not xs:
