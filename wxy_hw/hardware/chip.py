@@ -320,8 +320,6 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     k, n, m = shape.k, shape.n, shape.m
     macs = m * k * n
     latency = math.ceil(macs / (cfg.rows * cfg.cols)) / tech["clock_GHz"]
-    if spec.device["technology"] not in ("digital", "ideal"):  # a digital unit on an analog chip
-        spec = load_device(DIGITAL_REFERENCE)
     energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
               "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
@@ -456,7 +454,9 @@ def map_network(shapes: list[LayerShape] | list[tuple], cfg: ChipConfig, activit
                              "(measured activity) or set ChipConfig(input_activity=...) to fix it")
         return activity[name]
 
-    layers = [_digital_layer(s, cfg, spec, tech, 1.0) if s.digital
+    # digital units on an analog chip (transposed convolutions) cost what the int8 reference chip's MACs do
+    unit_spec = spec if digital or not any(s.digital for s in shapes) else load_device(DIGITAL_REFERENCE)
+    layers = [_digital_layer(s, cfg, unit_spec, tech, 1.0) if s.digital
               else layer_fn(s, cfg, spec, tech, act(s.name) if not digital else 1.0) for s in shapes]
     largest = largest_input or max(s.k * s.m for s in shapes)
     area = {part: sum(layer.area[part] for layer in layers) for part in AREA_PARTS if part != "buffer"}
