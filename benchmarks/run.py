@@ -16,7 +16,9 @@
    the cached default checkpoints, in a child process); target ≤ 2 GiB.
 5. Early exit: wall-clock speedup of real early exit (thresholds searched on validation) over
    the full network (backbone + deepest head), against the MAC-ratio speedup, batch 256, on the
-   cached default self_distillation model, both paths on the BN-folded NHWC inference copy
+   cached default self_distillation model and, interleaved in the same run, on the variant cut for
+   CPU early exit (wxy_hw.studies.EARLY_EXIT_VARIANT: stem stride 2, width 0.5, exits after stages
+   2-4; trained and cached on first use, ~1 min), both paths on the BN-folded NHWC inference copy
    (wxy_hw.inference.inference_copy; --ee-layout plain for the model as trained), plus the time of
    each stage on one batch. Target: ≥ 0.8 of the MAC ratio.
 6. Robust training: time per training step of augment, ada, auxiliary and adv — the full step
@@ -213,16 +215,14 @@ def sweep_memory(args) -> dict:
     return {"command": " ".join(cmd[1:]), "peak_rss_mib": peak, "wall_s": time.time() - t0}
 
 
-def time_early_exit(args) -> dict:
+def _early_exit_case(path, args, data, dev) -> dict:
+    """One multi-exit checkpoint made ready for the early-exit benchmark: model, thresholds, test batches."""
     from wxy_hw.checkpoint import load_model, read_checkpoint
-    from wxy_hw.data import BatchLoader, load_dataset
-    from wxy_hw.inference import early_exit_inference, exit_table, inference_copy, search_thresholds
+    from wxy_hw.data import BatchLoader
+    from wxy_hw.inference import exit_table, inference_copy, search_thresholds
     from wxy_hw.models import exit_costs, exit_path_macs
-    from wxy_hw.studies import cached_checkpoint
 
-    path = args.ee_checkpoint or cached_checkpoint("self_distillation", progress=False)
     info = read_checkpoint(path)["data"]
-    dev = args.torch_device
     model = load_model(path).eval().to(dev)
     if args.ee_exits:  # a variant: only these exits (1-based, the deepest included), the others' heads removed
         keep = [e - 1 for e in args.ee_exits]
@@ -230,38 +230,45 @@ def time_early_exit(args) -> dict:
             raise SystemExit("--ee-exits must include the deepest exit")
         model.heads = torch.nn.ModuleList([model.heads[e] for e in keep])
         model.exit_stages = tuple(model.exit_stages[e] for e in keep)
-    data = load_dataset("fashion_mnist")
     norm = dict(mean=tuple(info["mean"]), std=tuple(info["std"]))
     val = [(x.to(dev), y.to(dev)) for x, y in BatchLoader(data.val, 256, **norm)]
     test = [(x.to(dev), y.to(dev)) for x, y in BatchLoader(data.test, 256, **norm)]
     pm, full = exit_path_macs(model), exit_costs(model)[-1].macs
     thresholds = search_thresholds(exit_table(model, val, pm, full))["thresholds"]
-    last = len(model.heads) - 1
     if args.ee_layout == "fused":  # BN folded + NHWC, for both paths: the same function, less memory traffic
         model = inference_copy(model)
         test = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in test]
-    t_dyn, t_full, macs = [], [], []
-    with torch.no_grad():
-        for rep in range(args.engine_reps + 1):
-            td = tf = 0.0
-            for x, _ in test:
-                t0 = now(dev)
-                r = early_exit_inference(model, x, thresholds, path_macs=pm)
-                td += now(dev) - t0
-                t0 = now(dev)
-                model.forward_exit(x, last)
-                tf += now(dev) - t0
-                if rep == 0:
-                    macs.append(r.macs)
-            if rep:
-                t_dyn.append(td)
-                t_full.append(tf)
-    mac_ratio = full / torch.cat(macs).float().mean().item()
-    wall = statistics.median(t_full) / statistics.median(t_dyn)
-    # where the time goes: ms per MMAC of each part on one batch (stage 1 at full resolution is
-    # the least efficient per MAC, and early exit runs it, with exit 1's head, on every sample)
-    x = test[0][0]
-    parts, h = {}, x
+    return dict(path=path, model=model, test=[x for x, _ in test], pm=pm, full=full, thresholds=thresholds,
+                t_dyn=[], t_full=[], macs=[])
+
+
+def _early_exit_pass(case: dict, rep: int, dev) -> None:
+    """Time early exit and the full network on every test batch once (interleaved per batch)."""
+    from wxy_hw.inference import early_exit_inference
+
+    model, last = case["model"], len(case["model"].heads) - 1
+    td = tf = 0.0
+    for x in case["test"]:
+        t0 = now(dev)
+        r = early_exit_inference(model, x, case["thresholds"], path_macs=case["pm"])
+        td += now(dev) - t0
+        t0 = now(dev)
+        model.forward_exit(x, last)
+        tf += now(dev) - t0
+        if rep == 0:
+            case["macs"].append(r.macs)
+    if rep:
+        case["t_dyn"].append(td)
+        case["t_full"].append(tf)
+
+
+def _early_exit_report(case: dict, args, dev) -> dict:
+    model = case["model"]
+    mac_ratio = case["full"] / torch.cat(case["macs"]).float().mean().item()
+    wall = statistics.median(case["t_full"]) / statistics.median(case["t_dyn"])
+    # where the time goes: ms per part on one batch (at full resolution with few channels a convolution
+    # is the least efficient per MAC, and early exit runs the stages before the first exit on every sample)
+    parts, h = {}, case["test"][0]
     with torch.no_grad():
         for name, mod in [("stem", model.stem)] + [(f"stage {i + 1}", s) for i, s in enumerate(model.stages)]:
             t0 = now(dev)
@@ -275,10 +282,31 @@ def time_early_exit(args) -> dict:
                     for _ in range(3):
                         model.heads[e](h)
                     parts[f"head {e + 1}"] = (now(dev) - t0) / 3 * 1000
-    return {"thresholds": thresholds, "mac_speedup": mac_ratio, "wall_speedup": wall,
-            "fraction_of_mac_speedup": wall / mac_ratio, "batch": 256, "layout": args.ee_layout,
-            "checkpoint": str(path), "torch_device": str(dev), "exits": args.ee_exits,
-            "ms_per_part": parts}
+    return {"thresholds": case["thresholds"], "mac_speedup": mac_ratio, "wall_speedup": wall,
+            "fraction_of_mac_speedup": wall / mac_ratio, "full_ms_per_batch": statistics.median(case["t_full"])
+            / len(case["test"]) * 1000, "full_mmacs": case["full"] / 1e6, "batch": 256, "layout": args.ee_layout,
+            "checkpoint": str(case["path"]), "torch_device": str(dev), "exits": args.ee_exits, "ms_per_part": parts}
+
+
+def time_early_exit(args) -> dict[str, dict]:
+    """Early exit on the default self_distillation model and on EARLY_EXIT_VARIANT, interleaved in one run
+    (or on --ee-checkpoint alone); each model trained and cached on first use."""
+    from wxy_hw.data import load_dataset
+    from wxy_hw.studies import EARLY_EXIT_VARIANT, cached_checkpoint
+
+    dev = args.torch_device
+    if args.ee_checkpoint:
+        paths = {"checkpoint": args.ee_checkpoint}
+    else:
+        paths = {"default": cached_checkpoint("self_distillation", progress=False),
+                 "variant": cached_checkpoint("self_distillation", progress=False, **EARLY_EXIT_VARIANT)}
+    data = load_dataset("fashion_mnist")
+    cases = {name: _early_exit_case(path, args, data, dev) for name, path in paths.items()}
+    with torch.no_grad():
+        for rep in range(args.engine_reps + 1):
+            for case in cases.values():
+                _early_exit_pass(case, rep, dev)
+    return {name: _early_exit_report(case, args, dev) for name, case in cases.items()}
 
 
 def time_chips(args) -> dict:
@@ -361,8 +389,8 @@ def main() -> None:
     parser.add_argument("--torch-device", default="cpu",
                         help="torch device for benchmarks 1, 5, 6 and 7 (e.g. cuda); CPU numbers are the reference")
     parser.add_argument("--ee-checkpoint", default=None,
-                        help="early exit on this multi-exit checkpoint instead of the cached default "
-                             "self_distillation model (e.g. one trained with --heads byot_light)")
+                        help="early exit on this multi-exit checkpoint alone instead of the cached default "
+                             "self_distillation model and EARLY_EXIT_VARIANT (e.g. one trained with --heads byot_light)")
     parser.add_argument("--ee-exits", nargs="+", type=int, default=None,
                         help="early exit through these exits only (1-based, e.g. 2 3 4: no exit after stage 1)")
     parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
@@ -420,11 +448,13 @@ def main() -> None:
     if "early-exit" in args.only:
         ee = time_early_exit(args)
         report["early_exit"] = ee
-        print(f"early exit (batch 256, self_distillation, thresholds from validation): MAC speedup "
-              f"{ee['mac_speedup']:.2f}x, wall-clock {ee['wall_speedup']:.2f}x = {ee['fraction_of_mac_speedup']:.2f} of "
-              f"the MAC ratio (target ≥ 0.8: {'met' if ee['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'}), "
-              f"{ee['layout']} layout; ms per part on one batch: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in ee["ms_per_part"].items()))
+        for name, r in ee.items():
+            print(f"early exit, {name} ({r['checkpoint']}; batch 256, thresholds from validation): MAC speedup "
+                  f"{r['mac_speedup']:.2f}x, wall-clock {r['wall_speedup']:.2f}x = {r['fraction_of_mac_speedup']:.2f} of "
+                  f"the MAC ratio (target ≥ 0.8: {'met' if r['fraction_of_mac_speedup'] >= 0.8 else 'NOT met'}); "
+                  f"full network {r['full_mmacs']:.1f} MMAC, {r['full_ms_per_batch']:.1f} ms per batch; "
+                  f"{r['layout']} layout; ms per part on one batch: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_part"].items()))
     if "training" in args.only:
         _training(args, report)
     if "robust" in args.only:

@@ -111,3 +111,33 @@ def test_energy_per_exit_comes_from_the_one_cost_model(trained):
     e_mac_pJ = load_device("digital_int8").energy["cell_read_fJ"] * 1e-3  # E_MAC of the device file: 100 fJ
     assert e_mac_pJ == pytest.approx(0.1)
     assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * e_mac_pJ)
+
+
+def test_the_early_exit_variant_is_cached_under_its_own_name(tmp_path, monkeypatch):
+    """EARLY_EXIT_VARIANT trains once into a directory that names its stem and exits (never the default's)."""
+    from wxy_hw.checkpoint import load_model
+    from wxy_hw.studies import EARLY_EXIT_VARIANT, cached_checkpoint
+
+    budget = dict(epochs=1, subset=200, cache_dir=tmp_path, progress=False)
+    path = cached_checkpoint("self_distillation", "synthetic", **budget, **EARLY_EXIT_VARIANT)
+    assert path.parent.name == "self_distillation_stem2_exits234"
+    assert path.parent.parent.name.startswith("synthetic_resnet18_w0.5_")
+    model = load_model(path)
+    assert model.exit_stages == (1, 2, 3) and model.config["stem_stride"] == 2
+    assert model.stage_sizes[0] == 14  # stage 1 runs at half the 28-px input's resolution
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached model was trained again")
+    monkeypatch.setattr("wxy_hw.studies.spine.train_run", no_training)
+    assert cached_checkpoint("self_distillation", "synthetic", **budget, **EARLY_EXIT_VARIANT) == path
+
+
+def test_exit_share_plot_takes_models_with_exits_after_different_stages(tmp_path):
+    """A model trained with --exit-stages 2 3 4 beside a four-exit one: bars by the stage each exit follows."""
+    from wxy_hw.studies.early_exit import _plot_shares
+
+    per_exit = [dict(method="a", exit=str(e)) for e in (1, 2, 3, 4)] + [dict(method="b", exit=str(e)) for e in (2, 3, 4)]
+    dynamic = [dict(method="a", setting="digital", exit_shares=[0.5, 0.2, 0.2, 0.1]),
+               dict(method="b", setting="digital", exit_shares=[0.7, 0.2, 0.1])]
+    paths = _plot_shares(dynamic, per_exit, "reram", tmp_path / "shares")
+    assert all(p.exists() for p in paths)

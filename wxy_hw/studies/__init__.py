@@ -9,11 +9,11 @@ from .early_exit import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
 from .quant_sweep import QuantSweepConfig, quant_sweep_run
 from .robustness import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, RobustnessConfig, corruption_robustness_run
-from .spine import (DEFAULT_BUDGET, Checkpoint, Opened, cached_checkpoint, check_checkpoint_dataset, open_checkpoint,
+from .spine import (DEFAULT_BUDGET, EARLY_EXIT_VARIANT, Checkpoint, Opened, cached_checkpoint, check_checkpoint_dataset, open_checkpoint,
                     resolve_checkpoints, start_run)
 from .training import TrainRunConfig, compare_methods, continue_flags, train_run
 
-__all__ = ["CalibratorConfig", "ChipStudyConfig", "Checkpoint", "DEFAULT_BUDGET", "DEFAULT_CORRUPTIONS",
+__all__ = ["CalibratorConfig", "ChipStudyConfig", "Checkpoint", "DEFAULT_BUDGET", "EARLY_EXIT_VARIANT", "DEFAULT_CORRUPTIONS",
            "DEFAULT_METHODS", "EarlyExitConfig", "NoiseSweepConfig", "Opened", "QuantSweepConfig", "RobustnessConfig",
            "StudyConfig", "TrainRunConfig", "cached_checkpoint", "calibrator_adapt_run", "check_checkpoint_dataset",
            "chip_study_run", "compare_methods", "continue_flags", "corruption_robustness_run", "early_exit_run",

@@ -186,7 +186,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     if front_rows:
         plots += _plot_front(front_rows, spec.name, out / "threshold_front")
     if dynamic:
-        plots += _plot_shares(dynamic, spec.name, out / "exit_shares")
+        plots += _plot_shares(dynamic, per_exit, spec.name, out / "exit_shares")
     table = _summary_table(per_exit, dynamic, spec.name)
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots], calibration_images=calibrated)
@@ -258,21 +258,32 @@ def _plot_front(front_rows, device: str, path: Path):
     return save_figure(fig, path)
 
 
-def _plot_shares(dynamic, device: str, path: Path):
+def _plot_shares(dynamic, per_exit, device: str, path: Path):
+    """Share of test samples leaving at each exit, one bar per exit labelled by the stage it follows
+    (models compared here may have exits after different stages, e.g. one trained with --exit-stages)."""
     groups = list(dict.fromkeys((r["method"], r["setting"]) for r in dynamic))
-    n_exits = len(dynamic[0]["exit_shares"])
-    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
-    width = 0.8 / n_exits
-    for i in range(n_exits):
-        vals = []
-        for m, s in groups:
+    labels: dict[str, list[str]] = {}
+    for m, _ in groups:
+        n = len(next(r for r in dynamic if r["method"] == m)["exit_shares"])
+        names = [r["exit"] for r in per_exit if r["method"] == m and r["exit"] != "ensemble"]
+        labels[m] = names if len(names) == n else [str(i + 1) for i in range(n)]
+    order = sorted(set().union(*labels.values()), key=lambda e: (not e.isdigit(), int(e) if e.isdigit() else 0, e))
+    colors = palette([f"after stage {e}" for e in order])
+    fig, ax = plt.subplots(figsize=(2.2 * len(groups) + 3, 3.8))
+    width = 0.8 / len(order)
+    for i, e in enumerate(order):
+        xs, vals = [], []
+        for g, (m, s) in enumerate(groups):
+            if e not in labels[m]:
+                continue
             rs = [r for r in dynamic if r["method"] == m and r["setting"] == s]
-            vals.append(sum(r["exit_shares"][i] for r in rs) / len(rs))
-        ax.bar([g + i * width for g in range(len(groups))], vals, width, label=f"exit {i + 1}/{n_exits}")
+            xs.append(g + i * width)
+            vals.append(sum(r["exit_shares"][labels[m].index(e)] for r in rs) / len(rs))
+        ax.bar(xs, vals, width, label=f"exit after stage {e}", color=colors[f"after stage {e}"])
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))])
-    ax.set_xticklabels([f"{m}\n{s}" for m, s in groups], fontsize=8)
+    ax.set_xticklabels([f"{m.replace(':', ':' + chr(10))}\n{s}" for m, s in groups], fontsize=7)
     ax.set_ylabel("share of test samples")
     ax.set_title("Where samples leave (thresholds from validation)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return save_figure(fig, path)
