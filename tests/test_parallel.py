@@ -56,3 +56,24 @@ def test_chip_study_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tmp
     chip_study_run(out=tmp_path / "ray", workers=2, **common)
     for name in ("study.csv", "front.csv", "table.md"):
         assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name
+
+
+@pytest.mark.slow
+def test_early_exit_energy_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tmp_path):
+    pytest.importorskip("ray")
+    import csv
+
+    from wxy_hw.studies import early_exit_run
+
+    train_tiny(synthetic, "self_distillation", 1, tmp_path / "sd")
+    common = dict(device="reram", checkpoints=[tmp_path / "sd" / "best.pt"], dataset="synthetic", chips=3, samples=60,
+                  progress=False, log=lambda _m: None)
+    early_exit_run(out=tmp_path / "seq", **common)
+    early_exit_run(out=tmp_path / "ray", workers=2, **common)
+    for name in ("per_exit.csv", "front.csv"):
+        assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name
+    timed = ("wall_speedup",)  # wall clock differs between any two runs; every other column must not
+    seq, ray = (list(csv.DictReader(open(tmp_path / d / "dynamic.csv"))) for d in ("seq", "ray"))
+    assert len(seq) == 1 + 3
+    assert [{k: v for k, v in r.items() if k not in timed} for r in seq] == \
+           [{k: v for k, v in r.items() if k not in timed} for r in ray]

@@ -1,6 +1,7 @@
 """Per-exit accuracy and energy on a device, and real early exit at thresholds searched on validation.
 
     python experiments/early_exit_energy.py --device reram     (or: wxy-hw early_exit_energy --device reram)
+    python experiments/early_exit_energy.py --device reram --chips 20 --workers 4   # chips as Ray tasks
 
 Uses cached default models (baseline, dsn, self_distillation, scan on Fashion-MNIST), training them
 when absent. The architecture flags (--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits
@@ -16,8 +17,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.early_exit import EarlyExitConfig, early_exit_run
-from . import (add_device_arg, add_models_args, add_chip_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
-               nonneg_int, positive_int, run_study)
+from . import (add_device_arg, add_models_args, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
+               new_parser, nonneg_float, nonneg_int, positive_int, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="each chip re-estimates its BN statistics on N unlabeled training images after "
                              "deployment (N forward passes per chip; 0 = off)")
     add_chip_args(parser, defaults=d)
+    add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser)
     return parser
 

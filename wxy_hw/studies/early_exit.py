@@ -18,6 +18,7 @@ from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
+from ..parallel import check_parallel, parallel_map
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings
@@ -59,6 +60,8 @@ class EarlyExitConfig(DatasetSettings):
     act_bits: int | None = None
     ranging: str | None = None
     input_activity: float | None = None
+    workers: int = 1                   # > 1: the chips (model × chip instance) as Ray tasks (the same CSVs)
+    ray_address: str | None = None     # join a running Ray cluster
 
     @classmethod
     def make(cls, config: "EarlyExitConfig | None" = None, **settings: Any) -> "EarlyExitConfig":
@@ -92,6 +95,24 @@ def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> 
             "wall_speedup": t_full / t_dyn, "exit_shares": shares, "table": table}
 
 
+def _chip_task(context: dict[str, Any], task: tuple[str, int]) -> tuple[list[float], dict[str, Any] | None]:
+    """Chip ``100 + r`` of one model: its per-exit test accuracy, and real early exit on it at thresholds
+    searched on validation through the same chip (None for a single-exit model)."""
+    label, r = task
+    m, spec = context["models"][label], context["spec"]
+
+    def chip_instance():  # deployed afresh for each use: the same chip, its reads drawn as in a fresh session
+        return deploy_on(m["model"], spec, 100 + r, bn_images=m["bn_images"], t_inference=context["t_nom"],
+                         overrides=context["overrides"], calibration=m["calib"])
+
+    accuracy = evaluate(chip_instance(), m["test"]).accuracy
+    if len(m["model"].heads) < 2:
+        return accuracy, None
+    path_energy = [p["energy_pJ"] for p in m["dev"]["paths"]]
+    return accuracy, _dynamic(chip_instance(), m["val"], m["test"], exit_path_macs(m["model"]), path_energy,
+                              m["dev"]["exits"][-1]["macs"], context["seed"])
+
+
 def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
                    log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
     """Run the study and write per_exit.csv, dynamic.csv, front.csv, plots, config.toml and a manifest.
@@ -116,6 +137,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     if realizations < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
     check_bn_recalibrate(conf.bn_recalibrate)
+    check_parallel(conf.workers, conf.ray_address)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
                                 progress=progress, torch_device=conf.torch_device,
                                 budget=conf.budget)
@@ -127,27 +149,33 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     per_exit, dynamic, front_rows = [], [], []
     tables = {}
     data_cache: dict[tuple, Any] = {}
+    # the digital side of each model here; its chips (the Monte Carlo) as independent tasks, here or on Ray
+    models: dict[str, dict[str, Any]] = {}
     for label, path in paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         model, data = opened.model, opened.data
-        val = opened.batches(data.val, samples, seed)
-        test = opened.batches(data.test, samples, seed)
         calib = opened.calibration(seed)
         calibrated[label] = fingerprint(calib)
         report_dev = chip_report(model, cfg, calibration=calib)
         report_dig = chip_report(model, cfg_int8, calibration=calib)
+        models[label] = dict(model=model, val=opened.batches(data.val, samples, seed),
+                             test=opened.batches(data.test, samples, seed), calib=calib, dev=report_dev,
+                             dig=report_dig, n_val=len(data.val),
+                             bn_images=torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate
+                             else None)
+    context = dict(models=models, spec=spec, t_nom=t_nom, overrides=overrides, seed=seed)
+    tasks = [(label, r) for label in models for r in range(realizations)]
+    if conf.workers > 1 or conf.ray_address:
+        log(f"[early_exit] {len(tasks)} chips as Ray tasks ({conf.ray_address or f'{conf.workers} local workers'})")
+    by_chip = dict(zip(tasks, parallel_map(_chip_task, context, tasks, workers=conf.workers,
+                                           ray_address=conf.ray_address)))
+    for label, m in models.items():
+        model, test, report_dev, report_dig = m["model"], m["test"], m["dev"], m["dig"]
         e_dev, e_dig = report_dev["exits"], report_dig["exits"]
         digital = evaluate(model, test)
-
-        bn_images = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
-
-        def chip_instance(r: int):
-            return deploy_on(model, spec, 100 + r, bn_images=bn_images, t_inference=t_nom, overrides=overrides,
-                             calibration=calib)
-
-        chips = [evaluate(chip_instance(r), test) for r in range(realizations)]
+        chips = [by_chip[(label, r)][0] for r in range(realizations)]
         for k, name in enumerate(digital.names or [str(i + 1) for i in range(len(digital.accuracy))]):
-            accs = torch.tensor([ch.accuracy[k] for ch in chips])
+            accs = torch.tensor([ch[k] for ch in chips])
             per_exit.append(dict(method=label, exit=name, digital_accuracy=digital.accuracy[k],
                                  device_accuracy_mean=accs.mean().item(),
                                  device_accuracy_std=accs.std().item() if len(accs) > 1 else 0.0,
@@ -158,21 +186,18 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
         if len(model.heads) < 2:
             continue
         if progress:
-            log(f"[early_exit] {label}: threshold search (GA on {len(data.val) if samples >= len(data.val) else samples} "
+            log(f"[early_exit] {label}: threshold search (GA on {m['n_val'] if samples >= m['n_val'] else samples} "
                 "validation images) and dynamic inference")
         pm = exit_path_macs(model)
-        pe_dev = [r["energy_pJ"] for r in report_dev["paths"]]
         pe_dig = [r["energy_pJ"] for r in report_dig["paths"]]
-        full = e_dev[-1]["macs"]
-        d = _dynamic(model, val, test, pm, pe_dig, full, seed)
+        d = _dynamic(model, m["val"], test, pm, pe_dig, e_dev[-1]["macs"], seed)
         tables[(label, "digital")] = d.pop("table")
         dynamic.append(dict(method=label, setting="digital", chip="-", deepest_accuracy=digital.accuracy[-1],
                             full_energy_pJ=e_dig[-1]["energy_pJ"], **d))
         for r in range(realizations):
-            chip = chip_instance(r)
-            d = _dynamic(chip, val, test, pm, pe_dev, full, seed)
+            d = dict(by_chip[(label, r)][1])
             tables[(label, f"chip{r}")] = d.pop("table")
-            dynamic.append(dict(method=label, setting=spec.name, chip=100 + r, deepest_accuracy=chips[r].accuracy[-1],
+            dynamic.append(dict(method=label, setting=spec.name, chip=100 + r, deepest_accuracy=chips[r][-1],
                                 full_energy_pJ=e_dev[-1]["energy_pJ"], **d))
         for setting in ("digital", "chip0"):
             for p in nsga2_front(tables[(label, setting)], seed=seed):
