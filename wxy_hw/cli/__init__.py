@@ -178,6 +178,12 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
                        help="epochs of the cached default models (None: the default budget)")
         g.add_argument("--train-subset", type=positive_int, default=None,
                        help="training images of the cached default models (None: the default budget)")
+        g.add_argument("--train-width", type=_number(float, "a width multiplier > 0", lambda v: v > 0), default=None,
+                       help="channel width multiplier of the cached default models (None: the default, 0.25); "
+                            "each width is cached apart")
+        g.add_argument("--train-stem-stride", type=int, choices=[1, 2], default=None,
+                       help="ResNet stem stride of the cached default models (None: 1; 2 halves every stage's "
+                            "resolution); each stride is cached apart")
     add_output_args(g)
     g.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random choice (images, chips, training)")
     g.add_argument("--torch-device", default="auto",

@@ -116,19 +116,23 @@ class EvaluationSettings(StudyConfig):
     data_dir: str | None = None
     train_epochs: int | None = None
     train_subset: int | None = None
+    train_width: float | None = None
+    train_stem_stride: int | None = None
     seed: int = 0
     torch_device: str = "auto"
 
     def settings(self) -> dict[str, Any]:
         """Field → value: the study's own settings first, then the shared ones."""
         values = super().settings()
-        shared = [k for k in ("dataset", "data_dir", "train_epochs", "train_subset", "seed", "torch_device") if k in values]
+        shared = [k for k in ("dataset", "data_dir", "train_epochs", "train_subset", "train_width", "train_stem_stride",
+                              "seed", "torch_device") if k in values]
         return {**{k: v for k, v in values.items() if k not in shared}, **{k: values[k] for k in shared}}
 
     @property
     def budget(self) -> dict[str, Any]:
-        """The --train-epochs / --train-subset overrides of the cached default models' budget."""
-        return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset)) if v is not None}
+        """The --train-* overrides of the cached default models' budget and architecture."""
+        return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset), ("width", self.train_width),
+                                  ("stem_stride", self.train_stem_stride)) if v is not None}
 
 
 @dataclasses.dataclass
