@@ -151,11 +151,12 @@ def test_exit_stages_flag_trains_only_the_asked_exits(tmp_path, capsys):
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_train_architecture_flags_reach_the_cached_models_budget(name):
     """--train-width / --train-stem-stride choose the cached default models' architecture in every study."""
-    args = parser_of(name).parse_args(["--train-width", "0.5", "--train-stem-stride", "2", "--train-epochs", "1"])
-    assert (args.train_width, args.train_stem_stride, args.train_epochs) == (0.5, 2, 1)
+    args = parser_of(name).parse_args(["--train-width", "0.5", "--train-stem-stride", "2", "--train-epochs", "1",
+                                       "--train-exit-stages", "2", "3", "4"])
+    assert (args.train_width, args.train_stem_stride, args.train_epochs, args.train_exit_stages) == (0.5, 2, 1, [2, 3, 4])
     from wxy_hw.studies.config import EvaluationSettings
-    conf = EvaluationSettings(train_width=0.5, train_stem_stride=2, train_epochs=1)
-    assert conf.budget == dict(epochs=1, width=0.5, stem_stride=2)
-    for bad in (["--train-width", "0"], ["--train-stem-stride", "3"]):
+    conf = EvaluationSettings(train_width=0.5, train_stem_stride=2, train_epochs=1, train_exit_stages=[2, 3, 4])
+    assert conf.budget == dict(epochs=1, width=0.5, stem_stride=2, exit_stages=[2, 3, 4])
+    for bad in (["--train-width", "0"], ["--train-stem-stride", "3"], ["--train-exit-stages", "5"]):
         with pytest.raises(SystemExit):
             parser_of(name).parse_args(bad)

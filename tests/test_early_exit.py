@@ -141,3 +141,13 @@ def test_exit_share_plot_takes_models_with_exits_after_different_stages(tmp_path
                dict(method="b", setting="digital", exit_shares=[0.7, 0.2, 0.1])]
     paths = _plot_shares(dynamic, per_exit, "reram", tmp_path / "shares")
     assert all(p.exists() for p in paths)
+
+
+def test_a_single_exit_method_keeps_its_one_exit_under_train_exit_stages(tmp_path, monkeypatch):
+    """--train-exit-stages shapes the cached multi-exit models only; the baseline is cached (and trained) as always."""
+    from wxy_hw.studies import cached_checkpoint
+
+    seen = {}
+    monkeypatch.setattr("wxy_hw.studies.spine.train_run", lambda **kw: seen.update(kw))
+    path = cached_checkpoint("baseline", "synthetic", cache_dir=tmp_path, progress=False, width=0.5, exit_stages=[2, 3, 4])
+    assert path.parent.name == "baseline" and "exit_stages" not in seen and seen["width"] == 0.5

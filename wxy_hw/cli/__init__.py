@@ -184,6 +184,10 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
         g.add_argument("--train-stem-stride", type=int, choices=[1, 2], default=None,
                        help="ResNet stem stride of the cached default models (None: 1; 2 halves every stage's "
                             "resolution); each stride is cached apart")
+        g.add_argument("--train-exit-stages", type=_number(int, "a stage from 1 to 4", lambda v: 1 <= v <= 4), nargs="+",
+                       default=None, metavar="STAGE",
+                       help="stages (1-4, the deepest included) with an exit in the cached multi-exit models "
+                            "(None: all four; single-exit methods keep their one exit); cached apart")
     add_output_args(g)
     g.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random choice (images, chips, training)")
     g.add_argument("--torch-device", default="auto",

@@ -49,6 +49,8 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     (``<method>_stem2_exits234``).
     """
     b = {**DEFAULT_BUDGET, **budget}
+    if b.get("exit_stages") is not None and not method_traits(method)[0]:
+        b.pop("exit_stages")  # exit placement shapes multi-exit models; a single-exit method keeps its one exit
     options: dict[str, Any] = {}
     name = method
     if is_hardware_aware(method):
@@ -62,8 +64,10 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     manifest = out / "manifest.json"
     if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         return out / "best.pt"
-    print(f"[wxy_hw] training the default {method} model on {dataset} "
-          f"({b['arch']} width {b['width']:g}, {b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
+    shape = "".join([f", stem stride {b['stem_stride']}" if b.get("stem_stride", 1) != 1 else "",
+                     f", exits after stages {b['exit_stages']}" if b.get("exit_stages") is not None else ""])
+    print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{shape}, "
+          f"{b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
                   **continue_flags(out), progress=progress, **b)
