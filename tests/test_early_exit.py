@@ -151,3 +151,22 @@ def test_a_single_exit_method_keeps_its_one_exit_under_train_exit_stages(tmp_pat
     monkeypatch.setattr("wxy_hw.studies.spine.train_run", lambda **kw: seen.update(kw))
     path = cached_checkpoint("baseline", "synthetic", cache_dir=tmp_path, progress=False, width=0.5, exit_stages=[2, 3, 4])
     assert path.parent.name == "baseline" and "exit_stages" not in seen and seen["width"] == 0.5
+
+
+def test_checkpoints_of_one_method_are_all_kept_and_told_apart(synthetic, tmp_path):
+    """Seeds of a cached model differ only in the folder above the method's: none may replace another."""
+    import shutil
+
+    from wxy_hw.studies.spine import resolve_checkpoints
+
+    train_tiny(synthetic, "dsn", 1, tmp_path / "src")
+    src = tmp_path / "src" / "best.pt"
+    paths = []
+    for seed in range(3):
+        dst = tmp_path / f"cache_s{seed}" / "dsn" / "best.pt"
+        dst.parent.mkdir(parents=True)
+        shutil.copy(src, dst)
+        paths.append(dst)
+    found = resolve_checkpoints(paths, [], dataset=None)
+    assert list(found) == ["dsn", "dsn:dsn", "dsn:cache_s2/dsn"]
+    assert [c.path for c in found.values()] == paths

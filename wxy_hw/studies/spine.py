@@ -121,11 +121,17 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
         return {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
                                                 hwa_device=hwa_device, **(budget or {}))) for m in methods}
     found: dict[str, Checkpoint] = {}
-    for p in checkpoints:
+    for i, p in enumerate(checkpoints):
         ckpt = Checkpoint(p)
         check_checkpoint_dataset(p, ckpt.payload, dataset, flag)
         label = ckpt.payload.get("method", Path(p).parent.name)
-        found[label if label not in found else f"{label}:{Path(p).parent.name}"] = ckpt
+        # checkpoints of one method: told apart by their folder, then by the folder above it (seeds of the
+        # cached models differ only there), then by their position; never one silently replacing another
+        here = Path(p).resolve().parent
+        for candidate in (label, f"{label}:{here.name}", f"{label}:{here.parent.name}/{here.name}", f"{label}#{i + 1}"):
+            if candidate not in found:
+                found[candidate] = ckpt
+                break
     return found
 
 
