@@ -168,5 +168,5 @@ def test_checkpoints_of_one_method_are_all_kept_and_told_apart(synthetic, tmp_pa
         shutil.copy(src, dst)
         paths.append(dst)
     found = resolve_checkpoints(paths, [], dataset=None)
-    assert list(found) == ["dsn", "dsn:dsn", "dsn:cache_s2/dsn"]
+    assert list(found) == ["dsn", "dsn:cache_s1/dsn", "dsn:cache_s2/dsn"]
     assert [c.path for c in found.values()] == paths

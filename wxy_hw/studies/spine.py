@@ -128,7 +128,8 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
         # checkpoints of one method: told apart by their folder, then by the folder above it (seeds of the
         # cached models differ only there), then by their position; never one silently replacing another
         here = Path(p).resolve().parent
-        for candidate in (label, f"{label}:{here.name}", f"{label}:{here.parent.name}/{here.name}", f"{label}#{i + 1}"):
+        named = [f"{label}:{here.name}"] if here.name != label else []
+        for candidate in [label, *named, f"{label}:{here.parent.name}/{here.name}", f"{label}#{i + 1}"]:
             if candidate not in found:
                 found[candidate] = ckpt
                 break
