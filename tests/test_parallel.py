@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import train_tiny
-from wxy_hw.parallel import check_parallel, parallel_map
+from wxy_hw.parallel import check_parallel, parallel_map, runs_on_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,8 @@ def test_parallel_map_without_workers_runs_here_and_never_imports_ray():
     assert parallel_map(_square, 2, [1, 2, 3]) == [2, 8, 18]
     with pytest.raises(ValueError, match="--workers"):
         check_parallel(0, None)
+    assert runs_on_ray(1, None) is None
+    assert runs_on_ray(2, None) == "Ray tasks (2 local workers)" and runs_on_ray(1, "h:6379") == "Ray tasks (h:6379)"
 
 
 @pytest.mark.slow
@@ -77,3 +79,17 @@ def test_early_exit_energy_on_two_ray_workers_writes_the_sequential_csvs(synthet
     assert len(seq) == 1 + 3
     assert [{k: v for k, v in r.items() if k not in timed} for r in seq] == \
            [{k: v for k, v in r.items() if k not in timed} for r in ray]
+
+
+@pytest.mark.slow
+def test_quant_sweep_on_two_ray_workers_writes_the_sequential_csv(synthetic, tmp_path):
+    pytest.importorskip("ray")
+    from wxy_hw.studies import quant_sweep_run
+
+    train_tiny(synthetic, "dsn", 1, tmp_path / "dsn")
+    common = dict(device="reram", checkpoints=[tmp_path / "dsn" / "best.pt"], dataset="synthetic", weight_bits=[8, 4],
+                  chips=2, samples=40, calib_batches=1, progress=False, log=lambda _m: None)
+    quant_sweep_run(out=tmp_path / "seq", **common)
+    quant_sweep_run(out=tmp_path / "ray", workers=2, **common)
+    for name in ("quant_sweep.csv", "table.md"):
+        assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name

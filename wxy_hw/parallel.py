@@ -24,6 +24,13 @@ def check_parallel(workers: int, ray_address: str | None) -> None:
                               "pip install 'ray==2.60.0' (or run scripts/setup.sh)") from None
 
 
+def runs_on_ray(workers: int, ray_address: str | None) -> str | None:
+    """Where --workers / --ray-address send a study's tasks, for its progress line; None: here, in order."""
+    if workers <= 1 and not ray_address:
+        return None
+    return f"Ray tasks ({ray_address or f'{workers} local workers'})"
+
+
 def threads_per_worker(workers: int) -> int:
     """Torch threads per local worker so that the workers together do not oversubscribe the cores."""
     return max(1, (os.cpu_count() or 1) // max(workers, 1))

@@ -58,9 +58,10 @@ def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequen
     context = dict(models=models, spec=spec, batches=batches, backend=backend, bn_images=bn_images,
                    deploy_kwargs=deploy_kwargs)
     if parallel:
+        from ..parallel import parallel_map, runs_on_ray
+
         if progress:
-            progress(f"{len(tasks)} sweep points as Ray tasks ({ray_address or f'{workers} local workers'})")
-        from ..parallel import parallel_map
+            progress(f"{len(tasks)} sweep points as {runs_on_ray(workers, ray_address)}")
 
         results = parallel_map(_sweep_point, context, tasks, workers=workers, ray_address=ray_address)
     else:

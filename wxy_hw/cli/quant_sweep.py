@@ -1,6 +1,7 @@
 """Per-exit accuracy vs weight / activation bits (Brevitas PTQ, and QAT checkpoints), digital and on a device.
 
     python experiments/quant_sweep.py --device reram           (or: wxy-hw quant_sweep --device reram)
+    python experiments/quant_sweep.py --device reram --workers 4   # the points as Ray tasks
 
 PTQ calibrates activation scales on validation batches; QAT models come from
 `experiments/train.py --method self_distillation+qat --method-arg weight_bits=4` and are passed with
@@ -12,7 +13,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.quant_sweep import QuantSweepConfig, bits, quant_sweep_run
-from . import add_device_arg, add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, positive_int, run_study
+from . import (add_device_arg, add_models_args, add_chips_arg, add_parallel_args, add_study_args, defaults, new_parser,
+               nonneg_float, positive_int, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation batches (256 images) that calibrate PTQ activation scales")
     parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
                         help="seconds since programming (None: 1 day for drifting devices, else 1 s)")
+    add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser)
     return parser
 

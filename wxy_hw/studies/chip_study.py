@@ -17,7 +17,7 @@ from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, cells_per_w
                               measure_activity)
 from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
-from ..parallel import check_parallel, parallel_map
+from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, log_axis, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings, StudyConfig
@@ -249,9 +249,10 @@ def chip_study_run(config: ChipStudyConfig | None = None, *, out: str | Path | N
             if not specs[d].is_digital:
                 distinct.setdefault(accuracy_key(d, cfg.resolve()[0]), (d, cfg))
     tasks = list(distinct.items())
-    parallel = conf.workers > 1 or bool(conf.ray_address)
+    where = runs_on_ray(conf.workers, conf.ray_address)
+    parallel = where is not None
     if parallel:
-        say(f"{len(tasks)} analog configurations as Ray tasks ({conf.ray_address or f'{conf.workers} local workers'})")
+        say(f"{len(tasks)} analog configurations as {where}")
     # chips are batched when the chip allows (no converters); progress is printed here only (Ray tasks stay quiet)
     context = dict(model=model, specs=specs, test=test, calib=calib, t_of=t_of, seeds=[2000 + c for c in range(chips)],
                    say=None if parallel else say, samples=samples)

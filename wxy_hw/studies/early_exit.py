@@ -18,7 +18,7 @@ from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
-from ..parallel import check_parallel, parallel_map
+from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
 from .config import DatasetSettings
@@ -165,8 +165,9 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
                              else None)
     context = dict(models=models, spec=spec, t_nom=t_nom, overrides=overrides, seed=seed)
     tasks = [(label, r) for label in models for r in range(realizations)]
-    if conf.workers > 1 or conf.ray_address:
-        log(f"[early_exit] {len(tasks)} chips as Ray tasks ({conf.ray_address or f'{conf.workers} local workers'})")
+    where = runs_on_ray(conf.workers, conf.ray_address)
+    if where:
+        log(f"[early_exit] {len(tasks)} chips as {where}")
     by_chip = dict(zip(tasks, parallel_map(_chip_task, context, tasks, workers=conf.workers,
                                            ray_address=conf.ray_address)))
     for label, m in models.items():

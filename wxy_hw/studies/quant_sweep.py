@@ -16,6 +16,7 @@ from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
 from ..models.quant import QuantConfig, quantize_model
 from ..output import format_table, write_rows_csv
+from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..utils import atomic_write_text
 from .config import DatasetSettings
 from .spine import (Checkpoint, Opened, check_checkpoint_dataset, open_checkpoint, resolve_checkpoints,
@@ -47,6 +48,8 @@ class QuantSweepConfig(DatasetSettings):
     samples: int = 1000
     calib_batches: int = 4
     t_inference: float | None = None
+    workers: int = 1                   # > 1: the points (model × bit widths) as Ray tasks (the same CSV)
+    ray_address: str | None = None     # join a running Ray cluster
 
     def __post_init__(self) -> None:
         self.act_bits = [bits(b) for b in self.act_bits]
@@ -79,6 +82,21 @@ def _evaluate_everywhere(model, test, spec, t, realizations: int, seed: int, key
     return rows
 
 
+def _point(context: dict[str, Any], task: tuple[str, str, int, int | None]) -> list[dict]:
+    """One point of the sweep: the float model, its PTQ copy at (weight, activation) bits, or a QAT model;
+    digital and on the device's chips."""
+    key, mode, wb, ab = task
+    m = context["models"][key]
+    model = m["model"]
+    if mode == "ptq":
+        if context["log"]:
+            context["log"](f"[quant_sweep] {m['label']}: PTQ w{wb}/a{ab}")
+        model = quantize_model(model, QuantConfig(wb, ab, context["per_channel"]), calibration=m["val"])
+    keys = dict(method=m["label"], mode=mode, weight_bits=wb, act_bits=ab or 32)
+    return _evaluate_everywhere(model, m["test"], context["spec"], context["t"], context["realizations"],
+                                context["seed"], keys, context["device"], m["calib"])
+
+
 def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
                     log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
     """PTQ at every (weight, activation) bit width plus given QAT checkpoints; CSV, plots, table, config.toml."""
@@ -88,6 +106,7 @@ def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path |
         QuantConfig(b, 8)  # validates before any training
     for b in act_bits:
         QuantConfig(8, b)
+    check_parallel(conf.workers, conf.ray_address)
     qat = [Checkpoint(p) for p in conf.qat_checkpoints]
     for ckpt in qat:  # refuse a wrong QAT checkpoint now, not after the whole PTQ sweep
         check_checkpoint_dataset(ckpt.path, ckpt.payload, conf.dataset)
@@ -102,7 +121,6 @@ def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path |
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()},
         qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(weight_bits), act_bits=list(act_bits),
         per_channel=conf.per_channel, realizations=realizations, samples=samples, t_nominal=t, seed=seed))
-    rows: list[dict] = []
     data_cache: dict[tuple, Any] = {}
 
     def data_for(opened: Opened):
@@ -110,29 +128,31 @@ def quant_sweep_run(config: QuantSweepConfig | None = None, *, out: str | Path |
         test = opened.batches(opened.data.test, samples, seed, 500)
         return val, test, opened.calibration(seed)
 
+    # every point (model × mode × bit widths) is independent: here in order, or as Ray tasks
+    models: dict[str, dict[str, Any]] = {}
+    tasks: list[tuple[str, str, int, int | None]] = []
     for label, path in paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
-        model = opened.model
         val, test, calib = data_for(opened)
-        rows += _evaluate_everywhere(model, test, spec, t, realizations, seed,
-                                     dict(method=label, mode="float", weight_bits=32, act_bits=32), conf.device, calib)
-        for ab in act_bits:
-            for wb in weight_bits:
-                if progress:
-                    log(f"[quant_sweep] {label}: PTQ w{wb}/a{ab}")
-                q = quantize_model(model, QuantConfig(wb, ab, conf.per_channel), calibration=val)
-                rows += _evaluate_everywhere(q, test, spec, t, realizations, seed,
-                                             dict(method=label, mode="ptq", weight_bits=wb, act_bits=ab or 32),
-                                             conf.device, calib)
-    for ckpt in qat:
+        models[label] = dict(model=opened.model, val=val, test=test, calib=calib, label=label)
+        tasks.append((label, "float", 32, 32))
+        tasks += [(label, "ptq", wb, ab) for ab in act_bits for wb in weight_bits]
+    for i, ckpt in enumerate(qat):
         opened = open_checkpoint(ckpt, conf.data_dir, conf.torch_device, data_cache)
         _, test, calib = data_for(opened)
         quant = ckpt.payload["model_config"]["quant"]  # checked before any work
         label = ckpt.payload.get("method", "qat").replace("+qat", "")
         label = "baseline" if label == "qat" else label  # qat alone trains the plain network
-        rows += _evaluate_everywhere(opened.model, test, spec, t, realizations, seed,
-                                     dict(method=label, mode="qat", weight_bits=quant["weight_bits"],
-                                          act_bits=quant["act_bits"] or 32), conf.device, calib)
+        models[f"qat#{i}"] = dict(model=opened.model, test=test, calib=calib, label=label)
+        tasks.append((f"qat#{i}", "qat", quant["weight_bits"], quant["act_bits"]))
+    where = runs_on_ray(conf.workers, conf.ray_address)
+    parallel = where is not None
+    if parallel:
+        log(f"[quant_sweep] {len(tasks)} points as {where}")
+    context = dict(models=models, spec=spec, t=t, realizations=realizations, seed=seed, device=conf.device,
+                   per_channel=conf.per_channel, log=log if progress and not parallel else None)
+    rows: list[dict] = [row for point in parallel_map(_point, context, tasks, workers=conf.workers,
+                                                       ray_address=conf.ray_address) for row in point]
     write_rows_csv(out / "quant_sweep.csv", rows)
     plots = []
     for setting in ("digital", spec.name):
