@@ -28,7 +28,7 @@ DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, epochs=3, subset=10000, batch
 HWA_DEFAULT_DEVICE = "reram"  # the hwa method's own default device
 # The default self_distillation model cut for CPU early exit (issue 16, docs/results.md): the default model
 # runs stage 1 at 28×28 with 16 channels, where a convolution costs about twice per MAC what stage 3's does,
-# and every sample pays for it. This one has the same MAC budget (32.3 vs 30.4 MMAC) spent evenly: the stem
+# and every sample pays for it. This one has the same MAC budget (30.5 vs 28.6 MMAC at the deepest exit) spent evenly: the stem
 # halves the resolution, twice the channels, and no exit after stage 1.
 EARLY_EXIT_VARIANT = dict(width=0.5, stem_stride=2, exit_stages=[2, 3, 4])
 
@@ -56,17 +56,17 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     if is_hardware_aware(method):
         options["device"] = str(hwa_device or HWA_DEFAULT_DEVICE)
         name = f"{method}@{Path(options['device']).stem}"
-    if b.get("stem_stride", 1) != 1:
-        name += f"_stem{b['stem_stride']}"
-    if b.get("exit_stages") is not None:
-        name += "_exits" + "".join(str(s) for s in b["exit_stages"])
+    # a non-default shape names the cache folder and the training message alike: (folder suffix, words)
+    shape = ([(f"_stem{b['stem_stride']}", f", stem stride {b['stem_stride']}")] if b.get("stem_stride", 1) != 1 else []) + \
+        ([("_exits" + "".join(map(str, b["exit_stages"])), f", exits after stages {b['exit_stages']}")]
+         if b.get("exit_stages") is not None else [])
+    name += "".join(suffix for suffix, _ in shape)
     out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset']}_s{seed}" / name
     manifest = out / "manifest.json"
     if (out / "best.pt").exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
         return out / "best.pt"
-    shape = "".join([f", stem stride {b['stem_stride']}" if b.get("stem_stride", 1) != 1 else "",
-                     f", exits after stages {b['exit_stages']}" if b.get("exit_stages") is not None else ""])
-    print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{shape}, "
+    words = "".join(w for _, w in shape)
+    print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{words}, "
           f"{b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
