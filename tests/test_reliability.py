@@ -1,7 +1,6 @@
 """Bad input and faults (issue 14): each case stops with one line, runs no code from files, loses nothing."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -17,29 +16,12 @@ import torch
 from wxy_hw.checkpoint import CheckpointError, load_model, read_checkpoint
 from wxy_hw.data import CorruptDatasetError, load_dataset
 from wxy_hw.studies.training import train_run
-from wxy_hw.results import OutputDirError, RunDirectory, claim_run_dir, release_run_dir
+from wxy_hw.run_dir import OutputDirError, RunDirectory, claim_run_dir, release_run_dir
 from wxy_hw.train import Trainer, TrainingDiverged, TrainingInterrupted
 
+from helpers import ROOT, TINY, TINY_FLAGS, cli, snapshot
 from test_data import write_cifar
 from test_train import make_trainer
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(method="baseline", dataset="synthetic", arch="resnet8", width=0.125, batch_size=32, subset=64,
-            max_steps_per_epoch=1, device="cpu", progress=False)
-TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--batch-size", "32",
-              "--subset", "64", "--max-steps", "1", "--torch-device", "cpu", "--quiet"]
-
-
-def cli(name: str):
-    """The main() of experiments/<name>.py, run in this process (fast: no interpreter start-up)."""
-    spec = importlib.util.spec_from_file_location(f"cli_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def snapshot(path: Path) -> dict[str, bytes]:
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 class Marker:
@@ -107,7 +89,7 @@ def test_used_out_is_refused_untouched_and_overwrite_replaces_it(finished, tmp_p
         extra = TINY_FLAGS if name == "train" else ["--quiet"]
         assert cli(name)(["--out", str(finished), *extra]) == 2, name
         err = capsys.readouterr().err
-        assert "already holds a train run (status complete)" in err and "--overwrite" in err, (name, err)
+        assert "already holds a train run (status complete, started" in err and "--overwrite" in err, (name, err)
     assert snapshot(finished) == before  # byte-identical, no lock or temp file left behind
     # A directory that is not a run directory is never cleared, not even with --overwrite.
     (tmp_path / "mine").mkdir()
@@ -119,7 +101,8 @@ def test_used_out_is_refused_untouched_and_overwrite_replaces_it(finished, tmp_p
     run = tmp_path / "run"
     (run / "old").mkdir(parents=True)
     (run / "old" / "stale.csv").write_text("old")
-    (run / "manifest.json").write_text(json.dumps({"kind": "noise_sweep", "status": "complete"}))
+    (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "noise_sweep", "status": "complete",
+                                                   "outputs": ["old", "manifest.json"]}))
     claim_run_dir(run, overwrite=True)
     try:
         assert (run / "old" / "stale.csv").exists()  # nothing is lost before the new run really starts

@@ -1,6 +1,7 @@
 """Checkpoint format, atomic saving and validated loading (weights_only=True)."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ def save_checkpoint(path: str | Path, model: MultiExitNet, **extra: Any) -> Path
     return atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict safely, with one clear error for every way it can be wrong."""
+def read_checkpoint(path: str | Path, *, data: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Load a checkpoint dict safely and validate it as a whole (``validate_payload``), with one clear error for
+    every way it can be wrong. ``data``: a study will rebuild its dataset; ``resume``: training will continue it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give the path of a best.pt or last.pt "
@@ -40,7 +42,160 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} {_load_problem(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a wxy_hw checkpoint (format {FORMAT!r} expected)")
+    validate_payload(payload, path, data=data, resume=resume)
     return payload
+
+
+# Bounds on the sizes a checkpoint's config may ask for. A file is small, but the model rebuilt from its config is
+# allocated before any weight is copied: a width of 1e6 or an image size of 1e6 would ask for gigabytes first.
+MAX_WIDTH = 8.0           # 8× the paper's channel widths
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
+MAX_CLASSES = 100_000
+MAX_INPUT_ELEMENTS = 3 * 512 * 512  # one input of an attached network
+IMAGE_CHANNELS = (1, 3)
+# MultiExitNet's config: the required fields and their types, then the optional ones (an unknown field is refused:
+# it would reach MultiExitNet(**config) as an unexpected keyword)
+NET_FIELDS: dict[str, tuple[type, ...]] = {"arch": (str,), "num_classes": (int,), "in_channels": (int,),
+                                           "width": (int, float), "image_size": (int,), "heads": (str,),
+                                           "exit_stages": (list, tuple)}
+NET_OPTIONAL: dict[str, tuple[type, ...]] = {"stem_stride": (int,), "quant": (dict, type(None))}
+DATA_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "image_size": (int,), "channels": (int,),
+                                            "mean": (list, tuple), "std": (list, tuple)}
+# top-level fields that are optional, but used as labels and seeds when present
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"method": (str,), "train_config": (dict,), "epoch": (int,)}
+RESUME_FIELDS: dict[str, tuple[type, ...]] = {"epoch": (int,), "best_epoch": (int,), "best_val": (int, float),
+                                              "method_state": (dict,), "optimizer": (dict,), "scheduler": (dict,),
+                                              "history": (list,), "torch_rng": (torch.Tensor,)}
+
+
+def validate_payload(payload: dict[str, Any], path: str | Path = "<checkpoint>", *, data: bool = False,
+                     resume: bool = False) -> None:
+    """Refuse a checkpoint that is not whole: every problem named by its field, in one CheckpointError line.
+
+    Always: ``model_config`` (fields, types, bounded sizes) and ``model_state`` (a dict of tensors, every
+    floating one finite). ``data``: the ``data`` record a study rebuilds the dataset from (name, image
+    size, channels, mean, std, agreeing with the model). ``resume``: the optimizer and loop state.
+    """
+    problems = _config_problems(payload.get("model_config"))
+    problems += _state_problems("model_state", payload.get("model_state"), required=True)
+    problems += [p for key, types in OPTIONAL_FIELDS.items() if key in payload and (p := _typed(key, payload, types))]
+    if "method_state" in payload:
+        problems += _state_problems("method_state", payload["method_state"], required=False)
+    if data or "data" in payload:
+        problems += _data_problems(payload.get("data"), payload.get("model_config"), required=data)
+    if resume:
+        problems += [p for key, types in RESUME_FIELDS.items() if (p := _typed(key, payload, types))]
+    if problems:
+        raise CheckpointError(f"checkpoint {path} cannot be used: {'; '.join(problems)}; "
+                              "give a best.pt / last.pt written by experiments/train.py, or train it again")
+
+
+def _typed(key: str, record: dict[str, Any], types: tuple[type, ...], where: str = "") -> str | None:
+    """The problem with ``record[key]`` being absent or of another type (bool is no number here)."""
+    name = f"{where}{key}"
+    if key not in record:
+        return f"{name} is missing"
+    value = record[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        return f"{name} is a {type(value).__name__}, not {wanted}"
+    return None
+
+
+def _bounded(name: str, value: Any, low: float, high: float) -> str | None:
+    """The problem with a size outside [low, high] (or not finite)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        return f"{name} is {value!r}, outside {low:g}..{high:g}"
+    return None
+
+
+def _config_problems(config: Any) -> list[str]:
+    """What is wrong with ``model_config``: MultiExitNet fields and bounds, or an attached / plain network's record."""
+    if not isinstance(config, dict):
+        return ["model_config is missing" if config is None else f"model_config is a {type(config).__name__}, not dict"]
+    where = "model_config."
+    if config.get("kind") in ("attached", "plain"):
+        problems = [p for p in [_typed("backbone", config, (str,), where)] if p]
+        if config["kind"] == "attached":
+            for key, types in (("exits", (list,)), ("num_classes", (int,)), ("input_shape", (list, tuple))):
+                problems += [p for p in [_typed(key, config, types, where)] if p]
+            if not problems:
+                shape = config["input_shape"]
+                if not all(isinstance(s, int) and s > 0 for s in shape) or math.prod(shape) > MAX_INPUT_ELEMENTS:
+                    problems.append(f"{where}input_shape is {shape!r}, not positive sizes of at most "
+                                    f"{MAX_INPUT_ELEMENTS} elements")
+                problems += [p for p in [_bounded(f"{where}num_classes", config["num_classes"], 1, MAX_CLASSES)] if p]
+        return problems
+    problems = [p for key, types in NET_FIELDS.items() if (p := _typed(key, config, types, where))]
+    problems += [p for key, types in NET_OPTIONAL.items() if key in config and (p := _typed(key, config, types, where))]
+    unknown = sorted(set(config) - set(NET_FIELDS) - set(NET_OPTIONAL))
+    if unknown:
+        problems.append(f"model_config has unknown field(s) {', '.join(unknown)} (written by another version?)")
+    if problems:
+        return problems
+    bounds = (("image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), ("num_classes", 2, MAX_CLASSES))
+    problems += [p for key, low, high in bounds if (p := _bounded(f"{where}{key}", config[key], low, high))]
+    if not (math.isfinite(config["width"]) and 0 < config["width"] <= MAX_WIDTH):
+        problems.append(f"{where}width is {config['width']!r}, outside (0, {MAX_WIDTH:g}]")
+    if config["in_channels"] not in IMAGE_CHANNELS:
+        problems.append(f"{where}in_channels is {config['in_channels']!r}, not 1 or 3")
+    if config.get("stem_stride", 1) not in (1, 2):
+        problems.append(f"{where}stem_stride is {config['stem_stride']!r}, not 1 or 2")
+    if not config["exit_stages"] or not all(isinstance(s, int) and 0 <= s < 4 for s in config["exit_stages"]):
+        problems.append(f"{where}exit_stages is {config['exit_stages']!r}, not stage indices 0..3")
+    return problems
+
+
+def _state_problems(name: str, state: Any, required: bool) -> list[str]:
+    """A state dict must map names to tensors, every floating tensor finite (NaN weights score as a constant guess)."""
+    if state is None and required:
+        return [f"{name} is missing"]
+    if not isinstance(state, dict):
+        return [f"{name} is a {type(state).__name__}, not a dict of tensors"]
+    # a module's get_extra_state() is the one non-tensor entry a state dict may hold (torch's own convention)
+    odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor) and not str(k).endswith("_extra_state")]
+    if odd:
+        return [f"{name} holds non-tensors ({_few([str(k) for k in odd])})"]
+    bad = [str(k) for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [f"{name} holds NaN or infinite values in {_few(bad)}"] if bad else []
+
+
+def _data_problems(info: Any, config: Any, required: bool) -> list[str]:
+    """The ``data`` record: the fields a study rebuilds the dataset and normalisation from, agreeing with the model."""
+    if not isinstance(info, dict):
+        return ["data is missing" if info is None else f"data is a {type(info).__name__}, not dict"]
+    where = "data."
+    fields = {k: t for k, t in DATA_FIELDS.items() if required or k in info}
+    problems = [p for key, types in fields.items() if (p := _typed(key, info, types, where))]
+    if problems:
+        return problems
+    channels = info.get("channels")
+    if "channels" in info and channels not in IMAGE_CHANNELS:
+        problems.append(f"{where}channels is {channels!r}, not 1 or 3")
+    if "image_size" in info:
+        problems += [p for p in [_bounded(f"{where}image_size", info["image_size"], MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)] if p]
+    for key in ("mean", "std"):
+        values = info.get(key)
+        if values is None:
+            continue
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not numbers or (key == "std" and not all(v > 0 for v in values)):
+            problems.append(f"{where}{key} is {values!r}, not finite numbers{' > 0' if key == 'std' else ''}")
+        elif isinstance(channels, int) and len(values) != channels:
+            problems.append(f"{where}{key} has {len(values)} values for {channels} channel(s)")
+    if isinstance(config, dict) and config.get("kind") is None:  # a MultiExitNet must fit the data it was trained on
+        for data_key, config_key in (("channels", "in_channels"), ("image_size", "image_size"),
+                                     ("num_classes", "num_classes")):
+            if data_key in info and config_key in config and info[data_key] != config[config_key]:
+                problems.append(f"{where}{data_key} is {info[data_key]!r} but model_config.{config_key} is "
+                                f"{config[config_key]!r}")
+    return problems
+
+
+def _few(keys: list[str]) -> str:
+    """A few names, then a count of the rest."""
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
 def config_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

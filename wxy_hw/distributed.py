@@ -69,6 +69,26 @@ def setup(device: str = "auto") -> tuple[DistInfo | None, str]:
     return current(), device
 
 
+class LostRankError(RuntimeError):
+    """Another process of a torchrun job ended (killed or failed) while this one waited for it."""
+
+
+# words of gloo's and nccl's errors when the other end of a collective has gone away
+_PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken pipe", "gloo", "nccl",
+              "timed out", "socket", "processgroup")
+
+
+def explain_lost_rank(exc: BaseException, info: DistInfo, where: str) -> BaseException:
+    """A collective's failure under torchrun as one line naming the ranks (``exc`` itself when it is not one)."""
+    text = str(exc).lower()
+    if not isinstance(exc, RuntimeError) or not any(w in text for w in _PEER_LOST):
+        return exc
+    others = [r for r in range(info.world) if r != info.rank]
+    who = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {', '.join(map(str, others))}"
+    return LostRankError(f"torchrun rank {info.rank} of {info.world} lost {who} {where} (that process was killed or "
+                         "failed; torchrun's summary names it); restart the same torchrun command with --resume")
+
+
 def teardown() -> None:
     """Leave the process group (after every rank has finished)."""
     if dist.is_available() and dist.is_initialized():

@@ -9,11 +9,15 @@ order, so a study writes the same rows either way. Ray is imported only on that 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, Callable, Sequence
 
 
+REACH_TIMEOUT_S = 10.0  # a cluster's head answers a TCP connect within milliseconds; Ray itself would retry for minutes
+
+
 def check_parallel(workers: int, ray_address: str | None) -> None:
-    """--workers N ≥ 1; --ray-address needs Ray installed (checked before any work starts)."""
+    """--workers N ≥ 1; --ray-address needs Ray installed and a head that answers (checked before any work starts)."""
     if workers < 1:
         raise ValueError(f"--workers must be ≥ 1, got {workers}")
     if workers > 1 or ray_address:
@@ -22,6 +26,30 @@ def check_parallel(workers: int, ray_address: str | None) -> None:
         except ImportError:
             raise ImportError("--workers / --ray-address run on Ray, which is not installed: "
                               "pip install 'ray==2.60.0' (or run scripts/setup.sh)") from None
+    if ray_address:
+        check_reachable(ray_address)
+
+
+def check_reachable(ray_address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout_s``, a --ray-address HOST:PORT where nothing answers.
+
+    ``ray.init`` on a dead address retries for minutes and does not let Ctrl-C through; a plain TCP
+    connect to the head's port says the same in milliseconds. 'auto' / 'local' (Ray's own lookup)
+    are left to Ray.
+    """
+    if ray_address in ("auto", "local"):
+        return
+    hostport = ray_address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--ray-address {ray_address!r}: expected HOST:PORT of a Ray head (e.g. 10.0.0.1:6379), "
+                         "'auto' or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise ValueError(f"--ray-address {ray_address}: no Ray head answers there ({why}); start one with "
+                         "'ray start --head' on that machine, fix the address, or drop --ray-address") from None
 
 
 def runs_on_ray(workers: int, ray_address: str | None) -> str | None:

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint, validate_payload
 from .data import DatasetSplits, make_loaders
 from .models.evaluate import ExitMetrics, evaluate
 from .methods import Batch, Method, build_method
@@ -25,6 +25,7 @@ from .methods.base import Method as _BaseMethod
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
+from .run_dir import RunDirectory, run_dir_guard
 from .utils import resolve_device
 
 
@@ -34,6 +35,39 @@ class NonFiniteLossError(FloatingPointError):
 
 class TrainingDiverged(NonFiniteLossError):
     """An epoch ended with a non-finite validation loss or non-finite weights; nothing of it was saved."""
+
+
+class RunDiverged(TrainingDiverged):
+    """A run that finished with finite numbers but learned nothing (exploded loss, chance accuracy): its files are
+    kept for inspection, its manifest says ``diverged``, and its accuracy is never reported as a result."""
+
+    run_status = "diverged"  # what RunDirectory.abort records
+
+
+# When a finished run counts as diverged (divergence_verdict). A classifier that guesses uniformly has loss ln C,
+# which is also where a freshly initialised network starts: the reference both rules are measured against.
+EXPLODED_LOSS = 100.0  # × ln C: logits hundreds of units apart and confidently wrong, e.g. 8e28 after --lr 30
+COLLAPSED_LOSS = 10.0  # × ln C: with accuracy at chance, a loss this far above the start is a run that blew up
+CHANCE_MARGIN = 5.0    # points above 100 / C: small validation sets scatter a few points around chance
+
+
+def divergence_verdict(val: ExitMetrics, num_classes: int, full_epochs: bool) -> str | None:
+    """What shows that the selected checkpoint (its validation metrics ``val``) learned nothing, or None.
+
+    Only real evidence counts, because short runs sit near chance legitimately (a smoke test of one step
+    per epoch evaluates BN statistics that have barely moved): (1) a deepest-exit validation loss above
+    EXPLODED_LOSS × ln C, in any run; (2) after full epochs, accuracy within CHANCE_MARGIN of chance
+    AND a loss above COLLAPSED_LOSS × ln C — at chance but near ln C is an untrained model, not a blown-up one.
+    """
+    uniform = math.log(max(num_classes, 2))
+    chance = 100.0 / max(num_classes, 1)
+    loss, acc = val.loss[-1], val.final
+    exploded = not math.isfinite(loss) or loss > EXPLODED_LOSS * uniform
+    collapsed = full_epochs and acc <= chance + CHANCE_MARGIN and loss > COLLAPSED_LOSS * uniform
+    if not (exploded or collapsed):
+        return None
+    return (f"validation loss {loss:.3g} (a uniform guess scores {uniform:.2f}) and accuracy {acc:.1f} % "
+            f"(chance {chance:.1f} %)")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -180,6 +214,7 @@ class Trainer:
         payload = read_checkpoint(self.last_path)
         if "optimizer" not in payload:
             raise CheckpointError(f"{self.last_path} holds no optimizer state; it cannot be resumed")
+        validate_payload(payload, self.last_path, resume=True)  # the loop state, before any of it is loaded
         diffs = config_mismatch(payload["model_config"], self.model.config)
         if payload.get("method") != self.method.name:
             diffs.append(f"method: checkpoint has {payload.get('method')!r}, expected {self.method.name!r}")
@@ -210,6 +245,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["initial_lr"] = lr
             group["lr"] = lr * lr_factor(self.config, self.start_epoch)
+
+    @property
+    def full_epochs(self) -> bool:
+        """Whether every epoch sees the whole training split (no ``max_steps_per_epoch`` cap below its length)."""
+        cap = self.config.max_steps_per_epoch
+        return cap is None or cap >= len(self.loaders["train"])
 
     def continue_advice(self) -> str:
         """After divergence: the command change that can work (a lower lr, from the last good checkpoint if any)."""
@@ -254,8 +295,16 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         end = self.config.epochs if stop_after_epoch is None else min(stop_after_epoch, self.config.epochs)
         for epoch in range(self.start_epoch, end):
-            train_loss, train_acc = self._train_epoch(epoch)
-            val = evaluate(self.model, self.loaders["val"])
+            try:
+                train_loss, train_acc = self._train_epoch(epoch)
+                val = evaluate(self.model, self.loaders["val"])
+            except RuntimeError as exc:
+                if self.dist is None:
+                    raise
+                explained = distributed.explain_lost_rank(exc, self.dist, f"in epoch {epoch + 1}")
+                if explained is exc:
+                    raise
+                raise explained from None
             self._refuse_divergence(epoch, val)
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
@@ -429,15 +478,18 @@ class _LoaderTrainer(Trainer):
 
 
 def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
-        out: str | Path, resume: bool = False, stop_after_epoch: int | None = None, mean: Sequence[float] = (0.0,),
-        std: Sequence[float] = (1.0,), **options: Any) -> TrainResult:
+        out: str | Path, resume: bool = False, overwrite: bool = False, stop_after_epoch: int | None = None,
+        mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,), **options: Any) -> TrainResult:
     """Train ``model`` with ``method`` on any re-iterable (x, y) batches; checkpoints go to ``out``.
 
     ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
     (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, device, seed …;
     batch size and augmentation are the loader's), then options of the method named by
     ``method``. ``mean`` / ``std`` tell pixel-space methods (augment, ada, adv) how the inputs were
-    normalised; ``resume`` and ``stop_after_epoch`` behave as in ``Trainer.fit``. On return the
+    normalised; ``resume`` and ``stop_after_epoch`` behave as in ``Trainer.fit``. ``out`` is a run
+    directory as the CLI's ``--out`` is: a new or empty folder, a previous ``fit`` run to continue
+    (``resume``) or to replace (``overwrite``, which removes only that run's own outputs); anything
+    else is refused before training, and ``manifest.json`` records how the run ended. On return the
     trained network, ``result.extra["model"]``, holds the validation-selected (best.pt) weights:
     that is ``model`` itself, or for qat the quantized copy it trained.
     """
@@ -460,8 +512,15 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     config = TrainConfig(epochs=epochs, **cfg_opts)
     net = loss.prepare_model(model)
     wrapped = net if hasattr(net, "num_exits") and hasattr(net, "config") else _SingleExit(net)
-    trainer = _LoaderTrainer(wrapped, loss, train_loader, val_loader, config, out, mean, std)
-    result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+    if resume and overwrite:
+        raise ValueError("fit: resume=True continues the run in out, overwrite=True replaces it: give one of them")
+    with run_dir_guard(out, overwrite=overwrite, resume=resume, kind="fit"):
+        trainer = _LoaderTrainer(wrapped, loss, train_loader, val_loader, config, out, mean, std)
+        run = RunDirectory(out, dict(method=loss.name, epochs=epochs, resumed=resume,
+                                     **{k: v for k, v in cfg_opts.items() if isinstance(v, (int, float, str, bool))}),
+                           kind="fit")
+        result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+        run.finish(best_epoch=result.best_epoch, best_val=result.best_val)
     if result.best_path.exists():
         wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
     result.extra["model"] = net

@@ -1,13 +1,16 @@
-"""Small shared helpers: seeding, device selection, atomic file writes."""
+"""Small shared helpers: seeding, device selection, atomic file writes, reading back what was written."""
 from __future__ import annotations
 
+import csv
+import errno
 import io
+import json
 import os
 import random
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,38 +24,79 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Map "auto" to CUDA when available, else CPU; pass explicit devices through."""
+    """Map "auto" to CUDA when available, else CPU; pass explicit devices through.
+
+    The messages name --torch-device, the flag that sets this (--device names the simulated hardware)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown torch device {str(device)!r}; use auto, cpu, cuda or cuda:N") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"unknown torch device {str(device)!r}; use --torch-device auto, cpu, cuda or cuda:N") \
+            from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} asked for, but this torch build sees no CUDA GPU; use --device cpu")
+            raise ValueError(f"--torch-device {str(device)!r} asked for, but this torch build sees no CUDA GPU; "
+                             "use --torch-device cpu (or auto)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+            raise ValueError(f"--torch-device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                             f"visible; use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return dev
+
+
+class NoSpaceError(OSError):
+    """The disk (or quota) holding an output is full; nothing was half-written."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it back at once (outputs must follow the user's umask)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _out_of_space(exc: BaseException, directory: Path) -> bool:
+    """Whether ``exc`` is a full disk: ENOSPC / EDQUOT anywhere in its chain, or a writer's own error (torch's zip
+    writer says "unexpected pos ...") on a file system with no room left."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        fs = os.statvfs(directory)
+        return isinstance(exc, RuntimeError) and fs.f_bavail * fs.f_frsize < 1 << 20
+    except OSError:
+        return False
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:
     """Write a file through a temporary sibling and rename it into place.
 
-    A crash mid-write leaves the previous file untouched instead of a truncated one.
+    A crash mid-write leaves the previous file untouched instead of a truncated one; a full disk
+    raises ``NoSpaceError`` naming the file, with the temporary file removed. The file gets the
+    permissions any new file gets under the user's umask (mkstemp alone would make it 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, Exception) and _out_of_space(exc, path.parent):
+            raise NoSpaceError(errno.ENOSPC, f"no space left on the disk holding {path}; nothing was half-written: "
+                                             "free some space (or choose an --out on another disk) and run again") \
+                from None
         raise
     return path
 
@@ -76,3 +120,99 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield module
     finally:
         module.train(was_training)
+
+
+# --- reading back what the tool wrote --------------------------------------------------------------------
+class DamagedFileError(ValueError):
+    """A file this tool wrote reads back truncated, not JSON / CSV, or of the wrong shape; the message names the
+    file, the problem and the fix (a ValueError, so every CLI reports it as one line)."""
+
+    def __init__(self, path: Path, problem: str, fix: str) -> None:
+        super().__init__(f"{path} {problem}; {fix}")
+        self.path, self.problem, self.fix = path, problem, fix
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (Ray tasks send errors back to the caller)
+        return type(self), (self.path, self.problem, self.fix)
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true / false", type(None): "null"}
+
+
+def read_json(path: str | Path, fix: str, kind: type = dict) -> Any:
+    """The JSON value in ``path`` (a file this tool wrote), which must be a ``kind`` (dict or list).
+
+    A truncated, non-JSON or wrong-type file raises ``DamagedFileError``: "<path> <problem>; <fix>".
+    A missing file raises FileNotFoundError as open() does: callers decide what absent means.
+    """
+    path = Path(path)
+    text = _read_text(path, "JSON", fix)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # the tool writes whole documents that end with their closing bracket: anything else was cut short
+        cut = not text.rstrip().endswith(("}", "]"))
+        problem = ("is empty" if not text.strip() else "is truncated (it ends mid-document)" if cut
+                   else f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+        raise DamagedFileError(path, problem, fix) from None
+    if not isinstance(value, kind):
+        raise DamagedFileError(path, f"holds {_JSON_TYPES.get(type(value), type(value).__name__)}, not "
+                                     f"{_JSON_TYPES.get(kind, kind.__name__)} as written", fix)
+    return value
+
+
+def read_csv(path: str | Path, fix: str, columns: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The rows of ``path`` (a CSV this tool wrote) as dicts keyed by its header, which must hold ``columns``.
+
+    A file cut short (no final line end, a row with fewer or more fields than the header), one without
+    a header or ``columns`` raises ``DamagedFileError``: "<path> <problem>; <fix>". A file of one line
+    end is a table without rows (what ``write_rows_csv`` writes for none): [].
+    """
+    path = Path(path)
+    text = _read_text(path, "CSV", fix)
+    if text in ("\n", "\r\n"):
+        return []
+
+    def damaged(problem: str) -> DamagedFileError:
+        return DamagedFileError(path, problem, fix)
+
+    if not text.strip():
+        raise damaged("is empty (no header)")
+    if not text.endswith("\n"):  # every line the tool writes ends with one
+        raise damaged("is truncated (its last line has no line end)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise damaged(f"has no column {', '.join(missing)} (its header: {','.join(header)})")
+        rows = []
+        for row in reader:
+            if None in row or None in row.values():  # DictReader's marks of a row longer / shorter than the header
+                fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                raise damaged(f"line {reader.line_num} has {fields} fields where the header has {len(header)} "
+                              "(truncated or damaged)")
+            rows.append(row)
+    except csv.Error as exc:
+        raise damaged(f"is not a valid CSV ({exc})") from None
+    return rows
+
+
+def _read_text(path: Path, what: str, fix: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DamagedFileError(path, f"is not text, so not a {what} file this tool wrote", fix) from None
+
+
+def set_aside(path: str | Path, suffix: str = "damaged") -> Path:
+    """Rename ``path`` to the first free ``<name>.<suffix>`` (then ``.<suffix>2``, ...) beside it; the new path.
+
+    What the tool recovers from (a run of its own that no longer reads back) is kept for a look, never deleted.
+    """
+    path = Path(path)
+    for n in range(1, 1000):
+        aside = path.with_name(f"{path.name}.{suffix}{n if n > 1 else ''}")
+        if not aside.exists():
+            return path.rename(aside)
+    raise FileExistsError(f"{path}: {path.name}.{suffix} .. {path.name}.{suffix}999 all exist; remove some of them")

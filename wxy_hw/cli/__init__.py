@@ -23,15 +23,19 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..checkpoint import CheckpointError
 from ..data import CorruptDatasetError, DatasetNotFoundError, available_datasets
+from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
+from ..hardware.spec import MAX_ARRAY
 from ..methods import available_methods
 from ..models import HEADS, available_archs
-from ..results import run_dir_guard
-from ..studies.config import ConfigFileError, StudyConfig, read_toml
+from ..run_dir import exit_status, run_dir_guard
+from ..studies.config import ConfigFileError, StudyConfig, read_toml, toml_value
 from ..train import NonFiniteLossError
+from ..utils import NoSpaceError
 
 USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
-               FileExistsError, FileNotFoundError, AihwkitUnavailable)
+               FileExistsError, FileNotFoundError, AihwkitUnavailable, NoSpaceError,
+               LostRankError)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -87,8 +91,97 @@ def defaults(cls: type[StudyConfig]) -> dict[str, Any]:
     return out
 
 
+class _Refused:
+    """A config-file value its flag's rule refused: an error unless the command line sets that flag too."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __bool__(self) -> bool:  # KeyValue merges onto ``current or {}``: a refused table counts as none
+        return False
+
+    def __repr__(self) -> str:
+        return "(refused)"
+
+
+_TOML_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+               dict: "a table"}
+
+
+def _got(value: Any) -> str:
+    return f"{toml_value(value)} ({_TOML_KINDS.get(type(value), type(value).__name__)})"
+
+
+def _expected(action: argparse.Action) -> str:
+    """What one value of ``action`` must be, in words: its choices, else its type's name."""
+    if action.choices is not None:
+        return "one of " + ", ".join(str(c) for c in action.choices)
+    kind = action.type
+    return {None: "a string", str: "a string", int: "an integer", float: "a number", Path: "a path"}.get(
+        kind, getattr(kind, "__name__", "a value"))
+
+
+def _one_value(action: argparse.Action, value: Any) -> Any:
+    """``value`` through the flag's own type and choices, as if it had been typed after the flag."""
+    if isinstance(value, (list, dict)) or (isinstance(value, bool) and action.type is not bool):
+        raise ValueError(f"expected {_expected(action)}, got {_got(value)}")
+    if action.type in (None, str) and not isinstance(value, str):
+        raise ValueError(f"expected {_expected(action)}, got {_got(value)}")
+    try:
+        out = value if action.type is None else action.type(value if isinstance(value, str) else str(value))
+    except argparse.ArgumentTypeError as exc:  # the type's own words where it has more to say (--torch-device)
+        text = str(exc)
+        raise ValueError(text if not text.startswith("expected") else
+                         f"expected {_expected(action)}, got {_got(value)}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {_expected(action)}, got {_got(value)}") from None
+    if action.choices is not None and out not in action.choices:
+        raise ValueError(f"expected {_expected(action)}, got {_got(value)}")
+    return out
+
+
+def _config_value(action: argparse.Action, key: str, value: Any) -> Any:
+    """A config-file value checked by the rule of the flag that sets ``key``: its type, choices and count."""
+    if action.nargs == 0:  # an on/off flag (--no-flat): only a TOML boolean, never a string such as "no"
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_got(value)}")
+        return value
+    if isinstance(action, KeyValue):  # --method-arg KEY=VALUE, --device-set S.K=V: an inline table
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a table such as {{ key = 1 }}, got {_got(value)}")
+        return value
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, each {_expected(action)} (write {key} = [{toml_value(value)}]), "
+                             f"got {_got(value)}")
+        if not value and action.nargs == "+" and action.default != []:
+            raise ValueError(f"expected a list of at least one value, each {_expected(action)}, got []")
+        return [_one_value(action, v) for v in value]
+    return _one_value(action, value)
+
+
+def _config_defaults(parser: argparse.ArgumentParser, path: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """The config file's values as parser defaults, each checked by its flag's rule (a refused one is marked, so
+    that a flag given on the command line can still override it)."""
+    out = {}
+    for key, value in values.items():
+        actions = [a for a in parser._actions if a.dest == key and a.option_strings]
+        action = next((a for a in actions if not isinstance(a, Deprecated)), actions[0] if actions else None)
+        if action is None:  # a setting without a flag: its config class takes it as it is
+            out[key] = value
+            continue
+        try:
+            out[key] = _config_value(action, key, value)
+        except ValueError as exc:
+            out[key] = _Refused(f"--config {path}: {key}: {exc}")
+    return out
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type[StudyConfig]) -> argparse.Namespace:
-    """Parse ``argv``; with ``--config FILE`` its settings become the defaults, so flags given here override them."""
+    """Parse ``argv``; with ``--config FILE`` its settings become the defaults, so flags given here override them.
+
+    Every config value passes its flag's own rule (type, choices, one value or a list, true / false), so a
+    file is checked exactly as the command line is; a bad one is one line naming the file and the key."""
     only_config = argparse.ArgumentParser(add_help=False)  # a first look for --config alone (no action runs twice)
     only_config.add_argument("--config", type=Path, default=None)
     pre, _ = only_config.parse_known_args(argv)
@@ -102,8 +195,12 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type
         if unknown:
             parser.error(f"--config {pre.config}: unknown setting(s) {', '.join(unknown)} for {parser.prog} "
                          f"(it takes {', '.join(sorted(known))})")
-        parser.set_defaults(**values)
-    return parser.parse_args(argv)
+        parser.set_defaults(**_config_defaults(parser, pre.config, values))
+    args = parser.parse_args(argv)
+    refused = [v for v in vars(args).values() if isinstance(v, _Refused)]
+    if refused:
+        parser.error(refused[0].message)
+    return args
 
 
 def config_of(cls: type[StudyConfig], args: argparse.Namespace) -> StudyConfig:
@@ -147,6 +244,41 @@ nonneg_float = _number(float, "a finite number ≥ 0", lambda v: v >= 0)
 fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
 activity = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 severity = _number(int, "a severity from 1 to 5", lambda v: 1 <= v <= 5)
+exit_stage = _number(int, "a stage from 1 to 4", lambda v: 1 <= v <= 4)
+
+# Architecture sizes are bounded so that a slip (--width 1e6) is one line, not an allocation traceback.
+# Width 16 × the paper's ResNet-18 (64-512 channels) is 1024-8192 channels and ~2.9 G parameters (11 GiB of
+# fp32 weights before gradients and optimiser state), already wider than the widest published ResNets
+# (WRN-28-10, Zagoruyko & Komodakis 2016).
+MAX_WIDTH = 16.0
+# The datasets are 28-32 px (resized on request); ImageNet-class models use 224-512 px. At 1024 px one
+# 64-channel stride-1 feature map of a single image is already 256 MiB.
+MAX_IMAGE_SIZE = 1024
+# The calibrator is meant to be light-weight (default 8 channels, 1 block): 256 channels is already wider
+# than the classifier it adapts at the default width (16-128 channels).
+MAX_CALIBRATOR_WIDTH, MAX_CALIBRATOR_BLOCKS = 256, 16
+width_multiplier = _number(float, f"a width multiplier > 0 and ≤ {MAX_WIDTH:g}", lambda v: 0 < v <= MAX_WIDTH)
+image_size = _number(int, f"an image size from 8 to {MAX_IMAGE_SIZE}", lambda v: 8 <= v <= MAX_IMAGE_SIZE)
+calibrator_width = _number(int, f"an integer from 1 to {MAX_CALIBRATOR_WIDTH}",
+                           lambda v: 1 <= v <= MAX_CALIBRATOR_WIDTH)
+calibrator_blocks = _number(int, f"an integer from 1 to {MAX_CALIBRATOR_BLOCKS}",
+                            lambda v: 1 <= v <= MAX_CALIBRATOR_BLOCKS)
+# crossbar rows / cols: the device files' ceiling (wxy_hw/hardware/spec.py says why)
+array_size = _number(int, f"an integer from 2 to {MAX_ARRAY}", lambda v: 2 <= v <= MAX_ARRAY)
+
+
+def torch_device(text: str) -> str:
+    """A --torch-device torch can use here (auto, cpu, cuda, cuda:N), checked when parsed; kept as written."""
+    from ..utils import resolve_device  # torch is imported by then; local so the import block stays short
+
+    try:
+        resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+torch_device.__name__ = "a torch device (auto, cpu, cuda, cuda:N)"
 
 
 def add_dataset_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, dataset: bool = True) -> None:
@@ -164,8 +296,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     add_dataset_args(g)
     g.add_argument("--subset", type=positive_int, default=None, help="use N training (and test) images, for fast runs")
     g.add_argument("--val-fraction", type=fraction, default=0.1, help="validation share carved from train")
-    g.add_argument("--image-size", type=_number(int, "an image size ≥ 8", lambda v: v >= 8), default=None,
-                   help="28 or 32 (None: the dataset's own)")
+    g.add_argument("--image-size", type=image_size, default=None,
+                   help=f"28 or 32, at most {MAX_IMAGE_SIZE} (None: the dataset's own)")
     g.add_argument("--channels", type=int, default=None, choices=[1, 3], help="1 or 3 (None: the dataset's own)")
 
 
@@ -178,19 +310,19 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
                        help="epochs of the cached default models (None: the default budget)")
         g.add_argument("--train-subset", type=positive_int, default=None,
                        help="training images of the cached default models (None: the default budget)")
-        g.add_argument("--train-width", type=_number(float, "a width multiplier > 0", lambda v: v > 0), default=None,
+        g.add_argument("--train-width", type=width_multiplier, default=None,
                        help="channel width multiplier of the cached default models (None: the default, 0.25); "
                             "each width is cached apart")
         g.add_argument("--train-stem-stride", type=int, choices=[1, 2], default=None,
                        help="ResNet stem stride of the cached default models (None: 1; 2 halves every stage's "
                             "resolution); each stride is cached apart")
-        g.add_argument("--train-exit-stages", type=_number(int, "a stage from 1 to 4", lambda v: 1 <= v <= 4), nargs="+",
+        g.add_argument("--train-exit-stages", type=exit_stage, nargs="+",
                        default=None, metavar="STAGE",
                        help="stages (1-4, the deepest included) with an exit in the cached multi-exit models "
                             "(None: all four; single-exit methods keep their one exit); cached apart")
     add_output_args(g)
     g.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random choice (images, chips, training)")
-    g.add_argument("--torch-device", default="auto",
+    g.add_argument("--torch-device", type=torch_device, default="auto",
                    help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
 
@@ -242,13 +374,14 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                    help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
     g.add_argument("--teacher", default=None, help="teacher checkpoint (best.pt) for --method kd")
     g.add_argument("--arch", default="resnet18", choices=available_archs(), help="backbone")
-    g.add_argument("--width", type=positive_float, default=0.25, help="channel width multiplier (1.0 = the paper's widths)")
+    g.add_argument("--width", type=width_multiplier, default=0.25,
+                   help=f"channel width multiplier (1.0 = the paper's widths; at most {MAX_WIDTH:g})")
     g.add_argument("--heads", default=None, choices=sorted(HEADS),
                    help="shallow exit heads: byot (bottleneck), byot_light, scan (attention + bottleneck); "
                         "default: scan for --method scan, else byot")
     g.add_argument("--stem-stride", type=int, default=1, choices=[1, 2],
                    help="ResNet stem stride: 2 halves the resolution of every stage (about 4x fewer MACs)")
-    g.add_argument("--exit-stages", type=int, nargs="+", default=None, metavar="STAGE",
+    g.add_argument("--exit-stages", type=exit_stage, nargs="+", default=None, metavar="STAGE",
                    help="stages (1-4) that get an exit, the deepest (4) included; e.g. 2 3 4 drops exit 1, whose "
                         "full-resolution head every early-exit sample pays (default: all four for multi-exit methods)")
     o = parser.add_argument_group("optimisation")
@@ -259,9 +392,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"], help="learning-rate schedule")
     o.add_argument("--no-augment", dest="augment", action="store_false", help="disable random crop / flip")
     o.add_argument("--seed", type=nonneg_int, default=0, help="seed of the data split, initialisation and batches")
-    o.add_argument("--torch-device", default="auto",
+    o.add_argument("--torch-device", type=torch_device, default="auto",
                    help="where training runs: auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    o.add_argument("--device", dest="torch_device", action=Deprecated,
+    o.add_argument("--device", dest="torch_device", type=torch_device, action=Deprecated,
                    new="--torch-device (--device names the simulated hardware)")
     o.add_argument("--max-steps", dest="max_steps_per_epoch", type=positive_int, default=None,
                    help="cap on steps per epoch (smoke tests)")
@@ -293,12 +426,13 @@ def report(summary: dict[str, Any]) -> int:
 
 
 def fail(exc: BaseException) -> int:
-    """Print a user error as one line (exit 2), Ctrl-C as one line (exit 130); re-raise anything else, a bug."""
+    """Print a user error as one line (exit 2), Ctrl-C / SIGTERM / SIGHUP as one line (exit 128 + signal, 130 for
+    Ctrl-C); re-raise anything else, a bug."""
     if isinstance(exc, KeyboardInterrupt):
         print(f"interrupted: {exc}" if str(exc) else
               "interrupted: files already written are complete; a started run's manifest is marked interrupted",
               file=sys.stderr)
-        return 130
+        return exit_status(exc)
     if isinstance(exc, USER_ERRORS):
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -315,15 +449,31 @@ def add_parallel_args(parser: argparse.ArgumentParser, workers: int = 1, ray_add
                    help="join a running Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting one")
 
 
+# flags whose values are files or folders a command reads: --overwrite never clears a directory holding one
+INPUT_FLAGS = ("checkpoints", "qat_checkpoints", "teacher", "config", "data_dir", "device")
+
+
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """The paths among a command's arguments that it reads (checkpoints, config, teacher, data, device files)."""
+    found: list[Path] = []
+    for name in INPUT_FLAGS:
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, Path)) and str(v) and (name != "device" or str(v).endswith(".toml")):
+                found.append(Path(v))
+    return found
+
+
 @contextmanager
-def run_guard(args: argparse.Namespace) -> Iterator[None]:
+def run_guard(args: argparse.Namespace, kind: str | None = None) -> Iterator[None]:
     """Hold --out for the whole command: refuse a used one (unless --overwrite / --resume) before any work,
-    keep a second process out, and mark the manifest failed / interrupted if the command does not finish."""
+    keep a second process out, never clear a directory holding the command's inputs, and mark the manifest
+    failed / interrupted if the command does not finish (Ctrl-C, SIGTERM and SIGHUP alike)."""
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 holds --out for the whole job
         yield
         return
     with run_dir_guard(getattr(args, "out", None), overwrite=getattr(args, "overwrite", False),
-                       resume=getattr(args, "resume", False)):
+                       resume=getattr(args, "resume", False), kind=kind, inputs=input_paths(args)):
         yield
 
 
@@ -336,9 +486,9 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
     g = parser.add_argument_group("chip architecture (wxy_hw.hardware.ChipConfig; None: the device file's array)")
     many = {"nargs": "+"} if sweep else {}
     d = defaults or {}
-    g.add_argument("--rows", type=positive_int, default=d.get("rows"), **many,
+    g.add_argument("--rows", type=array_size, default=d.get("rows"), **many,
                    help="crossbar rows (None: the device file's)")
-    g.add_argument("--cols", type=positive_int, default=d.get("cols"), **many,
+    g.add_argument("--cols", type=array_size, default=d.get("cols"), **many,
                    help="crossbar columns (None: = rows, else the device file's)")
     g.add_argument("--adc-bits", type=positive_int, default=d.get("adc_bits"), **many, help="ADC resolution, 2-16 (None: 8)")
     g.add_argument("--dac-bits", type=positive_int, default=d.get("dac_bits"), **many,

@@ -19,8 +19,8 @@ from typing import Sequence
 from ..data import available_datasets
 from ..data.corruptions import available_corruptions
 from ..studies.calibrator import CalibratorConfig, calibrator_adapt_run
-from . import (Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, defaults, new_parser, positive_float,
-               positive_int, run_study, severity)
+from . import (Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
+               calibrator_width, defaults, new_parser, nonneg_int, positive_float, positive_int, run_study, severity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--severity", type=severity, default=d["severity"], help="severity of a -C target, 1-5")
     add_device_arg(parser, d["device"], " for chip-instance calibration (None skips it)")
     add_chips_arg(parser, d["chips"], "chip instances (seeds 0 .. N-1)", old=None)
-    parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=int, action=Deprecated,
+    parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=nonneg_int, action=Deprecated,
                         new="--chips N (seeds 0 .. N-1)")
     add_checkpoints_arg(parser, "one best.pt to adapt instead of the cached default", single_alias=True)
     parser.add_argument("--epochs", type=positive_int, default=d["epochs"], help="calibrator / DANN / fine-tuning epochs")
-    parser.add_argument("--width", type=positive_int, default=d["width"], help="calibrator width")
-    parser.add_argument("--blocks", type=positive_int, default=d["blocks"], help="calibrator residual blocks")
+    parser.add_argument("--width", type=calibrator_width, default=d["width"], help="calibrator channels")
+    parser.add_argument("--blocks", type=calibrator_blocks, default=d["blocks"], help="calibrator residual blocks")
     parser.add_argument("--epsilon", type=positive_float, default=d["epsilon"],
                         help="bound of the perturbation (normalised units)")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="images per split used")

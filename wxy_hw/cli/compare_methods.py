@@ -5,10 +5,11 @@
         --teacher-arch resnet34 --seeds 0 1 2          # the seed's Table 2 columns
 
 Each method trains into <out>/<method>/s<seed>/ (a finished run is reused, an interrupted one
-resumed); teachers (for kd, fitnet, at) into <out>/teacher/s<seed>/ unless --teacher is given.
-Cells are mean ± 95 % t interval over seeds; the last column is the paired difference of the
-final exit to the baseline with its p-value. Tidy per-seed rows go to <out>/comparison.csv, the
-table to <out>/comparison.md, the settings to <out>/config.toml.
+resumed, a damaged one kept as s<seed>.damaged and trained again); teachers (for kd, fitnet, at)
+into <out>/teacher/s<seed>/ unless --teacher is given. Cells are mean ± 95 % t interval over
+seeds; the last column is the paired difference of the final exit to the baseline with its
+p-value. Tidy per-seed rows go to <out>/comparison.csv, the table to <out>/comparison.md, the
+settings to <out>/config.toml. After Ctrl-C, re-run the same command: finished parts are reused.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from ..studies.training import CompareConfig, compare_methods
-from . import add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, positive_float, run_guard
+from ..studies.training import RERUN, CompareConfig, compare_methods
+from ..train import TrainingInterrupted
+from . import (add_data_args, add_train_args, config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard,
+               width_multiplier)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(parser)
     add_train_args(parser)
     parser.add_argument("--methods", nargs="+", default=d["methods"], help="methods to compare")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=None,
                         help="training seeds; every method trains once per seed (None: --seed alone)")
     parser.add_argument("--teacher-arch", default=None,
                         help="train a baseline teacher of this architecture per seed for kd / fitnet / at")
-    parser.add_argument("--teacher-width", type=positive_float, default=None, help="its width (None: --width)")
+    parser.add_argument("--teacher-width", type=width_multiplier, default=None, help="its width (None: --width)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (None: runs/compare/<dataset>_<arch>_w<width>)")
     return parser
@@ -44,9 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = config_of(CompareConfig, args).settings()
         settings.pop("method")
-        with run_guard(args):
+        with run_guard(args, kind="compare_methods"):
             table = compare_methods(out=args.out, progress=args.progress, **settings)
-    except (Exception, KeyboardInterrupt) as exc:
+    except KeyboardInterrupt as exc:  # there is no --resume here: re-running the command continues
+        if not isinstance(exc, TrainingInterrupted):  # a training run's message already says so
+            exc.args = (f"{str(exc) or 'compare_methods stopped'}; {RERUN}",)
+        return fail(exc)
+    except Exception as exc:
         return fail(exc)
     print(table)
     return 0

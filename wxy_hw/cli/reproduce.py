@@ -6,18 +6,22 @@
     python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
-claims.json, config.toml and commands.sh (every command behind every number). Rerunning the
-same command reuses every finished step; an interrupted run continues where it stopped.
+claims.json, config.toml and commands.sh (every command behind every number; paths relative to
+<out>, so a moved folder is still reused). Rerunning the same command reuses every finished step
+whose files read back as written (a damaged one is rerun); an interrupted run continues where it
+stopped.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig
-from . import config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard
+from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
+from ..studies.training import RERUN
+from . import config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard, torch_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training seeds (None: the budget's; at least 3 for a paired test)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
     parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")
-    parser.add_argument("--torch-device", default=d["torch_device"], help="torch device for training and evaluation")
+    parser.add_argument("--torch-device", type=torch_device, default=d["torch_device"],
+                        help="torch device for training and evaluation")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict counts and the report's path")
     return parser
 
@@ -44,12 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget = BUDGETS[conf.budget]
         if conf.seeds:
             budget = dataclasses.replace(budget, seeds=tuple(conf.seeds))
-        with run_guard(args):
+        with run_guard(args, kind="reproduce"):
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print)
             conf.write(args.out)
             html_path, md_path = rep.run()
-    except (Exception, KeyboardInterrupt) as exc:
+    except ReproductionError as exc:  # the step's own error line is folded into this one
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C in a step or between steps: one line, what to do, exit 130
+        exc.args = (f"{str(exc) or 'reproduce stopped'}; {RERUN}",)  # the same exception: a signal keeps its status
+        return fail(exc)
+    except Exception as exc:
         return fail(exc)
     counts = {v: sum(c.verdict == v for c in rep.claims) for v in ("reproduced", "not reproduced", "inconclusive")}
     print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(rep.claims)} claims")

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(build_parser(), argv, TrainRunConfig)
     try:
         config = config_of(TrainRunConfig, args)
-        with run_guard(args):
+        with run_guard(args, kind="train"):
             summary = train_run(config, out=args.out, resume=args.resume, overwrite=args.overwrite,
                                 progress=args.progress)
     except (Exception, KeyboardInterrupt) as exc:  # one clear line, no traceback, for every user-facing error

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..models.evaluate import evaluate, evaluate_chip_batch, model_device
 from .batched import DEFAULT_MAX_MEMORY, batch_blocker, chips_per_pass, deploy_chips
-from .engine import calibrate_converters, deploy
+from .engine import analog_layers, calibrate_converters, deploy
 from .recalibrate import recalibrate_bn
 from .spec import DeviceSpec, load_device
 
@@ -24,6 +24,15 @@ def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
 BACKENDS: dict[str, Callable[..., nn.Module]] = {"native": deploy, "aihwkit": _deploy_aihwkit}
 
 
+def check_deployable(model: nn.Module) -> None:
+    """Refuse a network with no Conv1d / Conv2d / Linear layer: a device holds nothing of it, so its "chip" accuracy
+    would be its digital accuracy under another name."""
+    if not analog_layers(model):
+        raise ValueError(f"{type(model).__name__} has no Conv1d / Conv2d / Linear layer: nothing of it goes on the "
+                         "device, so a chip evaluation would only repeat its digital accuracy; give a network whose "
+                         "weights are in convolution or linear layers")
+
+
 def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: str = "native", *,
               bn_images: torch.Tensor | None = None, **kwargs: Any) -> nn.Module:
     """One chip instance, ready to read, with the named backend ("native" fast path, "aihwkit" reference).
@@ -34,6 +43,7 @@ def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: st
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_deployable(model)
     chip = BACKENDS[backend](model, device, seed, **kwargs)
     if bn_images is not None:
         recalibrate_bn(chip, bn_images)
@@ -52,8 +62,10 @@ def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence
     chips and reads as one at a time), K bounded by ``max_memory`` bytes (or fixed by
     ``chip_batch``). What cannot be batched — the aihwkit backend, converters, IR drop,
     ``per_mvm`` read noise, BN recalibration (``bn_images``, see ``deploy_on``; its statistics are
-    per chip) — runs one chip at a time, with one deployed copy alive.
+    per chip) — runs one chip at a time, with one deployed copy alive. A network with nothing a device
+    holds (``check_deployable``) and a batch of non-finite inputs are refused with one line.
     """
+    check_deployable(model)  # before any chip is programmed
     seeds = list(seeds)
     rows: list[dict[str, Any]] = []
     if backend == "native" and seeds:

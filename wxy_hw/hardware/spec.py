@@ -38,9 +38,9 @@ def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
         if lo is not None and (v <= lo if lo_open else v < lo):
             return False
         return hi is None or v <= hi
-    text = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
+    text = f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else ""
     if hi is not None:
-        text = f"{text} and <= {hi}" if text else f"<= {hi}"
+        text = f"{text} and <= {hi:g}" if text else f"<= {hi:g}"
     return check, f"a number {text}".strip()
 
 
@@ -49,53 +49,80 @@ def _choice(options: tuple[str, ...]):
 
 
 _ANY = ((lambda v: True), "")
-_POS = _range(0.0, lo_open=True)
-_NONNEG = _range(0.0)
 _FRACTION = _range(0.0, 1.0)
 
+
+def _plain_name(v: str) -> bool:
+    """A device name is a run directory's name (runs/<study>/<name>_<time>): no separator, no '..', no blank."""
+    return bool(v.strip()) and v == v.strip() and not any(c in v for c in ("/", "\\", "\0")) and ".." not in v
+
+
+MAX_ARRAY = 4096  # crossbar rows / cols: the chip flags (--rows, --cols) use the same ceiling
+
+# Every physical value has a lower and an upper bound. The bounds are deliberately generous (a few
+# times past anything published) so that they only stop typos and unit mix-ups (rows = 1e15,
+# g_max_uS = 1e300, read_noise = 1e6), never a real device:
+#   rows, cols ≤ 4096            published CIM macros stop at 1024-2048 rows (NeuRRAM 256, HERMES 256,
+#                                 ISSCC SRAM/ReRAM macros ≤ 1024); IR drop makes longer lines useless
+#   g_max_uS ≤ 1e4 µS (10 mS)    ReRAM / PCM cells conduct ≤ ~200 µS; 10 mS is a 100 Ω cell
+#   on_off_ratio ≤ 1e6           ReRAM 10-100, PCM ~100-1000, flash / CMOS ≤ 1e5
+#   clip_sigma ≤ 100             clipping is used at 2.5-4 σ; past ~|W|max/σ it clips nothing
+#   programming_scale ≤ 100      a multiplier of the model's measured noise (studies sweep 0-3 ×)
+#   read_noise, additive_sigma ≤ 1   σ in units of the full weight range |W|max: at 1 the read is all noise
+#                                 (measured: ~1 % ReRAM, Wan et al. 2022; PCM a few %, Joshi et al. 2020)
+#   lognormal_sigma ≤ 5          σ of ln(weight): 5 is a factor e^5 ≈ 150 (subthreshold mismatch ~0.1)
+#   drift_nu_mean ≤ 1            PCM ν 0.005-0.1 (Joshi et al. 2020); ν = 1 would be G ∝ 1/t
+#   t0_s ≤ 1e6 s, t_read_s ≤ 1 s   drift reference time (aihwkit 20 s) and read pulse (aihwkit 250 ns)
+#   max_time_s ≤ 3.2e9 s         100 years; retention is specified at 10 years (3.2e8 s)
+#   a_vt_mV_um ≤ 100             Pelgrom A_VT: 1-5 mV·µm in modern nodes, ~30 in 1 µm-era CMOS
+#   width_um, length_um ≤ 1000   a transistor, not a die
+#   slope_factor 1-5             subthreshold n is 1.0-2.0 (Enz-Krummenacher-Vittoz)
+#   cell_read_fJ ≤ 1e4 fJ        ReRAM / PCM 1-100 fJ per cell read; a digital int8 MAC ~0.1 pJ
+#   leakage_uW ≤ 1e6 µW (1 W)    a whole accelerator's static power is at most watts
+#   mvm_latency_ns ≤ 1e6 ns      PCM / ReRAM MVMs take 10 ns-1 µs (HERMES 130 ns); 1 ms is a typo
 SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
     "device": {
-        "name": (str, REQUIRED, _ANY),
+        "name": (str, REQUIRED, (_plain_name, "a plain name without '/', '\\' or '..' (it names the run directory)")),
         "technology": (str, REQUIRED, _choice(TECHNOLOGIES)),
         "description": (str, "", _ANY),
     },
     "mapping": {
-        "g_max_uS": (float, REQUIRED, _POS),
-        "on_off_ratio": (float, 10.0, _range(1.0, lo_open=True)),
+        "g_max_uS": (float, REQUIRED, _range(0.0, 1e4, lo_open=True)),
+        "on_off_ratio": (float, 10.0, _range(1.0, 1e6, lo_open=True)),
         "levels": (int, 0, ((lambda v: v == 0 or 2 <= v <= MAX_LEVELS),
                             f"0 (continuous) or an integer from 2 to {MAX_LEVELS} (8 bits per cell)")),
         "cells_per_weight": (int, 1, _range(1, 16)),
         "differential": (bool, True, _ANY),
-        "clip_sigma": (float, 0.0, _NONNEG),
+        "clip_sigma": (float, 0.0, _range(0.0, 100.0)),
     },
     "noise": {
         "programming": (str, REQUIRED, _choice(PROGRAMMING_MODELS)),
-        "programming_scale": (float, 1.0, _NONNEG),
-        "read_noise": (float, 0.0, _NONNEG),
-        "additive_sigma": (float, 0.0, _NONNEG),
-        "lognormal_sigma": (float, 0.0, _NONNEG),
+        "programming_scale": (float, 1.0, _range(0.0, 100.0)),
+        "read_noise": (float, 0.0, _range(0.0, 1.0)),
+        "additive_sigma": (float, 0.0, _range(0.0, 1.0)),
+        "lognormal_sigma": (float, 0.0, _range(0.0, 5.0)),
         "drift": (str, REQUIRED, _choice(DRIFT_MODELS)),
-        "drift_nu_mean": (float, 0.05, _NONNEG),
+        "drift_nu_mean": (float, 0.05, _range(0.0, 1.0)),
         "drift_compensation": (bool, False, _ANY),
-        "t0_s": (float, 20.0, _POS),
-        "t_read_s": (float, 2.5e-7, _POS),
-        "max_time_s": (float, 3.2e8, _POS),
+        "t0_s": (float, 20.0, _range(0.0, 1e6, lo_open=True)),
+        "t_read_s": (float, 2.5e-7, _range(0.0, 1.0, lo_open=True)),
+        "max_time_s": (float, 3.2e8, _range(0.0, 3.2e9, lo_open=True)),
         "stuck_at_lrs": (float, 0.0, _FRACTION),
         "stuck_at_hrs": (float, 0.0, _FRACTION),
     },
     "subthreshold": {
-        "a_vt_mV_um": (float, REQUIRED, _POS),
-        "width_um": (float, REQUIRED, _POS),
-        "length_um": (float, REQUIRED, _POS),
-        "slope_factor": (float, 1.5, _range(1.0)),
+        "a_vt_mV_um": (float, REQUIRED, _range(0.0, 100.0, lo_open=True)),
+        "width_um": (float, REQUIRED, _range(0.0, 1000.0, lo_open=True)),
+        "length_um": (float, REQUIRED, _range(0.0, 1000.0, lo_open=True)),
+        "slope_factor": (float, 1.5, _range(1.0, 5.0)),
         "temperature_K": (float, 300.0, _range(1.0, 1000.0)),
     },
     "ir_drop": {
         "beta": (float, 0.0, _range(0.0, 1.0)),
     },
     "array": {
-        "rows": (int, 256, _range(1)),
-        "cols": (int, 256, _range(1)),
+        "rows": (int, 256, _range(1, MAX_ARRAY)),
+        "cols": (int, 256, _range(1, MAX_ARRAY)),
         "adc_bits": (int, 0, ((lambda v: v == 0 or CONVERTER_BITS[0] <= v <= CONVERTER_BITS[1]),
                               "0 (ideal) or an integer from {} to {}".format(*CONVERTER_BITS))),
         "dac_bits": (int, 0, ((lambda v: v == 0 or CONVERTER_BITS[0] <= v <= CONVERTER_BITS[1]),
@@ -103,9 +130,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
         "ranging": (str, "fixed", _choice(("fixed", "per_sample"))),
     },
     "energy": {
-        "cell_read_fJ": (float, REQUIRED, _NONNEG),
-        "leakage_uW": (float, 0.0, _NONNEG),
-        "mvm_latency_ns": (float, 10.0, _POS),
+        "cell_read_fJ": (float, REQUIRED, _range(0.0, 1e4)),
+        "leakage_uW": (float, 0.0, _range(0.0, 1e6)),
+        "mvm_latency_ns": (float, 10.0, _range(0.0, 1e6, lo_open=True)),
     },
     "aihwkit": {
         "noise_model": (str, "none", _choice(AIHWKIT_MODELS)),

@@ -47,6 +47,20 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class NonFiniteInputError(ValueError):
+    """An evaluation batch holds NaN or infinite inputs: no score computed on it would mean anything."""
+
+
+def check_finite_inputs(x: torch.Tensor, index: int) -> None:
+    """Refuse a batch of non-finite inputs (NaN images score as a constant guess, i.e. a plausible chance level).
+
+    One reduction per batch, cheap next to the forward pass it guards; integer inputs are always finite.
+    """
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise NonFiniteInputError(f"evaluation input batch {index + 1} holds NaN or infinite values; nothing is scored "
+                                  "on it: check the images and their normalisation (a std of 0 divides by zero)")
+
+
 class _Tally:
     """Running per-exit and ensemble counts of correct predictions and summed loss."""
 
@@ -88,8 +102,9 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     dev = model_device(model)
     tally = _Tally()
     with eval_mode(model):
-        for x, y in batches:
+        for i, (x, y) in enumerate(batches):
             x, y = x.to(dev), y.to(dev)
+            check_finite_inputs(x, i)
             tally.add(model(x), y)
     return tally.metrics(model)
 
@@ -100,8 +115,9 @@ def evaluate_chip_batch(chips: nn.Module, batches: Iterable[tuple[torch.Tensor, 
     chips.eval()
     dev = model_device(chips)
     tallies = [_Tally() for _ in range(chips.k)]
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
         x, y = x.to(dev), y.to(dev)
+        check_finite_inputs(x, i)
         for tally, out in zip(tallies, chips(x)):
             tally.add(out, y)
     return [t.metrics(chips.model) for t in tallies]

@@ -49,6 +49,14 @@ def _value(v: Any, where: str) -> str:
     raise TypeError(f"{where}: cannot write a {type(v).__name__} into a config file")
 
 
+def toml_value(value: Any) -> str:
+    """One value as a config file spells it (for messages about a value read from one)."""
+    try:
+        return _value(value, "value")
+    except TypeError:  # a TOML date or time: no setting takes one
+        return str(value)
+
+
 def to_toml(values: dict[str, Any], header: str = "") -> str:
     """A flat TOML document (dicts as inline tables); None values are left out, noted as comments."""
     lines = [f"# {line}" for line in header.splitlines()]

@@ -8,16 +8,22 @@ as mean ± 95 % interval over seeds (× chips on hardware), the paired test and 
 
 Every number in the report comes from a command listed in ``commands.sh`` of the output
 directory, which reruns it. A finished step is reused when the same command is asked again
-(and ``compare_methods`` reuses each finished training run), so an interrupted reproduction
-continues where it stopped, and a larger budget in the same directory retrains nothing twice.
+and its files read back as they were written (``steps.json`` holds each step's command and the
+sha256 and size of its outputs; ``compare_methods`` checks its own training runs), so an
+interrupted reproduction continues where it stopped, a larger budget in the same directory
+retrains nothing twice, and a damaged step is rerun. Paths in ``steps.json``, the commands and
+``commands.sh`` are relative to the output directory, so a moved reproduction still reuses its steps.
 """
 from __future__ import annotations
 
-import csv
+import contextlib
+import hashlib
 import importlib
+import io
 import json
 import math
 import shlex
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +32,9 @@ from typing import Any, Callable, Iterable, Sequence
 from ..analysis.report import Claim, difference_verdict, write_report
 from ..analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
 from ..output import deepest_exit
-from ..utils import atomic_write_text
+from ..utils import DamagedFileError, atomic_write_text, read_csv, read_json, set_aside
 from .config import StudyConfig
+from .training import RERUN
 
 ALPHA = 0.05
 EQUIVALENCE_MARGIN = 1.0  # accuracy points: "no accuracy drop" holds when the drop's interval stays above −1
@@ -115,21 +122,107 @@ class ReproductionError(RuntimeError):
     """A step of the reproduction failed; the message names the command to rerun alone."""
 
 
+COMMANDS_HEADER = ("#!/bin/sh\n# every command behind report.md, in order; their paths are relative to this folder, so\n"
+                   "# the script runs here (wxy-hw <study> is python experiments/<study>.py of the repository)\n"
+                   "set -e\ncd \"$(dirname \"$0\")\"\n")
+
+
 def _cli_main(study: str) -> Callable[[list[str]], int]:
     """``main(argv)`` of ``wxy-hw <study>``, the function ``python experiments/<study>.py`` runs."""
     return importlib.import_module(f"..cli.{study}", __package__).main
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
+    """A step's CSV, which must hold ``columns`` (steps are verified before reuse, so damage here is new)."""
+    return read_csv(path, fix=RERUN, columns=columns)
 
 
-def _complete(run_dir: Path) -> bool:
+# flags whose values are paths inside the reproduction folder: stored relative to it, joined to it when run
+FOLDER_FLAGS = ("--out", "--checkpoints")
+
+
+def _in_folder(argv: Sequence[str], folder: Path) -> list[str]:
+    """``argv`` with the values of FOLDER_FLAGS (relative to the reproduction folder) joined to ``folder``."""
+    out, inside = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            inside = arg in FOLDER_FLAGS
+            out.append(arg)
+        else:
+            out.append(str(folder / arg) if inside else arg)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprints(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file a finished step wrote (not its lock), by path relative to ``run_dir``."""
+    return {p.relative_to(run_dir).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def _damage(run_dir: Path, files: dict[str, dict[str, Any]] | None) -> str | None:
+    """Why a step's folder cannot be reused as recorded (the first problem), or None.
+
+    Always: its manifest reads back. With ``files`` (the record of a finished step): every CSV parses
+    with its header (the most telling problem first), and every file has its recorded size and sha256."""
     try:
-        return json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
+        read_json(run_dir / "manifest.json", fix=RERUN)
+    except FileNotFoundError:
+        return "manifest.json is missing"
+    except DamagedFileError as exc:
+        return f"manifest.json {exc.problem}"
+    if files is None:
+        return None
+    for path in sorted(run_dir.rglob("*.csv")):
+        try:
+            read_csv(path, fix=RERUN)
+        except DamagedFileError as exc:
+            return f"{path.relative_to(run_dir).as_posix()} {exc.problem}"
+    for name, want in files.items():
+        path = run_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want.get("size"):
+            return f"{name} has {size} bytes, {want.get('size')} when the step finished (truncated or changed)"
+        if _sha256(path) != want.get("sha256"):
+            return f"{name} changed since the step finished (its sha256 differs)"
+    return None
+
+
+class _LastWords(io.TextIOBase):
+    """stderr while a step runs in this process: its lines pass through, except its closing "error: ..." /
+    "interrupted: ..." line, held back so that the reproduction ends with one line of its own."""
+
+    def __init__(self, target: Any) -> None:
+        self.target, self.held, self._line = target, "", ""
+
+    def write(self, text: str) -> int:
+        *lines, self._line = (self._line + text).split("\n")
+        for line in lines:
+            if line.startswith(("error: ", "interrupted: ")):
+                if self.held:
+                    self.target.write(self.held + "\n")  # only the last such line is the step's closing one
+                self.held = line
+            else:
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def end(self) -> None:
+        """The step returned: pass on a last line without a line end."""
+        if self._line:
+            self.target.write(self._line)
+            self._line = ""
 
 
 class Reproduction:
@@ -138,35 +231,63 @@ class Reproduction:
     def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> None:
         self.b, self.out, self.log = budget, Path(out), log
-        self.torch_device, self.data_dir = torch_device, data_dir
+        # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
+        self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
         self.commands: list[str] = []
         self.claims: list[Claim] = []
         self._steps_file = self.out / "steps.json"
-        self._steps: dict[str, list[str]] = json.loads(self._steps_file.read_text()) if self._steps_file.exists() else {}
+        self._steps: dict[str, Any] = read_json(
+            self._steps_file, fix="delete it to rerun every step (compare_methods still reuses its finished "
+                                  "training runs)") if self._steps_file.exists() else {}
 
     # --- running ---------------------------------------------------------------------------------------
     def _data_flags(self) -> list[str]:
         return (["--dataset", self.b.dataset] + (["--data-dir", str(self.data_dir)] if self.data_dir else []))
 
     def step(self, study: str, args: Sequence[str], run_dir: Path, *, reusable: bool = True) -> str:
-        """Run ``python experiments/<study>.py ARGS --out RUN_DIR`` unless the same finished run is there."""
-        argv = [*map(str, args), "--out", str(run_dir), "--quiet"]
-        command = shlex.join(["python", f"experiments/{study}.py", *argv])
+        """Run ``wxy-hw <study> ARGS --out RUN_DIR`` unless the same finished run is there and reads back.
+
+        ``run_dir`` and the ``--checkpoints`` in ``args`` are relative to the reproduction folder, and so
+        are the command, its record in steps.json and commands.sh: a moved folder still reuses its steps.
+        """
+        argv = [*map(str, args), "--out", run_dir.as_posix(), "--quiet"]
+        command = shlex.join(["wxy-hw", study, *argv])
         self.commands.append(command)
-        key = str(run_dir)
-        if reusable and _complete(run_dir) and self._steps.get(key) == argv:
-            self.log(f"[reproduce] reusing {run_dir}")
-            return command
-        if reusable and run_dir.exists():
-            argv = [*argv, "--overwrite"]  # our own earlier step with other settings: replaced, not mixed
+        key, where = run_dir.as_posix(), self.out / run_dir
+        record = self._steps.get(key)
+        same = isinstance(record, dict) and record.get("argv") == argv
+        extra: list[str] = []
+        if reusable and where.exists():
+            problem = _damage(where, record.get("files", {}) if same else None)
+            if problem is None and same and read_json(where / "manifest.json", fix=RERUN).get("status") == "complete":
+                self.log(f"[reproduce] reusing {key}")
+                return command
+            if problem is not None:  # said even with --quiet: a file the tool wrote changed under it
+                aside = set_aside(where)
+                print(f"[reproduce] rerunning {key}: {problem} (the damaged run is kept as {aside.name})", flush=True)
+            else:
+                extra = ["--overwrite"]  # our own earlier step with other settings: replaced, not mixed
         self.log(f"[reproduce] {command}")
-        rc = _cli_main(study)(argv)
+        rc, last_words = self._run(study, [*argv, *extra])
+        if rc >= 128:  # Ctrl-C (130) or a signal (128 + n) stopped the step: the reproduction stops with it
+            raise KeyboardInterrupt(f"reproduce stopped in step {key}")
         if rc != 0:
-            raise ReproductionError(f"step failed (exit {rc}): {command}")
-        self._steps[key] = [a for a in argv if a != "--overwrite"]
+            raise ReproductionError(f"step {key} failed (exit {rc}){': ' + last_words if last_words else ''}; "
+                                    f"fix that and {RERUN} (the step alone, from {self.out}: {command})")
+        self._steps[key] = {"argv": argv, "files": _fingerprints(where)}
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self._steps_file, json.dumps(self._steps, indent=1) + "\n")
         return command
+
+    def _run(self, study: str, argv: list[str]) -> tuple[int, str]:
+        """Run one step in this process; its exit status and its closing error / interrupt line (without prefix)."""
+        words = _LastWords(sys.stderr)
+        with contextlib.redirect_stderr(words):
+            try:
+                rc = _cli_main(study)(_in_folder(argv, self.out))
+            finally:
+                words.end()
+        return rc, words.held.split(": ", 1)[-1]
 
     def train_flags(self) -> list[str]:
         b = self.b
@@ -176,22 +297,21 @@ class Reproduction:
                 *(["--lr", f"{b.lr:g}"] if b.lr != 0.1 else []), "--torch-device", self.torch_device]
 
     def checkpoint(self, method: str, seed: int, device: str | None = None) -> Path:
-        root = self.out / ("methods" if device is None else f"methods_{device}")
-        return root / method / f"s{seed}" / "best.pt"
+        """A trained model's best.pt, relative to the reproduction folder."""
+        return Path("methods" if device is None else f"methods_{device}") / method / f"s{seed}" / "best.pt"
 
     def run(self) -> tuple[Path, Path]:
         """Every step, then every claim, then the report."""
         b, seeds = self.b, [str(s) for s in self.b.seeds]
         self.out.mkdir(parents=True, exist_ok=True)
-        methods = self.out / "methods"
         self.cmd_methods = self.step("compare_methods", [
             "--methods", *METHODS, "--seeds", *seeds, "--teacher-arch", b.teacher_arch,
-            "--teacher-width", f"{b.teacher_width:g}", *self.train_flags()], methods, reusable=False)
+            "--teacher-width", f"{b.teacher_width:g}", *self.train_flags()], Path("methods"), reusable=False)
         self.cmd_hwa: dict[str, str] = {}
         for dev in b.devices:
             self.cmd_hwa[dev] = self.step("compare_methods", [
                 "--methods", *HWA_METHODS, "--seeds", *seeds, "--method-arg", f"device={dev}", *self.train_flags()],
-                self.out / f"methods_{dev}", reusable=False)
+                Path(f"methods_{dev}"), reusable=False)
         self.cmd_early, self.cmd_robust, self.cmd_domain, self.cmd_chipcal = {}, {}, {}, {}
         self.cmd_sweep: dict[tuple[str, int], str] = {}
         for s in b.seeds:
@@ -199,22 +319,22 @@ class Reproduction:
             self.cmd_early[s] = self.step("early_exit_energy", [
                 "--device", b.devices[0], "--checkpoints", ck("baseline"), ck("self_distillation"), ck("scan"),
                 "--chips", str(b.chips), "--samples", str(b.samples), "--seed", str(s),
-                "--torch-device", self.torch_device, *self._data_flags()], self.out / "early_exit" / f"s{s}")
+                "--torch-device", self.torch_device, *self._data_flags()], Path("early_exit", f"s{s}"))
             self.cmd_robust[s] = self.step("corruption_robustness", [
                 "--checkpoints", ck("baseline"), ck("augment"), ck("ada"), ck("auxiliary"), ck("adv"),
                 "--corruptions", *b.corruptions, "--severities", *map(str, b.severities),
                 "--samples", str(b.corruption_samples), "--adv-samples", str(b.adv_samples),
                 "--pgd-steps", str(b.pgd_steps), "--chips", "0", "--seed", str(s),
-                "--torch-device", self.torch_device, *self._data_flags()], self.out / "robustness" / f"s{s}")
+                "--torch-device", self.torch_device, *self._data_flags()], Path("robustness", f"s{s}"))
             cal = ["--epochs", str(b.calibrator_epochs), "--samples", str(b.calibrator_samples), "--seed", str(s),
                    "--torch-device", self.torch_device, *(["--data-dir", str(self.data_dir)] if self.data_dir else [])]
             self.cmd_domain[s] = self.step("calibrator_adapt", ["--source", b.domain[0], "--target", b.domain[1],
                                                                 "--train-epochs", str(b.epochs), *cal],
-                                           self.out / "calibrator_domain" / f"s{s}")
+                                           Path("calibrator_domain", f"s{s}"))
             self.cmd_chipcal[s] = self.step("calibrator_adapt", [
                 "--source", b.dataset, "--target", "none", "--device", b.devices[0], "--checkpoints", ck("baseline"),
                 "--chips", str(b.chips), *cal],
-                self.out / "calibrator_chips" / f"s{s}")
+                Path("calibrator_chips", f"s{s}"))
             for i, dev in enumerate(b.devices):
                 self.cmd_sweep[dev, s] = self.step("noise_sweep", [
                     "--device", dev, "--checkpoints", ck("baseline"), ck("self_distillation"),
@@ -222,10 +342,9 @@ class Reproduction:
                     "--scales", "1", "--times", "86400", "--chips", str(b.chips), "--samples", str(b.samples),
                     "--bn-recalibrate", str(b.bn_images), "--seed", str(s), "--torch-device", self.torch_device,
                     *(["--sigmas", *map(str, b.sigmas)] if i == 0 else ["--no-flat"]), *self._data_flags()],
-                    self.out / "noise_sweep" / dev / f"s{s}")
+                    Path("noise_sweep", dev, f"s{s}"))
         self.collect()
-        atomic_write_text(self.out / "commands.sh", "#!/bin/sh\n# every command behind report.md, in order\nset -e\n"
-                          + "\n".join(dict.fromkeys(self.commands)) + "\n")
+        atomic_write_text(self.out / "commands.sh", COMMANDS_HEADER + "\n".join(dict.fromkeys(self.commands)) + "\n")
         atomic_write_text(self.out / "claims.json", json.dumps([_claim_dict(c) for c in self.claims], indent=1) + "\n")
         figure = forest_plot(self.claims_with_tests, self.out / "differences.png")
         if self.claims:
@@ -236,7 +355,7 @@ class Reproduction:
                     f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
                     "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
                     "t intervals with the seed as the unit (chips nested in seeds on hardware). Every command is "
-                    "in commands.sh beside this file.")
+                    "in commands.sh beside this file (its paths are relative to this folder).")
         return write_report(self.out, self.claims, title=f"wxy_hw reproduction of the seed's claims ({b.name})",
                             preamble=preamble, alpha=ALPHA)
 
@@ -265,7 +384,7 @@ class Reproduction:
         self._hardware()
 
     def _self_distillation(self) -> None:
-        rows = read_csv(self.out / "methods" / "comparison.csv")
+        rows = _rows(self.out / "methods" / "comparison.csv", "method", "seed", "exit", "accuracy")
         acc: dict[tuple[str, str], dict] = defaultdict(dict)
         for r in rows:
             acc[r["method"], r["exit"]][(int(r["seed"]), 0)] = float(r["accuracy"])
@@ -301,8 +420,8 @@ class Reproduction:
         accel, acc, base = {}, {}, {}
         for s in self.b.seeds:
             d = self.out / "early_exit" / f"s{s}"
-            dyn = [r for r in read_csv(d / "dynamic.csv") if r["method"] == "scan" and r["setting"] == "digital"]
-            per = read_csv(d / "per_exit.csv")
+            dyn = [r for r in _rows(d / "dynamic.csv", "method", "setting", "mac_acceleration", "accuracy") if r["method"] == "scan" and r["setting"] == "digital"]
+            per = _rows(d / "per_exit.csv", "method", "digital_accuracy")
             b_row = next(r for r in per if r["method"] == "baseline")
             accel[(s, 0)] = float(dyn[0]["mac_acceleration"])
             acc[(s, 0)] = float(dyn[0]["accuracy"])
@@ -333,7 +452,7 @@ class Reproduction:
         adv: dict[str, dict] = defaultdict(dict)
         for s in self.b.seeds:
             d = self.out / "robustness" / f"s{s}"
-            rows = read_csv(d / "corruption.csv")
+            rows = _rows(d / "corruption.csv", "method", "exit", "corruption", "accuracy")
             deepest = deepest_exit(rows)
             by_method: dict[str, list[float]] = defaultdict(list)
             for r in rows:
@@ -344,11 +463,11 @@ class Reproduction:
                         by_method[r["method"]].append(float(r["accuracy"]))
             for m, v in by_method.items():
                 corr[m][(s, 0)] = sum(v) / len(v)
-            for r in read_csv(d / "corruption_errors.csv"):
+            for r in _rows(d / "corruption_errors.csv", "method", "corruption", "ce"):
                 if r["corruption"] == "mean":
                     mce[r["method"]][(s, 0)] = float(r["ce"])
             if (d / "adversarial.csv").exists():
-                for r in read_csv(d / "adversarial.csv"):
+                for r in _rows(d / "adversarial.csv", "method", "attack", "accuracy"):
                     if r["attack"] == "pgd_linf":
                         adv[r["method"]][(s, 0)] = float(r["accuracy"])
         s0 = self.out / "robustness" / f"s{self.b.seeds[0]}"
@@ -374,7 +493,7 @@ class Reproduction:
     def _calibrator(self) -> None:
         src, cal, dann = {}, {}, {}
         for s in self.b.seeds:
-            for r in read_csv(self.out / "calibrator_domain" / f"s{s}" / "domain.csv"):
+            for r in _rows(self.out / "calibrator_domain" / f"s{s}" / "domain.csv", "method", "target acc"):
                 target = {"source only": src, "calibrator (classifier frozen)": cal,
                           "DANN (fine-tuned features)": dann}.get(r["method"])
                 if target is not None:
@@ -388,7 +507,7 @@ class Reproduction:
                             "MNIST → USPS: 95.6 vs 90.1 (ADDN), 95.6 (CDAN)", cal, dann, ("calibrator", "DANN"), cmd)
         none, calc, bn = {}, {}, {}
         for s in self.b.seeds:
-            for r in read_csv(self.out / "calibrator_chips" / f"s{s}" / "chips.csv"):
+            for r in _rows(self.out / "calibrator_chips" / f"s{s}" / "chips.csv", "chip", "no calibration", "calibrator"):
                 key = (s, int(r["chip"]))
                 none[key], calc[key] = float(r["no calibration"]), float(r["calibrator"])
                 if r.get("BN recalibration") not in (None, ""):
@@ -407,7 +526,8 @@ class Reproduction:
         sigma = max(self.b.sigmas)
         drop: dict[str, dict] = defaultdict(dict)
         for s in self.b.seeds:
-            rows = read_csv(self.out / "noise_sweep" / self.b.devices[0] / f"s{s}" / "flat_minima.csv")
+            rows = _rows(self.out / "noise_sweep" / self.b.devices[0] / f"s{s}" / "flat_minima.csv", "method", "exit",
+                         "sigma", "accuracy_mean")
             deepest = deepest_exit(rows)
             for m in ("baseline", "self_distillation"):
                 at = {float(r["sigma"]): float(r["accuracy_mean"]) for r in rows
@@ -424,7 +544,8 @@ class Reproduction:
         for dev in self.b.devices:
             acc: dict[str, dict] = defaultdict(dict)
             for s in self.b.seeds:
-                rows = read_csv(self.out / "noise_sweep" / dev / f"s{s}" / "sweep.csv")
+                rows = _rows(self.out / "noise_sweep" / dev / f"s{s}" / "sweep.csv", "method", "exit", "sweep", "scale",
+                             "chip", "accuracy")
                 deepest = {}
                 for r in rows:
                     if r["exit"].isdigit():

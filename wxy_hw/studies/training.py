@@ -11,16 +11,17 @@ from typing import Any, Sequence
 
 from .. import distributed
 from ..analysis.stats import paired_test, t_interval
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint
 from ..data import load_dataset, make_loaders
 from ..models.evaluate import evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
 from ..models import build_model, exit_costs
 from ..models.multi_exit import NUM_STAGES
 from ..output import format_table, write_rows_csv
-from ..results import RunDirectory, exit_columns, run_dir_guard, seed_table_row
-from ..train import TrainConfig, Trainer, TrainingInterrupted
-from ..utils import atomic_write_text, resolve_device, seed_everything
+from ..results import exit_columns, seed_table_row
+from ..run_dir import RunDirectory, run_dir_guard
+from ..train import RunDiverged, TrainConfig, Trainer, TrainingInterrupted, divergence_verdict
+from ..utils import DamagedFileError, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
 from .config import StudyConfig
 
 
@@ -97,11 +98,13 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
+    teacher_payload = _teacher_payload(teacher, dataset) if needs_teacher else None  # refused before any work
     out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
     # under torchrun every rank trains; rank 0 alone claims the run directory and writes into it
     dist_info, device = distributed.setup(device)
     lead = dist_info is None or dist_info.lead
-    with run_dir_guard(out, overwrite=overwrite, resume=resume) if lead else contextlib.nullcontext():
+    guard = run_dir_guard(out, overwrite=overwrite, resume=resume, kind="train", inputs=[teacher] if teacher else [])
+    with guard if lead else contextlib.nullcontext():
         if resume:
             _check_resumable(out)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
@@ -113,12 +116,13 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
                             multi_exit=multi_exit, exit_stages=exit_stages, stem_stride=conf.stem_stride)
         if needs_teacher:
-            teacher_model = load_model(teacher)
+            teacher_model = model_from_payload(teacher_payload, teacher)
             tc = teacher_model.config
             for key in ("num_classes", "in_channels", "image_size"):
                 if tc[key] != model.config[key]:
-                    raise CheckpointError(f"teacher {teacher} has {key}={tc[key]}, the student/data need "
-                                          f"{model.config[key]}")
+                    raise CheckpointError(f"teacher {teacher} has {key} {tc[key]} but the student on {dataset} needs "
+                                          f"{model.config[key]}; give a teacher trained with the same --dataset, "
+                                          "--image-size and --channels")
             method_options["teacher"] = teacher_model
             if method_options.get("hint_weight"):
                 method_options.setdefault("student_features", model.stage_channels[-1])
@@ -177,8 +181,19 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
             "wall_time_s": round(result.wall_time_s, 2),
         }
+        verdict = divergence_verdict(val, data.num_classes, trainer.full_epochs)
+        if verdict:
+            summary["status"] = "diverged"
         atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-        run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
+        results = {k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")}
+        if verdict:  # finite numbers that mean nothing: kept for inspection, never reported as a result
+            run.manifest["results"] = results
+            if dist_info is not None:
+                distributed.teardown()
+            raise RunDiverged(f"training diverged at lr {lr:g}: the checkpoint selected on validation (epoch "
+                              f"{result.best_epoch}) has {verdict}; the run in {out} is marked diverged; train "
+                              f"again with a lower learning rate: --overwrite --lr {lr / 10:g}")
+        run.finish(results=results)
         summary["table"] = table
         if dist_info is not None:
             summary["processes"] = dist_info.world
@@ -198,12 +213,27 @@ def _check_resumable(out: Path) -> None:
     if not (out / "last.pt").is_file():
         raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from; start the run without --resume")
     try:
-        status = json.loads((out / "manifest.json").read_text()).get("status")
-    except (OSError, ValueError):
+        status = read_json(out / "manifest.json", fix="--resume continues it").get("status")
+    except (OSError, DamagedFileError):
         status = None
     if status == "complete":
         raise ValueError(f"--resume: {out} holds a finished run (status complete), nothing to continue; "
                          "pass --overwrite to train it again, or choose another --out")
+    if status == "diverged":  # it ran all its epochs: resuming would only repeat the verdict
+        raise ValueError(f"--resume: {out} holds a run that diverged after all its epochs, nothing to continue; "
+                         "train it again with a lower learning rate: --overwrite --lr LOWER")
+
+
+def _teacher_payload(teacher: str | Path, dataset: str) -> dict[str, Any]:
+    """The teacher's checkpoint, read and validated; refused when it was trained on another dataset than the
+    student's (its classes would mean other things, however many there are)."""
+    payload = read_checkpoint(teacher, data=True)
+    trained, wanted = payload["data"]["name"], dataset.lower().replace("-", "_")
+    if trained != wanted:
+        raise CheckpointError(f"teacher {teacher} was trained on {trained!r} but the student trains on {dataset!r}; "
+                              f"give a teacher trained on {dataset} (train one with --method baseline --dataset "
+                              f"{dataset})")
+    return payload
 
 
 def _public(config: TrainConfig) -> dict[str, Any]:
@@ -230,8 +260,9 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
                     teacher_width: float | None = None, **train_kwargs: Any) -> str:
     """Train each method for each seed on the same budget; return the table with 95 % intervals.
 
-    Runs live in ``out/<method>/s<seed>``: a completed run is reused, an interrupted one resumed,
-    so the command can be re-run after a crash or to add a method or a seed. Each cell is the
+    Runs live in ``out/<method>/s<seed>``: a completed run is reused, an interrupted one resumed, a damaged
+    one (a file that does not read back) set aside and trained again, so the command can be re-run after a
+    crash or to add a method or a seed. Each cell is the
     mean over seeds ± the 95 % t interval (over seeds); the last column is the paired difference
     of the final exit to the baseline over the same seeds, with its two-sided p-value. Methods
     that need a teacher (kd, fitnet, at) get ``teacher`` or, with ``teacher_arch``, a baseline
@@ -307,9 +338,9 @@ ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
     """A finished run with the same settings is reused, an interrupted one resumed, a different one refused."""
-    done, manifest = run_dir / "results.json", run_dir / "manifest.json"
-    if done.exists() and manifest.exists() and json.loads(manifest.read_text()).get("status") == "complete":
-        saved = json.loads(manifest.read_text())["config"]
+    manifest = finished_run(run_dir, "compare_methods")
+    if manifest is not None:
+        saved = manifest.get("config", {})
         keys = ("arch", "width", "heads", "stem_stride", "exit_stages", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
                 "schedule", "seed", "augment", "val_fraction")
         diffs = [f"{k}: run has {saved.get(k, ADDED_LATER.get(k))!r}, asked {train_kwargs[k]!r}" for k in keys
@@ -317,5 +348,36 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
-        return json.loads(done.read_text())
-    return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir), **train_kwargs)
+        return read_json(run_dir / "results.json", fix=RERUN)
+    try:
+        return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir), **train_kwargs)
+    except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
+        raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
+
+
+# what a command that re-runs into its own folders (compare_methods, reproduce) advises after a stop
+RERUN = "re-run the same command; finished parts are reused"
+
+
+def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
+    """The manifest of the finished training run in ``run_dir`` when its files read back, else None.
+
+    A finished run whose manifest, results.json or best.pt does not read back is renamed to
+    ``<run_dir>.damaged`` (kept, not deleted) with one line, so the caller trains it again: these
+    are the tool's own runs, redone as a crash would have been, never handed on to fail later.
+    """
+    if not (run_dir / "manifest.json").is_file():
+        return None
+    again = "it is trained again"
+    try:
+        manifest = read_json(run_dir / "manifest.json", fix=again)
+        if manifest.get("status") != "complete":
+            return None
+        read_json(run_dir / "results.json", fix=again)
+        read_checkpoint(run_dir / "best.pt")
+    except (DamagedFileError, CheckpointError, FileNotFoundError) as exc:
+        aside = set_aside(run_dir)
+        why = f"{exc.path.name} {exc.problem}" if isinstance(exc, DamagedFileError) else str(exc)
+        print(f"[{who}] training {run_dir} again (the damaged run is kept as {aside.name}): {why}", flush=True)
+        return None
+    return manifest

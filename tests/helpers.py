@@ -1,0 +1,25 @@
+"""Helpers shared by test files (import them from here, never from another test file)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# a one-step training budget on synthetic data: seconds on a CPU
+TINY = dict(method="baseline", dataset="synthetic", arch="resnet8", width=0.125, batch_size=32, subset=64,
+            max_steps_per_epoch=1, device="cpu", progress=False)
+TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--batch-size", "32",
+              "--subset", "64", "--max-steps", "1", "--torch-device", "cpu", "--quiet"]
+
+
+def cli(name: str):
+    """The main() of experiments/<name>.py, run in this process (fast: no interpreter start-up)."""
+    spec = importlib.util.spec_from_file_location(f"cli_{name}", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (relative name → bytes): equal snapshots mean nothing was changed."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}

@@ -1,0 +1,298 @@
+"""Run directories that cannot destroy, and endings that leave a true record (issue 27, items 1, 2 and 6).
+
+Each test builds the hostile input itself: a symlinked lock, a foreign manifest.json, a checkpoint
+inside --out, a signal to a running command, a full disk, a dead holder's lock.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wxy_hw import utils
+from wxy_hw.distributed import DistInfo, LostRankError, explain_lost_rank
+from wxy_hw.parallel import check_reachable
+from wxy_hw.run_dir import (LOCK_NAME, OutputDirError, RunDirectory, Terminated, claim_run_dir, exit_status,
+                            read_marker, release_run_dir, run_dir_guard, signals_as_interrupts)
+from wxy_hw.studies.training import train_run
+from wxy_hw.train import fit
+from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text
+
+from helpers import ROOT, TINY, TINY_FLAGS, cli, snapshot
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished one-epoch training run on synthetic data (copy it before changing anything in it)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train_run(out=out, epochs=1, **TINY)
+    return out
+
+
+def copy_run(finished: Path, where: Path) -> Path:
+    shutil.copytree(finished, where, symlinks=True)
+    return where
+
+
+# --- 1. run directories that cannot destroy ------------------------------------------------------------------
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path, capsys):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("years of notes\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(precious)
+    assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and len(err.strip().splitlines()) == 1
+    assert precious.read_text() == "years of notes\n"
+    with pytest.raises(OutputDirError, match="symbolic link"):
+        claim_run_dir(out, resume=True)
+    assert precious.read_text() == "years of notes\n"
+
+
+def test_a_fifo_planted_as_the_lock_is_refused_without_hanging(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / LOCK_NAME)
+    with pytest.raises(OutputDirError, match="not a regular file"):
+        claim_run_dir(out)
+
+
+def test_overwrite_never_empties_a_folder_with_someone_elses_manifest(tmp_path, capsys):
+    project = tmp_path / "extension"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.js").write_text("console.log(1)\n")
+    (project / "README.md").write_text("# my extension\n")
+    (project / "manifest.json").write_text(json.dumps({"manifest_version": 3, "name": "ext", "status": "ok"}))
+    before = snapshot(project)
+    assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(project), "--overwrite"]) == 2
+    assert "not a wxy_hw run directory" in capsys.readouterr().err
+    assert snapshot(project) == before
+
+
+def test_refusal_names_the_run_it_found(finished, capsys):
+    assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a train run (status complete, started 20" in err and "?" not in err
+
+
+def test_overwrite_refuses_an_out_holding_the_commands_own_checkpoint(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    before = snapshot(run)
+    rc = cli("noise_sweep")(["--checkpoints", str(run / "best.pt"), "--out", str(run), "--overwrite",
+                             "--device", "reram", "--chips", "1", "--samples", "16", "--no-flat", "--quiet",
+                             "--dataset", "synthetic", "--torch-device", "cpu"])
+    assert rc == 2
+    assert "own input" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+def test_overwrite_removes_only_what_the_previous_run_recorded(finished, tmp_path, capsys):
+    run = copy_run(finished, tmp_path / "run")
+    recorded = set(json.loads((run / "manifest.json").read_text())["outputs"])
+    assert {"best.pt", "last.pt", "manifest.json", "config.toml", "results.json"} <= recorded
+    (run / "my_notes.txt").write_text("added by hand after the run\n")
+    assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(run), "--overwrite"]) == 2
+    assert "my_notes.txt" in capsys.readouterr().err
+    assert (run / "my_notes.txt").exists() and (run / "best.pt").exists()
+    (run / "my_notes.txt").unlink()
+    assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_overwrite_after_a_killed_run_clears_what_it_wrote(tmp_path):
+    out = tmp_path / "run"
+    run = RunDirectory(out, {"seed": 0}, kind="train")
+    (out / "last.pt").write_bytes(b"partial")
+    run._close()  # as SIGKILL leaves it: lock free, the manifest still "running" with no outputs recorded
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    claim_run_dir(out, overwrite=True)
+    try:
+        assert (out / "last.pt").exists()  # nothing is removed before the new run starts
+        RunDirectory(out, {"seed": 0}, kind="train").finish()
+    finally:
+        release_run_dir(out)
+    assert not (out / "last.pt").exists()
+
+
+def test_fit_refuses_an_out_holding_a_finished_training_run(finished, tmp_path):
+    run = copy_run(finished, tmp_path / "run")
+    before = snapshot(run)
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 2
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(x)
+    with pytest.raises(OutputDirError, match="already holds a train run"):
+        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=run, device="cpu", progress=False)
+    assert snapshot(run) == before
+    out = tmp_path / "fit"
+    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, device="cpu", progress=False)
+    assert read_marker(out)["kind"] == "fit" and read_marker(out)["status"] == "complete"
+    with pytest.raises(OutputDirError, match="already holds a fit run"):
+        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, device="cpu", progress=False)
+    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, overwrite=True, device="cpu", progress=False)
+
+
+def test_compare_methods_refuses_an_unrelated_folder_and_keeps_its_config(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.toml").write_text("[tool.mine]\nanswer = 42\n")
+    before = snapshot(folder)
+    rc = cli("compare_methods")([*TINY_FLAGS, "--methods", "baseline", "--epochs", "1", "--out", str(folder)])
+    assert rc == 2 and "not a wxy_hw run directory" in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_the_lock_records_host_pid_and_start_and_a_stale_one_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    claim_run_dir(out)
+    info = json.loads((out / LOCK_NAME).read_text())
+    assert info["pid"] == os.getpid() and info["host"] == socket.gethostname() and info["started"]
+    release_run_dir(out)
+    assert not (out / LOCK_NAME).exists()
+    # a lock left by a process that died (nobody holds its flock)
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"tool": "wxy_hw", "host": "h", "pid": 999999, "started": "then"}))
+    claim_run_dir(out)
+    assert "taking over the lock of pid 999999" in capsys.readouterr().err
+    assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
+    release_run_dir(out)
+
+
+# --- 2. every ending leaves a true record ----------------------------------------------------------------------
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    t0 = time.time()
+    while not predicate():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_end_like_ctrl_c(tmp_path, sig):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    flags = [f for f in TINY_FLAGS if f not in ("--max-steps", "1")]
+    proc = subprocess.Popen([sys.executable, "experiments/train.py", *flags, "--epochs", "500", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (out / "last.pt").exists() or proc.poll() is not None)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted:"), err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and signal.Signals(sig).name in manifest["reason"]
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_signal_inside_a_guarded_block_marks_the_manifest_and_gives_128_plus_the_signal(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Terminated) as caught:
+        with run_dir_guard(out):
+            RunDirectory(out, {"seed": 0}, kind="test")
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # the handler raises before this ends
+    assert exit_status(caught.value) == 128 + signal.SIGHUP
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGHUP) is not None and not (out / LOCK_NAME).exists()
+
+
+def test_an_unreachable_ray_address_fails_fast_with_one_line():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    with pytest.raises(ValueError, match=f"127.0.0.1:{port}: no Ray head answers"):
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.time() - t0 < 30
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        check_reachable("nonsense")
+
+
+class _FullDisk:
+    """A file object whose writes fail as a full disk's do."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@pytest.mark.parametrize("writer", ["text", "torch"])
+def test_a_full_disk_says_no_space_left_and_leaves_the_old_file(tmp_path, monkeypatch, writer):
+    target = tmp_path / ("a.json" if writer == "text" else "a.pt")
+    atomic_write_text(target, "old\n")
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(utils.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(NoSpaceError, match=f"no space left on the disk holding {target}"):
+        if writer == "text":
+            atomic_write_text(target, "new\n")
+        else:
+            atomic_torch_save({"w": torch.zeros(1000)}, target)
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary file left
+
+
+def test_a_full_disk_during_a_study_is_one_line_and_the_run_still_ends(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real = utils.atomic_write
+
+    def full_after_first(path, write):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise NoSpaceError(errno.ENOSPC, f"no space left on the disk holding {path}")
+        return real(path, write)
+
+    monkeypatch.setattr("wxy_hw.run_dir.atomic_write_text", lambda p, t: full_after_first(p, lambda h: h.write(t.encode())))
+    with pytest.raises(NoSpaceError):
+        with run_dir_guard(out):
+            RunDirectory(out, {"seed": 0}, kind="test")
+            raise NoSpaceError(errno.ENOSPC, "no space left on the disk holding x")
+    assert "could not record the end of the run" in capsys.readouterr().err
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lost_torchrun_rank_is_one_line_naming_the_ranks():
+    gloo = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer "
+                        "[127.0.0.1]:29500\nException raised from ...")
+    err = explain_lost_rank(gloo, DistInfo(rank=0, world=2, local_rank=0), "in epoch 3")
+    assert isinstance(err, LostRankError)
+    assert str(err).startswith("torchrun rank 0 of 2 lost rank 1 in epoch 3") and "\n" not in str(err)
+    other = RuntimeError("shape mismatch")
+    assert explain_lost_rank(other, DistInfo(0, 2, 0), "x") is other
+
+
+# --- 6. outputs follow the umask -------------------------------------------------------------------------------
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_outputs_follow_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        text = atomic_write_text(tmp_path / "a.csv", "x\n")
+        ckpt = atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "a.pt")
+    finally:
+        os.umask(old)
+    for path in (text, ckpt):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

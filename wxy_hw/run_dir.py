@@ -1,0 +1,517 @@
+"""Run directories that cannot destroy: the lock, the manifest, what ``--overwrite`` may remove, and signals.
+
+A run directory is recognised by its ``manifest.json`` *content* (``"tool": "wxy_hw"``), never by a
+file name alone. Every manifest lists the top-level entries the run created (``outputs``) and those
+that were there before it (``preexisting``); ``--overwrite`` removes only a previous run's outputs,
+refuses a directory holding anything else or any input of the new command, and never follows a
+symbolic link. The lock (``<out>/.lock``) is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, holds
+host, pid and start time, and carries an ``flock`` that the kernel releases when its process dies,
+so a lock left by a killed process is recognised as stale and taken over with one line.
+SIGTERM and SIGHUP end a command as Ctrl-C does: the manifest says "interrupted", the lock is
+released, and the exit status is 128 + the signal number.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .results import git_commit, package_versions
+from .utils import atomic_write_text
+
+TOOL = "wxy_hw"
+SCHEMA = "wxy_hw.run/1"
+LOCK_NAME = ".lock"
+MANIFEST = "manifest.json"
+# statuses of a run that ended and recorded its outputs; any other ("running", "being overwritten") means
+# the process died without a record (SIGKILL, power loss)
+ENDED = ("complete", "failed", "interrupted", "diverged")
+
+
+class OutputDirError(ValueError):
+    """A run directory (--out) cannot be used: a file, someone else's directory, or in use by another process."""
+
+
+@dataclass
+class _Claim:
+    fd: int
+    refs: int
+    created: bool        # this process made the directory (removed again if nothing was written)
+    before: list[str]    # entries present when claimed (after any --overwrite clear)
+    previous: dict[str, Any] = field(default_factory=dict)  # the manifest found there (a resumed run's)
+    clear: list[str] | None = None  # --overwrite: the previous run's outputs, cleared when the new run starts
+    opened: bool = False  # a RunDirectory was started under this claim (a second one would mix two runs)
+
+
+_CLAIMS: dict[Path, _Claim] = {}
+_ACTIVE: list["RunDirectory"] = []
+
+
+def _key(path: str | Path) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _entries(path: Path) -> list[str]:
+    return sorted(e.name for e in path.iterdir() if e.name != LOCK_NAME)
+
+
+def _few(names: Iterable[str]) -> str:
+    names = list(names)
+    return ", ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+
+
+# --- what a directory holds -------------------------------------------------------------------------------
+def read_marker(path: str | Path) -> dict[str, Any] | None:
+    """The manifest of the wxy_hw run in ``path``, or None when ``path`` holds no run that wxy_hw wrote.
+
+    Recognised by content: ``"tool": "wxy_hw"``; a manifest written before that field existed is
+    recognised by its kind, status and the ``wxy_hw`` entry of its recorded package versions. A
+    symbolic link, a damaged file or any other project's ``manifest.json`` is not a marker.
+    """
+    manifest = Path(path) / MANIFEST
+    if manifest.is_symlink() or not manifest.is_file():
+        return _legacy_settings_marker(Path(path))
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("tool") == TOOL:
+        return data
+    legacy = isinstance(data.get("versions"), dict) and TOOL in data["versions"] and \
+        isinstance(data.get("kind"), str) and isinstance(data.get("status"), str)
+    return data if legacy else None
+
+
+def _legacy_settings_marker(path: Path) -> dict[str, Any] | None:
+    """compare_methods and reproduce wrote no manifest before runs had markers: their config.toml's header names them."""
+    config = path / "config.toml"
+    if config.is_symlink() or not config.is_file():
+        return None
+    try:
+        first = config.read_text(errors="replace").split("\n", 1)[0]
+    except OSError:
+        return None
+    for kind in ("compare_methods", "reproduce"):
+        if first.startswith(f"# wxy_hw {kind} settings"):
+            return {"kind": kind, "status": "complete"}
+    return None
+
+
+def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str]:
+    """The entries of a run directory that its run created (what --overwrite may remove)."""
+    if "outputs" not in manifest:  # written before runs recorded their outputs: the whole directory was the run
+        return list(entries)
+    if manifest.get("status") in ENDED:
+        recorded = set(manifest["outputs"]) | {MANIFEST}
+    else:  # died without a record: everything that was not there before it started
+        recorded = set(entries) - set(manifest.get("preexisting", []))
+    return [e for e in entries if e in recorded]
+
+
+def _describe(manifest: dict[str, Any]) -> str:
+    started = f", started {manifest['started']}" if manifest.get("started") else ""
+    return f"a {manifest.get('kind', 'wxy_hw')} run (status {manifest.get('status', 'unknown')}{started})"
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        return os.path.commonpath([os.path.realpath(child), os.path.realpath(parent)]) == os.path.realpath(parent)
+    except ValueError:
+        return False
+
+
+def _check_inputs(path: Path, inputs: Iterable[str | Path]) -> None:
+    """--overwrite never clears a directory that holds one of the command's own inputs."""
+    inside = [str(p) for p in inputs if p is not None and _inside(Path(p).expanduser(), path)]
+    if inside:
+        raise OutputDirError(f"--out {path} holds this command's own input(s) ({_few(inside)}); --overwrite would "
+                             "delete them: choose another --out")
+
+
+def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: bool, kind: str | None,
+                 inputs: Iterable[str | Path]) -> tuple[dict[str, Any], list[str] | None]:
+    """Check a non-empty ``path``; returns (its run's manifest, the entries --overwrite will clear, if any)."""
+    manifest = read_marker(path)
+    if manifest is None:
+        raise OutputDirError(f"--out {path} is not empty ({_few(entries)}) and is not a wxy_hw run directory (no "
+                             "manifest.json written by wxy_hw); wxy_hw writes only into new or empty directories or "
+                             "its own runs: choose a new or empty --out")
+    if kind is not None and manifest.get("kind") not in (kind, None) and (resume or overwrite):
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)}, not a {kind} run; choose another --out")
+    if resume:
+        return manifest, None
+    if not overwrite:
+        hint = " or --resume to continue it" if manifest.get("kind") == "train" and \
+            (path / "last.pt").is_file() and manifest.get("status") != "complete" else ""
+        raise OutputDirError(f"--out {path} already holds {_describe(manifest)}; pass --overwrite to replace it"
+                             f"{hint}, or choose another --out")
+    _check_inputs(path, inputs)
+    own = own_outputs(manifest, entries)
+    foreign = [e for e in entries if e not in own]
+    if foreign:
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)} and also {_few(foreign)}, which that run did "
+                             "not write; --overwrite removes only a run's own outputs: move them away or choose "
+                             "another --out")
+    return manifest, own
+
+
+# --- the lock ----------------------------------------------------------------------------------------------
+def _lock_text() -> bytes:
+    return json.dumps({"tool": TOOL, "host": socket.gethostname(), "pid": os.getpid(),
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode()
+
+
+def _lock_info(fd: int) -> dict[str, Any]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode(errors="replace") or "{}")
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _holder_text(info: dict[str, Any]) -> str:
+    if not info:
+        return "another running process"
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started {info.get('started', '?')}"
+
+
+def _open_lock(lock: Path, *, create: bool) -> int | None:
+    """An fd on the lock file, never through a symbolic link and never on anything but a regular file.
+
+    ``create``: make it (exclusively) when absent. None: absent (and not created)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO planted as .lock must not hang us
+    try:
+        fd = os.open(lock, flags | (os.O_CREAT | os.O_EXCL if create else 0), 0o644)
+    except FileExistsError:
+        return _open_lock(lock, create=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputDirError(f"{lock} is a symbolic link; wxy_hw never writes through one (it would overwrite "
+                                 f"the file it points to): remove the link, or choose another --out") from None
+        if exc.errno in (errno.EISDIR, errno.ENXIO):
+            raise OutputDirError(f"{lock} is not a regular file; remove it, or choose another --out") from None
+        raise OutputDirError(f"--out {lock.parent}: cannot open its lock ({exc.strerror}); choose a writable --out") \
+            from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputDirError(f"{lock} is not a regular file; remove it, or choose another --out")
+    return fd
+
+
+def _held_by(lock: Path) -> str | None:
+    """Who holds ``lock`` (words), or None when no live process does."""
+    fd = _open_lock(lock, create=False)
+    if fd is None:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder_text(_lock_info(fd))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _take_lock(key: Path, path: str | Path) -> int:
+    """Create (or take over a stale) ``<key>/.lock`` and hold its flock; returns the fd."""
+    lock = key / LOCK_NAME
+    for _ in range(20):
+        fd = _open_lock(lock, create=True)
+        if fd is None:  # vanished between two looks: try again
+            continue
+        for attempt in range(5):  # another process's look at the lock (_held_by) holds it for microseconds
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 4:
+                    info = _lock_info(fd)
+                    os.close(fd)
+                    raise OutputDirError(f"--out {path} is being written by {_holder_text(info)}; wait for it to "
+                                         "finish or choose another --out") from None
+                time.sleep(0.02)
+        # The previous holder unlinks the lock file as it releases it: if it did so between our open and our
+        # flock, we hold a vanished inode. Start again.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        stale = _lock_info(fd)
+        if stale:  # a lock file that nobody holds: its process died without releasing it
+            print(f"[wxy_hw] {lock}: taking over the lock of {_holder_text(stale)}, which is no longer running",
+                  file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, _lock_text())
+        return fd
+    raise OutputDirError(f"--out {path}: its lock keeps changing under us; choose another --out")
+
+
+# --- claiming and releasing ---------------------------------------------------------------------------------
+def claim_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False, kind: str | None = None,
+                  inputs: Iterable[str | Path] = ()) -> Path:
+    """Reserve ``path`` as this process's run directory before any work starts.
+
+    Refuses, with one line each: a path that is a file or lies under one; a directory another
+    process is writing; a non-empty directory that is not a wxy_hw run; a run, unless ``overwrite``
+    (its recorded outputs are cleared when the new run starts; refused if the directory holds
+    anything else or one of ``inputs``) or ``resume`` (continue in place; ``kind`` must match).
+    Claims are reentrant within a process; each must be paired with ``release_run_dir``.
+    """
+    key = _key(path)
+    if key in _CLAIMS:
+        _CLAIMS[key].refs += 1
+        return key
+    for parent in [key, *key.parents]:
+        if parent.is_symlink() and parent == key:
+            break  # a symlinked run directory is the user's choice; its contents are checked as any directory's
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == key else f"lies under {parent}, which is a file"
+            raise OutputDirError(f"--out {path} {where}; give a directory path for the run")
+    inputs = list(inputs)
+
+    def check() -> tuple[list[str], dict[str, Any], list[str] | None]:
+        entries = _entries(key) if key.is_dir() else []
+        if not entries:
+            return entries, {}, None
+        manifest, clear = _refuse_used(key, entries, overwrite=overwrite, resume=resume, kind=kind, inputs=inputs)
+        return entries, manifest, clear
+
+    if key.is_dir():
+        holder = _held_by(key / LOCK_NAME)
+        if holder is not None:
+            raise OutputDirError(f"--out {path} is being written by {holder}; wait for it to finish or choose "
+                                 "another --out")
+        check()  # before touching anything: a refused directory stays byte-identical
+    created = not key.exists()
+    try:
+        key.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"--out {path}: cannot create the run directory ({exc.strerror}); "
+                             "choose a writable --out") from exc
+    fd = _take_lock(key, path)
+    try:
+        entries, manifest, clear = check()  # again under the lock: the directory may have changed since
+    except OutputDirError:
+        os.close(fd)
+        raise
+    before = [e for e in entries if clear is None or e not in clear]
+    _CLAIMS[key] = _Claim(fd, 1, created, before, previous=manifest if resume else {}, clear=clear or None)
+    return key
+
+
+def release_run_dir(path: str | Path) -> None:
+    """Drop one claim on ``path``; the last one unlocks it (and removes it if this process made it and left it empty)."""
+    key = _key(path)
+    claim = _CLAIMS.get(key)
+    if claim is None:
+        return
+    claim.refs -= 1
+    if claim.refs > 0:
+        return
+    del _CLAIMS[key]
+    try:
+        os.unlink(key / LOCK_NAME)
+    except OSError:
+        pass
+    os.close(claim.fd)  # unlock after unlinking, so a waiting process never locks a file about to vanish
+    if claim.created:
+        try:
+            key.rmdir()  # only succeeds when nothing was written
+        except OSError:
+            pass
+
+
+def _clear_previous(key: Path, own: list[str]) -> None:
+    """--overwrite: remove the previous run's own outputs, the manifest last, so an interrupted clear stays
+    recognisable. A symbolic link is removed as a link; nothing it points to is touched."""
+    manifest = key / MANIFEST
+    old = read_marker(key) or {}
+    if old:
+        old["status"] = "being overwritten"
+        atomic_write_text(manifest, json.dumps(old, indent=2, default=str) + "\n")
+    for name in own:
+        if name == MANIFEST:
+            continue
+        entry = key / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+    manifest.unlink(missing_ok=True)
+
+
+# --- signals -------------------------------------------------------------------------------------------------
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP, delivered as an interrupt so every ``except KeyboardInterrupt`` path cleans up alike."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+received_signal: int | None = None  # the last SIGTERM / SIGHUP, for the exit status (128 + signal)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status of a command ended by ``exc`` (an interrupt): 128 + the signal, 130 for Ctrl-C."""
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum
+    return 128 + received_signal if received_signal is not None else 130
+
+
+@contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM and SIGHUP raise ``Terminated`` (a KeyboardInterrupt), as Ctrl-C would."""
+    global received_signal
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    received_signal = None
+
+    def handler(signum: int, frame: Any) -> None:
+        global received_signal
+        received_signal = signum
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def run_dir_guard(path: str | Path | None, *, overwrite: bool = False, resume: bool = False, kind: str | None = None,
+                  inputs: Iterable[str | Path] = ()) -> Iterator[None]:
+    """Claim ``path`` (when given) for a whole command; a failure, Ctrl-C, SIGTERM or SIGHUP marks every open
+    run's manifest and releases the lock."""
+    with signals_as_interrupts():
+        if path is not None:
+            claim_run_dir(path, overwrite=overwrite, resume=resume, kind=kind, inputs=inputs)
+        try:
+            yield
+        except BaseException as exc:
+            for run in list(_ACTIVE):
+                run.abort(exc)
+            raise
+        finally:
+            if path is not None:
+                release_run_dir(path)
+
+
+# --- the run and its manifest ----------------------------------------------------------------------------------
+def one_line_reason(exc: BaseException) -> str:
+    """An exception as the one line a manifest records."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RunDirectory:
+    """A results directory with a manifest written at start and completed (or marked failed) at the end."""
+
+    def __init__(self, path: str | Path, config: dict[str, Any], *, kind: str) -> None:
+        self.path = Path(path)
+        key = claim_run_dir(self.path, kind=kind)
+        claim = _CLAIMS[key]
+        if claim.opened:  # e.g. a library call re-using the directory of an earlier run that failed in this process
+            release_run_dir(key)
+            raise OutputDirError(f"--out {path} already holds a run started earlier in this process; "
+                                 "choose another --out")
+        claim.opened = True
+        if claim.clear is not None:
+            _clear_previous(key, claim.clear)
+            claim.clear = None
+        self._before = set(claim.before)
+        # a resumed run's earlier outputs stay its own
+        self._inherited = set(claim.previous.get("outputs", claim.before if claim.previous else []))
+        self.t0 = time.time()
+        self.manifest: dict[str, Any] = {
+            "tool": TOOL,
+            "schema": SCHEMA,
+            "kind": kind,
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "config": config,
+            "seed": config.get("seed"),
+            "versions": package_versions(),
+            "git": git_commit(),
+            "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "name": socket.gethostname()},
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "status": "running",
+            "preexisting": sorted(self._before - self._inherited),
+            "outputs": [],
+        }
+        self.write_manifest()
+        _ACTIVE.append(self)
+
+    def outputs(self) -> list[str]:
+        """The top-level entries this run (and the run it resumed) created."""
+        now = set(_entries(self.path)) if self.path.is_dir() else set()
+        return sorted(((now - self._before) | self._inherited | {MANIFEST}) & (now | {MANIFEST}))
+
+    def write_manifest(self) -> Path:
+        """(Re)write manifest.json atomically, with the outputs as they are now."""
+        self.manifest["outputs"] = self.outputs()
+        return atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, default=str) + "\n")
+
+    def finish(self, **results: Any) -> Path:
+        """Record results and wall time; mark the run complete."""
+        self.manifest.update(results)
+        self.manifest["wall_time_s"] = round(time.time() - self.t0, 2)
+        self.manifest["status"] = "complete"
+        path = self.write_manifest()
+        self._close()
+        return path
+
+    def end(self, status: str, reason: str) -> None:
+        """Mark the run ended with ``status`` (failed, interrupted, diverged) and ``reason``; release the directory."""
+        if self not in _ACTIVE:
+            return
+        self.manifest["status"] = status
+        self.manifest["reason"] = reason
+        self.manifest["wall_time_s"] = round(time.time() - self.t0, 2)
+        try:
+            self.write_manifest()
+        except OSError as exc:  # e.g. the disk that ended the run is still full: the run still ends, and says so
+            print(f"[wxy_hw] could not record the end of the run in {self.path / MANIFEST}: {exc}", file=sys.stderr)
+        finally:
+            self._close()
+
+    def abort(self, exc: BaseException) -> None:
+        """Mark the run failed (or interrupted, for Ctrl-C and signals) with the reason, and release the directory."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
+            getattr(exc, "run_status", None) or "failed"
+        reason = one_line_reason(exc)
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Terminated) and received_signal is not None:
+            reason = f"stopped by {signal.Signals(received_signal).name}: {reason}"  # re-raised as another interrupt
+        self.end(status, reason)
+
+    def _close(self) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+            release_run_dir(self.path)
