@@ -19,5 +19,14 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+# What the project writes: study runs (runs/, the default --out), the trained default models (runs/cache, asked
+# first: retraining them takes minutes), caches of pytest and Python. The environment (.venv) stays: `rm -rf .venv`.
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf .pytest_cache build wxy_hw.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	@if [ -d runs ]; then for d in runs/*; do [ "$$d" = runs/cache ] || { echo "rm -rf $$d"; rm -rf "$$d"; }; done; fi
+	@if [ -d runs/cache ]; then \
+	  printf 'also remove the trained default models in runs/cache (%s)? [y/N] ' "$$(du -sh runs/cache | cut -f1)"; \
+	  read answer || answer=n; \
+	  if [ "$$answer" = y ]; then rm -rf runs/cache && echo "removed runs/cache"; else echo "kept runs/cache"; fi; \
+	fi

@@ -34,12 +34,13 @@ def textures(n: int, seed: int) -> DataLoader:  # 12×12 row / column stripes, c
 torch.manual_seed(0)
 train, val = textures(96, 0), textures(48, 1)
 net = attach_exits(CNN(), at=["conv1", "conv2"], num_classes=4, input_shape=(1, 12, 12))
-result = fit(net, "self_distillation", train, val, epochs=3, out="runs/any_model", lr=0.2, progress=False)
+result = fit(net, "self_distillation", train, val, epochs=3, out="runs/any_model", overwrite=True, lr=0.2,
+             progress=False)  # overwrite: a rerun replaces this run's own outputs, nothing else
 rows = summarize_chips(evaluate_chips(net, "reram", list(val), seeds=range(5)))  # per exit, over 5 chips
 cost = chip_report(net, ChipConfig(device="reram"), (1, 12, 12), calibration=train)["exits"]  # per exit
 q = quantize_model(net, {"weight_bits": 4, "act_bits": 8}, calibration=val)
-save_checkpoint("runs/any_model/quantized.pt", q)
-again = load_model("runs/any_model/quantized.pt", model=CNN())                    # exits rebuilt from the record
+save_checkpoint("runs/any_model_4bit.pt", q)                                      # beside the run, not in it
+again = load_model("runs/any_model_4bit.pt", model=CNN())                         # exits rebuilt from the record
 for r, c in zip(rows, cost):
     print(f"exit {r['exit']}: {r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f} % on reram chips, "
           f"{c['energy_pJ'] / 1e3:.2f} nJ, {c['latency_ns']:.0f} ns per image")

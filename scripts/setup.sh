@@ -42,8 +42,23 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # aihwkit's build calls tools (cmake, ninja, stubgen) by name: they must be on PATH.
 export PATH="$PWD/$VENV/bin:$PATH"
 
+# pip ends some installs with a red "ERROR: pip's dependency resolver ..." block listing what aihwkit and
+# torchattacks declare (torchvision, ...). Those are installed --no-deps on purpose (torchvision would replace the
+# pinned torch), so the block is expected: it is replaced by one line saying so; everything else passes through.
+expected_conflicts() {
+  awk -v note="$(printf '\033[1m[setup]\033[0m pip lists what aihwkit / torchattacks declare but were installed without (torchvision ...): expected, harmless (see scripts/setup.sh)')" '
+    /^ERROR: pip.s dependency resolver does not currently take into account/ { print note; skip = 1; next }
+    skip && / requires | which is incompatible/ { next }
+    { skip = 0; print; fflush() }'
+}
+
+# The package is installed editable through a path entry (setuptools "compat" mode), not an import hook: a
+# path entry is searched before any namespace package, so `import wxy_hw` from the folder that holds the clone
+# (itself named wxy_hw, with no __init__.py) still finds the package. Bump SETUP_LAYOUT when the install changes.
+SETUP_LAYOUT=2
+
 # Fast path: everything installed by a previous run and the package metadata unchanged.
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] \
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$(cat "$STAMP")" = "$SETUP_LAYOUT" ] \
    && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, ray, wxy_hw" 2>/dev/null; then
   say "environment ready ($VENV)"
   exit 0
@@ -64,13 +79,13 @@ if ! "$VENV/bin/python" -c "import aihwkit.simulator.rpu_base" 2>/dev/null; then
   say "building aihwkit==$AIHWKIT_VERSION from source (about 4 minutes the first time; pip caches the wheel)"
   "${PIP[@]}" install scikit-build pybind11 ninja cmake setuptools wheel mypy
   "${PIP[@]}" install --no-build-isolation --no-deps "aihwkit==$AIHWKIT_VERSION"
-  "${PIP[@]}" install requests protobuf
+  "${PIP[@]}" install requests protobuf 2>&1 | expected_conflicts
 fi
 
 # --- 4b. torchattacks: the same torchvision trap, and it imports none of it -----------------
 if ! "$VENV/bin/python" -c "import torchattacks" 2>/dev/null; then
   say "installing torchattacks (--no-deps)"
-  "${PIP[@]}" install --no-deps "torchattacks==3.5.1"
+  "${PIP[@]}" install --no-deps "torchattacks==3.5.1" 2>&1 | expected_conflicts
 fi
 
 # --- 5. the package and its other dependencies ---------------------------------------
@@ -78,9 +93,9 @@ fi
 # package itself with --no-deps, so pip never resolves aihwkit's dependency list.
 mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export parallel)
 say "installing dependencies: ${deps[*]}"
-"${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION"
-"${PIP[@]}" install --no-deps --no-build-isolation -e .
+"${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION" 2>&1 | expected_conflicts
+"${PIP[@]}" install --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | expected_conflicts
 
 "$VENV/bin/python" -c "import torch, aihwkit, brevitas, wxy_hw; print('torch', torch.__version__, '| aihwkit', aihwkit.__version__, '| brevitas', brevitas.__version__)"
-touch "$STAMP"
+echo "$SETUP_LAYOUT" > "$STAMP"
 say "environment ready ($VENV)"

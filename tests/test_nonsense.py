@@ -107,6 +107,7 @@ def test_divergence_needs_real_evidence():
     assert divergence_verdict(metrics(10.0, 2.4), 10, full_epochs=True) is None  # untrained, not blown up
     assert divergence_verdict(metrics(10.0, 40.0), 10, full_epochs=False) is None  # one-step smoke test: no verdict
     assert divergence_verdict(metrics(60.0, 40.0), 10, full_epochs=True) is None  # learned, if overconfident
+    assert divergence_verdict(metrics(16.7, 308.0), 10, full_epochs=False) is None  # a two-step smoke run of `at`
     assert "chance 10.0 %" in divergence_verdict(metrics(12.0, 40.0), 10, full_epochs=True)
     assert "validation loss 8e+28" in divergence_verdict(metrics(30.0, 8e28), 10, full_epochs=False)
     with pytest.raises(RunDiverged):  # what train_run raises is a user error (exit 2), recorded as "diverged"

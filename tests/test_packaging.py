@@ -55,3 +55,17 @@ def test_setup_stops_with_one_message_without_apt(tmp_path):
     assert res.returncode == 1
     assert "apt-get is not available" in res.stderr and "Install by hand" in res.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_a_script_beside_the_clone_imports_the_package_not_the_clone(tmp_path):
+    """`git clone` names the folder wxy_hw; a script in the folder above must still get the package (issue 29)."""
+    (tmp_path / "wxy_hw").symlink_to(ROOT)  # the clone, as the folder above it sees it (no __init__.py there)
+    script = tmp_path / "mine.py"
+    script.write_text("import wxy_hw\nfrom wxy_hw.hardware.spec import load_device\n"
+                      "print(wxy_hw.__file__)\nprint(load_device('reram').name)\n")
+    for cmd in ([sys.executable, str(script)], [sys.executable, "-c", script.read_text()]):
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        assert res.returncode == 0, res.stderr[-2000:]
+        where, device = res.stdout.splitlines()[-2:]
+        assert where == str(ROOT / "wxy_hw" / "__init__.py") and device == "reram", res.stdout

@@ -33,3 +33,5 @@ def test_worked_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert torch.allclose(again(x).final, q.eval()(x).final, atol=1e-5)  # the reloaded 4-bit model is the same
     assert (tmp_path / "runs" / "any_model" / "best.pt").exists()
     assert capsys.readouterr().out.count("on reram chips") == 3
+    runpy.run_path(str(EXAMPLE), run_name="__main__")  # a second run replaces the first run's own outputs
+    assert capsys.readouterr().out.count("on reram chips") == 3

@@ -213,7 +213,7 @@ def _check_resumable(out: Path) -> None:
     if not (out / "last.pt").is_file():
         raise CheckpointError(f"--resume: no {out / 'last.pt'} to continue from; start the run without --resume")
     try:
-        status = read_json(out / "manifest.json", fix="--resume continues it").get("status")
+        status = read_json(out / "manifest.json", fix="train it again with --overwrite").get("status")
     except (OSError, DamagedFileError):
         status = None
     if status == "complete":
@@ -334,6 +334,8 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
 
 # settings added after runs were first recorded: a manifest without them had the default
 ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
+# what a command that re-runs into its own folders (compare_methods, reproduce) advises after a stop
+RERUN = "re-run the same command; finished parts are reused"
 
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -355,10 +357,6 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
 
 
-# what a command that re-runs into its own folders (compare_methods, reproduce) advises after a stop
-RERUN = "re-run the same command; finished parts are reused"
-
-
 def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
     """The manifest of the finished training run in ``run_dir`` when its files read back, else None.
 
@@ -377,7 +375,8 @@ def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
         read_checkpoint(run_dir / "best.pt")
     except (DamagedFileError, CheckpointError, FileNotFoundError) as exc:
         aside = set_aside(run_dir)
-        why = f"{exc.path.name} {exc.problem}" if isinstance(exc, DamagedFileError) else str(exc)
+        why = (f"{exc.path.name} {exc.problem}" if isinstance(exc, DamagedFileError) else
+               f"{Path(str(exc.filename)).name} is missing" if isinstance(exc, FileNotFoundError) else str(exc))
         print(f"[{who}] training {run_dir} again (the damaged run is kept as {aside.name}): {why}", flush=True)
         return None
     return manifest
