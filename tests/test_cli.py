@@ -42,7 +42,7 @@ def test_train_cli_end_to_end_then_kd_with_that_teacher(tmp_path):
     assert "test" in (run / "metrics.csv").read_text()
     # Re-running into the same directory refuses instead of overwriting the run.
     again = run_cli("--method", "self_distillation", "--out", str(run), *common)
-    assert again.returncode == 2 and "already holds a train run (status complete)" in again.stderr
+    assert again.returncode == 2 and "already holds a train run (status complete, started " in again.stderr
     kd = run_cli("--method", "kd", "--teacher", str(run / "best.pt"), "--out", str(tmp_path / "kd"), *common)
     assert kd.returncode == 0, kd.stderr
     assert "Baseline" in kd.stdout

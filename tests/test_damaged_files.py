@@ -66,7 +66,8 @@ def test_read_json_names_the_file_the_problem_and_the_fix(tmp_path, capsys):
 def test_read_csv_refuses_a_cut_row_a_cut_file_and_a_missing_column(tmp_path):
     path = tmp_path / "sweep.csv"
     path.write_text("method,exit,accuracy\r\nbaseline,1,90.5\r\nsd,1,91.25\r\n", newline="")
-    assert read_csv(path, fix="f", columns=["method", "accuracy"])[1] == {"method": "sd", "exit": "1", "accuracy": "91.25"}
+    rows = read_csv(path, fix="f", columns=["method", "accuracy"])
+    assert rows[1] == {"method": "sd", "exit": "1", "accuracy": "91.25"}
     _cut(path, -4)
     with pytest.raises(DamagedFileError, match=re.escape(f"{path} is truncated (its last line has no line end); f")):
         read_csv(path, fix="f")
@@ -167,7 +168,8 @@ def fake(monkeypatch):
 
     monkeypatch.setattr(reproduce_mod.Reproduction, "collect", no_claims)
     monkeypatch.setattr(reproduce_mod, "forest_plot", lambda tests, path: path)
-    monkeypatch.setattr(reproduce_mod, "write_report", lambda out, claims, **kw: (out / "report.html", out / "report.md"))
+    monkeypatch.setattr(reproduce_mod, "write_report",
+                        lambda out, claims, **kw: (out / "report.html", out / "report.md"))
     return steps
 
 
@@ -285,7 +287,8 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
         out = tmp_path / f"train{with_last}"
         assert train_cli.main(["--method", "baseline", "--out", str(out), *TINY_FLAGS]) == 130
         advice["train"] |= _advice(capsys.readouterr().err)
-        assert compare_cli.main(["--methods", "baseline", "--out", str(tmp_path / f"cmp{with_last}"), *TINY_FLAGS]) == 130
+        cmp = tmp_path / f"cmp{with_last}"
+        assert compare_cli.main(["--methods", "baseline", "--out", str(cmp), *TINY_FLAGS]) == 130
         advice["compare_methods"] |= _advice(capsys.readouterr().err)
     assert advice["train"] == {"--resume", "--overwrite"}  # both branches seen
     sweep = ["--device", "reram", "--methods", "baseline", "--dataset", "synthetic", "--train-epochs", "1",

@@ -160,7 +160,7 @@ def test_second_process_on_the_same_out_refuses_and_ctrl_c_is_one_line(tmp_path)
                                  str(out / "best.pt"), "--out", str(out), "--quiet"],
                                 capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
         assert first.poll() is None, "the training run ended before the second process tried its --out"
-        assert second.returncode == 2 and "being written by another running process" in second.stderr, second.stderr
+        assert second.returncode == 2 and "being written by pid " in second.stderr, second.stderr
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
     finally:
@@ -266,9 +266,12 @@ def test_interrupted_run_says_where_and_resumes_with_a_lower_lr(tmp_path, monkey
 def test_a_study_overwrites_its_old_run_without_mixing(finished, tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["--device", "reram", "--checkpoints", str(finished / "best.pt"), "--dataset", "synthetic", "--scales", "1",
-            "--times", "1", "--no-flat", "--realizations", "1", "--samples", "20", "--out", str(out), "--quiet"]
+            "--times", "1", "--no-flat", "--chips", "1", "--samples", "20", "--out", str(out), "--quiet"]
     assert cli("noise_sweep")(argv) == 0, capsys.readouterr().err
-    (out / "from_an_older_version.csv").write_text("stale")
+    (out / "from_an_older_version.csv").write_text("stale")  # an output of the old run, recorded as its own
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["outputs"].append("from_an_older_version.csv")
+    (out / "manifest.json").write_text(json.dumps(manifest))
     assert cli("noise_sweep")(argv) == 2 and "already holds a noise_sweep run" in capsys.readouterr().err
     assert cli("noise_sweep")([*argv, "--overwrite"]) == 0, capsys.readouterr().err
     assert not (out / "from_an_older_version.csv").exists() and not (out / ".lock").exists()

@@ -183,7 +183,9 @@ def test_sigterm_and_sighup_end_like_ctrl_c(tmp_path, sig):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     flags = [f for f in TINY_FLAGS if f not in ("--max-steps", "1")]
     proc = subprocess.Popen([sys.executable, "experiments/train.py", *flags, "--epochs", "500", "--out", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a suite started under nohup passes SIGHUP on ignored; a terminal user's run sees it
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         _wait_for(lambda: (out / "last.pt").exists() or proc.poll() is not None)
         proc.send_signal(sig)
@@ -207,6 +209,17 @@ def test_a_signal_inside_a_guarded_block_marks_the_manifest_and_gives_128_plus_t
     assert exit_status(caught.value) == 128 + signal.SIGHUP
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     assert signal.getsignal(signal.SIGHUP) is not None and not (out / LOCK_NAME).exists()
+
+
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path):
+    """`nohup wxy-hw ... &`: SIGHUP was ignored when the command started, so closing the terminal must not stop it."""
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with run_dir_guard(tmp_path / "run"):
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)
 
 
 def test_an_unreachable_ray_address_fails_fast_with_one_line():

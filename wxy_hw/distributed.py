@@ -59,7 +59,7 @@ def setup(device: str = "auto") -> tuple[DistInfo | None, str]:
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"torchrun local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible): "
-                               "use --nproc-per-node ≤ the number of GPUs, or --device cpu")
+                               "use --nproc-per-node ≤ the number of GPUs, or --torch-device cpu")
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     elif device == "auto":

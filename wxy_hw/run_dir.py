@@ -385,7 +385,8 @@ def exit_status(exc: BaseException) -> int:
 
 @contextmanager
 def signals_as_interrupts() -> Iterator[None]:
-    """Inside the block SIGTERM and SIGHUP raise ``Terminated`` (a KeyboardInterrupt), as Ctrl-C would."""
+    """Inside the block SIGTERM and SIGHUP raise ``Terminated`` (a KeyboardInterrupt), as Ctrl-C would (unless the
+    process started with them ignored, as under ``nohup``)."""
     global received_signal
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
@@ -397,7 +398,8 @@ def signals_as_interrupts() -> Iterator[None]:
         received_signal = signum
         raise Terminated(signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # a signal ignored when we started stays ignored: `nohup cmd &` must survive the terminal closing (SIGHUP)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:

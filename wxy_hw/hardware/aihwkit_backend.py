@@ -6,7 +6,11 @@ Conductance mapping uses the device's g_max and g_min, with target conductances 
 device's levels (``mapping.levels``) before aihwkit programs them; weights are normalised per tile
 (``weight_scaling_omega = 1``) so that read noise ``forward.w_noise`` is relative to the tile's
 |W|max, as in the native engine. DAC / ADC resolution comes from the [array] section; tiles are
-``array.rows × array.cols``. aihwkit is imported lazily: the rest of wxy_hw works without it.
+``array.rows × array.cols``: a layer larger than one array is split over several tiles by
+aihwkit's ``TileModuleArray`` (``mapping.max_input_size`` / ``max_output_size``), balanced as the
+native engine splits it. Conv1d goes on tiles as a Conv2d with a 1×k kernel (``Conv2dCarrier``):
+aihwkit's own AnalogConv1d needs indexed tiles, which only a single C++ tile has. aihwkit is
+imported lazily: the rest of wxy_hw works without it.
 """
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .spec import DeviceSpec, load_device
 from ..models.coverage import untouched_layers, warn_untouched
-from .engine import ANALOG_TYPES, analog_layers, check_time
+from .engine import ANALOG_TYPES, _set_submodule, analog_layers, check_time
 
 
 class AihwkitUnavailable(RuntimeError):
@@ -180,26 +185,103 @@ def aihwkit_time(spec: DeviceSpec, t_inference: float) -> float:
     return spec.backend_time("aihwkit", t_inference)
 
 
+class Conv2dCarrier(nn.Module):
+    """A Conv1d or Conv2d in the one form aihwkit maps onto any tile: a zero-padded ``nn.Conv2d``.
+
+    A Conv1d becomes a Conv2d with a 1×k kernel over a height-1 image (the module still takes
+    (N, C, L)); the weight's rows keep their order (C, k), so tiles split as for the Conv1d.
+    Padding aihwkit's convolutions do not take (``'same'`` / ``'valid'``, non-zero padding modes)
+    is applied here first, digitally, as torch's own convolution does.
+    """
+
+    def __init__(self, conv: nn.Conv1d | nn.Conv2d) -> None:
+        super().__init__()
+        self.one_d = isinstance(conv, nn.Conv1d)
+        explicit = isinstance(conv.padding, str) or conv.padding_mode != "zeros"
+        # torch's own (left, right, ...) padding for this conv, string paddings resolved
+        self.pad: tuple[int, ...] | None = tuple(conv._reversed_padding_repeated_twice) if explicit else None
+        self.pad_mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+        padding = (0,) * len(conv.kernel_size) if explicit else tuple(conv.padding)
+        lift = (lambda v, one: (one, *v)) if self.one_d else (lambda v, one: tuple(v))
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, lift(conv.kernel_size, 1),
+                              stride=lift(conv.stride, 1), padding=lift(padding, 0), dilation=lift(conv.dilation, 1),
+                              bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight.reshape(self.conv.weight.shape))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unbatched = x.dim() == (2 if self.one_d else 3)
+        if unbatched:  # aihwkit's convolutions expect a batch dimension
+            x = x.unsqueeze(0)
+        if self.pad is not None:
+            x = F.pad(x, self.pad, mode=self.pad_mode)
+        y = self.conv(x.unsqueeze(2)).squeeze(2) if self.one_d else self.conv(x)
+        return y.squeeze(0) if unbatched else y
+
+
+def _needs_carrier(m: nn.Module) -> bool:
+    """Conv1d always (AnalogConv1d needs indexed tiles); Conv2d when aihwkit would refuse its padding."""
+    return type(m) is nn.Conv1d or (type(m) is nn.Conv2d and (isinstance(m.padding, str) or m.padding_mode != "zeros"))
+
+
+def check_expressible(model: nn.Module) -> None:
+    """One AihwkitUnavailable line for layers the native engine maps but aihwkit cannot."""
+    grouped = [f"{n} (groups={m.groups})" for n, m in model.named_modules()
+               if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups > 1]
+    if grouped:
+        raise AihwkitUnavailable(f"aihwkit's analog convolutions have no groups, and this model has grouped / "
+                                 f"depthwise ones: {', '.join(grouped[:5])}{' …' if len(grouped) > 5 else ''}; "
+                                 "use --backend native")
+    # aihwkit's conversion map matches exact types: a subclass (a Brevitas quantized layer, say) would
+    # silently stay digital while the native engine programs it
+    sub = [f"{n or '<model>'} ({type(m).__name__})" for n, m in model.named_modules()
+           if isinstance(m, ANALOG_TYPES) and type(m) not in ANALOG_TYPES]
+    if sub:
+        raise AihwkitUnavailable(f"aihwkit converts only plain Conv1d / Conv2d / Linear, not subclasses such as "
+                                 f"{', '.join(sub[:5])}{' …' if len(sub) > 5 else ''}; use --backend native "
+                                 "(backend='native'), which maps them")
+
+
+def to_aihwkit_form(model: nn.Module) -> nn.Module:
+    """``model`` (changed in place) with each Conv1d, and each Conv2d whose padding aihwkit refuses, in a carrier."""
+    if _needs_carrier(model):
+        return Conv2dCarrier(model)
+    for name, m in list(model.named_modules()):
+        if name and _needs_carrier(m):
+            _set_submodule(model, name, Conv2dCarrier(m))
+    return model
+
+
+def _conversion_map() -> dict[type[nn.Module], type[nn.Module]]:
+    """What aihwkit converts: the native engine's layers (Conv1d arrives as Conv2d); Conv3d stays digital on both."""
+    from aihwkit.nn import AnalogConv2d, AnalogLinear, AnalogSequential
+
+    return {nn.Linear: AnalogLinear, nn.Conv2d: AnalogConv2d, nn.Sequential: AnalogSequential}
+
+
 @torch.no_grad()
 def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
                    noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
                    torch_tile: bool | None = None) -> nn.Module:
-    """A deployed copy of ``model`` as aihwkit analog layers, programmed and drifted for one chip."""
+    """A deployed copy of ``model`` as aihwkit analog layers, programmed and drifted for one chip.
+
+    Conv1d / Conv2d / Linear go on tiles of ``array.rows × array.cols``, larger layers over several
+    tiles; Conv1d as a 1×k Conv2d (``Conv2dCarrier``). Grouped convolutions and subclassed layers
+    are refused (``check_expressible``).
+    """
     _noise_model_classes()  # a clear AihwkitUnavailable when aihwkit is missing
     from aihwkit.nn.conversion import convert_to_analog
 
     spec = load_device(device, overrides)
     check_time(spec, t_inference)
     t = aihwkit_time(spec, t_inference)
-    grouped = [f"{n} (groups={m.groups})" for n, m in model.named_modules()
-               if isinstance(m, nn.modules.conv._ConvNd) and m.groups > 1]
-    if grouped:
-        raise AihwkitUnavailable(f"aihwkit's analog convolutions have no groups, and this model has grouped / depthwise "
-                                 f"ones: {', '.join(grouped[:5])}{' …' if len(grouped) > 5 else ''}; use --backend native")
+    check_expressible(model)
     warn_untouched("deploy_aihwkit", untouched_layers(model, ANALOG_TYPES), "stay digital (mapped: Conv1d / Conv2d / "
                    "Linear)")
     cfg = rpu_config(spec, noise_scale, torch_tile)
-    analog = convert_to_analog(copy.deepcopy(model).cpu(), cfg)
+    analog = convert_to_analog(to_aihwkit_form(copy.deepcopy(model).cpu()), cfg, conversion_map=_conversion_map())
     analog.eval()
     with torch.random.fork_rng():  # aihwkit draws from torch's global generator: leave the caller's alone
         torch.manual_seed(seed)

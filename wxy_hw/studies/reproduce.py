@@ -122,8 +122,8 @@ class ReproductionError(RuntimeError):
     """A step of the reproduction failed; the message names the command to rerun alone."""
 
 
-COMMANDS_HEADER = ("#!/bin/sh\n# every command behind report.md, in order; their paths are relative to this folder, so\n"
-                   "# the script runs here (wxy-hw <study> is python experiments/<study>.py of the repository)\n"
+COMMANDS_HEADER = ("#!/bin/sh\n# every command behind report.md, in order; their paths are relative to this folder,\n"
+                   "# so the script runs here (wxy-hw <study> is python experiments/<study>.py of the repository)\n"
                    "set -e\ncd \"$(dirname \"$0\")\"\n")
 
 

@@ -19,8 +19,8 @@ from ..models import build_model, exit_costs
 from ..models.multi_exit import NUM_STAGES
 from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
-from ..run_dir import RunDirectory, run_dir_guard
-from ..train import RunDiverged, TrainConfig, Trainer, TrainingInterrupted, divergence_verdict
+from ..run_dir import RunDirectory, read_marker, run_dir_guard
+from ..train import NonFiniteLossError, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, divergence_verdict
 from ..utils import DamagedFileError, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
 from .config import StudyConfig
 
@@ -204,7 +204,9 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
 def continue_flags(out: Path) -> dict[str, bool]:
     """For commands that re-run into their own directories: resume an interrupted run, restart one that never
     saved a checkpoint (failed in its first epoch, or killed before it)."""
-    resume = (out / "last.pt").exists()
+    marker = read_marker(out) or {}
+    # a run marked diverged learned nothing worth continuing: it starts again
+    resume = (out / "last.pt").exists() and marker.get("status") != "diverged"
     return {"resume": resume, "overwrite": not resume and out.exists()}
 
 
@@ -355,6 +357,10 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir), **train_kwargs)
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
         raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
+    except NonFiniteLossError as exc:  # the same: this command's remedy is a rerun with a lower --lr
+        what = str(exc).split("; ", 1)[0]
+        raise type(exc)(f"{name} in {run_dir}: {what}; re-run the same command with a lower --lr (runs that diverged "
+                        "continue from their last good checkpoint or start again; finished ones are reused)") from None
 
 
 def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
