@@ -130,7 +130,7 @@ def test_a_damaged_cache_manifest_is_set_aside_and_retrained(tmp_path, capsys):
 
 # --- cases 2 and 3: reproduce verifies a step before reusing it; a moved folder is reused ----------------------------
 class FakeSteps:
-    """``_cli_main`` of the reproduction: every study writes a manifest, a CSV and a binary file into --out."""
+    """``study_main`` of the reproduction: every study writes a manifest, a CSV and a binary file into --out."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str]]] = []
@@ -161,7 +161,7 @@ class FakeSteps:
 @pytest.fixture
 def fake(monkeypatch):
     steps = FakeSteps()
-    monkeypatch.setattr(reproduce_mod, "_cli_main", steps)
+    monkeypatch.setattr(reproduce_cli, "study_main", steps)
 
     def no_claims(self) -> None:
         self.claims, self.claims_with_tests = [], []
@@ -302,7 +302,7 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
     advice["noise_sweep"] |= _advice(capsys.readouterr().err)
     steps = FakeSteps()
     steps.ending["compare_methods"] = (130, "interrupted: x; continue with the same command plus --resume")
-    monkeypatch.setattr(reproduce_mod, "_cli_main", steps)
+    monkeypatch.setattr(reproduce_cli, "study_main", steps)
     assert _reproduce(tmp_path / "rep") == 130
     advice["reproduce"] |= _advice(capsys.readouterr().err.split("\n", 1)[1])  # after the step's passed-on line
     for name, flags in advice.items():

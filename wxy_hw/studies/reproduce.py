@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import json
 import math
@@ -127,9 +126,9 @@ COMMANDS_HEADER = ("#!/bin/sh\n# every command behind report.md, in order; their
                    "set -e\ncd \"$(dirname \"$0\")\"\n")
 
 
-def _cli_main(study: str) -> Callable[[list[str]], int]:
-    """``main(argv)`` of ``wxy-hw <study>``, the function ``python experiments/<study>.py`` runs."""
-    return importlib.import_module(f"..cli.{study}", __package__).main
+# how a step runs: ``command(study)`` is ``main(argv)`` of ``wxy-hw <study>``. The command lines live a floor above
+# the studies, so the caller (wxy_hw.cli.reproduce) hands the lookup in; nothing here imports them.
+StudyCommand = Callable[[str], Callable[[list[str]], int]]
 
 
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
@@ -228,9 +227,9 @@ class _LastWords(io.TextIOBase):
 class Reproduction:
     """Runs (or reuses) the study commands of one budget into ``out`` and turns their CSVs into claims."""
 
-    def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
+    def __init__(self, budget: Budget, out: str | Path, *, command: StudyCommand, torch_device: str = "auto",
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> None:
-        self.b, self.out, self.log = budget, Path(out), log
+        self.b, self.out, self.log, self.command = budget, Path(out), log, command
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
         self.commands: list[str] = []
@@ -284,7 +283,7 @@ class Reproduction:
         words = _LastWords(sys.stderr)
         with contextlib.redirect_stderr(words):
             try:
-                rc = _cli_main(study)(_in_folder(argv, self.out))
+                rc = self.command(study)(_in_folder(argv, self.out))
             finally:
                 words.end()
         return rc, words.held.split(": ", 1)[-1]
