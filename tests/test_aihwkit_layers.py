@@ -127,7 +127,8 @@ def test_wide_conv2d_runs_on_every_shipped_device(device):
     """in_channels × k × k = 360 > rows (256, subthreshold CMOS 128), 300 outputs > cols: split over tiles by
     default, as the native engine splits it; the noise-free devices read the same weights on both backends."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(40, 300, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(300 * 16, 3)).eval()
+    net = nn.Sequential(nn.Conv2d(40, 300, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(300, 3)).eval()
     x = torch.randn(4, 40, 4, 4)
     analog = deploy_aihwkit(net, device, seed=0)
     native = deploy(net, device, seed=0)
@@ -144,13 +145,15 @@ def test_wide_conv2d_runs_on_every_shipped_device(device):
 
 
 def test_padding_aihwkit_lacks_is_applied_digitally():
-    """'same' (even kernel: asymmetric) and reflect / circular padding: on the ideal device both backends
-    give the digital outputs."""
+    """'same' (even kernel: asymmetric) and reflect / circular padding: aihwkit gives the digital outputs on
+    the ideal device, and the native engine's on leveled reram without noise."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv1d(3, 8, 4, padding="same", padding_mode="reflect"), nn.ReLU(),
                         nn.Conv1d(8, 4, 3, stride=2, dilation=2, padding=2, padding_mode="circular")).eval()
     x = torch.randn(2, 3, 17)
     assert torch.allclose(deploy_aihwkit(net, "ideal")(x), net(x), atol=1e-5)
+    spec = load_device("reram", {"noise.read_noise": 0.0})
+    assert torch.allclose(deploy_aihwkit(net, spec, noise_scale=0.0)(x), deploy(net, spec, noise_scale=0.0)(x), atol=1e-5)
     one = torch.randn(3, 17)  # an unbatched sequence, as nn.Conv1d takes it
     assert torch.allclose(deploy_aihwkit(net, "ideal")(one), net(one), atol=1e-5)
 

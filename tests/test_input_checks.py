@@ -218,3 +218,17 @@ def test_hostile_device_file_stops_a_study_before_any_work(tmp_path, monkeypatch
                                     "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and "noise.read_noise" in err and "<= 1" in err, err
+
+
+@pytest.mark.parametrize("key, value", [("vdd", 1e6), ("sar_fom_fJ", 1e300), ("cell_area_F2", 1e9),
+                                        ("leakage_uW_per_array", 1e12), ("add16_pJ", -1.0)])
+def test_out_of_range_technology_values_name_file_key_and_range(key, value, tmp_path):
+    from wxy_hw.hardware.chip import TECH_DIR, load_technology
+
+    text = (TECH_DIR / "cmos22.toml").read_text()
+    lines = [f"{key} = {value!r}" if line.startswith(f"{key} =") else line for line in text.splitlines()]
+    path = tmp_path / "tech.toml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DeviceSpecError, match=rf"{path}: technology\.{key} = .*; expected a number from .* to "):
+        load_technology(path)
+    assert load_technology("cmos22") and load_technology("cmos130")  # the shipped files sit inside the bounds

@@ -76,15 +76,21 @@ ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and ch
 RANGING = ("fixed", "per_sample")
 
 # key -> (lowest allowed, highest allowed or None): every key required, each a number with a source
-TECH_SCHEMA: dict[str, tuple[float, float | None]] = {
+# Every value has a lower and an upper bound (a technology file is data from anyone: 1e300 must not price a chip).
+# The ceilings sit far outside any published CMOS node (14-180 nm) yet below absurd: supply <= 5 V (thick-oxide
+# I/O), clock <= 10 GHz, areas per device <= 1e4 F^2 (a cell or transistor larger than 100 F x 100 F is no
+# crossbar), SAR figure of merit <= 1e4 fJ/step (Murmann's ADC survey spans ~0.1-1e3), energies of one add, SRAM
+# bit or wire millimetre <= 1e3 pJ (45 nm: 0.03-10 pJ, Horowitz ISSCC 2014), capacitances per um <= 100 fF,
+# transistor counts per block <= 1e6, leakage per array <= 1e6 uW (1 W).
+TECH_SCHEMA: dict[str, tuple[float, float]] = {
     "node_nm": (1.0, 1000.0), "vdd": (0.1, 5.0), "clock_GHz": (1e-3, 10.0),
-    "transistor_area_F2": (1.0, None), "cell_area_F2": (1.0, None), "sar_fom_fJ": (1e-3, None),
-    "sar_cycle_fJ": (0.0, None),
-    "sar_transistors_base": (1.0, None), "sar_transistors_per_bit": (0.0, None),
-    "wire_cap_fF_per_um": (1e-3, None), "gate_cap_fF_per_um": (0.0, None), "access_width_F": (1.0, None),
-    "add16_pJ": (0.0, None), "adder_transistors": (1.0, None),
-    "driver_transistors": (1.0, None), "sram_bit_pJ": (0.0, None), "sram_bit_area_um2": (1e-3, None),
-    "wire_pJ_per_bit_mm": (0.0, None), "leakage_uW_per_array": (0.0, None),
+    "transistor_area_F2": (1.0, 1e4), "cell_area_F2": (1.0, 1e4), "sar_fom_fJ": (1e-3, 1e4),
+    "sar_cycle_fJ": (0.0, 1e5),
+    "sar_transistors_base": (1.0, 1e6), "sar_transistors_per_bit": (0.0, 1e6),
+    "wire_cap_fF_per_um": (1e-3, 100.0), "gate_cap_fF_per_um": (0.0, 100.0), "access_width_F": (1.0, 100.0),
+    "add16_pJ": (0.0, 1e3), "adder_transistors": (1.0, 1e6),
+    "driver_transistors": (1.0, 1e6), "sram_bit_pJ": (0.0, 1e3), "sram_bit_area_um2": (1e-3, 1e3),
+    "wire_pJ_per_bit_mm": (0.0, 1e3), "leakage_uW_per_array": (0.0, 1e6),
 }
 
 
@@ -111,9 +117,9 @@ def load_technology(name: str | Path = "cmos22") -> dict[str, float]:
         value = _plain(raw, f"technology.{key}", str(path), {})
         lo, hi = TECH_SCHEMA[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or value < lo or (hi is not None and value > hi):
-            raise DeviceSpecError(f"{path}: technology.{key} = {value!r}; expected a number from {lo:g}"
-                                  f"{f' to {hi:g}' if hi is not None else ' up'}")
+                or not lo <= value <= hi:
+            raise DeviceSpecError(f"{path}: technology.{key} = {value!r}; expected a number from {lo:g} to {hi:g} "
+                                  "(the bounds and their reasons: TECH_SCHEMA in wxy_hw/hardware/chip.py)")
         values[key] = float(value)
     missing = [k for k in TECH_SCHEMA if k not in values]
     if missing:
