@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .batches import as_batches
 from .models.evaluate import model_device
 from .methods.base import kd_kl
 from .models.calibrator import DOMAINS, Calibrator, FeatureDiscriminator, PixelDiscriminator
@@ -69,7 +70,8 @@ def train_calibrator(classifier: nn.Module, source: Sequence, target: Sequence, 
     torch.manual_seed(seed)
     dev = model_device(classifier)
     classifier = _frozen(classifier)
-    x0 = target[0][0]
+    source, target = as_batches(source, "train_calibrator: source"), as_batches(target, "train_calibrator: target")
+    x0 = target.first_inputs()
     cal = Calibrator(x0.shape[1], width, blocks, epsilon).to(dev)
     d_pix = PixelDiscriminator(x0.shape[1]).to(dev)
     with torch.no_grad():
@@ -122,7 +124,8 @@ def train_chip_calibrator(digital: nn.Module, chip: nn.Module, batches: Sequence
     torch.manual_seed(seed)
     dev = model_device(chip)
     digital, chip = _frozen(digital), _frozen(chip)
-    cal = Calibrator(batches[0][0].shape[1], width, blocks, epsilon).to(dev)
+    batches = as_batches(batches, "train_chip_calibrator: batches")
+    cal = Calibrator(batches.first_inputs().shape[1], width, blocks, epsilon).to(dev)
     opt = torch.optim.Adam(cal.parameters(), lr=lr)
     t = temperature
     for _ in range(epochs):
@@ -145,6 +148,7 @@ def finetune_chip(digital: nn.Module, chip: nn.Module, batches: Sequence, *, epo
     re-programmed to the fine-tuned values exactly."""
     dev = model_device(chip)
     digital = _frozen(digital)
+    batches = as_batches(batches, "finetune_chip: batches")
     tuned = copy.deepcopy(chip)
     params = []
     for m in tuned.modules():
@@ -188,8 +192,9 @@ def train_dann(classifier: nn.Module, source: Sequence, target: Sequence, *, epo
     model = copy.deepcopy(classifier).train()
     for p in model.parameters():
         p.requires_grad_(True)
+    source, target = as_batches(source, "train_dann: source"), as_batches(target, "train_dann: target")
     with torch.no_grad():
-        feat_dim = model(source[0][0][:2].to(dev)).features[-1].shape[1]
+        feat_dim = model(source.first_inputs()[:2].to(dev)).features[-1].shape[1]
     domain = FeatureDiscriminator(feat_dim).to(dev)
     opt = torch.optim.SGD(list(model.parameters()) + list(domain.parameters()), lr=lr, momentum=0.9,
                           weight_decay=5e-4)

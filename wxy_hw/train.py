@@ -11,12 +11,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from . import distributed
+from .batches import as_batches
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint, validate_payload
 from .data import DatasetSplits, make_loaders
 from .models.evaluate import ExitMetrics, evaluate
@@ -407,38 +408,6 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- fit(): the Trainer on any model and any (x, y) batches -------------------------------------
 
-class _Batches:
-    """A re-iterable of (x, y) batches (a DataLoader, a list …) as the Trainer's loader."""
-
-    def __init__(self, batches: Iterable, device: torch.device, name: str) -> None:
-        if isinstance(batches, Iterator):
-            raise ValueError(f"fit: {name} is a one-shot iterator, but it is read once per epoch; pass a "
-                             "DataLoader or a list of (x, y) batches")
-        self.batches, self.device, self.name = batches, device, name
-        self._len: int | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to a sampler that reshuffles by epoch (DistributedSampler)."""
-        sampler = getattr(self.batches, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        if self._len is None:
-            try:
-                self._len = len(self.batches)  # type: ignore[arg-type]
-            except TypeError:  # an iterable without len: count one pass
-                self._len = sum(1 for _ in self.batches)
-        return self._len
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self.batches:
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2 or not isinstance(batch[0], torch.Tensor):
-                raise ValueError(f"fit: {self.name} must yield (x, y) tensor pairs, got {type(batch).__name__}"
-                                 f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}")
-            yield batch[0].to(self.device), batch[1].to(self.device)
-
-
 class _SingleExit(torch.nn.Module):
     """A plain logits network seen as a one-exit model; its weights keep the network's own names."""
 
@@ -471,7 +440,8 @@ class _LoaderTrainer(Trainer):
 
     def _build_loaders(self, data: Any) -> dict[str, Any]:
         train, val = self._user_batches
-        return {"train": _Batches(train, self.device, "train_loader"), "val": _Batches(val, self.device, "val_loader")}
+        return {"train": as_batches(train, "fit: train_loader", device=self.device),
+                "val": as_batches(val, "fit: val_loader", device=self.device)}
 
     def _data_info(self) -> dict[str, Any]:
         cfg = self.model.config

@@ -59,6 +59,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
+from ..batches import as_batches
 from ..models.coverage import untouched_layers, warn_untouched
 from ..utils import eval_mode
 from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device, shipped_dir
@@ -490,8 +491,8 @@ def summarize(layers: list[LayerChip], area: dict[str, float], pipeline: bool = 
             "tops": 2 * macs / interval * 1e-3 if interval else math.inf}
 
 
-def _batch_inputs(batches) -> list[torch.Tensor]:
-    return [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
+def _batch_inputs(batches: Any) -> list[torch.Tensor]:
+    return list(as_batches(batches, "chip_report: calibration", labels=False))
 
 
 def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] | None = None,

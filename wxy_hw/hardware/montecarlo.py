@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from ..batches import as_batches
 from ..models.evaluate import evaluate, evaluate_chip_batch, model_device
 from .batched import DEFAULT_MAX_MEMORY, batch_blocker, chips_per_pass, deploy_chips
 from .engine import analog_layers, calibrate_converters, deploy
@@ -52,8 +53,8 @@ def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: st
     return chip
 
 
-def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                   seeds: Iterable[int], *, backend: str = "native", bn_images: torch.Tensor | None = None,
+def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Iterable,
+                   seeds: Iterable[int], *, backend: str = "native", bn_images: torch.Tensor | Iterable | None = None,
                    max_memory: int = DEFAULT_MAX_MEMORY, chip_batch: int | None = None,
                    **deploy_kwargs: Any) -> list[dict[str, Any]]:
     """Tidy rows (chip seed × exit) of accuracy and loss, in seed order.
@@ -66,6 +67,9 @@ def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence
     holds (``check_deployable``) and a batch of non-finite inputs are refused with one line.
     """
     check_deployable(model)  # before any chip is programmed
+    batches = as_batches(batches, "evaluate_chips: batches")
+    if bn_images is not None and not isinstance(bn_images, torch.Tensor):
+        bn_images = torch.cat(list(as_batches(bn_images, "evaluate_chips: bn_images", labels=False)))
     seeds = list(seeds)
     rows: list[dict[str, Any]] = []
     if backend == "native" and seeds:
@@ -73,7 +77,7 @@ def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Sequence
         if batch_blocker(spec, deploy_kwargs.get("read_noise_mode", "per_batch"), bn_images) is None:
             if chip_batch is not None and chip_batch < 1:
                 raise ValueError(f"chip_batch must be ≥ 1 chips, got {chip_batch}")
-            first = batches[0][0].to(model_device(model))
+            first = batches.first_inputs().to(model_device(model))
             k = chip_batch or chips_per_pass(model, first, max_memory)
             kwargs = {key: v for key, v in deploy_kwargs.items() if key != "overrides"}
             for start in range(0, len(seeds), k):

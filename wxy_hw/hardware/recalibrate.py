@@ -8,9 +8,13 @@ Nothing is trained and no label is used; the cost is one forward pass per image 
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..batches import as_batches
 
 
 def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
@@ -25,7 +29,7 @@ def check_bn_recalibrate(n: int) -> None:
 
 
 @torch.no_grad()
-def recalibrate_bn(chip: nn.Module, images: torch.Tensor, batch_size: int = 128) -> nn.Module:
+def recalibrate_bn(chip: nn.Module, images: torch.Tensor | Iterable, batch_size: int = 128) -> nn.Module:
     """Replace every BN layer's running mean/variance by their values measured through ``chip``.
 
     ``images`` are N unlabeled, normalised inputs (a fixed selection of training images, so a
@@ -35,6 +39,8 @@ def recalibrate_bn(chip: nn.Module, images: torch.Tensor, batch_size: int = 128)
     layer — the analog ones included — keeps its inference behaviour. Returns ``chip`` (changed in place: a
     deployed copy, never the trained model).
     """
+    if not isinstance(images, torch.Tensor):  # any source of batches: its inputs, concatenated
+        images = torch.cat(list(as_batches(images, "recalibrate_bn: images", labels=False)))
     if images.dim() < 2 or len(images) < 2:
         raise ValueError(f"BN recalibration needs N ≥ 2 images, got a tensor of shape {tuple(images.shape)}")
     if batch_size < 2:

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..batches import as_batches
 from ..utils import eval_mode
 from .multi_exit import MultiExitOutput
 
@@ -102,7 +103,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     dev = model_device(model)
     tally = _Tally()
     with eval_mode(model):
-        for i, (x, y) in enumerate(batches):
+        for i, (x, y) in enumerate(as_batches(batches, "evaluate: batches")):
             x, y = x.to(dev), y.to(dev)
             check_finite_inputs(x, i)
             tally.add(model(x), y)
@@ -115,7 +116,7 @@ def evaluate_chip_batch(chips: nn.Module, batches: Iterable[tuple[torch.Tensor, 
     chips.eval()
     dev = model_device(chips)
     tallies = [_Tally() for _ in range(chips.k)]
-    for i, (x, y) in enumerate(batches):
+    for i, (x, y) in enumerate(as_batches(batches, "evaluate_chip_batch: batches")):
         x, y = x.to(dev), y.to(dev)
         check_finite_inputs(x, i)
         for tally, out in zip(tallies, chips(x)):
