@@ -311,7 +311,7 @@ def time_early_exit(args) -> dict[str, dict]:
 
 def time_chips(args) -> dict:
     """Median seconds per chip of evaluate_chips at each K (and one at a time) vs one clean evaluation."""
-    from wxy_hw.models.evaluate import evaluate
+    from wxy_hw.models.evaluation import evaluate
     from wxy_hw.hardware import deploy, evaluate_chips, load_device
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from scipy.stats import ks_2samp
 pytest.importorskip("aihwkit")
 
 from wxy_hw.data import make_loaders  # noqa: E402
-from wxy_hw.models.evaluate import evaluate  # noqa: E402
+from wxy_hw.models.evaluation import evaluate  # noqa: E402
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device, weight_errors  # noqa: E402
 from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,  # noqa: E402
                                              deploy_aihwkit)

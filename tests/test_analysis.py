@@ -12,7 +12,7 @@ from wxy_hw.analysis import (GradientMonitor, expected_loss_increase, filter_nor
                              gaussian_weight_noise_loss, loss_landscape_1d, top_hessian_eigenvalue, weight_layers)
 from wxy_hw.analysis.flatness import _generator, _noisy
 from wxy_hw.data import make_loaders
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.models import MultiExitOutput
 
 

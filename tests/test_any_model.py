@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from wxy_hw.checkpoint import CheckpointError, load_model, save_checkpoint
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.hardware import analog_layers, deploy, weight_errors
 from wxy_hw.inference.early_exit import early_exit_inference
 from wxy_hw.models import AttachedExits, HookedExits, attach_exits, exit_costs, exit_path_macs

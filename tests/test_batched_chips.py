@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.hardware import deploy, evaluate_chips, load_device
 from wxy_hw.hardware.batched import ChipBatchLayer, batch_blocker, chips_per_pass, deploy_chips
 from wxy_hw.hardware.engine import AnalogMixin

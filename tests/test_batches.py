@@ -14,7 +14,7 @@ from wxy_hw.hardware.chip import ChipConfig, chip_report
 from wxy_hw.hardware.montecarlo import deploy_on
 from wxy_hw.hardware.recalibrate import recalibrate_bn
 from wxy_hw.models import attach_exits
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 
 
 def data(n: int = 40, seed: int = 0) -> TensorDataset:

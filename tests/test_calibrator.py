@@ -11,7 +11,7 @@ import torch
 from wxy_hw.adaptation import (Calibrated, entropy, finetune_chip, high_frequency_share, mean_spectrum,
                                train_calibrator, train_chip_calibrator, train_dann)
 from wxy_hw.data import make_loaders
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.hardware import deploy
 from wxy_hw.models.calibrator import Calibrator, FeatureDiscriminator, PixelDiscriminator, count_macs
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 from wxy_hw.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from wxy_hw.hardware import deploy_on, evaluate_chips
 from wxy_hw.models import build_model
-from wxy_hw.models.evaluate import ExitMetrics, NonFiniteInputError, evaluate
+from wxy_hw.models.evaluation import ExitMetrics, NonFiniteInputError, evaluate
 from wxy_hw.studies.training import train_run
 from wxy_hw.train import RunDiverged, divergence_verdict
 

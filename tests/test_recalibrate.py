@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from wxy_hw.data import make_loaders
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.hardware import deploy, recalibrate_bn
 
 

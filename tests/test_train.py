@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wxy_hw.checkpoint import CheckpointError, load_model, read_checkpoint
-from wxy_hw.models.evaluate import evaluate
+from wxy_hw.models.evaluation import evaluate
 from wxy_hw.data import make_loaders
 from wxy_hw.methods import DeeplySupervised, build_method
 from wxy_hw.models import build_model

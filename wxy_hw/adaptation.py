@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .batches import as_batches
-from .models.evaluate import model_device
+from .models.evaluation import model_device
 from .methods.base import kd_kl
 from .models.calibrator import DOMAINS, Calibrator, FeatureDiscriminator, PixelDiscriminator
 from .models.multi_exit import MultiExitOutput

@@ -20,14 +20,14 @@ from . import distributed
 from .batches import as_batches
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint, validate_payload
 from .data import DatasetSplits, make_loaders
-from .models.evaluate import ExitMetrics, evaluate
+from .models.evaluation import ExitMetrics, evaluate
 from .methods import Batch, Method, build_method
 from .methods.base import Method as _BaseMethod
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
 from .run_dir import RunDirectory, run_dir_guard
-from .utils import resolve_device
+from .utils import eval_mode, resolve_device
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -125,7 +125,8 @@ class TrainResult:
     history: list[dict[str, Any]]
     best_path: Path
     last_path: Path
-    val: ExitMetrics | None = None
+    val: ExitMetrics | None = None   # the selected checkpoint on the validation batches (fit fills it)
+    test: ExitMetrics | None = None  # ... and on fit's test_loader, when one is given
     wall_time_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -449,9 +450,19 @@ class _LoaderTrainer(Trainer):
                     mean=list(self.data.mean), std=list(self.data.std))
 
 
+def _classes(model: torch.nn.Module, batches: Iterable) -> int:
+    """The number of classes a network predicts (the width of its logits on one batch)."""
+    with torch.no_grad(), eval_mode(model):
+        for x, _ in batches:
+            out = model(x[:2])
+            return int((out.final if isinstance(out, MultiExitOutput) else out).shape[1])
+    return 2
+
+
 def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
         out: str | Path, resume: bool = False, overwrite: bool = False, stop_after_epoch: int | None = None,
-        mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,), **options: Any) -> TrainResult:
+        mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,), test_loader: Iterable | None = None,
+        **options: Any) -> TrainResult:
     """Train ``model`` with ``method`` on any re-iterable (x, y) batches; checkpoints go to ``out``.
 
     ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
@@ -463,7 +474,10 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     (``resume``) or to replace (``overwrite``, which removes only that run's own outputs); anything
     else is refused before training, and ``manifest.json`` records how the run ended. On return the
     trained network, ``result.extra["model"]``, holds the validation-selected (best.pt) weights:
-    that is ``model`` itself, or for qat the quantized copy it trained.
+    that is ``model`` itself, or for qat the quantized copy it trained. ``result.val`` (and, with
+    ``test_loader``, ``result.test``) are that checkpoint's per-exit ``ExitMetrics``. A run whose
+    selected checkpoint learned nothing (``divergence_verdict``) is marked diverged and raises
+    ``RunDiverged``. Every loader may be any source of batches (``wxy_hw.batches.as_batches``).
     """
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg_opts = {k: v for k, v in options.items() if k in fields}
@@ -492,8 +506,20 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
                                      **{k: v for k, v in cfg_opts.items() if isinstance(v, (int, float, str, bool))}),
                            kind="fit")
         result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
-        run.finish(best_epoch=result.best_epoch, best_val=result.best_val)
-    if result.best_path.exists():
-        wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
+        if result.best_path.exists():
+            wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
+        # the selected checkpoint's own numbers, computed once here so the caller need not evaluate again
+        result.val = evaluate(wrapped, trainer.loaders["val"])
+        if test_loader is not None:
+            result.test = evaluate(wrapped, as_batches(test_loader, "fit: test_loader", device=trainer.device))
+        numbers = dict(best_epoch=result.best_epoch, best_val=result.best_val, val_exits=result.val.accuracy,
+                       **({"test_exits": result.test.accuracy} if result.test is not None else {}))
+        verdict = divergence_verdict(result.val, _classes(wrapped, trainer.loaders["val"]), trainer.full_epochs)
+        if verdict:
+            run.manifest["results"] = numbers
+            raise RunDiverged(f"fit: training diverged at lr {config.lr:g}: the checkpoint selected on validation "
+                              f"(epoch {result.best_epoch}) has {verdict}; the run in {out} is marked diverged: "
+                              f"fit again with a lower lr (e.g. lr={config.lr / 10:g}, overwrite=True)")
+        run.finish(**numbers)
     result.extra["model"] = net
     return result

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..models.multi_exit import MultiExitOutput
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]

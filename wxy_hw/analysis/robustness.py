@@ -13,7 +13,7 @@ import torch.nn as nn
 from ..data.base import Split
 from ..data.corruptions import SEVERITIES, check_corruptions, corrupt_split, load_hendrycks_c
 from ..data.loader import BatchLoader
-from ..models.evaluate import evaluate, model_device
+from ..models.evaluation import evaluate, model_device
 from ..models.wrappers import PixelSpaceClassifier
 from ..utils import eval_mode
 

@@ -2,12 +2,12 @@
 from .chip import ChipConfig, chip_report, load_technology
 from .engine import (AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, calibrate_converters, deploy, realizations,
                      weight_errors)
-from .montecarlo import BACKENDS, deploy_on, evaluate_chips, summarize_chips
+from .montecarlo import BACKENDS, deploy_on, evaluate_chips, join_exits, summarize_chips
 from .physics import is_ideal, program_weight
 from .recalibrate import batchnorm_layers, recalibrate_bn
 from .spec import DeviceSpec, DeviceSpecError, available_devices, load_device
 
 __all__ = ["AnalogConv1d", "AnalogConv2d", "AnalogLinear", "BACKENDS", "ChipConfig", "DeviceSpec", "DeviceSpecError",
            "analog_layers", "available_devices", "batchnorm_layers", "calibrate_converters", "chip_report", "deploy",
-           "deploy_on", "evaluate_chips", "is_ideal", "load_device", "load_technology", "program_weight",
+           "deploy_on", "evaluate_chips", "is_ideal", "join_exits", "load_device", "load_technology", "program_weight",
            "realizations", "recalibrate_bn", "summarize_chips", "weight_errors"]

@@ -61,6 +61,7 @@ import torch.nn as nn
 
 from ..batches import as_batches
 from ..models.coverage import untouched_layers, warn_untouched
+from ..models.evaluation import exit_labels
 from ..utils import eval_mode
 from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device, shipped_dir
 
@@ -529,23 +530,21 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
                            **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],
            "exits": [], "paths": []}
     path: list[str] = []
+    labels = exit_labels(model, len(per_exit))  # the names evaluate() gives the same exits
     for k, names in enumerate([[s.name for s in exit_shapes] for exit_shapes in per_exit]):
         path += [n for n in names if n not in path]
-        out["exits"].append({"exit": str(k + 1), **summarize([by_name[n] for n in names], mapped["area_mm2"],
-                                                             cfg.pipeline)})
-        out["paths"].append({"exit": str(k + 1), **summarize([by_name[n] for n in path], mapped["area_mm2"],
-                                                             cfg.pipeline)})
+        out["exits"].append({"exit": labels[k], "index": k + 1,
+                             **summarize([by_name[n] for n in names], mapped["area_mm2"], cfg.pipeline)})
+        out["paths"].append({"exit": labels[k], "index": k + 1,
+                             **summarize([by_name[n] for n in path], mapped["area_mm2"], cfg.pipeline)})
     return out
 
 
 def exit_energies(model: nn.Module, cfg: ChipConfig, calibration: Iterable) -> dict[str, float]:
-    """Energy per inference (pJ) by exit label, as the evaluation tables name exits: the stage
-    number each exit follows (``exit_stages``) or 1..K, plus "ensemble" (every exit run)."""
+    """Energy per inference (pJ) by exit label (``exit_labels``, as the evaluation tables name exits), plus
+    "ensemble" (every exit run)."""
     report = chip_report(model, cfg, calibration=calibration)
-    stages = getattr(model, "exit_stages", None)
-    names = [str(s + 1) for s in stages] if stages and len(stages) == len(report["exits"]) \
-        else [str(k + 1) for k in range(len(report["exits"]))]
-    out = {name: e["energy_pJ"] for name, e in zip(names, report["exits"])}
+    out = {e["exit"]: e["energy_pJ"] for e in report["exits"]}
     out["ensemble"] = report["paths"][-1]["energy_pJ"]
     return out
 

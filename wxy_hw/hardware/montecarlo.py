@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..batches import as_batches
-from ..models.evaluate import evaluate, evaluate_chip_batch, model_device
+from ..models.evaluation import evaluate, evaluate_chip_batch, model_device
 from .batched import DEFAULT_MAX_MEMORY, batch_blocker, chips_per_pass, deploy_chips
 from .engine import analog_layers, calibrate_converters, deploy
 from .recalibrate import recalibrate_bn
@@ -91,6 +91,18 @@ def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Iterable
         chip = deploy_on(model, device, seed, backend, bn_images=bn_images, **deploy_kwargs)
         rows.extend(evaluate(chip, batches).rows(chip=seed))
         del chip
+    return rows
+
+
+def join_exits(accuracy: Iterable[dict[str, Any]], cost: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy rows (``evaluate(...).rows()``, ``summarize_chips``) joined with cost rows (``chip_report``'s
+    "exits" or "paths") on the one exit name: one row per exit, the accuracy columns then the cost's; an exit
+    that only one side has (the ensemble, say) is left out. Refuses two sides that name no exit alike."""
+    costs = {c["exit"]: c for c in cost}
+    rows = [{**a, **{k: v for k, v in costs[a["exit"]].items() if k != "exit"}} for a in accuracy if a["exit"] in costs]
+    if costs and not rows:
+        raise ValueError(f"join_exits: the accuracy rows and the cost rows name no exit alike ({sorted(costs)}); "
+                         "were they computed on the same model?")
     return rows
 
 

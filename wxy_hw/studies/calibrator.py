@@ -14,7 +14,7 @@ from ..adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_
 from ..analysis.sweep import human_time
 from ..data import Split, available_datasets, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..hardware.chip import ChipConfig, chip_report
 from ..hardware.engine import deploy
 from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..analysis.sweep import human_time
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..hardware.chip import (ENERGY_PARTS, ChipConfig, NeuroSimVGG8, cells_per_weight, chip_report, fingerprint,
                               measure_activity)
 from ..hardware.montecarlo import evaluate_chips

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from ..analysis.sweep import human_time
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..hardware.chip import ENERGY_PARTS, ChipConfig, chip_report, fingerprint
 from ..hardware.montecarlo import deploy_on
 from ..hardware.recalibrate import check_bn_recalibrate

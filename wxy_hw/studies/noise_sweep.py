@@ -14,7 +14,7 @@ import torch
 from ..analysis.plots import plot_flat_minima, plot_metric_by_exit
 from ..analysis.stats import nested_interval, paired_test
 from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..hardware.aihwkit_backend import rpu_config
 from ..hardware.chip import ChipConfig, exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate

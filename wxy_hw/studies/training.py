@@ -13,7 +13,7 @@ from .. import distributed
 from ..analysis.stats import paired_test, t_interval
 from ..checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint
 from ..data import load_dataset, make_loaders
-from ..models.evaluate import evaluate
+from ..models.evaluation import evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
 from ..models import build_model, exit_costs
 from ..models.multi_exit import NUM_STAGES

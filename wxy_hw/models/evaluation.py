@@ -23,7 +23,7 @@ class ExitMetrics:
     ensemble_loss: float
     n: int
     extra: dict = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)  # exit labels: the 1-based stage each exit follows
+    names: list[str] = field(default_factory=list)  # exit labels (``exit_labels``: one name per exit everywhere)
 
     @property
     def final(self) -> float:
@@ -37,6 +37,24 @@ class ExitMetrics:
         if len(self.accuracy) > 1:
             out.append(dict(keys, exit="ensemble", accuracy=self.ensemble_accuracy, loss=self.ensemble_loss))
         return out
+
+
+def exit_labels(model: nn.Module, count: int | None = None) -> list[str]:
+    """The one name of each exit, shallow to deep, used by every table, CSV and report (accuracy and cost alike).
+
+    An ``attach_exits`` model: the module each exit follows ('conv1', …, 'output'); a MultiExitNet:
+    the 1-based stage each exit follows (a single-exit network's classifier is '4', so it lines up
+    with the deepest exit of the multi-exit models); anything else: '1'..'K'. ``count``: the number
+    of exits when the model does not say (a plain network: 1).
+    """
+    count = int(count if count is not None else getattr(model, "num_exits", 1))
+    names = getattr(model, "exit_names", None)
+    if names is not None and len(names) == count:
+        return [str(n) for n in names]
+    stages = getattr(model, "exit_stages", None)
+    if stages and len(stages) == count:
+        return [str(s + 1) for s in stages]
+    return [str(k + 1) for k in range(count)]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -87,12 +105,7 @@ class _Tally:
         if self.n == 0:
             raise ValueError("evaluate() received no batches")
         n, correct = self.n, self.correct
-        # A single-exit network's classifier follows the last stage: label it "4", not "1", so it lines
-        # up with the deepest exit of multi-exit models in tables and plots.
-        stages = getattr(model, "exit_stages", None)
-        names = [str(s + 1) for s in stages] if stages and len(stages) == len(correct) else []
-        if len(getattr(model, "exit_names", [])) == len(correct):  # attach_exits: the modules the exits follow
-            names = list(model.exit_names)
+        names = exit_labels(model, len(correct))
         return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in self.losses],
                            100.0 * self.ens_correct / n, self.ens_loss / n, n, names=names)
 
