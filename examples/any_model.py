@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from wxy_hw.checkpoint import load_model, save_checkpoint
-from wxy_hw.hardware import evaluate_chips, summarize_chips
+from wxy_hw.hardware import evaluate_chips, join_exits, summarize_chips
 from wxy_hw.hardware.chip import ChipConfig, chip_report
 from wxy_hw.models.quant import quantize_model
 from wxy_hw.models import attach_exits
@@ -36,11 +36,11 @@ train, val = textures(96, 0), textures(48, 1)
 net = attach_exits(CNN(), at=["conv1", "conv2"], num_classes=4, input_shape=(1, 12, 12))
 result = fit(net, "self_distillation", train, val, epochs=3, out="runs/any_model", overwrite=True, lr=0.2,
              progress=False)  # overwrite: a rerun replaces this run's own outputs, nothing else
-rows = summarize_chips(evaluate_chips(net, "reram", list(val), seeds=range(5)))  # per exit, over 5 chips
+rows = summarize_chips(evaluate_chips(net, "reram", val, seeds=range(5)))  # per exit, over 5 chips
 cost = chip_report(net, ChipConfig(device="reram"), (1, 12, 12), calibration=train)["exits"]  # per exit
 q = quantize_model(net, {"weight_bits": 4, "act_bits": 8}, calibration=val)
 save_checkpoint("runs/any_model_4bit.pt", q)                                      # beside the run, not in it
 again = load_model("runs/any_model_4bit.pt", model=CNN())                         # exits rebuilt from the record
-for r, c in zip(rows, cost):
+for r in join_exits(rows, cost):  # accuracy and cost of each exit, joined on its one name
     print(f"exit {r['exit']}: {r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f} % on reram chips, "
-          f"{c['energy_pJ'] / 1e3:.2f} nJ, {c['latency_ns']:.0f} ns per image")
+          f"{r['energy_pJ'] / 1e3:.2f} nJ, {r['latency_ns']:.0f} ns per image")
