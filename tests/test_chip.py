@@ -277,3 +277,14 @@ def test_transposed_convolutions_are_priced_as_digital_macs_on_any_chip(recwarn)
     assert deconv["adc_pJ"] == 0 and deconv["arrays"] == 0
     assert deconv["array_pJ"] == pytest.approx(macs * load_device("digital_int8").energy["cell_read_fJ"] * 1e-3)
     assert not [w for w in recwarn if "not costed" in str(w.message)]
+
+
+def test_int8_latency_counts_array_loads_and_reports_utilisation():
+    """Weight-stationary 256×256 MAC array: M · ⌈K/256⌉ · ⌈N/256⌉ cycles at 1 GHz, by hand."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 300))
+    report = chip_report(net, ChipConfig(device="digital_int8"), (2, 6, 6), activity={"0": 0.5, "2": 0.5})
+    conv, fc = report["layers"]
+    assert conv["latency_ns"] == 36 * 1 * 1  # 36 positions, K = 18 ≤ 256 rows, N = 4 ≤ 256 columns
+    assert conv["utilisation"] == pytest.approx(36 * 18 * 4 / (36 * 65536))
+    assert fc["latency_ns"] == 1 * 1 * 2     # K = 144 ≤ 256, N = 300 → two column loads
+    assert fc["utilisation"] == pytest.approx(144 * 300 / (2 * 65536))

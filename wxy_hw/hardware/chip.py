@@ -44,7 +44,9 @@ area      arrays · R·C · cell_area; ADCs (NeuroSim's SAR transistor count, li
 
 Digital technologies (``digital``, ``ideal``) are modelled as a weight-stationary accelerator
 with all weights in on-chip SRAM and R·C MAC units: energy = MACs × E_MAC (the device file's
-cell_read_fJ) + buffer traffic; latency = MACs / (R·C) cycles. Transposed convolutions, which the
+cell_read_fJ) + buffer traffic; latency = M · ⌈K/R⌉ · ⌈N/C⌉ cycles (weight-stationary: one input vector per
+cycle per array load of a layer's K×N weights, so a small layer uses few of the R·C units; the layer
+rows report that utilisation). Transposed convolutions, which the
 accuracy engine leaves digital, are priced the same way on any chip, at digital_int8's E_MAC.
 """
 from __future__ import annotations
@@ -216,6 +218,7 @@ class LayerChip:
     area: dict[str, float] = field(default_factory=dict)     # mm² per part
     activity: float = 0.0
     cell_state: float = 0.0
+    utilisation: float = 1.0  # analog: share of the layer's array cells holding weights; digital: of MAC-unit cycles
 
     @property
     def energy_pJ(self) -> float:
@@ -320,21 +323,27 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
         "digital": arrays * adcs_per_array * tech["adder_transistors"] * at,
         "tile_buffers": arrays * tile_bits * tech["sram_bit_area_um2"] * 1e-6,
     }
-    return LayerChip(shape.name, m * k * n, arrays, latency, energy, area, a, state)
+    used = k * n * c / (arrays * r * cols)
+    return LayerChip(shape.name, m * k * n, arrays, latency, energy, area, a, state, used)
 
 
 def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
                    activity: float) -> LayerChip:
     k, n, m = shape.k, shape.n, shape.m
     macs = m * k * n
-    latency = math.ceil(macs / (cfg.rows * cfg.cols)) / tech["clock_GHz"]
+    # weight-stationary R×C MAC array: a layer's K×N weights occupy ⌈K/R⌉·⌈N/C⌉ array loads, and each load
+    # takes one input vector (one output position) per cycle, so a small layer leaves most units idle
+    # (utilisation = MACs / (cycles · R·C)); assuming all R·C units busy on every layer made int8 look
+    # up to 1000× faster than any real accelerator on small layers.
+    cycles = m * math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
+    latency = cycles / tech["clock_GHz"]
     energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
               "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
     energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
     area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
             "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
-    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0)
+    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0, macs / (cycles * cfg.rows * cfg.cols))
 
 
 def is_multi_exit(model: nn.Module) -> bool:
@@ -524,7 +533,7 @@ def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] 
     layers = mapped["layers"]
     by_name = {layer.name: layer for layer in layers}
     out = {"config": asdict(mapped["config"]), "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
-           "layers": [dict(name=l.name, macs=l.macs, arrays=l.arrays, latency_ns=l.latency_ns,
+           "layers": [dict(name=l.name, macs=l.macs, arrays=l.arrays, latency_ns=l.latency_ns, utilisation=l.utilisation,
                            input_activity=l.activity, cell_state=l.cell_state,
                            energy_pJ=l.energy_pJ, **{f"{p}_pJ": v for p, v in l.energy.items()},
                            **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],

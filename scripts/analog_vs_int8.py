@@ -1,0 +1,46 @@
+"""Print docs/hardware.md's "when analog loses to int8" table: energy, ADC share and latency per exit on reram and
+on the int8 reference, for the README's worked-example network and the default ResNet-18 (untrained weights: the
+costs depend on the architecture, the measured input activity and the cell states, here of seeded random inputs).
+
+    python scripts/analog_vs_int8.py
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wxy_hw.hardware import ChipConfig, chip_report
+from wxy_hw.models import attach_exits, build_model
+
+
+class WorkedExample(nn.Module):  # examples/any_model.py's CNN
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.conv3, self.fc = nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv3(F.relu(self.conv2(torch.relu(self.conv1(x)))))).mean((2, 3)))
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    networks = {"worked example": (attach_exits(WorkedExample(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12)),
+                                   [torch.randn(64, 1, 12, 12, generator=g)]),
+                "default ResNet-18": (build_model("resnet18", 10, 1, 0.25, 28).eval(),
+                                      [torch.randn(64, 1, 28, 28, generator=g)])}
+    print("| network, exit | MMAC | reram energy | of which ADC | int8 energy | reram / int8 | reram latency | "
+          "int8 latency |\n|---|---|---|---|---|---|---|---|")
+    for name, (net, calibration) in networks.items():
+        analog = chip_report(net, ChipConfig(device="reram"), calibration=calibration)["exits"]
+        digital = chip_report(net, ChipConfig(device="digital_int8"), calibration=calibration)["exits"]
+        for a, d in zip(analog, digital):
+            print(f"| {name}, exit {a['exit']} | {a['macs'] / 1e6:.3g} | {a['energy_pJ'] / 1e3:.1f} nJ | "
+                  f"{100 * a['adc_pJ'] / a['energy_pJ']:.0f} % | {d['energy_pJ'] / 1e3:.1f} nJ | "
+                  f"{a['energy_pJ'] / d['energy_pJ']:.2f}× | {a['latency_ns'] / 1e3:.3g} µs | {d['latency_ns'] / 1e3:.3g} µs |")
+
+
+if __name__ == "__main__":
+    main()
