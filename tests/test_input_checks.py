@@ -232,3 +232,12 @@ def test_out_of_range_technology_values_name_file_key_and_range(key, value, tmp_
     with pytest.raises(DeviceSpecError, match=rf"{path}: technology\.{key} = .*; expected a number from .* to "):
         load_technology(path)
     assert load_technology("cmos22") and load_technology("cmos130")  # the shipped files sit inside the bounds
+
+
+@pytest.mark.parametrize("name, argv", [("train", ["--seed", "99999999999999999999"]),
+                                        ("noise_sweep", ["--seed", str(2 ** 63)]),
+                                        ("compare_methods", ["--seeds", "0", str(2 ** 64)])])
+def test_seeds_beyond_64_bits_are_refused_when_parsed(name, argv, capsys):
+    with pytest.raises(SystemExit) as caught:
+        importlib.import_module(f"wxy_hw.cli.{name}").build_parser().parse_args(argv)
+    assert caught.value.code == 2 and "a seed from 0 to 2**63 - 1" in capsys.readouterr().err

@@ -87,6 +87,24 @@ def test_checkpoint_without_data_is_refused_before_the_study_starts(finished, tm
             assert not out.exists()  # no run directory, no manifest
 
 
+def test_weights_that_do_not_fit_the_architecture_are_refused_before_the_study_starts(finished, tmp_path, capsys):
+    def reshape(payload):
+        key = next(k for k, v in payload["model_state"].items() if v.dim() == 4 and v.shape[1] > 1)
+        payload["model_state"][key] = payload["model_state"][key][:, :1].clone()
+
+    def unknown_arch(payload):
+        payload["model_config"]["arch"] = "resnet_nonexistent"
+
+    for name, change in (("shape.pt", reshape), ("arch.pt", unknown_arch)):
+        path = hostile(finished, tmp_path / name, change)
+        out = tmp_path / f"sweep_{name}"
+        assert cli("noise_sweep")(["--checkpoints", str(path), "--dataset", "synthetic", "--out", str(out),
+                                   "--quiet"]) == 2
+        err = one_line(capsys.readouterr().err)
+        assert name in err, err  # the file is named
+        assert not out.exists()  # no run directory, no manifest
+
+
 # --- case 2: a run that learned nothing is marked diverged --------------------------------------------
 def test_lr_30_is_marked_diverged_with_a_non_zero_exit(tmp_path, capsys):
     out = tmp_path / "run"

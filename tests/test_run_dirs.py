@@ -114,9 +114,15 @@ def test_overwrite_removes_only_what_the_previous_run_recorded(finished, tmp_pat
 def test_overwrite_after_a_killed_run_clears_what_it_wrote(tmp_path):
     out = tmp_path / "run"
     run = RunDirectory(out, {"seed": 0}, kind="train")
-    (out / "last.pt").write_bytes(b"partial")
-    run._close()  # as SIGKILL leaves it: lock free, the manifest still "running" with no outputs recorded
-    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    atomic_torch_save({"epoch": 0}, out / "last.pt")  # recorded in the manifest as it is written
+    run._close()  # as SIGKILL leaves it: lock free, the manifest still "running"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running" and "last.pt" in manifest["outputs"]
+    (out / "notes.txt").write_text("added by hand after the crash\n")
+    with pytest.raises(OutputDirError, match="also notes.txt, which that run did not write"):
+        claim_run_dir(out, overwrite=True)
+    assert (out / "notes.txt").exists() and (out / "last.pt").exists()
+    (out / "notes.txt").unlink()
     claim_run_dir(out, overwrite=True)
     try:
         assert (out / "last.pt").exists()  # nothing is removed before the new run starts
@@ -309,3 +315,57 @@ def test_outputs_follow_the_umask(tmp_path, mask):
         os.umask(old)
     for path in (text, ckpt):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_overwrite_replaces_only_a_run_of_the_same_study(tmp_path, finished, capsys):
+    """noise_sweep --overwrite never clears a compare_methods folder (trainings, hand-added notes and all)."""
+    folder = tmp_path / "comparison"
+    (folder / "baseline" / "s0").mkdir(parents=True)
+    (folder / "baseline" / "s0" / "best.pt").write_bytes(b"hours of training")
+    (folder / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "compare_methods",
+                                                      "status": "complete", "outputs": ["baseline", "manifest.json"]}))
+    before = snapshot(folder)
+    rc = cli("noise_sweep")(["--checkpoints", str(finished / "best.pt"), "--out", str(folder), "--overwrite",
+                             "--chips", "1", "--samples", "16", "--no-flat", "--quiet", "--dataset", "synthetic",
+                             "--torch-device", "cpu"])
+    assert rc == 2 and "not a noise_sweep run" in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_a_manifest_that_recorded_no_outputs_is_never_overwritten(tmp_path):
+    """A run of an earlier wxy_hw (or a hand-made look-alike) lists no outputs: --overwrite cannot tell them apart."""
+    run = tmp_path / "old"
+    (run / "src").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"kind": "train", "status": "complete", "versions": {"wxy_hw": "0"}}))
+    before = snapshot(run)
+    with pytest.raises(OutputDirError, match="did not record its outputs"):
+        claim_run_dir(run, overwrite=True)
+    assert snapshot(run) == before
+
+
+def test_compare_methods_keeps_a_manifest_of_its_own(tmp_path):
+    from wxy_hw.studies.training import compare_methods
+
+    out = tmp_path / "cmp"
+    settings = {k: v for k, v in TINY.items() if k not in ("method", "progress")}
+    compare_methods(methods=["baseline"], out=out, epochs=1, progress=False, **settings)
+    manifest = read_marker(out)
+    assert manifest["kind"] == "compare_methods" and manifest["status"] == "complete"
+    assert {"baseline", "config.toml", "comparison.csv", "comparison.md"} <= set(manifest["outputs"])
+    compare_methods(methods=["baseline"], out=out, epochs=1, progress=False, **settings)  # re-run: reused
+    assert read_marker(out)["status"] == "complete"
+
+
+def test_something_that_is_not_a_ray_head_is_refused_within_30_s(monkeypatch):
+    import wxy_hw.parallel as parallel
+
+    monkeypatch.setattr(parallel, "RAY_PROBE_TIMEOUT_S", 3.0)
+    with socket.socket() as server:  # listens, accepts, never speaks Ray
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        t0 = time.time()
+        with pytest.raises(ValueError, match=f"127.0.0.1:{port}: (something listens there but no Ray head|Ray could "
+                                             "not join)"):
+            check_reachable(f"127.0.0.1:{port}")
+    assert time.time() - t0 < 30

@@ -9,11 +9,17 @@ order, so a study writes the same rows either way. Ray is imported only on that 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from typing import Any, Callable, Sequence
 
 
 REACH_TIMEOUT_S = 10.0  # a cluster's head answers a TCP connect within milliseconds; Ray itself would retry for minutes
+_JOINABLE: set[str] = set()  # addresses already checked in this process (the check runs once per address)
+RAY_PROBE_TIMEOUT_S = 25.0  # Ray gives up on an unreachable head after ~20 s with its own reason; the check stays within 30 s
 
 
 def check_parallel(workers: int, ray_address: str | None) -> None:
@@ -37,7 +43,7 @@ def check_reachable(ray_address: str, timeout_s: float = REACH_TIMEOUT_S) -> Non
     connect to the head's port says the same in milliseconds. 'auto' / 'local' (Ray's own lookup)
     are left to Ray.
     """
-    if ray_address in ("auto", "local"):
+    if ray_address in ("auto", "local") or ray_address in _JOINABLE:
         return
     hostport = ray_address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
@@ -50,6 +56,21 @@ def check_reachable(ray_address: str, timeout_s: float = REACH_TIMEOUT_S) -> Non
         why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
         raise ValueError(f"--ray-address {ray_address}: no Ray head answers there ({why}); start one with "
                          "'ray start --head' on that machine, fix the address, or drop --ray-address") from None
+    # Something listens; only a Ray head answers ray.init. Asked in a child process, which can be stopped:
+    # ray.init against another service (a web server, say) would hang this one for minutes.
+    probe = "import sys, ray; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False); ray.shutdown()"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, ray_address], capture_output=True, text=True,
+                              timeout=RAY_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"--ray-address {ray_address}: something listens there but no Ray head answered within "
+                         f"{RAY_PROBE_TIMEOUT_S:.0f} s; give the address of a Ray head (ray start --head prints it), "
+                         "or drop --ray-address") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        raise ValueError(f"--ray-address {ray_address}: Ray could not join it ({last}); give the address of a Ray "
+                         "head (ray start --head prints it), or drop --ray-address")
+    _JOINABLE.add(ray_address)
 
 
 def runs_on_ray(workers: int, ray_address: str | None) -> str | None:
@@ -80,6 +101,20 @@ def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[An
     import ray
 
     if not ray.is_initialized():
+        _init_keeping_signals(ray, workers, ray_address)
+    # on a cluster every worker is a separate CPU somewhere: one torch thread each
+    threads = 1 if ray_address else threads_per_worker(workers)
+    remote = ray.remote(num_cpus=1)(_run)
+    shared = ray.put(context)
+    return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
+
+
+def _init_keeping_signals(ray: Any, workers: int, ray_address: str | None) -> None:
+    """ray.init, then the command's own SIGTERM / SIGHUP / SIGINT handlers back in place: Ray installs its own,
+    which end the process without the one line and the manifest record that a signal must leave."""
+    main = threading.current_thread() is threading.main_thread()
+    kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)} if main else {}
+    try:
         if ray_address:
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
         else:
@@ -88,8 +123,7 @@ def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[An
             path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}})
-    # on a cluster every worker is a separate CPU somewhere: one torch thread each
-    threads = 1 if ray_address else threads_per_worker(workers)
-    remote = ray.remote(num_cpus=1)(_run)
-    shared = ray.put(context)
-    return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)

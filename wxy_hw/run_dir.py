@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .results import git_commit, package_versions
+from . import utils
 from .utils import atomic_write_text
 
 TOOL = "wxy_hw"
 SCHEMA = "wxy_hw.run/1"
 LOCK_NAME = ".lock"
 MANIFEST = "manifest.json"
-# statuses of a run that ended and recorded its outputs; any other ("running", "being overwritten") means
-# the process died without a record (SIGKILL, power loss)
-ENDED = ("complete", "failed", "interrupted", "diverged")
 
 
 class OutputDirError(ValueError):
@@ -83,7 +81,7 @@ def read_marker(path: str | Path) -> dict[str, Any] | None:
     """
     manifest = Path(path) / MANIFEST
     if manifest.is_symlink() or not manifest.is_file():
-        return _legacy_settings_marker(Path(path))
+        return None
     try:
         data = json.loads(manifest.read_text())
     except (OSError, ValueError):
@@ -97,29 +95,17 @@ def read_marker(path: str | Path) -> dict[str, Any] | None:
     return data if legacy else None
 
 
-def _legacy_settings_marker(path: Path) -> dict[str, Any] | None:
-    """compare_methods and reproduce wrote no manifest before runs had markers: their config.toml's header names them."""
-    config = path / "config.toml"
-    if config.is_symlink() or not config.is_file():
-        return None
-    try:
-        first = config.read_text(errors="replace").split("\n", 1)[0]
-    except OSError:
-        return None
-    for kind in ("compare_methods", "reproduce"):
-        if first.startswith(f"# wxy_hw {kind} settings"):
-            return {"kind": kind, "status": "complete"}
-    return None
+def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str] | None:
+    """The entries of a run directory that its run recorded as its own (what --overwrite may remove); None when the
+    run recorded nothing (written by a wxy_hw from before runs recorded their outputs).
 
-
-def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str]:
-    """The entries of a run directory that its run created (what --overwrite may remove)."""
-    if "outputs" not in manifest:  # written before runs recorded their outputs: the whole directory was the run
-        return list(entries)
-    if manifest.get("status") in ENDED:
-        recorded = set(manifest["outputs"]) | {MANIFEST}
-    else:  # died without a record: everything that was not there before it started
-        recorded = set(entries) - set(manifest.get("preexisting", []))
+    A run records a top-level entry as soon as it writes a file there (every file goes through
+    ``atomic_write``), so a run killed without a chance to end (SIGKILL, power loss) still lists
+    what it wrote; anything else in its folder is not its own.
+    """
+    if "outputs" not in manifest:
+        return None
+    recorded = set(manifest["outputs"]) | {MANIFEST}
     return [e for e in entries if e in recorded]
 
 
@@ -151,8 +137,11 @@ def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: boo
         raise OutputDirError(f"--out {path} is not empty ({_few(entries)}) and is not a wxy_hw run directory (no "
                              "manifest.json written by wxy_hw); wxy_hw writes only into new or empty directories or "
                              "its own runs: choose a new or empty --out")
-    if kind is not None and manifest.get("kind") not in (kind, None) and (resume or overwrite):
-        raise OutputDirError(f"--out {path} holds {_describe(manifest)}, not a {kind} run; choose another --out")
+    if overwrite:
+        _check_inputs(path, inputs)  # first: the gravest thing --overwrite could do
+    if kind is not None and manifest.get("kind") != kind and (resume or overwrite):
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)}, not a {kind} run, which this command "
+                             "neither continues nor replaces: choose another --out")
     if resume:
         return manifest, None
     if not overwrite:
@@ -160,8 +149,11 @@ def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: boo
             (path / "last.pt").is_file() and manifest.get("status") != "complete" else ""
         raise OutputDirError(f"--out {path} already holds {_describe(manifest)}; pass --overwrite to replace it"
                              f"{hint}, or choose another --out")
-    _check_inputs(path, inputs)
     own = own_outputs(manifest, entries)
+    if own is None:
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)} written by an earlier wxy_hw that did not "
+                             "record its outputs, so --overwrite cannot tell them from other files: remove the "
+                             "folder yourself, or choose another --out")
     foreign = [e for e in entries if e not in own]
     if foreign:
         raise OutputDirError(f"--out {path} holds {_describe(manifest)} and also {_few(foreign)}, which that run did "
@@ -427,6 +419,23 @@ def run_dir_guard(path: str | Path | None, *, overwrite: bool = False, resume: b
 
 
 # --- the run and its manifest ----------------------------------------------------------------------------------
+def _record_write(path: Path) -> None:
+    """``atomic_write``'s hook: a file written into an open run's folder makes its top-level entry that run's own,
+    recorded in the manifest at once (so even a killed run's manifest lists what it wrote)."""
+    for run in list(_ACTIVE):
+        try:
+            top = Path(os.path.abspath(path)).relative_to(os.path.abspath(run.path)).parts[0]
+        except (ValueError, IndexError):
+            continue
+        if top != MANIFEST and top not in run.recorded:
+            run.recorded.add(top)
+            run.write_manifest()
+
+
+utils.WRITE_HOOKS.append(_record_write)
+
+
+
 def one_line_reason(exc: BaseException) -> str:
     """An exception as the one line a manifest records."""
     text = str(exc).strip()
@@ -449,6 +458,7 @@ class RunDirectory:
             _clear_previous(key, claim.clear)
             claim.clear = None
         self._before = set(claim.before)
+        self.recorded: set[str] = set()  # entries a file was written into while the run was open
         # a resumed run's earlier outputs stay its own
         self._inherited = set(claim.previous.get("outputs", claim.before if claim.previous else []))
         self.t0 = time.time()
@@ -465,7 +475,7 @@ class RunDirectory:
             "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": "running",
-            "preexisting": sorted(self._before - self._inherited),
+            "preexisting": sorted(self._before - self._inherited),  # for the record: never removed by --overwrite
             "outputs": [],
         }
         self.write_manifest()
@@ -474,7 +484,7 @@ class RunDirectory:
     def outputs(self) -> list[str]:
         """The top-level entries this run (and the run it resumed) created."""
         now = set(_entries(self.path)) if self.path.is_dir() else set()
-        return sorted(((now - self._before) | self._inherited | {MANIFEST}) & (now | {MANIFEST}))
+        return sorted(((now - self._before) | self._inherited | self.recorded | {MANIFEST}) & (now | {MANIFEST}))
 
     def write_manifest(self) -> Path:
         """(Re)write manifest.json atomically, with the outputs as they are now."""

@@ -44,6 +44,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+# called with every path atomic_write has put in place (wxy_hw.run_dir records a run's outputs this way)
+WRITE_HOOKS: list[Callable[[Path], None]] = []
+
+
 class NoSpaceError(OSError):
     """The disk (or quota) holding an output is full; nothing was half-written."""
 
@@ -90,6 +94,8 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        for hook in WRITE_HOOKS:
+            hook(path)
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -216,7 +216,7 @@ def run_study(argv: Sequence[str] | None, parser: argparse.ArgumentParser, cls: 
     args = parse(parser, argv, cls) if args is None else args
     try:
         config = config_of(cls, args)
-        with run_guard(args):
+        with run_guard(args, kind=cls.KIND):  # --overwrite replaces only a run of this study
             summary = runner(config, out=args.out, progress=args.progress)
     except (Exception, KeyboardInterrupt) as exc:
         return fail(exc)
@@ -239,6 +239,8 @@ def _number(kind: Callable[[str], Any], what: str, ok: Callable[[Any], bool]) ->
 
 positive_int = _number(int, "an integer ≥ 1", lambda v: v >= 1)
 nonneg_int = _number(int, "an integer ≥ 0", lambda v: v >= 0)
+# a seed must fit torch's and numpy's generators (64-bit); larger ones fail deep inside torch with its own words
+seed_int = _number(int, "a seed from 0 to 2**63 - 1", lambda v: 0 <= v < 2 ** 63)
 positive_float = _number(float, "a finite number > 0", lambda v: v > 0)
 nonneg_float = _number(float, "a finite number ≥ 0", lambda v: v >= 0)
 fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
@@ -321,7 +323,7 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
                        help="stages (1-4, the deepest included) with an exit in the cached multi-exit models "
                             "(None: all four; single-exit methods keep their one exit); cached apart")
     add_output_args(g)
-    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of every random choice (images, chips, training)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of every random choice (images, chips, training)")
     g.add_argument("--torch-device", type=torch_device, default="auto",
                    help="where the simulation runs: auto (CUDA if available), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
@@ -391,7 +393,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--weight-decay", type=nonneg_float, default=5e-4, help="L2 weight decay")
     o.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"], help="learning-rate schedule")
     o.add_argument("--no-augment", dest="augment", action="store_false", help="disable random crop / flip")
-    o.add_argument("--seed", type=nonneg_int, default=0, help="seed of the data split, initialisation and batches")
+    o.add_argument("--seed", type=seed_int, default=0, help="seed of the data split, initialisation and batches")
     o.add_argument("--torch-device", type=torch_device, default="auto",
                    help="where training runs: auto (CUDA if available), cpu, cuda, cuda:1, ...")
     o.add_argument("--device", dest="torch_device", type=torch_device, action=Deprecated,

@@ -19,8 +19,8 @@ from typing import Sequence
 from ..data import available_datasets
 from ..data.corruptions import available_corruptions
 from ..studies.calibrator import CalibratorConfig, calibrator_adapt_run
-from . import (Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
-               calibrator_width, defaults, new_parser, nonneg_int, positive_float, positive_int, run_study, severity)
+from . import (seed_int, Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
+               calibrator_width, defaults, new_parser, positive_float, positive_int, run_study, severity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--severity", type=severity, default=d["severity"], help="severity of a -C target, 1-5")
     add_device_arg(parser, d["device"], " for chip-instance calibration (None skips it)")
     add_chips_arg(parser, d["chips"], "chip instances (seeds 0 .. N-1)", old=None)
-    parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=nonneg_int,
+    parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=seed_int,
                         action=Deprecated, new="--chips N (seeds 0 .. N-1)")
     add_checkpoints_arg(parser, "one best.pt to adapt instead of the cached default", single_alias=True)
     parser.add_argument("--epochs", type=positive_int, default=d["epochs"], help="calibrator / DANN / fine-tuning epochs")

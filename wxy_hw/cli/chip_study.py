@@ -18,7 +18,7 @@ import argparse
 from typing import Sequence
 
 from ..hardware.spec import available_devices
-from ..studies.chip_study import ChipStudyConfig, chip_study_run, validate
+from ..studies.chip_study import ChipStudyConfig, ValidationConfig, chip_study_run, validate
 from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail,
                new_parser, nonneg_float, parse, positive_int, report, run_guard, run_study)
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(parser, argv, ChipStudyConfig)
     if args.validate:
         try:
-            with run_guard(args):
+            with run_guard(args, kind=ValidationConfig.KIND):
                 return report(validate(args.out))
         except (Exception, KeyboardInterrupt) as exc:
             return fail(exc)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..studies.training import RERUN, CompareConfig, compare_methods
 from ..train import TrainingInterrupted
-from . import (add_data_args, add_train_args, config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard,
+from . import (seed_int, add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, run_guard,
                width_multiplier)
 
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(parser)
     add_train_args(parser)
     parser.add_argument("--methods", nargs="+", default=d["methods"], help="methods to compare")
-    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=None,
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=None,
                         help="training seeds; every method trains once per seed (None: --seed alone)")
     parser.add_argument("--teacher-arch", default=None,
                         help="train a baseline teacher of this architecture per seed for kd / fitnet / at")

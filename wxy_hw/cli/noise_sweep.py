@@ -16,7 +16,7 @@ import argparse
 from typing import Sequence
 
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (add_device_arg, add_parallel_args, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+from . import (seed_int, add_device_arg, add_parallel_args, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
                nonneg_int, positive_int, run_study)
 
 
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "unlabeled training images (N forward passes per chip; 0 = off)")
     add_chips_arg(parser, d["chips"], "chip instances per point")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per evaluation")
-    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=d["seeds"],
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help="training seeds of the cached default models: one sweep each into <out>/s<seed>, then "
                              "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")
     add_study_args(parser)

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
 from ..studies.training import RERUN
-from . import config_of, defaults, fail, new_parser, nonneg_int, parse, run_guard, torch_device
+from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
 
 
 def study_main(study: str) -> Callable[[list[str]], int]:
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults(ReproduceConfig)
     parser = new_parser(__doc__, "reproduce")
     parser.add_argument("--budget", default=d["budget"], choices=list(BUDGETS), help="how much to train and sample")
-    parser.add_argument("--seeds", type=nonneg_int, nargs="+", default=d["seeds"],
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help="training seeds (None: the budget's; at least 3 for a paired test)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
     parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")

@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterable, Sequence
 from ..analysis.report import Claim, difference_verdict, write_report
 from ..analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
 from ..output import deepest_exit
-from ..utils import DamagedFileError, atomic_write_text, read_csv, read_json, set_aside
+from ..run_dir import RunDirectory, run_dir_guard
+from ..utils import DamagedFileError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
 from .config import StudyConfig
 from .training import RERUN
 
@@ -300,7 +301,14 @@ class Reproduction:
         return Path("methods" if device is None else f"methods_{device}") / method / f"s{seed}" / "best.pt"
 
     def run(self) -> tuple[Path, Path]:
-        """Every step, then every claim, then the report."""
+        """Every step, then every claim, then the report; the folder's manifest says how it ended."""
+        with run_dir_guard(self.out, resume=True, kind=ReproduceConfig.KIND):
+            run = RunDirectory(self.out, {"budget": asdict(self.b)}, kind=ReproduceConfig.KIND)
+            paths = self._run()
+            run.finish(claims=len(self.claims), report=[p.name for p in paths])
+        return paths
+
+    def _run(self) -> tuple[Path, Path]:
         b, seeds = self.b, [str(s) for s in self.b.seeds]
         self.out.mkdir(parents=True, exist_ok=True)
         self.cmd_methods = self.step("compare_methods", [
@@ -601,6 +609,6 @@ def forest_plot(tests: Sequence[tuple[str, PairedTest]], path: Path) -> Path:
     ax.set_yticklabels([label if len(label) < 90 else label[:87] + "…" for label, _ in reversed(tests)], fontsize=7)
     ax.set_xlabel("A − B (accuracy points or CE points), mean ± 95 % interval")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))  # never a half-written figure
     plt.close(fig)
     return path

@@ -3,6 +3,7 @@ opens a checkpoint once (model + its data splits + normalisation), and one that 
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ class Checkpoint:
     def __init__(self, path: str | Path, payload: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._payload = payload
+        self._model: torch.nn.Module | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -98,6 +100,20 @@ class Checkpoint:
         if self._payload is None:
             self._payload = read_checkpoint(self.path, data=True)
         return self._payload
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network the file holds, rebuilt and loaded once (on the CPU, eval mode): a checkpoint whose
+        architecture or weights do not fit is refused here, before a study starts its run directory."""
+        if self._model is None:
+            try:
+                self._model = model_from_payload(self.payload, self.path)
+            except CheckpointError:
+                raise
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+                raise CheckpointError(f"checkpoint {self.path}: its model cannot be rebuilt ({exc}); give a best.pt "
+                                      "written by experiments/train.py") from None
+        return self._model
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -122,12 +138,13 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
         cached = {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
                                                   hwa_device=hwa_device, **(budget or {}))) for m in methods}
         for ckpt in cached.values():
-            ckpt.payload  # validated now, before the study starts its run directory (read once: kept for the study)
+            ckpt.model  # validated now, before the study starts its run directory (read once: kept for the study)
         return cached
     found: dict[str, Checkpoint] = {}
     for i, p in enumerate(checkpoints):
         ckpt = Checkpoint(p)
         check_checkpoint_dataset(p, ckpt.payload, dataset, flag)
+        ckpt.model  # its architecture and weights fit, checked before any run directory starts
         label = ckpt.payload.get("method", Path(p).parent.name)
         # checkpoints of one method: told apart by their folder, then by the folder above it (seeds of the
         # cached models differ only there), then by their position; never one silently replacing another
@@ -185,7 +202,7 @@ def open_checkpoint(checkpoint: Checkpoint | str | Path, data_dir: str | Path | 
     if key not in cache:
         cache[key] = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
                                   seed=key[3])
-    model = model_from_payload(payload, ckpt.path, device=resolve_device(torch_device))
+    model = copy.deepcopy(ckpt.model).to(resolve_device(torch_device))  # each opening its own copy, as before
     return Opened(ckpt, model, cache[key], tuple(info["mean"]), tuple(info["std"]), info)
 
 

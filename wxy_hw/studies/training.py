@@ -285,52 +285,57 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
     settings = {k: v for k, v in train_kwargs.items() if k != "progress"}
-    CompareConfig.make(methods=list(methods), seeds=seeds, teacher_arch=teacher_arch, teacher_width=teacher_width,
-                       method_options=dict(method_options or {}), seed=seeds[0], **settings).write(out)
-    summaries: dict[str, dict[int, dict[str, Any]]] = {}
-    for seed in seeds:
-        kwargs = dict(train_kwargs, seed=seed)
-        if wants_teacher and kwargs.get("teacher") is None:
-            t_kwargs = dict(kwargs, arch=teacher_arch, width=teacher_width or width)
-            kwargs["teacher"] = Path(_run_or_reuse("baseline", out / "teacher" / f"s{seed}", {}, t_kwargs)["run_dir"]) \
-                / "best.pt"
-        for name in methods:
-            accepted = {p for part in name.split("+")
-                        for p in inspect.signature(method_class(part).__init__).parameters}
-            opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
-            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, out / name / f"s{seed}", opts, kwargs)
+    conf = CompareConfig.make(methods=list(methods), seeds=seeds, teacher_arch=teacher_arch, teacher_width=teacher_width,
+                              method_options=dict(method_options or {}), seed=seeds[0], **settings)
+    # the folder is meant to be re-run: its own earlier comparison (same kind) is continued, anything else refused
+    with run_dir_guard(out, resume=True, kind=CompareConfig.KIND):
+        run = RunDirectory(out, conf.settings(), kind=CompareConfig.KIND)
+        conf.write(out)
+        summaries: dict[str, dict[int, dict[str, Any]]] = {}
+        for seed in seeds:
+            kwargs = dict(train_kwargs, seed=seed)
+            if wants_teacher and kwargs.get("teacher") is None:
+                t_kwargs = dict(kwargs, arch=teacher_arch, width=teacher_width or width)
+                kwargs["teacher"] = Path(_run_or_reuse("baseline", out / "teacher" / f"s{seed}", {}, t_kwargs)["run_dir"]) \
+                    / "best.pt"
+            for name in methods:
+                accepted = {p for part in name.split("+")
+                            for p in inspect.signature(method_class(part).__init__).parameters}
+                opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
+                summaries.setdefault(name, {})[seed] = _run_or_reuse(name, out / name / f"s{seed}", opts, kwargs)
 
-    n_exits = max(len(by_seed[seeds[0]]["test"]["exits"]) for by_seed in summaries.values())
-    exit_cols = exit_columns(n_exits) if n_exits > 1 else ["Final"]
-    base = {(s, 0): summaries["baseline"][s]["test"]["exits"][-1] for s in seeds} if "baseline" in summaries else None
-    tidy, rows = [], []
-    for name, by_seed in summaries.items():
-        n = len(by_seed[seeds[0]]["test"]["exits"])
-        cells: dict[str, Any] = {"Model": name}
-        # A single-exit method's one classifier is reported under the deepest exit's column.
-        for k, col in enumerate(exit_cols if n > 1 else exit_cols[-1:]):
-            acc = [by_seed[s]["test"]["exits"][k] for s in seeds]
-            cells[col] = str(t_interval(acc))
-            tidy += [dict(method=name, seed=s, exit=str(k + 1) if n > 1 else str(n_exits), accuracy=a)
-                     for s, a in zip(seeds, acc)]
-        if n > 1:
-            ens = [by_seed[s]["test"]["ensemble"] for s in seeds]
-            cells["Ensemble"] = str(t_interval(ens))
-            tidy += [dict(method=name, seed=s, exit="ensemble", accuracy=a) for s, a in zip(seeds, ens)]
-        if base is not None and name != "baseline":
-            test = paired_test({(s, 0): by_seed[s]["test"]["exits"][-1] for s in seeds}, base)
-            p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
-            cells["final − baseline (p)"] = f"{test.difference} ({p})"
-        rows.append(cells)
-    columns = ["Model", *exit_cols, "Ensemble"]
-    if base is not None and len(summaries) > 1:
-        columns.append("final − baseline (p)")
-    title = (f"Test accuracy (%) on {dataset}, {arch} width {width:g}, {train_kwargs.get('epochs', 5)} epochs, "
-             f"seeds {', '.join(map(str, seeds))}: mean ± 95 % t interval over seeds (none for one seed); "
-             "checkpoints selected on validation; p: paired t-test over seeds")
-    table = format_table(rows, columns, title=title)
-    write_rows_csv(out / "comparison.csv", tidy)
-    atomic_write_text(out / "comparison.md", table + "\n")
+        n_exits = max(len(by_seed[seeds[0]]["test"]["exits"]) for by_seed in summaries.values())
+        exit_cols = exit_columns(n_exits) if n_exits > 1 else ["Final"]
+        base = {(s, 0): summaries["baseline"][s]["test"]["exits"][-1] for s in seeds} if "baseline" in summaries else None
+        tidy, rows = [], []
+        for name, by_seed in summaries.items():
+            n = len(by_seed[seeds[0]]["test"]["exits"])
+            cells: dict[str, Any] = {"Model": name}
+            # A single-exit method's one classifier is reported under the deepest exit's column.
+            for k, col in enumerate(exit_cols if n > 1 else exit_cols[-1:]):
+                acc = [by_seed[s]["test"]["exits"][k] for s in seeds]
+                cells[col] = str(t_interval(acc))
+                tidy += [dict(method=name, seed=s, exit=str(k + 1) if n > 1 else str(n_exits), accuracy=a)
+                         for s, a in zip(seeds, acc)]
+            if n > 1:
+                ens = [by_seed[s]["test"]["ensemble"] for s in seeds]
+                cells["Ensemble"] = str(t_interval(ens))
+                tidy += [dict(method=name, seed=s, exit="ensemble", accuracy=a) for s, a in zip(seeds, ens)]
+            if base is not None and name != "baseline":
+                test = paired_test({(s, 0): by_seed[s]["test"]["exits"][-1] for s in seeds}, base)
+                p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
+                cells["final − baseline (p)"] = f"{test.difference} ({p})"
+            rows.append(cells)
+        columns = ["Model", *exit_cols, "Ensemble"]
+        if base is not None and len(summaries) > 1:
+            columns.append("final − baseline (p)")
+        title = (f"Test accuracy (%) on {dataset}, {arch} width {width:g}, {train_kwargs.get('epochs', 5)} epochs, "
+                 f"seeds {', '.join(map(str, seeds))}: mean ± 95 % t interval over seeds (none for one seed); "
+                 "checkpoints selected on validation; p: paired t-test over seeds")
+        table = format_table(rows, columns, title=title)
+        write_rows_csv(out / "comparison.csv", tidy)
+        atomic_write_text(out / "comparison.md", table + "\n")
+        run.finish(methods=list(summaries), seeds=seeds)
     return table
 
 
