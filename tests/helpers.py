@@ -23,3 +23,21 @@ def cli(name: str):
 def snapshot(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` (relative name → bytes): equal snapshots mean nothing was changed."""
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def edited_device_file(folder: Path, section: str, key: str, value: str, name: str = "edited.toml") -> Path:
+    """The shipped reram.toml with ``[section] key = value`` (replaced, or added), written to ``folder/name``."""
+    from wxy_hw.hardware.spec import devices_dir
+
+    out, current, done = [], None, False
+    for line in (devices_dir() / "reram.toml").read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[] ")
+        if current == section and line.split("=")[0].strip() == key:
+            line, done = f"{key} = {value}", True
+        out.append(line)
+    if not done:
+        out.insert(out.index(f"[{section}]") + 1, f"{key} = {value}")
+    path = folder / name
+    path.write_text("\n".join(out) + "\n")
+    return path

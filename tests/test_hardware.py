@@ -16,6 +16,8 @@ from wxy_hw.hardware.physics import tile_abs_max, tile_ids
 from wxy_hw.hardware.spec import devices_dir
 from wxy_hw.models import build_model
 
+from helpers import edited_device_file
+
 SHIPPED = ["reram", "pcm", "subthreshold_cmos", "digital_int8", "ideal"]
 QUIET = {"mapping.levels": 0, "noise.read_noise": 0.0}
 
@@ -65,20 +67,7 @@ def test_subthreshold_sigma_follows_pelgrom_and_temperature():
     (("noise", "programming", "'magic'"), "noise.programming = 'magic' is not accepted; expected one of 'none'"),
 ])
 def test_malformed_device_file_names_file_key_and_expectation(tmp_path, edit, match):
-    section, key, value = edit
-    text = (devices_dir() / "reram.toml").read_text()
-    lines, out, current = text.splitlines(), [], None
-    done = False
-    for line in lines:
-        if line.startswith("["):
-            current = line.strip("[] ")
-        if current == section and line.split("=")[0].strip() == key:
-            line, done = f"{key} = {value}", True
-        out.append(line)
-    if not done:
-        out.insert(out.index(f"[{section}]") + 1, f"{key} = {value}")
-    bad = tmp_path / "bad.toml"
-    bad.write_text("\n".join(out) + "\n")
+    bad = edited_device_file(tmp_path, *edit, name="bad.toml")
     with pytest.raises(DeviceSpecError, match=match) as info:
         load_device(bad)
     assert str(bad) in str(info.value)

@@ -12,8 +12,10 @@ import torch
 
 from wxy_hw.cli import config_of, parse
 from wxy_hw.cli.__main__ import COMMANDS
-from wxy_hw.hardware.spec import DeviceSpecError, available_devices, devices_dir, load_device
+from wxy_hw.hardware.spec import DeviceSpecError, available_devices, load_device
 from wxy_hw.utils import resolve_device
+
+from helpers import edited_device_file
 
 
 def cli(name: str):
@@ -161,19 +163,7 @@ def test_largest_allowed_sizes_still_parse():
 
 # --- case 5: every physical value of a device file has bounds; a name is not a path ------------------------
 def _device_file(tmp_path: Path, section: str, key: str, value: str) -> Path:
-    """reram.toml with ``[section] key = value`` (replaced, or added)."""
-    out, current, done = [], None, False
-    for line in (devices_dir() / "reram.toml").read_text().splitlines():
-        if line.startswith("["):
-            current = line.strip("[] ")
-        if current == section and line.split("=")[0].strip() == key:
-            line, done = f"{key} = {value}", True
-        out.append(line)
-    if not done:
-        out.insert(out.index(f"[{section}]") + 1, f"{key} = {value}")
-    path = tmp_path / "hostile.toml"
-    path.write_text("\n".join(out) + "\n")
-    return path
+    return edited_device_file(tmp_path, section, key, value, "hostile.toml")
 
 
 @pytest.mark.parametrize("section, key, value, allowed", [

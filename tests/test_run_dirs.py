@@ -24,7 +24,7 @@ from wxy_hw import utils
 from wxy_hw.distributed import DistInfo, LostRankError, explain_lost_rank
 from wxy_hw.parallel import check_reachable
 from wxy_hw.run_dir import (LOCK_NAME, OutputDirError, RunDirectory, Terminated, claim_run_dir, exit_status,
-                            read_marker, release_run_dir, run_dir_guard, signals_as_interrupts)
+                            read_marker, release_run_dir, run_dir_guard)
 from wxy_hw.studies.training import train_run
 from wxy_hw.train import fit
 from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text

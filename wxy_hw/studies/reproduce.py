@@ -304,11 +304,11 @@ class Reproduction:
         """Every step, then every claim, then the report; the folder's manifest says how it ended."""
         with run_dir_guard(self.out, resume=True, kind=ReproduceConfig.KIND):
             run = RunDirectory(self.out, {"budget": asdict(self.b)}, kind=ReproduceConfig.KIND)
-            paths = self._run()
+            paths = self._steps_then_claims()
             run.finish(claims=len(self.claims), report=[p.name for p in paths])
         return paths
 
-    def _run(self) -> tuple[Path, Path]:
+    def _steps_then_claims(self) -> tuple[Path, Path]:
         b, seeds = self.b, [str(s) for s in self.b.seeds]
         self.out.mkdir(parents=True, exist_ok=True)
         self.cmd_methods = self.step("compare_methods", [
