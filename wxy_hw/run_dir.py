@@ -103,9 +103,10 @@ def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str] | Non
     ``atomic_write``), so a run killed without a chance to end (SIGKILL, power loss) still lists
     what it wrote; anything else in its folder is not its own.
     """
-    if "outputs" not in manifest:
-        return None
-    recorded = set(manifest["outputs"]) | {MANIFEST}
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        return None  # absent, or not what wxy_hw writes: nothing is known to be the run's
+    recorded = set(outputs) | {MANIFEST}
     return [e for e in entries if e in recorded]
 
 
