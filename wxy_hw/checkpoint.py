@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from .models.attach import attach_exits, plain_config
-from .models.multi_exit import MultiExitNet
+from .models.multi_exit import IMAGE_CHANNELS, MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE, MultiExitNet
 from .models.rebuild import model_from_config
-from .utils import atomic_torch_save
+from .utils import atomic_torch_save, few_names
 
 FORMAT = "wxy_hw.checkpoint/1"
 
@@ -48,11 +48,9 @@ def read_checkpoint(path: str | Path, *, data: bool = False, resume: bool = Fals
 
 # Bounds on the sizes a checkpoint's config may ask for. A file is small, but the model rebuilt from its config is
 # allocated before any weight is copied: a width of 1e6 or an image size of 1e6 would ask for gigabytes first.
-MAX_WIDTH = 8.0           # 8× the paper's channel widths
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
+# Width, image size and channels: the bounds the command line builds models with (models/multi_exit.py).
 MAX_CLASSES = 100_000
-MAX_INPUT_ELEMENTS = 3 * 512 * 512  # one input of an attached network
-IMAGE_CHANNELS = (1, 3)
+MAX_INPUT_ELEMENTS = 3 * MAX_IMAGE_SIZE ** 2  # one input of an attached network
 # MultiExitNet's config: the required fields and their types, then the optional ones (an unknown field is refused:
 # it would reach MultiExitNet(**config) as an unexpected keyword)
 NET_FIELDS: dict[str, tuple[type, ...]] = {"arch": (str,), "num_classes": (int,), "in_channels": (int,),
@@ -155,10 +153,10 @@ def _state_problems(name: str, state: Any, required: bool) -> list[str]:
     # a module's get_extra_state() is the one non-tensor entry a state dict may hold (torch's own convention)
     odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor) and not str(k).endswith("_extra_state")]
     if odd:
-        return [f"{name} holds non-tensors ({_few([str(k) for k in odd])})"]
+        return [f"{name} holds non-tensors ({few_names(str(k) for k in odd)})"]
     bad = [str(k) for k, v in state.items()
            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    return [f"{name} holds NaN or infinite values in {_few(bad)}"] if bad else []
+    return [f"{name} holds NaN or infinite values in {few_names(bad)}"] if bad else []
 
 
 def _data_problems(info: Any, config: Any, required: bool) -> list[str]:
@@ -191,11 +189,6 @@ def _data_problems(info: Any, config: Any, required: bool) -> list[str]:
                 problems.append(f"{where}{data_key} is {info[data_key]!r} but model_config.{config_key} is "
                                 f"{config[config_key]!r}")
     return problems
-
-
-def _few(keys: list[str]) -> str:
-    """A few names, then a count of the rest."""
-    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
 def config_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -265,9 +258,6 @@ def _load_problem(exc: Exception) -> str:
 
 def _state_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Which weights are missing, extra or of another shape (a few of each, then a count)."""
-    def few(keys: list[str]) -> str:
-        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
     if not isinstance(saved, dict):
         return [f"model_state is a {type(saved).__name__}, not a state dict"]
     missing = [k for k in wanted if k not in saved]
@@ -276,11 +266,11 @@ def _state_mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
               if k in saved and hasattr(v, "shape") and tuple(saved[k].shape) != tuple(v.shape)]
     out = []
     if missing:
-        out.append(f"not in the checkpoint: {few(missing)}")
+        out.append(f"not in the checkpoint: {few_names(missing)}")
     if extra:
-        out.append(f"not in the model: {few(extra)}")
+        out.append(f"not in the model: {few_names(extra)}")
     if shapes:
-        out.append(f"shape (checkpoint vs model): {few(shapes)}")
+        out.append(f"shape (checkpoint vs model): {few_names(shapes)}")
     return out
 
 

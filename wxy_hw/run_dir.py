@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 from .results import git_commit, package_versions
 from . import utils
-from .utils import atomic_write_text
+from .utils import atomic_write_text, few_names
 
 TOOL = "wxy_hw"
 SCHEMA = "wxy_hw.run/1"
@@ -64,11 +64,6 @@ def _key(path: str | Path) -> Path:
 
 def _entries(path: Path) -> list[str]:
     return sorted(e.name for e in path.iterdir() if e.name != LOCK_NAME)
-
-
-def _few(names: Iterable[str]) -> str:
-    names = list(names)
-    return ", ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
 
 
 # --- what a directory holds -------------------------------------------------------------------------------
@@ -126,7 +121,7 @@ def _check_inputs(path: Path, inputs: Iterable[str | Path]) -> None:
     """--overwrite never clears a directory that holds one of the command's own inputs."""
     inside = [str(p) for p in inputs if p is not None and _inside(Path(p).expanduser(), path)]
     if inside:
-        raise OutputDirError(f"--out {path} holds this command's own input(s) ({_few(inside)}); --overwrite would "
+        raise OutputDirError(f"--out {path} holds this command's own input(s) ({few_names(inside)}); --overwrite would "
                              "delete them: choose another --out")
 
 
@@ -135,7 +130,7 @@ def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: boo
     """Check a non-empty ``path``; returns (its run's manifest, the entries --overwrite will clear, if any)."""
     manifest = read_marker(path)
     if manifest is None:
-        raise OutputDirError(f"--out {path} is not empty ({_few(entries)}) and is not a wxy_hw run directory (no "
+        raise OutputDirError(f"--out {path} is not empty ({few_names(entries)}) and is not a wxy_hw run directory (no "
                              "manifest.json written by wxy_hw); wxy_hw writes only into new or empty directories or "
                              "its own runs: choose a new or empty --out")
     if overwrite:
@@ -157,7 +152,7 @@ def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: boo
                              "folder yourself, or choose another --out")
     foreign = [e for e in entries if e not in own]
     if foreign:
-        raise OutputDirError(f"--out {path} holds {_describe(manifest)} and also {_few(foreign)}, which that run did "
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)} and also {few_names(foreign)}, which that run did "
                              "not write; --overwrite removes only a run's own outputs: move them away or choose "
                              "another --out")
     return manifest, own

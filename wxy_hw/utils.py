@@ -10,10 +10,16 @@ import random
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+
+
+def few_names(names: Iterable[str], shown: int = 5) -> str:
+    """The first ``shown`` names, then a count of the rest: a list in a one-line message."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" (+{len(names) - shown} more)" if len(names) > shown else "")
 
 
 def seed_everything(seed: int) -> None:

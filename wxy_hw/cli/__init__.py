@@ -28,6 +28,7 @@ from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..hardware.spec import MAX_ARRAY
 from ..methods import available_methods
 from ..models import HEADS, available_archs
+from ..models.multi_exit import MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE
 from ..run_dir import exit_status, run_dir_guard
 from ..studies.config import ConfigFileError, StudyConfig, read_toml, toml_value
 from ..train import NonFiniteLossError
@@ -248,19 +249,12 @@ activity = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 severity = _number(int, "a severity from 1 to 5", lambda v: 1 <= v <= 5)
 exit_stage = _number(int, "a stage from 1 to 4", lambda v: 1 <= v <= 4)
 
-# Architecture sizes are bounded so that a slip (--width 1e6) is one line, not an allocation traceback.
-# Width 16 × the paper's ResNet-18 (64-512 channels) is 1024-8192 channels and ~2.9 G parameters (11 GiB of
-# fp32 weights before gradients and optimiser state), already wider than the widest published ResNets
-# (WRN-28-10, Zagoruyko & Komodakis 2016).
-MAX_WIDTH = 16.0
-# The datasets are 28-32 px (resized on request); ImageNet-class models use 224-512 px. At 1024 px one
-# 64-channel stride-1 feature map of a single image is already 256 MiB.
-MAX_IMAGE_SIZE = 1024
 # The calibrator is meant to be light-weight (default 8 channels, 1 block): 256 channels is already wider
 # than the classifier it adapts at the default width (16-128 channels).
 MAX_CALIBRATOR_WIDTH, MAX_CALIBRATOR_BLOCKS = 256, 16
 width_multiplier = _number(float, f"a width multiplier > 0 and ≤ {MAX_WIDTH:g}", lambda v: 0 < v <= MAX_WIDTH)
-image_size = _number(int, f"an image size from 8 to {MAX_IMAGE_SIZE}", lambda v: 8 <= v <= MAX_IMAGE_SIZE)
+image_size = _number(int, f"an image size from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}",
+                     lambda v: MIN_IMAGE_SIZE <= v <= MAX_IMAGE_SIZE)
 calibrator_width = _number(int, f"an integer from 1 to {MAX_CALIBRATOR_WIDTH}",
                            lambda v: 1 <= v <= MAX_CALIBRATOR_WIDTH)
 calibrator_blocks = _number(int, f"an integer from 1 to {MAX_CALIBRATOR_BLOCKS}",

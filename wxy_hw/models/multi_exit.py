@@ -122,6 +122,17 @@ class MultiExitNet(nn.Module):
         return self.heads[exit_index](h)[0]
 
 
+# The sizes a model may be built with, read by the command line (--width, --image-size) and by the checkpoint
+# reader alike, so whatever trains also reopens. They are bounded so that a slip (--width 1e6) is one line, not an
+# allocation traceback. Width 16 × the paper's ResNet-18 (64-512 channels) is 1024-8192 channels and ~2.9 G
+# parameters (11 GiB of fp32 weights before gradients and optimiser state), already wider than the widest
+# published ResNets (WRN-28-10, Zagoruyko & Komodakis 2016). The datasets are 28-32 px (resized on request);
+# ImageNet-class models use 224-512 px; at 1024 px one 64-channel stride-1 feature map of one image is 256 MiB.
+MAX_WIDTH = 16.0
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
+IMAGE_CHANNELS = (1, 3)
+
+
 def build_model(arch: str = "resnet18", num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
                 image_size: int = 32, heads: str = "byot", multi_exit: bool = True,
                 exit_stages: tuple[int, ...] | list[int] | None = None, stem_stride: int = 1) -> MultiExitNet:
