@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from wxy_hw.cli.__main__ import COMMANDS
-from wxy_hw.studies.training import train_run
+from wxy_hw.studies.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = [c for c in COMMANDS if c not in ("train", "compare_methods", "reproduce")]

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from wxy_hw.studies.training import compare_methods
+from wxy_hw.studies.compare_methods import compare_methods
 
 BUDGET = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
               device="cpu", progress=False)

@@ -17,7 +17,8 @@ from wxy_hw.cli import compare_methods as compare_cli
 from wxy_hw.cli import fail, noise_sweep as noise_sweep_cli, reproduce as reproduce_cli, train as train_cli
 from wxy_hw.studies import reproduce as reproduce_mod
 from wxy_hw.studies.spine import cached_checkpoint
-from wxy_hw.studies.training import RERUN, compare_methods
+from wxy_hw.studies.compare_methods import compare_methods
+from wxy_hw.studies.train import RERUN
 from wxy_hw.train import Trainer
 from wxy_hw.utils import DamagedFileError, read_csv, read_json
 

@@ -134,7 +134,7 @@ def test_the_early_exit_variant_is_cached_under_its_own_name(tmp_path, monkeypat
 
 def test_exit_share_plot_takes_models_with_exits_after_different_stages(tmp_path):
     """A model trained with --exit-stages 2 3 4 beside a four-exit one: bars by the stage each exit follows."""
-    from wxy_hw.studies.early_exit import _plot_shares
+    from wxy_hw.studies.early_exit_energy import _plot_shares
 
     per_exit = [dict(method="a", exit=str(e)) for e in (1, 2, 3, 4)] + [dict(method="b", exit=str(e)) for e in (2, 3, 4)]
     dynamic = [dict(method="a", setting="digital", exit_shares=[0.5, 0.2, 0.2, 0.1]),

@@ -13,7 +13,7 @@ from wxy_hw.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from wxy_hw.hardware import deploy_on, evaluate_chips
 from wxy_hw.models import build_model
 from wxy_hw.models.evaluation import ExitMetrics, NonFiniteInputError, evaluate
-from wxy_hw.studies.training import train_run
+from wxy_hw.studies.train import train_run
 from wxy_hw.train import RunDiverged, divergence_verdict
 
 from helpers import TINY, TINY_FLAGS, cli

@@ -69,7 +69,7 @@ def test_sweep_adds_a_bn_recalibrated_series_on_the_same_chips(trained_dsn, synt
 
 
 def test_deploy_on_recalibrates_each_chip_and_studies_refuse_one_image(trained_dsn, tmp_path):
-    from wxy_hw.studies.early_exit import early_exit_run
+    from wxy_hw.studies.early_exit_energy import early_exit_run
     from wxy_hw.hardware import deploy_on
     from wxy_hw.studies.noise_sweep import noise_sweep_run
 

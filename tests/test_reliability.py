@@ -15,7 +15,7 @@ import torch
 
 from wxy_hw.checkpoint import CheckpointError, load_model, read_checkpoint
 from wxy_hw.data import CorruptDatasetError, load_dataset
-from wxy_hw.studies.training import train_run
+from wxy_hw.studies.train import train_run
 from wxy_hw.run_dir import OutputDirError, RunDirectory, claim_run_dir, release_run_dir
 from wxy_hw.train import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -194,7 +194,7 @@ def test_unknown_target_and_non_qat_checkpoints_are_refused_before_any_work(fini
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr("wxy_hw.studies.calibrator.cached_checkpoint", no_work)
+    monkeypatch.setattr("wxy_hw.studies.calibrator_adapt.cached_checkpoint", no_work)
     assert cli("calibrator_adapt")(["--target", "digitz", "--quiet"]) == 2
     assert "unknown target 'digitz'" in capsys.readouterr().err
     monkeypatch.setattr("wxy_hw.studies.quant_sweep.resolve_checkpoints", no_work)

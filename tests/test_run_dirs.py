@@ -25,7 +25,7 @@ from wxy_hw.distributed import DistInfo, LostRankError, explain_lost_rank
 from wxy_hw.parallel import check_reachable
 from wxy_hw.run_dir import (LOCK_NAME, OutputDirError, RunDirectory, Terminated, claim_run_dir, exit_status,
                             read_marker, release_run_dir, run_dir_guard)
-from wxy_hw.studies.training import train_run
+from wxy_hw.studies.train import train_run
 from wxy_hw.train import fit
 from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text
 
@@ -344,7 +344,7 @@ def test_a_manifest_that_recorded_no_outputs_is_never_overwritten(tmp_path):
 
 
 def test_compare_methods_keeps_a_manifest_of_its_own(tmp_path):
-    from wxy_hw.studies.training import compare_methods
+    from wxy_hw.studies.compare_methods import compare_methods
 
     out = tmp_path / "cmp"
     settings = {k: v for k, v in TINY.items() if k not in ("method", "progress")}

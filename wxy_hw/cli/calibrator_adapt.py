@@ -18,7 +18,7 @@ from typing import Sequence
 
 from ..data import available_datasets
 from ..data.corruptions import available_corruptions
-from ..studies.calibrator import CalibratorConfig, calibrator_adapt_run
+from ..studies.calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from . import (seed_int, Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
                calibrator_width, defaults, new_parser, positive_float, positive_int, run_study, severity)
 

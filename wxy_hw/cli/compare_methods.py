@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from ..studies.training import RERUN, CompareConfig, compare_methods
+from ..studies.compare_methods import CompareConfig, compare_methods
+from ..studies.train import RERUN
 from ..train import TrainingInterrupted
 from . import (seed_int, add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, run_guard,
                width_multiplier)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ..data.corruptions import available_corruptions
 from ..hardware.spec import available_devices
-from ..studies.robustness import RobustnessConfig, corruption_robustness_run
+from ..studies.corruption_robustness import RobustnessConfig, corruption_robustness_run
 from . import (add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, nonneg_int,
                positive_int, run_study, severity)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..studies.early_exit import EarlyExitConfig, early_exit_run
+from ..studies.early_exit_energy import EarlyExitConfig, early_exit_run
 from . import (add_device_arg, add_models_args, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
                new_parser, nonneg_float, nonneg_int, positive_int, run_study)
 

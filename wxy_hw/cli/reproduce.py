@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
-from ..studies.training import RERUN
+from ..studies.train import RERUN
 from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ..studies.training import TrainRunConfig, train_run
+from ..studies.train import TrainRunConfig, train_run
 from . import add_data_args, add_train_args, config_of, fail, new_parser, parse, run_guard
 
 

@@ -2,18 +2,19 @@
 
 Each study's settings are one config dataclass, written into its run directory as config.toml.
 """
-from .calibrator import CalibratorConfig, calibrator_adapt_run
+from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from .chip_study import ChipStudyConfig, chip_study_run, pareto_front, validate, validation_rows
 from .config import StudyConfig
-from .early_exit import EarlyExitConfig, early_exit_run
+from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
 from .quant_sweep import QuantSweepConfig, quant_sweep_run
-from .robustness import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, RobustnessConfig, corruption_robustness_run
+from .corruption_robustness import DEFAULT_CORRUPTIONS, DEFAULT_METHODS, RobustnessConfig, corruption_robustness_run
 from .spine import (DEFAULT_BUDGET, EARLY_EXIT_VARIANT, Checkpoint, Opened, cached_checkpoint, check_checkpoint_dataset, open_checkpoint,
                     resolve_checkpoints, start_run)
-from .training import TrainRunConfig, compare_methods, continue_flags, train_run
+from .compare_methods import CompareConfig, compare_methods
+from .train import TrainRunConfig, continue_flags, train_run
 
-__all__ = ["CalibratorConfig", "ChipStudyConfig", "Checkpoint", "DEFAULT_BUDGET", "EARLY_EXIT_VARIANT", "DEFAULT_CORRUPTIONS",
+__all__ = ["CalibratorConfig", "ChipStudyConfig", "Checkpoint", "CompareConfig", "DEFAULT_BUDGET", "EARLY_EXIT_VARIANT", "DEFAULT_CORRUPTIONS",
            "DEFAULT_METHODS", "EarlyExitConfig", "NoiseSweepConfig", "Opened", "QuantSweepConfig", "RobustnessConfig",
            "StudyConfig", "TrainRunConfig", "cached_checkpoint", "calibrator_adapt_run", "check_checkpoint_dataset",
            "chip_study_run", "compare_methods", "continue_flags", "corruption_robustness_run", "early_exit_run",

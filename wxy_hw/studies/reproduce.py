@@ -34,7 +34,7 @@ from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
 from ..utils import DamagedFileError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
 from .config import StudyConfig
-from .training import RERUN
+from .train import RERUN
 
 ALPHA = 0.05
 EQUIVALENCE_MARGIN = 1.0  # accuracy points: "no accuracy drop" holds when the drop's interval stays above −1

@@ -19,7 +19,7 @@ from ..methods import method_traits
 from ..run_dir import RunDirectory
 from ..utils import resolve_device
 from .config import StudyConfig
-from .training import TrainingInterrupted, continue_flags, finished_run, train_run
+from .train import TrainingInterrupted, continue_flags, finished_run, train_run
 
 # The default models a first-time user gets: four of them (baseline, self-distillation, and both trained
 # through the device's noise) train on a 2-core CPU in about four minutes, so the first noise sweep
