@@ -2,7 +2,7 @@
 # Both are idempotent: a second run skips what is already installed.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup:
 	./scripts/setup.sh
@@ -16,13 +16,19 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff (the whole tree) and mypy (wxy_hw/), both configured in pyproject.toml; CI runs it after `make test`
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 bench: setup
 	$(PY) benchmarks/run.py
 
 # What the project writes: study runs (runs/, the default --out), the trained default models (runs/cache, asked
-# first: retraining them takes minutes), caches of pytest and Python. The environment (.venv) stays: `rm -rf .venv`.
+# first: retraining them takes minutes), caches of pytest, ruff, mypy and Python. The environment (.venv) stays:
+# `rm -rf .venv`.
 clean:
-	rm -rf .pytest_cache build wxy_hw.egg-info
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build wxy_hw.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	@if [ -d runs ]; then for d in runs/*; do [ "$$d" = runs/cache ] || { echo "rm -rf $$d"; rm -rf "$$d"; }; done; fi
 	@if [ -d runs/cache ]; then \

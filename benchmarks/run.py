@@ -9,7 +9,7 @@
    Targets: self_distillation ≤ 1.3× baseline, and faster than kd.
 2. Peak resident memory of a default Fashion-MNIST training run (experiments/train.py in a child
    process, capped at a few steps); target ≤ 2 GiB.
-3. Noise engine: per realization (deploy one chip + forward the same images), the native engine
+3. Noise engine: per chip (deploy one chip instance + forward the same images), the native engine
    and aihwkit's InferenceRPUConfig against the clean digital forward, interleaved. Targets:
    native ≤ 1.5× the clean forward; native ≥ 5× faster than aihwkit.
 4. Peak resident memory of the default noise sweep (experiments/noise_sweep.py --device reram on
@@ -396,7 +396,7 @@ def main() -> None:
     parser.add_argument("--chip-ks", nargs="+", type=int, default=[1, 4, 16, 64])
     parser.add_argument("--chip-reps", type=int, default=2)
     parser.add_argument("--sweep-args", default="", help="extra noise_sweep.py flags for benchmark 8 "
-                        "(e.g. '--realizations 3 --samples 500')")
+                        "(e.g. '--chips 3 --samples 500')")
     parser.add_argument("--only", nargs="+",
                         default=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips", "ray"],
                         choices=["training", "memory", "engine", "sweep-memory", "early-exit", "robust", "chips",
@@ -420,7 +420,7 @@ def main() -> None:
         report["engine"] = eng
         print(format_table([{"path": k, "ms": v} for k, v in eng["ms"].items()], ["path", "ms"],
                            title=f"Noise engine on reram, {args.arch} width {args.width:g}, {args.engine_images} images "
-                                 "(median per realization)"))
+                                 "(median per chip)"))
         print(f"native / clean = {eng['native_vs_clean']:.2f} (target ≤ 1.5: "
               f"{'met' if eng['native_vs_clean'] <= 1.5 else 'NOT met'}); forward only: "
               f"{eng['native_forward_vs_clean']:.2f}; aihwkit / native = {eng['aihwkit_vs_native']:.1f} "

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from wxy_hw.checkpoint import load_model, save_checkpoint
 from wxy_hw.hardware import evaluate_chips, join_exits, summarize_chips
-from wxy_hw.hardware.chip import ChipConfig, chip_report
+from wxy_hw.hardware import ChipConfig, chip_report
 from wxy_hw.models.quant import quantize_model
 from wxy_hw.models import attach_exits
 from wxy_hw.train import fit

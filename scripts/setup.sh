@@ -54,12 +54,13 @@ expected_conflicts() {
 
 # The package is installed editable through a path entry (setuptools "compat" mode), not an import hook: a
 # path entry is searched before any namespace package, so `import wxy_hw` from the folder that holds the clone
-# (itself named wxy_hw, with no __init__.py) still finds the package. Bump SETUP_LAYOUT when the install changes.
-SETUP_LAYOUT=2
+# (itself named wxy_hw, with no __init__.py) still finds the package. Bump SETUP_LAYOUT when the install changes
+# (3: the dev extra, ruff and mypy for `make lint`).
+SETUP_LAYOUT=3
 
 # Fast path: everything installed by a previous run and the package metadata unchanged.
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$(cat "$STAMP")" = "$SETUP_LAYOUT" ] \
-   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, ray, wxy_hw" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import torch, aihwkit, brevitas, torchattacks, ray, ruff, mypy, wxy_hw" 2>/dev/null; then
   say "environment ready ($VENV)"
   exit 0
 fi
@@ -91,7 +92,7 @@ fi
 # --- 5. the package and its other dependencies ---------------------------------------
 # Install the remaining requirements explicitly (read from pyproject.toml) and the
 # package itself with --no-deps, so pip never resolves aihwkit's dependency list.
-mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export parallel)
+mapfile -t deps < <("$VENV/bin/python" scripts/list_deps.py --exclude torch aihwkit torchattacks --extras test export parallel dev)
 say "installing dependencies: ${deps[*]}"
 "${PIP[@]}" install "${deps[@]}" "torch==$TORCH_VERSION" 2>&1 | expected_conflicts
 "${PIP[@]}" install --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | expected_conflicts

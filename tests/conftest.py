@@ -23,7 +23,7 @@ def train_tiny(data, method: str, epochs: int, run_dir):
 
     torch.manual_seed(0)
     model = build_model("resnet8", 10, 1, 0.125, 28)
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, device="cpu", progress=False)
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, torch_device="cpu", progress=False)
     Trainer(model, build_method(method), data, cfg, run_dir).fit()
     return model.eval()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # a one-step training budget on synthetic data: seconds on a CPU
 TINY = dict(method="baseline", dataset="synthetic", arch="resnet8", width=0.125, batch_size=32, subset=64,
-            max_steps_per_epoch=1, device="cpu", progress=False)
+            max_steps_per_epoch=1, torch_device="cpu", progress=False)
 TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--batch-size", "32",
               "--subset", "64", "--max-steps", "1", "--torch-device", "cpu", "--quiet"]
 

@@ -9,10 +9,10 @@ from scipy.stats import ks_2samp
 
 pytest.importorskip("aihwkit")
 
-from wxy_hw.data import make_loaders  # noqa: E402
-from wxy_hw.models.evaluation import evaluate  # noqa: E402
-from wxy_hw.hardware import DeviceSpecError, deploy, load_device, weight_errors  # noqa: E402
-from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,  # noqa: E402
+from wxy_hw.data import make_loaders
+from wxy_hw.models.evaluation import evaluate
+from wxy_hw.hardware import DeviceSpecError, deploy, load_device, weight_errors
+from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,
                                              deploy_aihwkit)
 
 # Continuous variants isolate the noise models; the shipped devices (reram: 16 levels) are compared too.

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 
 pytest.importorskip("aihwkit")
 
-from wxy_hw.hardware import available_devices, deploy, load_device, weight_errors  # noqa: E402
-from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,  # noqa: E402
+from wxy_hw.hardware import available_devices, deploy, load_device, weight_errors
+from wxy_hw.hardware.aihwkit_backend import (AihwkitUnavailable, aihwkit_weight_errors,
                                              deploy_aihwkit)
-from wxy_hw.hardware.montecarlo import evaluate_chips, summarize_chips  # noqa: E402
-from wxy_hw.hardware.physics import tile_ids  # noqa: E402
-from wxy_hw.models import attach_exits  # noqa: E402
+from wxy_hw.hardware.montecarlo import evaluate_chips, summarize_chips
+from wxy_hw.hardware.physics import tile_ids
+from wxy_hw.models import attach_exits
 
 CHIPS = 8
 

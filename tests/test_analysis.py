@@ -51,7 +51,7 @@ def briefly_trained(model: nn.Module, synthetic, steps: int = 8) -> nn.Module:
     for step, (x, y) in enumerate(make_loaders(synthetic, 64, augment=False)["train"]):
         if step == steps:
             break
-        loss = sum(F.cross_entropy(l, y) for l in model(x).logits)
+        loss = sum(F.cross_entropy(z, y) for z in model(x).logits)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -207,7 +207,7 @@ def test_gradient_monitor_records_every_layer_each_step(tiny_model, batches):
     layers = [n for n, _ in weight_layers(tiny_model)]
     for step, (x, y) in enumerate(batches):
         tiny_model.zero_grad()
-        sum(F.cross_entropy(l, y) for l in tiny_model(x).logits).backward()
+        sum(F.cross_entropy(z, y) for z in tiny_model(x).logits).backward()
         mon.record(step)
     rows = mon.rows()
     assert len(rows) == 2 * len(layers) and all(r["grad_norm"] > 0 for r in rows)

@@ -129,7 +129,7 @@ def test_fit_trains_a_plain_network_on_dataloaders_and_reloads(tmp_path):
     net = SmallCNN()
     train, val = loaders()
     before = evaluate(net, val).final
-    res = fit(net, "baseline", train, val, epochs=3, out=tmp_path, lr=0.2, progress=False, device="cpu")
+    res = fit(net, "baseline", train, val, epochs=3, out=tmp_path, lr=0.2, progress=False, torch_device="cpu")
     assert res.best_path.exists() and res.best_val > max(before, 60.0)
     # the model now holds the validation-selected weights; the checkpoint reloads into a fresh network
     assert evaluate(net, val).final == pytest.approx(res.best_val)
@@ -150,7 +150,7 @@ def test_attached_model_trains_with_self_distillation_and_round_trips(tmp_path):
     torch.manual_seed(0)
     m = attach_exits(SmallCNN(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12))
     train, val = loaders()
-    res = fit(m, "self_distillation", train, val, epochs=3, out=tmp_path, lr=0.2, progress=False, device="cpu")
+    res = fit(m, "self_distillation", train, val, epochs=3, out=tmp_path, lr=0.2, progress=False, torch_device="cpu")
     assert res.best_val > 50.0
     acc = evaluate(m, val).accuracy
     # reload into the bare backbone (exits rebuilt from the record) and into an attached twin
@@ -225,7 +225,7 @@ def test_every_method_trains_an_attached_model(tmp_path, method):
     train, val = loaders(32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SCAN's transposed-conv attention stays float under qat: said, not tested here
-        res = fit(m, method, train, val, epochs=1, out=tmp_path, lr=0.05, progress=False, device="cpu",
+        res = fit(m, method, train, val, epochs=1, out=tmp_path, lr=0.05, progress=False, torch_device="cpu",
                   max_steps_per_epoch=2)
     losses = [h["loss"] for h in res.history if h["split"] == "train"]
     assert len(losses) == 1 and losses[0] == losses[0] and res.best_path.exists()
@@ -240,7 +240,7 @@ def test_fit_resumes_bit_identically_and_hooked_exits_cost_the_whole_backbone(tm
     def run(out, **kw):
         torch.manual_seed(0)
         net = SmallCNN()
-        fit(net, "hwa", train, val, epochs=2, out=out, lr=0.1, progress=False, device="cpu", **kw)
+        fit(net, "hwa", train, val, epochs=2, out=out, lr=0.1, progress=False, torch_device="cpu", **kw)
         return net
 
     straight = run(tmp_path / "a")

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from wxy_hw.adaptation import train_chip_calibrator
 from wxy_hw.batches import as_batches
 from wxy_hw.hardware import evaluate_chips, summarize_chips
-from wxy_hw.hardware.chip import ChipConfig, chip_report
+from wxy_hw.hardware import ChipConfig, chip_report
 from wxy_hw.hardware.montecarlo import deploy_on
 from wxy_hw.hardware.recalibrate import recalibrate_bn
 from wxy_hw.models import attach_exits

@@ -95,9 +95,9 @@ def test_calibrator_adapt_cli_end_to_end(tmp_path):
                             "--out", str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, cwd=ROOT,
                            timeout=600)
     assert train.returncode == 0, train.stderr
-    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrator_adapt.py"), "--checkpoint",
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrator_adapt.py"), "--checkpoints",
                           str(tmp_path / "m" / "best.pt"), "--source", "synthetic", "--target", "synthetic-C",
-                          "--device", "subthreshold_cmos", "--chip-seeds", "0", "1", "--epochs", "1", "--samples",
+                          "--device", "subthreshold_cmos", "--chips", "2", "--epochs", "1", "--samples",
                           "64", "--out", str(tmp_path / "cal"), "--quiet"], capture_output=True, text=True, cwd=ROOT,
                          timeout=600)
     assert res.returncode == 0, res.stderr

@@ -13,10 +13,13 @@ import torch
 
 import torch.nn as nn
 
-from wxy_hw.studies.chip_study import pareto_front, validation_rows
+from wxy_hw.studies.chip_study import pareto_front
+from wxy_hw.studies.chip_validation import NeuroSimVGG8, validation_rows
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device
-from wxy_hw.hardware.chip import (ChipConfig, NeuroSimVGG8, adc_energy_pJ, cell_state, chip_report, load_technology,
-                                  map_network, measure_activity, summarize)
+from wxy_hw.hardware.chip import ChipConfig
+from wxy_hw.hardware.cost import adc_energy_pJ, cell_state, chip_report, map_network, summarize
+from wxy_hw.hardware.technology import load_technology
+from wxy_hw.hardware.trace import measure_activity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +99,7 @@ def test_all_ideal_configuration_reproduces_the_digital_model_exactly(trained_ds
     x, _ = next(iter(torch.utils.data.DataLoader(list(zip(synthetic.test.images[:32].float() / 255,
                                                           synthetic.test.labels[:32])), batch_size=32)))
     cfg = ChipConfig(device="ideal", rows=32, cols=32, ideal_converters=True)
-    chip = deploy(trained_dsn, "ideal", overrides=cfg.spec_overrides())
+    chip = deploy(trained_dsn, cfg.resolve())
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(chip(x).logits, trained_dsn(x).logits))
 
@@ -114,7 +117,7 @@ def test_config_errors_name_the_key_and_the_allowed_range(tmp_path):
     with pytest.raises(DeviceSpecError, match="technology 'nope' not found"):
         load_technology("nope")
     # the technology file is validated like a device file: missing key, unknown key, out of range
-    good = (ROOT / "wxy_hw" / "devices" / "technology" / "cmos22.toml").read_text()
+    good = (ROOT / "devices" / "technology" / "cmos22.toml").read_text()
     for text, match in ((good.replace("sar_fom_fJ", "#"), "missing key technology.sar_fom_fJ"),
                         (good + "bogus = 1\n", "unknown key technology.bogus"),
                         (good.replace('vdd = { value = 0.85', 'vdd = { value = -1'), "technology.vdd = -1")):
@@ -130,10 +133,11 @@ def test_config_errors_name_the_key_and_the_allowed_range(tmp_path):
 
 
 def test_rows_and_cols_default_to_the_device_file():
-    cfg, spec = ChipConfig(device="reram").resolve()
+    chip = ChipConfig(device="reram").resolve()
+    cfg, spec = chip.config, chip.spec
     assert (cfg.rows, cfg.cols) == (spec.array["rows"], spec.array["cols"]) == (256, 256)
     assert cfg.bits_per_cell == 4 and cfg.differential  # 16 levels hold 4 bits; the pair carries the sign
-    assert ChipConfig(device="reram").spec_overrides()["array.rows"] == 256
+    assert chip.spec.array["adc_bits"] == 8 and chip.spec.array["dac_bits"] == 8  # the converters accuracy runs with
 
 
 def test_plain_sequential_costs_exactly_the_sum_of_its_layers():
@@ -198,7 +202,7 @@ def test_measured_activity_matches_a_hand_count():
 
 
 def test_cell_state_counts_the_programmed_digits():
-    cfg, _ = ChipConfig(device="reram", rows=8, cols=8, weight_bits=3, bits_per_cell=1, differential=True).resolve()
+    cfg = ChipConfig(device="reram", rows=8, cols=8, weight_bits=3, bits_per_cell=1, differential=True).resolve().config
     w = torch.tensor([1.0, -1.0, 0.0, 0.5])             # magnitudes 3, 3, 0, 2 (of 3) → bits 11 11 00 10
     assert cell_state(w, cfg) == pytest.approx(5 / (4 * 4))   # 5 cells on of 4 weights × 2 slices × 2 (pair)
     fewer = chip_report(nn.Sequential(nn.Linear(8, 8)), ChipConfig(rows=8, cols=8, input_activity=0.5), (8,))
@@ -213,9 +217,9 @@ def test_fixed_range_converters_need_calibration_and_clip(trained_dsn, synthetic
     x = synthetic.train.images[:64].float() / 255
     cfg = ChipConfig(device="ideal", rows=32, cols=32, adc_bits=4)
     with pytest.raises(ValueError, match="pass calibration="):
-        deploy(trained_dsn, "ideal", overrides=cfg.spec_overrides())
-    fixed = deploy(trained_dsn, "ideal", overrides=cfg.spec_overrides(), calibration=[x[:32]])
-    ideal = deploy(trained_dsn, "ideal", overrides=replace(cfg, ranging="per_sample").spec_overrides())
+        deploy(trained_dsn, cfg.resolve())
+    fixed = deploy(trained_dsn, cfg.resolve(), calibration=[x[:32]])
+    ideal = deploy(trained_dsn, replace(cfg, ranging="per_sample").resolve())
     layer = next(m for m in fixed.modules() if hasattr(m, "adc_range"))
     assert float(layer.dac_range) > 0 and bool((layer.adc_range > 0).all())
     with torch.no_grad():
@@ -249,7 +253,7 @@ def test_chip_study_cli_end_to_end(tmp_path):
                             "synthetic", "--arch", "resnet8", "--width", "0.25", "--epochs", "1", "--out",
                             str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert train.returncode == 0, train.stderr
-    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoint",
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoints",
                           str(tmp_path / "m" / "best.pt"), "--dataset", "synthetic", "--devices", "reram",
                           "digital_int8", "--rows", "64", "128", "--adc-bits", "4", "8", "--bits-per-cell", "1", "2",
                           "--chips", "1", "--samples", "40", "--out", str(tmp_path / "study"), "--quiet"],

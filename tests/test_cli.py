@@ -64,7 +64,7 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"),
                           str(tmp_path / "self_distillation" / "best.pt"), "--dataset", "synthetic",
                           "--scales", "0", "1", "--times", "1", "86400", "--sigmas", "0", "0.1",
-                          "--realizations", "2", "--samples", "50", "--out", str(tmp_path / "sweep"), "--quiet"],
+                          "--chips", "2", "--samples", "50", "--out", str(tmp_path / "sweep"), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "sweep"
@@ -86,7 +86,7 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     assert json.loads((tmp_path / "scan" / "manifest.json").read_text())["config"]["heads"] == "scan"
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "early_exit_energy.py"), "--device", "reram",
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "scan" / "best.pt"),
-                          "--dataset", "synthetic", "--realizations", "2", "--samples", "100",
+                          "--dataset", "synthetic", "--chips", "2", "--samples", "100",
                           "--out", str(tmp_path / "ee"), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
     for name in ("per_exit.csv", "dynamic.csv", "front.csv", "table.md", "energy_vs_accuracy.png",
@@ -97,7 +97,7 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     assert "Dynamic inference" in res.stdout
     # one configuration, one price: chip_study at early_exit_energy's defaults (the reram file's 256×256
     # arrays, 8-bit ADC, 4 bits per cell) prices every exit exactly as per_exit.csv does
-    study = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoint",
+    study = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoints",
                             str(tmp_path / "scan" / "best.pt"), "--dataset", "synthetic", "--devices", "reram",
                             "--rows", "256", "--adc-bits", "8", "--bits-per-cell", "4", "--chips", "1",
                             "--samples", "20", "--out", str(tmp_path / "cs"), "--quiet"],
@@ -120,7 +120,7 @@ def test_quant_sweep_cli_end_to_end(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "quant_sweep.py"), "--device", "subthreshold_cmos",
                           "--checkpoints", str(tmp_path / "dsn" / "best.pt"), "--qat-checkpoints",
                           str(tmp_path / "qat" / "best.pt"), "--weight-bits", "8", "2", "--dataset", "synthetic",
-                          "--realizations", "2", "--samples", "50", "--out", str(tmp_path / "qs"), "--quiet"],
+                          "--chips", "2", "--samples", "50", "--out", str(tmp_path / "qs"), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
     text = (tmp_path / "qs" / "quant_sweep.csv").read_text()

@@ -60,22 +60,97 @@ def test_the_shared_vocabulary_is_present(name):
         assert "--chips" in flags
 
 
-def test_old_spellings_still_work_with_one_deprecation_line(capsys):
-    from wxy_hw.cli import parse
-    from wxy_hw.studies import CalibratorConfig, ChipStudyConfig, NoiseSweepConfig, TrainRunConfig
+# --- old spellings: each still works, once more, with one warning naming the release that removes it -----------
+OLD_FLAGS = [  # (command, its config class, the old spelling and its values, dest, value stored, the advice)
+    ("noise_sweep", "NoiseSweepConfig", ["--realizations", "2"], "chips", 2, "--chips"),
+    ("chip_study", "ChipStudyConfig", ["--checkpoint", "a/best.pt"], "checkpoints", ["a/best.pt"], "--checkpoints"),
+    ("train", "TrainRunConfig", ["--device", "cpu"], "torch_device", "cpu",
+     "--torch-device (--device names the simulated hardware)"),
+    ("calibrator_adapt", "CalibratorConfig", ["--chip-seeds", "3", "4"], "chip_seeds", [3, 4], "--chips N (seeds 0 .. N-1)"),
+    ("calibrator_adapt", "CalibratorConfig", ["--chip-seed", "3"], "chip_seeds", [3], "--chips N (seeds 0 .. N-1)"),
+]
 
-    args = parse(parser_of("noise_sweep"), ["--realizations", "2"], NoiseSweepConfig)
-    assert args.chips == 2
-    args = parse(parser_of("chip_study"), ["--checkpoint", "a/best.pt"], ChipStudyConfig)
-    assert args.checkpoints == ["a/best.pt"]
-    args = parse(parser_of("train"), ["--device", "cpu"], TrainRunConfig)
-    assert args.torch_device == "cpu"
-    args = parse(parser_of("calibrator_adapt"), ["--chip-seeds", "3", "4"], CalibratorConfig)
-    assert CalibratorConfig(chip_seeds=args.chip_seeds).seeds == [3, 4]
+
+@pytest.mark.parametrize("name, cls, argv, dest, value, new", OLD_FLAGS, ids=[f[2][0] for f in OLD_FLAGS])
+def test_old_flag_still_works_with_one_deprecation_line(name, cls, argv, dest, value, new, capsys):
+    from wxy_hw import studies
+    from wxy_hw.cli import parse
+    from wxy_hw.utils import REMOVED_IN
+
+    args = parse(parser_of(name), argv, getattr(studies, cls))
+    assert getattr(args, dest) == value
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4 and all(line.startswith("warning: --") and "deprecated; use --" in line for line in err)
-    assert "--realizations" not in parser_of("noise_sweep").format_help()  # hidden
-    assert not re.search(r"(?<!torch)-device", parser_of("train").format_help())
+    assert err == [f"warning: {argv[0]} is deprecated and will be removed in wxy_hw {REMOVED_IN}; use {new}"]
+    assert argv[0] not in parser_of(name).format_help().split()  # hidden
+    if name == "train":
+        assert not re.search(r"(?<!torch)-device", parser_of("train").format_help())
+
+
+def _renamed() -> list[tuple[type, str, str]]:
+    """(config class, old keyword, field) for every RENAMED entry a study config declares itself."""
+    from wxy_hw.studies import StudyConfig
+
+    found, todo = [], list(StudyConfig.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        todo += cls.__subclasses__()
+        found += [(cls, old, new) for old, new in vars(cls).get("RENAMED", {}).items()]
+    return sorted(set(found), key=lambda c: (c[0].__name__, c[1]))
+
+
+OLD_VALUES = {"realizations": 2, "t_nominal": 3600.0, "overrides": {"noise.read_noise": 0.01},
+              "checkpoint": ["a/best.pt"], "device": "cpu", "max_steps": 2}
+
+
+@pytest.mark.parametrize("cls, old, new", _renamed(), ids=lambda v: v.__name__ if isinstance(v, type) else v)
+def test_old_config_keyword_still_works_with_a_deprecation_warning(cls, old, new):
+    from wxy_hw.utils import REMOVED_IN
+
+    words = rf"keyword {old}= \({cls.__name__}\) is deprecated and will be removed in wxy_hw {re.escape(REMOVED_IN)}; use {new}="
+    with pytest.warns(DeprecationWarning, match=words):
+        conf = cls.make(**{old: OLD_VALUES[old]})
+    assert getattr(conf, new) == OLD_VALUES[old]
+
+
+def test_old_budget_keyword_still_works_with_a_deprecation_warning():
+    from wxy_hw.studies import NoiseSweepConfig
+    from wxy_hw.utils import REMOVED_IN
+
+    with pytest.warns(DeprecationWarning, match=rf"keyword budget= .* removed in wxy_hw {re.escape(REMOVED_IN)}; use train_"):
+        conf = NoiseSweepConfig.make(budget={"epochs": 1, "subset": 64})
+    assert (conf.train_epochs, conf.train_subset) == (1, 64)
+
+
+def test_old_device_name_of_train_config_still_works_with_a_deprecation_warning():
+    from dataclasses import asdict, replace
+
+    from wxy_hw.train import TrainConfig
+    from wxy_hw.utils import REMOVED_IN
+
+    with pytest.warns(DeprecationWarning, match=re.escape(f"TrainConfig(device=...) is deprecated and will be removed "
+                                                          f"in wxy_hw {REMOVED_IN}; use TrainConfig(torch_device=...)")):
+        conf = TrainConfig(device="cpu")
+    assert conf.torch_device == "cpu" and "device" not in asdict(conf)  # saved train_config: torch_device only
+    with pytest.warns(DeprecationWarning, match=re.escape(f"TrainConfig.device is deprecated and will be removed in "
+                                                          f"wxy_hw {REMOVED_IN}; use TrainConfig.torch_device")):
+        assert conf.device == "cpu"
+    assert replace(conf, lr=0.5).torch_device == "cpu"
+
+
+def test_old_device_keyword_of_fit_still_works_with_a_deprecation_warning(tmp_path):
+    import torch
+
+    from wxy_hw.train import fit
+    from wxy_hw.utils import REMOVED_IN, read_json
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    batch = (torch.randn(8, 1, 2, 2), torch.arange(8) % 2)
+    with pytest.warns(DeprecationWarning, match=re.escape(f"fit(device=...) is deprecated and will be removed in "
+                                                          f"wxy_hw {REMOVED_IN}; use fit(torch_device=...)")):
+        fit(net, "baseline", [batch], [batch], epochs=1, out=tmp_path, device="cpu", progress=False)
+    config = read_json(tmp_path / "manifest.json", fix="")["config"]
+    assert config["torch_device"] == "cpu" and "device" not in config
 
 
 @pytest.fixture(scope="module")

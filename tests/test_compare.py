@@ -8,7 +8,7 @@ import pytest
 from wxy_hw.studies.compare_methods import compare_methods
 
 BUDGET = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
-              device="cpu", progress=False)
+              torch_device="cpu", progress=False)
 
 
 def test_seeds_teachers_intervals_and_reuse(tmp_path):

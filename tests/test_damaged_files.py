@@ -23,7 +23,7 @@ from wxy_hw.train import Trainer
 from wxy_hw.utils import DamagedFileError, read_csv, read_json
 
 TINY = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
-            device="cpu", progress=False)
+            torch_device="cpu", progress=False)
 TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "1", "--batch-size", "64",
               "--max-steps", "2", "--torch-device", "cpu", "--quiet"]
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -117,7 +117,7 @@ def test_compare_methods_retrains_a_run_whose_results_or_best_pt_are_damaged(tmp
 
 
 def test_a_damaged_cache_manifest_is_set_aside_and_retrained(tmp_path, capsys):
-    budget = dict(arch="resnet8", width=0.125, epochs=1, subset=200, batch_size=64, max_steps_per_epoch=2, device="cpu")
+    budget = dict(arch="resnet8", width=0.125, epochs=1, subset=200, batch_size=64, max_steps_per_epoch=2, torch_device="cpu")
     best = cached_checkpoint("baseline", "synthetic", cache_dir=tmp_path, progress=False, **budget)
     _cut(best.parent / "manifest.json", 100)  # before: "Expecting value: line 7 column 2", no file named
     capsys.readouterr()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wxy_hw.data import make_loaders
-from wxy_hw.hardware.chip import ChipConfig, chip_report
+from wxy_hw.hardware import ChipConfig, chip_report
 from wxy_hw.hardware.spec import load_device
 from wxy_hw.inference import confidence, early_exit_inference, exit_table, nsga2_front, search_thresholds, simulate
 from wxy_hw.methods import build_method
@@ -23,7 +23,7 @@ def trained(synthetic, tmp_path_factory):
 def test_scan_heads_attend_and_classify(size):
     model = build_model("resnet18", 10, 1, 0.125, size, heads="scan").eval()
     out = model(torch.randn(2, 1, size, size))
-    assert len(out) == 4 and all(l.shape == (2, 10) for l in out.logits)
+    assert len(out) == 4 and all(z.shape == (2, 10) for z in out.logits)
     feat = torch.randn(2, model.stage_channels[2], model.stage_sizes[2], model.stage_sizes[2])
     att = model.heads[2].attention(feat)
     assert att.shape == feat.shape and (att > 0).all() and (att < 1).all()
@@ -37,11 +37,11 @@ def test_scan_method_defaults():
 
 def _manual_exits(model, x, thresholds):
     out = model(x)
-    conf = torch.stack([confidence(l) for l in out.logits], 1)
+    conf = torch.stack([confidence(z) for z in out.logits], 1)
     exits = torch.full((len(x),), len(out) - 1)
     for k in reversed(range(len(out) - 1)):
         exits = torch.where(conf[:, k] >= thresholds[k], torch.tensor(k), exits)
-    preds = torch.stack([l.argmax(1) for l in out.logits], 1)[torch.arange(len(x)), exits]
+    preds = torch.stack([z.argmax(1) for z in out.logits], 1)[torch.arange(len(x)), exits]
     return exits, preds
 
 

@@ -114,7 +114,7 @@ def test_noise_sweep_and_train_configs_round_trip(tmp_path):
 # --- case 2: seeds and counts take the shared non-negative rule ------------------------------------------
 @pytest.mark.parametrize("name, argv", [
     ("compare_methods", ["--seeds", "-1"]), ("compare_methods", ["--seeds", "0", "1.5"]),
-    ("calibrator_adapt", ["--chip-seeds", "-1"]), ("train", ["--exit-stages", "0", "4"]),
+    ("calibrator_adapt", ["--chips", "0"]), ("train", ["--exit-stages", "0", "4"]),
     ("noise_sweep", ["--seeds", "-2"]), ("reproduce", ["--seeds", "-3"]),
 ])
 def test_negative_seeds_and_bad_counts_are_refused_when_parsed(name, argv, capsys):
@@ -136,7 +136,7 @@ def test_torch_device_messages_name_the_torch_device_flag():
 def test_bad_torch_device_is_refused_when_parsed(name, capsys):
     bad = ["banana"] + ([] if torch.cuda.is_available() else ["cuda"])
     for device in bad:
-        line = refused(capsys, lambda: cli(name).build_parser().parse_args(["--torch-device", device]))
+        line = refused(capsys, lambda device=device: cli(name).build_parser().parse_args(["--torch-device", device]))
         assert "argument --torch-device" in line and "use --torch-device" in line, line
     assert cli(name).build_parser().parse_args(["--torch-device", "cpu"]).torch_device == "cpu"
 
@@ -213,7 +213,7 @@ def test_hostile_device_file_stops_a_study_before_any_work(tmp_path, monkeypatch
 @pytest.mark.parametrize("key, value", [("vdd", 1e6), ("sar_fom_fJ", 1e300), ("cell_area_F2", 1e9),
                                         ("leakage_uW_per_array", 1e12), ("add16_pJ", -1.0)])
 def test_out_of_range_technology_values_name_file_key_and_range(key, value, tmp_path):
-    from wxy_hw.hardware.chip import TECH_DIR, load_technology
+    from wxy_hw.hardware.technology import TECH_DIR, load_technology
 
     text = (TECH_DIR / "cmos22.toml").read_text()
     lines = [f"{key} = {value!r}" if line.startswith(f"{key} =") else line for line in text.splitlines()]

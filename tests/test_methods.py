@@ -18,7 +18,7 @@ Y = torch.tensor([0, 2])
 
 
 def outputs(requires_grad: bool = False) -> MultiExitOutput:
-    logits = [l.clone().requires_grad_(requires_grad) for l in LOGITS]
+    logits = [z.clone().requires_grad_(requires_grad) for z in LOGITS]
     feats = [f.clone().requires_grad_(requires_grad) for f in FEATS]
     return MultiExitOutput(logits, feats)
 
@@ -204,7 +204,7 @@ def test_dml_trains_both_networks_and_resumes_bit_identically(synthetic, tmp_pat
         torch.manual_seed(0)
         m = build_method("dml")
         model = m.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False))
-        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=4)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=4)
         return Trainer(model, m, synthetic, cfg, tmp_path / run)
 
     full = trainer("full")

@@ -14,7 +14,7 @@ def test_every_arch_builds_and_returns_four_exits(arch):
     model = build_model(arch, num_classes=7, in_channels=3, width=width, image_size=32).eval()
     out = model(torch.randn(2, 3, 32, 32))
     assert isinstance(out, MultiExitOutput) and len(out) == 4
-    assert all(l.shape == (2, 7) for l in out.logits)
+    assert all(z.shape == (2, 7) for z in out.logits)
     deep = model.stage_channels[-1]
     assert all(f.shape == (2, deep) for f in out.features)  # shallow features match the deepest width (hint)
     assert out.ensemble.shape == (2, 7) and torch.allclose(out.ensemble, torch.stack(out.logits).mean(0))

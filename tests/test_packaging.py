@@ -1,4 +1,5 @@
-"""The package as installed: a wheel built from the tree ships the device files; setup.sh and pyproject agree."""
+"""The package as installed: a wheel built from the tree ships the device files (top-level devices/, installed as
+wxy_hw/devices), a checkout finds them at the top level; setup.sh and pyproject agree."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,24 +19,32 @@ def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "wxy_hw", src / "wxy_hw", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("wxy_hw", "devices"):  # devices/ (top level) goes into the wheel as wxy_hw/devices
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                             "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("wxy_hw-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
-        assert "wxy_hw/devices/reram.toml" in names and "wxy_hw/devices/technology/cmos22.toml" in names
+        shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "devices").rglob("*.toml")}
+        assert shipped >= {"devices/reram.toml", "devices/technology/cmos22.toml"}
+        assert {f"wxy_hw/{p}" for p in shipped} <= set(names)  # every shipped file, at the installed location
+        packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "wxy_hw").rglob("__init__.py")}
+        missing = sorted(p.replace("/", ".") for p in packages if f"{p}/__init__.py" not in names)
+        assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {missing}: add them"
         entry = [n for n in names if n.endswith("entry_points.txt")]
         assert entry and "wxy-hw = wxy_hw.cli.__main__:main" in z.read(entry[0]).decode()
         z.extractall(tmp_path / "site")
-    probe = ("import wxy_hw, wxy_hw.hardware.spec as s, wxy_hw.hardware.chip as c; "
-             "print(wxy_hw.__file__); print(s.available_devices()); print(c.load_technology('cmos22') is not None)")
+    probe = ("import wxy_hw, wxy_hw.hardware as h, wxy_hw.hardware.spec as s; "
+             "print(wxy_hw.__file__); print(s.shipped_dir()); print(s.available_devices()); "
+             "print(h.load_technology('cmos22') is not None)")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                          cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    where, devices, tech = res.stdout.splitlines()[-3:]
+    where, shipped, devices, tech = res.stdout.splitlines()[-4:]
     assert where.startswith(str(tmp_path / "site"))  # the unpacked wheel, not the work tree
+    assert shipped == str(tmp_path / "site" / "wxy_hw" / "devices")  # the package's copy, not the checkout's
     assert "reram" in devices and "pcm" in devices and tech == "True"
 
 
@@ -69,3 +80,24 @@ def test_a_script_beside_the_clone_imports_the_package_not_the_clone(tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         where, device = res.stdout.splitlines()[-2:]
         assert where == str(ROOT / "wxy_hw" / "__init__.py") and device == "reram", res.stdout
+
+
+def test_a_checkout_finds_the_top_level_devices_and_wxy_devices_still_wins(tmp_path, monkeypatch):
+    """Shipped files live in devices/ beside wxy_hw/ (no copy inside the package); $WXY_DEVICES replaces the
+    named devices (technology files stay the shipped ones); a path loads from anywhere."""
+    from wxy_hw.hardware import load_technology, spec
+
+    assert spec.shipped_dir() == ROOT / "devices" and not (ROOT / "wxy_hw" / "devices").exists()
+    with pytest.raises(spec.DeviceSpecError, match=re.escape(str(ROOT / "devices" / "technology" / "nope.toml"))):
+        load_technology("nope")  # technology files are looked up beside the devices, through shipped_dir()
+    assert {"reram", "pcm", "ideal"} <= set(spec.available_devices())
+    mine = tmp_path / "my_devices"
+    mine.mkdir()
+    (mine / "my_chip.toml").write_text((ROOT / "devices" / "reram.toml").read_text())
+    monkeypatch.setenv("WXY_DEVICES", str(mine))
+    assert spec.devices_dir() == mine and spec.available_devices() == ["my_chip"]
+    assert spec.load_device("my_chip").path == str(mine / "my_chip.toml")
+    with pytest.raises(spec.DeviceSpecError, match=r"unknown device 'reram'.*Named devices: my_chip"):
+        spec.load_device("reram")
+    assert spec.load_device(ROOT / "devices" / "pcm.toml").name == "pcm"  # by path, whatever $WXY_DEVICES says
+    assert spec.shipped_dir() == ROOT / "devices" and load_technology("cmos130")

@@ -37,7 +37,7 @@ def test_noise_sweep_on_two_ray_workers_writes_the_sequential_csvs(synthetic, tm
 
     train_tiny(synthetic, "self_distillation", 1, tmp_path / "sd")
     common = dict(device="reram", checkpoints=[tmp_path / "sd" / "best.pt"], dataset="synthetic",
-                  scales=(0.0, 1.0, 2.0), times=(1.0, 86400.0), realizations=3, samples=40, flat=False,
+                  scales=(0.0, 1.0, 2.0), times=(1.0, 86400.0), chips=3, samples=40, flat=False,
                   progress=False, log=lambda _m: None)
     noise_sweep_run(out=tmp_path / "seq", **common)
     noise_sweep_run(out=tmp_path / "ray", workers=2, **common)

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 
 pytest.importorskip("brevitas")
 
-from wxy_hw.checkpoint import load_model, save_checkpoint  # noqa: E402
-from wxy_hw.data import make_loaders  # noqa: E402
-from wxy_hw.models.evaluation import evaluate  # noqa: E402
-from wxy_hw.hardware import analog_layers, deploy, load_device  # noqa: E402
-from wxy_hw.models.quant import QuantConfig, quantize_model, quantized_weight  # noqa: E402
-from wxy_hw.methods import build_method  # noqa: E402
-from wxy_hw.models import build_model  # noqa: E402
+from wxy_hw.checkpoint import load_model, save_checkpoint
+from wxy_hw.data import make_loaders
+from wxy_hw.models.evaluation import evaluate
+from wxy_hw.hardware import analog_layers, deploy, load_device
+from wxy_hw.models.quant import QuantConfig, quantize_model, quantized_weight
+from wxy_hw.methods import build_method
+from wxy_hw.models import build_model
 
 
 @pytest.fixture(scope="module")

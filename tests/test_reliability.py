@@ -179,7 +179,7 @@ def test_second_process_on_the_same_out_refuses_and_ctrl_c_is_one_line(tmp_path)
 @pytest.mark.parametrize("name, argv", [
     ("noise_sweep", ["--scales", "0", "nan"]), ("noise_sweep", ["--t-inference", "nan"]),
     ("noise_sweep", ["--times", "inf"]), ("noise_sweep", ["--sigmas", "-0.1"]),
-    ("noise_sweep", ["--realizations", "0"]), ("early_exit_energy", ["--t-inference", "-inf"]),
+    ("noise_sweep", ["--chips", "0"]), ("early_exit_energy", ["--t-inference", "-inf"]),
     ("quant_sweep", ["--t-inference", "nan"]), ("chip_study", ["--ir-beta-per-row", "nan"]),
     ("corruption_robustness", ["--eps-linf", "nan"]), ("calibrator_adapt", ["--epsilon", "0"]),
     ("train", ["--lr", "nan"]), ("train", ["--val-fraction", "1"]), ("train", ["--width", "-1"]),
@@ -211,9 +211,9 @@ def test_checkpoint_of_another_dataset_is_refused(finished, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "trained on 'synthetic' but --dataset is 'fashion_mnist'" in err and "--dataset synthetic" in err, err
         assert not (tmp_path / name).exists()  # a refused run leaves no directory behind
-    assert cli("chip_study")(["--checkpoint", str(finished / "best.pt"), "--quiet"]) == 2
+    assert cli("chip_study")(["--checkpoints", str(finished / "best.pt"), "--quiet"]) == 2
     assert "trained on 'synthetic'" in capsys.readouterr().err
-    assert cli("calibrator_adapt")(["--checkpoint", str(finished / "best.pt"), "--source", "digits", "--quiet"]) == 2
+    assert cli("calibrator_adapt")(["--checkpoints", str(finished / "best.pt"), "--source", "digits", "--quiet"]) == 2
     assert "trained on 'synthetic' but --source is 'digits'" in capsys.readouterr().err
 
 

@@ -6,11 +6,11 @@ from html.parser import HTMLParser
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from wxy_hw.analysis.report import Claim, difference_verdict, write_report  # noqa: E402
-from wxy_hw.analysis.stats import paired_test  # noqa: E402
+from wxy_hw.analysis.report import Claim, difference_verdict, write_report
+from wxy_hw.analysis.stats import paired_test
 
 
 class _Collect(HTMLParser):

@@ -156,7 +156,7 @@ def test_auxiliary_selective_bn_keeps_clean_statistics_clean(synthetic, tmp_path
     method = build_method("auxiliary", merge_start=0.5, merge_weight=5.0)
     model = method.prepare_model(model)
     assert len(method.aux_fc) == 2 and len(method.aux_bn) == 2
-    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=3)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=3)
     trainer = Trainer(model, method, synthetic, cfg, tmp_path)
     bn_name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
     clean_bn = dict(model.named_modules())[bn_name]
@@ -185,7 +185,7 @@ def test_auxiliary_merge_penalty_pulls_classifiers_together(synthetic, tmp_path)
         model = build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)
         method = build_method("auxiliary", merge_start=0.0, merge_weight=weight)
         model = method.prepare_model(model)
-        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=5)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=5)
         Trainer(model, method, synthetic, cfg, tmp_path / str(weight)).fit()
         gaps[weight] = max(method.classifier_gap())
     assert gaps[2.0] < 0.5 * gaps[0.0]
@@ -209,7 +209,7 @@ def test_robust_methods_resume_bit_identically(synthetic, tmp_path, method):
         torch.manual_seed(0)
         m = build_method(method)
         model = m.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False))
-        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=3)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=3)
         return Trainer(model, m, synthetic, cfg, tmp_path / run)
 
     trainer("full").fit()
@@ -304,7 +304,7 @@ def test_auxiliary_merge_bn_routes_period_two_through_the_primary_bn(synthetic, 
     model = build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)
     method = build_method("auxiliary", merge_start=0.5, merge_bn=True)
     model = method.prepare_model(model)
-    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu", progress=False, max_steps_per_epoch=2)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=2)
     Trainer(model, method, synthetic, cfg, tmp_path).fit()
     bn_name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
     # period 1 (epoch 1): selective BN — one update of each BN per step; period 2: only the primary BN

@@ -139,14 +139,14 @@ def test_fit_refuses_an_out_holding_a_finished_training_run(finished, tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
     net(x)
     with pytest.raises(OutputDirError, match="already holds a train run"):
-        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=run, device="cpu", progress=False)
+        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=run, torch_device="cpu", progress=False)
     assert snapshot(run) == before
     out = tmp_path / "fit"
-    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, device="cpu", progress=False)
+    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, torch_device="cpu", progress=False)
     assert read_marker(out)["kind"] == "fit" and read_marker(out)["status"] == "complete"
     with pytest.raises(OutputDirError, match="already holds a fit run"):
-        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, device="cpu", progress=False)
-    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, overwrite=True, device="cpu", progress=False)
+        fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, torch_device="cpu", progress=False)
+    fit(net, "baseline", [(x, y)], [(x, y)], epochs=1, out=out, overwrite=True, torch_device="cpu", progress=False)
 
 
 def test_compare_methods_refuses_an_unrelated_folder_and_keeps_its_config(tmp_path, capsys):

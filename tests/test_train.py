@@ -16,7 +16,7 @@ def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, **
     torch.manual_seed(seed)
     m = build_method(method)
     model = build_model("resnet8", data.num_classes, data.channels, 0.125, data.image_size, multi_exit=m.multi_exit)
-    config = TrainConfig(**{**dict(epochs=epochs, batch_size=32, lr=0.05, seed=seed, device="cpu", progress=False), **cfg})
+    config = TrainConfig(**{**dict(epochs=epochs, batch_size=32, lr=0.05, seed=seed, torch_device="cpu", progress=False), **cfg})
     return Trainer(model, m, data, config, run_dir)
 
 
@@ -44,6 +44,19 @@ def test_resume_is_bit_identical_on_cpu(synthetic, tmp_path):
     b = read_checkpoint(tmp_path / "part" / "last.pt")["model_state"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 2
+
+
+def test_a_run_saved_before_the_torch_device_rename_still_resumes(synthetic, tmp_path):
+    """Checkpoints (and manifests) written before TrainConfig.device became torch_device hold "device"; resume
+    compares only the settings that shape the run, so such a run continues."""
+    make_trainer(synthetic, tmp_path, method="dsn", epochs=2).fit(stop_after_epoch=1)
+    payload = read_checkpoint(tmp_path / "last.pt")
+    saved = dict(payload["train_config"])
+    payload["train_config"] = {("device" if k == "torch_device" else k): v for k, v in saved.items()}
+    torch.save(payload, tmp_path / "last.pt")  # as the earlier release wrote it
+    make_trainer(synthetic, tmp_path, method="dsn", epochs=2).fit(resume=True)
+    after = read_checkpoint(tmp_path / "last.pt")
+    assert after["epoch"] == 1 and after["train_config"]["torch_device"] == "cpu" and "device" not in after["train_config"]
 
 
 def test_resume_refuses_a_different_run(synthetic, tmp_path):

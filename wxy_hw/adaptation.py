@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -47,7 +47,7 @@ def _frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def _cycle(batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def _cycle(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         yield from batches
 
@@ -58,7 +58,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(1).mean()
 
 
-def train_calibrator(classifier: nn.Module, source: Sequence, target: Sequence, *, epochs: int = 5, lr: float = 1e-3,
+def train_calibrator(classifier: nn.Module, source: Iterable, target: Iterable, *, epochs: int = 5, lr: float = 1e-3,
                      width: int = 8, blocks: int = 1, epsilon: float = 1.0, entropy_weight: float = 0.1,
                      perturbation_weight: float = 0.01, pixel_weight: float = 1.0, feature_weight: float = 1.0,
                      seed: int = 0) -> tuple[Calibrator, list[dict[str, float]]]:
@@ -92,10 +92,11 @@ def train_calibrator(classifier: nn.Module, source: Sequence, target: Sequence, 
             fc_detached = classifier(xc.detach()).features[-1].detach()
             # discriminators: tell the three input kinds apart
             label = lambda x, kind: torch.full((len(x),), DOMAINS[kind], device=dev, dtype=torch.long)  # noqa: E731
-            loss_d = sum(F.cross_entropy(d(a), label(a, k)) for d, batch in
-                         ((d_pix, ((xs, "source"), (xt, "target"), (xc.detach(), "calibrated"))),
-                          (d_feat, ((fs, "source"), (ft, "target"), (fc_detached, "calibrated"))))
-                         for a, k in batch)
+            terms_d = [F.cross_entropy(d(a), label(a, k)) for d, batch in
+                       ((d_pix, ((xs, "source"), (xt, "target"), (xc.detach(), "calibrated"))),
+                        (d_feat, ((fs, "source"), (ft, "target"), (fc_detached, "calibrated"))))
+                       for a, k in batch]
+            loss_d = sum(terms_d[1:], terms_d[0])
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
@@ -115,7 +116,7 @@ def train_calibrator(classifier: nn.Module, source: Sequence, target: Sequence, 
     return cal.eval(), history
 
 
-def train_chip_calibrator(digital: nn.Module, chip: nn.Module, batches: Sequence, *, epochs: int = 3,
+def train_chip_calibrator(digital: nn.Module, chip: nn.Module, batches: Iterable, *, epochs: int = 3,
                           lr: float = 1e-3, width: int = 8, blocks: int = 1, epsilon: float = 1.0,
                           temperature: float = 2.0, perturbation_weight: float = 0.01,
                           seed: int = 0) -> Calibrator:
@@ -141,7 +142,7 @@ def train_chip_calibrator(digital: nn.Module, chip: nn.Module, batches: Sequence
     return cal.eval()
 
 
-def finetune_chip(digital: nn.Module, chip: nn.Module, batches: Sequence, *, epochs: int = 3, lr: float = 1e-4,
+def finetune_chip(digital: nn.Module, chip: nn.Module, batches: Iterable, *, epochs: int = 3, lr: float = 1e-4,
                   temperature: float = 2.0) -> nn.Module:
     """Reference: chip-in-the-loop fine-tuning of the deployed weights (and BN) toward the digital
     model's outputs on the same unlabeled data — an upper bound that assumes the chip can be
@@ -182,7 +183,7 @@ class _ReverseGrad(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
-def train_dann(classifier: nn.Module, source: Sequence, target: Sequence, *, epochs: int = 5, lr: float = 0.01,
+def train_dann(classifier: nn.Module, source: Iterable, target: Iterable, *, epochs: int = 5, lr: float = 0.01,
                domain_weight: float = 1.0, seed: int = 0) -> nn.Module:
     """DANN (Ganin & Lempitsky, ICML 2015): fine-tune the whole network on labeled source with a
     gradient-reversed domain classifier on its deepest feature; the reversal weight ramps
@@ -205,8 +206,8 @@ def train_dann(classifier: nn.Module, source: Sequence, target: Sequence, *, epo
         for xs, ys in source:
             xt, _ = next(tgt)
             xs, ys, xt = xs.to(dev), ys.to(dev), xt.to(dev)
-            p = step / max(total, 1)
-            scale = domain_weight * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+            progress = step / max(total, 1)
+            scale = domain_weight * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
             out = model(torch.cat([xs, xt]))
             feats = _ReverseGrad.apply(out.features[-1], scale)
             dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dev)
@@ -226,6 +227,8 @@ def mean_spectrum(batches: Iterable[torch.Tensor]) -> torch.Tensor:
         mag = torch.fft.fftshift(torch.fft.fft2(x.float()).abs(), dim=(-2, -1)).mean(1).sum(0)
         total = mag if total is None else total + mag
         n += x.shape[0]
+    if total is None:
+        raise ValueError("mean_spectrum() received no batches")
     return total / max(n, 1)
 
 

@@ -28,9 +28,9 @@ class Batches:
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to a sampler that reshuffles by epoch (DistributedSampler)."""
-        sampler = getattr(self.source, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_epoch = getattr(getattr(self.source, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
 
     def __len__(self) -> int:
         if self._len is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -100,24 +101,31 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks, differentiable: the gradient of a sum over ranks is the sum of the gradients."""
 
     @staticmethod
-    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         dist.all_reduce(t)
         return t
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
 
 
-class _GlobalStats:
+# The mixin goes before a concrete BN class (global_batch_norm); to the type checker it is one.
+if TYPE_CHECKING:
+    _BNMixinBase = _BatchNorm
+else:
+    _BNMixinBase = object
+
+
+class _GlobalStats(_BNMixinBase):
     """Mixin for a BN class: in training under a process group, statistics over every rank's samples."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and current() is not None):
-            return super().forward(x)  # type: ignore[misc]
+            return super().forward(x)
         all_reduce = _AllReduceSum.apply
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
@@ -128,11 +136,13 @@ class _GlobalStats:
         # two passes (mean, then squared deviations), as accurate as one process's batch norm
         var = all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n
         if self.track_running_stats:
+            tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+            assert tracked is not None and running_mean is not None and running_var is not None  # BN keeps them then
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - f).add_(mean.detach(), alpha=f)
-                self.running_var.mul_(1 - f).add_(var.detach() * n / (n - 1).clamp_min(1), alpha=f)
+                tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+                running_mean.mul_(1 - f).add_(mean.detach(), alpha=f)
+                running_var.mul_(1 - f).add_(var.detach() * n / (n - 1).clamp_min(1), alpha=f)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -140,16 +150,18 @@ class _GlobalStats:
 
 
 _GLOBAL_CLASSES: dict[type, type] = {}
+_M = TypeVar("_M", bound=nn.Module)
 
 
-def global_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+def global_batch_norm(model: _M, device: torch.device) -> _M:
     """Make every BN layer of ``model`` use global-batch statistics in distributed training (in place).
 
     On CUDA this is ``nn.SyncBatchNorm``; on CPU each BN module gets a subclass with the same
     parameters, buffers and state-dict keys, so checkpoints load into the plain model.
     """
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # BN layers below the root are replaced in place, so the root itself comes back
+        return cast(_M, nn.SyncBatchNorm.convert_sync_batchnorm(model))
     for m in model.modules():
         if isinstance(m, _BatchNorm) and not isinstance(m, _GlobalStats):
             cls = type(m)
@@ -159,7 +171,7 @@ def global_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def average_gradients(params: list[torch.Tensor], world: int) -> None:
+def average_gradients(params: Iterable[torch.Tensor], world: int) -> None:
     """Average gradients over ranks by hand (what DDP's reducer does), for methods whose own forward
     cannot go through the DDP wrapper."""
     for p in params:

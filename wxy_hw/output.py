@@ -6,6 +6,7 @@ Every module that writes a CSV, a table or a figure imports it from here; nothin
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ def save_figure(fig: Any, path: Path) -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(".png"), path.with_suffix(".svg")]
     for p in out:  # through a temporary file, so an interrupted run never leaves a half-written figure
-        atomic_write(p, lambda handle, fmt=p.suffix[1:]: fig.savefig(handle, format=fmt, dpi=130, bbox_inches="tight"))
+        atomic_write(p, functools.partial(fig.savefig, format=p.suffix[1:], dpi=130, bbox_inches="tight"))
     plt.close(fig)
     return out
 

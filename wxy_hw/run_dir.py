@@ -55,7 +55,7 @@ class _Claim:
 
 
 _CLAIMS: dict[Path, _Claim] = {}
-_ACTIVE: list["RunDirectory"] = []
+_ACTIVE: list[RunDirectory] = []
 
 
 def _key(path: str | Path) -> Path:

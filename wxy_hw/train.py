@@ -6,12 +6,13 @@ The Trainer knows no method: it sums the named loss terms the method returns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +28,7 @@ from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
 from .run_dir import RunDirectory, run_dir_guard
-from .utils import eval_mode, resolve_device
+from .utils import eval_mode, resolve_device, warn_deprecated
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -97,7 +98,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     augment: bool = True
     seed: int = 0
-    device: str = "auto"
+    torch_device: str = "auto"          # where training runs: auto (CUDA if available), cpu, cuda, cuda:N
     select_on: str = "final"            # validation metric for the best checkpoint: "final" | "ensemble"
     max_steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     grad_norms_every: int = 0           # >0: record per-layer gradient norms every N steps (grad_norms.csv)
@@ -114,6 +115,28 @@ class TrainConfig:
         if self.select_on not in ("final", "ensemble"):
             raise ValueError(f"select_on must be 'final' or 'ensemble', got {self.select_on!r}")
         self.milestones = tuple(self.milestones)
+
+
+# ``device``, the former name of torch_device (--device names the simulated hardware), is still accepted as a keyword
+# and read as an attribute, with a warning, until wxy_hw REMOVED_IN (utils). It is no field: asdict(), the saved
+# train_config and the manifests hold torch_device only (what resume and reuse compare never included it).
+def _accept_old_device(init: Any) -> Any:
+    @functools.wraps(init)
+    def __init__(self: TrainConfig, *args: Any, device: str | None = None, **kwargs: Any) -> None:
+        if device is not None:
+            warn_deprecated("TrainConfig(device=...)", "TrainConfig(torch_device=...)")
+            kwargs.setdefault("torch_device", device)
+        init(self, *args, **kwargs)
+    return __init__
+
+
+def _old_device(config: TrainConfig) -> str:
+    warn_deprecated("TrainConfig.device", "TrainConfig.torch_device")
+    return config.torch_device
+
+
+TrainConfig.__init__ = _accept_old_device(TrainConfig.__init__)  # type: ignore[method-assign]
+TrainConfig.device = property(_old_device)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -149,11 +172,11 @@ class Trainer:
     def __init__(self, model: MultiExitNet, method: Method, data: DatasetSplits, config: TrainConfig,
                  run_dir: str | Path) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.torch_device)
         self.model = model.to(self.device)
         self.channels_last = config.channels_last and channels_last_safe(self.model, self.device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.channels_last:  # Module.to takes memory_format at run time (documented); torch's overloads leave it out
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.method = method.to(self.device)
         self.method.bind_data(data.mean, data.std)
         self.data = data
@@ -377,9 +400,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
             bar.update(1)
         bar.close()
+        totals = [loss_sum, float(correct), float(seen)]
         if self.dist is not None:
-            loss_sum, correct, seen = distributed.all_sum([loss_sum, float(correct), float(seen)])
-        return loss_sum / max(seen, 1), 100.0 * correct / max(seen, 1)
+            totals = distributed.all_sum(totals)
+        loss_sum, n_correct, n_seen = totals
+        return loss_sum / max(n_seen, 1), 100.0 * n_correct / max(n_seen, 1)
 
     def _write_metrics(self) -> None:
         if not self.lead:
@@ -427,7 +452,7 @@ class _SingleExit(torch.nn.Module):
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         return self.net.state_dict(*args, **kwargs)
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):  # type: ignore[override]
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
@@ -437,7 +462,10 @@ class _LoaderTrainer(Trainer):
     def __init__(self, model: torch.nn.Module, method: Method, train: Iterable, val: Iterable, config: TrainConfig,
                  run_dir: str | Path, mean: Sequence[float], std: Sequence[float]) -> None:
         self._user_batches = (train, val)
-        super().__init__(model, method, SimpleNamespace(mean=tuple(mean), std=tuple(std)), config, run_dir)
+        # duck-typed stand-ins: the network has the exits and config a MultiExitNet has, and the namespace the mean
+        # and std the Trainer reads from a DatasetSplits (the methods below replace the rest of its use)
+        super().__init__(cast(MultiExitNet, model), method,
+                         cast(DatasetSplits, SimpleNamespace(mean=tuple(mean), std=tuple(std))), config, run_dir)
 
     def _build_loaders(self, data: Any) -> dict[str, Any]:
         train, val = self._user_batches
@@ -466,7 +494,7 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     """Train ``model`` with ``method`` on any re-iterable (x, y) batches; checkpoints go to ``out``.
 
     ``model`` is a MultiExitNet, an ``attach_exits`` model, or any network returning logits
-    (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, device, seed …;
+    (single-exit methods only). ``options`` are TrainConfig fields (lr, schedule, torch_device, seed …;
     batch size and augmentation are the loader's), then options of the method named by
     ``method``. ``mean`` / ``std`` tell pixel-space methods (augment, ada, adv) how the inputs were
     normalised; ``resume`` and ``stop_after_epoch`` behave as in ``Trainer.fit``. ``out`` is a run
@@ -479,6 +507,9 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     selected checkpoint learned nothing (``divergence_verdict``) is marked diverged and raises
     ``RunDiverged``. Every loader may be any source of batches (``wxy_hw.batches.as_batches``).
     """
+    if "device" in options:  # the former name of torch_device; a method's simulated device once it is gone
+        warn_deprecated("fit(device=...)", "fit(torch_device=...)")
+        options.setdefault("torch_device", options.pop("device"))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg_opts = {k: v for k, v in options.items() if k in fields}
     method_opts = {k: v for k, v in options.items() if k not in fields}

@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, device selection, atomic file writes, reading back what was written."""
+"""Small shared helpers: seeding, device selection, atomic file writes, reading back what was written, deprecations."""
 from __future__ import annotations
 
 import csv
@@ -8,12 +8,28 @@ import json
 import os
 import random
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+
+
+# Old spellings (command-line flags, config keywords, keyword arguments) keep working, with a warning naming this
+# release, which removes them: two minor releases after the one that renamed them (0.1, pyproject.toml).
+REMOVED_IN = "0.3"
+
+
+def deprecated(old: str, new: str) -> str:
+    """The one deprecation sentence: ``old`` still works until wxy_hw REMOVED_IN; ``new`` is what to write."""
+    return f"{old} is deprecated and will be removed in wxy_hw {REMOVED_IN}; use {new}"
+
+
+def warn_deprecated(old: str, new: str, stacklevel: int = 3) -> None:
+    """A DeprecationWarning with ``deprecated(old, new)``, pointing at the caller of the function that calls this."""
+    warnings.warn(deprecated(old, new), DeprecationWarning, stacklevel=stacklevel)
 
 
 def few_names(names: Iterable[str], shown: int = 5) -> str:

@@ -26,11 +26,11 @@ from ..models.multi_exit import MultiExitOutput
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 ExitIndex = int | str
 
-WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+WEIGHT_LAYERS: tuple[type[nn.Conv2d], type[nn.Linear]] = (nn.Conv2d, nn.Linear)
 
 
 # --- shared helpers ------------------------------------------------------------------------
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """(name, module) for every Conv2d / Linear layer, in model order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
 
@@ -157,7 +157,7 @@ def expected_loss_increase(rows: Iterable[dict]) -> list[dict]:
 
 
 # --- top Hessian eigenvalue ----------------------------------------------------------------
-def _hvp(model: nn.Module, params: list[torch.Tensor], batches: Batches, exit_index: ExitIndex,
+def _hvp(model: nn.Module, params: Sequence[torch.Tensor], batches: Batches, exit_index: ExitIndex,
          v: list[torch.Tensor]) -> list[torch.Tensor]:
     """H·v for the batch-size-weighted mean CE over all batches (one double backward per batch)."""
     total = [torch.zeros_like(p) for p in params]

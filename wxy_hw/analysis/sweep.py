@@ -25,11 +25,6 @@ def human_time(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def device_times(spec: DeviceSpec, wanted: Sequence[float] = DEFAULT_TIMES, backend: str = "native") -> list[float]:
-    """The requested times the device model covers (``DeviceSpec.times``)."""
-    return spec.times(wanted, backend)
-
-
 def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
                  *, scales: Sequence[float], times: Sequence[float], t_nominal: float, realizations: int,
                  seed: int = 0, backend: str = "native", bn_images: torch.Tensor | None = None,
@@ -85,10 +80,11 @@ def _sweep_point(context: dict[str, Any], task: tuple) -> list[dict[str, Any]]:
 
 
 def flat_minima(models: dict[str, nn.Module], batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                sigmas: Sequence[float] = DEFAULT_SIGMAS, realizations: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-    """Accuracy and loss under plain additive Gaussian weight noise (σ × per-layer |W|max), per method and exit."""
+                sigmas: Sequence[float] = DEFAULT_SIGMAS, chips: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """Accuracy and loss under plain additive Gaussian weight noise (σ × per-layer |W|max), per method and exit,
+    over ``chips`` noise draws per σ (the study's --chips)."""
     rows = []
     for name, model in models.items():
-        for r in gaussian_weight_noise_loss(model, batches, list(sigmas), realizations=realizations, seed=seed):
+        for r in gaussian_weight_noise_loss(model, batches, list(sigmas), realizations=chips, seed=seed):
             rows.append(dict(method=name, **r))
     return rows

@@ -3,7 +3,7 @@
 Every study CLI is ``wxy_hw.cli.<study>.main(argv)``; ``experiments/<study>.py`` and the ``wxy-hw``
 console script (``wxy-hw <study> ...``) call the same function. The shared words:
 
-  --device       the simulated hardware (a name from wxy_hw/devices, or a .toml path)
+  --device       the simulated hardware (a name from devices/ or $WXY_DEVICES, or a .toml path)
   --torch-device where the simulation runs (auto, cpu, cuda, cuda:1)
   --chips N      chip instances          --checkpoints P [P ...]   given models
   --out DIR      the run directory       --seed S                  --dataset, --data-dir
@@ -32,7 +32,7 @@ from ..models.multi_exit import MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE
 from ..run_dir import exit_status, run_dir_guard
 from ..studies.config import ConfigFileError, StudyConfig, read_toml, toml_value
 from ..train import NonFiniteLossError
-from ..utils import NoSpaceError
+from ..utils import NoSpaceError, deprecated
 
 USER_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
                FileExistsError, FileNotFoundError, AihwkitUnavailable, NoSpaceError,
@@ -57,7 +57,8 @@ def new_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
 
 
 class Deprecated(argparse.Action):
-    """A hidden old spelling of an option: stores into the new one's dest and prints one deprecation line."""
+    """A hidden old spelling of an option: stores into the new one's dest and prints one deprecation line (which
+    names the release that removes it, ``wxy_hw.utils.REMOVED_IN``)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, wrap: bool = False, **kwargs: Any):
         self.new, self.wrap = new, wrap
@@ -67,7 +68,7 @@ class Deprecated(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        print(f"warning: {deprecated(str(option_string), self.new)}", file=sys.stderr)
         setattr(namespace, self.dest, [values] if self.wrap else values)
 
 
@@ -473,7 +474,23 @@ def run_guard(args: argparse.Namespace, kind: str | None = None) -> Iterator[Non
         yield
 
 
-def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defaults: dict[str, Any] | None = None) -> None:
+def add_device_set_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: dict[str, Any]) -> None:
+    """--device-set SECTION.KEY=VALUE (repeatable): values of the device file changed for this run."""
+    parser.add_argument("--device-set", dest="device_set", action=KeyValue, default=default, metavar="SECTION.KEY=VALUE",
+                        help="override a device value, repeatable (e.g. --device-set noise.stuck_at_hrs=0.02); it "
+                             "reaches both the accuracy run and the energy")
+
+
+def add_chip_settings(parser: argparse.ArgumentParser, config: type, extra: str = "") -> None:
+    """The flags of ``studies.config.ChipSettings``: --device, --device-set and the chip architecture, with
+    the study's defaults (its CHIP_DEFAULTS say which a None leaves to the device file)."""
+    d = defaults(config)
+    add_device_arg(parser, d["device"], extra)
+    add_device_set_arg(parser, d["device_set"])
+    add_chip_args(parser, defaults=d, file_converters="adc_bits" in getattr(config, "CHIP_DEFAULTS", {}))
+
+
+def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defaults: dict[str, Any] | None = None, file_converters: bool = False) -> None:
     """--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits --act-bits (+ --ranging, --input-activity).
 
     With ``sweep`` each takes a list (a chip study sweeps their product). None: the device file's
@@ -486,7 +503,9 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
                    help="crossbar rows (None: the device file's)")
     g.add_argument("--cols", type=array_size, default=d.get("cols"), **many,
                    help="crossbar columns (None: = rows, else the device file's)")
-    g.add_argument("--adc-bits", type=positive_int, default=d.get("adc_bits"), **many, help="ADC resolution, 2-16 (None: 8)")
+    g.add_argument("--adc-bits", type=positive_int, default=d.get("adc_bits"), **many,
+                   help="ADC resolution, 2-16 (None: " + ("the device file's converters; a file without them is "
+                        "simulated with ideal converters, its energy priced with 8-bit ADCs)" if file_converters else "8)"))
     g.add_argument("--dac-bits", type=positive_int, default=d.get("dac_bits"), **many,
                    help="input bits per DAC cycle (None: 1, bit-serial)")
     g.add_argument("--bits-per-cell", type=positive_int, default=d.get("bits_per_cell"), **many,
@@ -495,6 +514,7 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
     g.add_argument("--act-bits", type=positive_int, default=d.get("act_bits"), **many,
                    help="input (activation) bits (None: 8)")
     g.add_argument("--ranging", default=d.get("ranging"), **many, choices=["fixed", "per_sample"],
-                   help="converter ranges: fixed (calibrated once on training images; None: fixed) or per_sample")
+                   help="converter ranges: fixed (calibrated once on training images) or per_sample (None: "
+                        + ("the device file's)" if file_converters else "fixed)"))
     g.add_argument("--input-activity", type=activity, default=d.get("input_activity"),
                    help="fix the input-bit activity (0-1] instead of measuring it on training images")

@@ -18,7 +18,8 @@ import argparse
 from typing import Sequence
 
 from ..hardware.spec import available_devices
-from ..studies.chip_study import ChipStudyConfig, ValidationConfig, chip_study_run, validate
+from ..studies.chip_study import ChipStudyConfig, chip_study_run
+from ..studies.chip_validation import ValidationConfig, validate
 from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail,
                new_parser, nonneg_float, parse, positive_int, report, run_guard, run_study)
 

@@ -16,7 +16,7 @@ import argparse
 from typing import Sequence
 
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (seed_int, add_device_arg, add_parallel_args, add_models_args, KeyValue, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
+from . import (seed_int, add_chip_settings, add_parallel_args, add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
                nonneg_int, positive_int, run_study)
 
 
@@ -24,10 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The noise_sweep command line."""
     d = defaults(NoiseSweepConfig)
     parser = new_parser(__doc__, "noise_sweep")
-    add_device_arg(parser, d["device"])
-    parser.add_argument("--device-set", dest="device_set", action=KeyValue, default=d["device_set"],
-                        metavar="SECTION.KEY=VALUE",
-                        help="override a device value, repeatable (e.g. --device-set noise.stuck_at_hrs=0.02)")
     add_models_args(parser, d["methods"], "explicit best.pt files to sweep instead of the cached defaults")
     parser.add_argument("--backend", default=d["backend"], choices=["native", "aihwkit"], help="accuracy engine")
     parser.add_argument("--scales", nargs="+", type=nonneg_float, default=d["scales"],
@@ -50,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")
     add_study_args(parser)
     add_parallel_args(parser, d["workers"], d["ray_address"])
+    add_chip_settings(parser, NoiseSweepConfig)
     return parser
 
 

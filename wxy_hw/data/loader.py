@@ -6,6 +6,7 @@ batch on the target device, so the dataset is never copied per epoch.
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import torch
@@ -94,11 +95,11 @@ def make_loaders(data: DatasetSplits, batch_size: int, *, seed: int = 0, device:
                  augment: bool = True, eval_batch_size: int | None = None,
                  shard: tuple[int, int] = (0, 1)) -> dict[str, BatchLoader]:
     """Train (shuffled, augmented; ``shard`` = this process's part of each batch), val and test loaders."""
-    common = dict(mean=data.mean, std=data.std, device=device)
+    loader = functools.partial(BatchLoader, mean=data.mean, std=data.std, device=device)
     eval_bs = eval_batch_size or max(batch_size, 512)
     return {
-        "train": BatchLoader(data.train, batch_size, shuffle=True, augment=augment, allow_flip=data.allow_flip,
-                             seed=seed, shard=shard, **common),
-        "val": BatchLoader(data.val, eval_bs, **common),
-        "test": BatchLoader(data.test, eval_bs, **common),
+        "train": loader(data.train, batch_size, shuffle=True, augment=augment, allow_flip=data.allow_flip,
+                        seed=seed, shard=shard),
+        "val": loader(data.val, eval_bs),
+        "test": loader(data.test, eval_bs),
     }

@@ -67,8 +67,8 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> RawDataset:
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
     # All four files must come from the same directory, so a stray file elsewhere cannot mix datasets.
     for d in dirs:
-        found = {key: _find_file([d], stem) for key, stem in stems.items()}
-        if all(found.values()):
+        found = {key: p for key, stem in stems.items() if (p := _find_file([d], stem)) is not None}
+        if len(found) == len(stems):
             break
     else:
         searched = "\n  ".join(str(d) for d in dirs)
@@ -130,7 +130,7 @@ _CIFAR_GLOBALS = {(mod, name) for mod in ("numpy.core.multiarray", "numpy._core.
 class _CifarUnpickler(pickle.Unpickler):
     """Builds only dicts, lists, tuples, bytes, str, numbers and numpy arrays; refuses every other global."""
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's hook
+    def find_class(self, module: str, name: str):  # pickle's hook
         if (module, name) in _CIFAR_GLOBALS:
             return super().find_class(module, name)
         raise _RefusedGlobal(f"{module}.{name}")

@@ -15,15 +15,15 @@ imported lazily: the rest of wxy_hw works without it.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .spec import DeviceSpec, load_device
+from .spec import DeviceLike, DeviceSpec, load_device
 from ..models.coverage import untouched_layers, warn_untouched
-from .engine import ANALOG_TYPES, _set_submodule, analog_layers, check_time
+from .engine import ANALOG_TYPES, _set_submodule, analog_layers
 
 
 class AihwkitUnavailable(RuntimeError):
@@ -208,8 +208,9 @@ class Conv2dCarrier(nn.Module):
                               bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
         with torch.no_grad():
             self.conv.weight.copy_(conv.weight.reshape(self.conv.weight.shape))
-            if conv.bias is not None:
-                self.conv.bias.copy_(conv.bias)
+            bias = self.conv.bias  # built with a bias exactly when conv has one
+            if conv.bias is not None and bias is not None:
+                bias.copy_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = x.dim() == (2 if self.one_d else 3)
@@ -221,7 +222,7 @@ class Conv2dCarrier(nn.Module):
         return y.squeeze(0) if unbatched else y
 
 
-def _needs_carrier(m: nn.Module) -> bool:
+def _needs_carrier(m: nn.Module) -> TypeGuard[nn.Conv1d | nn.Conv2d]:
     """Conv1d always (AnalogConv1d needs indexed tiles); Conv2d when aihwkit would refuse its padding."""
     return type(m) is nn.Conv1d or (type(m) is nn.Conv2d and (isinstance(m.padding, str) or m.padding_mode != "zeros"))
 
@@ -262,7 +263,7 @@ def _conversion_map() -> dict[type[nn.Module], type[nn.Module]]:
 
 
 @torch.no_grad()
-def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
+def deploy_aihwkit(model: nn.Module, device: DeviceLike, seed: int = 0, *, t_inference: float = 1.0,
                    noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
                    torch_tile: bool | None = None) -> nn.Module:
     """A deployed copy of ``model`` as aihwkit analog layers, programmed and drifted for one chip.
@@ -275,7 +276,7 @@ def deploy_aihwkit(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *,
     from aihwkit.nn.conversion import convert_to_analog
 
     spec = load_device(device, overrides)
-    check_time(spec, t_inference)
+    spec.check_time(t_inference)
     t = aihwkit_time(spec, t_inference)
     check_expressible(model)
     warn_untouched("deploy_aihwkit", untouched_layers(model, ANALOG_TYPES), "stay digital (mapped: Conv1d / Conv2d / "

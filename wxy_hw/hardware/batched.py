@@ -28,7 +28,7 @@ whose per-array loops are per chip anyway, and BN recalibration, whose statistic
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -36,9 +36,9 @@ import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
 from ..models.coverage import untouched_layers, warn_untouched
-from .engine import ANALOG_TYPES, _set_submodule, analog_layers, chip_seed, check_time, program_layer
+from .engine import ANALOG_TYPES, _set_submodule, analog_layers, chip_seed, program_layer
 from .physics import is_ideal
-from .spec import DeviceSpec, load_device
+from .spec import DeviceLike, DeviceSpec, load_device
 
 IMAGES_PER_CHIP = 64         # images per chip per sub-batch on a CPU: large enough for efficient convs,
                              # small enough that K chips' activations stay near the caches
@@ -67,8 +67,12 @@ def batch_blocker(spec: DeviceSpec, read_noise_mode: str = "per_batch", bn_image
 class ChipBatchLayer(nn.Module):
     """One Conv1d / Conv2d / Linear programmed on K chips; input chip-major (K·b, ...)."""
 
-    def __init__(self, layer: nn.Module, weight: torch.Tensor, read_sigma: torch.Tensor | None,
-                 read_seeds: Sequence[int]) -> None:
+    weight: torch.Tensor  # buffers, registered in __init__
+    read_sigma: torch.Tensor | None
+    bias: torch.Tensor | None
+
+    def __init__(self, layer: nn.Conv1d | nn.Conv2d | nn.Linear, weight: torch.Tensor,
+                 read_sigma: torch.Tensor | None, read_seeds: Sequence[int]) -> None:
         super().__init__()
         self.k = len(read_seeds)
         self.register_buffer("weight", weight.detach().contiguous())                 # (K, out, ...)
@@ -77,11 +81,13 @@ class ChipBatchLayer(nn.Module):
         # the layer's own op (stride, padding, padding_mode, groups), kept unregistered: the
         # trained weights it holds are never read again
         self.is_conv = isinstance(layer, (nn.Conv1d, nn.Conv2d))
-        self._op = layer._conv_forward if self.is_conv else F.linear
+        self._op: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor] = \
+            layer._conv_forward if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else F.linear
         # a zero-padded conv runs all K chips as one conv with K× the groups (other padding modes
         # pad inside _conv_forward, so they keep the per-chip op)
-        self._grouped = None
-        if self.is_conv and layer.padding_mode == "zeros":
+        self._grouped: tuple[Callable[..., torch.Tensor], tuple[int, ...], str | tuple[int, ...], tuple[int, ...],
+                             int] | None = None
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d)) and layer.padding_mode == "zeros":
             fn = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
             self._grouped = (fn, layer.stride, layer.padding, layer.dilation, layer.groups)
         self.read_seeds = list(read_seeds)
@@ -198,7 +204,7 @@ class ChipBatch(nn.Module):
         per_chip = min(len(x), images_per_chip(x.device))
         for m in layers:
             m.begin()
-        pieces: list[list[list[torch.Tensor]]] = []   # sub-batch → exit → (K·b, classes)
+        pieces: list[list[torch.Tensor]] = []   # sub-batch → exit → (K·b, classes)
         plain = True
         try:
             for xs in x.split(per_chip):
@@ -214,7 +220,7 @@ class ChipBatch(nn.Module):
         n = len(x)
         # sub-batch outputs are chip-major within each piece: regroup per chip
         sizes = [len(xs) for xs in x.split(per_chip)]
-        out: list[torch.Tensor | MultiExitOutput] = []
+        results: list[torch.Tensor | MultiExitOutput] = []
         for k in range(self.k):
             per_exit = []
             for lg in logits:
@@ -224,8 +230,8 @@ class ChipBatch(nn.Module):
                     start += self.k * s
                 per_exit.append(torch.cat(chunks) if len(chunks) > 1 else chunks[0])
             assert per_exit[0].shape[0] == n
-            out.append(per_exit[0] if plain else MultiExitOutput(per_exit, []))
-        return out
+            results.append(per_exit[0] if plain else MultiExitOutput(per_exit, []))
+        return results
 
 
 def images_per_chip(device: torch.device) -> int:
@@ -234,7 +240,7 @@ def images_per_chip(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def deploy_chips(model: nn.Module, device: str | DeviceSpec, seeds: Sequence[int], *, t_inference: float = 1.0,
+def deploy_chips(model: nn.Module, device: DeviceLike, seeds: Sequence[int], *, t_inference: float = 1.0,
                  noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
                  read_noise_mode: str = "per_batch", calibration: Iterable | None = None,
                  layout: str = "auto") -> ChipBatch:
@@ -252,7 +258,7 @@ def deploy_chips(model: nn.Module, device: str | DeviceSpec, seeds: Sequence[int
     if not seeds:
         raise ValueError("deploy_chips needs at least one chip seed")
     spec = load_device(device, overrides)
-    check_time(spec, t_inference)
+    spec.check_time(t_inference)
     reason = batch_blocker(spec, read_noise_mode)
     if reason:
         raise ValueError(f"these chips cannot be batched ({reason}): deploy them one at a time with deploy()")

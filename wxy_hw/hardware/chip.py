@@ -1,144 +1,41 @@
-"""The one cost model: a network mapped onto R×C crossbars, with energy, area and latency per layer and per exit.
+"""One chip, described once: a device file's cells plus the periphery a ``ChipConfig`` adds, resolved into a ``Chip``.
 
-A device file (cells, default array size) plus a ``ChipConfig`` (periphery: array size, ADC/DAC
-bits, bits per cell, weight/activation bits, rows read in parallel, columns per ADC, converter
-ranging, technology) resolve into one chip; ``ChipConfig.spec_overrides()`` gives the accuracy
-engine the same chip (``deploy(..., overrides=cfg.spec_overrides())``). Every study that reports a
-cost calls ``chip_report``; there is no other set of energy formulas in the project.
-
-Per Conv1d / Conv2d / Linear (im2col; K = fan-in, N = outputs, M = MVMs per inference, i.e.
-output positions):
-
-mapping   S = ⌈w_mag / bits_per_cell⌉ slices (w_mag = weight_bits − 1 with a differential pair,
-          which carries the sign, else weight_bits); c = S·(2 if differential else 1) cells per
-          weight; row tiles T_r = ⌈K/R⌉, column tiles T_c = ⌈N·c/C⌉, arrays = T_r·T_c.
-cycles    inputs are streamed bit-serially in n_in = ⌈act_bits/dac_bits⌉ cycles; an array reads
-          its rows in g = ⌈min(K, R)/P⌉ groups of P parallel rows.
-activity  a = fraction of the input bits driven that are 1, measured per layer on real activations
-          (``measure_activity``; ``input_activity`` fixes it instead); s = mean conductance of the
-          layer's cells relative to g_max, from its weights sliced as they are stored
-          (``cell_state``): an off cell still conducts g_max/on_off.
-energy    ADC      M · N·S·T_r·g·n_in conversions × (FOM·2^adc_bits + E_cycle·(adc_bits + 1))
-                   (Walden term of the capacitive DAC + comparator and SAR logic per bit cycle)
-          array    M · K·N·c·n_in·a·p × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
-                   energy at g_max per unit pulse, r = on/off ratio; p = 2^dac_bits − 1 unit pulses per
-                   input cycle at full scale — pulse-count / pulse-width inputs; p = 1 bit-serial)
-          DAC      M · K·T_c·n_in·a·p × C·(C_wire·pitch + C_gate·W_access)·V_dd²  (row drivers: a driven
-                   row charges its wire and the gates of its C access transistors, NeuroSim's capRow)
-          digital  M · (N·S·T_r·g·n_in shift-adds of (adc_bits + act_bits) bits + N·S·T_r tile/slice
-                   accumulations of (adc_bits + act_bits + weight_bits) bits + N activations of
-                   act_bits bits) × E_add/bit   (E_add/bit = the technology's 16-bit add / 16)
-          buffer   M · (K + N)·act_bits × E_sram_bit      (input vector read, output written)
-          interconnect  M · (K + N)·act_bits × E_wire · d, d = √(chip area)/2 (inputs broadcast on one bus)
-          leakage  P_leak · arrays · layer latency
-latency   M · n_in · g · (t_read + cols_per_adc · t_ADC): per input bit and row group one read pulse
-          (the device file's mvm_latency_ns), then each ADC converts its cols_per_adc columns one
-          after another, (adc_bits + 1) clock cycles each (SAR);
-          arrays of a layer work in parallel, layers one after another (``pipeline=False``);
-          ``pipeline=True`` reports the layer-pipelined interval (the slowest layer) as well.
-area      arrays · R·C · cell_area; ADCs (NeuroSim's SAR transistor count, linear in bits);
-          one shift-add unit per ADC; one driver per row; per array an input register
-          (R·act_bits bits) and an output buffer (C/cols_per_adc partial sums of 2·act_bits bits);
-          a global buffer of act_bits × the largest layer input (NeuroSim's rule) ×2 for double
-          buffering. Not modelled: pooling / activation units, control, interconnect wiring area.
-
-Digital technologies (``digital``, ``ideal``) are modelled as a weight-stationary accelerator
-with all weights in on-chip SRAM and R·C MAC units: energy = MACs × E_MAC (the device file's
-cell_read_fJ) + buffer traffic; latency = M · ⌈K/R⌉ · ⌈N/C⌉ cycles (weight-stationary: one input vector per
-cycle per array load of a layer's K×N weights, so a small layer uses few of the R·C units; the layer
-rows report that utilisation). Transposed convolutions, which the
-accuracy engine leaves digital, are priced the same way on any chip, at digital_int8's E_MAC.
+The accuracy side (``deploy``, ``evaluate_chips``, the batched chips, the aihwkit backend) deploys
+``chip`` (or ``chip.spec``: the device with this chip's array size, converters and IR drop) and the
+cost model (``cost.chip_report``) prices the same ``chip``; ``--device-set`` values and architecture
+flags therefore reach accuracy and energy alike. Where the accuracy run idealises the converters (a
+device file without converters and no ``adc_bits`` asked for), ``Chip.converters`` says so and the
+energy still prices a ``PRICED_ADC_BITS``-bit ADC.
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import math
-import tomllib
-from dataclasses import asdict, dataclass, field, replace
+import warnings
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import torch
-import torch.nn as nn
+from .spec import CONVERTER_BITS, DeviceSpec, load_device
 
-from ..batches import as_batches
-from ..models.coverage import untouched_layers, warn_untouched
-from ..models.evaluation import exit_labels
-from ..utils import eval_mode
-from .spec import CONVERTER_BITS, DeviceSpec, DeviceSpecError, _plain, load_device, shipped_dir
-
-TECH_DIR = shipped_dir() / "technology"
-ENERGY_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leakage")
-AREA_PARTS = ("array", "adc", "drivers", "digital", "tile_buffers", "buffer")
-LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
-# weight layers the accuracy engine leaves digital (it maps LAYER_TYPES only): on an analog chip they
-# are priced as digital MACs, at the int8 reference chip's energy per MAC, so accuracy and energy still
-# describe the same chip (SCAN's attention heads upsample with transposed convolutions)
-DIGITAL_UNIT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d)
-DIGITAL_REFERENCE = "digital_int8"
 ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and chip configurations
 RANGING = ("fixed", "per_sample")
-
-# key -> (lowest allowed, highest allowed or None): every key required, each a number with a source
-# Every value has a lower and an upper bound (a technology file is data from anyone: 1e300 must not price a chip).
-# The ceilings sit far outside any published CMOS node (14-180 nm) yet below absurd: supply <= 5 V (thick-oxide
-# I/O), clock <= 10 GHz, areas per device <= 1e4 F^2 (a cell or transistor larger than 100 F x 100 F is no
-# crossbar), SAR figure of merit <= 1e4 fJ/step (Murmann's ADC survey spans ~0.1-1e3), energies of one add, SRAM
-# bit or wire millimetre <= 1e3 pJ (45 nm: 0.03-10 pJ, Horowitz ISSCC 2014), capacitances per um <= 100 fF,
-# transistor counts per block <= 1e6, leakage per array <= 1e6 uW (1 W).
-TECH_SCHEMA: dict[str, tuple[float, float]] = {
-    "node_nm": (1.0, 1000.0), "vdd": (0.1, 5.0), "clock_GHz": (1e-3, 10.0),
-    "transistor_area_F2": (1.0, 1e4), "cell_area_F2": (1.0, 1e4), "sar_fom_fJ": (1e-3, 1e4),
-    "sar_cycle_fJ": (0.0, 1e5),
-    "sar_transistors_base": (1.0, 1e6), "sar_transistors_per_bit": (0.0, 1e6),
-    "wire_cap_fF_per_um": (1e-3, 100.0), "gate_cap_fF_per_um": (0.0, 100.0), "access_width_F": (1.0, 100.0),
-    "add16_pJ": (0.0, 1e3), "adder_transistors": (1.0, 1e6),
-    "driver_transistors": (1.0, 1e6), "sram_bit_pJ": (0.0, 1e3), "sram_bit_area_um2": (1e-3, 1e3),
-    "wire_pJ_per_bit_mm": (0.0, 1e3), "leakage_uW_per_array": (0.0, 1e6),
-}
-
-
-def load_technology(name: str | Path = "cmos22") -> dict[str, float]:
-    """Values of a technology file (name in devices/technology, or a path), validated like a device file."""
-    path = Path(name)
-    if not path.suffix:
-        path = TECH_DIR / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in TECH_DIR.glob("*.toml")))
-        raise DeviceSpecError(f"technology {str(name)!r} not found ({path}); known: {known}, or a .toml path")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DeviceSpecError(f"{path}: not valid TOML ({exc})") from exc
-    if set(doc) != {"technology"}:
-        raise DeviceSpecError(f"{path}: expected exactly one section [technology], got {sorted(doc)}")
-    values: dict[str, float] = {}
-    for key, raw in doc["technology"].items():
-        if key == "source":
-            continue
-        if key not in TECH_SCHEMA:
-            raise DeviceSpecError(f"{path}: unknown key technology.{key}; accepted: {', '.join(TECH_SCHEMA)}, source")
-        value = _plain(raw, f"technology.{key}", str(path), {})
-        lo, hi = TECH_SCHEMA[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not lo <= value <= hi:
-            raise DeviceSpecError(f"{path}: technology.{key} = {value!r}; expected a number from {lo:g} to {hi:g} "
-                                  "(the bounds and their reasons: TECH_SCHEMA in wxy_hw/hardware/chip.py)")
-        values[key] = float(value)
-    missing = [k for k in TECH_SCHEMA if k not in values]
-    if missing:
-        raise DeviceSpecError(f"{path}: missing key technology.{missing[0]} (required: {', '.join(TECH_SCHEMA)})")
-    return values
+# the ADC the cost model prices when the accuracy run has ideal converters (a device file with adc_bits = 0):
+# 8 bits is NeuroSim's default and the resolution of the ISSCC / VLSI macros the model is compared with
+PRICED_ADC_BITS = 8
 
 
 @dataclass(frozen=True)
 class ChipConfig:
-    """The periphery a chip adds to a device file's cells (see the module docstring); None = the device file's."""
+    """The periphery a chip adds to a device's cells; None = the device file's (see ``resolve``).
 
-    device: str = "reram"
+    ``device`` is a name, a ``.toml`` path, or a ``DeviceSpec`` (e.g. one with ``--device-set`` values applied).
+    """
+
+    device: str | Path | DeviceSpec = "reram"
     rows: int | None = None               # None: the device file's [array] rows
     cols: int | None = None               # None: the device file's [array] cols
-    adc_bits: int = 8
+    adc_bits: int | None = 8              # None: the device file's converters (ideal when it has none, priced at 8 bits)
     dac_bits: int = 1                     # bits per input cycle (1 = bit-serial inputs)
     weight_bits: int = 8
     act_bits: int = 8
@@ -147,17 +44,17 @@ class ChipConfig:
     cols_per_adc: int = 8                 # columns multiplexed onto one ADC (NeuroSim numColMuxed = 8)
     differential: bool | None = None      # None: the device file's mapping.differential
     input_activity: float | None = None   # None: measured on calibration images; a number fixes it
-    ranging: str = "fixed"                # converters: "fixed" (calibrated once) or "per_sample" (ideal)
+    ranging: str | None = "fixed"         # converters: "fixed" (calibrated once) or "per_sample"; None: the file's
     pipeline: bool = False
     technology: str = "cmos22"
-    ir_beta_per_row: float = 0.0          # IR-drop attenuation β grows with the rows on a column: β = this · rows
+    ir_beta_per_row: float | None = None  # IR-drop attenuation β = this · rows; None: the device file's ir_drop.beta
     ideal_converters: bool = False        # accuracy side only: ADC/DAC without quantization (costs still counted)
 
     def __post_init__(self) -> None:
         lo, hi = ADC_BITS
         checks = [(self.rows is None or self.rows >= 2, "rows", "an integer ≥ 2", self.rows),
                   (self.cols is None or self.cols >= 2, "cols", "an integer ≥ 2", self.cols),
-                  (lo <= self.adc_bits <= hi, "adc_bits", f"{lo}..{hi}", self.adc_bits),
+                  (self.adc_bits is None or lo <= self.adc_bits <= hi, "adc_bits", f"{lo}..{hi}", self.adc_bits),
                   (2 <= self.weight_bits <= 16, "weight_bits", "2..16", self.weight_bits),
                   (2 <= self.act_bits <= 16, "act_bits", "2..16", self.act_bits),
                   (1 <= self.dac_bits <= self.act_bits, "dac_bits", "1..act_bits", self.dac_bits),
@@ -168,8 +65,9 @@ class ChipConfig:
                   (self.cols_per_adc >= 1, "cols_per_adc", "1..cols", self.cols_per_adc),
                   (self.input_activity is None or 0 < self.input_activity <= 1, "input_activity", "(0, 1]",
                    self.input_activity),
-                  (self.ranging in RANGING, "ranging", " or ".join(RANGING), self.ranging),
-                  (self.ir_beta_per_row >= 0, "ir_beta_per_row", "≥ 0", self.ir_beta_per_row)]
+                  (self.ranging is None or self.ranging in RANGING, "ranging", " or ".join(RANGING), self.ranging),
+                  (self.ir_beta_per_row is None or self.ir_beta_per_row >= 0, "ir_beta_per_row", "≥ 0",
+                   self.ir_beta_per_row)]
         if self.rows is not None and self.parallel_rows is not None:
             checks.append((self.parallel_rows <= self.rows, "parallel_rows", f"1..rows ({self.rows})",
                            self.parallel_rows))
@@ -180,417 +78,96 @@ class ChipConfig:
         if bad:
             raise ValueError("invalid chip configuration: " + "; ".join(bad))
 
-    def resolve(self) -> tuple["ChipConfig", DeviceSpec]:
-        """This configuration with every None filled from the device file, and that device's spec."""
-        spec = load_device(self.device)
-        levels = int(spec.mapping["levels"])
-        differential = spec.mapping["differential"] if self.differential is None else self.differential
+    @property
+    def device_name(self) -> str:
+        return self.device.name if isinstance(self.device, DeviceSpec) else str(self.device)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for manifests and tables (the device by name)."""
+        d = asdict(replace(self, device="-"))
+        d["device"] = self.device_name
+        return d
+
+    def resolve(self) -> "Chip":
+        """The one chip: every None filled from the device file, and the device's spec with this periphery.
+
+        ``adc_bits = None`` takes the device file's converters: its ``adc_bits`` and ``ranging`` when it has
+        an ADC; a file without one (0) is simulated with ideal converters and priced at ``PRICED_ADC_BITS``.
+        """
+        cells = load_device(self.device)
+        levels = int(cells.mapping["levels"])
+        differential = cells.mapping["differential"] if self.differential is None else self.differential
         magnitude = self.weight_bits - 1 if differential else self.weight_bits
         bpc = self.bits_per_cell
         if bpc is None:
             bpc = min(int(math.log2(levels)), magnitude) if levels >= 2 else magnitude
-        if levels >= 2 and 2 ** bpc > levels and spec.device["technology"] not in ("digital", "ideal"):
+        if levels >= 2 and 2 ** bpc > levels and not cells.is_digital:
             raise ValueError(f"invalid chip configuration: bits_per_cell = {bpc} must lie in 1.."
-                             f"{int(math.log2(levels))} (device {spec.name!r} has {levels} levels per cell)")
+                             f"{int(math.log2(levels))} (device {cells.name!r} has {levels} levels per cell)")
+        file_adc = int(cells.array["adc_bits"])
+        adc_bits, ideal = self.adc_bits, self.ideal_converters
+        if adc_bits is None:
+            adc_bits, ideal = (file_adc, ideal) if file_adc else (PRICED_ADC_BITS, True)
         # replace() re-runs the checks: parallel_rows / cols_per_adc against the resolved array size
-        cfg = replace(self, rows=self.rows or int(spec.array["rows"]), cols=self.cols or int(spec.array["cols"]),
-                      bits_per_cell=bpc, differential=differential)
-        return cfg, spec
+        cfg = replace(self, rows=self.rows or int(cells.array["rows"]), cols=self.cols or int(cells.array["cols"]),
+                      bits_per_cell=bpc, differential=differential, adc_bits=adc_bits, ideal_converters=ideal,
+                      ranging=self.ranging or str(cells.array["ranging"]))
+        assert cfg.rows is not None and cfg.ranging is not None  # filled just above
+        beta = cells.ir_drop["beta"] if cfg.ir_beta_per_row is None else min(1.0, cfg.ir_beta_per_row * cfg.rows)
+        periphery = {"array.rows": cfg.rows, "array.cols": cfg.cols, "array.ranging": cfg.ranging,
+                     "array.adc_bits": 0 if ideal else adc_bits, "array.dac_bits": 0 if ideal else cfg.act_bits,
+                     "ir_drop.beta": beta}
+        changed = {k: v for k, v in periphery.items() if _get(cells, k) != v}
+        return Chip(cfg, cells.with_overrides(changed) if changed else cells)
 
-    def spec_overrides(self) -> dict[str, Any]:
-        """What the accuracy side (the native engine) takes from this configuration."""
-        cfg, _ = self.resolve()
-        return {"array.rows": cfg.rows, "array.cols": cfg.cols,
-                "array.adc_bits": 0 if cfg.ideal_converters else cfg.adc_bits,
-                "array.dac_bits": 0 if cfg.ideal_converters else cfg.act_bits, "array.ranging": cfg.ranging,
-                "ir_drop.beta": min(1.0, cfg.ir_beta_per_row * cfg.rows)}
 
-
-@dataclass
-class LayerChip:
-    """Mapping and cost of one layer for one inference."""
-
-    name: str
-    macs: int
-    arrays: int
-    latency_ns: float
-    energy: dict[str, float] = field(default_factory=dict)   # pJ per part
-    area: dict[str, float] = field(default_factory=dict)     # mm² per part
-    activity: float = 0.0
-    cell_state: float = 0.0
-    utilisation: float = 1.0  # analog: share of the layer's array cells holding weights; digital: of MAC-unit cycles
-
-    @property
-    def energy_pJ(self) -> float:
-        return sum(self.energy.values())
+def _get(spec: DeviceSpec, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return spec.sections[section][key]
 
 
 @dataclass(frozen=True)
-class LayerShape:
-    """A layer as the chip sees it: fan-in K, outputs N, MVMs per inference M, and its weights."""
+class Chip:
+    """A resolved chip: ``config`` (no None left but the optional knobs) and ``spec``, the device's cells with
+    this chip's array size, converters and IR drop, which the accuracy side deploys and the cost model prices."""
 
-    name: str
-    k: int
-    n: int
-    m: int
-    weight: torch.Tensor | None = None
-    digital: bool = False   # a layer the engine leaves digital (DIGITAL_UNIT_TYPES)
+    config: ChipConfig
+    spec: DeviceSpec
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
-def _slices(cfg: ChipConfig) -> tuple[int, int]:
-    magnitude = cfg.weight_bits - 1 if cfg.differential else cfg.weight_bits
-    s = math.ceil(magnitude / cfg.bits_per_cell)
-    return s, s * (2 if cfg.differential else 1)
+    @property
+    def converters(self) -> str:
+        """What the accuracy run's converters are, in words (tables and manifests say it)."""
+        c = self.config
+        if self.spec.is_digital:
+            return "digital"
+        if c.ideal_converters:
+            return f"ideal converters in accuracy; energy priced with {c.adc_bits}-bit ADCs"
+        return f"{c.adc_bits}-bit ADC, {c.act_bits}-bit inputs, {c.ranging} ranging"
 
-
-def cells_per_weight(cfg: ChipConfig) -> int:
-    """Cells one weight occupies: ⌈magnitude bits / bits_per_cell⌉ slices, ×2 with a differential pair."""
-    return _slices(cfg.resolve()[0])[1]
-
-
-def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
-    """Mean conductance of the cells holding ``weight`` (0 = every cell off, 1 = every cell at g_max).
-
-    Weights are quantized to weight_bits (symmetric, per tensor), their magnitude (differential:
-    the sign goes to the pair, the other cell of the pair stays off) or offset-binary code (no pair)
-    cut into bits_per_cell-bit digits; a digit d programs a cell to d / (2^bits_per_cell − 1).
-    """
-    w = weight.detach().double().flatten()
-    if cfg.differential:
-        levels = 2 ** (cfg.weight_bits - 1) - 1
-        code = torch.round(w.abs() / w.abs().max().clamp_min(1e-30) * levels).long()
-    else:
-        half = 2 ** (cfg.weight_bits - 1)
-        code = (torch.round(w / w.abs().max().clamp_min(1e-30) * (half - 1)).long() + half).clamp(0, 2 * half - 1)
-    s, cells = _slices(cfg)
-    base = 2 ** cfg.bits_per_cell
-    total = sum(float(((code // base ** i) % base).sum()) for i in range(s))  # one slice at a time: big layers
-    return total / ((base - 1) * w.numel() * cells)
+    def summary(self) -> dict[str, Any]:
+        """Plain dict for manifests: the resolved configuration and the converters in words."""
+        return {**self.config.as_dict(), "converters": self.converters}
 
 
-def adc_energy_pJ(bits: int, tech: dict[str, float]) -> float:
-    """Energy of one SAR conversion: the capacitive DAC's Walden term FOM·2^bits plus the comparator
-    and SAR logic, one decision per bit cycle ((bits + 1) cycles with sampling)."""
-    return (tech["sar_fom_fJ"] * 2 ** bits + tech["sar_cycle_fJ"] * (bits + 1)) * 1e-3
+# Names that lived here before the cost model, the layer trace and the technology files got their own modules.
+# They still import from here, with a warning, until REMOVED_IN.
+_MOVED = {**{n: "cost" for n in ("ENERGY_PARTS", "AREA_PARTS", "DIGITAL_REFERENCE", "LayerChip", "cells_per_weight",
+                                  "cell_state", "adc_energy_pJ", "map_network", "summarize", "chip_report",
+                                  "exit_energies")},
+          **{n: "trace" for n in ("LAYER_TYPES", "DIGITAL_UNIT_TYPES", "LayerShape", "is_multi_exit", "layer_shapes",
+                                  "measure_activity", "calibration_inputs", "fingerprint")},
+          **{n: "technology" for n in ("TECH_SCHEMA", "TECH_DIR", "load_technology")}}
+REMOVED_IN = "0.3"
 
 
-def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
-                  activity: float) -> LayerChip:
-    k, n, m = shape.k, shape.n, shape.m
-    s, c = _slices(cfg)
-    r, cols = cfg.rows, cfg.cols
-    t_r, t_c = math.ceil(k / r), math.ceil(n * c / cols)
-    arrays = t_r * t_c
-    n_in = math.ceil(cfg.act_bits / cfg.dac_bits)
-    p = cfg.parallel_rows or r
-    g = math.ceil(min(k, r) / p)
-    a = activity
-    state = cell_state(shape.weight, cfg) if shape.weight is not None else 0.5
-    off = 1.0 / spec.mapping["on_off_ratio"]
-    f = tech["node_nm"] * 1e-3                                           # µm
-    conversions = n * s * t_r * g * n_in
-    e_adc = adc_energy_pJ(cfg.adc_bits, tech)
-    pitch_um = math.sqrt(tech["cell_area_F2"]) * f
-    pulses = 2 ** cfg.dac_bits - 1  # a dac_bits-bit input cycle drives up to 2^dac_bits − 1 unit pulses
-    # a driven row charges its wire and the gate of every cell's access transistor along it
-    row_cap_fF = cols * (tech["wire_cap_fF_per_um"] * pitch_um
-                         + tech["gate_cap_fF_per_um"] * tech["access_width_F"] * f)
-    e_row = row_cap_fF * tech["vdd"] ** 2 * 1e-3 * pulses
-    # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits
-    # bits over the input cycles, slice / tile accumulation adds the weight bits on top
-    e_bit = tech["add16_pJ"] / 16
-    adds_pJ = (conversions * (cfg.adc_bits + cfg.act_bits)
-               + n * s * t_r * (cfg.adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
-    energy = {
-        "array": m * k * n * c * n_in * a * pulses * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
-        "adc": m * conversions * e_adc,
-        "dac": m * k * t_c * n_in * a * e_row,
-        "digital": m * adds_pJ,
-        "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"],
-    }
-    adcs_per_array = math.ceil(cols / cfg.cols_per_adc)
-    t_adc_ns = (cfg.adc_bits + 1) / tech["clock_GHz"]
-    # one read pulse (the device file's mvm_latency_ns) per input bit and row group, then the ADCs
-    latency = m * n_in * g * (spec.energy["mvm_latency_ns"] + cfg.cols_per_adc * t_adc_ns)
-    energy["leakage"] = tech["leakage_uW_per_array"] * arrays * latency * 1e-3
-    at = tech["transistor_area_F2"] * f * f * 1e-6                     # mm² per transistor
-    tile_bits = r * cfg.act_bits + adcs_per_array * 2 * cfg.act_bits
-    area = {
-        "array": arrays * r * cols * tech["cell_area_F2"] * f * f * 1e-6,
-        "adc": arrays * adcs_per_array * (tech["sar_transistors_base"]
-                                          + tech["sar_transistors_per_bit"] * (cfg.adc_bits - 1)) * at,
-        "drivers": arrays * r * tech["driver_transistors"] * at,
-        "digital": arrays * adcs_per_array * tech["adder_transistors"] * at,
-        "tile_buffers": arrays * tile_bits * tech["sram_bit_area_um2"] * 1e-6,
-    }
-    used = k * n * c / (arrays * r * cols)
-    return LayerChip(shape.name, m * k * n, arrays, latency, energy, area, a, state, used)
-
-
-def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
-                   activity: float) -> LayerChip:
-    k, n, m = shape.k, shape.n, shape.m
-    macs = m * k * n
-    # weight-stationary R×C MAC array: a layer's K×N weights occupy ⌈K/R⌉·⌈N/C⌉ array loads, and each load
-    # takes one input vector (one output position) per cycle, so a small layer leaves most units idle
-    # (utilisation = MACs / (cycles · R·C)); assuming all R·C units busy on every layer made int8 look
-    # up to 1000× faster than any real accelerator on small layers.
-    cycles = m * math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
-    latency = cycles / tech["clock_GHz"]
-    energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
-              "digital": m * n * tech["add16_pJ"],
-              "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
-    energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
-    area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
-            "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
-    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0, macs / (cycles * cfg.rows * cfg.cols))
-
-
-def is_multi_exit(model: nn.Module) -> bool:
-    """Any module with ``num_exits`` and ``forward_exit(x, k)`` (MultiExitNet, attach_exits models)."""
-    return hasattr(model, "num_exits") and callable(getattr(model, "forward_exit", None))
-
-
-@torch.no_grad()
-def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) -> list[LayerShape]:
-    """Run the model (or its exit ``exit_index``) once and record every Conv / Linear it executes, in order."""
-    names = {mod: name for name, mod in model.named_modules()}
-    seen: list[LayerShape] = []
-
-    def hook(mod, inp, out):
-        if isinstance(mod, DIGITAL_UNIT_TYPES):
-            # weight (in, out/groups, *kernel): every input position multiplies in/groups channels into
-            # out·kernel partial outputs, which col2im then adds up
-            k, n, m = mod.weight.shape[0] // mod.groups, mod.weight[0].numel() * mod.groups, inp[0][0, 0].numel()
-            seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach(), digital=True))
-            return
-        k = mod.weight[0].numel()
-        n = mod.weight.shape[0]
-        if isinstance(mod, nn.Linear):
-            m = max(out[0].numel() // mod.out_features, 1)
-        else:
-            m = out[0, 0].numel()
-        seen.append(LayerShape(names[mod], k, n, m, mod.weight.detach()))
-
-    handles = [mod.register_forward_hook(hook) for mod in model.modules()
-               if isinstance(mod, LAYER_TYPES + DIGITAL_UNIT_TYPES)]
-    try:
-        with eval_mode(model):
-            model(x) if exit_index is None else model.forward_exit(x, exit_index)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
-def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerShape]:
-    """Every Conv1d / Conv2d / Linear a forward of one ``input_shape`` input runs, in execution order."""
-    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
-    return _dedupe(_run_recording(model, x, None))
-
-
-def _dedupe(shapes: list[LayerShape]) -> list[LayerShape]:
-    out, seen = [], set()
-    for s in shapes:  # a layer called twice in one forward still occupies one place on the chip
-        if s.name not in seen:
-            seen.add(s.name)
-            out.append(s)
-    return out
-
-
-def _exit_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[LayerShape]]:
-    if not is_multi_exit(model):
-        return [layer_shapes(model, input_shape)]
-    x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
-    return [_dedupe(_run_recording(model, x, k)) for k in range(int(model.num_exits))]
-
-
-def exit_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[str]]:
-    """Names of the layers each exit runs (``forward_exit(x, k)``, found by hooks); a plain network is one exit."""
-    return [[s.name for s in shapes] for shapes in _exit_shapes(model, input_shape)]
-
-
-@torch.no_grad()
-def measure_activity(model: nn.Module, batches: Iterable[torch.Tensor | tuple], act_bits: int = 8) -> dict[str, float]:
-    """Fraction of input bits that are 1, per Conv / Linear, on real activations of ``batches``.
-
-    The DAC of a layer has one fixed range (the abs-max of that layer's inputs over the batches,
-    as the engine calibrates it); an input x is driven as the act_bits-bit magnitude
-    round(|x| / range · (2^act_bits − 1)), and each of its bits is one pulse or none.
-    """
-    xs = [b[0] if isinstance(b, (tuple, list)) else b for b in batches]
-    if not xs:
-        raise ValueError("measure_activity needs at least one batch of inputs")
-    names = {mod: name for name, mod in model.named_modules()}
-    layers = [mod for mod in model.modules() if isinstance(mod, LAYER_TYPES)]
-    top = 2 ** act_bits - 1
-    ranges: dict[str, float] = {}
-    ones: dict[str, float] = {}
-    count: dict[str, float] = {}
-
-    def span(mod, inp):
-        ranges[names[mod]] = max(ranges.get(names[mod], 0.0), float(inp[0].detach().abs().max()))
-
-    def bits(mod, inp):
-        name = names[mod]
-        q = torch.round(inp[0].detach().abs().double() / max(ranges[name], 1e-30) * top).long()
-        ones[name] = ones.get(name, 0.0) + sum(float(((q >> i) & 1).sum()) for i in range(act_bits))
-        count[name] = count.get(name, 0.0) + q.numel() * act_bits
-
-    dev = next(model.parameters()).device
-    with eval_mode(model):
-        for fn in (span, bits):
-            handles = [mod.register_forward_pre_hook(fn) for mod in layers]
-            try:
-                for x in xs:
-                    model(x.to(dev))
-            finally:
-                for h in handles:
-                    h.remove()
-    return {name: ones[name] / count[name] for name in count}
-
-
-def map_network(shapes: list[LayerShape] | list[tuple], cfg: ChipConfig, activity: dict[str, float] | None = None,
-                largest_input: int | None = None) -> dict[str, Any]:
-    """Map layers onto the chip; returns per-layer costs plus the chip's area.
-
-    ``activity`` maps layer names to measured input-bit activity; ``cfg.input_activity`` (a
-    number) overrides it; one of the two is required.
-    """
-    shapes = [s if isinstance(s, LayerShape) else LayerShape(*s) for s in shapes]
-    cfg, spec = cfg.resolve()
-    tech = load_technology(cfg.technology)
-    digital = spec.device["technology"] in ("digital", "ideal")
-    layer_fn = _digital_layer if digital else _analog_layer
-
-    def act(name: str) -> float:
-        if cfg.input_activity is not None:
-            return cfg.input_activity
-        if activity is None or name not in activity:
-            raise ValueError(f"no measured input activity for layer {name!r}: pass calibration batches "
-                             "(measured activity) or set ChipConfig(input_activity=...) to fix it")
-        return activity[name]
-
-    # digital units on an analog chip (transposed convolutions) cost what the int8 reference chip's MACs do
-    unit_spec = spec if digital or not any(s.digital for s in shapes) else load_device(DIGITAL_REFERENCE)
-    layers = [_digital_layer(s, cfg, unit_spec, tech, 1.0) if s.digital
-              else layer_fn(s, cfg, spec, tech, act(s.name) if not digital else 1.0) for s in shapes]
-    largest = largest_input or max(s.k * s.m for s in shapes)
-    area = {part: sum(layer.area[part] for layer in layers) for part in AREA_PARTS if part != "buffer"}
-    area["buffer"] = 2 * largest * cfg.act_bits * tech["sram_bit_area_um2"] * 1e-6
-    total_area = sum(area.values())
-    # interconnect: each MVM's input vector is broadcast once to the layer's arrays on a shared bus
-    # and its outputs return; every bit travels on average half the chip's side
-    d_mm = math.sqrt(total_area) / 2
-    for layer, s in zip(layers, shapes):
-        layer.energy["interconnect"] = s.m * (s.k + s.n) * cfg.act_bits * tech["wire_pJ_per_bit_mm"] * d_mm
-    return {"layers": layers, "area_mm2": area, "tech": tech, "spec": spec, "config": cfg}
-
-
-def summarize(layers: list[LayerChip], area: dict[str, float], pipeline: bool = False) -> dict[str, Any]:
-    """Totals of a set of layers: energy per part (pJ), area (mm²), latency (ns), TOPS/W, TOPS."""
-    energy = {part: sum(layer.energy.get(part, 0.0) for layer in layers) for part in ENERGY_PARTS}
-    e = sum(energy.values())
-    macs = sum(layer.macs for layer in layers)
-    latency = sum(layer.latency_ns for layer in layers)
-    interval = max((layer.latency_ns for layer in layers), default=0.0) if pipeline else latency
-    return {"macs": macs, "energy_pJ": e, **{f"{p}_pJ": v for p, v in energy.items()},
-            "area_mm2": sum(area.values()), **{f"area_{p}_mm2": v for p, v in area.items()},
-            "arrays": sum(layer.arrays for layer in layers), "latency_ns": latency, "interval_ns": interval,
-            "tops_per_w": 2 * macs / e if e else math.inf,
-            "tops": 2 * macs / interval * 1e-3 if interval else math.inf}
-
-
-def _batch_inputs(batches: Any) -> list[torch.Tensor]:
-    return list(as_batches(batches, "chip_report: calibration", labels=False))
-
-
-def chip_report(model: nn.Module, cfg: ChipConfig, input_shape: tuple[int, ...] | None = None,
-                calibration: Iterable | None = None, activity: dict[str, float] | None = None) -> dict[str, Any]:
-    """Whole-chip totals, per layer, and per exit: truncated at exit k, and the early-exit path to k.
-
-    Works on any module of Conv1d / Conv2d / Linear (one exit) and on any multi-exit module
-    (``num_exits`` + ``forward_exit``). ``calibration`` — batches of training inputs — gives the
-    measured input-bit activity (the default; ``activity`` passes one already measured with
-    ``measure_activity``); without either, ``cfg.input_activity`` must fix one.
-    The chip holds every layer (all exits' heads included) — the area is the whole chip's.
-    """
-    warn_untouched("chip_report", untouched_layers(model, LAYER_TYPES + DIGITAL_UNIT_TYPES),
-                   "are not costed (the cost model maps Conv1d / Conv2d / Linear onto crossbars and prices "
-                   "transposed convolutions as digital MACs)")
-    xs = _batch_inputs(calibration) if calibration is not None else None
-    if input_shape is None:
-        if not xs:
-            raise ValueError("chip_report needs input_shape (C, H, W) / (C, L) / (features,) or calibration batches")
-        input_shape = tuple(xs[0].shape[1:])
-    resolved, _ = cfg.resolve()
-    if activity is None and xs and cfg.input_activity is None:
-        activity = measure_activity(model, xs, resolved.act_bits)
-    per_exit = _exit_shapes(model, input_shape)
-    # the chip holds every layer any forward or exit runs (a layer only an exit uses included)
-    shapes = _dedupe(layer_shapes(model, input_shape) + [s for exit_shapes in per_exit for s in exit_shapes])
-    mapped = map_network(shapes, cfg, activity)
-    layers = mapped["layers"]
-    by_name = {layer.name: layer for layer in layers}
-    out = {"config": asdict(mapped["config"]), "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
-           "layers": [dict(name=l.name, macs=l.macs, arrays=l.arrays, latency_ns=l.latency_ns, utilisation=l.utilisation,
-                           input_activity=l.activity, cell_state=l.cell_state,
-                           energy_pJ=l.energy_pJ, **{f"{p}_pJ": v for p, v in l.energy.items()},
-                           **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],
-           "exits": [], "paths": []}
-    path: list[str] = []
-    labels = exit_labels(model, len(per_exit))  # the names evaluate() gives the same exits
-    for k, names in enumerate([[s.name for s in exit_shapes] for exit_shapes in per_exit]):
-        path += [n for n in names if n not in path]
-        out["exits"].append({"exit": labels[k], "index": k + 1,
-                             **summarize([by_name[n] for n in names], mapped["area_mm2"], cfg.pipeline)})
-        out["paths"].append({"exit": labels[k], "index": k + 1,
-                             **summarize([by_name[n] for n in path], mapped["area_mm2"], cfg.pipeline)})
-    return out
-
-
-def exit_energies(model: nn.Module, cfg: ChipConfig, calibration: Iterable) -> dict[str, float]:
-    """Energy per inference (pJ) by exit label (``exit_labels``, as the evaluation tables name exits), plus
-    "ensemble" (every exit run)."""
-    report = chip_report(model, cfg, calibration=calibration)
-    out = {e["exit"]: e["energy_pJ"] for e in report["exits"]}
-    out["ensemble"] = report["paths"][-1]["energy_pJ"]
-    return out
-
-
-def calibration_inputs(split, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0, images: int = 256,
-                       batch_size: int = 128) -> list[torch.Tensor]:
-    """The fixed, seeded selection of training images every study calibrates a chip on (converter
-    ranges, measured activity): the same images for a given checkpoint and seed, so one configuration
-    has one price."""
-    from ..data import BatchLoader
-    from ..data.base import take_subset
-
-    return [x for x, _ in BatchLoader(take_subset(split, images, seed), batch_size, mean=mean, std=std)]
-
-
-def fingerprint(xs: list[torch.Tensor]) -> str:
-    """Short hash of calibration inputs, for manifests (proves two studies calibrated on the same images)."""
-    h = hashlib.sha256()
-    for x in xs:
-        h.update(x.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class NeuroSimVGG8(nn.Module):
-    """NeuroSim's VGG-8 for CIFAR-10 (NetWork.csv): 2×conv128, pool, 2×conv256, pool, 2×conv512, pool, fc1024, fc10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        chans = [(3, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512)]
-        layers: list[nn.Module] = []
-        for i, (ci, co) in enumerate(chans):
-            layers += [nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.ReLU()]
-            if i % 2 == 1:
-                layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(8192, 1024, bias=False), nn.ReLU(),
-                                        nn.Linear(1024, 10, bias=False))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = f"wxy_hw.hardware.{_MOVED[name]}"
+    warnings.warn(f"wxy_hw.hardware.chip.{name} moved to {home}.{name}: import it from there; "
+                  f"the old path goes away in wxy_hw {REMOVED_IN}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(home), name)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from .physics import Programmed, is_ideal, program_bit_sliced, program_chips, tile_ids
 from ..models.coverage import untouched_layers, warn_untouched
 from ..models.quant import quantized_weight
-from .spec import DeviceSpec, load_device
+from .spec import DeviceLike, DeviceSpec, load_device
 
 
 def chip_seed(seed: int, layer_index: int, salt: str = "prog") -> int:
@@ -60,11 +60,24 @@ def quantize_fixed(x: torch.Tensor, bits: int, full_scale: torch.Tensor) -> torc
     return torch.round(x / scale).clamp(-levels, levels) * scale
 
 
-class AnalogMixin:
+# The mixins go before nn.Conv1d / nn.Conv2d / nn.Linear; to the type checker they are modules.
+if TYPE_CHECKING:
+    _ModuleBase = nn.Module
+else:
+    _ModuleBase = object
+
+
+class AnalogMixin(_ModuleBase):
     """Per-read effects shared by the analog Conv2d and Linear twins."""
 
+    weight: torch.Tensor
     read_sigma: torch.Tensor | None
     w_max_tiles: torch.Tensor
+    row_tile: torch.Tensor
+    dac_range: torch.Tensor
+    adc_range: torch.Tensor
+    read_tile_ind: torch.Tensor | None
+    read_tile_sig2: torch.Tensor | None
 
     def _setup_analog(self, prog: Programmed, spec: DeviceSpec, read_seed: int, read_noise_mode: str) -> None:
         self.weight = nn.Parameter(prog.weight.detach().clone(), requires_grad=False)
@@ -123,10 +136,12 @@ class AnalogMixin:
         differential pair is neglected), relative to a fully-on column at full input.
         """
         tiles = self.row_tile
-        lost = 0
-        for t in range(self.n_row_tiles):
+        lost: torch.Tensor | None = None
+        for t in range(self.n_row_tiles):  # at least one
             w_t = w * self._tile_mask(tiles, t, w)
-            lost = lost + self._ir_lost(x, w_t, mac(x, w_t), tiles, t, mac)
+            part = self._ir_lost(x, w_t, mac(x, w_t), tiles, t, mac)
+            lost = part if lost is None else lost + part
+        assert lost is not None
         return lost
 
     def _tile_mask(self, tiles: torch.Tensor, t: int, w: torch.Tensor):
@@ -141,7 +156,8 @@ class AnalogMixin:
         w_max = _per_channel(self.w_max_tiles[:, t], x)
         return y_t * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
 
-    def _per_array_adc(self, x: torch.Tensor, w: torch.Tensor, mac, noise_sd: torch.Tensor | None) -> torch.Tensor:
+    def _per_array_adc(self, x: torch.Tensor, w: torch.Tensor, mac,
+                       noise_sd: Sequence[torch.Tensor] | None) -> torch.Tensor:
         """Each crossbar (row tile) digitises its own partial sum, then the digital side adds them.
 
         This is where the array size meets accuracy: an ADC sees only ``rows`` inputs' worth of
@@ -149,8 +165,8 @@ class AnalogMixin:
         the partial sums' abs-max per sample and tile (an ideally ranged ADC).
         """
         tiles = self.row_tile
-        y = 0
-        for t in range(self.n_row_tiles):
+        y: torch.Tensor | None = None
+        for t in range(self.n_row_tiles):  # at least one
             w_t = w * self._tile_mask(tiles, t, w)
             y_t = mac(x, w_t)
             if noise_sd is not None:  # per-MVM read noise of this tile's cells
@@ -158,7 +174,8 @@ class AnalogMixin:
                                                       device=y_t.device, dtype=y_t.dtype)
             if self.ir_beta > 0:
                 y_t = y_t - self._ir_lost(x, w_t, y_t, tiles, t, mac)
-            y = y + self._adc(y_t, t)
+            y = self._adc(y_t, t) if y is None else y + self._adc(y_t, t)
+        assert y is not None
         return y
 
     def _group_index(self, n: int, device: torch.device) -> torch.Tensor:
@@ -208,9 +225,10 @@ class AnalogMixin:
         if self.adc_bits and self.n_row_tiles > 1 and not per_mvm_untiled:
             noise_sd = None
             if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
-                if self.read_tile_ind is not None:
+                sig2 = self.read_tile_sig2  # set with read_tile_ind (_setup_read_tiles)
+                if self.read_tile_ind is not None and sig2 is not None:
                     sq = mac(x * x, self.read_tile_ind)                          # (B, n_r, ...)
-                    noise_sd = [(sq[:, t:t + 1] * _per_channel(self.read_tile_sig2[:, t], sq)).clamp_min(0).sqrt()
+                    noise_sd = [(sq[:, t:t + 1] * _per_channel(sig2[:, t], sq)).clamp_min(0).sqrt()
                                 for t in range(sq.shape[1])]
             return self._per_array_adc(x, w, mac, noise_sd)
         y = mac(x, w)
@@ -236,9 +254,17 @@ def _per_channel(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _AnalogConv(AnalogMixin):
     """What the analog Conv1d and Conv2d twins share: construction from a conv, and the forward."""
 
+    if TYPE_CHECKING:  # from the nn.Conv1d / nn.Conv2d each twin also derives from
+        bias: torch.Tensor | None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor: ...
+
     @classmethod
     def from_conv(cls, conv: nn.Conv1d | nn.Conv2d, prog: Programmed, spec: DeviceSpec, read_seed: int,
-                  read_noise_mode: str = "per_batch") -> "_AnalogConv":
+                  read_noise_mode: str = "per_batch") -> _AnalogConv:
         """Twin of ``conv`` with programmed weights."""
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device,
@@ -269,7 +295,7 @@ class AnalogLinear(AnalogMixin, nn.Linear):
 
     @classmethod
     def from_linear(cls, lin: nn.Linear, prog: Programmed, spec: DeviceSpec, read_seed: int,
-                    read_noise_mode: str = "per_batch") -> "AnalogLinear":
+                    read_noise_mode: str = "per_batch") -> AnalogLinear:
         """Twin of ``lin`` with programmed weights."""
         new = cls(lin.in_features, lin.out_features, lin.bias is not None, device=lin.weight.device,
                   dtype=lin.weight.dtype)
@@ -286,10 +312,10 @@ class AnalogLinear(AnalogMixin, nn.Linear):
 
 
 #: the layers the engine maps onto crossbars; every other weight layer stays digital (and deploy says so)
-ANALOG_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+ANALOG_TYPES: tuple[type[nn.Conv1d], type[nn.Conv2d], type[nn.Linear]] = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
-def analog_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def analog_layers(model: nn.Module) -> list[tuple[str, nn.Conv1d | nn.Conv2d | nn.Linear]]:
     """(name, module) of every Conv1d / Conv2d / Linear, in a stable order (their order in named_modules)."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, ANALOG_TYPES)]
 
@@ -298,11 +324,6 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, module)
-
-
-def check_time(spec: DeviceSpec, t_inference: float) -> None:
-    """Refuse inference times the device model has no data for (``DeviceSpec.check_time``)."""
-    spec.check_time(t_inference)
 
 
 def program_layer(layer: nn.Module, spec: DeviceSpec, seeds: list[int], idx: int, t_inference: float,
@@ -314,19 +335,21 @@ def program_layer(layer: nn.Module, spec: DeviceSpec, seeds: list[int], idx: int
     """
     w = quantized_weight(layer)  # a Brevitas layer is programmed with its quantized weights
     gens = [torch.Generator(device=w.device).manual_seed(chip_seed(s, idx)) for s in seeds]
-    if hasattr(layer, "quant_weight") and spec.mapping["levels"] >= 2:
-        qw = layer.quant_weight()
+    quant_weight = getattr(layer, "quant_weight", None)  # a Brevitas layer's
+    if quant_weight is not None and spec.mapping["levels"] >= 2:
+        qw = quant_weight()
         progs = [program_bit_sliced(qw.int().detach(), qw.scale.detach(), int(qw.bit_width.item()), spec, g,
                                     t_inference, noise_scale) for g in gens]
-        read = None if progs[0].read_sigma is None else torch.stack([p.read_sigma for p in progs])
+        sigmas = [p.read_sigma for p in progs if p.read_sigma is not None]  # every chip's or none (one spec)
+        read = torch.stack(sigmas) if sigmas else None
         return Programmed(torch.stack([p.weight for p in progs]), read, torch.stack([p.w_max for p in progs]))
-    layer_spec = spec.with_overrides({"mapping.levels": 0}) if hasattr(layer, "quant_weight") and \
+    layer_spec = spec.with_overrides({"mapping.levels": 0}) if quant_weight is not None and \
         spec.mapping["levels"] else spec
     return program_chips(w, layer_spec, gens, t_inference, noise_scale)
 
 
 @torch.no_grad()
-def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_inference: float = 1.0,
+def deploy(model: nn.Module, device: DeviceLike, seed: int = 0, *, t_inference: float = 1.0,
            noise_scale: float = 1.0, overrides: dict[str, Any] | None = None,
            read_noise_mode: str = "per_batch", calibration: Iterable | None = None) -> nn.Module:
     """A deployed copy of ``model`` on one chip instance of ``device`` (the input model is untouched).
@@ -344,7 +367,7 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
     if noise_scale < 0:
         raise ValueError(f"noise_scale must be ≥ 0, got {noise_scale}")
     spec = load_device(device, overrides)
-    check_time(spec, t_inference)
+    spec.check_time(t_inference)
     warn_untouched("deploy", untouched_layers(model, ANALOG_TYPES), "stay digital (the engine maps Conv1d / Conv2d / "
                    "Linear onto crossbars)")
     deployed = copy.deepcopy(model).eval()
@@ -364,8 +387,10 @@ def deploy(model: nn.Module, device: str | DeviceSpec, seed: int = 0, *, t_infer
             deployed = twin
         else:
             _set_submodule(deployed, name, twin)
-    deployed.deploy_info = {"device": spec.name, "seed": seed, "t_inference": t_inference,
-                            "noise_scale": noise_scale, "backend": "native", "read_noise_mode": read_noise_mode}
+    # (a plain dict attribute: nn.Module.__setattr__ is typed for tensors and modules only)
+    deployed.deploy_info = {"device": spec.name, "seed": seed,  # type: ignore[assignment]
+                            "t_inference": t_inference, "noise_scale": noise_scale, "backend": "native",
+                            "read_noise_mode": read_noise_mode}
     for p in deployed.parameters():
         p.requires_grad_(False)
     if not ideal and spec.array["ranging"] == "fixed" and (spec.array["adc_bits"] or spec.array["dac_bits"]):
@@ -410,9 +435,3 @@ def weight_errors(model: nn.Module, deployed: nn.Module) -> torch.Tensor:
         w = a.weight.detach()
         out.append(((b.weight.detach() - w) / w.abs().amax().clamp_min(1e-12)).flatten())
     return torch.cat(out)
-
-
-def realizations(model: nn.Module, device: str | DeviceSpec, seeds: Iterable[int], **kwargs: Any):
-    """Yield (seed, deployed) one chip at a time — never more than one deployed copy alive."""
-    for s in seeds:
-        yield s, deploy(model, device, s, **kwargs)

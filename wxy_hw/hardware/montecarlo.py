@@ -13,7 +13,7 @@ from ..models.evaluation import evaluate, evaluate_chip_batch, model_device
 from .batched import DEFAULT_MAX_MEMORY, batch_blocker, chips_per_pass, deploy_chips
 from .engine import analog_layers, calibrate_converters, deploy
 from .recalibrate import recalibrate_bn
-from .spec import DeviceSpec, load_device
+from .spec import DeviceLike, load_device
 
 
 def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
@@ -34,7 +34,7 @@ def check_deployable(model: nn.Module) -> None:
                          "weights are in convolution or linear layers")
 
 
-def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: str = "native", *,
+def deploy_on(model: nn.Module, device: DeviceLike, seed: int, backend: str = "native", *,
               bn_images: torch.Tensor | None = None, **kwargs: Any) -> nn.Module:
     """One chip instance, ready to read, with the named backend ("native" fast path, "aihwkit" reference).
 
@@ -53,7 +53,7 @@ def deploy_on(model: nn.Module, device: str | DeviceSpec, seed: int, backend: st
     return chip
 
 
-def evaluate_chips(model: nn.Module, device: str | DeviceSpec, batches: Iterable,
+def evaluate_chips(model: nn.Module, device: DeviceLike, batches: Iterable,
                    seeds: Iterable[int], *, backend: str = "native", bn_images: torch.Tensor | Iterable | None = None,
                    max_memory: int = DEFAULT_MAX_MEMORY, chip_batch: int | None = None,
                    **deploy_kwargs: Any) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, Union
 
 K_BOLTZMANN = 1.380649e-23
 Q_ELECTRON = 1.602176634e-19
@@ -319,23 +319,46 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
 
 
 def devices_dir() -> Path:
-    """Where named devices live: $WXY_DEVICES, else the device files shipped inside the package (wxy_hw/devices)."""
+    """Where named devices live: $WXY_DEVICES, else the shipped device files (shipped_dir())."""
     env = os.environ.get("WXY_DEVICES")
     return Path(env) if env else shipped_dir()
 
 
 def shipped_dir() -> Path:
-    """The device and technology files shipped as package data (wxy_hw/devices), found through the package."""
+    """The device and technology files that come with wxy_hw; the one place that knows where they are.
+
+    In a source checkout (an editable install, or run from the clone) they are the top-level ``devices/``
+    beside ``wxy_hw/`` and ``pyproject.toml``. A wheel carries the same folder inside the package
+    (pyproject.toml maps ``devices/`` to the package ``wxy_hw.devices``), so an installed copy finds them there.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "devices").is_dir():
+        return checkout / "devices"
     return Path(str(resources.files("wxy_hw"))) / "devices"
 
 
 def available_devices() -> list[str]:
-    """Names of the device files shipped in devices_dir()."""
+    """Names of the device files in devices_dir() (the shipped ones, or $WXY_DEVICES's)."""
     return sorted(p.stem for p in devices_dir().glob("*.toml"))
 
 
-def load_device(name_or_path: str | Path | DeviceSpec, overrides: dict[str, Any] | None = None) -> DeviceSpec:
-    """Load a device by name (devices/<name>.toml) or by path to a TOML file."""
+class HasSpec(Protocol):
+    """Anything that carries a device spec: a resolved ``hardware.chip.Chip``."""
+
+    @property
+    def spec(self) -> DeviceSpec: ...
+
+
+# what every deploy / evaluate function accepts as "the device": a name, a .toml path, a spec, or a resolved Chip
+DeviceLike = Union[str, Path, DeviceSpec, HasSpec]
+
+
+def load_device(name_or_path: DeviceLike, overrides: dict[str, Any] | None = None) -> DeviceSpec:
+    """Load a device by name (devices/<name>.toml), by path to a TOML file, or take a ``DeviceSpec`` or a resolved
+    ``Chip`` (its spec: the cells with the chip's array size, converters and IR drop) as it is."""
+    inner = getattr(name_or_path, "spec", None)  # a hardware.chip.Chip (not imported: chip.py sits above this module)
+    if isinstance(inner, DeviceSpec):
+        name_or_path = inner
     if isinstance(name_or_path, DeviceSpec):
         return name_or_path.with_overrides(overrides) if overrides else name_or_path
     candidate = Path(name_or_path)

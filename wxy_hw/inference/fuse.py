@@ -19,8 +19,9 @@ from ..models.backbones import BasicBlock, Bottleneck
 
 def _fold_sequential(seq: nn.Sequential) -> None:
     for i in range(len(seq) - 1):
-        if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
-            seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+        conv, bn = seq[i], seq[i + 1]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            seq[i] = fuse_conv_bn_eval(conv, bn)
             seq[i + 1] = nn.Identity()
 
 
@@ -46,4 +47,5 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 def inference_copy(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """``fold_batchnorm`` plus NHWC weights (feed it NHWC inputs: ``x.contiguous(memory_format=torch.channels_last)``)."""
     folded = fold_batchnorm(model)
-    return folded.to(memory_format=torch.channels_last) if channels_last else folded
+    # Module.to takes memory_format at run time (documented); torch's overloads leave it out
+    return folded.to(memory_format=torch.channels_last) if channels_last else folded  # type: ignore[call-overload]

@@ -45,8 +45,8 @@ def exit_table(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, tor
         logits = list(out.logits)
         if final == "ensemble":
             logits[-1] = out.ensemble
-        confs.append(torch.stack([confidence(l, kind) for l in logits], 1).cpu())
-        correct.append(torch.stack([l.argmax(1) == y for l in logits], 1).cpu())
+        confs.append(torch.stack([confidence(z, kind) for z in logits], 1).cpu())
+        correct.append(torch.stack([z.argmax(1) == y for z in logits], 1).cpu())
     return ExitTable(torch.cat(confs).numpy(), torch.cat(correct).numpy(), np.asarray(path_cost, dtype=np.float64),
                      float(full_cost))
 

@@ -75,5 +75,8 @@ def build_method(name: str, **options: Any) -> Method:
     return ComposedMethod(components)
 
 
-__all__ = ["ADA", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment", "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware", "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method",
-           "QuantizationAware", "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl", "method_class"]
+__all__ = ["ADA", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
+           "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware",
+           "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method", "QuantizationAware",
+           "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl",
+           "method_class"]

@@ -22,7 +22,7 @@ def attention_distance(student_map: torch.Tensor, teacher_map: torch.Tensor, p: 
     student's resolution: the teacher's map is average-pooled to it first.
     """
     if teacher_map.shape[-2:] != student_map.shape[-2:]:
-        teacher_map = F.adaptive_avg_pool2d(teacher_map, student_map.shape[-2:])
+        teacher_map = F.adaptive_avg_pool2d(teacher_map, (student_map.shape[-2], student_map.shape[-1]))
     return (attention_map(student_map, p) - attention_map(teacher_map, p)).pow(2).mean()
 
 
@@ -50,5 +50,6 @@ class AttentionTransfer(TeacherMethod):
         if len(t_maps) != len(out.stage_maps) or not t_maps:
             raise ValueError(f"attention transfer matches stage outputs one to one: the student has "
                              f"{len(out.stage_maps)} stages, the teacher {len(t_maps)}")
-        at = sum(attention_distance(s, t, self.p) for s, t in zip(out.stage_maps, t_maps))
+        distances = [attention_distance(s, t, self.p) for s, t in zip(out.stage_maps, t_maps)]
+        at = sum(distances[1:], distances[0])  # a tensor: t_maps is not empty
         return {"ce": F.cross_entropy(out.final, batch.y), "at": self.beta / 2 * at}

@@ -27,7 +27,7 @@ has exactly the baseline's parameters and cost.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -44,6 +44,8 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 class AuxiliaryTraining(_CorruptedViews):
     """See the module docstring."""
+
+    _primary_fc: nn.Linear  # the model's own deepest classifier, set by prepare_model
 
     name = "auxiliary"
 
@@ -68,26 +70,31 @@ class AuxiliaryTraining(_CorruptedViews):
 
     # --- model surgery (kept outside the model, so checkpoints hold the plain network) ----------
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        head = model.heads[-1]
-        if not isinstance(getattr(head, "fc", None), nn.Linear):
+        fc = getattr(cast(nn.ModuleList, model.heads)[-1], "fc", None)
+        if not isinstance(fc, nn.Linear):
             raise ValueError("auxiliary training needs a model whose deepest exit ends in a linear layer (.fc)")
-        self.aux_fc = nn.ModuleList(copy.deepcopy(head.fc) for _ in self.corruptions)
+        self.aux_fc = nn.ModuleList(copy.deepcopy(fc) for _ in self.corruptions)
         self._bn_names = [n for n, m in model.named_modules() if isinstance(m, _BN)]
         modules = dict(model.named_modules())
         self.aux_bn = nn.ModuleList(
             nn.ModuleDict({n.replace(".", "__"): copy.deepcopy(modules[n]) for n in self._bn_names})
             for _ in self.corruptions) if self.selective_bn else nn.ModuleList()
-        object.__setattr__(self, "_primary_fc", head.fc)  # a reference, not a submodule of the method
+        object.__setattr__(self, "_primary_fc", fc)  # a reference, not a submodule of the method
         return model
 
     def _bn_tensors(self, k: int) -> dict[str, torch.Tensor]:
         """Parameters and buffers of input type k's BN layers, keyed by the model's own names."""
         tensors = {}
         for name in self._bn_names:
-            bn = self.aux_bn[k][name.replace(".", "__")]
+            bn = cast(nn.ModuleDict, self.aux_bn[k])[name.replace(".", "__")]
             for key, value in list(bn.named_parameters()) + list(bn.named_buffers()):
                 tensors[f"{name}.{key}"] = value
         return tensors
+
+    @property
+    def _aux_linears(self) -> list[nn.Linear]:
+        """``aux_fc`` as the copies of the primary nn.Linear it holds (iterating a ModuleList yields plain Modules)."""
+        return cast("list[nn.Linear]", list(self.aux_fc))
 
     # --- schedule -----------------------------------------------------------------------------
     def set_epoch(self, epoch: int, epochs: int) -> None:
@@ -140,8 +147,8 @@ class AuxiliaryTraining(_CorruptedViews):
         terms["feature"] = self.feature_weight * (_pooled_unit(out.features[-1][n:]) - clean).pow(2).sum(1).mean()
         if self.merge_lambda > 0:
             primary = self._primary_fc
-            gap = sum((fc.weight - primary.weight).pow(2).sum() + (fc.bias - primary.bias).pow(2).sum()
-                      for fc in self.aux_fc)
+            gap = sum(((fc.weight - primary.weight).pow(2).sum() + (fc.bias - primary.bias).pow(2).sum()
+                       for fc in self._aux_linears), torch.zeros((), device=out.final.device))
             terms["merge"] = self.merge_lambda * gap
         return terms
 
@@ -150,4 +157,4 @@ class AuxiliaryTraining(_CorruptedViews):
         """‖θ_k − θ_primary‖ per auxiliary classifier (→ 0 as period 2 merges them)."""
         primary = self._primary_fc
         return [float(torch.cat([(fc.weight - primary.weight).flatten(), fc.bias - primary.bias]).norm())
-                for fc in self.aux_fc]
+                for fc in self._aux_linears]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence, TypeVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 @dataclass
@@ -110,11 +112,13 @@ class TeacherMethod(Method):
 
     needs_teacher = True
 
-    def _hold_teacher(self, teacher: nn.Module | None) -> None:
+    def _hold_teacher(self, teacher: _M | None) -> _M:
+        """Keep ``teacher`` frozen (not as a submodule) and return it: never None past this call."""
         if teacher is None:
             raise ValueError(f"method {self.name!r} needs a teacher: train one first (e.g. --method baseline with a "
                              "larger --arch/--width) and pass its checkpoint with --teacher PATH")
         self._teacher = [teacher.eval().requires_grad_(False)]
+        return teacher
 
     @property
     def teacher(self) -> nn.Module:

@@ -38,8 +38,9 @@ class DeepMutualLearning(Method):
         torch.manual_seed(self.seed + 1_000_003)  # the peer must not start where student 1 starts
         try:
             for m in self.peer.modules():
-                if m is not self.peer and hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
+                reset = getattr(m, "reset_parameters", None)
+                if m is not self.peer and callable(reset):
+                    reset()
         finally:
             torch.random.set_rng_state(state)
         return model

@@ -11,7 +11,7 @@ drawn every step (Joshi et al., Nat. Commun. 2020; aihwkit's weight modifiers do
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -79,8 +79,13 @@ class ComposedMethod(Method):
                              "training batch")
         self._forward_owner = forwards[0] if forwards else None
 
+    @property
+    def methods(self) -> list[Method]:
+        """The components in order: ``parts`` as Methods (iterating an nn.ModuleList yields plain Modules)."""
+        return cast("list[Method]", list(self.parts))
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        for part in self.parts:
+        for part in self.methods:
             model = part.prepare_model(model)
         return model
 
@@ -89,24 +94,24 @@ class ComposedMethod(Method):
 
     def bind_data(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().bind_data(mean, std)
-        for part in self.parts:
+        for part in self.methods:
             part.bind_data(mean, std)
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
-        for part in self.parts:
+        for part in self.methods:
             part.set_epoch(epoch, epochs)
 
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
-        for part in self.parts:
+        for part in self.methods:
             batch = part.prepare_batch(batch, model)
         return batch
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        for part in self.parts:
+        for part in self.methods:
             for key, value in part(out, batch).items():
                 terms[key if key not in terms else f"{part.name}.{key}"] = value
         return terms
 
     def options(self) -> dict[str, Any]:
-        return {part.name: part.options() for part in self.parts}
+        return {part.name: part.options() for part in self.methods}

@@ -25,7 +25,7 @@ class KnowledgeDistillation(TeacherMethod):
     def __init__(self, teacher: MultiExitNet | None = None, alpha: float = 0.9, temperature: float = 4.0,
                  hint_weight: float = 0.0, student_features: int | None = None) -> None:
         super().__init__()
-        self._hold_teacher(teacher)
+        teacher = self._hold_teacher(teacher)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.hint_weight = float(hint_weight)

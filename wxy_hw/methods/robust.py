@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..data.corruptions import SEVERITIES, check_corruptions, random_corruption
 from ..models.multi_exit import MultiExitOutput
-from ..models.wrappers import PixelSpaceClassifier  # noqa: F401  (re-exported by wxy_hw.methods)
+from ..models.wrappers import PixelSpaceClassifier  # also re-exported by wxy_hw.methods
 from .base import Batch, Method, kd_kl
 
 # The seed trains augmentation and ADA with only these two corruptions; the other seven of its

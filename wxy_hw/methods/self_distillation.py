@@ -20,13 +20,15 @@ the paper's unit weights: CE + KL + β·hint with α-free sums.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
 from .base import Batch, Method, feature_l2, kd_kl
 
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     "official": dict(alpha=0.3, temperature=3.0, hint_weight=0.03, t2_scaling=False, ce_weight=None),
     # SCAN's official code: λ = 0.5 between KD and CE, KD × T² at T = 3, feature loss 5e-7 on the
     # batch-summed squared distance — 6.4e-5 per sample at its batch size of 128.

@@ -9,6 +9,7 @@ from .rebuild import model_from_config
 from .scan import ScanHead  # registers the "scan" exit head
 from .wrappers import PixelSpaceClassifier
 
-__all__ = ["PixelSpaceClassifier", "ScanHead", "AttachedExits", "HookedExits", "VectorHead", "attach_exits", "plain_config", "BottleneckHead", "ExitCost", "HEADS", "LinearHead", "MultiExitNet", "MultiExitOutput",
+__all__ = ["PixelSpaceClassifier", "ScanHead", "AttachedExits", "HookedExits", "VectorHead", "attach_exits",
+           "plain_config", "BottleneckHead", "ExitCost", "HEADS", "LinearHead", "MultiExitNet", "MultiExitOutput",
            "available_archs", "build_backbone", "build_head", "build_model", "exit_costs", "exit_path_macs",
            "model_from_config", "total_params", "ExitMetrics", "evaluate", "exit_labels"]

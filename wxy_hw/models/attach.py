@@ -222,18 +222,19 @@ def _split(backbone: nn.Module, names: list[str]) -> tuple[list[nn.Module], nn.L
     out = nodes[-1].args[0]
     if not isinstance(out, fx.Node):
         return "its forward does not return one tensor"
-    final_fc = None
+    final_fc: nn.Linear | None = None
     last = out
-    if out.op == "call_module" and isinstance(backbone.get_submodule(out.target), nn.Linear) \
-            and len(out.all_input_nodes) == 1 and _cut_ok(nodes, pos, out.all_input_nodes[0]) \
+    fc = backbone.get_submodule(str(out.target)) if out.op == "call_module" else None  # a call_module target is a name
+    if isinstance(fc, nn.Linear) and len(out.all_input_nodes) == 1 and _cut_ok(nodes, pos, out.all_input_nodes[0]) \
             and out.all_input_nodes[0] not in taps:
-        final_fc, last = backbone.get_submodule(out.target), out.all_input_nodes[0]
+        final_fc, last = fc, out.all_input_nodes[0]
     for t in taps:
         if t is out or t is last:
             return f"'{t.target}' gives the backbone's output, which is already the deepest exit"
         if not _cut_ok(nodes, pos, t):
             return f"values computed before '{t.target}' are used after it (a skip connection across the cut)"
-    stages, start, inp = [], pos[placeholders[0]], placeholders[0]
+    stages: list[nn.Module] = []
+    start, inp = pos[placeholders[0]], placeholders[0]
     for cut in [*taps, last]:
         stages.append(_segment(backbone, nodes, start, pos[cut], inp))
         start, inp = pos[cut], cut
@@ -280,8 +281,8 @@ def attach_exits(backbone: nn.Module, at: Sequence[str], num_classes: int, *, in
         raise ValueError(f"attach_exits: exit names repeat: {names}")
     taps, out, last_side = _probe(backbone, names, tuple(input_shape))
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != num_classes:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"attach_exits: {type(backbone).__name__} returns {shape}; its output must be "
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"attach_exits: {type(backbone).__name__} returns {got}; its output must be "
                          f"(batch, {num_classes}) logits, the deepest exit — end it with nn.Linear(…, {num_classes})")
     for name in names:
         if name not in taps or not isinstance(taps[name], torch.Tensor):

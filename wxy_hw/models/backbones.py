@@ -75,8 +75,8 @@ class ResNet(nn.Module):
                  width: float = 1.0, stem_stride: int = 1) -> None:
         super().__init__()
         base = [scaled(c, width) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, base[0], 3, stem_stride, 1, bias=False),
-                                  nn.BatchNorm2d(base[0]), nn.ReLU(inplace=True))
+        self.stem: nn.Module = nn.Sequential(nn.Conv2d(in_channels, base[0], 3, stem_stride, 1, bias=False),
+                                             nn.BatchNorm2d(base[0]), nn.ReLU(inplace=True))
         in_planes = base[0]
         stages = []
         for i, (planes, blocks) in enumerate(zip(base, layers)):
@@ -111,7 +111,7 @@ class VGG(nn.Module):
         if depth not in VGG_CONFIGS:
             raise ValueError(f"VGG depth must be one of {sorted(VGG_CONFIGS)}, got {depth}")
         blocks = [[scaled(c, width) for c in blk] for blk in VGG_CONFIGS[depth]]
-        self.stem = nn.Identity()
+        self.stem: nn.Module = nn.Identity()
         c = in_channels
         convs = []
         for blk in blocks:
@@ -151,7 +151,7 @@ RESNET_LAYERS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] 
 }
 
 
-def build_backbone(arch: str, in_channels: int = 3, width: float = 1.0, stem_stride: int = 1) -> nn.Module:
+def build_backbone(arch: str, in_channels: int = 3, width: float = 1.0, stem_stride: int = 1) -> ResNet | VGG:
     """A four-stage backbone by name: resnet8/18/34/50/101/152 or vgg11/13/16/19."""
     if width <= 0:
         raise ValueError(f"width multiplier must be positive, got {width}")

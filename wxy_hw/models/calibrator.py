@@ -43,6 +43,7 @@ class Calibrator(nn.Module):
         self.blocks = nn.Sequential(*[_Residual(width) for _ in range(blocks)])
         self.head = nn.Conv2d(width, in_channels, 3, padding=1)
         nn.init.zeros_(self.head.weight)
+        assert self.head.bias is not None  # built with a bias (nn.Conv2d's default)
         nn.init.zeros_(self.head.bias)
 
     def perturbation(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def _params(modules) -> int:
     return total
 
 
-def _probe_input(model: torch.nn.Module, image_size: int | None) -> torch.Tensor:
+def _probe_input(model: MultiExitNet, image_size: int | None) -> torch.Tensor:
     """One zero sample: the recorded input shape of an attached backbone, else channels × size²."""
     cfg = model.config
     dev = next(model.parameters()).device
@@ -77,21 +77,21 @@ def exit_path_macs(model: MultiExitNet, image_size: int | None = None) -> list[i
                          f"({getattr(model, 'split_reason', type(model).__name__)}); use exit_costs")
     h = _probe_input(model, image_size)
     with eval_mode(model):
-        def macs(fn) -> tuple[int, torch.Tensor]:
+        def macs(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
             counter = FlopCounterMode(display=False)
             with counter:
-                out = fn()
+                out = module(x)
             return counter.get_total_flops() // 2, out
 
-        total, h = macs(lambda: model.stem(h))
+        total, h = macs(model.stem, h)
         stage_end = []
         for stage in model.stages:
-            m, h = macs(lambda: stage(h))
+            m, h = macs(stage, h)
             total += m
             stage_end.append((total, h))
         path, heads = [], 0
         for k, s in enumerate(model.exit_stages):
-            m, _ = macs(lambda: model.heads[k](stage_end[s][1]))
+            m, _ = macs(model.heads[k], stage_end[s][1])
             heads += m
             path.append(stage_end[s][0] + heads)
         return path

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, cast
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,7 @@ class ExitMetrics:
     def rows(self, **keys) -> list[dict]:
         """Tidy rows (one per exit, then 'ensemble') with the given key columns prepended."""
         names = self.names or [str(i + 1) for i in range(len(self.accuracy))]
-        out = [dict(keys, exit=name, accuracy=a, loss=l) for name, a, l in zip(names, self.accuracy, self.loss)]
+        out = [dict(keys, exit=name, accuracy=acc, loss=loss) for name, acc, loss in zip(names, self.accuracy, self.loss)]
         if len(self.accuracy) > 1:
             out.append(dict(keys, exit="ensemble", accuracy=self.ensemble_accuracy, loss=self.ensemble_loss))
         return out
@@ -61,8 +61,8 @@ def model_device(model: nn.Module) -> torch.device:
     """Device of a model's first parameter or buffer (CPU for a module with neither)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -106,7 +106,7 @@ class _Tally:
             raise ValueError("evaluate() received no batches")
         n, correct = self.n, self.correct
         names = exit_labels(model, len(correct))
-        return ExitMetrics([100.0 * c / n for c in correct], [l / n for l in self.losses],
+        return ExitMetrics([100.0 * c / n for c in correct], [s / n for s in self.losses],
                            100.0 * self.ens_correct / n, self.ens_loss / n, n, names=names)
 
 
@@ -128,10 +128,12 @@ def evaluate_chip_batch(chips: nn.Module, batches: Iterable[tuple[torch.Tensor, 
     """``evaluate`` for every chip of a ``ChipBatch`` (its forward returns one output per chip), in one pass."""
     chips.eval()
     dev = model_device(chips)
-    tallies = [_Tally() for _ in range(chips.k)]
+    # a hardware.batched.ChipBatch (a floor above this one, so not imported): k chips over one model
+    k, model = cast(int, chips.k), cast(nn.Module, chips.model)
+    tallies = [_Tally() for _ in range(k)]
     for i, (x, y) in enumerate(as_batches(batches, "evaluate_chip_batch: batches")):
         x, y = x.to(dev), y.to(dev)
         check_finite_inputs(x, i)
         for tally, out in zip(tallies, chips(x)):
             tally.add(out, y)
-    return [t.metrics(chips.model) for t in tallies]
+    return [t.metrics(model) for t in tallies]

@@ -63,13 +63,13 @@ class MultiExitNet(nn.Module):
         if stem_stride != 1:  # recorded only when set, so configs saved before the option still match
             self.config["stem_stride"] = int(stem_stride)
         backbone = build_backbone(arch, in_channels, width, stem_stride)
-        self.stem = backbone.stem
-        self.stages = backbone.stages
+        self.stem: nn.Module = backbone.stem
+        self.stages: nn.ModuleList = backbone.stages
         self.stage_channels: list[int] = list(backbone.stage_channels)
         self.stage_sizes = self._probe_sizes(in_channels, image_size)
         self.exit_stages = exit_stages
         deep_c, deep_s = self.stage_channels[-1], self.stage_sizes[-1]
-        head_list = []
+        head_list: list[nn.Module] = []
         for s in exit_stages:
             if s == NUM_STAGES - 1:
                 head_list.append(LinearHead(deep_c, num_classes))

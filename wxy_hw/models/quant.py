@@ -152,13 +152,15 @@ def quantize_model(model: nn.Module, config: QuantConfig | dict | None = None,
     left = untouched_layers(q, QUANT_TYPES) + float_acts
     _replace(q, cfg)
     if cfg.act_bits is not None:
-        if hasattr(q, "stem"):
-            q.stem = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q.stem)
+        stem = getattr(q, "stem", None)
+        if isinstance(stem, nn.Module):
+            q.stem = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), stem)
         else:
             q = nn.Sequential(QuantIdentity(act_quant=s_act, bit_width=cfg.act_bits), q)
     warn_untouched("quantize_model", left, "stay float (Brevitas layers replace Conv1d / Conv2d / Linear / ReLU)")
     # the record a checkpoint keeps, so load_model re-quantizes before loading the weights
-    q.config = {**(getattr(model, "config", None) or plain_config(model)), "quant": asdict(cfg)}
+    # (a plain dict attribute, as on MultiExitNet: nn.Module.__setattr__ is typed for tensors and modules only)
+    q.config = {**(getattr(model, "config", None) or plain_config(model)), "quant": asdict(cfg)}  # type: ignore[assignment]
     if calibration is not None:
         calibrate(q, calibration)
     return q
@@ -178,9 +180,13 @@ def calibrate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tens
 
 def quantized_weight(layer: nn.Module) -> torch.Tensor:
     """The weight a layer computes with: Brevitas' fake-quantized weight, else the float weight."""
-    if hasattr(layer, "quant_weight"):
-        return layer.quant_weight().value.detach()
-    return layer.weight.detach()
+    quant_weight = getattr(layer, "quant_weight", None)
+    if quant_weight is not None:
+        return quant_weight().value.detach()
+    weight = layer.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(layer).__name__} has no weight tensor")
+    return weight.detach()
 
 
 class _ExitLogits(nn.Module):

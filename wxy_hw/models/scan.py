@@ -6,6 +6,8 @@ BYOT bottleneck classifier: Attention(F) = σ(φ(ψ(F, W_conv), W_deconv)), feat
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -32,7 +34,7 @@ class AttentionModule(nn.Module):
 class ScanHead(nn.Module):
     """Attention-weighted features into a BYOT bottleneck classifier."""
 
-    def __init__(self, in_channels: int, num_classes: int, **kwargs: object) -> None:
+    def __init__(self, in_channels: int, num_classes: int, **kwargs: Any) -> None:
         super().__init__()
         self.attention = AttentionModule(in_channels)
         self.classifier = BottleneckHead(in_channels, num_classes, **kwargs)

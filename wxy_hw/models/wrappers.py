@@ -12,6 +12,9 @@ from .multi_exit import MultiExitOutput
 class PixelSpaceClassifier(nn.Module):
     """Wrap a MultiExitNet as pixels-in-[0,1] → logits of one exit, the interface attack libraries expect."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], exit_index: int = -1) -> None:
         super().__init__()
         self.model = model

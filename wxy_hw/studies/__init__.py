@@ -3,7 +3,8 @@
 Each study's settings are one config dataclass, written into its run directory as config.toml.
 """
 from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
-from .chip_study import ChipStudyConfig, chip_study_run, pareto_front, validate, validation_rows
+from .chip_study import ChipStudyConfig, chip_study_run, pareto_front
+from .chip_validation import validate, validation_rows
 from .config import StudyConfig
 from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run

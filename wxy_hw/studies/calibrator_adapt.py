@@ -15,7 +15,7 @@ from ..analysis.sweep import human_time
 from ..data import Split, available_datasets, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
 from ..models.evaluation import evaluate
-from ..hardware.chip import ChipConfig, chip_report
+from ..hardware import ChipConfig, chip_report
 from ..hardware.engine import deploy
 from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn
 from ..hardware.spec import load_device

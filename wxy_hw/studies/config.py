@@ -15,7 +15,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ..utils import atomic_write_text
+from ..hardware.chip import Chip, ChipConfig
+from ..hardware.spec import load_device
+from ..utils import atomic_write_text, warn_deprecated
 
 C = TypeVar("C", bound="StudyConfig")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -82,20 +84,25 @@ class StudyConfig:
     """Base of every study's settings; subclasses are plain dataclasses whose fields are the settings."""
 
     KIND: ClassVar[str] = "study"
-    RENAMED: ClassVar[dict[str, str]] = {}  # old keyword → field (kept for one release)
+    RENAMED: ClassVar[dict[str, str]] = {}  # old keyword → field (accepted, with a warning, until utils.REMOVED_IN)
 
     @classmethod
     def make(cls: type[C], config: C | None = None, **settings: Any) -> C:
-        """``config`` as given, or one built from keyword settings (old keyword names accepted)."""
+        """``config`` as given, or one built from keyword settings (old keyword names accepted, with a
+        DeprecationWarning naming the release that removes them)."""
         if config is not None:
             if settings:
                 raise TypeError(f"give either a {cls.__name__} or keyword settings, not both")
             return config
         budget = settings.pop("budget", None)  # the former ``budget={"epochs": .., "subset": ..}`` keyword
+        if budget is not None:
+            warn_deprecated(f"keyword budget= ({cls.__name__})", "train_epochs=, train_subset=, ... (the --train-* "
+                            "settings)", stacklevel=4)  # the caller of the study function that called make
         for key, value in (budget or {}).items():
             settings.setdefault(f"train_{key}", value)
         for old, new in cls.RENAMED.items():
             if old in settings:
+                warn_deprecated(f"keyword {old}= ({cls.__name__})", f"{new}=", stacklevel=4)
                 settings.setdefault(new, settings.pop(old))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(settings) - names)
@@ -150,3 +157,42 @@ class DatasetSettings(EvaluationSettings):
     """EvaluationSettings plus --dataset (the one a given checkpoint must have been trained on)."""
 
     dataset: str = "fashion_mnist"
+
+
+# the architecture settings every study that prices a chip shares (one vocabulary: the CLI's add_chip_args)
+CHIP_FIELDS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits", "ranging",
+               "input_activity")
+
+
+@dataclasses.dataclass
+class ChipSettings:
+    """The one chip a study deploys (accuracy) and prices (energy): the device (a name or a .toml path), its
+    ``--device-set`` values, and the periphery. A field left None takes the study's ``CHIP_DEFAULTS``, then
+    ``ChipConfig``'s; arrays are square unless ``cols`` is given. The same fields are the CLI's flags."""
+
+    CHIP_DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    device: str = "reram"
+    device_set: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rows: int | None = None
+    cols: int | None = None
+    adc_bits: int | None = None
+    dac_bits: int | None = None
+    bits_per_cell: int | None = None
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    ranging: str | None = None
+    input_activity: float | None = None
+
+    def periphery(self) -> dict[str, Any]:
+        """The architecture settings that are set (or defaulted by the study), as ChipConfig keywords."""
+        out = {**self.CHIP_DEFAULTS, **{k: getattr(self, k) for k in CHIP_FIELDS if getattr(self, k) is not None}}
+        if out.get("rows") is not None and self.cols is None:
+            out["cols"] = out["rows"]
+        return out
+
+    def chip(self, device: str | None = None, **fixed: Any) -> Chip:
+        """The resolved chip: ``device`` (default: this config's) with ``--device-set`` applied and the periphery;
+        ``fixed`` settings win over the config's (a study's sweep of bit widths)."""
+        cells = load_device(device or self.device, self.device_set)
+        return ChipConfig(device=cells, **{**self.periphery(), **fixed}).resolve()

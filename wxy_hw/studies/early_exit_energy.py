@@ -2,7 +2,6 @@
 at thresholds searched on validation, Pareto front, plots."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,54 +11,32 @@ import torch
 
 from ..analysis.sweep import human_time
 from ..models.evaluation import evaluate
-from ..hardware.chip import ENERGY_PARTS, ChipConfig, chip_report, fingerprint
+from ..hardware.chip import ChipConfig
+from ..hardware.cost import ENERGY_PARTS, chip_report
+from ..hardware.trace import fingerprint
 from ..hardware.montecarlo import deploy_on
 from ..hardware.recalibrate import check_bn_recalibrate
-from ..hardware.spec import load_device
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..utils import atomic_write_text
-from .config import DatasetSettings
+from .config import ChipSettings, DatasetSettings
 from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
-# the architecture settings every study that reports a cost shares (one vocabulary: early_exit_energy, chip_study)
-CHIP_FIELDS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits", "ranging",
-               "input_activity")
-
-
-def chip_settings(config: Any) -> dict[str, Any]:
-    """The architecture settings of ``config`` that are set, as ChipConfig keywords (square arrays unless told)."""
-    out = {k: getattr(config, k) for k in CHIP_FIELDS if getattr(config, k, None) is not None}
-    if "rows" in out and "cols" not in out:
-        out["cols"] = out["rows"]
-    return out
-
-
 @dataclass
-class EarlyExitConfig(DatasetSettings):
+class EarlyExitConfig(DatasetSettings, ChipSettings):
     """Settings of the early-exit energy study (field names = the CLI's option names)."""
 
     KIND = "early_exit"
     RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
 
-    device: str = "reram"
     methods: list[str] = field(default_factory=lambda: ["baseline", "dsn", "self_distillation", "scan"])
     checkpoints: list[str] | None = None
     chips: int = 3
     samples: int = 2000
     t_inference: float | None = None
     bn_recalibrate: int = 0
-    rows: int | None = None
-    cols: int | None = None
-    adc_bits: int | None = None
-    dac_bits: int | None = None
-    bits_per_cell: int | None = None
-    weight_bits: int | None = None
-    act_bits: int | None = None
-    ranging: str | None = None
-    input_activity: float | None = None
     workers: int = 1                   # > 1: the chips (model × chip instance) as Ray tasks (the same CSVs)
     ray_address: str | None = None     # join a running Ray cluster
 
@@ -99,11 +76,11 @@ def _chip_task(context: dict[str, Any], task: tuple[str, int]) -> tuple[list[flo
     """Chip ``100 + r`` of one model: its per-exit test accuracy, and real early exit on it at thresholds
     searched on validation through the same chip (None for a single-exit model)."""
     label, r = task
-    m, spec = context["models"][label], context["spec"]
+    m, chip = context["models"][label], context["chip"]
 
     def chip_instance():  # deployed afresh for each use: the same chip, its reads drawn as in a fresh session
-        return deploy_on(m["model"], spec, 100 + r, bn_images=m["bn_images"], t_inference=context["t_nom"],
-                         overrides=context["overrides"], calibration=m["calib"])
+        return deploy_on(m["model"], chip, 100 + r, bn_images=m["bn_images"], t_inference=context["t_nom"],
+                         calibration=m["calib"])
 
     accuracy = evaluate(chip_instance(), m["test"]).accuracy
     if len(m["model"].heads) < 2:
@@ -125,14 +102,11 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
     array size and bit widths.
     """
     conf = EarlyExitConfig.make(config, **settings)
-    chip = chip_settings(conf)
-    device, realizations, samples, seed = conf.device, conf.chips, conf.samples, conf.seed
-    spec = load_device(device)
-    cfg = ChipConfig(device=device, **chip)
-    cfg_int8 = ChipConfig(device="digital_int8", **{k: v for k, v in chip.items()
-                                                    if k in ("rows", "cols", "weight_bits", "act_bits")})
-    overrides = cfg.spec_overrides()  # refuses an impossible configuration before any work
-    cfg_int8.resolve()
+    realizations, samples, seed = conf.chips, conf.samples, conf.seed
+    chip = conf.chip()  # the one chip, accuracy and energy (refuses an impossible configuration before any work)
+    spec = chip.spec
+    int8 = ChipConfig(device="digital_int8", **{k: v for k, v in conf.periphery().items()
+                                                if k in ("rows", "cols", "weight_bits", "act_bits")}).resolve()
     t_nom = spec.inference_time(conf.t_inference)
     if realizations < 1 or samples < 1:
         raise ValueError("--chips and --samples must be ≥ 1")
@@ -143,7 +117,7 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
                                 budget=conf.budget)
     out, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, realizations=realizations,
-        samples=samples, t_nominal=t_nom, seed=seed, dataset=conf.dataset, chip=dataclasses.asdict(cfg.resolve()[0]),
+        samples=samples, t_nominal=t_nom, seed=seed, dataset=conf.dataset, chip=chip.summary(),
         bn_recalibrate=conf.bn_recalibrate))
     calibrated: dict[str, str] = {}
     per_exit, dynamic, front_rows = [], [], []
@@ -156,14 +130,14 @@ def early_exit_run(config: EarlyExitConfig | None = None, *, out: str | Path | N
         model, data = opened.model, opened.data
         calib = opened.calibration(seed)
         calibrated[label] = fingerprint(calib)
-        report_dev = chip_report(model, cfg, calibration=calib)
-        report_dig = chip_report(model, cfg_int8, calibration=calib)
+        report_dev = chip_report(model, chip, calibration=calib)
+        report_dig = chip_report(model, int8, calibration=calib)
         models[label] = dict(model=model, val=opened.batches(data.val, samples, seed),
                              test=opened.batches(data.test, samples, seed), calib=calib, dev=report_dev,
                              dig=report_dig, n_val=len(data.val),
                              bn_images=torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate
                              else None)
-    context = dict(models=models, spec=spec, t_nom=t_nom, overrides=overrides, seed=seed)
+    context = dict(models=models, chip=chip, t_nom=t_nom, seed=seed)
     tasks = [(label, r) for label in models for r in range(realizations)]
     where = runs_on_ray(conf.workers, conf.ray_address)
     if where:

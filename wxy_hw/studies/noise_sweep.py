@@ -16,25 +16,28 @@ from ..analysis.stats import nested_interval, paired_test
 from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
 from ..models.evaluation import evaluate
 from ..hardware.aihwkit_backend import rpu_config
-from ..hardware.chip import ChipConfig, exit_energies
+from ..hardware.cost import exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..hardware.spec import load_device
 from ..parallel import check_parallel
 from ..output import deepest_exit, format_table, write_rows_csv
 from ..utils import atomic_write_text
-from .config import DatasetSettings
+from .config import ChipSettings, DatasetSettings
 from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
 
 
 @dataclass
-class NoiseSweepConfig(DatasetSettings):
-    """Settings of the noise sweep (field names = the CLI's option names)."""
+class NoiseSweepConfig(DatasetSettings, ChipSettings):
+    """Settings of the noise sweep (field names = the CLI's option names).
+
+    The chip: the device file's converters unless ``adc_bits`` is set (a file without converters is
+    simulated with ideal ones and its energy priced at an 8-bit ADC; the table says so).
+    """
 
     KIND = "noise_sweep"
     RENAMED = {"realizations": "chips", "t_nominal": "t_inference", "overrides": "device_set"}
+    CHIP_DEFAULTS = {"adc_bits": None, "ranging": None}
 
-    device: str = "reram"
-    device_set: dict[str, Any] = field(default_factory=dict)
     # the users' question: which training survives the device? (hwa models are trained for --device)
     methods: list[str] = field(default_factory=lambda: ["baseline", "self_distillation", "hwa",
                                                         "self_distillation+hwa"])
@@ -65,7 +68,8 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     if conf.seeds:
         return _sweep_over_seeds(conf, out, progress, log)
     check_parallel(conf.workers, conf.ray_address)
-    spec = load_device(conf.device, conf.device_set)
+    chip = conf.chip()  # the one chip: accuracy deploys it, the energy column prices it
+    spec = chip.spec
     check_bn_recalibrate(conf.bn_recalibrate)
     if conf.chips < 1:
         raise ValueError(f"--chips must be ≥ 1, got {conf.chips}")
@@ -90,12 +94,10 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
         device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
         scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=realizations,
-        samples=samples, dataset=conf.dataset, seed=seed, overrides=conf.device_set, bn_recalibrate=conf.bn_recalibrate))
+        samples=samples, dataset=conf.dataset, seed=seed, overrides=conf.device_set, bn_recalibrate=conf.bn_recalibrate,
+        chip=chip.summary()))
 
     models, test_batches, train_batches, digital_rows = {}, {}, {}, []
-    # energy per exit from the one cost model: the device's array (as overridden) with the ChipConfig
-    # periphery (8-bit ADC, bit-serial 8-bit inputs); input activity measured on training images
-    chip_cfg = ChipConfig(device=conf.device, rows=int(spec.array["rows"]), cols=int(spec.array["cols"]))
     energy: dict[str, dict[str, float]] = {}
     calibration: dict[str, list[torch.Tensor]] = {}
     bn_images: dict[str, torch.Tensor | None] = {}
@@ -108,7 +110,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
         digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
         calibration[label] = opened.calibration(seed)
         bn_images[label] = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
-        energy[label] = exit_energies(models[label], chip_cfg, calibration[label])
+        energy[label] = exit_energies(models[label], chip, calibration[label])  # activity measured on training images
 
     raw: list[dict[str, Any]] = []
     for label, model in models.items():
@@ -137,7 +139,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
         log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
         flat_rows = []
         for label, model in models.items():
-            flat_rows += flat_minima({label: model}, train_batches[label], conf.sigmas, realizations=realizations, seed=seed)
+            flat_rows += flat_minima({label: model}, train_batches[label], conf.sigmas, chips=realizations, seed=seed)
         flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
         write_rows_csv(out / "flat_minima.csv", flat_summary)
         deepest = deepest_exit(flat_summary)
@@ -165,7 +167,7 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
                           *(["+ BN recal"] if conf.bn_recalibrate else []), "nJ"],
                          title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
                                f"({conf.backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips); "
-                               f"energy per inference (nJ, wxy_hw.hardware.chip_report)"
+                               f"energy per inference (nJ, wxy_hw.hardware.chip_report; {chip.converters})"
                                + (f"; + BN recal: each chip's BN statistics re-estimated on {conf.bn_recalibrate} "
                                   "unlabeled training images" if conf.bn_recalibrate else ""))
     atomic_write_text(out / "table.md", table + "\n")

@@ -11,7 +11,8 @@ import torch
 from ..analysis.plots import plot_metric_by_exit
 from ..analysis.sweep import human_time
 from ..models.evaluation import evaluate
-from ..hardware.chip import ChipConfig, cells_per_weight, exit_energies
+from ..hardware.chip import ChipConfig
+from ..hardware.cost import cells_per_weight, exit_energies
 from ..hardware.montecarlo import evaluate_chips
 from ..hardware.spec import load_device
 from ..models.quant import QuantConfig, quantize_model

@@ -14,7 +14,7 @@ import torch
 from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
 from ..data import BatchLoader, DatasetSplits, Split, load_dataset
 from ..data.base import take_subset
-from ..hardware.chip import calibration_inputs
+from ..hardware.trace import calibration_inputs
 from ..methods import method_traits
 from ..run_dir import RunDirectory
 from ..utils import resolve_device
@@ -135,7 +135,7 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
     if not checkpoints:
         for m in methods:
             method_traits(m)  # a misspelt second method must not wait for the first one's training
-        cached = {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, device=torch_device,
+        cached = {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, torch_device=torch_device,
                                                   hwa_device=hwa_device, **(budget or {}))) for m in methods}
         for ckpt in cached.values():
             ckpt.model  # validated now, before the study starts its run directory (read once: kept for the study)

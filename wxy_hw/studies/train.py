@@ -106,7 +106,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
         if resume:
             _check_resumable(out)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                             seed=seed, device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
+                             seed=seed, torch_device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
                              grad_norms_every=grad_norms_every, progress=progress)
         seed_everything(seed)
         data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
