@@ -20,6 +20,17 @@ def cli(name: str):
     return module.main
 
 
+def nonempty(xs):
+    """``xs``, asserted to hold at least one item, for ``all(...)`` (which passes vacuously on nothing).
+
+    A sized collection (list, dict, ...) comes back as it is; an iterator (a generator, ``zip(..., strict=True)``)
+    comes back as a list."""
+    if not hasattr(xs, "__len__"):
+        xs = list(xs)
+    assert len(xs) > 0, "an empty collection: all(...) over it would pass without checking anything"
+    return xs
+
+
 def snapshot(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` (relative name → bytes): equal snapshots mean nothing was changed."""
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}

@@ -19,6 +19,8 @@ from wxy_hw.hardware import DeviceSpecError, deploy, load_device
 from wxy_hw.hardware.chip import ChipConfig
 from wxy_hw.hardware.cost import adc_energy_pJ, cell_state, chip_report, map_network, summarize
 from wxy_hw.hardware.technology import load_technology
+
+from helpers import nonempty
 from wxy_hw.hardware.trace import measure_activity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +103,7 @@ def test_all_ideal_configuration_reproduces_the_digital_model_exactly(trained_ds
     cfg = ChipConfig(device="ideal", rows=32, cols=32, ideal_converters=True)
     chip = deploy(trained_dsn, cfg.resolve())
     with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(chip(x).logits, trained_dsn(x).logits))
+        assert all(torch.equal(a, b) for a, b in nonempty(zip(chip(x).logits, trained_dsn(x).logits, strict=True)))
 
 
 def test_config_errors_name_the_key_and_the_allowed_range(tmp_path):
@@ -242,7 +244,7 @@ def test_validation_rows_cover_neurosim_and_measured_chips():
         assert row["ratio"] == pytest.approx(row["model_value"] / row["reference_value"]) and row["source"]
     tops = [r for r in rows if r["reference"].startswith("NeuroSim") and r["metric"] == "TOPS/W"]
     # the target is 0.8-1.25; documented (docs/results.md): 0.80-1.00, the lowest 0.799 (64 rows, results file)
-    assert all(0.79 <= r["ratio"] <= 1.25 for r in tops), tops
+    assert all(0.79 <= r["ratio"] <= 1.25 for r in nonempty(tops)), tops
     measured = [r["reference"] for r in rows if not r["reference"].startswith("NeuroSim")]
     assert len(measured) >= 2 and any("NeuRRAM" in name for name in measured)
 

@@ -8,14 +8,17 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wxy_hw
-from wxy_hw.checkpoint import read_checkpoint
+from wxy_hw.checkpoint import CheckpointError, read_checkpoint
 from wxy_hw.cli import compare_methods as compare_cli
 from wxy_hw.cli import fail, noise_sweep as noise_sweep_cli, reproduce as reproduce_cli, train as train_cli
 from wxy_hw.studies import reproduce as reproduce_mod
+from wxy_hw.studies.config import SettingError
+from wxy_hw.studies.result import StudyResult
 from wxy_hw.studies.spine import cached_checkpoint
 from wxy_hw.studies.compare_methods import compare_methods
 from wxy_hw.studies.train import RERUN
@@ -131,38 +134,39 @@ def test_a_damaged_cache_manifest_is_set_aside_and_retrained(tmp_path, capsys):
 
 # --- cases 2 and 3: reproduce verifies a step before reusing it; a moved folder is reused ----------------------------
 class FakeSteps:
-    """``study_main`` of the reproduction: every study writes a manifest, a CSV and a binary file into --out."""
+    """The reproduction's study runners (``RUNNERS``): every study writes a manifest, a CSV and a binary file into
+    its folder; a study in ``ending`` prints a line on stderr and raises its exception instead."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str]]] = []
-        self.ending: dict[str, tuple[int, str]] = {}  # study -> (exit status, closing stderr line)
+        self.calls: list[tuple[str, Any, Path]] = []  # (study, config, out)
+        self.ending: dict[str, BaseException] = {}
 
-    def __call__(self, study: str):
-        def main(argv: list[str]) -> int:
+    def runners(self) -> dict[str, Any]:
+        return {study: self._runner(study) for study in reproduce_mod.RUNNERS}
+
+    def _runner(self, study: str):
+        def run(config, *, out: Path, progress: bool) -> StudyResult:
             import sys
 
-            self.calls.append((study, list(argv)))
+            self.calls.append((study, config, Path(out)))
             if study in self.ending:
-                rc, line = self.ending[study]
                 print("warning: a line the step prints on its way", file=sys.stderr)
-                print(line, file=sys.stderr)
-                return rc
-            out = Path(argv[argv.index("--out") + 1])
+                raise self.ending[study]
             out.mkdir(parents=True, exist_ok=True)
-            (out / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": study, "status": "complete"}))
+            (out / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": config.KIND, "status": "complete"}))
             (out / "rows.csv").write_text("method,accuracy\r\nbaseline,90.5\r\n", newline="")
             (out / "model.bin").write_bytes(bytes(range(256)) * 8)
-            return 0
-        return main
+            return StudyResult(out, f"{study} table")
+        return run
 
     def studies(self) -> list[str]:
-        return [s for s, _ in self.calls]
+        return [s for s, _, _ in self.calls]
 
 
 @pytest.fixture
 def fake(monkeypatch):
     steps = FakeSteps()
-    monkeypatch.setattr(reproduce_cli, "study_main", steps)
+    monkeypatch.setattr(reproduce_mod, "RUNNERS", steps.runners())
 
     def no_claims(self) -> None:
         self.claims, self.claims_with_tests = [], []
@@ -217,8 +221,8 @@ def test_a_truncated_steps_json_is_one_line_naming_it_and_the_fix(tmp_path, fake
 def test_a_moved_reproduction_reruns_no_step(tmp_path, fake):
     first, moved = tmp_path / "a" / "rep", tmp_path / "b" / "moved"
     assert _reproduce(first) == 0
-    early = next(argv for study, argv in fake.calls if study == "early_exit_energy")
-    assert str(first / "methods" / "baseline" / "s0" / "best.pt") in early  # run against the folder
+    early = next(config for study, config, _ in fake.calls if study == "early_exit_energy")
+    assert str(first / "methods" / "baseline" / "s0" / "best.pt") in early.checkpoints  # run against the folder
     steps = read_json(first / "steps.json", fix="")
     assert "noise_sweep/reram/s0" in steps and not any(str(tmp_path) in json.dumps(v) for v in steps.values())
     script = (first / "commands.sh").read_text()
@@ -231,22 +235,27 @@ def test_a_moved_reproduction_reruns_no_step(tmp_path, fake):
     assert _reproduce(moved) == 0
     # compare_methods always runs (it reuses its own training runs): nothing else reran
     assert fake.studies() == ["compare_methods"] * 2
-    assert fake.calls[0][1][fake.calls[0][1].index("--out") + 1] == str(moved / "methods")
+    assert fake.calls[0][2] == moved / "methods"
 
 
 # --- case 4: Ctrl-C ends in one line that says what to do, with a flag or action the command has --------------------
 def test_ctrl_c_in_a_reproduce_step_is_one_line_and_exit_130(tmp_path, fake, capsys):
-    fake.ending["early_exit_energy"] = (130, "interrupted: training in x stopped; start it again with --overwrite")
+    fake.ending["early_exit_energy"] = KeyboardInterrupt("training in x stopped; start it again with --overwrite")
     assert _reproduce(tmp_path / "rep") == 130
     captured = capsys.readouterr()
     assert captured.err.startswith("warning: a line the step prints")  # the step's other lines pass through
     line = _one_line(captured.err.split("\n", 1)[1])
     assert line == f"interrupted: reproduce stopped in step early_exit/s0; {RERUN}", line
-    fake.ending["early_exit_energy"] = (2, "error: checkpoint methods/scan/s0/best.pt does not exist")
+    fake.ending["early_exit_energy"] = CheckpointError("checkpoint methods/scan/s0/best.pt does not exist")
     assert _reproduce(tmp_path / "rep") == 2
     line = _one_line(capsys.readouterr().err.split("\n", 1)[1])
-    assert line.startswith("error: step early_exit/s0 failed (exit 2): checkpoint methods/scan/s0/best.pt does not "
-                           f"exist; fix that and {RERUN}"), line
+    assert line.startswith("error: step early_exit/s0 failed: checkpoint methods/scan/s0/best.pt does not "
+                           f"exist; fix that and {RERUN} (the step alone, from "), line
+    assert line.endswith(" --out early_exit/s0 --quiet)"), line  # the command that runs the step alone
+    fake.ending["early_exit_energy"] = SettingError("chips", "must be ≥ 1, got 0")  # named as its command names it
+    assert _reproduce(tmp_path / "rep") == 2
+    line = _one_line(capsys.readouterr().err.split("\n", 1)[1])
+    assert line.startswith("error: step early_exit/s0 failed: --chips must be ≥ 1, got 0; fix that"), line
 
 
 def _interrupt_training(monkeypatch, *, with_last: bool) -> None:
@@ -302,8 +311,8 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
     assert noise_sweep_cli.main([*sweep, "--out", str(used)]) == 2
     advice["noise_sweep"] |= _advice(capsys.readouterr().err)
     steps = FakeSteps()
-    steps.ending["compare_methods"] = (130, "interrupted: x; continue with the same command plus --resume")
-    monkeypatch.setattr(reproduce_cli, "study_main", steps)
+    steps.ending["compare_methods"] = KeyboardInterrupt("x; continue with the same command plus --resume")
+    monkeypatch.setattr(reproduce_mod, "RUNNERS", steps.runners())
     assert _reproduce(tmp_path / "rep") == 130
     advice["reproduce"] |= _advice(capsys.readouterr().err.split("\n", 1)[1])  # after the step's passed-on line
     for name, flags in advice.items():

@@ -12,6 +12,7 @@ from wxy_hw.methods import build_method
 from wxy_hw.models import build_model, exit_costs, exit_path_macs
 
 from conftest import train_tiny
+from helpers import nonempty
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +105,10 @@ def test_energy_per_exit_comes_from_the_one_cost_model(trained):
         path = [r["energy_pJ"] for r in report["paths"]]
         assert path == sorted(path) and all(r["energy_pJ"] > 0 for r in report["exits"])
         # the early-exit path to k pays every earlier head: never cheaper than running to exit k alone
-        assert all(p["energy_pJ"] >= e["energy_pJ"] for p, e in zip(report["paths"], report["exits"]))
+        assert all(p["energy_pJ"] >= e["energy_pJ"] for p, e in nonempty(zip(report["paths"], report["exits"], strict=True)))
         assert report["paths"][0]["energy_pJ"] == report["exits"][0]["energy_pJ"]
     digital = chip_report(trained, ChipConfig(device="digital_int8"), (1, 28, 28))
-    assert all(layer["adc_pJ"] == 0 and layer["dac_pJ"] == 0 for layer in digital["layers"])
+    assert all(layer["adc_pJ"] == 0 and layer["dac_pJ"] == 0 for layer in nonempty(digital["layers"]))
     e_mac_pJ = load_device("digital_int8").energy["cell_read_fJ"] * 1e-3  # E_MAC of the device file: 100 fJ
     assert e_mac_pJ == pytest.approx(0.1)
     assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * e_mac_pJ)
@@ -140,7 +141,7 @@ def test_exit_share_plot_takes_models_with_exits_after_different_stages(tmp_path
     dynamic = [dict(method="a", setting="digital", exit_shares=[0.5, 0.2, 0.2, 0.1]),
                dict(method="b", setting="digital", exit_shares=[0.7, 0.2, 0.1])]
     paths = _plot_shares(dynamic, per_exit, "reram", tmp_path / "shares")
-    assert all(p.exists() for p in paths)
+    assert all(p.exists() for p in nonempty(paths))
 
 
 def test_a_single_exit_method_keeps_its_one_exit_under_train_exit_stages(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def test_moved_cost_names_still_import_from_chip_with_a_removal_version():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert chip_module.chip_report is moved
-    assert "wxy_hw.hardware.cost.chip_report" in str(caught[0].message) and "goes away in wxy_hw 0." in str(caught[0].message)
+    assert "wxy_hw.hardware.cost.chip_report" in str(caught[0].message) and "removed in wxy_hw 0." in str(caught[0].message)
     with pytest.raises(AttributeError):
         chip_module.no_such_name  # noqa: B018
 

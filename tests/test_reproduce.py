@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 from html.parser import HTMLParser
+from pathlib import Path
+
 import pytest
 
 from wxy_hw.analysis.report import VERDICTS
-from wxy_hw.cli import reproduce
-from wxy_hw.studies.reproduce import BUDGETS, _series
+from wxy_hw.cli import USER_ERRORS, config_of, parse, reproduce
+from wxy_hw.studies import reproduce as reproduce_mod
+from wxy_hw.studies.reproduce import BUDGETS, Reproduction, _series
 
 
 class _Page(HTMLParser):
@@ -59,6 +63,67 @@ def test_budgets_are_ordered():
     assert small.epochs <= medium.epochs <= full.epochs
     assert set(small.devices) == {"reram", "pcm", "subthreshold_cmos"}
 
+
+
+def _in_folder(argv, folder):
+    """A step's command line as run from ``folder``: its --out and --checkpoints joined to it."""
+    out, inside = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            inside = arg in ("--out", "--checkpoints")
+            out.append(arg)
+        else:
+            out.append(str(folder / arg) if inside else arg)
+    return out
+
+
+@pytest.mark.parametrize("budget", ["smoke", "small", "full"])
+def test_each_step_runs_the_config_its_command_line_reads(tmp_path, budget):
+    """A step runs its study's library runner on a config; the command recorded for it (steps.json, commands.sh)
+    parses, through that study's own command line, into the same config, --out and --quiet."""
+    rep = Reproduction(BUDGETS[budget], tmp_path / "rep", torch_device="cpu", data_dir=tmp_path / "data")
+    steps = rep.plan.steps()
+    b = BUDGETS[budget]
+    assert len(steps) == 1 + len(b.devices) + len(b.seeds) * (4 + len(b.devices))
+    assert len({s.key for s in steps}) == len(steps)
+    for step in steps:
+        assert step.study in reproduce_mod.RUNNERS
+        cls = type(step.config)
+        args = parse(importlib.import_module(f"wxy_hw.cli.{step.study}").build_parser(),
+                     _in_folder(step.argv, rep.out), cls)
+        assert config_of(cls, args) == step.config, step.key
+        assert config_of(cls, args).to_toml() == step.config.to_toml(), step.key  # types too (1 vs 1.0)
+        assert args.out == rep.out / step.run_dir and args.progress is False
+        assert step.command.startswith(f"wxy-hw {step.study} ") and str(tmp_path / "rep") not in step.command
+
+
+def test_step_records_stay_those_of_earlier_reproductions(tmp_path):
+    """steps.json records each step's command line: it must not change, or every finished step would rerun."""
+    data = str(Path("/tmp/somedata").resolve())  # recorded absolute, so that commands.sh finds the data
+    plan = Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu", data_dir="/tmp/somedata").plan
+    train = ["--dataset", "synthetic", "--data-dir", data, "--arch", "resnet8", "--width", "0.25",
+             "--epochs", "1", "--torch-device", "cpu"]
+    assert list(plan.methods.argv) == [
+        "--methods", "baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", "scan", "augment", "ada",
+        "auxiliary", "adv", "--seeds", "0", "1", "--teacher-arch", "resnet8", "--teacher-width", "0.5", *train,
+        "--out", "methods", "--quiet"]
+    assert list(plan.hwa["reram"].argv) == ["--methods", "hwa", "self_distillation+hwa", "--seeds", "0", "1",
+                                            "--method-arg", "device=reram", *train, "--out", "methods_reram", "--quiet"]
+    assert list(plan.sweep["reram", 0].argv) == [
+        "--device", "reram", "--checkpoints", "methods/baseline/s0/best.pt", "methods/self_distillation/s0/best.pt",
+        "methods_reram/hwa/s0/best.pt", "methods_reram/self_distillation+hwa/s0/best.pt", "--scales", "1", "--times",
+        "86400", "--chips", "2", "--samples", "100", "--bn-recalibrate", "16", "--seed", "0", "--torch-device", "cpu",
+        "--sigmas", "0.0", "0.08", "--dataset", "synthetic", "--data-dir", data, "--out",
+        "noise_sweep/reram/s0", "--quiet"]
+    assert list(plan.chipcal[1].argv) == [
+        "--source", "synthetic", "--target", "none", "--device", "reram", "--checkpoints", "methods/baseline/s1/best.pt",
+        "--chips", "2", "--epochs", "1", "--samples", "200", "--seed", "1", "--torch-device", "cpu", "--data-dir",
+        data, "--out", "calibrator_chips/s1", "--quiet"]
+
+
+def test_a_step_fails_as_its_command_would():
+    """The errors a step reports in one line are those its command line reports in one line."""
+    assert set(reproduce_mod.STEP_ERRORS) == set(USER_ERRORS)
 
 @pytest.mark.slow
 def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch):

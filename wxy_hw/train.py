@@ -22,8 +22,7 @@ from .batches import as_batches
 from .checkpoint import CheckpointError, config_mismatch, read_checkpoint, save_checkpoint, validate_payload
 from .data import DatasetSplits, make_loaders
 from .models.evaluation import ExitMetrics, evaluate
-from .methods import Batch, Method, build_method
-from .methods.base import Method as _BaseMethod
+from .methods.base import Batch, Method
 from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
@@ -187,7 +186,7 @@ class Trainer:
         self.ddp: torch.nn.Module | None = None
         if self.dist is not None:
             self.model = distributed.global_batch_norm(self.model, self.device)
-            if type(method).model_forward is _BaseMethod.model_forward:
+            if type(method).model_forward is Method.model_forward:
                 from torch.nn.parallel import DistributedDataParallel
 
                 # buffers (BN running statistics) are identical on every rank: nothing to broadcast
@@ -514,6 +513,10 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
     cfg_opts = {k: v for k, v in options.items() if k in fields}
     method_opts = {k: v for k, v in options.items() if k not in fields}
     if isinstance(method, str):
+        # a name is looked up in the registry, which imports every method: only here, so the trainer itself
+        # depends on the Method interface alone (any object implementing it trains)
+        from .methods import build_method
+
         loss = build_method(method, **method_opts)
     elif method_opts:
         raise ValueError(f"fit: {sorted(method_opts)} are not TrainConfig fields; give method options to "

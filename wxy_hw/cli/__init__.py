@@ -30,7 +30,7 @@ from ..methods import available_methods
 from ..models import HEADS, available_archs
 from ..models.multi_exit import MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE
 from ..run_dir import exit_status, run_dir_guard
-from ..studies.config import ConfigFileError, StudyConfig, read_toml, toml_value
+from ..studies.config import ConfigFileError, SettingError, StudyConfig, read_toml, toml_value
 from ..train import NonFiniteLossError
 from ..utils import NoSpaceError, deprecated
 
@@ -430,6 +430,9 @@ def fail(exc: BaseException) -> int:
               "interrupted: files already written are complete; a started run's manifest is marked interrupted",
               file=sys.stderr)
         return exit_status(exc)
+    if isinstance(exc, SettingError):  # the library names the field, the command line its flag
+        print(f"error: --{exc.field.replace('_', '-')} {exc.problem}", file=sys.stderr)
+        return 2
     if isinstance(exc, USER_ERRORS):
         print(f"error: {exc}", file=sys.stderr)
         return 2

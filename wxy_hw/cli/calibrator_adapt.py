@@ -8,8 +8,12 @@ Domain pair: source-only vs a DANN reference (fine-tuned features) vs the calibr
 frozen) — target accuracy and source accuracy after adaptation — plus FFT spectra of source,
 target and calibrated target. Chip instances: for each chip, no calibration vs a calibrator
 trained (in simulation, unlabeled) for that chip vs chip-in-the-loop weight fine-tuning, and
-every calibrator on every other chip. The classifier is the cached default baseline of
---source (trained when absent) or --checkpoints. Writes runs/calibrator/<time>/ (with config.toml).
+every calibrator on every other chip. --device, --device-set and the architecture flags set the
+one chip that the chip instances deploy and that prices the calibrator's energy (the device file's
+converters unless --adc-bits is given: the shipped files have none, so accuracy runs with ideal
+converters and the energy is priced at 8-bit ADCs; the tables say so). The classifier is the cached
+default baseline of --source (trained when absent) or --checkpoints. Writes runs/calibrator/<time>/
+(with config.toml).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Sequence
 from ..data import available_datasets
 from ..data.corruptions import available_corruptions
 from ..studies.calibrator_adapt import CalibratorConfig, calibrator_adapt_run
-from . import (seed_int, Deprecated, add_device_arg, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
+from . import (seed_int, Deprecated, add_chip_settings, add_checkpoints_arg, add_chips_arg, add_study_args, calibrator_blocks,
                calibrator_width, defaults, new_parser, positive_float, positive_int, run_study, severity)
 
 
@@ -34,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corruption", default=d["corruption"], choices=available_corruptions(),
                         help="corruption of a -C target")
     parser.add_argument("--severity", type=severity, default=d["severity"], help="severity of a -C target, 1-5")
-    add_device_arg(parser, d["device"], " for chip-instance calibration (None skips it)")
+    add_chip_settings(parser, CalibratorConfig, " for chip-instance calibration (None skips it; the energy is "
+                      "then priced on reram)")
     add_chips_arg(parser, d["chips"], "chip instances (seeds 0 .. N-1)", old=None)
     parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=seed_int,
                         action=Deprecated, new="--chips N (seeds 0 .. N-1)")

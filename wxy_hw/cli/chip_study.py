@@ -7,8 +7,9 @@
 With no checkpoint it uses the cached default self_distillation model (trained when absent).
 Accuracy comes from the native engine with the configuration's array size (partial sums
 digitised per array), ADC bits, input (DAC) precision and the device's noise; cost from
-wxy_hw/hardware/chip.py. The architecture flags are early_exit_energy.py's, each taking a list
-here (the study sweeps their product). Writes runs/chip_study/<time>/ with config.toml, study.csv,
+wxy_hw/hardware/cost.py (chip_report of the same chip). The architecture flags are early_exit_energy.py's, each taking a list
+here (the study sweeps their product); --device-set changes every swept device's values, in
+accuracy and energy alike. Writes runs/chip_study/<time>/ with config.toml, study.csv,
 front.csv, validation.csv, table.md, manifest.json and the plots pareto_energy, pareto_area,
 energy_breakdown (PNG and SVG).
 """
@@ -20,8 +21,8 @@ from typing import Sequence
 from ..hardware.spec import available_devices
 from ..studies.chip_study import ChipStudyConfig, chip_study_run
 from ..studies.chip_validation import ValidationConfig, validate
-from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults, fail,
-               new_parser, nonneg_float, parse, positive_int, report, run_guard, run_study)
+from . import (add_checkpoints_arg, add_chip_args, add_chips_arg, add_device_set_arg, add_parallel_args, add_study_args,
+               defaults, fail, new_parser, nonneg_float, parse, positive_int, report, run_guard, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoints_arg(parser, "one best.pt to study instead of the cached default", single_alias=True)
     parser.add_argument("--devices", nargs="+", default=d["devices"],
                         help=f"simulated hardware, each a name ({', '.join(available_devices())}) or a .toml path")
+    add_device_set_arg(parser, d["device_set"])  # applied to every device of --devices
     parser.add_argument("--validate", action="store_true",
                         help="only validate the cost model against NeuroSim and measured chips: prints the table, "
                              "writes validation.csv")

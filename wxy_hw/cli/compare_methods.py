@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from ..studies.compare_methods import CompareConfig, compare_methods
+from ..studies.compare_methods import CompareConfig, compare_methods_run
 from ..studies.train import RERUN
 from ..train import TrainingInterrupted
 from . import (seed_int, add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, run_guard,
@@ -46,15 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(build_parser(), argv, CompareConfig)
     args.resume = True  # <out> is meant to be re-run: finished methods are reused, interrupted ones resumed
     try:
-        settings = config_of(CompareConfig, args).settings()
-        settings.pop("method")
+        config = config_of(CompareConfig, args)
         with run_guard(args, kind="compare_methods"):
-            table = compare_methods(out=args.out, progress=args.progress, **settings)
+            result = compare_methods_run(config, out=args.out, progress=args.progress)
     except KeyboardInterrupt as exc:  # there is no --resume here: re-running the command continues
         if not isinstance(exc, TrainingInterrupted):  # a training run's message already says so
             exc.args = (f"{str(exc) or 'compare_methods stopped'}; {RERUN}",)
         return fail(exc)
     except Exception as exc:
         return fail(exc)
-    print(table)
+    print(result.table)
     return 0

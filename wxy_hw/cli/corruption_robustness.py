@@ -4,7 +4,8 @@
 
 With no checkpoint given it uses cached default models (runs/cache/...) of baseline, augment,
 ada, auxiliary, adv and hwa (reram noise: does weight-noise robustness buy corruption robustness?),
-training them first when absent. Corrupted test sets are generated
+training them first when absent. --device-set changes values of every device of the hardware
+table (accuracy only: this study prices no energy). Corrupted test sets are generated
 deterministically and cached (runs/cache/corruptions). Writes runs/robustness/<time>/ with
 config.toml, corruption.csv, corruption_errors.csv, adversarial.csv, hardware.csv, feature_consistency.csv,
 table.md, manifest.json and PNG/SVG plots (accuracy vs severity, feature PCA, hardware).
@@ -17,8 +18,8 @@ from typing import Sequence
 from ..data.corruptions import available_corruptions
 from ..hardware.spec import available_devices
 from ..studies.corruption_robustness import RobustnessConfig, corruption_robustness_run
-from . import (add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float, nonneg_int,
-               positive_int, run_study, severity)
+from . import (add_models_args, add_chips_arg, add_device_set_arg, add_study_args, defaults, new_parser, nonneg_float,
+               nonneg_int, positive_int, run_study, severity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", nargs="*", default=d["devices"],
                         help=f"simulated hardware for the hardware table ({', '.join(available_devices())} or .toml "
                              "paths); none skips it")
+    add_device_set_arg(parser, d["device_set"])  # applied to every device of --devices
     add_chips_arg(parser, d["chips"], "chip instances per device (0 skips the hardware table)", old=None,
                   kind=nonneg_int)
     parser.add_argument("--hw-samples", type=positive_int, default=d["hw_samples"], help="test images per chip evaluation")

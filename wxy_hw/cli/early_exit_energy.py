@@ -4,8 +4,9 @@
     python experiments/early_exit_energy.py --device reram --chips 20 --workers 4   # chips as Ray tasks
 
 Uses cached default models (baseline, dsn, self_distillation, scan on Fashion-MNIST), training them
-when absent. The architecture flags (--rows --cols --adc-bits --dac-bits --bits-per-cell --weight-bits
---act-bits, the same as chip_study's) set the one chip that both accuracy and energy describe;
+when absent. --device, --device-set and the architecture flags (--rows --cols --adc-bits --dac-bits
+--bits-per-cell --weight-bits --act-bits, the same as chip_study's) set the one chip that both
+accuracy and energy describe (the int8 column: a digital_int8 chip of the same array size and bits);
 energy comes from wxy_hw.hardware.chip_report with input-bit activity measured on a fixed, seeded
 selection of training images (per_exit.csv: device_energy_pJ = study.csv's energy_pJ for the same
 configuration). Writes runs/early_exit/<device>_<time>/ with config.toml, per_exit.csv, dynamic.csv,
@@ -17,7 +18,7 @@ import argparse
 from typing import Sequence
 
 from ..studies.early_exit_energy import EarlyExitConfig, early_exit_run
-from . import (add_device_arg, add_models_args, add_chip_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
+from . import (add_chip_settings, add_models_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
                new_parser, nonneg_float, nonneg_int, positive_int, run_study)
 
 
@@ -25,7 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The early_exit_energy command line."""
     d = defaults(EarlyExitConfig)
     parser = new_parser(__doc__, "early_exit_energy")
-    add_device_arg(parser, d["device"])
     add_models_args(parser, d["methods"], "explicit best.pt files instead of the cached defaults")
     add_chips_arg(parser, d["chips"], "chip instances (each gets its own thresholds)")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="validation and test images used")
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn-recalibrate", type=nonneg_int, default=d["bn_recalibrate"], metavar="N",
                         help="each chip re-estimates its BN statistics on N unlabeled training images after "
                              "deployment (N forward passes per chip; 0 = off)")
-    add_chip_args(parser, defaults=d)
+    add_chip_settings(parser, EarlyExitConfig)
     add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser)
     return parser

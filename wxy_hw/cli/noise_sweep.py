@@ -16,8 +16,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (seed_int, add_chip_settings, add_parallel_args, add_models_args, add_chips_arg, add_study_args, defaults, new_parser, nonneg_float,
-               nonneg_int, positive_int, run_study)
+from . import (seed_int, add_chip_settings, add_parallel_args, add_models_args, add_chips_arg, add_study_args, defaults,
+               new_parser, nonneg_float, nonneg_int, positive_int, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:

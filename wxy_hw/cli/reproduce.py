@@ -14,20 +14,14 @@ stopped.
 from __future__ import annotations
 
 import argparse
-import importlib
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
 from ..studies.train import RERUN
 from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
-
-
-def study_main(study: str) -> Callable[[list[str]], int]:
-    """``main(argv)`` of ``wxy-hw <study>``, the function ``python experiments/<study>.py`` runs (a step)."""
-    return importlib.import_module(f"wxy_hw.cli.{study}").main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if conf.seeds:
             budget = dataclasses.replace(budget, seeds=tuple(conf.seeds))
         with run_guard(args, kind="reproduce"):
-            rep = Reproduction(budget, args.out, command=lambda study: study_main(study),
-                               torch_device=conf.torch_device, data_dir=conf.data_dir,
+            rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print)
             conf.write(args.out)
             html_path, md_path = rep.run()

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 progress=args.progress)
     except (Exception, KeyboardInterrupt) as exc:  # one clear line, no traceback, for every user-facing error
         return fail(exc)
-    if summary.get("rank"):  # torchrun: rank 0 reports for all
+    if summary.details.get("rank"):  # torchrun: rank 0 reports for all
         return 0
     print(summary["table"])
     print(f"\nrun directory: {summary['run_dir']}")

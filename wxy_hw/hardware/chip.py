@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib
 import math
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..utils import warn_deprecated
 from .spec import CONVERTER_BITS, DeviceSpec, load_device
 
 ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and chip configurations
@@ -154,20 +154,18 @@ class Chip:
 
 
 # Names that lived here before the cost model, the layer trace and the technology files got their own modules.
-# They still import from here, with a warning, until REMOVED_IN.
+# They still import from here, with a warning, until wxy_hw.utils.REMOVED_IN.
 _MOVED = {**{n: "cost" for n in ("ENERGY_PARTS", "AREA_PARTS", "DIGITAL_REFERENCE", "LayerChip", "cells_per_weight",
                                   "cell_state", "adc_energy_pJ", "map_network", "summarize", "chip_report",
                                   "exit_energies")},
           **{n: "trace" for n in ("LAYER_TYPES", "DIGITAL_UNIT_TYPES", "LayerShape", "is_multi_exit", "layer_shapes",
                                   "measure_activity", "calibration_inputs", "fingerprint")},
           **{n: "technology" for n in ("TECH_SCHEMA", "TECH_DIR", "load_technology")}}
-REMOVED_IN = "0.3"
 
 
 def __getattr__(name: str) -> Any:
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     home = f"wxy_hw.hardware.{_MOVED[name]}"
-    warnings.warn(f"wxy_hw.hardware.chip.{name} moved to {home}.{name}: import it from there; "
-                  f"the old path goes away in wxy_hw {REMOVED_IN}", DeprecationWarning, stacklevel=2)
+    warn_deprecated(f"wxy_hw.hardware.chip.{name}", f"{home}.{name}", stacklevel=3)
     return getattr(importlib.import_module(home), name)

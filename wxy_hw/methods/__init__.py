@@ -9,7 +9,8 @@ from .auxiliary import AuxiliaryTraining
 from .base import Batch, Method, feature_l2, kd_kl
 from .dml import DeepMutualLearning
 from .fitnet import FitNet
-from .hwa import ComposedMethod, HardwareAware
+from .compose import ComposedMethod
+from .hwa import HardwareAware
 from .kd import KnowledgeDistillation
 from .qat import QuantizationAware
 from .robust import ADA, AdversarialTraining, Augment, PixelSpaceClassifier

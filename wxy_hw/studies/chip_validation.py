@@ -13,7 +13,7 @@ from ..hardware import ChipConfig, chip_report
 from ..hardware.cost import cells_per_weight
 from ..output import format_table, write_rows_csv
 from .config import StudyConfig
-from .spine import stamp, start_run
+from .spine import StudyResult, stamp, start_run
 
 # NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM 1T1R, 128×128, 4-bit ADC, 8 columns per ADC,
 # 8-bit weights and activations, 1 bit per cell). Two releases of DNN_NeuroSim_V1.4 disagree with each
@@ -111,16 +111,21 @@ class ValidationConfig(StudyConfig):
     KIND = "chip_validation"
 
 
-def validate(out: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+def validation_table(rows: list[dict[str, Any]]) -> str:
+    """The validation rows as a table (their sources stay in validation.csv)."""
+    return format_table([{k: v for k, v in r.items() if k != "source"} for r in rows],
+                        ["reference", "metric", "reference_value", "model_value", "ratio"],
+                        title="Validation of the cost model (ratio = model / reference; sources in validation.csv)")
+
+
+def validate(out: str | Path | None = None, log: Callable[[str], None] = print) -> StudyResult:
     """``chip_study.py --validate``: print the validation table and write validation.csv."""
     out, run = start_run(ValidationConfig(), out, Path("runs") / "chip_study" / f"validate_{stamp()}", {"validate": True})
     rows = validation_rows()
     write_rows_csv(out / "validation.csv", rows)
-    table = format_table([{k: v for k, v in r.items() if k != "source"} for r in rows],
-                         ["reference", "metric", "reference_value", "model_value", "ratio"],
-                         title="Validation of the cost model (ratio = model / reference; sources in validation.csv)")
+    table = validation_table(rows)
     run.finish()
-    return {"run_dir": str(out), "table": table}
+    return StudyResult(out, table, rows)
 
 
 class NeuroSimVGG8(nn.Module):

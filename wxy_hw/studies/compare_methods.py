@@ -1,6 +1,7 @@
 """compare_methods: the same training settings under several methods and seeds, one table with intervals and paired tests."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from ..results import exit_columns
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
 from ..utils import atomic_write_text, read_json
+from .result import StudyResult
 from .train import RERUN, TrainRunConfig, continue_flags, finished_run, train_run
+
 
 @dataclass
 class CompareConfig(TrainRunConfig):
@@ -29,6 +32,39 @@ class CompareConfig(TrainRunConfig):
     teacher_width: float | None = None
 
 
+# the settings of the comparison itself; every other field of CompareConfig is a setting of each training run
+COMPARISON_ONLY = ("method", "method_options", "methods", "seeds", "teacher_arch", "teacher_width", "seed")
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """A comparison checked before any training: its settings as written to config.toml (seeds filled in), the
+    folder, and the settings every training run shares."""
+
+    config: CompareConfig
+    out: Path
+    seeds: list[int]
+    train_kwargs: dict[str, Any]  # train_run's keywords but method, method_options and seed (progress included)
+    wants_teacher: list[str]  # methods that need a teacher (kd, fitnet, at)
+
+
+# {method: {seed: the run's summary (results.json)}}
+Summaries = dict[str, dict[int, dict[str, Any]]]
+
+
+@dataclass
+class ComparisonTable:
+    """The comparison as tidy per-seed rows (comparison.csv) and as the table of intervals (comparison.md)."""
+
+    tidy: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    title: str
+
+    def text(self) -> str:
+        return format_table(self.rows, self.columns, title=self.title)
+
+
 def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, out: str | Path | None = None,
                     method_options: dict[str, Any] | None = None, teacher_arch: str | None = None,
                     teacher_width: float | None = None, **train_kwargs: Any) -> str:
@@ -41,81 +77,110 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
     of the final exit to the baseline over the same seeds, with its two-sided p-value. Methods
     that need a teacher (kd, fitnet, at) get ``teacher`` or, with ``teacher_arch``, a baseline
     teacher trained per seed into ``out/teacher/s<seed>`` on the same budget.
-    ``method_options`` go to every method that accepts them.
+    ``method_options`` go to every method that accepts them. ``train_kwargs``: the other fields of
+    CompareConfig (the training settings) and ``progress``. The same as ``compare_methods_run(...).table``.
     """
-    seeds = [int(s) for s in seeds] if seeds else [int(train_kwargs.get("seed", 0))]
+    progress = train_kwargs.pop("progress", True)
+    conf = CompareConfig.make(methods=list(methods), seeds=list(seeds) if seeds else None, teacher_arch=teacher_arch,
+                              teacher_width=teacher_width, method_options=dict(method_options or {}), **train_kwargs)
+    return compare_methods_run(conf, out=out, progress=progress).table
+
+
+def compare_methods_run(config: CompareConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+                        **settings: Any) -> StudyResult:
+    """The comparison of ``config`` (or of keyword settings, the fields of CompareConfig) into ``out`` (None:
+    runs/compare/<dataset>_<arch>_w<width>); its StudyResult holds the table, the tidy per-seed rows and, in
+    ``details["summaries"]``, every run's summary by method and seed."""
+    plan = plan_comparison(CompareConfig.make(config, **settings), out, progress)
+    # the folder is meant to be re-run: its own earlier comparison (same kind) is continued, anything else refused
+    with run_dir_guard(plan.out, resume=True, kind=CompareConfig.KIND):
+        run = RunDirectory(plan.out, plan.config.settings(), kind=CompareConfig.KIND)
+        plan.config.write(plan.out)
+        summaries = train_methods(plan)
+        table = comparison_table(plan, summaries)
+        write_rows_csv(plan.out / "comparison.csv", table.tidy)
+        text = table.text()
+        atomic_write_text(plan.out / "comparison.md", text + "\n")
+        run.finish(methods=list(summaries), seeds=plan.seeds)
+    return StudyResult(plan.out, text, rows=table.tidy, details={"summaries": summaries})
+
+
+def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool = True) -> ComparisonPlan:
+    """Seeds, methods and teachers checked (a typo fails before hours of training); nothing written."""
+    seeds = [int(s) for s in conf.seeds] if conf.seeds else [int(conf.seed)]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds lists a seed twice: {seeds}")
-    train_kwargs = {k: v for k, v in train_kwargs.items() if k != "seed"}
-    dataset, arch = train_kwargs.get("dataset", "fashion_mnist"), train_kwargs.get("arch", "resnet18")
-    width = train_kwargs.get("width", 0.25)
-    out = Path(out) if out is not None else Path("runs") / "compare" / f"{dataset}_{arch}_w{width:g}"
-    for name in methods:
+    out = Path(out) if out is not None else Path("runs") / "compare" / f"{conf.dataset}_{conf.arch}_w{conf.width:g}"
+    for name in conf.methods:
         method_traits(name)  # fail fast on a typo, before hours of training
-    wants_teacher = [m for m in methods if method_traits(m)[1]]
-    if wants_teacher and train_kwargs.get("teacher") is None and teacher_arch is None:
+    wants_teacher = [m for m in conf.methods if method_traits(m)[1]]
+    if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
-    settings = {k: v for k, v in train_kwargs.items() if k != "progress"}
-    conf = CompareConfig.make(methods=list(methods), seeds=seeds, teacher_arch=teacher_arch, teacher_width=teacher_width,
-                              method_options=dict(method_options or {}), seed=seeds[0], **settings)
-    # the folder is meant to be re-run: its own earlier comparison (same kind) is continued, anything else refused
-    with run_dir_guard(out, resume=True, kind=CompareConfig.KIND):
-        run = RunDirectory(out, conf.settings(), kind=CompareConfig.KIND)
-        conf.write(out)
-        summaries: dict[str, dict[int, dict[str, Any]]] = {}
-        for seed in seeds:
-            kwargs = dict(train_kwargs, seed=seed)
-            if wants_teacher and kwargs.get("teacher") is None:
-                t_kwargs = dict(kwargs, arch=teacher_arch, width=teacher_width or width)
-                kwargs["teacher"] = Path(_run_or_reuse("baseline", out / "teacher" / f"s{seed}", {}, t_kwargs)["run_dir"]) \
-                    / "best.pt"
-            for name in methods:
-                accepted = {p for part in name.split("+")
-                            for p in inspect.signature(method_class(part).__init__).parameters}
-                opts = {k: v for k, v in (method_options or {}).items() if k in accepted}
-                summaries.setdefault(name, {})[seed] = _run_or_reuse(name, out / name / f"s{seed}", opts, kwargs)
+    written = dataclasses.replace(conf, methods=list(conf.methods), seeds=seeds, seed=seeds[0],
+                                  method_options=dict(conf.method_options or {}))
+    train_kwargs = {k: v for k, v in written.settings().items() if k not in COMPARISON_ONLY}
+    return ComparisonPlan(written, out, seeds, {**train_kwargs, "progress": progress}, wants_teacher)
 
-        n_exits = max(len(by_seed[seeds[0]]["test"]["exits"]) for by_seed in summaries.values())
-        exit_cols = exit_columns(n_exits) if n_exits > 1 else ["Final"]
-        base = {(s, 0): summaries["baseline"][s]["test"]["exits"][-1] for s in seeds} if "baseline" in summaries else None
-        tidy, rows = [], []
-        for name, by_seed in summaries.items():
-            n = len(by_seed[seeds[0]]["test"]["exits"])
-            cells: dict[str, Any] = {"Model": name}
-            # A single-exit method's one classifier is reported under the deepest exit's column.
-            for k, col in enumerate(exit_cols if n > 1 else exit_cols[-1:]):
-                acc = [by_seed[s]["test"]["exits"][k] for s in seeds]
-                cells[col] = str(t_interval(acc))
-                tidy += [dict(method=name, seed=s, exit=str(k + 1) if n > 1 else str(n_exits), accuracy=a)
-                         for s, a in zip(seeds, acc)]
-            if n > 1:
-                ens = [by_seed[s]["test"]["ensemble"] for s in seeds]
-                cells["Ensemble"] = str(t_interval(ens))
-                tidy += [dict(method=name, seed=s, exit="ensemble", accuracy=a) for s, a in zip(seeds, ens)]
-            if base is not None and name != "baseline":
-                test = paired_test({(s, 0): by_seed[s]["test"]["exits"][-1] for s in seeds}, base)
-                p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
-                cells["final − baseline (p)"] = f"{test.difference} ({p})"
-            rows.append(cells)
-        columns = ["Model", *exit_cols, "Ensemble"]
-        if base is not None and len(summaries) > 1:
-            columns.append("final − baseline (p)")
-        title = (f"Test accuracy (%) on {dataset}, {arch} width {width:g}, {train_kwargs.get('epochs', 5)} epochs, "
-                 f"seeds {', '.join(map(str, seeds))}: mean ± 95 % t interval over seeds (none for one seed); "
-                 "checkpoints selected on validation; p: paired t-test over seeds")
-        table = format_table(rows, columns, title=title)
-        write_rows_csv(out / "comparison.csv", tidy)
-        atomic_write_text(out / "comparison.md", table + "\n")
-        run.finish(methods=list(summaries), seeds=seeds)
-    return table
+
+def train_methods(plan: ComparisonPlan) -> Summaries:
+    """Every method once per seed (and the teachers first), each trained or reused; their summaries."""
+    conf, summaries = plan.config, {}
+    for seed in plan.seeds:
+        kwargs = dict(plan.train_kwargs, seed=seed)
+        if plan.wants_teacher and kwargs.get("teacher") is None:
+            t_kwargs = dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width)
+            teacher = _run_or_reuse("baseline", plan.out / "teacher" / f"s{seed}", {}, t_kwargs)
+            kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
+        for name in conf.methods:
+            accepted = {p for part in name.split("+") for p in inspect.signature(method_class(part).__init__).parameters}
+            opts = {k: v for k, v in conf.method_options.items() if k in accepted}
+            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, plan.out / name / f"s{seed}", opts, kwargs)
+    return summaries
+
+
+def comparison_table(plan: ComparisonPlan, summaries: Summaries) -> ComparisonTable:
+    """Per method: each exit (and the ensemble) as mean ± 95 % t interval over seeds, and the final exit's
+    paired difference to the baseline; tidy rows, one per method, seed and exit."""
+    seeds = plan.seeds
+    n_exits = max(len(by_seed[seeds[0]]["test"]["exits"]) for by_seed in summaries.values())
+    exit_cols = exit_columns(n_exits) if n_exits > 1 else ["Final"]
+    base = {(s, 0): summaries["baseline"][s]["test"]["exits"][-1] for s in seeds} if "baseline" in summaries else None
+    tidy, rows = [], []
+    for name, by_seed in summaries.items():
+        n = len(by_seed[seeds[0]]["test"]["exits"])
+        cells: dict[str, Any] = {"Model": name}
+        # A single-exit method's one classifier is reported under the deepest exit's column.
+        for k, col in enumerate(exit_cols if n > 1 else exit_cols[-1:]):
+            acc = [by_seed[s]["test"]["exits"][k] for s in seeds]
+            cells[col] = str(t_interval(acc))
+            tidy += [dict(method=name, seed=s, exit=str(k + 1) if n > 1 else str(n_exits), accuracy=a)
+                     for s, a in zip(seeds, acc)]
+        if n > 1:
+            ens = [by_seed[s]["test"]["ensemble"] for s in seeds]
+            cells["Ensemble"] = str(t_interval(ens))
+            tidy += [dict(method=name, seed=s, exit="ensemble", accuracy=a) for s, a in zip(seeds, ens)]
+        if base is not None and name != "baseline":
+            test = paired_test({(s, 0): by_seed[s]["test"]["exits"][-1] for s in seeds}, base)
+            p = "n/a" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
+            cells["final − baseline (p)"] = f"{test.difference} ({p})"
+        rows.append(cells)
+    columns = ["Model", *exit_cols, "Ensemble"]
+    if base is not None and len(summaries) > 1:
+        columns.append("final − baseline (p)")
+    c = plan.config
+    title = (f"Test accuracy (%) on {c.dataset}, {c.arch} width {c.width:g}, {c.epochs} epochs, "
+             f"seeds {', '.join(map(str, seeds))}: mean ± 95 % t interval over seeds (none for one seed); "
+             "checkpoints selected on validation; p: paired t-test over seeds")
+    return ComparisonTable(tidy, rows, columns, title)
 
 
 # settings added after runs were first recorded: a manifest without them had the default
 ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused."""
+    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused; the
+    run's summary (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
     if manifest is not None:
         saved = manifest.get("config", {})
@@ -128,12 +193,11 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
         return read_json(run_dir / "results.json", fix=RERUN)
     try:
-        return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir), **train_kwargs)
+        return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir),
+                         **train_kwargs).details
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
         raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
     except NonFiniteLossError as exc:  # the same: this command's remedy is a rerun with a lower --lr
         what = str(exc).split("; ", 1)[0]
         raise type(exc)(f"{name} in {run_dir}: {what}; re-run the same command with a lower --lr (runs that diverged "
                         "continue from their last good checkpoint or start again; finished ones are reused)") from None
-
-

@@ -27,6 +27,14 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read, or that names settings the command does not have."""
 
 
+class SettingError(ValueError):
+    """A study setting out of range, named by its field (``chips``); the CLI names the flag (``--chips``) instead."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
 def _key(k: str) -> str:
     return k if _BARE_KEY.match(k) else json.dumps(k, ensure_ascii=False)
 
@@ -96,8 +104,8 @@ class StudyConfig:
             return config
         budget = settings.pop("budget", None)  # the former ``budget={"epochs": .., "subset": ..}`` keyword
         if budget is not None:
-            warn_deprecated(f"keyword budget= ({cls.__name__})", "train_epochs=, train_subset=, ... (the --train-* "
-                            "settings)", stacklevel=4)  # the caller of the study function that called make
+            warn_deprecated(f"keyword budget= ({cls.__name__})", "train_epochs=, train_subset=, train_width=, ...",
+                            stacklevel=4)  # the caller of the study function that called make
         for key, value in (budget or {}).items():
             settings.setdefault(f"train_{key}", value)
         for old, new in cls.RENAMED.items():

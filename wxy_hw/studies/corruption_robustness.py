@@ -1,5 +1,9 @@
 """Corruption robustness (experiments/corruption_robustness.py): the corruption benchmark (seed-style table,
-mCE), adversarial accuracy, the same corruption table on simulated hardware, plots."""
+mCE), adversarial accuracy, the same corruption table on simulated hardware, plots.
+
+Three stages: ``plan_robustness`` (settings checked, devices loaded with ``--device-set`` applied, models
+found), ``measure_robustness`` (per model: corruptions, feature consistency, attacks, chips),
+``write_robustness`` (CSVs, tables, plots, manifest). Accuracy only: no energy is priced here."""
 from __future__ import annotations
 
 import math
@@ -15,11 +19,12 @@ from ..analysis.sweep import human_time
 from ..data.base import Split, take_subset
 from ..data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions
 from ..hardware.montecarlo import deploy_on
-from ..hardware.spec import load_device
+from ..hardware.spec import DeviceSpec, load_device
 from ..output import colors as palette, deepest_exit, format_table, plt, save_figure, write_rows_csv
+from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import DatasetSettings
-from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import DatasetSettings, SettingError
+from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
 DEFAULT_METHODS = ("baseline", "augment", "ada", "auxiliary", "adv", "hwa")
@@ -28,7 +33,8 @@ DEFAULT_CORRUPTIONS = (*SEED_CORRUPTIONS, "rotation")
 
 @dataclass
 class RobustnessConfig(DatasetSettings):
-    """Settings of the corruption-robustness study (field names = the CLI's option names)."""
+    """Settings of the corruption-robustness study (field names = the CLI's option names); ``device_set``
+    changes values of every device of the hardware table (``--device-set``)."""
 
     KIND = "corruption_robustness"
 
@@ -43,6 +49,7 @@ class RobustnessConfig(DatasetSettings):
     eps_l2: float = DEFAULT_ATTACKS["pgd_l2"]["eps"]
     pgd_steps: int = int(DEFAULT_ATTACKS["pgd_linf"]["steps"])
     devices: list[str] = field(default_factory=lambda: ["reram", "subthreshold_cmos"])
+    device_set: dict[str, Any] = field(default_factory=dict)
     chips: int = 3
     hw_samples: int = 500
     hw_severities: list[int] = field(default_factory=lambda: [1, 3, 5])
@@ -57,96 +64,180 @@ class RobustnessConfig(DatasetSettings):
                 "pgd_l2": dict(eps=self.eps_l2, steps=self.pgd_steps)}
 
 
+@dataclass
+class RobustnessPlan:
+    """What the study will measure, nothing measured yet: the models, the devices of the hardware table
+    (``--device-set`` applied), and the corruption whose features the PCA figure shows."""
+
+    paths: dict[str, Checkpoint]
+    devices: list[DeviceSpec]
+    t_of: dict[str, float]             # per device name, the time since programming the chips are read at
+    pca_corruption: str
+
+
+@dataclass
+class RobustnessMeasurements:
+    """Tidy rows of every measurement, and the test-set sizes the tables state."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)          # digital corruption accuracy
+    adv: list[dict[str, Any]] = field(default_factory=list)           # adversarial accuracy
+    hw: list[dict[str, Any]] = field(default_factory=list)            # corruption accuracy on chips
+    consistency: list[dict[str, Any]] = field(default_factory=list)   # clean vs corrupted deepest features
+    pca: dict[str, tuple] = field(default_factory=dict)               # label → (clean, corrupted features, labels)
+    n_test: int = 0
+    n_hw: int = 0
+
+
 def corruption_robustness_run(config: RobustnessConfig | None = None, *, out: str | Path | None = None,
                               progress: bool = True, log: Callable[[str], None] = print,
-                              **settings: Any) -> dict[str, Any]:
-    """Run the benchmark and write CSVs, tables, plots, config.toml and a manifest; returns a summary with the tables."""
+                              **settings: Any) -> StudyResult:
+    """Run the benchmark and write CSVs, tables, plots, config.toml and a manifest; returns a summary with the tables.
+
+    ``device_set`` values reach every device of the hardware table (``load_device(device, device_set)``)."""
     conf = RobustnessConfig.make(config, **settings)
-    corruptions, severities, samples, adv_samples = conf.corruptions, conf.severities, conf.samples, conf.adv_samples
-    chips, hw_samples, hw_severities, seed = conf.chips, conf.hw_samples, conf.hw_severities, conf.seed
-    pca_corruption, pca_severity, corrupted_dir = conf.pca_corruption, conf.pca_severity, conf.corrupted_dir
-    if corrupted_dir is None:
-        check_corruptions(list(corruptions) + [pca_corruption])
-    elif pca_corruption not in corruptions:
-        pca_corruption = corruptions[0]
-    for s in [*severities, *hw_severities, pca_severity]:
-        if not 1 <= int(s) <= 5:
-            raise ValueError(f"severities must lie in 1..5 (0 = clean is always included), got {s}")
-    if samples < 1 or adv_samples < 0 or hw_samples < 1 or chips < 0:
-        raise ValueError("--samples and --hw-samples must be ≥ 1; --adv-samples and --chips ≥ 0")
-    specs = [load_device(d) for d in conf.devices]
-    t_of = {s.name: s.inference_time() for s in specs}
-    attacks = conf.attacks
-    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
-                                progress=progress, torch_device=conf.torch_device,
-                                budget=conf.budget)
-    out, run = start_run(conf, out, Path("runs") / "robustness" / stamp(), dict(
-        checkpoints={k: str(v) for k, v in paths.items()}, corruptions=list(corruptions), severities=list(severities),
-        samples=samples, attacks=attacks, adv_samples=adv_samples, devices={s.name: s.summary() for s in specs},
-        t_inference=t_of, chips=chips, hw_samples=hw_samples, hw_severities=list(hw_severities), dataset=conf.dataset,
-        seed=seed, corrupted_dir=None if corrupted_dir is None else str(corrupted_dir)))
+    plan = plan_robustness(conf, progress)
+    run_dir, run = _start(conf, plan, out)
+    measured = measure_robustness(plan, conf, progress, log)
+    return write_robustness(plan, measured, conf, run_dir, run)
+
+
+def _check_settings(conf: RobustnessConfig) -> str:
+    """Refuse settings out of range; the corruption the PCA figure shows."""
+    pca_corruption = conf.pca_corruption
+    if conf.corrupted_dir is None:
+        check_corruptions(list(conf.corruptions) + [pca_corruption])
+    elif pca_corruption not in conf.corruptions:
+        pca_corruption = conf.corruptions[0]
+    for name, values in (("severities", conf.severities), ("hw_severities", conf.hw_severities),
+                         ("pca_severity", [conf.pca_severity])):
+        for s in values:
+            if not 1 <= int(s) <= 5:
+                raise SettingError(name, f"must lie in 1..5 (0 = clean is always included), got {s}")
+    for name, least in (("samples", 1), ("hw_samples", 1), ("adv_samples", 0), ("chips", 0)):
+        if getattr(conf, name) < least:
+            raise SettingError(name, f"must be ≥ {least}, got {getattr(conf, name)}")
+    return pca_corruption
+
+
+def plan_robustness(conf: RobustnessConfig, progress: bool = True) -> RobustnessPlan:
+    """Check the settings, load the devices (``device_set`` applied to each), find the models (the cached
+    defaults trained when absent): nothing measured, no run directory yet."""
+    pca_corruption = _check_settings(conf)
+    devices = [load_device(d, conf.device_set) for d in conf.devices]
+    t_of = {s.name: s.inference_time() for s in devices}
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
+                                seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
+    return RobustnessPlan(paths, devices, t_of, pca_corruption)
+
+
+def _start(conf: RobustnessConfig, plan: RobustnessPlan, out: str | Path | None) -> tuple[Path, RunDirectory]:
+    return start_run(conf, out, Path("runs") / "robustness" / stamp(), dict(
+        checkpoints={k: str(v) for k, v in plan.paths.items()}, corruptions=list(conf.corruptions),
+        severities=list(conf.severities), samples=conf.samples, attacks=conf.attacks, adv_samples=conf.adv_samples,
+        devices={s.name: s.summary() for s in plan.devices}, device_set=dict(conf.device_set), t_inference=plan.t_of,
+        chips=conf.chips, hw_samples=conf.hw_samples, hw_severities=list(conf.hw_severities), dataset=conf.dataset,
+        seed=conf.seed, corrupted_dir=None if conf.corrupted_dir is None else str(conf.corrupted_dir)))
+
+
+def _first(split: Split, n: int, seed: int, corrupted_dir: str | None) -> Split:
+    """``n`` test images: a seeded selection, or the first ``n`` (a published corrupted set is aligned with the
+    test split's order)."""
+    return take_subset(split, n, seed) if corrupted_dir is None else Split(split.images[:n], split.labels[:n])
+
+
+def measure_robustness(plan: RobustnessPlan, conf: RobustnessConfig, progress: bool = True,
+                       log: Callable[[str], None] = print) -> RobustnessMeasurements:
+    """Every model in turn: corruption accuracy, feature consistency and PCA features, adversarial accuracy,
+    and the corruption accuracy of ``chips`` chips per device."""
     say = (lambda msg: log(f"[robustness] {msg}")) if progress else (lambda msg: None)
-
-    rows, adv, hw, consistency, pca = [], [], [], [], {}
+    measured = RobustnessMeasurements()
     data_cache: dict[tuple, Any] = {}
-    for label, path in paths.items():
+    for label, path in plan.paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
-        full = opened.data.test
-        # a published corrupted set is aligned with the test split's order: take its first images
-        test = take_subset(full, samples, seed) if corrupted_dir is None else \
-            Split(full.images[:samples], full.labels[:samples])
-        mean, std = opened.info["mean"], opened.info["std"]
-        model = opened.model
+        test = _first(opened.data.test, conf.samples, conf.seed, conf.corrupted_dir)
+        norm, model = (opened.info["mean"], opened.info["std"]), opened.model
         del opened
-        say(f"{label}: {len(corruptions)} corruptions × {len(severities)} severities on {len(test)} test images")
-        view = dict(seed=seed, cache_dir=conf.cache_dir, corrupted_dir=corrupted_dir)
-        rows += corruption_rows(model, test, mean, std, corruptions, severities, **view, method=label)
-        clean_feat = deepest_features(model, batches_of(test, mean, std))
-        for c in corruptions:
-            corrupted = corrupted_view(test, c, 3, **view)
-            consistency.append(dict(method=label, corruption=c, severity=3, cosine=feature_consistency(
-                clean_feat, deepest_features(model, batches_of(corrupted, mean, std)))))
-        pc = corrupted_view(test, pca_corruption, pca_severity, **view)
-        pca[label] = (clean_feat, deepest_features(model, batches_of(pc, mean, std)), test.labels)
-        if adv_samples and attacks:
-            say(f"{label}: adversarial accuracy ({', '.join(attacks)}) on {min(adv_samples, len(test))} images")
-            adv += adversarial_rows(model, take_subset(test, adv_samples, seed), mean, std, attacks, seed=seed,
-                                    method=label)
-        hw_test = take_subset(test, hw_samples, seed) if corrupted_dir is None else \
-            Split(test.images[:hw_samples], test.labels[:hw_samples])
-        for spec in specs:
-            if chips == 0:
-                break
-            say(f"{label}: {chips} {spec.name} chips (t = {human_time(t_of[spec.name])}), corruptions at severities "
-                f"{list(hw_severities)} on {len(hw_test)} images")
-            for chip in range(chips):
-                deployed = deploy_on(model, spec, 1000 + chip, t_inference=t_of[spec.name])
-                hw += corruption_rows(deployed, hw_test, mean, std, corruptions, hw_severities, **view,
-                                      method=label, device=spec.name, chip=1000 + chip)
-                del deployed
+        _measure_model(measured, label, model, test, norm, plan, conf, say)
+        hw_test = _first(test, conf.hw_samples, conf.seed, conf.corrupted_dir)
+        measured.hw += _hardware_rows(model, hw_test, norm, label, plan, conf, say)
+        measured.n_test, measured.n_hw = len(test), len(hw_test)
         del model
+    return measured
 
+
+def _measure_model(measured: RobustnessMeasurements, label: str, model: torch.nn.Module, test: Split,
+                   norm: tuple, plan: RobustnessPlan, conf: RobustnessConfig, say: Callable[[str], None]) -> None:
+    """One model, digitally: corruption rows, feature consistency at severity 3, PCA features, attacks."""
+    mean, std = norm
+    corruptions, attacks = conf.corruptions, conf.attacks
+    say(f"{label}: {len(corruptions)} corruptions × {len(conf.severities)} severities on {len(test)} test images")
+    view = _view(conf)
+    measured.rows += corruption_rows(model, test, mean, std, corruptions, conf.severities, **view, method=label)
+    clean_feat = deepest_features(model, batches_of(test, mean, std))
+    for c in corruptions:
+        corrupted = corrupted_view(test, c, 3, **view)
+        measured.consistency.append(dict(method=label, corruption=c, severity=3, cosine=feature_consistency(
+            clean_feat, deepest_features(model, batches_of(corrupted, mean, std)))))
+    pc = corrupted_view(test, plan.pca_corruption, conf.pca_severity, **view)
+    measured.pca[label] = (clean_feat, deepest_features(model, batches_of(pc, mean, std)), test.labels)
+    if conf.adv_samples and attacks:
+        say(f"{label}: adversarial accuracy ({', '.join(attacks)}) on {min(conf.adv_samples, len(test))} images")
+        measured.adv += adversarial_rows(model, take_subset(test, conf.adv_samples, conf.seed), mean, std, attacks,
+                                         seed=conf.seed, method=label)
+
+
+def _view(conf: RobustnessConfig) -> dict[str, Any]:
+    """How corrupted images are made (or read): corrupted_view's and corruption_rows' keywords."""
+    return dict(seed=conf.seed, cache_dir=conf.cache_dir, corrupted_dir=conf.corrupted_dir)
+
+
+def _hardware_rows(model: torch.nn.Module, hw_test: Split, norm: tuple, label: str, plan: RobustnessPlan,
+                   conf: RobustnessConfig, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Corruption accuracy of ``chips`` chips of every device (``--device-set`` applied), one chip at a time."""
+    mean, std = norm
+    chips, rows = conf.chips, []
+    for spec in plan.devices:
+        if chips == 0:
+            break
+        say(f"{label}: {chips} {spec.name} chips (t = {human_time(plan.t_of[spec.name])}), corruptions at severities "
+            f"{list(conf.hw_severities)} on {len(hw_test)} images")
+        for chip in range(chips):
+            deployed = deploy_on(model, spec, 1000 + chip, t_inference=plan.t_of[spec.name])
+            rows += corruption_rows(deployed, hw_test, mean, std, conf.corruptions, conf.hw_severities, **_view(conf),
+                                    method=label, device=spec.name, chip=1000 + chip)
+            del deployed
+    return rows
+
+
+def write_robustness(plan: RobustnessPlan, measured: RobustnessMeasurements, conf: RobustnessConfig, out: Path,
+                     run: RunDirectory) -> StudyResult:
+    """corruption.csv, corruption_errors.csv, feature_consistency.csv, adversarial.csv, hardware.csv, the
+    tables (table.md), the plots and the finished manifest."""
+    rows, corruptions = measured.rows, list(conf.corruptions)
     exit_key = deepest_exit(rows)
     baseline = "baseline" if any(r["method"] == "baseline" for r in rows) else rows[0]["method"]
     ce = corruption_errors(rows, baseline, exit_key)
     write_rows_csv(out / "corruption.csv", rows)
     write_rows_csv(out / "corruption_errors.csv", ce)
-    write_rows_csv(out / "feature_consistency.csv", consistency)
-    tables = [_seed_table(rows, ce, consistency, list(corruptions), exit_key, baseline, len(test), list(severities))]
-    plots = _plot_severity(rows, list(corruptions), exit_key, out / "accuracy_vs_severity")
-    plots += _plot_pca(pca, pca_corruption, pca_severity, out / "feature_pca")
-    if adv:
-        write_rows_csv(out / "adversarial.csv", adv)
-        tables.append(_adv_table(adv))
-    if hw:
-        write_rows_csv(out / "hardware.csv", hw)
-        tables.append(_hw_table(hw, rows, exit_key, t_of, chips, len(hw_test), list(hw_severities)))
-        plots += _plot_hw(hw, rows, exit_key, out / "hardware_corruption")
+    write_rows_csv(out / "feature_consistency.csv", measured.consistency)
+    tables = [_seed_table(rows, ce, measured.consistency, corruptions, exit_key, baseline, measured.n_test,
+                          list(conf.severities))]
+    plots = _plot_severity(rows, corruptions, exit_key, out / "accuracy_vs_severity")
+    plots += _plot_pca(measured.pca, plan.pca_corruption, conf.pca_severity, out / "feature_pca")
+    if measured.adv:
+        write_rows_csv(out / "adversarial.csv", measured.adv)
+        tables.append(_adv_table(measured.adv))
+    if measured.hw:
+        write_rows_csv(out / "hardware.csv", measured.hw)
+        tables.append(_hw_table(measured.hw, rows, exit_key, plan.t_of, conf.chips, measured.n_hw,
+                                list(conf.hw_severities), conf.device_set))
+        plots += _plot_hw(measured.hw, rows, exit_key, out / "hardware_corruption")
     table = "\n\n".join(tables)
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(results={"mce": {r["method"]: r["ce"] for r in ce if r["corruption"] == "mean"}},
                plots=[p.name for p in plots])
-    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots]}
+    return StudyResult(out, table, rows, plots, {"corruption_errors": ce, "adversarial": measured.adv,
+                                                 "hardware": measured.hw})
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -185,7 +276,7 @@ def _adv_table(adv) -> str:
                         f"{adv[0]['n']} test images (torchattacks; ε in pixel units of [0, 1])")
 
 
-def _hw_table(hw, rows, exit_key, t_of, chips, n, severities) -> str:
+def _hw_table(hw, rows, exit_key, t_of, chips, n, severities, device_set=None) -> str:
     methods = list(dict.fromkeys(r["method"] for r in hw))
     devices = list(dict.fromkeys(r["device"] for r in hw))
     trows = []
@@ -207,9 +298,10 @@ def _hw_table(hw, rows, exit_key, t_of, chips, n, severities) -> str:
             row[f"{d} corr."] = f"{float(corr.mean()):.2f} ± {sd(corr):.2f}"
         trows.append(row)
     times = ", ".join(f"{d} at {human_time(t)}" for d, t in t_of.items())
+    changed = "; device values set: " + ", ".join(f"{k} = {v}" for k, v in device_set.items()) if device_set else ""
     return format_table(trows, list(trows[0]), title=(
-        f"On hardware ({times}; mean ± std over {chips} chips, {n} test images, exit {exit_key}): clean accuracy and "
-        f"accuracy averaged over all corruptions at severities {severities}"))
+        f"On hardware ({times}{changed}; mean ± std over {chips} chips, {n} test images, exit {exit_key}): clean "
+        f"accuracy and accuracy averaged over all corruptions at severities {severities}"))
 
 
 def _plot_severity(rows, corruptions, exit_key, path: Path) -> list[Path]:

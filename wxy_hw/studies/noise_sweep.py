@@ -1,5 +1,11 @@
 """Noise sweep (experiments/noise_sweep.py): accuracy and loss of every exit on a device vs noise scale and
-time since programming, plus the flat-minima curve."""
+time since programming, plus the flat-minima curve.
+
+Three stages with typed hand-overs: ``_plan`` (settings checked, the one chip resolved, models found, run
+directory started), ``_measure`` (digital accuracy, the chip's energy per exit, the device sweeps, the
+flat-minima sweep), ``_write`` (CSVs, figures, table, manifest). ``--seeds`` runs one sweep per seed
+(``_seeds_plan`` → ``_seeds_measure`` → ``_seeds_write``).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -16,14 +22,17 @@ from ..analysis.stats import nested_interval, paired_test
 from ..analysis.sweep import DEFAULT_SCALES, DEFAULT_SIGMAS, DEFAULT_TIMES, flat_minima, human_time, summarize, sweep_device
 from ..models.evaluation import evaluate
 from ..hardware.aihwkit_backend import rpu_config
+from ..hardware.chip import Chip
 from ..hardware.cost import exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate
-from ..hardware.spec import load_device
 from ..parallel import check_parallel
 from ..output import deepest_exit, format_table, write_rows_csv
+from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import ChipSettings, DatasetSettings
-from .spine import open_checkpoint, resolve_checkpoints, stamp, start_run
+from .config import ChipSettings, DatasetSettings, SettingError
+from .spine import StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
+
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -56,9 +65,49 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     seeds: list[int] | None = None  # several training seeds: one sweep per seed, intervals over seeds × chips
 
 
+@dataclass
+class NoiseSweepPlan:
+    """What the sweep will do, nothing measured yet: the one chip (accuracy deploys it, the energy prices it),
+    the times, the checkpoints and the started run directory."""
+
+    conf: NoiseSweepConfig
+    chip: Chip
+    t_nominal: float
+    times: list[float]
+    paths: dict[str, Path]
+    out: Path
+    run: RunDirectory
+
+
+@dataclass
+class SweptModel:
+    """One checkpoint opened for the sweep: its model, fixed image selections, digital accuracy rows and
+    per-exit energy on the chip."""
+
+    model: torch.nn.Module
+    test: list[tuple[torch.Tensor, torch.Tensor]]
+    train: list[tuple[torch.Tensor, torch.Tensor]]
+    digital: list[dict[str, Any]]
+    calibration: list[torch.Tensor]
+    bn_images: torch.Tensor | None
+    energy: dict[str, float]
+
+
+@dataclass
+class NoiseSweepMeasurements:
+    """The sweep's results: raw device rows (method × sweep × value × chip × exit), digital accuracy, energy
+    per exit by method (pJ) and the flat-minima summary (empty without --flat)."""
+
+    raw: list[dict[str, Any]]
+    digital: list[dict[str, Any]]
+    energy: dict[str, dict[str, float]]
+    flat: list[dict[str, Any]]
+
+
 def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
-                    log: Callable[[str], None] = print, **settings: Any) -> dict[str, Any]:
-    """Run the noise sweep and write CSVs, plots, config.toml and a manifest; returns a summary (incl. the table).
+                    log: Log = print, **settings: Any) -> StudyResult:
+    """Run the noise sweep and write CSVs, plots, config.toml and a manifest; returns a StudyResult (incl. the table;
+    ``details``: ``raw``, the device rows, and ``rows``, their number).
 
     ``settings``: the fields of NoiseSweepConfig (or pass one). ``bn_recalibrate`` = N > 0 adds a
     "<method> + BN recal" series: every chip re-estimates its BN statistics on N unlabeled training
@@ -66,161 +115,255 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     """
     conf = NoiseSweepConfig.make(config, **settings)
     if conf.seeds:
-        return _sweep_over_seeds(conf, out, progress, log)
+        seeds_plan = _seeds_plan(conf, out)
+        return _seeds_write(seeds_plan, _seeds_measure(seeds_plan, progress, log))
+    plan = _plan(conf, out, progress)
+    return _write(plan, _measure(plan, progress, log))
+
+
+def _check(conf: NoiseSweepConfig) -> tuple[Chip, float, list[float]]:
+    """Refuse what the settings, the device model or the backend cannot do now, not after minutes of training:
+    the chip, the nominal inference time and the time points of a drifting device."""
     check_parallel(conf.workers, conf.ray_address)
     chip = conf.chip()  # the one chip: accuracy deploys it, the energy column prices it
     spec = chip.spec
     check_bn_recalibrate(conf.bn_recalibrate)
     if conf.chips < 1:
-        raise ValueError(f"--chips must be ≥ 1, got {conf.chips}")
+        raise SettingError("chips", f"must be ≥ 1, got {conf.chips}")
     if conf.samples < 1:
-        raise ValueError(f"--samples must be ≥ 1, got {conf.samples}")
-    for name, values in (("noise scales", conf.scales), ("sigmas", conf.sigmas), ("times", conf.times or [])):
+        raise SettingError("samples", f"must be ≥ 1, got {conf.samples}")
+    for name, values in (("scales", conf.scales), ("sigmas", conf.sigmas), ("times", conf.times or [])):
         if any(not (math.isfinite(v) and v >= 0) for v in values):
-            raise ValueError(f"{name} must be finite and ≥ 0, got {list(values)}")
+            raise SettingError(name, f"must be finite and ≥ 0, got {list(values)}")
     if conf.t_inference is not None and not (math.isfinite(conf.t_inference) and conf.t_inference >= 0):
-        raise ValueError(f"--t-inference must be finite and ≥ 0, got {conf.t_inference}")
-    # Refuse what the device model or backend cannot do now, not after minutes of training.
+        raise SettingError("t_inference", f"must be finite and ≥ 0, got {conf.t_inference}")
     t_nom = spec.inference_time(conf.t_inference, conf.backend)
     time_points = spec.times(conf.times or DEFAULT_TIMES, conf.backend) if spec.has_drift else []
     for t in time_points:
         spec.backend_time(conf.backend, t)
     if conf.backend == "aihwkit":
         rpu_config(spec)  # everything else aihwkit must express about this device
-    seed, samples, realizations = conf.seed, conf.samples, conf.chips
-    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir, seed=seed,
-                                progress=progress, torch_device=conf.torch_device,
+    return chip, t_nom, time_points
+
+
+def _plan(conf: NoiseSweepConfig, out: str | Path | None, progress: bool) -> NoiseSweepPlan:
+    """Settings checked, the chip resolved, the checkpoints found (the cached defaults trained when absent) and
+    the run directory started."""
+    chip, t_nom, time_points = _check(conf)
+    spec = chip.spec
+    paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
+                                seed=conf.seed, progress=progress, torch_device=conf.torch_device,
                                 budget=conf.budget, hwa_device=conf.device)
-    out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
+    run_dir, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
         device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
-        scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=realizations,
-        samples=samples, dataset=conf.dataset, seed=seed, overrides=conf.device_set, bn_recalibrate=conf.bn_recalibrate,
-        chip=chip.summary()))
+        scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=conf.chips,
+        samples=conf.samples, dataset=conf.dataset, seed=conf.seed, overrides=conf.device_set,
+        bn_recalibrate=conf.bn_recalibrate, chip=chip.summary()))
+    return NoiseSweepPlan(conf, chip, t_nom, time_points, dict(paths), run_dir, run)
 
-    models, test_batches, train_batches, digital_rows = {}, {}, {}, []
-    energy: dict[str, dict[str, float]] = {}
-    calibration: dict[str, list[torch.Tensor]] = {}
-    bn_images: dict[str, torch.Tensor | None] = {}
+
+def _open_models(plan: NoiseSweepPlan) -> dict[str, SweptModel]:
+    """Every checkpoint opened, with its seeded test / training selections, calibration images and its energy
+    per exit on the plan's chip (input activity measured on training images)."""
+    conf, seed, samples = plan.conf, plan.conf.seed, plan.conf.samples
+    models: dict[str, SweptModel] = {}
     data_cache: dict[tuple, Any] = {}
-    for label, path in paths.items():
+    for label, path in plan.paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
-        models[label] = opened.model
-        test_batches[label] = opened.batches(opened.data.test, samples, seed, 500)
-        train_batches[label] = opened.batches(opened.data.train, samples, seed + 1, 500)
-        digital_rows += evaluate(models[label], test_batches[label]).rows(method=label)
-        calibration[label] = opened.calibration(seed)
-        bn_images[label] = torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None
-        energy[label] = exit_energies(models[label], chip, calibration[label])  # activity measured on training images
+        test = opened.batches(opened.data.test, samples, seed, 500)
+        train = opened.batches(opened.data.train, samples, seed + 1, 500)
+        digital = evaluate(opened.model, test).rows(method=label)
+        calibration = opened.calibration(seed)
+        models[label] = SweptModel(
+            model=opened.model, test=test, train=train, digital=digital, calibration=calibration,
+            bn_images=torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None,
+            energy=exit_energies(opened.model, plan.chip, calibration))
+    return models
 
+
+def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasurements:
+    """Digital accuracy and energy of every model, the device sweeps on the chip, then the flat-minima sweep."""
+    conf = plan.conf
+    models = _open_models(plan)
+    digital = [row for m in models.values() for row in m.digital]
     raw: list[dict[str, Any]] = []
-    for label, model in models.items():
-        raw += sweep_device({label: model}, spec, test_batches[label], scales=conf.scales, times=time_points,
-                            t_nominal=t_nom, realizations=realizations, seed=seed, backend=conf.backend,
-                            bn_images=bn_images[label], workers=conf.workers, ray_address=conf.ray_address,
-                            **({"calibration": calibration[label]} if conf.backend == "native" else {}),
+    for label, m in models.items():
+        raw += sweep_device({label: m.model}, plan.chip.spec, m.test, scales=conf.scales, times=plan.times,
+                            t_nominal=plan.t_nominal, realizations=conf.chips, seed=conf.seed, backend=conf.backend,
+                            bn_images=m.bn_images, workers=conf.workers, ray_address=conf.ray_address,
+                            **({"calibration": m.calibration} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
-    scale_summary = summarize([r for r in raw if r["sweep"] == "scale"], ("method", "exit", "scale"))
-    time_summary = summarize([r for r in raw if r["sweep"] == "time"], ("method", "exit", "t_inference"))
-    write_rows_csv(out / "sweep.csv", raw)
-    write_rows_csv(out / "summary_scale.csv", scale_summary)
-    write_rows_csv(out / "digital.csv", digital_rows)
-    plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
-                                title=f"{spec.name} ({conf.backend}), t = {human_time(t_nom)}, {realizations} chips, {samples} test images",
-                                xlabel="noise scale (× nominal)")
-    plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
-                                 title=f"{spec.name} ({conf.backend}): test loss", xlabel="noise scale (× nominal)")
-    if time_summary:
-        write_rows_csv(out / "summary_time.csv", time_summary)
-        plots += plot_metric_by_exit(time_summary, "t_inference", out / "accuracy_vs_time", log_x=True,
-                                     title=f"{spec.name} ({conf.backend}) at nominal noise: accuracy after programming",
-                                     xlabel="time since programming (s)")
-    flat_summary: list[dict[str, Any]] = []
+    flat: list[dict[str, Any]] = []
     if conf.flat:
         log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
         flat_rows = []
-        for label, model in models.items():
-            flat_rows += flat_minima({label: model}, train_batches[label], conf.sigmas, chips=realizations, seed=seed)
-        flat_summary = summarize(flat_rows, ("method", "exit", "sigma"))
-        write_rows_csv(out / "flat_minima.csv", flat_summary)
-        deepest = deepest_exit(flat_summary)
-        plots += plot_flat_minima(flat_summary, out / "flat_minima", exit_key=deepest,
-                                  title="Flat minima: Gaussian noise on the weights (deepest exit, training images)")
+        for label, m in models.items():
+            flat_rows += flat_minima({label: m.model}, m.train, conf.sigmas, chips=conf.chips, seed=conf.seed)
+        flat = summarize(flat_rows, ("method", "exit", "sigma"))
+    return NoiseSweepMeasurements(raw, digital, {label: m.energy for label, m in models.items()}, flat)
 
-    table_rows = []
-    for d in digital_rows:
-        nominal = next((r for r in scale_summary if r["method"] == d["method"] and r["exit"] == d["exit"]
-                        and r["scale"] == 1.0), None)
-        table_rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
-                           f"{spec.name} @ nominal": None if nominal is None else
-                           f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
-                           "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"],
-                           "energy_pJ": energy[d["method"]].get(str(d["exit"]))})
-    write_rows_csv(out / "energy.csv", [{"method": m, "exit": k, "energy_pJ": v} for m, e in energy.items()
-                                        for k, v in e.items()])
-    if conf.bn_recalibrate:
-        for r in table_rows:
-            recal = next((x for x in scale_summary if x["method"] == f"{r['method']} + BN recal"
-                          and x["exit"] == r["exit"] and x["scale"] == 1.0), None)
-            r["+ BN recal"] = None if recal is None else f"{recal['accuracy_mean']:.2f} ± {recal['accuracy_std']:.2f}"
-    table = format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in table_rows],
-                         ["method", "exit", "digital", f"{spec.name} @ nominal", "drop",
-                          *(["+ BN recal"] if conf.bn_recalibrate else []), "nJ"],
-                         title=f"Test accuracy (%) on {samples} test images: digital vs {spec.name} "
-                               f"({conf.backend}, t = {human_time(t_nom)}, mean ± std over {realizations} chips); "
-                               f"energy per inference (nJ, wxy_hw.hardware.chip_report; {chip.converters})"
-                               + (f"; + BN recal: each chip's BN statistics re-estimated on {conf.bn_recalibrate} "
-                                  "unlabeled training images" if conf.bn_recalibrate else ""))
+
+def _write(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> StudyResult:
+    """CSVs, figures, the nominal table and the finished manifest."""
+    out = plan.out
+    scale_summary = summarize([r for r in m.raw if r["sweep"] == "scale"], ("method", "exit", "scale"))
+    time_summary = summarize([r for r in m.raw if r["sweep"] == "time"], ("method", "exit", "t_inference"))
+    write_rows_csv(out / "sweep.csv", m.raw)
+    write_rows_csv(out / "summary_scale.csv", scale_summary)
+    write_rows_csv(out / "digital.csv", m.digital)
+    if time_summary:
+        write_rows_csv(out / "summary_time.csv", time_summary)
+    if plan.conf.flat:
+        write_rows_csv(out / "flat_minima.csv", m.flat)
+    write_rows_csv(out / "energy.csv", [{"method": method, "exit": k, "energy_pJ": v}
+                                        for method, e in m.energy.items() for k, v in e.items()])
+    plots = _plot(plan, scale_summary, time_summary, m.flat)
+    table_rows = _nominal_rows(plan, m, scale_summary)
+    table = _table(plan, table_rows)
     atomic_write_text(out / "table.md", table + "\n")
-    run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
-    return {"run_dir": str(out), "table": table, "plots": [str(p) for p in plots], "rows": len(raw), "raw": raw}
+    plan.run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
+    return StudyResult(run_dir=out, table=table, rows=m.raw, figures=plots,
+                       details={"rows": len(m.raw), "raw": m.raw})
 
 
-def _sweep_over_seeds(conf: NoiseSweepConfig, out: str | Path | None, progress: bool,
-                      log: Callable[[str], None]) -> dict[str, Any]:
-    """One sweep per training seed into ``<out>/s<seed>``, then mean ± 95 % interval over seeds × chips (seed the
-    unit, variance split into between-seed and between-chip parts) and paired tests against the baseline."""
+def _plot(plan: NoiseSweepPlan, scale_summary: list[dict[str, Any]], time_summary: list[dict[str, Any]],
+          flat_summary: list[dict[str, Any]]) -> list[Path]:
+    """Accuracy and loss vs noise scale, accuracy vs time (drifting devices), the flat-minima curve."""
+    conf, out, name = plan.conf, plan.out, plan.chip.spec.name
+    plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
+                                title=f"{name} ({conf.backend}), t = {human_time(plan.t_nominal)}, {conf.chips} "
+                                      f"chips, {conf.samples} test images", xlabel="noise scale (× nominal)")
+    plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
+                                 title=f"{name} ({conf.backend}): test loss", xlabel="noise scale (× nominal)")
+    if time_summary:
+        plots += plot_metric_by_exit(time_summary, "t_inference", out / "accuracy_vs_time", log_x=True,
+                                     title=f"{name} ({conf.backend}) at nominal noise: accuracy after programming",
+                                     xlabel="time since programming (s)")
+    if conf.flat:
+        plots += plot_flat_minima(flat_summary, out / "flat_minima", exit_key=deepest_exit(flat_summary),
+                                  title="Flat minima: Gaussian noise on the weights (deepest exit, training images)")
+    return plots
+
+
+def _at_nominal(summary: list[dict[str, Any]], method: str, exit_: Any) -> dict[str, Any] | None:
+    return next((r for r in summary if r["method"] == method and r["exit"] == exit_ and r["scale"] == 1.0), None)
+
+
+def _nominal_rows(plan: NoiseSweepPlan, m: NoiseSweepMeasurements,
+                  scale_summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and exit: digital accuracy, the device at nominal noise (mean ± std over chips), the drop, the
+    energy per inference (pJ) and, with BN recalibration, the recalibrated chips."""
+    rows = []
+    for d in m.digital:
+        nominal = _at_nominal(scale_summary, d["method"], d["exit"])
+        rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
+                     f"{plan.chip.spec.name} @ nominal": None if nominal is None else
+                     f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
+                     "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"],
+                     "energy_pJ": m.energy[d["method"]].get(str(d["exit"]))})
+    if plan.conf.bn_recalibrate:
+        for r in rows:
+            recal = _at_nominal(scale_summary, f"{r['method']} + BN recal", r["exit"])
+            r["+ BN recal"] = None if recal is None else f"{recal['accuracy_mean']:.2f} ± {recal['accuracy_std']:.2f}"
+    return rows
+
+
+def _table(plan: NoiseSweepPlan, rows: list[dict[str, Any]]) -> str:
+    """The nominal table; its title states the chip's converters."""
+    conf, name, recal = plan.conf, plan.chip.spec.name, plan.conf.bn_recalibrate
+    return format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in rows],
+                        ["method", "exit", "digital", f"{name} @ nominal", "drop", *(["+ BN recal"] if recal else []),
+                         "nJ"],
+                        title=f"Test accuracy (%) on {conf.samples} test images: digital vs {name} "
+                              f"({conf.backend}, t = {human_time(plan.t_nominal)}, mean ± std over {conf.chips} chips); "
+                              f"energy per inference (nJ, wxy_hw.hardware.chip_report; {plan.chip.converters})"
+                              + (f"; + BN recal: each chip's BN statistics re-estimated on {recal} "
+                                 "unlabeled training images" if recal else ""))
+
+
+# --seeds: one sweep per training seed, then intervals over seeds × chips
+
+@dataclass
+class SeedsPlan:
+    """The seeds of a --seeds sweep, the chip (named in the table) and the started run directory."""
+
+    conf: NoiseSweepConfig
+    seeds: list[int]
+    chip: Chip
+    out: Path
+    run: RunDirectory
+
+
+@dataclass
+class SeedsMeasurements:
+    """Raw device rows of every seed's sweep (with a ``seed`` column) and their chip accuracies grouped by
+    (method, exit, sweep, value) → {(seed, chip): accuracy}."""
+
+    raw: list[dict[str, Any]]
+    groups: dict[tuple, dict[tuple[int, int], float]]
+
+
+def _seeds_plan(conf: NoiseSweepConfig, out: str | Path | None) -> SeedsPlan:
+    """The seeds checked (distinct; cached default models only) and the run directory started."""
     seeds = [int(s) for s in conf.seeds or []]
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds lists a seed twice: {seeds}")
+        raise SettingError("seeds", f"lists a seed twice: {seeds}")
     if conf.checkpoints:
-        raise ValueError("--seeds sweeps the cached default models of each seed; with --checkpoints give one --seed")
-    spec = load_device(conf.device, conf.device_set)
-    out, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_seeds_{stamp()}",
-                         dict(device=spec.summary(), backend=conf.backend, seeds=seeds))
+        raise SettingError("seeds", "sweeps the cached default models of each seed; with checkpoints give one seed")
+    chip = conf.chip()
+    run_dir, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{chip.spec.name}_{conf.backend}_seeds_{stamp()}",
+                             dict(device=chip.spec.summary(), backend=conf.backend, seeds=seeds))
+    return SeedsPlan(conf, seeds, chip, run_dir, run)
+
+
+def _seeds_measure(plan: SeedsPlan, progress: bool, log: Log) -> SeedsMeasurements:
+    """One sweep per training seed into ``<out>/s<seed>``; the chips' accuracies grouped for intervals."""
     raw: list[dict[str, Any]] = []
-    for s in seeds:
+    for s in plan.seeds:
         log(f"[noise_sweep] training seed {s}")
-        one = noise_sweep_run(dataclasses.replace(conf, seeds=None, seed=s), out=out / f"s{s}", progress=progress,
-                              log=log)
+        one = noise_sweep_run(dataclasses.replace(plan.conf, seeds=None, seed=s), out=plan.out / f"s{s}",
+                              progress=progress, log=log)
         raw += [dict(r, seed=s) for r in one["raw"]]
     groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
     for r in raw:
         value = r["scale"] if r["sweep"] == "scale" else r["t_inference"]
         groups[r["method"], str(r["exit"]), r["sweep"], value][(r["seed"], int(r["chip"]))] = float(r["accuracy"])
+    return SeedsMeasurements(raw, groups)
+
+
+def _seeds_write(plan: SeedsPlan, m: SeedsMeasurements) -> StudyResult:
+    """Mean ± 95 % interval over seeds × chips (seed the unit, variance split into between-seed and between-chip
+    parts) per point, and the deepest exit at nominal noise with paired tests against the baseline."""
+    n = len(plan.seeds)
     rows = []
-    for (method, exit_, sweep, value), cells in groups.items():
+    for (method, exit_, sweep, value), cells in m.groups.items():
         iv = nested_interval(cells)
-        rows.append(dict(method=method, exit=exit_, sweep=sweep, value=value, seeds=len(seeds),
-                         chips=len(cells) // len(seeds), accuracy_mean=iv.mean, ci95=iv.half_width,
-                         seed_var=iv.seed_var, chip_var=iv.chip_var))
-    write_rows_csv(out / "sweep.csv", raw)
-    write_rows_csv(out / "summary_seeds.csv", rows)
+        rows.append(dict(method=method, exit=exit_, sweep=sweep, value=value, seeds=n, chips=len(cells) // n,
+                         accuracy_mean=iv.mean, ci95=iv.half_width, seed_var=iv.seed_var, chip_var=iv.chip_var))
+    write_rows_csv(plan.out / "sweep.csv", m.raw)
+    write_rows_csv(plan.out / "summary_seeds.csv", rows)
+    table_rows = _seeds_nominal_rows(plan, m.groups)
+    name = plan.chip.spec.name
+    table = format_table(table_rows, ["method", "exit", f"{name} @ nominal", "seed / chip variance", "− baseline (p)"],
+                         title=f"Deepest-exit test accuracy (%) on {name} at nominal noise: mean ± 95 % t interval "
+                               f"over seeds {', '.join(map(str, plan.seeds))} (chips nested in seeds, {plan.conf.chips} "
+                               "per seed); p: paired t-test over seeds on the same chips")
+    atomic_write_text(plan.out / "table.md", table + "\n")
+    plan.run.finish(results={"nominal": table_rows})
+    return StudyResult(run_dir=plan.out, table=table, rows=rows, details={"rows": len(m.raw), "raw": m.raw})
+
+
+def _seeds_nominal_rows(plan: SeedsPlan, groups: dict[tuple, dict[tuple[int, int], float]]) -> list[dict[str, Any]]:
+    """Per method: its deepest exit at nominal noise over seeds × chips, and a paired test against the baseline."""
     deepest = {m: max(int(e) for (mm, e, _, _) in groups if mm == m and e.isdigit()) for (m, *_rest) in groups}
     nominal = {m: groups[m, str(deepest[m]), "scale", 1.0] for m in deepest if (m, str(deepest[m]), "scale", 1.0) in groups}
-    table_rows = []
-    for m, cells in nominal.items():
+    rows = []
+    for method, cells in nominal.items():
         iv = nested_interval(cells)
-        row = {"method": m, "exit": deepest[m], f"{spec.name} @ nominal": str(iv),
+        row = {"method": method, "exit": deepest[method], f"{plan.chip.spec.name} @ nominal": str(iv),
                "seed / chip variance": f"{iv.seed_var:.1f} / {iv.chip_var:.1f}"}
-        if "baseline" in nominal and m != "baseline":
+        if "baseline" in nominal and method != "baseline":
             test = paired_test(cells, nominal["baseline"])
             row["− baseline (p)"] = f"{test.difference} ({test.p_value:.3f})"
-        table_rows.append(row)
-    table = format_table(table_rows, ["method", "exit", f"{spec.name} @ nominal", "seed / chip variance",
-                                      "− baseline (p)"],
-                         title=f"Deepest-exit test accuracy (%) on {spec.name} at nominal noise: mean ± 95 % t interval "
-                               f"over seeds {', '.join(map(str, seeds))} (chips nested in seeds, {conf.chips} per seed); "
-                               "p: paired t-test over seeds on the same chips")
-    atomic_write_text(out / "table.md", table + "\n")
-    run.finish(results={"nominal": table_rows})
-    return {"run_dir": str(out), "table": table, "rows": len(raw)}
+        rows.append(row)
+    return rows

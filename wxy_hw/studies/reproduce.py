@@ -1,10 +1,12 @@
 """The seed's claims, rerun at one budget, with seeds, intervals and a verdict each.
 
-``python experiments/reproduce.py --budget small`` runs the study commands a user would run
+``python experiments/reproduce.py --budget small`` runs the studies a user would run
 (``compare_methods``, ``early_exit_energy``, ``corruption_robustness``, ``calibrator_adapt``,
-``noise_sweep`` on every device), once per seed, then reads their CSVs and writes one
-self-contained ``report.html`` and ``report.md``: per claim the seed's number (its table), ours
-as mean ± 95 % interval over seeds (× chips on hardware), the paired test and a verdict.
+``noise_sweep`` on every device), once per seed, through their configs and library runners, then
+reads their CSVs and writes one self-contained ``report.html`` and ``report.md``: per claim the
+seed's number (its table), ours as mean ± 95 % interval over seeds (× chips on hardware), the
+paired test and a verdict. Three stages: ``plan_steps`` (every step's config, and the command line
+that runs the same study alone), the steps run or reused, then the claims and the report.
 
 Every number in the report comes from a command listed in ``commands.sh`` of the output
 directory, which reruns it. A finished step is reused when the same command is asked again
@@ -16,13 +18,10 @@ retrains nothing twice, and a damaged step is rerun. Paths in ``steps.json``, th
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import math
 import shlex
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,10 +29,21 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..analysis.report import Claim, difference_verdict, write_report
 from ..analysis.stats import Interval, PairedTest, nested_interval, paired_test, t_interval
+from ..checkpoint import CheckpointError
+from ..data import CorruptDatasetError, DatasetNotFoundError
+from ..distributed import LostRankError
+from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
-from ..utils import DamagedFileError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
-from .config import StudyConfig
+from ..train import NonFiniteLossError
+from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
+from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
+from .compare_methods import CompareConfig, compare_methods_run
+from .config import SettingError, StudyConfig
+from .corruption_robustness import RobustnessConfig, corruption_robustness_run
+from .early_exit_energy import EarlyExitConfig, early_exit_run
+from .noise_sweep import NoiseSweepConfig, noise_sweep_run
+from .result import StudyResult
 from .train import RERUN
 
 ALPHA = 0.05
@@ -126,10 +136,19 @@ COMMANDS_HEADER = ("#!/bin/sh\n# every command behind report.md, in order; their
                    "# so the script runs here (wxy-hw <study> is python experiments/<study>.py of the repository)\n"
                    "set -e\ncd \"$(dirname \"$0\")\"\n")
 
+# the study each step runs, by the name of the command that runs the same study alone (``wxy-hw <study>``,
+# recorded in steps.json and commands.sh): ``RUNNERS[study](config, out=..., progress=False)``
+RUNNERS: dict[str, Callable[..., StudyResult]] = {
+    "compare_methods": compare_methods_run, "early_exit_energy": early_exit_run,
+    "corruption_robustness": corruption_robustness_run, "calibrator_adapt": calibrator_adapt_run,
+    "noise_sweep": noise_sweep_run}
 
-# how a step runs: ``command(study)`` is ``main(argv)`` of ``wxy-hw <study>``. The command lines live a floor above
-# the studies, so the caller (wxy_hw.cli.reproduce) hands the lookup in; nothing here imports them.
-StudyCommand = Callable[[str], Callable[[list[str]], int]]
+# a step's failures that a user can fix (the command lines' USER_ERRORS): one line naming the step, no traceback
+STEP_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
+               FileExistsError, FileNotFoundError, AihwkitUnavailable, NoSpaceError, LostRankError)
+
+# settings whose values are files or folders a step reads: --overwrite never clears a folder holding one
+INPUT_SETTINGS = ("checkpoints", "qat_checkpoints", "teacher", "data_dir", "device")
 
 
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
@@ -137,20 +156,95 @@ def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
     return read_csv(path, fix=RERUN, columns=columns)
 
 
-# flags whose values are paths inside the reproduction folder: stored relative to it, joined to it when run
-FOLDER_FLAGS = ("--out", "--checkpoints")
+class _Settings:
+    """One step's settings, built twice at once: as its config's fields and as the equivalent command line
+    (``--field-name`` and its words), so that the run, its record in steps.json and commands.sh agree."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
+        self.argv: list[str] = []
+
+    def add(self, name: str, value: Any, *words: str, flag: str | None = None) -> _Settings:
+        """``name = value``, written ``--name WORDS`` (default: the value as words, one per item of a list; none
+        for an on/off flag such as ``--no-flat``)."""
+        if not words and not isinstance(value, bool):
+            words = tuple(map(str, value)) if isinstance(value, list) else (str(value),)
+        self.argv += [flag or "--" + name.replace("_", "-"), *words]
+        self.fields[name] = value
+        return self
+
+    def number(self, name: str, value: float) -> _Settings:
+        """A float written ``{:g}``, and taken back from those words as the command line reads them."""
+        text = f"{value:g}"
+        return self.add(name, float(text), text)
+
+    def paths(self, name: str, paths: Sequence[Path], folder: Path) -> _Settings:
+        """Paths inside the reproduction folder: relative to it on the command line, joined to it for the run."""
+        return self.add(name, [str(folder / p) for p in paths], *map(str, paths))
 
 
-def _in_folder(argv: Sequence[str], folder: Path) -> list[str]:
-    """``argv`` with the values of FOLDER_FLAGS (relative to the reproduction folder) joined to ``folder``."""
-    out, inside = [], False
-    for arg in argv:
-        if arg.startswith("--"):
-            inside = arg in FOLDER_FLAGS
-            out.append(arg)
-        else:
-            out.append(str(folder / arg) if inside else arg)
-    return out
+@dataclass(frozen=True)
+class Step:
+    """One study run of a reproduction: what the study's runner gets, and the command that runs it alone."""
+
+    study: str  # the RUNNERS key, and the command (wxy-hw <study>)
+    run_dir: Path  # relative to the reproduction folder
+    config: StudyConfig  # the runner's settings (paths joined to the folder)
+    argv: tuple[str, ...]  # the command's arguments (paths relative to the folder), steps.json's record of the step
+    reusable: bool = True  # False: the study re-runs into its folder itself, reusing its finished training runs
+
+    @property
+    def key(self) -> str:
+        return self.run_dir.as_posix()
+
+    @property
+    def command(self) -> str:
+        """The command line that runs this step alone, from the reproduction folder."""
+        return shlex.join(["wxy-hw", self.study, *self.argv])
+
+
+def _step(study: str, cls: type[StudyConfig], settings: _Settings, run_dir: Path, reusable: bool = True) -> Step:
+    argv = (*settings.argv, "--out", run_dir.as_posix(), "--quiet")
+    return Step(study, run_dir, cls(**settings.fields), argv, reusable)
+
+
+@dataclass
+class ReproductionPlan:
+    """Every step of one budget, by role: the trainings, then per seed the studies whose CSVs the claims read."""
+
+    methods: Step
+    hwa: dict[str, Step]  # by device
+    early: dict[int, Step]  # by seed
+    robust: dict[int, Step]
+    domain: dict[int, Step]
+    chipcal: dict[int, Step]
+    sweep: dict[tuple[str, int], Step]  # by (device, seed)
+
+    def steps(self) -> list[Step]:
+        """In the order they run (and commands.sh lists them): trainings first, then seed by seed."""
+        order = [self.methods, *self.hwa.values()]
+        for s in self.early:
+            order += [self.early[s], self.robust[s], self.domain[s], self.chipcal[s],
+                      *(step for (_, seed), step in self.sweep.items() if seed == s)]
+        return order
+
+
+def _inputs(config: StudyConfig) -> list[Path]:
+    """The files and folders a step reads (its checkpoints, data, teacher, device file)."""
+    found = []
+    for name in INPUT_SETTINGS:
+        value = getattr(config, name, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, Path)) and str(v) and (name != "device" or str(v).endswith(".toml")):
+                found.append(Path(v))
+    return found
+
+
+def _problem(exc: BaseException) -> str:
+    """A step's error as its command would print it (a setting named by its flag)."""
+    if isinstance(exc, SettingError):
+        return f"--{exc.field.replace('_', '-')} {exc.problem}"
+    return str(exc)
 
 
 def _sha256(path: Path) -> str:
@@ -197,42 +291,16 @@ def _damage(run_dir: Path, files: dict[str, dict[str, Any]] | None) -> str | Non
     return None
 
 
-class _LastWords(io.TextIOBase):
-    """stderr while a step runs in this process: its lines pass through, except its closing "error: ..." /
-    "interrupted: ..." line, held back so that the reproduction ends with one line of its own."""
-
-    def __init__(self, target: Any) -> None:
-        self.target, self.held, self._line = target, "", ""
-
-    def write(self, text: str) -> int:
-        *lines, self._line = (self._line + text).split("\n")
-        for line in lines:
-            if line.startswith(("error: ", "interrupted: ")):
-                if self.held:
-                    self.target.write(self.held + "\n")  # only the last such line is the step's closing one
-                self.held = line
-            else:
-                self.target.write(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def end(self) -> None:
-        """The step returned: pass on a last line without a line end."""
-        if self._line:
-            self.target.write(self._line)
-            self._line = ""
-
-
 class Reproduction:
-    """Runs (or reuses) the study commands of one budget into ``out`` and turns their CSVs into claims."""
+    """Runs (or reuses) the studies of one budget into ``out`` and turns their CSVs into claims: plan the steps,
+    run them, judge the claims, write the report."""
 
-    def __init__(self, budget: Budget, out: str | Path, *, command: StudyCommand, torch_device: str = "auto",
+    def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> None:
-        self.b, self.out, self.log, self.command = budget, Path(out), log, command
+        self.b, self.out, self.log = budget, Path(out), log
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
+        self.plan = self.plan_steps()
         self.commands: list[str] = []
         self.claims: list[Claim] = []
         self._steps_file = self.out / "steps.json"
@@ -240,131 +308,174 @@ class Reproduction:
             self._steps_file, fix="delete it to rerun every step (compare_methods still reuses its finished "
                                   "training runs)") if self._steps_file.exists() else {}
 
-    # --- running ---------------------------------------------------------------------------------------
-    def _data_flags(self) -> list[str]:
-        return (["--dataset", self.b.dataset] + (["--data-dir", str(self.data_dir)] if self.data_dir else []))
-
-    def step(self, study: str, args: Sequence[str], run_dir: Path, *, reusable: bool = True) -> str:
-        """Run ``wxy-hw <study> ARGS --out RUN_DIR`` unless the same finished run is there and reads back.
-
-        ``run_dir`` and the ``--checkpoints`` in ``args`` are relative to the reproduction folder, and so
-        are the command, its record in steps.json and commands.sh: a moved folder still reuses its steps.
-        """
-        argv = [*map(str, args), "--out", run_dir.as_posix(), "--quiet"]
-        command = shlex.join(["wxy-hw", study, *argv])
-        self.commands.append(command)
-        key, where = run_dir.as_posix(), self.out / run_dir
-        record = self._steps.get(key)
-        same = isinstance(record, dict) and record.get("argv") == argv
-        extra: list[str] = []
-        if reusable and where.exists():
-            problem = _damage(where, record.get("files", {}) if same else None)
-            if problem is None and same and read_json(where / "manifest.json", fix=RERUN).get("status") == "complete":
-                self.log(f"[reproduce] reusing {key}")
-                return command
-            if problem is not None:  # said even with --quiet: a file the tool wrote changed under it
-                aside = set_aside(where)
-                print(f"[reproduce] rerunning {key}: {problem} (the damaged run is kept as {aside.name})", flush=True)
-            else:
-                extra = ["--overwrite"]  # our own earlier step with other settings: replaced, not mixed
-        self.log(f"[reproduce] {command}")
-        rc, last_words = self._run(study, [*argv, *extra])
-        if rc >= 128:  # Ctrl-C (130) or a signal (128 + n) stopped the step: the reproduction stops with it
-            raise KeyboardInterrupt(f"reproduce stopped in step {key}")
-        if rc != 0:
-            raise ReproductionError(f"step {key} failed (exit {rc}){': ' + last_words if last_words else ''}; "
-                                    f"fix that and {RERUN} (the step alone, from {self.out}: {command})")
-        self._steps[key] = {"argv": argv, "files": _fingerprints(where)}
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self._steps_file, json.dumps(self._steps, indent=1) + "\n")
-        return command
-
-    def _run(self, study: str, argv: list[str]) -> tuple[int, str]:
-        """Run one step in this process; its exit status and its closing error / interrupt line (without prefix)."""
-        words = _LastWords(sys.stderr)
-        with contextlib.redirect_stderr(words):
-            try:
-                rc = self.command(study)(_in_folder(argv, self.out))
-            finally:
-                words.end()
-        return rc, words.held.split(": ", 1)[-1]
-
-    def train_flags(self) -> list[str]:
-        b = self.b
-        return [*self._data_flags(), "--arch", b.arch, "--width", f"{b.width:g}", "--epochs", str(b.epochs),
-                *(["--subset", str(b.subset)] if b.subset else []),
-                *(["--batch-size", str(b.batch_size)] if b.batch_size != 128 else []),
-                *(["--lr", f"{b.lr:g}"] if b.lr != 0.1 else []), "--torch-device", self.torch_device]
-
+    # --- the plan: every step's config and command ----------------------------------------------------
     def checkpoint(self, method: str, seed: int, device: str | None = None) -> Path:
         """A trained model's best.pt, relative to the reproduction folder."""
         return Path("methods" if device is None else f"methods_{device}") / method / f"s{seed}" / "best.pt"
+
+    def plan_steps(self) -> ReproductionPlan:
+        """Every step of the budget, nothing run: the configs the studies get and the commands that match them."""
+        b = self.b
+        return ReproductionPlan(
+            methods=self._training_step(Path("methods"), list(METHODS), teacher=True),
+            hwa={dev: self._training_step(Path(f"methods_{dev}"), list(HWA_METHODS), device=dev) for dev in b.devices},
+            early={s: self._early_step(s) for s in b.seeds}, robust={s: self._robust_step(s) for s in b.seeds},
+            domain={s: self._domain_step(s) for s in b.seeds}, chipcal={s: self._chipcal_step(s) for s in b.seeds},
+            sweep={(dev, s): self._sweep_step(dev, s, flat=i == 0) for s in b.seeds for i, dev in enumerate(b.devices)})
+
+    def _data(self, settings: _Settings) -> _Settings:
+        settings.add("dataset", self.b.dataset)
+        return settings.add("data_dir", str(self.data_dir)) if self.data_dir else settings
+
+    def _training_step(self, run_dir: Path, methods: list[str], *, teacher: bool = False,
+                       device: str | None = None) -> Step:
+        """compare_methods of ``methods`` over the seeds (with a teacher per seed, or trained for ``device``)."""
+        b = self.b
+        s = _Settings().add("methods", methods).add("seeds", list(b.seeds))
+        if teacher:
+            s.add("teacher_arch", b.teacher_arch).number("teacher_width", b.teacher_width)
+        if device is not None:
+            s.add("method_options", {"device": device}, f"device={device}", flag="--method-arg")
+        self._data(s).add("arch", b.arch).number("width", b.width).add("epochs", b.epochs)
+        if b.subset:
+            s.add("subset", b.subset)
+        if b.batch_size != 128:
+            s.add("batch_size", b.batch_size)
+        if b.lr != 0.1:
+            s.number("lr", b.lr)
+        s.add("torch_device", self.torch_device)
+        return _step("compare_methods", CompareConfig, s, run_dir, reusable=False)
+
+    def _early_step(self, seed: int) -> Step:
+        b = self.b
+        models = [self.checkpoint(m, seed) for m in ("baseline", "self_distillation", "scan")]
+        s = _Settings().add("device", b.devices[0]).paths("checkpoints", models, self.out)
+        s.add("chips", b.chips).add("samples", b.samples).add("seed", seed).add("torch_device", self.torch_device)
+        return _step("early_exit_energy", EarlyExitConfig, self._data(s), Path("early_exit", f"s{seed}"))
+
+    def _robust_step(self, seed: int) -> Step:
+        b = self.b
+        models = [self.checkpoint(m, seed) for m in ("baseline", "augment", "ada", "auxiliary", "adv")]
+        s = _Settings().paths("checkpoints", models, self.out)
+        s.add("corruptions", list(b.corruptions)).add("severities", list(b.severities))
+        s.add("samples", b.corruption_samples).add("adv_samples", b.adv_samples).add("pgd_steps", b.pgd_steps)
+        s.add("chips", 0).add("seed", seed).add("torch_device", self.torch_device)
+        return _step("corruption_robustness", RobustnessConfig, self._data(s), Path("robustness", f"s{seed}"))
+
+    def _calibration(self, settings: _Settings, seed: int) -> _Settings:
+        b = self.b
+        settings.add("epochs", b.calibrator_epochs).add("samples", b.calibrator_samples).add("seed", seed)
+        settings.add("torch_device", self.torch_device)
+        return settings.add("data_dir", str(self.data_dir)) if self.data_dir else settings
+
+    def _domain_step(self, seed: int) -> Step:
+        b = self.b
+        s = _Settings().add("source", b.domain[0]).add("target", b.domain[1]).add("train_epochs", b.epochs)
+        return _step("calibrator_adapt", CalibratorConfig, self._calibration(s, seed), Path("calibrator_domain", f"s{seed}"))
+
+    def _chipcal_step(self, seed: int) -> Step:
+        b = self.b
+        s = _Settings().add("source", b.dataset).add("target", "none").add("device", b.devices[0])
+        s.paths("checkpoints", [self.checkpoint("baseline", seed)], self.out).add("chips", b.chips)
+        return _step("calibrator_adapt", CalibratorConfig, self._calibration(s, seed), Path("calibrator_chips", f"s{seed}"))
+
+    def _sweep_step(self, device: str, seed: int, *, flat: bool) -> Step:
+        """noise_sweep of the four models on ``device`` (the flat-minima sweep on the first device only)."""
+        b = self.b
+        models = [self.checkpoint("baseline", seed), self.checkpoint("self_distillation", seed),
+                  self.checkpoint("hwa", seed, device), self.checkpoint("self_distillation+hwa", seed, device)]
+        s = _Settings().add("device", device).paths("checkpoints", models, self.out)
+        s.add("scales", [1.0], "1").add("times", [86400.0], "86400").add("chips", b.chips).add("samples", b.samples)
+        s.add("bn_recalibrate", b.bn_images).add("seed", seed).add("torch_device", self.torch_device)
+        if flat:
+            sigmas = [str(x) for x in b.sigmas]
+            s.add("sigmas", [float(x) for x in sigmas], *sigmas)
+        else:
+            s.add("flat", False, flag="--no-flat")
+        return _step("noise_sweep", NoiseSweepConfig, self._data(s), Path("noise_sweep", device, f"s{seed}"))
+
+    # --- running: each step run or reused ----------------------------------------------------------------
+    def step(self, step: Step) -> str:
+        """Run ``step`` unless the same finished run is in its folder and reads back as recorded; its command.
+
+        Its folder, its record in steps.json and its command are relative to the reproduction folder: a moved
+        folder still reuses its steps."""
+        self.commands.append(step.command)
+        previous = self._previous(step)
+        if previous == "finished":
+            self.log(f"[reproduce] reusing {step.key}")
+            return step.command
+        self.log(f"[reproduce] {step.command}")
+        result = self._run(step, overwrite=previous == "other")
+        self.log(result.table)
+        self._steps[step.key] = {"argv": list(step.argv), "files": _fingerprints(self.out / step.run_dir)}
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._steps_file, json.dumps(self._steps, indent=1) + "\n")
+        return step.command
+
+    def _previous(self, step: Step) -> str:
+        """What the step's folder holds: "finished" (this step, reading back as recorded: reused), "other" (an
+        earlier step of ours with other settings, or unfinished: replaced) or "none" (nothing to reuse; a damaged
+        run is set aside, kept, with one line)."""
+        where = self.out / step.run_dir
+        if not (step.reusable and where.exists()):
+            return "none"
+        record = self._steps.get(step.key)
+        same = isinstance(record, dict) and record.get("argv") == list(step.argv)
+        problem = _damage(where, record.get("files", {}) if same else None)
+        if problem is None and same and read_json(where / "manifest.json", fix=RERUN).get("status") == "complete":
+            return "finished"
+        if problem is not None:  # said even with --quiet: a file the tool wrote changed under it
+            aside = set_aside(where)
+            print(f"[reproduce] rerunning {step.key}: {problem} (the damaged run is kept as {aside.name})", flush=True)
+            return "none"
+        return "other"
+
+    def _run(self, step: Step, *, overwrite: bool) -> StudyResult:
+        """The step's study, through its runner in this process, its folder held as its command would hold it."""
+        where = self.out / step.run_dir
+        try:
+            with run_dir_guard(where, overwrite=overwrite, resume=not step.reusable, kind=step.config.KIND,
+                               inputs=_inputs(step.config)):
+                return RUNNERS[step.study](step.config, out=where, progress=False)
+        except KeyboardInterrupt:  # Ctrl-C or a signal stopped the step: the reproduction stops with it
+            raise KeyboardInterrupt(f"reproduce stopped in step {step.key}") from None
+        except STEP_ERRORS as exc:
+            raise ReproductionError(f"step {step.key} failed: {_problem(exc)}; fix that and {RERUN} (the step alone, "
+                                    f"from {self.out}: {step.command})") from exc
 
     def run(self) -> tuple[Path, Path]:
         """Every step, then every claim, then the report; the folder's manifest says how it ended."""
         with run_dir_guard(self.out, resume=True, kind=ReproduceConfig.KIND):
             run = RunDirectory(self.out, {"budget": asdict(self.b)}, kind=ReproduceConfig.KIND)
-            paths = self._steps_then_claims()
+            self.out.mkdir(parents=True, exist_ok=True)
+            for step in self.plan.steps():
+                self.step(step)
+            self.collect()
+            paths = self.write()
             run.finish(claims=len(self.claims), report=[p.name for p in paths])
         return paths
 
-    def _steps_then_claims(self) -> tuple[Path, Path]:
-        b, seeds = self.b, [str(s) for s in self.b.seeds]
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.cmd_methods = self.step("compare_methods", [
-            "--methods", *METHODS, "--seeds", *seeds, "--teacher-arch", b.teacher_arch,
-            "--teacher-width", f"{b.teacher_width:g}", *self.train_flags()], Path("methods"), reusable=False)
-        self.cmd_hwa: dict[str, str] = {}
-        for dev in b.devices:
-            self.cmd_hwa[dev] = self.step("compare_methods", [
-                "--methods", *HWA_METHODS, "--seeds", *seeds, "--method-arg", f"device={dev}", *self.train_flags()],
-                Path(f"methods_{dev}"), reusable=False)
-        self.cmd_early, self.cmd_robust, self.cmd_domain, self.cmd_chipcal = {}, {}, {}, {}
-        self.cmd_sweep: dict[tuple[str, int], str] = {}
-        for s in b.seeds:
-            ck = lambda m: str(self.checkpoint(m, s))  # noqa: E731
-            self.cmd_early[s] = self.step("early_exit_energy", [
-                "--device", b.devices[0], "--checkpoints", ck("baseline"), ck("self_distillation"), ck("scan"),
-                "--chips", str(b.chips), "--samples", str(b.samples), "--seed", str(s),
-                "--torch-device", self.torch_device, *self._data_flags()], Path("early_exit", f"s{s}"))
-            self.cmd_robust[s] = self.step("corruption_robustness", [
-                "--checkpoints", ck("baseline"), ck("augment"), ck("ada"), ck("auxiliary"), ck("adv"),
-                "--corruptions", *b.corruptions, "--severities", *map(str, b.severities),
-                "--samples", str(b.corruption_samples), "--adv-samples", str(b.adv_samples),
-                "--pgd-steps", str(b.pgd_steps), "--chips", "0", "--seed", str(s),
-                "--torch-device", self.torch_device, *self._data_flags()], Path("robustness", f"s{s}"))
-            cal = ["--epochs", str(b.calibrator_epochs), "--samples", str(b.calibrator_samples), "--seed", str(s),
-                   "--torch-device", self.torch_device, *(["--data-dir", str(self.data_dir)] if self.data_dir else [])]
-            self.cmd_domain[s] = self.step("calibrator_adapt", ["--source", b.domain[0], "--target", b.domain[1],
-                                                                "--train-epochs", str(b.epochs), *cal],
-                                           Path("calibrator_domain", f"s{s}"))
-            self.cmd_chipcal[s] = self.step("calibrator_adapt", [
-                "--source", b.dataset, "--target", "none", "--device", b.devices[0], "--checkpoints", ck("baseline"),
-                "--chips", str(b.chips), *cal],
-                Path("calibrator_chips", f"s{s}"))
-            for i, dev in enumerate(b.devices):
-                self.cmd_sweep[dev, s] = self.step("noise_sweep", [
-                    "--device", dev, "--checkpoints", ck("baseline"), ck("self_distillation"),
-                    str(self.checkpoint("hwa", s, dev)), str(self.checkpoint("self_distillation+hwa", s, dev)),
-                    "--scales", "1", "--times", "86400", "--chips", str(b.chips), "--samples", str(b.samples),
-                    "--bn-recalibrate", str(b.bn_images), "--seed", str(s), "--torch-device", self.torch_device,
-                    *(["--sigmas", *map(str, b.sigmas)] if i == 0 else ["--no-flat"]), *self._data_flags()],
-                    Path("noise_sweep", dev, f"s{s}"))
-        self.collect()
+    # --- writing ---------------------------------------------------------------------------------------
+    def write(self) -> tuple[Path, Path]:
+        """commands.sh, claims.json, the forest plot of every paired difference, report.html and report.md."""
         atomic_write_text(self.out / "commands.sh", COMMANDS_HEADER + "\n".join(dict.fromkeys(self.commands)) + "\n")
         atomic_write_text(self.out / "claims.json", json.dumps([_claim_dict(c) for c in self.claims], indent=1) + "\n")
         figure = forest_plot(self.claims_with_tests, self.out / "differences.png")
         if self.claims:
             self.claims[0].figures.insert(0, figure)
-        preamble = (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, {b.epochs} epochs, "
-                    f"{'all' if b.subset is None else b.subset} training images, batch {b.batch_size}, peak lr "
-                    f"{b.lr:g}, seeds {', '.join(seeds)}; "
-                    f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
-                    "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
-                    "t intervals with the seed as the unit (chips nested in seeds on hardware). Every command is "
-                    "in commands.sh beside this file (its paths are relative to this folder).")
-        return write_report(self.out, self.claims, title=f"wxy_hw reproduction of the seed's claims ({b.name})",
-                            preamble=preamble, alpha=ALPHA)
+        return write_report(self.out, self.claims, title=f"wxy_hw reproduction of the seed's claims ({self.b.name})",
+                            preamble=self._preamble(), alpha=ALPHA)
+
+    def _preamble(self) -> str:
+        b = self.b
+        return (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, {b.epochs} epochs, "
+                f"{'all' if b.subset is None else b.subset} training images, batch {b.batch_size}, peak lr "
+                f"{b.lr:g}, seeds {', '.join(map(str, b.seeds))}; "
+                f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
+                "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
+                "t intervals with the seed as the unit (chips nested in seeds on hardware). Every command is "
+                "in commands.sh beside this file (its paths are relative to this folder).")
 
     # --- claims ----------------------------------------------------------------------------------------
     claims_with_tests: list[tuple[str, PairedTest]]
@@ -398,7 +509,7 @@ class Reproduction:
         deepest = deepest_exit(rows)
         sd = lambda e: acc["self_distillation", e]  # noqa: E731
         base = acc["baseline", deepest]
-        cmd, t1 = self.cmd_methods, "Self-distillation (Table 1)"
+        cmd, t1 = self.plan.methods.command, "Self-distillation (Table 1)"
         self.add_difference(t1, "the deepest self-distilled classifier beats the baseline",
                             "ResNet18 CIFAR-100: 78.64 vs 77.09 (+1.55)", sd(deepest), base, ("SD 4/4", "baseline"), cmd)
         self.add_difference(t1, "the ensemble of the self-distilled classifiers beats the baseline",
@@ -427,7 +538,8 @@ class Reproduction:
         accel, acc, base = {}, {}, {}
         for s in self.b.seeds:
             d = self.out / "early_exit" / f"s{s}"
-            dyn = [r for r in _rows(d / "dynamic.csv", "method", "setting", "mac_acceleration", "accuracy") if r["method"] == "scan" and r["setting"] == "digital"]
+            dyn = [r for r in _rows(d / "dynamic.csv", "method", "setting", "mac_acceleration", "accuracy")
+                   if r["method"] == "scan" and r["setting"] == "digital"]
             per = _rows(d / "per_exit.csv", "method", "digital_accuracy")
             b_row = next(r for r in per if r["method"] == "baseline")
             accel[(s, 0)] = float(dyn[0]["mac_acceleration"])
@@ -446,7 +558,7 @@ class Reproduction:
             "SCAN dynamic inference", "thresholds (searched on validation) accelerate inference with no accuracy drop",
             "4.41× (CIFAR-100) and 1.99× (ImageNet) acceleration at no accuracy drop",
             f"MAC acceleration {ia}×; accuracy − baseline = {drop} points (over {drop.n} seeds)", verdict,
-            self.cmd_early[self.b.seeds[0]],
+            self.plan.early[self.b.seeds[0]].command,
             f"level test: reproduced when the acceleration's interval lies above 1× and the accuracy difference's "
             f"interval stays above −{EQUIVALENCE_MARGIN:g} point; not reproduced when either lies wholly on the "
             "wrong side", [p for p in (d0 / "threshold_front.png", d0 / "exit_shares.png") if p.exists()]))
@@ -478,7 +590,7 @@ class Reproduction:
                     if r["attack"] == "pgd_linf":
                         adv[r["method"]][(s, 0)] = float(r["accuracy"])
         s0 = self.out / "robustness" / f"s{self.b.seeds[0]}"
-        cmd = self.cmd_robust[self.b.seeds[0]]
+        cmd = self.plan.robust[self.b.seeds[0]].command
         sec = "ADA (Table 1, CIFAR-100-C)"
         self.add_difference(sec, "ADA beats data augmentation on corrupted images (mean over corruptions × severities)",
                             "mean over 9 corruptions: 60.18 vs 59.50", corr["ada"], corr["augment"],
@@ -505,7 +617,7 @@ class Reproduction:
                           "DANN (fine-tuned features)": dann}.get(r["method"])
                 if target is not None:
                     target[(s, 0)] = float(r["target acc"])
-        sec, cmd = "Calibrator (domain adaptation)", self.cmd_domain[self.b.seeds[0]]
+        sec, cmd = "Calibrator (domain adaptation)", self.plan.domain[self.b.seeds[0]].command
         pair = " → ".join(self.b.domain)
         self.add_difference(sec, f"the input calibrator raises target accuracy over the unadapted classifier ({pair})",
                             "MNIST → USPS: 95.6 (ours; no source-only row in the table)", cal, src,
@@ -520,7 +632,7 @@ class Reproduction:
                 if r.get("BN recalibration") not in (None, ""):
                     bn[key] = float(r["BN recalibration"])
         dev = self.b.devices[0]
-        sec, cmd = f"Calibrator on {dev} chips (extension)", self.cmd_chipcal[self.b.seeds[0]]
+        sec, cmd = f"Calibrator on {dev} chips (extension)", self.plan.chipcal[self.b.seeds[0]].command
         fig = self.out / "calibrator_chips" / f"s{self.b.seeds[0]}" / "chip_cross.png"
         self.add_difference(sec, "a per-chip calibrator recovers accuracy lost on the chip",
                             "not in the seed (the calibrator adapts domains)", calc, none, ("calibrator", "none"), cmd,
@@ -545,7 +657,7 @@ class Reproduction:
                             f"noise (σ = {sigma:g} × |W|max, deepest exit)",
                             "figure (a)/(b): SD more robust to noise on the parameters (no number)",
                             drop["self_distillation"], drop["baseline"], ("SD change", "baseline change"),
-                            self.cmd_sweep[self.b.devices[0], self.b.seeds[0]], figures=[d0 / "flat_minima.png"])
+                            self.plan.sweep[self.b.devices[0], self.b.seeds[0]].command, figures=[d0 / "flat_minima.png"])
 
     def _hardware(self) -> None:
         for dev in self.b.devices:
@@ -561,7 +673,7 @@ class Reproduction:
                     if r["sweep"] == "scale" and float(r["scale"]) == 1.0 and r["exit"] == str(deepest[r["method"]]):
                         acc[_series(r["method"])][(s, int(r["chip"]))] = float(r["accuracy"])
             sec = f"On {dev} chips (extension)"
-            cmd = self.cmd_sweep[dev, self.b.seeds[0]]
+            cmd = self.plan.sweep[dev, self.b.seeds[0]].command
             fig = [self.out / "noise_sweep" / dev / f"s{self.b.seeds[0]}" / "accuracy_vs_noise.png"]
             self.add_difference(sec, "self-distillation keeps more accuracy than the baseline on the chip",
                                 "predicted by the flat-minima figure; not measured in the seed",
@@ -599,7 +711,7 @@ def forest_plot(tests: Sequence[tuple[str, PairedTest]], path: Path) -> Path:
     from ..analysis.plots import plt  # the headless backend is set there once
 
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(tests) + 1.2))
-    for i, (label, t) in enumerate(reversed(tests)):
+    for i, (_, t) in enumerate(reversed(tests)):
         d = t.difference
         half = 0.0 if math.isnan(d.half_width) else d.half_width
         color = "#2a7" if (t.p_value < ALPHA and d.mean > 0) else "#c33" if t.p_value < ALPHA else "#888"

@@ -19,6 +19,7 @@ from ..methods import method_traits
 from ..run_dir import RunDirectory
 from ..utils import resolve_device
 from .config import StudyConfig
+from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from .train import TrainingInterrupted, continue_flags, finished_run, train_run
 
 # The default models a first-time user gets: four of them (baseline, self-distillation, and both trained

@@ -8,19 +8,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import distributed
 from ..checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint
-from ..data import load_dataset, make_loaders
-from ..models.evaluation import evaluate
+from ..data import DatasetSplits, load_dataset, make_loaders
+from ..models.evaluation import ExitMetrics, evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
+from ..methods.base import Method
 from ..models import build_model, exit_costs
+from ..models.cost import ExitCost
 from ..models.multi_exit import NUM_STAGES
 from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
-from ..train import RunDiverged, TrainConfig, Trainer, TrainingInterrupted, divergence_verdict
+from ..train import RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
 from ..utils import DamagedFileError, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
 from .config import StudyConfig
+from .result import StudyResult
 
 
 def default_run_dir(dataset: str, arch: str, width: float, method: str, seed: int) -> Path:
@@ -73,130 +78,223 @@ def _exit_stages(stages: list[int] | None, multi_exit: bool, method: str) -> tup
     return tuple(sorted({s - 1 for s in stages}))
 
 
+@dataclass(frozen=True)
+class TrainPlan:
+    """A training run checked before any work: the settings resolved (exit heads, exit stages, the method's
+    options with its seed), the run directory, and the teacher's checkpoint read (for kd, fitnet, at)."""
+
+    conf: TrainRunConfig
+    out: Path
+    heads: str
+    exit_stages: tuple[int, ...] | None
+    multi_exit: bool
+    method_options: dict[str, Any]
+    teacher_payload: dict[str, Any] | None
+    resume: bool
+    overwrite: bool
+
+
+@dataclass
+class TrainSetup:
+    """The run assembled, nothing trained yet: optimisation settings, data, the model (prepared for its method),
+    the method's loss, the exits' costs (of the float architecture) and the trainer."""
+
+    config: TrainConfig
+    data: DatasetSplits
+    model: torch.nn.Module
+    loss: Method
+    costs: list[ExitCost]
+    trainer: Trainer
+
+
+@dataclass
+class TrainMeasurements:
+    """What training measured: the fit (history, best epoch) and the validation-selected checkpoint evaluated once
+    on test and on validation."""
+
+    result: TrainResult
+    best: torch.nn.Module
+    test: ExitMetrics
+    val: ExitMetrics
+
+
 def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = None, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, **settings: Any) -> dict[str, Any]:
-    """Train, select on validation, test the selected checkpoint once; returns a summary dict.
+              overwrite: bool = False, progress: bool = True, **settings: Any) -> StudyResult:
+    """Train, select on validation, test the selected checkpoint once; returns the run's StudyResult (its
+    ``details``: the summary written to results.json, plus ``table``).
 
     ``settings``: the fields of TrainRunConfig (``device`` is accepted for ``torch_device``)."""
     conf = TrainRunConfig.make(config, **settings)
-    method, method_options, arch, width, heads = conf.method, conf.method_options, conf.arch, conf.width, conf.heads
-    dataset, data_dir, subset, val_fraction = conf.dataset, conf.data_dir, conf.subset, conf.val_fraction
-    image_size, channels, epochs, batch_size, lr = conf.image_size, conf.channels, conf.epochs, conf.batch_size, conf.lr
-    weight_decay, schedule, seed, device, augment = conf.weight_decay, conf.schedule, conf.seed, conf.torch_device, conf.augment
-    teacher, max_steps_per_epoch, grad_norms_every = conf.teacher, conf.max_steps_per_epoch, conf.grad_norms_every
-    method_options = dict(method_options or {})
-    multi_exit, needs_teacher = method_traits(method)
-    heads = heads or default_heads(method)
-    exit_stages = _exit_stages(conf.exit_stages, multi_exit, method)
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, got {val_fraction}")
-    if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
-        method_options.setdefault("seed", seed)  # a method's own random stream (device noise, corruptions) follows --seed
-    if resume and overwrite:
-        raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
-    if needs_teacher and teacher is None:
-        raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
-    teacher_payload = _teacher_payload(teacher, dataset) if needs_teacher else None  # refused before any work
-    out = Path(out) if out is not None else default_run_dir(dataset, arch, width, method, seed)
+    plan = plan_training(conf, out, resume=resume, overwrite=overwrite)
     # under torchrun every rank trains; rank 0 alone claims the run directory and writes into it
-    dist_info, device = distributed.setup(device)
+    dist_info, device = distributed.setup(conf.torch_device)
     lead = dist_info is None or dist_info.lead
-    guard = run_dir_guard(out, overwrite=overwrite, resume=resume, kind="train", inputs=[teacher] if teacher else [])
+    guard = run_dir_guard(plan.out, overwrite=overwrite, resume=resume, kind="train",
+                          inputs=[conf.teacher] if conf.teacher else [])
     with guard if lead else contextlib.nullcontext():
         if resume:
-            _check_resumable(out)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                             seed=seed, torch_device=device, augment=augment, max_steps_per_epoch=max_steps_per_epoch,
-                             grad_norms_every=grad_norms_every, progress=progress)
-        seed_everything(seed)
-        data = load_dataset(dataset, data_dir, val_fraction=val_fraction, subset=subset, image_size=image_size,
-                            channels=channels, seed=seed)
-        model = build_model(arch, data.num_classes, data.channels, width, data.image_size, heads,
-                            multi_exit=multi_exit, exit_stages=exit_stages, stem_stride=conf.stem_stride)
-        if needs_teacher:
-            teacher_model = model_from_payload(teacher_payload, teacher)
-            tc = teacher_model.config
-            for key in ("num_classes", "in_channels", "image_size"):
-                if tc[key] != model.config[key]:
-                    raise CheckpointError(f"teacher {teacher} has {key} {tc[key]} but the student on {dataset} needs "
-                                          f"{model.config[key]}; give a teacher trained with the same --dataset, "
-                                          "--image-size and --channels")
-            method_options["teacher"] = teacher_model
-            if method_options.get("hint_weight"):
-                method_options.setdefault("student_features", model.stage_channels[-1])
-        loss = build_method(method, **method_options)
-        costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
-        model = loss.prepare_model(model)
-        trainer = Trainer(model, loss, data, config, out)
-        if resume:
-            trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
+            _check_resumable(plan.out)
+        setup = _assemble(plan, device, progress)
         if not lead:
-            result = trainer.fit()
-            distributed.teardown()
-            return {"run_dir": str(out), "rank": dist_info.rank, "best_epoch": result.best_epoch,
-                    "best_val": round(result.best_val, 4), "wall_time_s": round(result.wall_time_s, 2), "table": ""}
-        run = RunDirectory(out, dict(method=method, method_options=loss.options(), arch=arch, width=width, heads=heads,
-                                     stem_stride=conf.stem_stride, exit_stages=conf.exit_stages,
-                                     dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset,
-                                     val_fraction=val_fraction, image_size=data.image_size, channels=data.channels,
-                                     teacher=str(teacher) if teacher else None, resumed=resume,
-                                     **_public(config), resolved_device=str(resolve_device(device))),
-                           kind="train")
-        conf.write(out)
-        run.manifest["data"] = data.summary()
-        if trainer.resumed_from:
-            run.manifest["resumed_from"] = trainer.resumed_from  # e.g. a learning rate lowered after divergence
-        run.write_manifest()
-        try:
-            result = trainer.fit()
-            # Test once, on the checkpoint chosen on validation.
-            best = load_model(result.best_path, expect=model, device=trainer.device)
-            loaders = make_loaders(data, batch_size, seed=seed, device=trainer.device)
-            test = evaluate(best, loaders["test"])
-            val = evaluate(best, loaders["val"])
-        except KeyboardInterrupt:
-            where = f"training in {out} stopped {trainer.stopped_at()}"
-            how = ("continue with the same command plus --resume" if trainer.last_path.exists()
-                   else "start it again with --overwrite")
-            raise TrainingInterrupted(f"{where}; {how}", where) from None
-        rows = result.history + test.rows(epoch=result.best_epoch, split="test")
-        write_rows_csv(out / "metrics.csv", rows)
+            return _follow(plan, setup, dist_info)
+        run = _open_run(plan, setup)
+        measured = _fit_and_test(plan, setup)
+        return _write_run(plan, setup, measured, run, dist_info)
 
-        label = f"{arch} ({method})"
-        if best.num_exits == 1:
-            row = seed_table_row(label, test.accuracy, None, baseline=test.final)
-        else:
-            row = seed_table_row(label, test.accuracy, test.ensemble_accuracy)
-        columns = ["Model", "Baseline", *exit_columns(best.num_exits), "Ensemble"] if best.num_exits > 1 \
-            else ["Model", "Baseline"]
-        table = format_table([row], columns, title=f"Test accuracy (%) on {dataset}, checkpoint of epoch "
-                                                    f"{result.best_epoch} (selected on validation)")
-        summary = {
-            "run_dir": str(out), "method": method, "arch": arch, "width": width, "dataset": dataset,
-            "best_epoch": result.best_epoch, "best_val": round(result.best_val, 4),
-            "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
-            "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
-            "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
-            "wall_time_s": round(result.wall_time_s, 2),
-        }
-        verdict = divergence_verdict(val, data.num_classes, trainer.full_epochs)
-        if verdict:
-            summary["status"] = "diverged"
-        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-        results = {k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")}
-        if verdict:  # finite numbers that mean nothing: kept for inspection, never reported as a result
-            run.manifest["results"] = results
-            if dist_info is not None:
-                distributed.teardown()
-            raise RunDiverged(f"training diverged at lr {lr:g}: the checkpoint selected on validation (epoch "
-                              f"{result.best_epoch}) has {verdict}; the run in {out} is marked diverged; train "
-                              f"again with a lower learning rate: --overwrite --lr {lr / 10:g}")
-        run.finish(results=results)
-        summary["table"] = table
+
+def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool = False,
+                  overwrite: bool = False) -> TrainPlan:
+    """The run's settings checked and resolved, in the order a user meets the problems; nothing written."""
+    method = conf.method
+    method_options = dict(conf.method_options or {})
+    multi_exit, needs_teacher = method_traits(method)
+    heads = conf.heads or default_heads(method)
+    exit_stages = _exit_stages(conf.exit_stages, multi_exit, method)
+    if not 0 < conf.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1): model selection needs a validation split, "
+                         f"got {conf.val_fraction}")
+    if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
+        method_options.setdefault("seed", conf.seed)  # a method's own random stream (device noise, corruptions) follows --seed
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if needs_teacher and conf.teacher is None:
+        raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
+    teacher_payload = _teacher_payload(conf.teacher, conf.dataset) if needs_teacher else None  # refused before any work
+    out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
+    return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, resume, overwrite)
+
+
+def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
+    """Data, model, method and trainer of the run (a resumed run's last.pt checked against them)."""
+    conf = plan.conf
+    config = TrainConfig(epochs=conf.epochs, batch_size=conf.batch_size, lr=conf.lr, weight_decay=conf.weight_decay,
+                         schedule=conf.schedule, seed=conf.seed, torch_device=device, augment=conf.augment,
+                         max_steps_per_epoch=conf.max_steps_per_epoch, grad_norms_every=conf.grad_norms_every,
+                         progress=progress)
+    seed_everything(conf.seed)
+    data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
+                        image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
+    model = build_model(conf.arch, data.num_classes, data.channels, conf.width, data.image_size, plan.heads,
+                        multi_exit=plan.multi_exit, exit_stages=plan.exit_stages, stem_stride=conf.stem_stride)
+    options = dict(plan.method_options)
+    if plan.teacher_payload is not None:
+        options.update(_teacher_options(plan, model))
+    loss = build_method(conf.method, **options)
+    costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
+    model = loss.prepare_model(model)
+    trainer = Trainer(model, loss, data, config, plan.out)
+    if plan.resume:
+        trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
+    return TrainSetup(config, data, model, loss, costs, trainer)
+
+
+def _teacher_options(plan: TrainPlan, model: torch.nn.Module) -> dict[str, Any]:
+    """The teacher network (and, for a hint loss, the student's feature width) as method options; a teacher whose
+    classes, channels or image size differ from the student's is refused."""
+    conf = plan.conf
+    teacher_model = model_from_payload(plan.teacher_payload, conf.teacher)
+    tc = teacher_model.config
+    for key in ("num_classes", "in_channels", "image_size"):
+        if tc[key] != model.config[key]:
+            raise CheckpointError(f"teacher {conf.teacher} has {key} {tc[key]} but the student on {conf.dataset} needs "
+                                  f"{model.config[key]}; give a teacher trained with the same --dataset, "
+                                  "--image-size and --channels")
+    options: dict[str, Any] = {"teacher": teacher_model}
+    if plan.method_options.get("hint_weight") and "student_features" not in plan.method_options:
+        options["student_features"] = model.stage_channels[-1]
+    return options
+
+
+def _follow(plan: TrainPlan, setup: TrainSetup, dist_info: distributed.DistInfo) -> StudyResult:
+    """A torchrun rank other than 0: train alongside rank 0, which writes and reports."""
+    result = setup.trainer.fit()
+    distributed.teardown()
+    summary = {"run_dir": str(plan.out), "rank": dist_info.rank, "best_epoch": result.best_epoch,
+               "best_val": round(result.best_val, 4), "wall_time_s": round(result.wall_time_s, 2), "table": ""}
+    return StudyResult(plan.out, "", details=summary)
+
+
+def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
+    """The run directory's manifest (every setting, the data, what a resumed run continued from) and config.toml."""
+    conf, data = plan.conf, setup.data
+    run = RunDirectory(plan.out, dict(method=conf.method, method_options=setup.loss.options(), arch=conf.arch,
+                                      width=conf.width, heads=plan.heads, stem_stride=conf.stem_stride,
+                                      exit_stages=conf.exit_stages, dataset=conf.dataset,
+                                      data_dir=str(conf.data_dir) if conf.data_dir else None, subset=conf.subset,
+                                      val_fraction=conf.val_fraction, image_size=data.image_size,
+                                      channels=data.channels, teacher=str(conf.teacher) if conf.teacher else None,
+                                      resumed=plan.resume, **_public(setup.config),
+                                      resolved_device=str(resolve_device(setup.config.torch_device))),
+                       kind="train")
+    conf.write(plan.out)
+    run.manifest["data"] = data.summary()
+    if setup.trainer.resumed_from:
+        run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
+    run.write_manifest()
+    return run
+
+
+def _fit_and_test(plan: TrainPlan, setup: TrainSetup) -> TrainMeasurements:
+    """Train, then test once, on the checkpoint chosen on validation; Ctrl-C says how to continue."""
+    trainer = setup.trainer
+    try:
+        result = trainer.fit()
+        best = load_model(result.best_path, expect=setup.model, device=trainer.device)
+        loaders = make_loaders(setup.data, plan.conf.batch_size, seed=plan.conf.seed, device=trainer.device)
+        return TrainMeasurements(result, best, test=evaluate(best, loaders["test"]), val=evaluate(best, loaders["val"]))
+    except KeyboardInterrupt:
+        where = f"training in {plan.out} stopped {trainer.stopped_at()}"
+        how = ("continue with the same command plus --resume" if trainer.last_path.exists()
+               else "start it again with --overwrite")
+        raise TrainingInterrupted(f"{where}; {how}", where) from None
+
+
+def _train_table(conf: TrainRunConfig, m: TrainMeasurements) -> str:
+    """The seed's Table-1 row of the selected checkpoint on test."""
+    label = f"{conf.arch} ({conf.method})"
+    if m.best.num_exits == 1:
+        row = seed_table_row(label, m.test.accuracy, None, baseline=m.test.final)
+        columns = ["Model", "Baseline"]
+    else:
+        row = seed_table_row(label, m.test.accuracy, m.test.ensemble_accuracy)
+        columns = ["Model", "Baseline", *exit_columns(m.best.num_exits), "Ensemble"]
+    return format_table([row], columns, title=f"Test accuracy (%) on {conf.dataset}, checkpoint of epoch "
+                                              f"{m.result.best_epoch} (selected on validation)")
+
+
+def _write_run(plan: TrainPlan, setup: TrainSetup, m: TrainMeasurements, run: RunDirectory,
+               dist_info: distributed.DistInfo | None) -> StudyResult:
+    """metrics.csv, results.json and the manifest's verdict; a diverged run is kept for inspection and refused."""
+    conf, out = plan.conf, plan.out
+    rows = m.result.history + m.test.rows(epoch=m.result.best_epoch, split="test")
+    write_rows_csv(out / "metrics.csv", rows)
+    table = _train_table(conf, m)
+    summary = {
+        "run_dir": str(out), "method": conf.method, "arch": conf.arch, "width": conf.width, "dataset": conf.dataset,
+        "best_epoch": m.result.best_epoch, "best_val": round(m.result.best_val, 4),
+        "val": {"exits": m.val.accuracy, "ensemble": m.val.ensemble_accuracy},
+        "test": {"exits": m.test.accuracy, "ensemble": m.test.ensemble_accuracy, "loss": m.test.loss},
+        "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in setup.costs],
+        "wall_time_s": round(m.result.wall_time_s, 2),
+    }
+    verdict = divergence_verdict(m.val, setup.data.num_classes, setup.trainer.full_epochs)
+    if verdict:
+        summary["status"] = "diverged"
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    results = {k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")}
+    if verdict:  # finite numbers that mean nothing: kept for inspection, never reported as a result
+        run.manifest["results"] = results
         if dist_info is not None:
-            summary["processes"] = dist_info.world
             distributed.teardown()
-        return summary
+        raise RunDiverged(f"training diverged at lr {conf.lr:g}: the checkpoint selected on validation (epoch "
+                          f"{m.result.best_epoch}) has {verdict}; the run in {out} is marked diverged; train "
+                          f"again with a lower learning rate: --overwrite --lr {conf.lr / 10:g}")
+    run.finish(results=results)
+    summary["table"] = table
+    if dist_info is not None:
+        summary["processes"] = dist_info.world
+        distributed.teardown()
+    return StudyResult(out, table, rows=rows, details=summary)
 
 
 def continue_flags(out: Path) -> dict[str, bool]:
