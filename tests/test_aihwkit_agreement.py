@@ -61,6 +61,7 @@ def test_reram_levels_are_the_same_targets_without_noise(trained):
 
 
 @pytest.mark.parametrize("device,t", [("reram", 1.0), ("pcm", 86400.0)])
+@pytest.mark.slow
 def test_accuracy_means_agree_within_two_standard_errors(trained, synthetic, device, t):
     spec = load_device(device, CONTINUOUS)
     batches = list(make_loaders(synthetic, 100)["test"])
@@ -92,6 +93,7 @@ def test_aihwkit_limits_are_clear_errors(trained):
         deploy_aihwkit(depthwise, "reram")
 
 
+@pytest.mark.slow
 def test_every_shipped_device_runs_on_aihwkit_at_its_defaults(trained, synthetic):
     from wxy_hw.hardware import available_devices
 

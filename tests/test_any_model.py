@@ -146,6 +146,7 @@ def test_fit_trains_a_plain_network_on_dataloaders_and_reloads(tmp_path):
         fit(SmallCNN(), "baseline", iter(train), val, epochs=1, out=tmp_path / "it")
 
 
+@pytest.mark.slow
 def test_attached_model_trains_with_self_distillation_and_round_trips(tmp_path):
     torch.manual_seed(0)
     m = attach_exits(SmallCNN(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12))

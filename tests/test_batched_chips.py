@@ -105,6 +105,7 @@ def test_chips_per_pass_follows_the_memory_budget():
     assert 1 <= small < large
 
 
+@pytest.mark.slow
 def test_quantized_models_batch_like_one_at_a_time():
     """Brevitas layers (bit-sliced on reram, their own grid on subthreshold CMOS) batch too."""
     from wxy_hw.models.quant import QuantConfig, quantize_model

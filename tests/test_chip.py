@@ -234,6 +234,7 @@ def test_pareto_front_keeps_only_non_dominated_points():
     assert [p["e"] for p in pareto_front(pts, "e", "a")] == [1, 3, 5]
 
 
+@pytest.mark.slow
 def test_validation_rows_cover_neurosim_and_measured_chips():
     model = NeuroSimVGG8()
     assert sum(p.numel() for p in model.parameters()) == 3456 + 147456 + 294912 + 589824 + 1179648 + 2359296 \

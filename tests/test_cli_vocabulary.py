@@ -38,6 +38,7 @@ def test_help_exits_0_and_every_flag_has_help_and_a_shown_default(name, capsys):
             assert "%(default)s" in shown, f"{name} {action.option_strings} hides its default"
 
 
+@pytest.mark.slow
 def test_help_of_the_wrapper_and_of_the_console_command():
     for cmd in ([sys.executable, str(ROOT / "experiments" / "noise_sweep.py"), "--help"],
                 [sys.executable, "-m", "wxy_hw.cli", "chip_study", "--help"]):
@@ -162,6 +163,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return out / "best.pt"
 
 
+@pytest.mark.slow
 def test_config_round_trip_reproduces_the_csvs(tiny_checkpoint, tmp_path, capsys):
     from wxy_hw.cli.noise_sweep import main
 
@@ -190,6 +192,7 @@ def test_config_round_trip_reproduces_the_csvs(tiny_checkpoint, tmp_path, capsys
     assert "unknown setting(s) realisations" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_redirected_log_has_no_carriage_returns(tmp_path):
     log = tmp_path / "log.txt"
     with open(log, "w") as f:
@@ -235,3 +238,19 @@ def test_train_architecture_flags_reach_the_cached_models_budget(name):
     for bad in (["--train-width", "0"], ["--train-stem-stride", "3"], ["--train-exit-stages", "5"]):
         with pytest.raises(SystemExit):
             parser_of(name).parse_args(bad)
+
+
+def test_sweep_device_old_keywords_still_work_and_name_the_removal_version():
+    import torch
+    import torch.nn as nn
+
+    from wxy_hw.analysis.sweep import sweep_device
+    from wxy_hw.hardware import load_device
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    batches = [(torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,)))]
+    with pytest.warns(DeprecationWarning, match=r"sweep_device\(realizations=...\) is deprecated and will be removed "
+                                                r"in wxy_hw 0\.3; use sweep_device\(chips=...\)"):
+        rows = sweep_device({"m": model}, load_device("reram"), batches, scales=[1.0], times=[], t_inference=1.0,
+                            realizations=2)
+    assert {int(r["chip"]) for r in rows} == {0, 1}

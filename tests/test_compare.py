@@ -11,6 +11,7 @@ BUDGET = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_
               torch_device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_seeds_teachers_intervals_and_reuse(tmp_path):
     table = compare_methods(methods=["baseline", "at"], seeds=[0, 1], out=tmp_path, teacher_arch="resnet8",
                             teacher_width=0.25, **BUDGET)

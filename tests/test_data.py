@@ -134,6 +134,7 @@ def test_corrupt_cifar_pickle(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
+@pytest.mark.slow
 def test_mnist5k_and_digits_load_offline():
     m = load_dataset("mnist5k")
     assert len(m.train) + len(m.val) + len(m.test) == 5000 and m.train.images.shape[1:] == (1, 28, 28)

@@ -114,6 +114,7 @@ def test_energy_per_exit_comes_from_the_one_cost_model(trained):
     assert digital["chip"]["array_pJ"] == pytest.approx(digital["chip"]["macs"] * e_mac_pJ)
 
 
+@pytest.mark.slow
 def test_the_early_exit_variant_is_cached_under_its_own_name(tmp_path, monkeypatch):
     """EARLY_EXIT_VARIANT trains once into a directory that names its stem and exits (never the default's)."""
     from wxy_hw.checkpoint import load_model

@@ -196,6 +196,7 @@ def test_dml_terms_by_hand_and_peer_trains():
     assert {id(p) for p in method.parameters()} == {id(p) for p in peer.parameters()}  # the peer joins the optimizer
 
 
+@pytest.mark.slow
 def test_dml_trains_both_networks_and_resumes_bit_identically(synthetic, tmp_path):
     from wxy_hw.checkpoint import read_checkpoint
     from wxy_hw.train import TrainConfig, Trainer

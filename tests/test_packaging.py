@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
     src = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the work tree
     src.mkdir()
@@ -68,6 +69,7 @@ def test_setup_stops_with_one_message_without_apt(tmp_path):
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.slow
 def test_a_script_beside_the_clone_imports_the_package_not_the_clone(tmp_path):
     """`git clone` names the folder wxy_hw; a script in the folder above must still get the package (issue 29)."""
     (tmp_path / "wxy_hw").symlink_to(ROOT)  # the clone, as the folder above it sees it (no __init__.py there)

@@ -58,6 +58,7 @@ def test_bad_bit_widths_are_clear_errors(bad):
         build_method("qat", act_bits=bad)
 
 
+@pytest.mark.slow
 def test_quantized_checkpoint_round_trip(trained, synthetic, tmp_path):
     loaders = make_loaders(synthetic, 50)
     q = quantize_model(trained, QuantConfig(4, 6, True), calibration=list(loaders["val"])[:1])
@@ -85,6 +86,7 @@ def test_devices_program_the_quantized_weights(trained):
 
 
 @pytest.mark.parametrize("fmt", ["qcdq", "qonnx"])
+@pytest.mark.slow
 def test_onnx_export(trained, tmp_path, fmt):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

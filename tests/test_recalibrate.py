@@ -62,7 +62,7 @@ def test_sweep_adds_a_bn_recalibrated_series_on_the_same_chips(trained_dsn, synt
     batches = list(make_loaders(synthetic, 100)["val"])[:1]
     images = next(iter(make_loaders(synthetic, 64)["train"]))[0]
     rows = sweep_device({"dsn": trained_dsn}, load_device("reram"), batches, scales=[2.0], times=[],
-                        t_nominal=86400.0, realizations=2, bn_images=images)
+                        t_inference=86400.0, chips=2, bn_images=images)
     final = {(r["method"], r["chip"]): r["accuracy"] for r in rows if r["exit"] == "4"}
     assert set(final) == {(m, c) for m in ("dsn", "dsn + BN recal") for c in (0, 1)}  # same chip seeds
     assert any(final["dsn", c] != final["dsn + BN recal", c] for c in (0, 1))

@@ -138,6 +138,7 @@ def test_refused_resume_leaves_the_run_untouched(finished, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_second_process_on_the_same_out_refuses_and_ctrl_c_is_one_line(tmp_path):
     """Real processes: a training run holds --out; a sweep into it refuses; Ctrl-C stops the run cleanly.
 
@@ -263,6 +264,7 @@ def test_interrupted_run_says_where_and_resumes_with_a_lower_lr(tmp_path, monkey
     assert manifest["status"] == "complete" and manifest["resumed_from"]["lr"] == {"checkpoint": 0.05, "now": 0.01}
 
 
+@pytest.mark.slow
 def test_a_study_overwrites_its_old_run_without_mixing(finished, tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["--device", "reram", "--checkpoints", str(finished / "best.pt"), "--dataset", "synthetic", "--scales", "1",

@@ -180,6 +180,7 @@ def test_auxiliary_selective_bn_keeps_clean_statistics_clean(synthetic, tmp_path
     assert "aux_fc.0.weight" in read_checkpoint(tmp_path / "last.pt")["method_state"]
 
 
+@pytest.mark.slow
 def test_auxiliary_merge_penalty_pulls_classifiers_together(synthetic, tmp_path):
     torch.manual_seed(0)
     gaps = {}
@@ -206,6 +207,7 @@ def test_adversarial_training_batch_lies_in_the_epsilon_ball(synthetic):
 
 
 @pytest.mark.parametrize("method", ["ada", "auxiliary"])
+@pytest.mark.slow
 def test_robust_methods_resume_bit_identically(synthetic, tmp_path, method):
     def trainer(run):
         torch.manual_seed(0)

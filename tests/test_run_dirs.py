@@ -184,6 +184,7 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.slow
 def test_sigterm_and_sighup_end_like_ctrl_c(tmp_path, sig):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -356,6 +357,7 @@ def test_compare_methods_keeps_a_manifest_of_its_own(tmp_path):
     assert read_marker(out)["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_something_that_is_not_a_ray_head_is_refused_within_30_s(monkeypatch):
     import wxy_hw.parallel as parallel
 

@@ -20,6 +20,7 @@ def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, **
     return Trainer(model, m, data, config, run_dir)
 
 
+@pytest.mark.slow
 def test_self_distillation_learns_synthetic_data(synthetic, tmp_path):
     result = make_trainer(synthetic, tmp_path, epochs=6).fit()
     assert result.best_val > 60.0  # 10 classes: chance is 10 %
@@ -33,6 +34,7 @@ def test_self_distillation_learns_synthetic_data(synthetic, tmp_path):
     assert not (tmp_path / "grad_norms.csv").exists()
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_on_cpu(synthetic, tmp_path):
     full = make_trainer(synthetic, tmp_path / "full", epochs=3)
     full.fit()
@@ -46,6 +48,7 @@ def test_resume_is_bit_identical_on_cpu(synthetic, tmp_path):
     assert read_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_the_torch_device_rename_still_resumes(synthetic, tmp_path):
     """Checkpoints (and manifests) written before TrainConfig.device became torch_device hold "device"; resume
     compares only the settings that shape the run, so such a run continues."""
@@ -59,6 +62,7 @@ def test_a_run_saved_before_the_torch_device_rename_still_resumes(synthetic, tmp
     assert after["epoch"] == 1 and after["train_config"]["torch_device"] == "cpu" and "device" not in after["train_config"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_run(synthetic, tmp_path):
     make_trainer(synthetic, tmp_path, method="dsn", epochs=1).fit()
     with pytest.raises(CheckpointError, match="method: checkpoint has 'dsn'"):
@@ -80,6 +84,7 @@ class NaNOnCall(DeeplySupervised):
         return terms
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(synthetic, tmp_path):
     make_trainer(synthetic, tmp_path, method="dsn", epochs=3).fit(stop_after_epoch=2)
     before = (tmp_path / "last.pt").read_bytes()
@@ -117,6 +122,7 @@ def test_lr_schedules():
         TrainConfig(schedule="linear")
 
 
+@pytest.mark.slow
 def test_gradient_norms_are_logged_when_asked(synthetic, tmp_path):
     make_trainer(synthetic, tmp_path, method="dsn", epochs=1, grad_norms_every=5).fit()
     lines = (tmp_path / "grad_norms.csv").read_text().splitlines()

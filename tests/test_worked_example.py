@@ -6,6 +6,7 @@ import runpy
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,6 +18,7 @@ def test_readme_shows_the_example_verbatim():
     assert EXAMPLE.read_text() in blocks, "README's worked example differs from examples/any_model.py"
 
 
+@pytest.mark.slow
 def test_worked_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():

@@ -214,7 +214,7 @@ def load_model(path: str | Path, expect: dict[str, Any] | MultiExitNet | None = 
 
 def model_from_payload(payload: dict[str, Any], path: str | Path = "<checkpoint>",
                        expect: dict[str, Any] | MultiExitNet | None = None,
-                       device: str | torch.device = "cpu") -> nn.Module:
+                       device: str | torch.device = "cpu") -> MultiExitNet:
     """``load_model`` of a checkpoint already read with ``read_checkpoint`` (the file is not read again)."""
     config = payload["model_config"]
     if config.get("kind") in ("attached", "plain"):

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from ..hardware.montecarlo import evaluate_chips, summarize_chips as summarize  # noqa: F401 (re-export)
 from ..hardware.spec import DeviceSpec
+from ..utils import warn_deprecated
 from .flatness import gaussian_weight_noise_loss
 
 DEFAULT_SCALES = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -26,11 +27,13 @@ def human_time(seconds: float) -> str:
 
 
 def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 *, scales: Sequence[float], times: Sequence[float], t_nominal: float, realizations: int,
-                 seed: int = 0, backend: str = "native", bn_images: torch.Tensor | None = None,
+                 *, scales: Sequence[float], times: Sequence[float], t_inference: float | None = None,
+                 chips: int | None = None, seed: int = 0, backend: str = "native", bn_images: torch.Tensor | None = None,
                  progress: Callable[[str], None] | None = None, workers: int = 1, ray_address: str | None = None,
                  **deploy_kwargs: Any) -> list[dict[str, Any]]:
-    """Raw rows (method × sweep × value × chip × exit): the scale sweep at ``t_nominal`` and the time sweep at scale 1.
+    """Raw rows (method × sweep × value × chip × exit): the scale sweep at ``t_inference`` and the time sweep at scale 1.
+
+    ``chips`` chip instances per point (the former ``realizations=`` and ``t_nominal=`` still work, with a warning).
 
     Chip seeds are shared across methods and sweep points (common random numbers), so differences
     between methods are not masked by chip-to-chip variation. With ``bn_images`` every method gets a
@@ -39,7 +42,17 @@ def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequen
     independent points (method × series × sweep value × chip chunk) as Ray tasks
     (``wxy_hw.parallel``); the rows, and their order, are those of the sequential run.
     """
-    seeds = [seed * 1000 + r for r in range(realizations)]
+    for old, new in (("t_nominal", "t_inference"), ("realizations", "chips")):
+        if old in deploy_kwargs:
+            warn_deprecated(f"sweep_device({old}=...)", f"sweep_device({new}=...)")
+            if new == "chips":
+                chips = deploy_kwargs.pop(old)
+            else:
+                t_inference = deploy_kwargs.pop(old)
+    if t_inference is None or chips is None:
+        raise TypeError("sweep_device needs t_inference= and chips=")
+    t_nominal = t_inference
+    seeds = [seed * 1000 + r for r in range(chips)]
     points = []
     for base in models:
         for name, recal in [(base, False)] + ([(f"{base} + BN recal", True)] if bn_images is not None else []):

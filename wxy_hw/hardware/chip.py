@@ -88,7 +88,7 @@ class ChipConfig:
         d["device"] = self.device_name
         return d
 
-    def resolve(self) -> "Chip":
+    def resolve(self) -> Chip:
         """The one chip: every None filled from the device file, and the device's spec with this periphery.
 
         ``adc_bits = None`` takes the device file's converters: its ``adc_bits`` and ``ranging`` when it has

@@ -89,9 +89,16 @@ class LayerChip:
         return sum(self.energy.values())
 
 
+def _need(value: int | None, key: str) -> int:
+    """A ChipConfig field ``resolve()`` fills: the cost model prices resolved chips (``Chip.config``) only."""
+    if value is None:
+        raise ValueError(f"ChipConfig.{key} is None: the cost model prices a resolved chip (ChipConfig.resolve())")
+    return value
+
+
 def _slices(cfg: ChipConfig) -> tuple[int, int]:
     magnitude = cfg.weight_bits - 1 if cfg.differential else cfg.weight_bits
-    s = math.ceil(magnitude / cfg.bits_per_cell)
+    s = math.ceil(magnitude / _need(cfg.bits_per_cell, "bits_per_cell"))
     return s, s * (2 if cfg.differential else 1)
 
 
@@ -120,7 +127,7 @@ def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
         half = 2 ** (cfg.weight_bits - 1)
         code = (torch.round(w / w.abs().max().clamp_min(1e-30) * (half - 1)).long() + half).clamp(0, 2 * half - 1)
     s, cells = _slices(cfg)
-    base = 2 ** cfg.bits_per_cell
+    base = 2 ** _need(cfg.bits_per_cell, "bits_per_cell")
     total = sum(float(((code // base ** i) % base).sum()) for i in range(s))  # one slice at a time: big layers
     return total / ((base - 1) * w.numel() * cells)
 
@@ -135,7 +142,8 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
                   activity: float) -> LayerChip:
     k, n, m = shape.k, shape.n, shape.m
     s, c = _slices(cfg)
-    r, cols = cfg.rows, cfg.cols
+    r, cols = _need(cfg.rows, "rows"), _need(cfg.cols, "cols")
+    adc_bits = _need(cfg.adc_bits, "adc_bits")
     t_r, t_c = math.ceil(k / r), math.ceil(n * c / cols)
     arrays = t_r * t_c
     n_in = math.ceil(cfg.act_bits / cfg.dac_bits)
@@ -146,7 +154,7 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     off = 1.0 / spec.mapping["on_off_ratio"]
     f = tech["node_nm"] * 1e-3                                           # µm
     conversions = n * s * t_r * g * n_in
-    e_adc = adc_energy_pJ(cfg.adc_bits, tech)
+    e_adc = adc_energy_pJ(adc_bits, tech)
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
     pulses = 2 ** cfg.dac_bits - 1  # a dac_bits-bit input cycle drives up to 2^dac_bits − 1 unit pulses
     # a driven row charges its wire and the gate of every cell's access transistor along it
@@ -156,8 +164,8 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     # adder energy grows with its width (ripple carry): shift-adds accumulate adc_bits + act_bits
     # bits over the input cycles, slice / tile accumulation adds the weight bits on top
     e_bit = tech["add16_pJ"] / 16
-    adds_pJ = (conversions * (cfg.adc_bits + cfg.act_bits)
-               + n * s * t_r * (cfg.adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
+    adds_pJ = (conversions * (adc_bits + cfg.act_bits)
+               + n * s * t_r * (adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
     energy = {
         "array": m * k * n * c * n_in * a * pulses * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
         "adc": m * conversions * e_adc,
@@ -166,7 +174,7 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
         "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"],
     }
     adcs_per_array = math.ceil(cols / cfg.cols_per_adc)
-    t_adc_ns = (cfg.adc_bits + 1) / tech["clock_GHz"]
+    t_adc_ns = (adc_bits + 1) / tech["clock_GHz"]
     # one read pulse (the device file's mvm_latency_ns) per input bit and row group, then the ADCs
     latency = m * n_in * g * (spec.energy["mvm_latency_ns"] + cfg.cols_per_adc * t_adc_ns)
     energy["leakage"] = tech["leakage_uW_per_array"] * arrays * latency * 1e-3
@@ -175,7 +183,7 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     area = {
         "array": arrays * r * cols * tech["cell_area_F2"] * f * f * 1e-6,
         "adc": arrays * adcs_per_array * (tech["sar_transistors_base"]
-                                          + tech["sar_transistors_per_bit"] * (cfg.adc_bits - 1)) * at,
+                                          + tech["sar_transistors_per_bit"] * (adc_bits - 1)) * at,
         "drivers": arrays * r * tech["driver_transistors"] * at,
         "digital": arrays * adcs_per_array * tech["adder_transistors"] * at,
         "tile_buffers": arrays * tile_bits * tech["sram_bit_area_um2"] * 1e-6,
@@ -192,7 +200,8 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     # takes one input vector (one output position) per cycle, so a small layer leaves most units idle
     # (utilisation = MACs / (cycles · R·C)); assuming all R·C units busy on every layer made int8 look
     # up to 1000× faster than any real accelerator on small layers.
-    cycles = m * math.ceil(k / cfg.rows) * math.ceil(n / cfg.cols)
+    rows, cols = _need(cfg.rows, "rows"), _need(cfg.cols, "cols")
+    cycles = m * math.ceil(k / rows) * math.ceil(n / cols)
     latency = cycles / tech["clock_GHz"]
     energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
@@ -200,7 +209,7 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
     area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
             "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
-    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0, macs / (cycles * cfg.rows * cfg.cols))
+    return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0, macs / (cycles * rows * cols))
 
 
 def map_network(shapes: list[LayerShape] | list[tuple], chip: Chip | ChipConfig, activity: dict[str, float] | None = None,
@@ -287,11 +296,12 @@ def chip_report(model: nn.Module, chip: Chip | ChipConfig, input_shape: tuple[in
     mapped = map_network(shapes, resolved, activity)
     layers = mapped["layers"]
     by_name = {layer.name: layer for layer in layers}
-    out = {"config": cfg.as_dict(), "converters": resolved.converters, "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
-           "layers": [dict(name=l.name, macs=l.macs, arrays=l.arrays, latency_ns=l.latency_ns, utilisation=l.utilisation,
-                           input_activity=l.activity, cell_state=l.cell_state,
-                           energy_pJ=l.energy_pJ, **{f"{p}_pJ": v for p, v in l.energy.items()},
-                           **{f"area_{p}_mm2": v for p, v in l.area.items()}) for l in layers],
+    out: dict[str, Any] = {"config": cfg.as_dict(), "converters": resolved.converters,
+                           "chip": summarize(layers, mapped["area_mm2"], cfg.pipeline),
+           "layers": [dict(name=lc.name, macs=lc.macs, arrays=lc.arrays, latency_ns=lc.latency_ns, utilisation=lc.utilisation,
+                           input_activity=lc.activity, cell_state=lc.cell_state,
+                           energy_pJ=lc.energy_pJ, **{f"{p}_pJ": v for p, v in lc.energy.items()},
+                           **{f"area_{p}_mm2": v for p, v in lc.area.items()}) for lc in layers],
            "exits": [], "paths": []}
     path: list[str] = []
     labels = exit_labels(model, len(per_exit))  # the names evaluate() gives the same exits

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, Sequence, Union
+from typing import Any, Callable, Protocol, Sequence
 
 K_BOLTZMANN = 1.380649e-23
 Q_ELECTRON = 1.602176634e-19
@@ -80,7 +80,8 @@ MAX_ARRAY = 4096  # crossbar rows / cols: the chip flags (--rows, --cols) use th
 #   cell_read_fJ ≤ 1e4 fJ        ReRAM / PCM 1-100 fJ per cell read; a digital int8 MAC ~0.1 pJ
 #   leakage_uW ≤ 1e6 µW (1 W)    a whole accelerator's static power is at most watts
 #   mvm_latency_ns ≤ 1e6 ns      PCM / ReRAM MVMs take 10 ns-1 µs (HERMES 130 ns); 1 ms is a typo
-SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, tuple]]] = {
+# section -> key -> (the value's type, its default or REQUIRED, (a check on the value, what the check expects))
+SCHEMA: dict[str, dict[str, tuple[type, Any, tuple[Callable[[Any], bool], str]]]] = {
     "device": {
         "name": (str, REQUIRED, (_plain_name, "a plain name without '/', '\\' or '..' (it names the run directory)")),
         "technology": (str, REQUIRED, _choice(TECHNOLOGIES)),
@@ -236,7 +237,7 @@ class DeviceSpec:
         """A digital (or ideal) chip: no converters, no cells, no analog effects."""
         return self.device["technology"] in ("digital", "ideal")
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "DeviceSpec":
+    def with_overrides(self, overrides: dict[str, Any]) -> DeviceSpec:
         """A copy with ``{"section.key": value}`` changes, validated like a file."""
         raw = copy.deepcopy(self.sections)
         for dotted, value in overrides.items():
@@ -298,7 +299,7 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
                 raise DeviceSpecError(f"{file}: {where} = {value!r} has type {type(value).__name__}; "
                                       f"expected {typ.__name__}{' (' + expected + ')' if expected else ''}")
-            if typ is float and not math.isfinite(value):
+            if typ is float and isinstance(value, float) and not math.isfinite(value):  # isinstance: always true here
                 raise DeviceSpecError(f"{file}: {where} = {value!r} is not finite")
             if not check(value):
                 problem = "is out of range" if isinstance(value, (int, float)) else "is not accepted"
@@ -350,7 +351,7 @@ class HasSpec(Protocol):
 
 
 # what every deploy / evaluate function accepts as "the device": a name, a .toml path, a spec, or a resolved Chip
-DeviceLike = Union[str, Path, DeviceSpec, HasSpec]
+DeviceLike = str | Path | DeviceSpec | HasSpec
 
 
 def load_device(name_or_path: DeviceLike, overrides: dict[str, Any] | None = None) -> DeviceSpec:
@@ -361,6 +362,8 @@ def load_device(name_or_path: DeviceLike, overrides: dict[str, Any] | None = Non
         name_or_path = inner
     if isinstance(name_or_path, DeviceSpec):
         return name_or_path.with_overrides(overrides) if overrides else name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)):  # an object whose .spec is no DeviceSpec
+        raise TypeError(f"expected a device name, a .toml path, a DeviceSpec or a resolved Chip, not {type(name_or_path).__name__}")
     candidate = Path(name_or_path)
     path = candidate if candidate.suffix == ".toml" or candidate.exists() else devices_dir() / f"{name_or_path}.toml"
     if not path.is_file():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Protocol, cast
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,15 @@ class LayerShape:
     m: int
     weight: torch.Tensor | None = None
     digital: bool = False   # a layer the engine leaves digital (DIGITAL_UNIT_TYPES)
+
+
+class _ExitModel(Protocol):
+    """What is_multi_exit checks a model for (the trace reads it duck-typed, like the studies)."""
+
+    @property
+    def num_exits(self) -> int: ...
+
+    def forward_exit(self, x: torch.Tensor, k: int) -> torch.Tensor: ...
 
 
 def is_multi_exit(model: nn.Module) -> bool:
@@ -61,7 +70,8 @@ def _run_recording(model: nn.Module, x: torch.Tensor, exit_index: int | None) ->
                if isinstance(mod, LAYER_TYPES + DIGITAL_UNIT_TYPES)]
     try:
         with eval_mode(model):
-            model(x) if exit_index is None else model.forward_exit(x, exit_index)
+            # cast: a model asked for an exit is multi-exit (is_multi_exit), duck-typed on purpose
+            model(x) if exit_index is None else cast(_ExitModel, model).forward_exit(x, exit_index)
     finally:
         for h in handles:
             h.remove()
@@ -87,7 +97,7 @@ def _exit_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[list[La
     if not is_multi_exit(model):
         return [layer_shapes(model, input_shape)]
     x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
-    return [_dedupe(_run_recording(model, x, k)) for k in range(int(model.num_exits))]
+    return [_dedupe(_run_recording(model, x, k)) for k in range(int(cast(_ExitModel, model).num_exits))]  # cast: checked above
 
 
 @torch.no_grad()

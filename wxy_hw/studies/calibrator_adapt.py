@@ -218,9 +218,9 @@ def _cost(plan: CalibratorPlan, calib_imgs: list[torch.Tensor]) -> dict[str, Any
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(conf.seed)
         probe = Calibrator(info["channels"], conf.width, conf.blocks, conf.epsilon).to(plan.dev)
-    cost = {"calibrator_params": sum(p.numel() for p in probe.parameters()),
-            "classifier_params": sum(p.numel() for p in classifier.parameters()),
-            "calibrator_macs": count_macs(probe, shape), "classifier_macs": count_macs(classifier, shape)}
+    cost: dict[str, Any] = {"calibrator_params": sum(p.numel() for p in probe.parameters()),
+                            "classifier_params": sum(p.numel() for p in classifier.parameters()),
+                            "calibrator_macs": count_macs(probe, shape), "classifier_macs": count_macs(classifier, shape)}
     cost["mac_ratio"] = cost["calibrator_macs"] / cost["classifier_macs"]
     cost["energy_device"] = plan.chip.name
     cost["converters"] = plan.chip.converters
@@ -234,6 +234,7 @@ def _cost(plan: CalibratorPlan, calib_imgs: list[torch.Tensor]) -> dict[str, Any
 def _adapt_domain(plan: CalibratorPlan, src_test: Batches) -> DomainResult:
     """Source-only vs DANN (fine-tuned features) vs the calibrator (classifier frozen) on the target domain."""
     conf, info, src, classifier = plan.conf, plan.opened.info, plan.opened.data, plan.opened.model
+    assert conf.target is not None  # _measure adapts a domain pair only when a target is given
     tgt_train, tgt_test, tgt_label = _target_splits(conf.target, info, conf.data_dir, conf.seed, conf.corruption,
                                                     conf.severity, src)
     src_train, tgt_train_b, tgt_test_b = plan.batches(src.train), plan.batches(tgt_train), plan.batches(tgt_test)
@@ -302,7 +303,9 @@ def _one_chip(plan: CalibratorPlan, seed: int, chip: torch.nn.Module, cal: Calib
 
 def _write(plan: CalibratorPlan, found: CalibratorMeasurements) -> StudyResult:
     """The domain pair's and the chip instances' CSVs, tables and plots; table.md and the finished manifest."""
-    tables, plots, results = [], [], {"cost": found.cost}
+    tables: list[str] = []
+    plots: list[Path] = []
+    results: dict[str, Any] = {"cost": found.cost}
     if found.domain is not None:
         tables.append(_write_domain(plan, found.domain, found.cost, results, plots))
     if found.chips is not None:

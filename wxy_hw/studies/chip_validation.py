@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import torch
 import torch.nn as nn
@@ -15,12 +15,34 @@ from ..output import format_table, write_rows_csv
 from .config import StudyConfig
 from .spine import StudyResult, stamp, start_run
 
+
+class NeuroSimPoint(TypedDict):
+    """One published NeuroSim VGG-8 point: rows read in parallel, TOPS/W, chip area, where it is published."""
+
+    parallel_rows: int
+    tops_per_w: float
+    area_mm2: float
+    source: str
+
+
+class MeasuredMacro(TypedDict):
+    """A measured macro: what it is, its TOPS/W, the workload (inputs, outputs; None: the array), the energy
+    parts the measurement covers, the ChipConfig settings that describe it, and the source."""
+
+    reference: str
+    tops_per_w: float
+    layer: tuple[int, int] | None
+    parts: tuple[str, ...]
+    cfg: dict[str, Any]
+    source: str
+
+
 # NeuroSim's published VGG-8 / CIFAR-10 points (22 nm RRAM 1T1R, 128×128, 4-bit ADC, 8 columns per ADC,
 # 8-bit weights and activations, 1 bit per cell). Two releases of DNN_NeuroSim_V1.4 disagree with each
 # other (see docs/results.md): the updated manual's Table VII and the release's own results file.
 NEUROSIM_MANUAL = "DNN_NeuroSim_V1.4 Documents/User Manual (v3_updated_1229), Table VII (RRAM, 22 nm, 8b x 8b)"
 NEUROSIM_CSV = "DNN_NeuroSim_V1.4 first commit 9e6742c, Data/1.4_Release_test.csv (RRAM, 22 nm, on/off 17)"
-NEUROSIM_VGG8 = [
+NEUROSIM_VGG8: list[NeuroSimPoint] = [
     dict(parallel_rows=32, tops_per_w=11.25, area_mm2=381.90, source=NEUROSIM_MANUAL),
     dict(parallel_rows=64, tops_per_w=19.88, area_mm2=378.06, source=NEUROSIM_MANUAL),
     dict(parallel_rows=64, tops_per_w=20.06, area_mm2=83.07, source=NEUROSIM_CSV),
@@ -35,7 +57,7 @@ MACRO_PARTS = ("array", "adc", "dac", "digital", "buffer", "interconnect", "leak
 
 # Measured silicon, configured as the papers describe; one MVM workload that fills the macro. ``parts``: the
 # energy parts the paper's measurement covers; ``layer``: (inputs, outputs) of the workload (None: the array).
-MEASURED_MACROS = [
+MEASURED_MACROS: list[MeasuredMacro] = [
     dict(reference="Wan et al., Nature 2022 (NeuRRAM), 130 nm, 4-bit inputs / 6-bit outputs / 4-bit weights",
          tops_per_w=15.95, layer=(128, 256), parts=("array", "adc", "dac", "leakage"),
          cfg=dict(device="reram", rows=256, cols=256, adc_bits=6, dac_bits=3, weight_bits=4, act_bits=3,
@@ -94,6 +116,7 @@ def validation_rows(device: str = "reram") -> list[dict[str, Any]]:
     for macro in MEASURED_MACROS:
         c = ChipConfig(**macro["cfg"], input_activity=0.5)
         resolved = c.resolve().config
+        assert resolved.rows is not None and resolved.cols is not None  # resolve() fills the array size
         inputs, outputs = macro["layer"] or (resolved.rows, resolved.cols // cells_per_weight(c))
         layer = nn.Linear(inputs, outputs, bias=False)
         torch.nn.init.uniform_(layer.weight, -1, 1)

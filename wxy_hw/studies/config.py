@@ -154,7 +154,7 @@ class EvaluationSettings(StudyConfig):
 
     @property
     def budget(self) -> dict[str, Any]:
-        """The --train-* overrides of the cached default models' budget and architecture."""
+        """The train_* settings: overrides of the cached default models' budget and architecture."""
         return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset), ("width", self.train_width),
                                   ("stem_stride", self.train_stem_stride), ("exit_stages", self.train_exit_stages))
                 if v is not None}
@@ -180,7 +180,7 @@ class ChipSettings:
 
     CHIP_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
-    device: str = "reram"
+    device: str | None = "reram"  # None only where a study allows it (calibrator_adapt: no chip instances)
     device_set: dict[str, Any] = dataclasses.field(default_factory=dict)
     rows: int | None = None
     cols: int | None = None
@@ -202,5 +202,8 @@ class ChipSettings:
     def chip(self, device: str | None = None, **fixed: Any) -> Chip:
         """The resolved chip: ``device`` (default: this config's) with ``--device-set`` applied and the periphery;
         ``fixed`` settings win over the config's (a study's sweep of bit widths)."""
-        cells = load_device(device or self.device, self.device_set)
+        name = device or self.device
+        if name is None:
+            raise SettingError("device", "is needed: name the chip's device (a name or a .toml path)")
+        cells = load_device(name, self.device_set)
         return ChipConfig(device=cells, **{**self.periphery(), **fixed}).resolve()

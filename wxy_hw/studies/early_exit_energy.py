@@ -22,12 +22,13 @@ from ..hardware.montecarlo import deploy_on
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
+from ..models.multi_exit import MultiExitNet
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
 from .config import ChipSettings, DatasetSettings, SettingError
-from .spine import StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -49,7 +50,7 @@ class EarlyExitConfig(DatasetSettings, ChipSettings):
     ray_address: str | None = None     # join a running Ray cluster
 
     @classmethod
-    def make(cls, config: "EarlyExitConfig | None" = None, **settings: Any) -> "EarlyExitConfig":
+    def make(cls, config: EarlyExitConfig | None = None, **settings: Any) -> EarlyExitConfig:
         chip = settings.pop("chip", None) or {}  # the former ``chip={...}`` keyword: the architecture settings
         return super().make(config, **{**chip, **settings})
 
@@ -64,7 +65,7 @@ class EarlyExitPlan:
     chip: Chip
     int8: Chip
     t_nominal: float
-    paths: dict[str, Path]
+    paths: dict[str, Checkpoint]
     out: Path
     run: RunDirectory
 
@@ -74,7 +75,7 @@ class ExitModel:
     """One model's digital side: its validation / test batches, calibration images, BN-recalibration images
     and the cost reports of the study's chip (``dev``) and of the int8 chip (``dig``)."""
 
-    model: torch.nn.Module
+    model: MultiExitNet
     val: Batches
     test: Batches
     calib: list[torch.Tensor]
@@ -272,7 +273,10 @@ def _timed_early_exit(model, test, thresholds, path_macs) -> tuple[tuple[torch.T
         with torch.no_grad():
             model.forward_exit(x, last)
         t_full += time.perf_counter() - t0
-        preds.append(r.predictions.cpu()), labels.append(y), macs.append(r.macs), exits.append(r.exit_index.cpu())
+        preds.append(r.predictions.cpu())
+        labels.append(y)
+        macs.append(r.macs)
+        exits.append(r.exit_index.cpu())
     return (torch.cat(preds), torch.cat(labels), torch.cat(macs), torch.cat(exits)), t_dyn, t_full
 
 
@@ -315,7 +319,7 @@ def _dynamic_summary(dynamic) -> tuple[list[dict[str, Any]], list[str]]:
         agg.setdefault((r["method"], r["setting"]), []).append(r)
     drows = []
     for (m, s), rs in agg.items():
-        mean = lambda key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+        mean = lambda key, rs=rs: sum(r[key] for r in rs) / len(rs)  # noqa: E731 (rs bound now: this row's chips)
         drows.append({"method": m, "setting": s, "chips": len(rs), "deepest acc": mean("deepest_accuracy"),
                       "dynamic acc": mean("accuracy"), "MAC accel.": mean("mac_acceleration"),
                       "energy nJ": mean("mean_energy_pJ") / 1e3,

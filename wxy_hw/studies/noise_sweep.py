@@ -30,7 +30,7 @@ from ..output import deepest_exit, format_table, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
 from .config import ChipSettings, DatasetSettings, SettingError
-from .spine import StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Log = Callable[[str], None]
 
@@ -74,7 +74,7 @@ class NoiseSweepPlan:
     chip: Chip
     t_nominal: float
     times: list[float]
-    paths: dict[str, Path]
+    paths: dict[str, Checkpoint]
     out: Path
     run: RunDirectory
 
@@ -189,7 +189,7 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
     raw: list[dict[str, Any]] = []
     for label, m in models.items():
         raw += sweep_device({label: m.model}, plan.chip.spec, m.test, scales=conf.scales, times=plan.times,
-                            t_nominal=plan.t_nominal, realizations=conf.chips, seed=conf.seed, backend=conf.backend,
+                            t_inference=plan.t_nominal, chips=conf.chips, seed=conf.seed, backend=conf.backend,
                             bn_images=m.bn_images, workers=conf.workers, ray_address=conf.ray_address,
                             **({"calibration": m.calibration} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)

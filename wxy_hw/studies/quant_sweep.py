@@ -75,7 +75,8 @@ class QuantSweepConfig(DatasetSettings):
     def chip(self, weight_bits: int | None = None, act_bits: int | None = None) -> Chip:
         """The chip of one point: the device with ``device_set`` applied, its file's converters unless ``adc_bits``
         is set, and these bit widths (None or 32, a float model or float activations: ChipConfig's 8 bits)."""
-        widths = {k: v for k, v in (("weight_bits", weight_bits), ("act_bits", act_bits)) if v not in (None, FLOAT)}
+        widths: dict[str, Any] = {k: v for k, v in (("weight_bits", weight_bits), ("act_bits", act_bits))
+                                  if v not in (None, FLOAT)}
         return ChipConfig(device=load_device(self.device, self.device_set), adc_bits=self.adc_bits, **widths).resolve()
 
 
@@ -87,7 +88,7 @@ class QuantSweepPlan:
     conf: QuantSweepConfig
     cells: DeviceSpec
     t: float
-    paths: dict[str, Path]
+    paths: dict[str, Checkpoint]
     qat: list[Checkpoint]
     tasks: list[Task]
     chips: dict[tuple[int, int], Chip]
@@ -133,8 +134,8 @@ def _check(conf: QuantSweepConfig) -> list[Checkpoint]:
     """Bit widths, parallel settings and QAT checkpoints checked before any training; the QAT checkpoints."""
     for b in conf.weight_bits:
         QuantConfig(b, 8)  # validates before any training
-    for b in conf.act_bits:
-        QuantConfig(8, b)
+    for ab in conf.act_bits:
+        QuantConfig(8, ab)
     check_parallel(conf.workers, conf.ray_address)
     qat = [Checkpoint(p) for p in conf.qat_checkpoints]
     for ckpt in qat:  # refuse a wrong QAT checkpoint now, not after the whole PTQ sweep

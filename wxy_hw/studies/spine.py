@@ -16,6 +16,7 @@ from ..data import BatchLoader, DatasetSplits, Split, load_dataset
 from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
 from ..methods import method_traits
+from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
 from ..utils import resolve_device
 from .config import StudyConfig
@@ -71,8 +72,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{words}, "
           f"{b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
+        flags = continue_flags(out)
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
-                  **continue_flags(out), progress=progress, **b)
+                  resume=flags["resume"], overwrite=flags["overwrite"], progress=progress, **b)
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
@@ -92,7 +94,7 @@ class Checkpoint:
     def __init__(self, path: str | Path, payload: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._payload = payload
-        self._model: torch.nn.Module | None = None
+        self._model: MultiExitNet | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -103,7 +105,7 @@ class Checkpoint:
         return self._payload
 
     @property
-    def model(self) -> torch.nn.Module:
+    def model(self) -> MultiExitNet:
         """The network the file holds, rebuilt and loaded once (on the CPU, eval mode): a checkpoint whose
         architecture or weights do not fit is refused here, before a study starts its run directory."""
         if self._model is None:
@@ -139,13 +141,13 @@ def resolve_checkpoints(checkpoints: Sequence[str | Path] | None, methods: Seque
         cached = {m: Checkpoint(cached_checkpoint(m, dataset, data_dir, seed, progress=progress, torch_device=torch_device,
                                                   hwa_device=hwa_device, **(budget or {}))) for m in methods}
         for ckpt in cached.values():
-            ckpt.model  # validated now, before the study starts its run directory (read once: kept for the study)
+            _ = ckpt.model  # validated now, before the study starts its run directory (read once: kept for the study)
         return cached
     found: dict[str, Checkpoint] = {}
     for i, p in enumerate(checkpoints):
         ckpt = Checkpoint(p)
         check_checkpoint_dataset(p, ckpt.payload, dataset, flag)
-        ckpt.model  # its architecture and weights fit, checked before any run directory starts
+        _ = ckpt.model  # its architecture and weights fit, checked before any run directory starts
         label = ckpt.payload.get("method", Path(p).parent.name)
         # checkpoints of one method: told apart by their folder, then by the folder above it (seeds of the
         # cached models differ only there), then by their position; never one silently replacing another
@@ -163,7 +165,7 @@ class Opened:
     """A checkpoint opened for a study: the model (eval mode, on the torch device), its data, its normalisation."""
 
     checkpoint: Checkpoint
-    model: torch.nn.Module
+    model: MultiExitNet
     data: DatasetSplits
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -180,7 +182,7 @@ class Opened:
 
     def batches(self, split: Split, n: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed, seeded selection of ``n`` images of ``split`` as normalised (x, y) batches."""
-        return list(BatchLoader(take_subset(split, n, seed), batch_size, **self.norm))
+        return list(BatchLoader(take_subset(split, n, seed), batch_size, mean=self.mean, std=self.std))
 
     def calibration(self, seed: int, images: int | None = None) -> list[torch.Tensor]:
         """The fixed, seeded training images that calibrate converters and measure input activity."""

@@ -18,7 +18,7 @@ from ..methods import build_method, default_heads, method_class, method_traits
 from ..methods.base import Method
 from ..models import build_model, exit_costs
 from ..models.cost import ExitCost
-from ..models.multi_exit import NUM_STAGES
+from ..models.multi_exit import NUM_STAGES, MultiExitNet
 from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
@@ -101,7 +101,7 @@ class TrainSetup:
 
     config: TrainConfig
     data: DatasetSplits
-    model: torch.nn.Module
+    model: MultiExitNet
     loss: Method
     costs: list[ExitCost]
     trainer: Trainer
@@ -113,7 +113,7 @@ class TrainMeasurements:
     on test and on validation."""
 
     result: TrainResult
-    best: torch.nn.Module
+    best: MultiExitNet
     test: ExitMetrics
     val: ExitMetrics
 
@@ -136,6 +136,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             _check_resumable(plan.out)
         setup = _assemble(plan, device, progress)
         if not lead:
+            assert dist_info is not None  # only a torchrun rank other than 0 is not the lead
             return _follow(plan, setup, dist_info)
         run = _open_run(plan, setup)
         measured = _fit_and_test(plan, setup)
@@ -159,7 +160,10 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and conf.teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
-    teacher_payload = _teacher_payload(conf.teacher, conf.dataset) if needs_teacher else None  # refused before any work
+    teacher_payload = None
+    if needs_teacher:
+        assert conf.teacher is not None  # a missing --teacher was refused above
+        teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
     out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
     return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, resume, overwrite)
 
@@ -174,24 +178,28 @@ def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
     seed_everything(conf.seed)
     data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
                         image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
-    model = build_model(conf.arch, data.num_classes, data.channels, conf.width, data.image_size, plan.heads,
-                        multi_exit=plan.multi_exit, exit_stages=plan.exit_stages, stem_stride=conf.stem_stride)
+    net = build_model(conf.arch, data.num_classes, data.channels, conf.width, data.image_size, plan.heads,
+                      multi_exit=plan.multi_exit, exit_stages=plan.exit_stages, stem_stride=conf.stem_stride)
     options = dict(plan.method_options)
     if plan.teacher_payload is not None:
-        options.update(_teacher_options(plan, model))
+        options.update(_teacher_options(plan, net))
     loss = build_method(conf.method, **options)
-    costs = exit_costs(model)  # of the float architecture: quantization does not change MACs
-    model = loss.prepare_model(model)
+    costs = exit_costs(net)  # of the float architecture: quantization does not change MACs
+    model = loss.prepare_model(net)
+    # every method's prepare_model returns the MultiExitNet itself or (QAT) a quantized copy of the same class
+    assert isinstance(model, MultiExitNet)
     trainer = Trainer(model, loss, data, config, plan.out)
     if plan.resume:
         trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
     return TrainSetup(config, data, model, loss, costs, trainer)
 
 
-def _teacher_options(plan: TrainPlan, model: torch.nn.Module) -> dict[str, Any]:
+def _teacher_options(plan: TrainPlan, model: MultiExitNet) -> dict[str, Any]:
     """The teacher network (and, for a hint loss, the student's feature width) as method options; a teacher whose
     classes, channels or image size differ from the student's is refused."""
     conf = plan.conf
+    # called only for a method that needs a teacher: plan_training read its checkpoint from --teacher
+    assert plan.teacher_payload is not None and conf.teacher is not None
     teacher_model = model_from_payload(plan.teacher_payload, conf.teacher)
     tc = teacher_model.config
     for key in ("num_classes", "in_channels", "image_size"):
@@ -240,6 +248,7 @@ def _fit_and_test(plan: TrainPlan, setup: TrainSetup) -> TrainMeasurements:
     try:
         result = trainer.fit()
         best = load_model(result.best_path, expect=setup.model, device=trainer.device)
+        assert isinstance(best, MultiExitNet)  # load_model without model= rebuilds a MultiExitNet
         loaders = make_loaders(setup.data, plan.conf.batch_size, seed=plan.conf.seed, device=trainer.device)
         return TrainMeasurements(result, best, test=evaluate(best, loaders["test"]), val=evaluate(best, loaders["val"]))
     except KeyboardInterrupt:
