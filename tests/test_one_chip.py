@@ -106,6 +106,7 @@ def _noise_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[str, float], dict[
 
 def test_noise_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
     acc, energy = _noise_sweep(tiny_checkpoint, tmp_path / "plain")
+    assert energy and set(energy) <= set(acc)  # every exit priced, and each also has an accuracy
     # 4 conductance levels: weights lose precision (accuracy) and take two slices more per weight (energy)
     acc_set, energy_set = _noise_sweep(tiny_checkpoint, tmp_path / "set", device_set={"mapping.levels": 4})
     assert acc_set != acc and all(energy_set[k] > energy[k] for k in energy)

@@ -16,7 +16,7 @@ from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..run_dir import exit_status, run_dir_guard
-from ..studies.config import ConfigFileError, SettingError, StudyConfig, read_toml, toml_value
+from ..studies.config import C, ConfigFileError, SettingError, StudyConfig, read_toml, toml_value
 from ..studies.result import StudyResult
 from ..train import NonFiniteLossError
 from ..utils import NoSpaceError
@@ -143,7 +143,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type
     return args
 
 
-def config_of(cls: type[StudyConfig], args: argparse.Namespace) -> StudyConfig:
+def config_of(cls: type[C], args: argparse.Namespace) -> C:
     """The study's config object from parsed arguments (fields without a flag keep their defaults)."""
     given = vars(args)
     return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})

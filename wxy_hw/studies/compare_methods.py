@@ -125,7 +125,8 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
 
 def train_methods(plan: ComparisonPlan) -> Summaries:
     """Every method once per seed (and the teachers first), each trained or reused; their summaries."""
-    conf, summaries = plan.config, {}
+    conf = plan.config
+    summaries: Summaries = {}
     for seed in plan.seeds:
         kwargs = dict(plan.train_kwargs, seed=seed)
         if plan.wants_teacher and kwargs.get("teacher") is None:
@@ -193,8 +194,9 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
         return read_json(run_dir / "results.json", fix=RERUN)
     try:
-        return train_run(method=name, method_options=options, out=run_dir, **continue_flags(run_dir),
-                         **train_kwargs).details
+        flags = continue_flags(run_dir)
+        return train_run(method=name, method_options=options, out=run_dir, resume=flags["resume"],
+                         overwrite=flags["overwrite"], **train_kwargs).details
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
         raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
     except NonFiniteLossError as exc:  # the same: this command's remedy is a rerun with a lower --lr

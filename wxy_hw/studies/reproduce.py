@@ -421,8 +421,10 @@ class Reproduction:
         if not (step.reusable and where.exists()):
             return "none"
         record = self._steps.get(step.key)
-        same = isinstance(record, dict) and record.get("argv") == list(step.argv)
-        problem = _damage(where, record.get("files", {}) if same else None)
+        # this step's own record (same command line), or None
+        same_record = record if isinstance(record, dict) and record.get("argv") == list(step.argv) else None
+        same = same_record is not None
+        problem = _damage(where, same_record.get("files", {}) if same_record is not None else None)
         if problem is None and same and read_json(where / "manifest.json", fix=RERUN).get("status") == "complete":
             return "finished"
         if problem is not None:  # said even with --quiet: a file the tool wrote changed under it
@@ -610,7 +612,9 @@ class Reproduction:
                                 ("auxiliary", "adversarial training"), cmd)
 
     def _calibrator(self) -> None:
-        src, cal, dann = {}, {}, {}
+        src: dict[tuple[int, int], float] = {}
+        cal: dict[tuple[int, int], float] = {}
+        dann: dict[tuple[int, int], float] = {}
         for s in self.b.seeds:
             for r in _rows(self.out / "calibrator_domain" / f"s{s}" / "domain.csv", "method", "target acc"):
                 target = {"source only": src, "calibrator (classifier frozen)": cal,
@@ -665,7 +669,7 @@ class Reproduction:
             for s in self.b.seeds:
                 rows = _rows(self.out / "noise_sweep" / dev / f"s{s}" / "sweep.csv", "method", "exit", "sweep", "scale",
                              "chip", "accuracy")
-                deepest = {}
+                deepest: dict[str, int] = {}
                 for r in rows:
                     if r["exit"].isdigit():
                         deepest[r["method"]] = max(deepest.get(r["method"], 0), int(r["exit"]))

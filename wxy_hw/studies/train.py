@@ -8,8 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import distributed
 from ..checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint
 from ..data import DatasetSplits, load_dataset, make_loaders
