@@ -11,7 +11,7 @@ demo: setup
 	$(PY) experiments/noise_sweep.py --device reram
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

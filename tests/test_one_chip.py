@@ -104,6 +104,7 @@ def _noise_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[str, float], dict[
     return accuracy, energy
 
 
+@pytest.mark.slow
 def test_noise_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
     acc, energy = _noise_sweep(tiny_checkpoint, tmp_path / "plain")
     assert energy and set(energy) <= set(acc)  # every exit priced, and each also has an accuracy

@@ -43,6 +43,7 @@ def _chip_study(ckpt: Path, out: Path, **settings) -> dict[str, dict[str, dict[s
     return by_adc
 
 
+@pytest.mark.slow
 def test_chip_study_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path, monkeypatch):
     import wxy_hw.studies.chip_study as study
 
@@ -88,6 +89,7 @@ def _robustness(ckpt: Path, out: Path, **settings) -> dict[tuple[str, str], floa
     return {(r["corruption"], r["exit"]): float(r["accuracy"]) for r in _read(out / "hardware.csv")}
 
 
+@pytest.mark.slow
 def test_corruption_robustness_device_set_reaches_the_chips(tiny_checkpoint, tmp_path):
     plain = _robustness(tiny_checkpoint, tmp_path / "plain")
     levels = _robustness(tiny_checkpoint, tmp_path / "levels", device_set={"mapping.levels": 4})

@@ -36,6 +36,7 @@ def _early_exit(ckpt: Path, out: Path, **chip) -> tuple[list[float], list[float]
     return [float(r["device_accuracy_mean"]) for r in rows], [float(r["device_energy_pJ"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_early_exit_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
     ckpt = tiny_checkpoint
     acc, energy = _early_exit(ckpt, tmp_path / "plain")
@@ -57,6 +58,7 @@ def _calibrator(ckpt: Path, out: Path, **chip) -> tuple[dict[int, float], float]
     return accuracy, result["cost"]["classifier_energy_pJ"]
 
 
+@pytest.mark.slow
 def test_calibrator_device_set_and_adc_bits_reach_chip_accuracy_and_energy(tiny_checkpoint, tmp_path):
     ckpt = tiny_checkpoint
     acc, energy = _calibrator(ckpt, tmp_path / "plain")

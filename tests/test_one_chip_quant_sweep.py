@@ -47,6 +47,7 @@ def _quant_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[tuple, float], dic
             {key(r): float(r["energy_pJ"]) for r in rows if r["energy_pJ"]})
 
 
+@pytest.mark.slow
 def test_quant_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
     acc, energy = _quant_sweep(tiny_checkpoint, tmp_path / "plain")
     assert energy and set(energy) <= set(acc)
