@@ -38,7 +38,7 @@ class EarlyExitConfig(DatasetSettings, ChipSettings):
     """Settings of the early-exit energy study (field names = the CLI's option names)."""
 
     KIND = "early_exit"
-    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
+    RENAMED = {"chips": "chips", "t_inference": "t_inference"}
 
     methods: list[str] = field(default_factory=lambda: ["baseline", "dsn", "self_distillation", "scan"])
     checkpoints: list[str] | None = None
@@ -64,7 +64,7 @@ class EarlyExitPlan:
     conf: EarlyExitConfig
     chip: Chip
     int8: Chip
-    t_nominal: float
+    t_inference: float
     paths: dict[str, Checkpoint]
     out: Path
     run: RunDirectory
@@ -91,7 +91,7 @@ class ChipContext:
 
     models: dict[str, ExitModel]
     chip: Chip
-    t_nominal: float
+    t_inference: float
     seed: int
 
 
@@ -135,8 +135,8 @@ def _plan(conf: EarlyExitConfig, out: str | Path | None, progress: bool) -> Earl
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
     run_dir, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
-        device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, realizations=conf.chips,
-        samples=conf.samples, t_nominal=t_nom, seed=conf.seed, dataset=conf.dataset, chip=chip.summary(),
+        device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, chips=conf.chips,
+        samples=conf.samples, t_inference=t_nom, seed=conf.seed, dataset=conf.dataset, chip=chip.summary(),
         bn_recalibrate=conf.bn_recalibrate))
     return EarlyExitPlan(conf, chip, int8, t_nom, paths, run_dir, run)
 
@@ -146,7 +146,7 @@ def _measure(plan: EarlyExitPlan, progress: bool, log: Callable[[str], None]) ->
     then each model's per-exit, dynamic-inference and front rows."""
     conf, found = plan.conf, EarlyExitMeasurements()
     models = _open_models(plan, found.calibrated)
-    context = ChipContext(models, plan.chip, plan.t_nominal, conf.seed)
+    context = ChipContext(models, plan.chip, plan.t_inference, conf.seed)
     tasks = [(label, r) for label in models for r in range(conf.chips)]
     where = runs_on_ray(conf.workers, conf.ray_address)
     if where:
@@ -194,7 +194,7 @@ def _chip_task(context: ChipContext, task: tuple[str, int]) -> tuple[list[float]
     m = context.models[label]
 
     def chip_instance():  # deployed afresh for each use: the same chip, its reads drawn as in a fresh session
-        return deploy_on(m.model, context.chip, 100 + r, bn_images=m.bn_images, t_inference=context.t_nominal,
+        return deploy_on(m.model, context.chip, 100 + r, bn_images=m.bn_images, t_inference=context.t_inference,
                          calibration=m.calib)
 
     accuracy = evaluate(chip_instance(), m.test).accuracy
@@ -287,7 +287,7 @@ def _write(plan: EarlyExitPlan, found: EarlyExitMeasurements) -> StudyResult:
     write_rows_csv(out / "per_exit.csv", found.per_exit)
     write_rows_csv(out / "dynamic.csv", listed(found.dynamic))
     write_rows_csv(out / "front.csv", listed(found.front))
-    plots = _plot_energy_accuracy(found.per_exit, name, plan.t_nominal, out / "energy_vs_accuracy")
+    plots = _plot_energy_accuracy(found.per_exit, name, plan.t_inference, out / "energy_vs_accuracy")
     if found.front:
         plots += _plot_front(found.front, name, out / "threshold_front")
     if found.dynamic:

@@ -44,7 +44,7 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     """
 
     KIND = "noise_sweep"
-    RENAMED = {"realizations": "chips", "t_nominal": "t_inference", "overrides": "device_set"}
+    RENAMED = {"realizations": "chips", "t_inference": "t_inference", "overrides": "device_set"}
     CHIP_DEFAULTS = {"adc_bits": None, "ranging": None}
 
     # the users' question: which training survives the device? (hwa models are trained for --device)
@@ -72,7 +72,7 @@ class NoiseSweepPlan:
 
     conf: NoiseSweepConfig
     chip: Chip
-    t_nominal: float
+    t_inference: float
     times: list[float]
     paths: dict[str, Checkpoint]
     out: Path
@@ -156,8 +156,8 @@ def _plan(conf: NoiseSweepConfig, out: str | Path | None, progress: bool) -> Noi
                                 budget=conf.budget, hwa_device=conf.device)
     run_dir, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{spec.name}_{conf.backend}_{stamp()}", dict(
         device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
-        scales=list(conf.scales), times=time_points, t_nominal=t_nom, sigmas=list(conf.sigmas), realizations=conf.chips,
-        samples=conf.samples, dataset=conf.dataset, seed=conf.seed, overrides=conf.device_set,
+        scales=list(conf.scales), times=time_points, t_inference=t_nom, sigmas=list(conf.sigmas), chips=conf.chips,
+        samples=conf.samples, dataset=conf.dataset, seed=conf.seed, device_set=conf.device_set,
         bn_recalibrate=conf.bn_recalibrate, chip=chip.summary()))
     return NoiseSweepPlan(conf, chip, t_nom, time_points, dict(paths), run_dir, run)
 
@@ -189,7 +189,7 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
     raw: list[dict[str, Any]] = []
     for label, m in models.items():
         raw += sweep_device({label: m.model}, plan.chip.spec, m.test, scales=conf.scales, times=plan.times,
-                            t_inference=plan.t_nominal, chips=conf.chips, seed=conf.seed, backend=conf.backend,
+                            t_inference=plan.t_inference, chips=conf.chips, seed=conf.seed, backend=conf.backend,
                             bn_images=m.bn_images, workers=conf.workers, ray_address=conf.ray_address,
                             **({"calibration": m.calibration} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
@@ -231,7 +231,7 @@ def _plot(plan: NoiseSweepPlan, scale_summary: list[dict[str, Any]], time_summar
     """Accuracy and loss vs noise scale, accuracy vs time (drifting devices), the flat-minima curve."""
     conf, out, name = plan.conf, plan.out, plan.chip.spec.name
     plots = plot_metric_by_exit(scale_summary, "scale", out / "accuracy_vs_noise",
-                                title=f"{name} ({conf.backend}), t = {human_time(plan.t_nominal)}, {conf.chips} "
+                                title=f"{name} ({conf.backend}), t = {human_time(plan.t_inference)}, {conf.chips} "
                                       f"chips, {conf.samples} test images", xlabel="noise scale (× nominal)")
     plots += plot_metric_by_exit(scale_summary, "scale", out / "loss_vs_noise", metric="loss",
                                  title=f"{name} ({conf.backend}): test loss", xlabel="noise scale (× nominal)")
@@ -275,7 +275,7 @@ def _table(plan: NoiseSweepPlan, rows: list[dict[str, Any]]) -> str:
                         ["method", "exit", "digital", f"{name} @ nominal", "drop", *(["+ BN recal"] if recal else []),
                          "nJ"],
                         title=f"Test accuracy (%) on {conf.samples} test images: digital vs {name} "
-                              f"({conf.backend}, t = {human_time(plan.t_nominal)}, mean ± std over {conf.chips} chips); "
+                              f"({conf.backend}, t = {human_time(plan.t_inference)}, mean ± std over {conf.chips} chips); "
                               f"energy per inference (nJ, wxy_hw.hardware.chip_report; {plan.chip.converters})"
                               + (f"; + BN recal: each chip's BN statistics re-estimated on {recal} "
                                  "unlabeled training images" if recal else ""))

@@ -51,7 +51,7 @@ class QuantSweepConfig(DatasetSettings):
     """
 
     KIND = "quant_sweep"
-    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
+    RENAMED = {"chips": "chips", "t_inference": "t_inference"}
 
     device: str = "reram"
     device_set: dict[str, Any] = field(default_factory=dict)  # device file values changed for this run
@@ -171,8 +171,8 @@ def _plan(conf: QuantSweepConfig, out: str | Path | None, progress: bool) -> Qua
     run_dir, run = start_run(conf, out, Path("runs") / "quant_sweep" / f"{cells.name}_{stamp()}", dict(
         device=cells.summary(), checkpoints={k: str(v) for k, v in paths.items()},
         qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(conf.weight_bits),
-        act_bits=list(conf.act_bits), per_channel=conf.per_channel, realizations=conf.chips, samples=conf.samples,
-        t_nominal=t, seed=conf.seed, overrides=conf.device_set, converters=_converters(chips.values()),
+        act_bits=list(conf.act_bits), per_channel=conf.per_channel, chip_count=conf.chips, samples=conf.samples,
+        t_inference=t, seed=conf.seed, device_set=conf.device_set, converters=_converters(chips.values()),
         chips={f"w{wb}/a{ab}": chip.summary() for (wb, ab), chip in chips.items()}))
     return QuantSweepPlan(conf, cells, t, dict(paths), qat, tasks, chips, run_dir, run)
 
@@ -210,7 +210,7 @@ def _measure(plan: QuantSweepPlan, progress: bool, log: Callable[[str], None]) -
     parallel = where is not None
     if parallel:
         log(f"[quant_sweep] {len(plan.tasks)} points as {where}")
-    context = dict(models=models, chips=plan.chips, t=plan.t, realizations=conf.chips, seed=conf.seed,
+    context = dict(models=models, chips=plan.chips, t=plan.t, count=conf.chips, seed=conf.seed,
                    per_channel=conf.per_channel, log=log if progress and not parallel else None)
     rows = [row for point in parallel_map(_point, context, plan.tasks, workers=conf.workers,
                                           ray_address=conf.ray_address) for row in point]
@@ -229,16 +229,16 @@ def _point(context: dict[str, Any], task: Task) -> list[dict]:
         model = quantize_model(model, QuantConfig(wb, ab, context["per_channel"]), calibration=m["val"])
     keys = dict(method=m["label"], mode=mode, weight_bits=wb, act_bits=ab or FLOAT)
     return _evaluate_everywhere(model, m["test"], context["chips"][_chip_key(wb, ab)], context["t"],
-                                context["realizations"], context["seed"], keys, m["calib"])
+                                context["count"], context["seed"], keys, m["calib"])
 
 
-def _evaluate_everywhere(model, test, chip: Chip, t: float, realizations: int, seed: int, keys: dict[str, Any],
+def _evaluate_everywhere(model, test, chip: Chip, t: float, count: int, seed: int, keys: dict[str, Any],
                          calib) -> list[dict]:
-    """Digital accuracy per exit, then the mean ± std over ``realizations`` instances of ``chip`` with the energy
+    """Digital accuracy per exit, then the mean ± std over ``count`` instances of ``chip`` with the energy
     per inference and cells per weight the cost model prices for the same chip."""
     rows = [dict(keys, setting="digital", exit=r["exit"], accuracy_mean=r["accuracy"], accuracy_std=0.0)
             for r in evaluate(model, test).rows()]
-    seeds = [seed * 1000 + r for r in range(realizations)]
+    seeds = [seed * 1000 + r for r in range(count)]
     # K chips per pass; fixed-range converters are calibrated on the training images the energy's activity is measured on
     rows_by_chip = evaluate_chips(model, chip, test, seeds, t_inference=t, calibration=calib)
     instances = [[r for r in rows_by_chip if r["chip"] == s] for s in seeds]
