@@ -184,7 +184,7 @@ def _plan(conf: CalibratorConfig, out: str | Path | None, progress: bool, log: C
     t_chip = chip.spec.inference_time() if conf.device is not None else 1.0
     dev = resolve_device(conf.torch_device)
     ckpt = Checkpoint(conf.checkpoints[0] if conf.checkpoints else cached_checkpoint(
-        "baseline", conf.source, conf.data_dir, conf.seed, progress=progress, device=conf.torch_device,
+        "baseline", conf.source, conf.data_dir, conf.seed, progress=progress, torch_device=conf.torch_device,
         **conf.budget))
     check_checkpoint_dataset(ckpt.path, ckpt.payload, conf.source, "--source")
     opened = open_checkpoint(ckpt, conf.data_dir, dev)
