@@ -16,7 +16,8 @@ from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..run_dir import exit_status, run_dir_guard
-from ..studies.config import C, ConfigFileError, SettingError, StudyConfig, read_toml, toml_value
+from ..studies.config import (INPUT_SETTINGS, C, ConfigFileError, SettingError, StudyConfig, input_paths, read_toml,
+                               toml_value)
 from ..studies.result import StudyResult
 from ..train import NonFiniteLossError
 from ..utils import NoSpaceError
@@ -187,19 +188,7 @@ def fail(exc: BaseException) -> int:
     raise exc
 
 
-# flags whose values are files or folders a command reads: --overwrite never clears a directory holding one
-INPUT_FLAGS = ("checkpoints", "qat_checkpoints", "teacher", "config", "data_dir", "device")
-
-
-def input_paths(args: argparse.Namespace) -> list[Path]:
-    """The paths among a command's arguments that it reads (checkpoints, config, teacher, data, device files)."""
-    found: list[Path] = []
-    for name in INPUT_FLAGS:
-        value = getattr(args, name, None)
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, (str, Path)) and str(v) and (name != "device" or str(v).endswith(".toml")):
-                found.append(Path(v))
-    return found
+INPUT_FLAGS = INPUT_SETTINGS  # the same names: a flag's dest is its setting's field
 
 
 @contextmanager

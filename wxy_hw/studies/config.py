@@ -207,3 +207,19 @@ class ChipSettings:
             raise SettingError("device", "is needed: name the chip's device (a name or a .toml path)")
         cells = load_device(name, self.device_set)
         return ChipConfig(device=cells, **{**self.periphery(), **fixed}).resolve()
+
+
+# settings whose values are files or folders a study reads: --overwrite never clears a directory holding one
+INPUT_SETTINGS = ("checkpoints", "qat_checkpoints", "teacher", "config", "data_dir", "device")
+
+
+def input_paths(settings: Any) -> list[Path]:
+    """The paths a study reads among the values of ``settings`` (a study config, or a command's parsed flags):
+    checkpoints, config file, teacher, data folder, a device given as a .toml file."""
+    found: list[Path] = []
+    for name in INPUT_SETTINGS:
+        value = getattr(settings, name, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, Path)) and str(v) and (name != "device" or str(v).endswith(".toml")):
+                found.append(Path(v))
+    return found

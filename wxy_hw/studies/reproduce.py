@@ -39,7 +39,7 @@ from ..train import NonFiniteLossError
 from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
 from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run
-from .config import SettingError, StudyConfig
+from .config import SettingError, StudyConfig, input_paths
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
 from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
@@ -147,10 +147,6 @@ RUNNERS: dict[str, Callable[..., StudyResult]] = {
 STEP_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
                FileExistsError, FileNotFoundError, AihwkitUnavailable, NoSpaceError, LostRankError)
 
-# settings whose values are files or folders a step reads: --overwrite never clears a folder holding one
-INPUT_SETTINGS = ("checkpoints", "qat_checkpoints", "teacher", "data_dir", "device")
-
-
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
     """A step's CSV, which must hold ``columns`` (steps are verified before reuse, so damage here is new)."""
     return read_csv(path, fix=RERUN, columns=columns)
@@ -227,17 +223,6 @@ class ReproductionPlan:
             order += [self.early[s], self.robust[s], self.domain[s], self.chipcal[s],
                       *(step for (_, seed), step in self.sweep.items() if seed == s)]
         return order
-
-
-def _inputs(config: StudyConfig) -> list[Path]:
-    """The files and folders a step reads (its checkpoints, data, teacher, device file)."""
-    found = []
-    for name in INPUT_SETTINGS:
-        value = getattr(config, name, None)
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, (str, Path)) and str(v) and (name != "device" or str(v).endswith(".toml")):
-                found.append(Path(v))
-    return found
 
 
 def _problem(exc: BaseException) -> str:
@@ -438,7 +423,7 @@ class Reproduction:
         where = self.out / step.run_dir
         try:
             with run_dir_guard(where, overwrite=overwrite, resume=not step.reusable, kind=step.config.KIND,
-                               inputs=_inputs(step.config)):
+                               inputs=input_paths(step.config)):
                 return RUNNERS[step.study](step.config, out=where, progress=False)
         except KeyboardInterrupt:  # Ctrl-C or a signal stopped the step: the reproduction stops with it
             raise KeyboardInterrupt(f"reproduce stopped in step {step.key}") from None
