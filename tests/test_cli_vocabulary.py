@@ -107,6 +107,7 @@ OLD_VALUES = {"realizations": 2, "t_nominal": 3600.0, "overrides": {"noise.read_
 def test_old_config_keyword_still_works_with_a_deprecation_warning(cls, old, new):
     from wxy_hw.utils import REMOVED_IN
 
+    assert old != new, f"{cls.__name__}.RENAMED maps {old!r} to itself: the old spelling is lost"
     words = rf"keyword {old}= \({cls.__name__}\) is deprecated and will be removed in wxy_hw {re.escape(REMOVED_IN)}; use {new}="
     with pytest.warns(DeprecationWarning, match=words):
         conf = cls.make(**{old: OLD_VALUES[old]})

@@ -38,7 +38,7 @@ class EarlyExitConfig(DatasetSettings, ChipSettings):
     """Settings of the early-exit energy study (field names = the CLI's option names)."""
 
     KIND = "early_exit"
-    RENAMED = {"chips": "chips", "t_inference": "t_inference"}
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
 
     methods: list[str] = field(default_factory=lambda: ["baseline", "dsn", "self_distillation", "scan"])
     checkpoints: list[str] | None = None

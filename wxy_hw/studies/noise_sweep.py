@@ -44,7 +44,7 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     """
 
     KIND = "noise_sweep"
-    RENAMED = {"realizations": "chips", "t_inference": "t_inference", "overrides": "device_set"}
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference", "overrides": "device_set"}
     CHIP_DEFAULTS = {"adc_bits": None, "ranging": None}
 
     # the users' question: which training survives the device? (hwa models are trained for --device)

@@ -51,7 +51,7 @@ class QuantSweepConfig(DatasetSettings):
     """
 
     KIND = "quant_sweep"
-    RENAMED = {"chips": "chips", "t_inference": "t_inference"}
+    RENAMED = {"realizations": "chips", "t_nominal": "t_inference"}
 
     device: str = "reram"
     device_set: dict[str, Any] = field(default_factory=dict)  # device file values changed for this run
