@@ -20,6 +20,9 @@ from .spec import CONVERTER_BITS, DeviceSpec, load_device
 
 ADC_BITS = CONVERTER_BITS  # one rule for device files ([array] adc_bits) and chip configurations
 RANGING = ("fixed", "per_sample")
+# sar: successive approximation (NeuroSim's, most ISSCC macros); ramp: single-slope / integrate-and-fire neurons that
+# count up to 2^bits steps (NeuRRAM); flash: 2^bits - 1 comparators fire at once (fast, few bits)
+ADC_TYPES = ("sar", "ramp", "flash")
 # the ADC the cost model prices when the accuracy run has ideal converters (a device file with adc_bits = 0):
 # 8 bits is NeuroSim's default and the resolution of the ISSCC / VLSI macros the model is compared with
 PRICED_ADC_BITS = 8
@@ -49,6 +52,8 @@ class ChipConfig:
     technology: str = "cmos22"
     ir_beta_per_row: float | None = None  # IR-drop attenuation β = this · rows; None: the device file's ir_drop.beta
     ideal_converters: bool = False        # accuracy side only: ADC/DAC without quantization (costs still counted)
+    adc_type: str = "sar"                 # the converter's circuit, which sets how its energy grows with bits (ADC_TYPES)
+    vdd: float | None = None              # periphery supply in V; None: the technology file's (energies scale as vdd^2)
 
     def __post_init__(self) -> None:
         lo, hi = ADC_BITS
@@ -67,7 +72,9 @@ class ChipConfig:
                    self.input_activity),
                   (self.ranging is None or self.ranging in RANGING, "ranging", " or ".join(RANGING), self.ranging),
                   (self.ir_beta_per_row is None or self.ir_beta_per_row >= 0, "ir_beta_per_row", "≥ 0",
-                   self.ir_beta_per_row)]
+                   self.ir_beta_per_row),
+                  (self.adc_type in ADC_TYPES, "adc_type", " / ".join(ADC_TYPES), self.adc_type),
+                  (self.vdd is None or 0.1 <= self.vdd <= 5.0, "vdd", "0.1..5 V", self.vdd)]
         if self.rows is not None and self.parallel_rows is not None:
             checks.append((self.parallel_rows <= self.rows, "parallel_rows", f"1..rows ({self.rows})",
                            self.parallel_rows))

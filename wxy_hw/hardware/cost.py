@@ -16,8 +16,10 @@ activity  a = fraction of the input bits driven that are 1, measured per layer o
           (``measure_activity``; ``input_activity`` fixes it instead); s = mean conductance of the
           layer's cells relative to g_max, from its weights sliced as they are stored
           (``cell_state``): an off cell still conducts g_max/on_off.
-energy    ADC      M · N·S·T_r·g·n_in conversions × (FOM·2^adc_bits + E_cycle·(adc_bits + 1))
-                   (Walden term of the capacitive DAC + comparator and SAR logic per bit cycle)
+energy    ADC      M · N·S·T_r·g·n_in conversions × max(decisions·(a·bits + b), FOM_W·2^bits, E_thermal(bits))
+                   (decisions per conversion by converter type: SAR bits + 1, ramp 2^bits, flash 2^bits − 1;
+                   a, b the node's energy per decision; floored by the ADC survey's Walden and Schreier
+                   frontiers: ``adc_energy_pJ``)
           array    M · K·N·c·n_in·a·p × E_cell·(1/r + (1 − 1/r)·s)   (E_cell = the device file's read
                    energy at g_max per unit pulse, r = on/off ratio; p = 2^dac_bits − 1 unit pulses per
                    input cycle at full scale — pulse-count / pulse-width inputs; p = 1 bit-serial)
@@ -31,7 +33,7 @@ energy    ADC      M · N·S·T_r·g·n_in conversions × (FOM·2^adc_bits + E_c
           leakage  P_leak · arrays · layer latency
 latency   M · n_in · g · (t_read + cols_per_adc · t_ADC): per input bit and row group one read pulse
           (the device file's mvm_latency_ns), then each ADC converts its cols_per_adc columns one
-          after another, (adc_bits + 1) clock cycles each (SAR);
+          after another, ``adc_cycles`` clock cycles each (SAR bits + 1, ramp 2^bits, flash 1);
           arrays of a layer work in parallel, layers one after another (``pipeline=False``);
           ``pipeline=True`` reports the layer-pipelined interval (the slowest layer) as well.
 area      arrays · R·C · cell_area; ADCs (NeuroSim's SAR transistor count, linear in bits);
@@ -61,7 +63,7 @@ from ..models.coverage import untouched_layers, warn_untouched
 from ..models.evaluation import exit_labels
 from .chip import Chip, ChipConfig
 from .spec import DeviceSpec, load_device
-from .technology import load_technology
+from .technology import at_supply, load_technology
 from .trace import (DIGITAL_UNIT_TYPES, LAYER_TYPES, LayerShape, _dedupe, _exit_shapes, layer_shapes,
                     measure_activity)
 
@@ -132,10 +134,36 @@ def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
     return total / ((base - 1) * w.numel() * cells)
 
 
-def adc_energy_pJ(bits: int, tech: dict[str, float]) -> float:
-    """Energy of one SAR conversion: the capacitive DAC's Walden term FOM·2^bits plus the comparator
-    and SAR logic, one decision per bit cycle ((bits + 1) cycles with sampling)."""
-    return (tech["sar_fom_fJ"] * 2 ** bits + tech["sar_cycle_fJ"] * (bits + 1)) * 1e-3
+# Murmann, "ADC Performance Survey 1997-2025" (github.com/bmurmann/ADC-survey, data commit aa0e22d, 725 ISSCC /
+# VLSI designs), designs at f_snyq <= 100 MHz: the mean of the best five Walden figures of merit (fJ per conversion
+# step) and of the best five Schreier figures of merit (dB). No published converter beats these, so they floor the
+# energy of a conversion; they are node independent (the frontier designs span 28-180 nm).
+SURVEY_WALDEN_FJ = 0.669
+SURVEY_SCHREIER_DB = 186.4
+
+
+def adc_decisions(bits: int, adc_type: str = "sar") -> int:
+    """Comparator decisions (one clock cycle each, except flash) in one conversion: a SAR samples and decides one
+    bit per cycle (bits + 1); a ramp / single-slope converter compares once per step of its ramp (2^bits); a flash
+    converter fires its 2^bits − 1 comparators at once, in one cycle."""
+    return {"sar": bits + 1, "ramp": 2 ** bits, "flash": 2 ** bits - 1}[adc_type]
+
+
+def adc_cycles(bits: int, adc_type: str = "sar") -> int:
+    """Clock cycles one conversion takes."""
+    return 1 if adc_type == "flash" else adc_decisions(bits, adc_type)
+
+
+def adc_energy_pJ(bits: int, tech: dict[str, float], adc_type: str = "sar") -> float:
+    """Energy of one conversion in pJ: its comparator decisions at the node's energy per decision
+    (adc_cycle_a_fJ · bits + adc_cycle_b_fJ), but never below what the best published converters reach: the
+    survey's Walden frontier (FOM_W · 2^bits) and its Schreier frontier (thermal noise: E = 10^((SNDR −
+    FOM_S)/10) / 2 with SNDR = 6.02 bits + 1.76 dB, which takes over above ~12 bits)."""
+    per_decision_fJ = tech["adc_cycle_a_fJ"] * bits + tech["adc_cycle_b_fJ"]
+    decisions_fJ = adc_decisions(bits, adc_type) * per_decision_fJ
+    walden_fJ = SURVEY_WALDEN_FJ * 2 ** bits
+    thermal_fJ = 10 ** ((6.02 * bits + 1.76 - SURVEY_SCHREIER_DB) / 10) / 2 * 1e15
+    return max(decisions_fJ, walden_fJ, thermal_fJ) * 1e-3
 
 
 def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: dict[str, float],
@@ -154,7 +182,7 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     off = 1.0 / spec.mapping["on_off_ratio"]
     f = tech["node_nm"] * 1e-3                                           # µm
     conversions = n * s * t_r * g * n_in
-    e_adc = adc_energy_pJ(adc_bits, tech)
+    e_adc = adc_energy_pJ(adc_bits, tech, cfg.adc_type)
     pitch_um = math.sqrt(tech["cell_area_F2"]) * f
     pulses = 2 ** cfg.dac_bits - 1  # a dac_bits-bit input cycle drives up to 2^dac_bits − 1 unit pulses
     # a driven row charges its wire and the gate of every cell's access transistor along it
@@ -167,14 +195,14 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     adds_pJ = (conversions * (adc_bits + cfg.act_bits)
                + n * s * t_r * (adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
     energy = {
-        "array": m * k * n * c * n_in * a * pulses * spec.energy["cell_read_fJ"] * (off + (1 - off) * state) * 1e-3,
+        "array": m * k * n * c * n_in * a * pulses * spec.cell_read_fJ * (off + (1 - off) * state) * 1e-3,
         "adc": m * conversions * e_adc,
         "dac": m * k * t_c * n_in * a * e_row,
         "digital": m * adds_pJ,
         "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"],
     }
     adcs_per_array = math.ceil(cols / cfg.cols_per_adc)
-    t_adc_ns = (adc_bits + 1) / tech["clock_GHz"]
+    t_adc_ns = adc_cycles(adc_bits, cfg.adc_type) / tech["clock_GHz"]
     # one read pulse (the device file's mvm_latency_ns) per input bit and row group, then the ADCs
     latency = m * n_in * g * (spec.energy["mvm_latency_ns"] + cfg.cols_per_adc * t_adc_ns)
     energy["leakage"] = tech["leakage_uW_per_array"] * arrays * latency * 1e-3
@@ -203,9 +231,13 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     rows, cols = _need(cfg.rows, "rows"), _need(cfg.cols, "cols")
     cycles = m * math.ceil(k / rows) * math.ceil(n / cols)
     latency = cycles / tech["clock_GHz"]
-    energy = {"array": macs * spec.energy["cell_read_fJ"] * 1e-3, "adc": 0.0, "dac": 0.0,
+    # the MAC energy is given at the technology file's supply; like the periphery it goes as V^2
+    supply = (tech["vdd"] / tech["file_vdd"]) ** 2 if "file_vdd" in tech else 1.0
+    # weight-stationary: each weight is read once per inference from the on-chip SRAM into its MAC unit
+    # (leaving this fetch out made int8 look 11-46 % cheaper than it is on our networks)
+    energy = {"array": macs * spec.cell_read_fJ * supply * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
-              "buffer": m * (k + n) * cfg.act_bits * tech["sram_bit_pJ"]}
+              "buffer": (m * (k + n) * cfg.act_bits + k * n * cfg.weight_bits) * tech["sram_bit_pJ"]}
     energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
     area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
             "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
@@ -222,7 +254,7 @@ def map_network(shapes: list[LayerShape] | list[tuple], chip: Chip | ChipConfig,
     shapes = [s if isinstance(s, LayerShape) else LayerShape(*s) for s in shapes]
     resolved = as_chip(chip)
     cfg, spec = resolved.config, resolved.spec
-    tech = load_technology(cfg.technology)
+    tech = at_supply(load_technology(cfg.technology), cfg.vdd)
     digital = spec.is_digital
     layer_fn = _digital_layer if digital else _analog_layer
 

@@ -78,6 +78,8 @@ MAX_ARRAY = 4096  # crossbar rows / cols: the chip flags (--rows, --cols) use th
 #   width_um, length_um ≤ 1000   a transistor, not a die
 #   slope_factor 1-5             subthreshold n is 1.0-2.0 (Enz-Krummenacher-Vittoz)
 #   cell_read_fJ ≤ 1e4 fJ        ReRAM / PCM 1-100 fJ per cell read; a digital int8 MAC ~0.1 pJ
+#   read_voltage_V ≤ 5 V         crossbars read at 0.1-0.5 V; 5 V is past any CMOS supply
+#   read_pulse_ns ≤ 1e6 ns       as mvm_latency_ns (0: the pulse lasts the MVM's read, mvm_latency_ns)
 #   leakage_uW ≤ 1e6 µW (1 W)    a whole accelerator's static power is at most watts
 #   mvm_latency_ns ≤ 1e6 ns      PCM / ReRAM MVMs take 10 ns-1 µs (HERMES 130 ns); 1 ms is a typo
 # section -> key -> (the value's type, its default or REQUIRED, (a check on the value, what the check expects))
@@ -131,7 +133,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, tuple[Callable[[Any], bool], str]]]
         "ranging": (str, "fixed", _choice(("fixed", "per_sample"))),
     },
     "energy": {
-        "cell_read_fJ": (float, REQUIRED, _range(0.0, 1e4)),
+        # an analog cell's read is V_read^2 * g_max * t_pulse (read_voltage_V > 0); cell_read_fJ gives it directly
+        # instead (a digital file's MAC energy). 0 = not given; exactly one of the two is required
+        "cell_read_fJ": (float, 0.0, _range(0.0, 1e4)),
+        "read_voltage_V": (float, 0.0, _range(0.0, 5.0)),
+        "read_pulse_ns": (float, 0.0, _range(0.0, 1e6)),
         "leakage_uW": (float, 0.0, _range(0.0, 1e6)),
         "mvm_latency_ns": (float, 10.0, _range(0.0, 1e6, lo_open=True)),
     },
@@ -177,6 +183,20 @@ class DeviceSpec:
             u_t_mV = 1e3 * K_BOLTZMANN * s["temperature_K"] / Q_ELECTRON
             return sigma_vt_mV / (s["slope_factor"] * u_t_mV)
         return self.sections["noise"]["lognormal_sigma"]
+
+    @property
+    def read_pulse_ns(self) -> float:
+        """How long a cell conducts per unit input pulse: energy.read_pulse_ns, else the MVM read (mvm_latency_ns)."""
+        return self.energy["read_pulse_ns"] or self.energy["mvm_latency_ns"]
+
+    @property
+    def cell_read_fJ(self) -> float:
+        """Energy of one unit-pulse read of a cell at g_max, in fJ: V_read^2 * g_max * t_pulse from the file's read
+        voltage, conductance and pulse; or the file's cell_read_fJ where it gives the energy itself."""
+        e = self.energy
+        if e["read_voltage_V"] > 0:
+            return e["read_voltage_V"] ** 2 * self.mapping["g_max_uS"] * self.read_pulse_ns  # V^2 uS ns = fJ
+        return e["cell_read_fJ"]
 
     @property
     def g_min_uS(self) -> float:
@@ -314,6 +334,10 @@ def parse_device(raw: dict[str, Any], file: str = "<device>") -> DeviceSpec:
     for section, schema in SCHEMA.items():  # optional sections get their defaults
         if section not in sections and all(d is not REQUIRED for _, d, _ in schema.values()):
             sections[section] = {k: d for k, (_, d, _) in schema.items()}
+    energy = sections["energy"]
+    if (energy["cell_read_fJ"] > 0) == (energy["read_voltage_V"] > 0):
+        raise DeviceSpecError(f"{file}: give exactly one of energy.read_voltage_V (a cell read is V^2 * g_max * pulse) "
+                              "and energy.cell_read_fJ (the energy itself, e.g. a digital MAC)")
     if "subthreshold" in sections and sections["noise"]["lognormal_sigma"] != 0.0:
         raise DeviceSpecError(f"{file}: give either [subthreshold] (σ derived by Pelgrom) or noise.lognormal_sigma, not both")
     return DeviceSpec(sections["device"]["name"], file, sections, sources)
