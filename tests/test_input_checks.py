@@ -210,7 +210,7 @@ def test_hostile_device_file_stops_a_study_before_any_work(tmp_path, monkeypatch
     assert len(err.splitlines()) == 1 and str(path) in err and "noise.read_noise" in err and "<= 1" in err, err
 
 
-@pytest.mark.parametrize("key, value", [("vdd", 1e6), ("sar_fom_fJ", 1e300), ("cell_area_F2", 1e9),
+@pytest.mark.parametrize("key, value", [("vdd", 1e6), ("adc_cycle_a_fJ", 1e300), ("cell_area_F2", 1e9),
                                         ("leakage_uW_per_array", 1e12), ("add16_pJ", -1.0)])
 def test_out_of_range_technology_values_name_file_key_and_range(key, value, tmp_path):
     from wxy_hw.hardware.technology import TECH_DIR, load_technology

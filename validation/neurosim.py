@@ -80,6 +80,7 @@ PARAM_USER_END = "Initialization of parameters NO need to modify"  # Param.cpp: 
 WIRE_WIDTH_NM = {130: 175, 90: 110, 65: 105, 45: 80, 32: 56, 22: 40, 14: 25, 10: 18, 7: 18}
 MEMCELL = {"sram": 1, "rram": 2, "fefet": 3}
 TRACE_FORMAT = 1  # bump when write_traces changes what it writes (invalidates cached traces and results)
+RESULT_FORMAT = 1  # bump when run_network's result changes shape (invalidates cached results)
 
 Log = Callable[[str], None]
 
@@ -567,7 +568,14 @@ def build_network(net: str, *, seed: int = 0, data_dir: str | Path | None = None
         from wxy_hw.models import build_model
         if checkpoint:
             from wxy_hw.checkpoint import load_model
-            model = load_model(checkpoint)
+            try:
+                model = load_model(checkpoint)
+            except Exception as exc:  # a missing, damaged or foreign file: one line, not a traceback
+                raise NeuroSimError("loading the checkpoint", f"{checkpoint}: {str(exc).splitlines()[0][:160]}",
+                                    "give a checkpoint of a built-in wxy_hw model (experiments/train.py writes one)") from None
+            if not hasattr(model, "forward_exit"):
+                raise NeuroSimError("loading the checkpoint", f"{checkpoint} holds no multi-exit model",
+                                    "give a checkpoint of a built-in wxy_hw model")
             what = f"weights from {checkpoint}"
         else:
             model = build_model("vgg11", 10, 1, 0.25, 28, multi_exit=False)
@@ -820,8 +828,9 @@ def run_network(config: NeuroSimConfig | Mapping[str, Any], net: str = "vgg8", *
     if use_cache and result_path.is_file():
         try:
             cached = json.loads(result_path.read_text())
-            cached["from_cache"] = True
-            return cached
+            if cached.get("format") == RESULT_FORMAT:
+                cached["from_cache"] = True
+                return cached
         except ValueError:
             pass
     log(f"running NeuroSim ({net}, config {config.key()})...")
@@ -854,7 +863,7 @@ def run_network(config: NeuroSimConfig | Mapping[str, Any], net: str = "vgg8", *
         # the ops NeuroSim actually simulated (2 x its MACs), after zeta: comparable across IFM conventions
         chip["tops_per_w_simulated"] = 2 * manifest["macs_neurosim"] / chip["total_pJ"] / zeta
     result = dict(
-        neurosim_version=f"DNN+NeuroSim V1.3 from {PACKAGE}=={VERSION}", net=net, config=config.describe(),
+        format=RESULT_FORMAT, neurosim_version=f"DNN+NeuroSim V1.3 from {PACKAGE}=={VERSION}", net=net, config=config.describe(),
         config_key=config.key(), zeta=zeta, validated=validated,
         network={k: v for k, v in manifest.items() if k != "layers"} | {"layers": [
             {k: L[k] for k in ("index", "name", "kind", "row", "positions", "positions_neurosim", "macs", "macs_neurosim",
@@ -888,6 +897,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -915,6 +925,7 @@ def summary_table(result: Mapping[str, Any]) -> str:
         lines.append(f"{part:<34}{v * 1e-6:>14.4g}{100 * v / area:>8.1f}")
     lines.append(f"{'chip':<34}{area * 1e-6:>14.4g}{100.0:>8.1f}")
     lines.append(f"latency {chip.get('latency_ns', math.nan):.6g} ns, TOPS/W {chip.get('tops_per_w', math.nan):.4g} "
-                 f"(before zeta={result['zeta']}: {chip.get('tops_per_w_before_zeta', math.nan):.4g}), "
+                 f"(before zeta={result['zeta']}: {chip.get('tops_per_w_before_zeta', math.nan):.4g}; on the ops it "
+                 f"simulated: {chip.get('tops_per_w_simulated', math.nan):.4g}), "
                  f"TOPS {chip.get('tops', math.nan):.4g}, FPS {chip.get('fps', math.nan):.4g}")
     return "\n".join(lines)

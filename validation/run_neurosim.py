@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the checkout importable
@@ -74,13 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         cache = cache_dir(args.cache)
+        t0 = time.perf_counter()
         build(config, cache, log=print)  # fails fast (download, tools, make) before the network is traced
+        built_s = time.perf_counter() - t0
         result = run_network(config, args.net, cache=cache, ifm=None if args.ifm == "auto" else args.ifm, seed=args.seed,
                              data_dir=args.data_dir, checkpoint=args.checkpoint, timeout=args.timeout,
                              use_cache=not args.no_cache, log=print)
+        result["timings_s"]["build"] = built_s
         out = Path(args.out)
         atomic_write_text(out / "neurosim.json", json.dumps(result, indent=1))
-        stdout = Path(result["stdout_path"])
+        stdout = Path(result.get("stdout_path", ""))
         if stdout.is_file():
             atomic_write_text(out / "neurosim_stdout.txt", stdout.read_text())
     except NeuroSimError as exc:

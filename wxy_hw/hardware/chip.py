@@ -61,7 +61,7 @@ class ChipConfig:
                   (self.cols is None or self.cols >= 2, "cols", "an integer ≥ 2", self.cols),
                   (self.adc_bits is None or lo <= self.adc_bits <= hi, "adc_bits", f"{lo}..{hi}", self.adc_bits),
                   (2 <= self.weight_bits <= 16, "weight_bits", "2..16", self.weight_bits),
-                  (2 <= self.act_bits <= 16, "act_bits", "2..16", self.act_bits),
+                  (1 <= self.act_bits <= 16, "act_bits", "1..16", self.act_bits),
                   (1 <= self.dac_bits <= self.act_bits, "dac_bits", "1..act_bits", self.dac_bits),
                   (self.bits_per_cell is None or 1 <= self.bits_per_cell <= 8, "bits_per_cell", "1..8",
                    self.bits_per_cell),

@@ -265,6 +265,10 @@ class DeviceSpec:
                 raise DeviceSpecError(f"device override {dotted!r}: expected SECTION.KEY=VALUE, e.g. noise.read_noise=0.02")
             section, key = dotted.split(".", 1)
             raw.setdefault(section, {})[key] = value
+        # a cell's read energy has one source: setting one of its two forms replaces the other
+        for given, other in (("energy.cell_read_fJ", "read_voltage_V"), ("energy.read_voltage_V", "cell_read_fJ")):
+            if given in overrides and f"energy.{other}" not in overrides:
+                raw["energy"][other] = 0.0
         spec = parse_device(raw, f"{self.path} (with overrides {overrides})")
         spec.sources = dict(self.sources)
         spec.sha256 = self.sha256
