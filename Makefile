@@ -2,7 +2,7 @@
 # Both are idempotent: a second run skips what is already installed.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench validate clean
 
 setup:
 	./scripts/setup.sh
@@ -23,6 +23,13 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# The cost model against references nobody here wrote: the real DNN+NeuroSim V1.3 (downloaded and built into the
+# git-ignored validation/.neurosim/ on first use; CC BY-NC, never part of wxy_hw) on a grid of chips, part by part
+# (validation/results/), then the published NeuroSim points and measured macros, tuning vs held out. ~5 min.
+validate: setup
+	$(PY) validation/neurosim_grid.py
+	$(PY) experiments/chip_study.py --validate --out validation/results/chip_validation --overwrite
 
 # What the project writes: study runs (runs/, the default --out), the trained default models (runs/cache, asked
 # first: retraining them takes minutes), caches of pytest, ruff, mypy and Python. The environment (.venv) stays:

@@ -17,7 +17,7 @@ from wxy_hw.studies.chip_study import pareto_front
 from wxy_hw.studies.chip_validation import NeuroSimVGG8, validation_rows
 from wxy_hw.hardware import DeviceSpecError, deploy, load_device
 from wxy_hw.hardware.chip import ChipConfig
-from wxy_hw.hardware.cost import adc_energy_pJ, cell_state, chip_report, map_network, summarize
+from wxy_hw.hardware.cost import cell_state, chip_report, map_network, summarize
 from wxy_hw.hardware.technology import load_technology
 
 from helpers import nonempty

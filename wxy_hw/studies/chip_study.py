@@ -69,6 +69,7 @@ class ChipStudyConfig(DatasetSettings):
     ranging: list[str] = field(default_factory=lambda: ["fixed"])
     input_activity: float | None = None
     cols_per_adc: int = 8
+    adc_type: str = "sar"              # one converter circuit for every swept chip (hardware.chip.ADC_TYPES)
     ir_beta_per_row: float = 0.0
     chips: int = 2
     samples: int = 500
@@ -156,7 +157,7 @@ def _device_chips(cells: DeviceSpec, grid: dict[str, list[Any]], cols: list[int 
                                 act_bits=ab, bits_per_cell=None if digital else bpc, ranging=rg,
                                 input_activity=conf.input_activity,
                                 cols_per_adc=min(conf.cols_per_adc, cl) if cl else conf.cols_per_adc,
-                                ir_beta_per_row=conf.ir_beta_per_row).resolve())
+                                ir_beta_per_row=conf.ir_beta_per_row, adc_type=conf.adc_type).resolve())
     return chips
 
 

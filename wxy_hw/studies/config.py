@@ -169,7 +169,7 @@ class DatasetSettings(EvaluationSettings):
 
 # the architecture settings every study that prices a chip shares (one vocabulary: the CLI's add_chip_args)
 CHIP_FIELDS = ("rows", "cols", "adc_bits", "dac_bits", "bits_per_cell", "weight_bits", "act_bits", "ranging",
-               "input_activity")
+               "input_activity", "adc_type")
 
 
 @dataclasses.dataclass
@@ -191,6 +191,7 @@ class ChipSettings:
     act_bits: int | None = None
     ranging: str | None = None
     input_activity: float | None = None
+    adc_type: str | None = None  # None: ChipConfig's (sar)
 
     def periphery(self) -> dict[str, Any]:
         """The architecture settings that are set (or defaulted by the study), as ChipConfig keywords."""
