@@ -73,13 +73,16 @@ def neurosim_config(setting: dict[str, Any]) -> NeuroSimConfig:
                           params=CELLS[setting.get("cell", "6k")][1])
 
 
-def our_report(net: str, setting: dict[str, Any], data_dir: str | None = None) -> dict[str, Any]:
-    """Our chip_report of ``net`` at ``setting``, on NeuroSim's cell and geometry, activity measured on the same image."""
+def our_report(net: str, setting: dict[str, Any], data_dir: str | None = None, image: Any = None) -> dict[str, Any]:
+    """Our chip_report of ``net`` at ``setting``, on NeuroSim's cell and geometry, activity measured on the same image
+    (``image``: that image as nested lists, when the dataset that gave it may be missing)."""
     import torch
 
     from wxy_hw.hardware import ChipConfig, chip_report
 
     model, x, _, _ = build_network(net, data_dir=data_dir)
+    if image is not None:
+        x = torch.tensor(image, dtype=torch.float32)
     model.eval()
     cell = CELLS[setting.get("cell", "6k")][0]
     cfg = ChipConfig(device=str(cell), rows=setting["rows"], cols=setting["rows"], adc_bits=setting["adc_bits"],
