@@ -122,9 +122,9 @@ MEASURED_MACROS: list[MeasuredMacro] = [
     dict(reference="Wen et al., VLSI 2023, 28 nm 4 Mb ReRAM near-memory-compute processor", tops_per_w=27.2,
          layer=None, parts=MACRO_PARTS, split="tuning",
          cfg=dict(device="reram", rows=256, cols=256, adc_bits=4, dac_bits=1, weight_bits=8, act_bits=8,
-                  bits_per_cell=1, differential=False, cols_per_adc=8),
+                  bits_per_cell=1, differential=False, cols_per_adc=8, technology="cmos28"),
          source="title: 27.2 TOPS/W (8-bit inputs/weights, 4-bit ADC shared by 8 columns, bit-serial inputs: "
-                "as a public ZigZag-IMC model of this chip describes it); 22 nm technology file used for 28 nm"),
+                "as a public ZigZag-IMC model of this chip describes it); periphery from cmos28.toml (scaled from 22 nm)"),
 ]
 
 
