@@ -73,14 +73,15 @@ def neurosim_config(setting: dict[str, Any]) -> NeuroSimConfig:
                           params=CELLS[setting.get("cell", "6k")][1])
 
 
-def our_report(net: str, setting: dict[str, Any], data_dir: str | None = None, image: Any = None) -> dict[str, Any]:
+def our_report(net: str, setting: dict[str, Any], data_dir: str | None = None, image: Any = None,
+               checkpoint: str | None = None) -> dict[str, Any]:
     """Our chip_report of ``net`` at ``setting``, on NeuroSim's cell and geometry, activity measured on the same image
     (``image``: that image as nested lists, when the dataset that gave it may be missing)."""
     import torch
 
     from wxy_hw.hardware import ChipConfig, chip_report
 
-    model, x, _, _ = build_network(net, data_dir=data_dir)
+    model, x, _, _ = build_network(net, data_dir=data_dir, checkpoint=checkpoint)
     if image is not None:
         x = torch.tensor(image, dtype=torch.float32)
     model.eval()
@@ -183,17 +184,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
-def run_grid(nets: Iterable[str], settings: list[dict[str, Any]], data_dir: str | None, log=print
-             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_grid(nets: Iterable[str], settings: list[dict[str, Any]], data_dir: str | None, log=print,
+             checkpoint: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(comparison rows, NeuroSim's raw results) over nets x settings."""
     rows, raw = [], []
     for net in nets:
         for setting in settings:
             t0 = time.perf_counter()
-            res = run_network(neurosim_config(setting), net, ifm="padded", data_dir=data_dir, log=log)
+            res = run_network(neurosim_config(setting), net, ifm="padded", data_dir=data_dir, log=log,
+                              checkpoint=checkpoint)
             theirs = res["neurosim"]["chip"]
-            raw.append(dict(net=net, setting=setting, neurosim=theirs))
-            rows += rows_of(net, setting, our_report(net, setting, data_dir), theirs)
+            raw.append(dict(net=net, setting=setting, neurosim=theirs, checkpoint=checkpoint))
+            rows += rows_of(net, setting, our_report(net, setting, data_dir, checkpoint=checkpoint), theirs)
             total = next(r for r in rows[::-1] if r["part"] == "total")
             log(f"{net} {label(setting)}: ours / NeuroSim total {total['ratio']:.2f} "
                 f"({time.perf_counter() - t0:.0f} s{', cached' if res.get('from_cache') else ''})")
@@ -207,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="the product of every setting instead of one axis at a time")
     p.add_argument("--from-results", default=None, help="a neurosim_grid.json written before: recompare without NeuroSim")
     p.add_argument("--data-dir", default=None, help="where Fashion-MNIST is (default: wxy_hw's search path)")
+    p.add_argument("--checkpoint", default=None,
+                   help="small: a wxy_hw checkpoint (e.g. a trained default ResNet-18) instead of the seeded VGG-11 w0.25")
     p.add_argument("--out", default=str(HERE / "results"), help="output folder (default validation/results)")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_results:
             raw = json.loads(Path(args.from_results).read_text())
             rows = [r for item in raw for r in rows_of(item["net"], item["setting"],
-                                                         our_report(item["net"], item["setting"], args.data_dir),
+                                                         our_report(item["net"], item["setting"], args.data_dir,
+                                                                    checkpoint=item.get("checkpoint")),
                                                          item["neurosim"])]
         else:
             settings = grid(args.full)
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             for net in args.nets:
                 # VGG-8 takes ~2 min per NeuroSim run: the default grid runs it at NeuroSim's default setting only
                 chosen = settings if (net == "small" or args.full) else [dict(DEFAULT)]
-                r, w = run_grid([net], chosen, args.data_dir)
+                r, w = run_grid([net], chosen, args.data_dir, checkpoint=args.checkpoint if net == "small" else None)
                 rows, raw = rows + r, raw + w
     except NeuroSimError as exc:
         print(exc, file=sys.stderr)
