@@ -352,8 +352,9 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
     g.add_argument("--ranging", default=d.get("ranging"), **many, choices=["fixed", "per_sample"],
                    help="converter ranges: fixed (calibrated once on training images) or per_sample (None: "
                         + ("the device file's)" if file_converters else "fixed)"))
-    g.add_argument("--adc-type", default=d.get("adc_type") or "sar", choices=list(ADC_TYPES),
+    g.add_argument("--adc-type", default=d.get("adc_type"), choices=list(ADC_TYPES),
                    help="the converter circuit, which sets how its energy and time grow with bits: sar (bits + 1 "
-                        "decisions), ramp (2^bits steps, integrate-and-fire), flash (2^bits - 1 comparators at once)")
+                        "decisions), ramp (2^bits steps, integrate-and-fire), flash (2^bits - 1 comparators at once) "
+                        "(None: sar)")
     g.add_argument("--input-activity", type=activity, default=d.get("input_activity"),
                    help="fix the input-bit activity (0-1] instead of measuring it on training images")
