@@ -243,11 +243,13 @@ def test_validation_rows_cover_neurosim_and_measured_chips():
     assert {"reference", "metric", "reference_value", "model_value", "ratio", "source"} <= set(rows[0])
     for row in rows:
         assert row["ratio"] == pytest.approx(row["model_value"] / row["reference_value"]) and row["source"]
-    tops = [r for r in rows if r["reference"].startswith("NeuroSim") and r["metric"] == "TOPS/W"]
-    # the target is 0.8-1.25; documented (docs/results.md): 0.80-1.00, the lowest 0.799 (64 rows, results file)
+    tops = [r for r in rows if r["reference"].startswith("NeuroSim") and r["metric"].startswith("TOPS/W")]
+    # documented (docs/results.md): 0.79-1.02 against NeuroSim's published VGG-8 points
     assert all(0.79 <= r["ratio"] <= 1.25 for r in nonempty(tops)), tops
-    measured = [r["reference"] for r in rows if not r["reference"].startswith("NeuroSim")]
-    assert len(measured) >= 2 and any("NeuRRAM" in name for name in measured)
+    measured = [r for r in rows if not r["reference"].startswith("NeuroSim")]
+    assert {r["split"] for r in rows} == {"tuning", "held out"}
+    assert len([r for r in measured if "NeuRRAM" in r["reference"]]) == 10  # every point of Ext. Data Fig. 12
+    assert len([r for r in measured if r["split"] == "held out" and "NeuRRAM" not in r["reference"]]) >= 2
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_chip_study_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_check
 
     # the cost model's validation (VGG-8 priced at four points) is the same in every run and tested in
     # test_chip.py: one stand-in row here keeps this test to its question
-    monkeypatch.setattr(study, "validation_rows", lambda: [dict(reference="stand-in", metric="TOPS/W",
+    monkeypatch.setattr(study, "validation_rows", lambda: [dict(reference="stand-in", split="tuning", metric="TOPS/W",
                                                                reference_value=1.0, model_value=1.0, ratio=1.0,
                                                                source="test")])
     plain = _chip_study(tiny_checkpoint, tmp_path / "plain", adc_bits=[3, 8])
