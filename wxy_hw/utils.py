@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -244,3 +245,12 @@ def set_aside(path: str | Path, suffix: str = "damaged") -> Path:
         if not aside.exists():
             return path.rename(aside)
     raise FileExistsError(f"{path}: {path.name}.{suffix} .. {path.name}.{suffix}999 all exist; remove some of them")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (large checkpoints and wheels)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,7 +18,6 @@ retrains nothing twice, and a damaged step is rerun. Paths in ``steps.json``, th
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shlex
@@ -36,7 +35,7 @@ from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError
-from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, read_csv, read_json, set_aside
+from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
 from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run
 from .config import SettingError, StudyConfig, input_paths
@@ -232,17 +231,9 @@ def _problem(exc: BaseException) -> str:
     return str(exc)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fingerprints(run_dir: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file a finished step wrote (not its lock), by path relative to ``run_dir``."""
-    return {p.relative_to(run_dir).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+    return {p.relative_to(run_dir).as_posix(): {"sha256": file_sha256(p), "size": p.stat().st_size}
             for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
@@ -271,7 +262,7 @@ def _damage(run_dir: Path, files: dict[str, dict[str, Any]] | None) -> str | Non
         size = path.stat().st_size
         if size != want.get("size"):
             return f"{name} has {size} bytes, {want.get('size')} when the step finished (truncated or changed)"
-        if _sha256(path) != want.get("sha256"):
+        if file_sha256(path) != want.get("sha256"):
             return f"{name} changed since the step finished (its sha256 differs)"
     return None
 
