@@ -52,3 +52,19 @@ def edited_device_file(folder: Path, section: str, key: str, value: str, name: s
     path = folder / name
     path.write_text("\n".join(out) + "\n")
     return path
+
+
+def check_device_set_and_adc_bits_reach_both(run, tmp_path: Path) -> None:
+    """``run(out, **chip_settings) -> (accuracy by exit, energy by exit)`` of a study: ``--device-set
+    mapping.levels=4`` and ``--adc-bits 3`` must each change the accuracy, and move the energy of every exit the way
+    the cost model says (more slices per weight: up; a cheaper converter: down); the table states its converters."""
+    acc, energy = run(tmp_path / "plain")
+    assert energy and set(energy) <= set(acc)  # every exit priced, and each also has an accuracy
+    # 4 conductance levels: weights lose precision (accuracy) and take more slices per weight (energy)
+    acc_set, energy_set = run(tmp_path / "set", device_set={"mapping.levels": 4})
+    assert acc_set != acc and all(energy_set[k] > energy[k] for k in energy)
+    # a 3-bit ADC: converters enter the accuracy run, and the ADC energy falls with its bits
+    acc_adc, energy_adc = run(tmp_path / "adc", adc_bits=3)
+    assert acc_adc != acc and all(energy_adc[k] < energy[k] for k in energy)
+    assert "ideal converters in accuracy" in (tmp_path / "plain" / "table.md").read_text()
+    assert "3-bit ADC" in (tmp_path / "adc" / "table.md").read_text()

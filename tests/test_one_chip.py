@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch.nn as nn
 
-from helpers import TINY
+from helpers import TINY, check_device_set_and_adc_bits_reach_both
 from wxy_hw.hardware import Chip, ChipConfig, chip_report, load_device
 from wxy_hw.studies.config import ChipSettings
 
@@ -106,13 +106,4 @@ def _noise_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[str, float], dict[
 
 @pytest.mark.slow
 def test_noise_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
-    acc, energy = _noise_sweep(tiny_checkpoint, tmp_path / "plain")
-    assert energy and set(energy) <= set(acc)  # every exit priced, and each also has an accuracy
-    # 4 conductance levels: weights lose precision (accuracy) and take two slices more per weight (energy)
-    acc_set, energy_set = _noise_sweep(tiny_checkpoint, tmp_path / "set", device_set={"mapping.levels": 4})
-    assert acc_set != acc and all(energy_set[k] > energy[k] for k in energy)
-    # a 3-bit ADC: converters enter the accuracy run, and the ADC energy falls with its bits
-    acc_adc, energy_adc = _noise_sweep(tiny_checkpoint, tmp_path / "adc", adc_bits=3)
-    assert acc_adc != acc and all(energy_adc[k] < energy[k] for k in energy)
-    assert "ideal converters in accuracy" in (tmp_path / "plain" / "table.md").read_text()
-    assert "3-bit ADC" in (tmp_path / "adc" / "table.md").read_text()
+    check_device_set_and_adc_bits_reach_both(lambda out, **chip: _noise_sweep(tiny_checkpoint, out, **chip), tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY
+from helpers import TINY, check_device_set_and_adc_bits_reach_both
 from wxy_hw.cli.quant_sweep import build_parser
 from wxy_hw.studies.quant_sweep import QuantSweepConfig
 
@@ -49,13 +49,4 @@ def _quant_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[tuple, float], dic
 
 @pytest.mark.slow
 def test_quant_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
-    acc, energy = _quant_sweep(tiny_checkpoint, tmp_path / "plain")
-    assert energy and set(energy) <= set(acc)
-    # 4 conductance levels: weights lose precision (accuracy) and take more slices per weight (energy)
-    acc_set, energy_set = _quant_sweep(tiny_checkpoint, tmp_path / "set", device_set={"mapping.levels": 4})
-    assert acc_set != acc and all(energy_set[k] > energy[k] for k in energy)
-    # a 3-bit ADC: converters enter the accuracy run, and the ADC energy falls with its bits
-    acc_adc, energy_adc = _quant_sweep(tiny_checkpoint, tmp_path / "adc", adc_bits=3)
-    assert acc_adc != acc and all(energy_adc[k] < energy[k] for k in energy)
-    assert "ideal converters in accuracy" in (tmp_path / "plain" / "table.md").read_text()
-    assert "3-bit ADC" in (tmp_path / "adc" / "table.md").read_text()
+    check_device_set_and_adc_bits_reach_both(lambda out, **chip: _quant_sweep(tiny_checkpoint, out, **chip), tmp_path)

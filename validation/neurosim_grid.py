@@ -28,8 +28,6 @@ so ``--from-results`` recompares without NeuroSim), OUT/neurosim_grid.png, and p
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import json
 import math
@@ -41,7 +39,9 @@ from typing import Any, Iterable
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.neurosim import NeuroSimConfig, NeuroSimError, atomic_write_text, build_network, run_network
+from validation.neurosim import NeuroSimConfig, NeuroSimError, build_network, run_network
+from wxy_hw.output import write_rows_csv
+from wxy_hw.utils import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 # NeuroSim's cells, each as NeuroSim is told (Param.cpp) and as our device file describes it
@@ -145,15 +145,6 @@ def summarize(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
-
-
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Ours against NeuroSim per part, log-log, with the target bands."""
     import matplotlib
@@ -233,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     atomic_write_text(out / "neurosim_grid.json", json.dumps(raw, indent=1))
-    write_csv(out / "neurosim_grid.csv", rows)
+    write_rows_csv(out / "neurosim_grid.csv", rows)
     plot(rows, out / "neurosim_grid.png")
     print("\n".join(summarize(rows)))
     print(f"wrote {out / 'neurosim_grid.csv'}, {out / 'neurosim_grid.png'}")

@@ -18,7 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from validation.neurosim import (NETWORKS, NeuroSimConfig, NeuroSimError, atomic_write_text, build, cache_dir,
+from wxy_hw.utils import atomic_write_text
+from validation.neurosim import (NETWORKS, NeuroSimConfig, NeuroSimError, build, cache_dir,
                                  run_network, summary_table)
 
 

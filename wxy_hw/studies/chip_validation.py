@@ -171,7 +171,6 @@ def _macro_row(macro: MeasuredMacro) -> dict[str, Any]:
 def validation_rows(device: str = "reram") -> list[dict[str, Any]]:
     """Our chip model beside published numbers: reference, split (tuning / held out), metric, reference_value,
     model_value, ratio (model / reference), source."""
-    torch.manual_seed(0)
     return _neurosim_rows(device) + [_macro_row(m) for m in MEASURED_MACROS]
 
 
