@@ -9,8 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from wxy_hw.analysis.report import Claim, difference_verdict, write_report
-from wxy_hw.analysis.stats import paired_test
+from wxy_hw.analysis.report import Claim, verdict_counts, write_report
 
 
 class _Collect(HTMLParser):
@@ -22,14 +21,14 @@ class _Collect(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
-def test_difference_verdict_rule():
-    up = paired_test({(s, 0): 80.0 + s * 0.1 + 1.0 for s in range(4)}, {(s, 0): 80.0 + s * 0.1 for s in range(4)})
-    noisy = paired_test({(0, 0): 81.0, (1, 0): 79.0, (2, 0): 80.5}, {(0, 0): 80.0, (1, 0): 80.0, (2, 0): 80.0})
-    assert up.p_value < 0.05 and difference_verdict(up, +1) == "reproduced"
-    assert difference_verdict(up, -1) == "not reproduced"
-    assert difference_verdict(noisy, +1) == "inconclusive"
-    with pytest.raises(ValueError, match="expected_sign"):
-        difference_verdict(up, 0)
+def test_counts_are_per_family():
+    claims = [Claim("T1", "a", "s", "o", "reproduced", "c"), Claim("T1", "b", "s", "o", "inconclusive", "c"),
+              Claim("T1", "c", "s", "o", "inconclusive", "c"),
+              Claim("chips", "d", "s", "o", "refuted", "c", family="extension")]
+    assert verdict_counts(claims) == ("the seed's claims: 1 reproduced, 2 inconclusive (of 3); "
+                                      "extensions (not claimed by the seed): 1 refuted (of 1)")
+    with pytest.raises(ValueError, match="family"):
+        Claim("x", "y", "z", "w", "reproduced", "cmd", family="other")
 
 
 def test_report_is_self_contained_and_complete(tmp_path):
@@ -53,5 +52,6 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert [r["class"] for r in rows] == ["inconclusive", "reproduced"]
     md = md_path.read_text()
     assert md.count("| **inconclusive** |") == 1 and md.count("| **reproduced** |") == 1 and "curve.png" in md
+    assert "the seed's claims: 1 reproduced, 1 inconclusive (of 2)" in md and "Holm" in md
     with pytest.raises(ValueError, match="verdict must be one of"):
         Claim("x", "y", "z", "w", "maybe", "cmd")

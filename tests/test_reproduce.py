@@ -139,8 +139,16 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) >= 20
-    assert [r[4] for r in page.rows] == [c["verdict"] for c in claims]
-    assert all(c["verdict"] in VERDICTS and c["ours"] and c["seed_value"] and c["command"] for c in claims)
+    assert len(page.rows) == len(claims)
+    assert all(r[4].startswith(c["verdict"]) for r, c in zip(page.rows, claims))  # the verdict, then why
+    assert all(c["verdict"] in VERDICTS and c["ours"] and c["seed_value"] and c["command"] and c["reason"]
+               for c in claims)
+    # the seed's own 21 claims apart from our extensions; two seeds judge nothing
+    assert sum(c["family"] == "seed" for c in claims) == 21
+    assert {c["verdict"] for c in claims} == {"not judged"}
+    judged = [c for c in claims if c["details"]]
+    assert judged and all(len(c["details"]["differences"]) == 2 and c["details"]["margin"]["reason"] for c in judged)
+    assert any("not testable" in c["reason"] for c in claims)  # auxiliary vs adversarial training under PGD
     sections = {c["section"] for c in claims}
     for part in ("Table 1", "Table 2", "Table 3", "SCAN dynamic", "ADA", "Auxiliary", "Calibrator", "Flat minima",
                  "reram chips"):

@@ -173,6 +173,11 @@ def _data_problems(info: Any, config: Any, required: bool) -> list[str]:
         problems.append(f"{where}channels is {channels!r}, not 1 or 3")
     if "image_size" in info:
         problems += [p for p in [_bounded(f"{where}image_size", info["image_size"], MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)] if p]
+    subset, fraction = info.get("train_subset"), info.get("val_fraction", 0.1)
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
+        problems.append(f"{where}train_subset is {subset!r}, not a positive whole number or null")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        problems.append(f"{where}val_fraction is {fraction!r}, not a number in [0, 1)")
     for key in ("mean", "std"):
         values = info.get(key)
         if values is None:

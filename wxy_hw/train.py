@@ -220,8 +220,10 @@ class Trainer:
     # --- checkpoints -----------------------------------------------------------------------
     def _data_info(self) -> dict[str, Any]:
         d = self.data
+        # train_subset / val_fraction: which training images the model saw (a study re-selects them exactly)
         return dict(name=d.name, num_classes=d.num_classes, channels=d.channels, image_size=d.image_size,
-                    mean=list(d.mean), std=list(d.std), class_names=list(d.class_names))
+                    mean=list(d.mean), std=list(d.std), class_names=list(d.class_names),
+                    train_subset=d.subset, val_fraction=d.val_fraction)
 
     def _save(self, path: Path, epoch: int, full: bool) -> None:
         if not self.lead:  # under torchrun, rank 0 writes; the other ranks hold the same weights

@@ -7,30 +7,24 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..utils import atomic_write_text
-from .stats import PairedTest
+from .verdicts import FAMILIES, MIN_SEEDS, OUTCOMES
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+VERDICTS = OUTCOMES
+FAMILY_NAMES = {"seed": "the seed's claims", "extension": "extensions (not claimed by the seed)"}
 
-VERDICT_RULE = ("A claim that method A beats B is **reproduced** when our paired difference A − B (over the same "
-                "seeds, and chips on hardware) has the seed's sign and a two-sided p < {alpha}; **not reproduced** "
-                "when it has the opposite sign with p < {alpha}; **inconclusive** otherwise (too few seeds or too "
-                "small an effect to tell). A claim about a level (e.g. no accuracy drop) states its own test in "
-                "its row.")
-
-
-def difference_verdict(test: PairedTest, expected_sign: int = 1, alpha: float = 0.05) -> str:
-    """Verdict for "A beats B" (expected_sign = +1) or "A is below B" (−1) from a paired test."""
-    if expected_sign not in (1, -1):
-        raise ValueError(f"expected_sign must be +1 or −1, got {expected_sign}")
-    if math.isnan(test.p_value) or test.p_value >= alpha or test.difference.mean == 0:
-        return "inconclusive"
-    return "reproduced" if (test.difference.mean > 0) == (expected_sign > 0) else "not reproduced"
+VERDICT_RULE = ("Each claim is judged on its per-seed differences A − B (chips and test images averaged within a "
+                "seed), against a margin fixed in the code before any run (the smallest effect that matters, its "
+                "reason in claims.json). **reproduced**: the difference's interval lies beyond 0 in the seed's "
+                "direction; **refuted**: beyond 0 the other way; **no effect**: the two one-sided tests (TOST) put "
+                "it inside ± margin; **inconclusive**: none of these. A \"no drop\" claim is reproduced by TOST "
+                "(or a significant gain) and refuted by a drop beyond its margin. p-values are Holm-adjusted within "
+                "each family (the seed's claims; extensions) at level {alpha}. Fewer than " + str(MIN_SEEDS) +
+                " seeds, or a claim the models cannot test as the seed states it: **not judged**.")
 
 
 @dataclass
@@ -45,10 +39,26 @@ class Claim:
     command: str  # the command that produced ``ours``
     note: str = ""
     figures: list[Path] = field(default_factory=list)
+    family: str = "seed"  # "seed" (the seed claims it) or "extension" (ours)
+    details: dict[str, Any] = field(default_factory=dict)  # the evidence: per-seed differences, margin, p-values
+    reason: str = ""  # one line: why this verdict
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"claim {self.claim!r}: verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"claim {self.claim!r}: family must be one of {FAMILIES}, got {self.family!r}")
+
+
+def verdict_counts(claims: Sequence[Claim]) -> str:
+    """One line per family: how many claims ended in each verdict (verdicts with none left out)."""
+    lines = []
+    for fam in FAMILIES:
+        members = [c for c in claims if c.family == fam]
+        if members:
+            parts = [f"{n} {v}" for v in VERDICTS if (n := sum(c.verdict == v for c in members))]
+            lines.append(f"{FAMILY_NAMES[fam]}: {', '.join(parts)} (of {len(members)})")
+    return "; ".join(lines)
 
 
 def _png_data_uri(path: Path) -> str:
@@ -61,7 +71,8 @@ def _png_data_uri(path: Path) -> str:
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%;margin:1em 0}th,td{border:1px solid #ccc;padding:.35em .5em;
 vertical-align:top;text-align:left}th{background:#f3f3f3}.reproduced{background:#e3f4e3}
-.not-reproduced{background:#f9e0e0}.inconclusive{background:#f6f2dc}code{font-size:90%}
+.refuted{background:#f9e0e0}.no-effect{background:#e3ecf7}.inconclusive{background:#f6f2dc}
+.not-judged{background:#eee}code{font-size:90%}
 figure{display:inline-block;margin:.5em}img{max-width:520px}"""
 
 
@@ -69,17 +80,17 @@ def render_html(claims: Sequence[Claim], *, title: str, preamble: str, alpha: fl
     """The self-contained HTML report."""
     esc = html.escape
     rule = esc(VERDICT_RULE.format(alpha=alpha)).replace("**", "")
-    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1><p>{esc(preamble)}</p>",
              f"<p><b>Verdict rule.</b> {rule}</p>",
-             "<p>" + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + "</p>",
+             f"<p>{esc(verdict_counts(claims))}</p>",
              "<table><tr><th>section</th><th>claim</th><th>seed</th><th>ours</th><th>verdict</th>"
              "<th>command</th></tr>"]
     for c in claims:
         note = f"<br><small>{esc(c.note)}</small>" if c.note else ""
+        why = f"<br><small>{esc(c.reason)}</small>" if c.reason else ""
         parts.append(f"<tr class='{c.verdict.replace(' ', '-')}'><td>{esc(c.section)}</td><td>{esc(c.claim)}{note}</td>"
-                     f"<td>{esc(c.seed_value)}</td><td>{esc(c.ours)}</td><td><b>{esc(c.verdict)}</b></td>"
+                     f"<td>{esc(c.seed_value)}</td><td>{esc(c.ours)}</td><td><b>{esc(c.verdict)}</b>{why}</td>"
                      f"<td><code>{esc(c.command)}</code></td></tr>")
     parts.append("</table>")
     for c in claims:
@@ -94,11 +105,13 @@ def render_markdown(claims: Sequence[Claim], *, title: str, preamble: str, alpha
     """The same report as Markdown (figures referenced by file name, not embedded)."""
     cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = [f"# {title}", "", preamble, "", "**Verdict rule.** " + VERDICT_RULE.format(alpha=alpha), "",
+             verdict_counts(claims) + ".", "",
              "| section | claim | seed | ours | verdict | command |", "|---|---|---|---|---|---|"]
     for c in claims:
         claim = c.claim + (f" ({c.note})" if c.note else "")
+        why = f" ({c.reason})" if c.reason else ""
         lines.append(f"| {cell(c.section)} | {cell(claim)} | {cell(c.seed_value)} | {cell(c.ours)} | "
-                     f"**{c.verdict}** | `{cell(c.command)}` |")
+                     f"**{c.verdict}**{cell(why)} | `{cell(c.command)}` |")
     figures = [f.name for c in claims for f in c.figures]
     if figures:
         lines += ["", "Figures: " + ", ".join(figures)]

@@ -27,18 +27,21 @@ class Interval:
     level: float = 0.95
     seed_var: float = 0.0  # variance component between seeds (random-effects estimate)
     chip_var: float = 0.0  # variance component between chips of one seed
+    bounds: tuple[float, float] | None = None  # an asymmetric interval (from a transform), else mean ± half_width
 
     @property
     def low(self) -> float:
-        return self.mean - self.half_width
+        return self.bounds[0] if self.bounds else self.mean - self.half_width
 
     @property
     def high(self) -> float:
-        return self.mean + self.half_width
+        return self.bounds[1] if self.bounds else self.mean + self.half_width
 
     def __str__(self) -> str:
         if math.isnan(self.half_width):
             return f"{self.mean:.2f}"
+        if self.bounds:
+            return f"{self.mean:.2f} [{self.low:.2f}, {self.high:.2f}]"
         return f"{self.mean:.2f} ± {self.half_width:.2f}"
 
 
@@ -56,8 +59,48 @@ def t_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed")
     return Interval(mean, float(_st.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n), n, unit, level)
 
 
-def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95) -> Interval:
+def bounded_interval(values: Sequence[float], low: float = 0.0, high: float = 100.0, level: float = 0.95,
+                     unit: str = "seed") -> Interval:
+    """Mean of values confined to [low, high] (accuracy in %), with a t interval on the logit scale mapped back,
+    so it never leaves the range. Values on a bound are moved inside it by 0.05 % of the range first."""
+    if not high > low:
+        raise ValueError(f"a bounded interval needs high > low, got [{low}, {high}]")
+    if any(not low <= v <= high for v in values):
+        raise ValueError(f"values must lie in [{low}, {high}], got {[v for v in values if not low <= v <= high][:3]}")
+    eps = 5e-4
+    span = high - low
+
+    def to_logit(v: float) -> float:
+        q = min(max((v - low) / span, eps), 1 - eps)
+        return math.log(q / (1 - q))
+
+    base = t_interval(values, level, unit)
+    if math.isnan(base.half_width):
+        return base
+    on_logit = t_interval([to_logit(v) for v in values], level, unit)
+    back = [low + span / (1 + math.exp(-x)) for x in (on_logit.low, on_logit.high)]
+    bounds = (min(back[0], base.mean), max(back[1], base.mean))
+    return Interval(base.mean, (bounds[1] - bounds[0]) / 2, base.n, unit, level, bounds=bounds)
+
+
+def ratio_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed") -> Interval:
+    """Geometric mean of positive ratios (speedups, energy ratios) with a t interval on the log scale mapped back:
+    it never reaches 0 or below."""
+    if any(not v > 0 for v in values):
+        raise ValueError(f"ratios must be positive, got {[v for v in values if not v > 0][:3]}")
+    on_log = t_interval([math.log(v) for v in values], level, unit)
+    if math.isnan(on_log.half_width):
+        return Interval(math.exp(on_log.mean), math.nan, on_log.n, unit, level)
+    lo, hi = math.exp(on_log.low), math.exp(on_log.high)
+    return Interval(math.exp(on_log.mean), (hi - lo) / 2, on_log.n, unit, level, bounds=(lo, hi))
+
+
+def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95,
+                    within: tuple[float, float] | None = None) -> Interval:
     """Interval of the mean over {(seed, chip): value}, with the seed / chip variance split.
+
+    ``within=(low, high)``: the values are confined to that range (accuracy: (0, 100)) and the interval is
+    taken on the logit scale (``bounded_interval``), so it stays inside it.
 
     Variance components come from the one-way random-effects ANOVA (chips nested in seeds):
     chip_var = MS_within, seed_var = max(0, (MS_between − MS_within) / chips per seed).
@@ -72,19 +115,21 @@ def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95) -
         raise ValueError(f"every seed needs the same number of chips for the variance split, got {sorted(sizes)}")
     chips = sizes.pop()
     seed_means = [sum(v) / chips for v in by_seed.values()]
-    within = [x for v in by_seed.values() for x in v]
+    pooled = [x for v in by_seed.values() for x in v]
     s = len(seed_means)
     ms_within = (sum((x - sum(v) / chips) ** 2 for v in by_seed.values() for x in v) / (s * (chips - 1))
                  if chips > 1 else 0.0)
     if s > 1:
         grand = sum(seed_means) / s
         ms_between = chips * sum((m - grand) ** 2 for m in seed_means) / (s - 1)
-        base = t_interval(seed_means, level, "seed")
+        base = (bounded_interval(seed_means, *within, level=level) if within
+                else t_interval(seed_means, level, "seed"))
         seed_var = max(0.0, (ms_between - ms_within) / chips)
     else:
-        base = t_interval(within, level, "chip")
+        base = (bounded_interval(pooled, *within, level=level, unit="chip") if within
+                else t_interval(pooled, level, "chip"))
         seed_var = float("nan")  # not estimable from one seed
-    return Interval(base.mean, base.half_width, base.n, base.unit, level, seed_var, ms_within)
+    return Interval(base.mean, base.half_width, base.n, base.unit, level, seed_var, ms_within, base.bounds)
 
 
 @dataclass(frozen=True)
@@ -126,11 +171,22 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
     else:
         sd = math.sqrt(sum((u - interval.mean) ** 2 for u in units) / (len(units) - 1))
         if sd == 0.0:
-            p = 0.0 if interval.mean != 0 else 1.0
+            p = float("nan")  # no spread between replicates: the t test is undefined, not certain
         else:
             t = interval.mean / (sd / math.sqrt(len(units)))
             p = float(2 * _st.t.sf(abs(t), len(units) - 1))
     return PairedTest(interval, p, unit)
+
+
+def seed_differences(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]) -> list[float]:
+    """Per-seed mean of A − B over the chips of each seed (sorted by seed): the independent units of a verdict."""
+    if set(a) != set(b):
+        raise ValueError(f"a paired comparison needs the same (seed, chip) replicates on both sides; "
+                         f"only in A: {sorted(set(a) - set(b))[:5]}, only in B: {sorted(set(b) - set(a))[:5]}")
+    per_seed: dict[int, list[float]] = defaultdict(list)
+    for (s, _), va in sorted(a.items()):
+        per_seed[s].append(va - b[(s, _)])
+    return [sum(v) / len(v) for _, v in sorted(per_seed.items())]
 
 
 def keyed(rows: Iterable[dict], value: str, seed: str = "seed", chip: str = "chip") -> dict[tuple[int, int], float]:

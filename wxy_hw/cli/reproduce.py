@@ -4,6 +4,7 @@
     python experiments/reproduce.py --budget medium     # the studies' default-model budget, 3 seeds (hours)
     python experiments/reproduce.py --budget full       # all images, 30 epochs, 5 seeds (a GPU machine)
     python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
+    python experiments/reproduce.py --plan runs/reproduce/small   # seeds / chips / images each claim needs
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
 claims.json, config.toml and commands.sh (every command behind every number; paths relative to
@@ -19,7 +20,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..analysis.report import verdict_counts
+from ..analysis.verdicts import MIN_SEEDS
 from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
+from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
 from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
 
@@ -30,25 +34,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__, "reproduce")
     parser.add_argument("--budget", default=d["budget"], choices=list(BUDGETS), help="how much to train and sample")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
-                        help="training seeds (None: the budget's; at least 3 for a paired test)")
+                        help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
     parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")
     parser.add_argument("--torch-device", type=torch_device, default=d["torch_device"],
                         help="torch device for training and evaluation")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict counts and the report's path")
+    plan = parser.add_argument_group("power planning (runs nothing)")
+    plan.add_argument("--plan", type=Path, default=None, metavar="PILOT",
+                      help="print, from a finished reproduction in PILOT, the seeds each claim needs for 80 %% power "
+                           "at its margin, and the time that would take")
+    plan.add_argument("--plan-chips", type=int, default=25, help="chips per seed of the larger evaluation planned")
+    plan.add_argument("--plan-images", type=int, default=2000, help="test images per evaluation of the larger one")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the reproduction from the command line; the exit status."""
     args = parse(build_parser(), argv, ReproduceConfig)
+    if args.plan is not None:
+        try:
+            if args.plan_chips < 1 or args.plan_images < 1:
+                raise ValueError("--plan-chips and --plan-images must be at least 1")
+            print(plan_table(args.plan, args.plan_chips, args.plan_images), end="")
+        except Exception as exc:
+            return fail(exc)
+        return 0
     args.out = args.out or Path("runs") / "reproduce" / args.budget
     args.resume = True  # <out> is meant to be re-run: finished steps are reused
     try:
         conf = config_of(ReproduceConfig, args)
         budget = BUDGETS[conf.budget]
         if conf.seeds:
-            budget = dataclasses.replace(budget, seeds=tuple(conf.seeds))
+            budget = dataclasses.replace(budget, seeds=tuple(dict.fromkeys(conf.seeds)))
+        if len(budget.seeds) < MIN_SEEDS and budget.name != "smoke":
+            raise ValueError(f"--seeds: a verdict needs at least {MIN_SEEDS} training seeds, got "
+                             f"{len(budget.seeds)}; give {MIN_SEEDS} or more (e.g. --seeds 0 1 2)")
         with run_guard(args, kind="reproduce"):
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print)
@@ -62,7 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc)
     except Exception as exc:
         return fail(exc)
-    counts = {v: sum(c.verdict == v for c in rep.claims) for v in ("reproduced", "not reproduced", "inconclusive")}
-    print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(rep.claims)} claims")
+    print(verdict_counts(rep.claims))
     print(f"report: {html_path}\n        {md_path}")
     return 0

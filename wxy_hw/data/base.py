@@ -49,6 +49,8 @@ class DatasetSplits:
     class_names: list[str] = field(default_factory=list)
     allow_flip: bool = False
     source: str = ""
+    subset: int | None = None  # the training images were capped at this many (None: all), after the validation carve
+    val_fraction: float = 0.1  # the fraction of the training images carved out for validation
 
     def summary(self) -> str:
         """One line: sizes and shape."""

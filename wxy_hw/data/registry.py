@@ -62,4 +62,4 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, val_fraction:
     test = Split(fit_channels(test.images, chans), test.labels)
     mean, std = channel_stats(train.images)
     return DatasetSplits(key, train, val, test, raw.num_classes, chans, size, mean, std,
-                         raw.class_names, raw.allow_flip, raw.source)
+                         raw.class_names, raw.allow_flip, raw.source, subset, val_fraction)

@@ -86,7 +86,8 @@ class SweptModel:
 
     model: torch.nn.Module
     test: list[tuple[torch.Tensor, torch.Tensor]]
-    train: list[tuple[torch.Tensor, torch.Tensor]]
+    train: list[tuple[torch.Tensor, torch.Tensor]]  # images the model trained on (else of its training split)
+    trained_known: bool  # False: the checkpoint does not record its training images (the whole split is used)
     digital: list[dict[str, Any]]
     calibration: list[torch.Tensor]
     bn_images: torch.Tensor | None
@@ -171,11 +172,12 @@ def _open_models(plan: NoiseSweepPlan) -> dict[str, SweptModel]:
     for label, path in plan.paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         test = opened.batches(opened.data.test, samples, seed, 500)
-        train = opened.batches(opened.data.train, samples, seed + 1, 500)
+        trained = opened.trained_images()
+        train = opened.batches(trained if trained is not None else opened.data.train, samples, seed + 1, 500)
         digital = evaluate(opened.model, test).rows(method=label)
         calibration = opened.calibration(seed)
         models[label] = SweptModel(
-            model=opened.model, test=test, train=train, digital=digital, calibration=calibration,
+            model=opened.model, test=test, train=train, trained_known=trained is not None, digital=digital, calibration=calibration,
             bn_images=torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None,
             energy=exit_energies(opened.model, plan.chip, calibration))
     return models
@@ -195,11 +197,17 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
     flat: list[dict[str, Any]] = []
     if conf.flat:
-        log("[noise_sweep] flat-minima sweep: Gaussian weight noise on training images")
+        log("[noise_sweep] flat-minima sweep: Gaussian weight noise on the images each model trained on, then on "
+            "held-out test images")
         flat_rows = []
         for label, m in models.items():
-            flat_rows += flat_minima({label: m.model}, m.train, conf.sigmas, chips=conf.chips, seed=conf.seed)
-        flat = summarize(flat_rows, ("method", "exit", "sigma"))
+            if not m.trained_known:
+                log(f"[noise_sweep] {label}: its checkpoint does not record which training images it saw; the "
+                    "'trained' rows use images of its whole training split")
+            for images, batches in (("trained", m.train), ("held out", m.test)):
+                flat_rows += [{"images": images, **r} for r in
+                              flat_minima({label: m.model}, batches, conf.sigmas, chips=conf.chips, seed=conf.seed)]
+        flat = summarize(flat_rows, ("images", "method", "exit", "sigma"))
     return NoiseSweepMeasurements(raw, digital, {label: m.energy for label, m in models.items()}, flat)
 
 
@@ -217,7 +225,7 @@ def _write(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> StudyResult:
         write_rows_csv(out / "flat_minima.csv", m.flat)
     write_rows_csv(out / "energy.csv", [{"method": method, "exit": k, "energy_pJ": v}
                                         for method, e in m.energy.items() for k, v in e.items()])
-    plots = _plot(plan, scale_summary, time_summary, m.flat)
+    plots = _plot(plan, scale_summary, time_summary, [r for r in m.flat if r["images"] == "trained"])
     table_rows = _nominal_rows(plan, m, scale_summary)
     table = _table(plan, table_rows)
     atomic_write_text(out / "table.md", table + "\n")

@@ -180,6 +180,15 @@ class Opened:
         """``mean`` / ``std`` as BatchLoader keywords."""
         return {"mean": self.mean, "std": self.std}
 
+    def trained_images(self) -> Split | None:
+        """The training images this model was trained on (its subset of the training split), or None when the
+        checkpoint does not record them (written before it did): then only the whole training split is known."""
+        if "train_subset" not in self.info:
+            return None
+        subset = self.info["train_subset"]
+        seed = int(self.checkpoint.payload.get("train_config", {}).get("seed", 0))
+        return take_subset(self.data.train, int(subset) if subset is not None else None, seed)
+
     def batches(self, split: Split, n: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A fixed, seeded selection of ``n`` images of ``split`` as normalised (x, y) batches."""
         return list(BatchLoader(take_subset(split, n, seed), batch_size, mean=self.mean, std=self.std))
@@ -200,11 +209,13 @@ def open_checkpoint(checkpoint: Checkpoint | str | Path, data_dir: str | Path | 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
     payload = ckpt.payload
     info = payload["data"]
-    key = (info["name"], info["image_size"], info["channels"], payload.get("train_config", {}).get("seed", 0))
+    val_fraction = float(info.get("val_fraction", 0.1))
+    key = (info["name"], info["image_size"], info["channels"], payload.get("train_config", {}).get("seed", 0),
+           val_fraction)
     cache = data_cache if data_cache is not None else {}
     if key not in cache:
         cache[key] = load_dataset(info["name"], data_dir, image_size=info["image_size"], channels=info["channels"],
-                                  seed=key[3])
+                                  seed=key[3], val_fraction=val_fraction)
     model = copy.deepcopy(ckpt.model).to(resolve_device(torch_device))  # each opening its own copy, as before
     return Opened(ckpt, model, cache[key], tuple(info["mean"]), tuple(info["std"]), info)
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Archive a finished run's small files under results/<name>/, with the commit it was run at.
+
+    python scripts/archive_run.py runs/reproduce/small reproduce_small
+
+Copies what a reader needs to trust a table and rerun it — report.md, claims.json, commands.sh,
+config.toml, manifest.json, table.md and the run's CSVs (each under 1 MB; never checkpoints or
+figures) — keeping the run's folder structure, and writes commit.txt: the commit of this repository
+when archived (and whether the work tree had uncommitted changes). An existing archive of the same
+name is replaced whole (written beside it first, then swapped), never merged.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json"}
+KEEP_SUFFIXES = {".csv"}
+MAX_BYTES = 1_000_000
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_files(run: Path) -> list[Path]:
+    """The files worth archiving, relative to ``run``."""
+    return sorted(p.relative_to(run) for p in run.rglob("*")
+                  if p.is_file() and (p.name in KEEP_NAMES or p.suffix in KEEP_SUFFIXES)
+                  and p.stat().st_size <= MAX_BYTES)
+
+
+def commit_line() -> str:
+    """The repository's HEAD commit, and whether tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    return head.strip() + (" (with uncommitted changes)" if dirty else "") + "\n"
+
+
+def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
+    """Copy ``run``'s small files to <results>/<name>/ (replacing an earlier archive whole); the new folder."""
+    if not (run / "manifest.json").is_file():
+        raise SystemExit(f"error: {run} is not a finished run (no manifest.json); give a run directory")
+    if not name or "/" in name or name.startswith("."):
+        raise SystemExit(f"error: archive name {name!r} must be one plain folder name, e.g. reproduce_small")
+    target = results / name
+    staging = target.with_name(f".{name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for rel in small_files(run):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run / rel, staging / rel)
+    (staging / "commit.txt").write_text(commit_line())
+    old = target.with_name(f".{name}.old")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run directory")
+    parser.add_argument("name", help="the folder under results/")
+    args = parser.parse_args(argv)
+    print(archive(args.run, args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

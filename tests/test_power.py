@@ -1,0 +1,74 @@
+"""Power planning: textbook sample sizes, the variance split by hand, and `reproduce.py --plan` on a pilot folder."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from wxy_hw.analysis.power import VarianceParts, power, seeds_needed, split_variance
+from wxy_hw.cli import reproduce
+from wxy_hw.studies.reproduce_plan import claim_plans, plan_table
+
+
+def test_paired_t_sample_sizes_match_the_textbook():
+    # effect size d = 0.5 at two-sided 0.05 and 80 % power needs n = 34 (Cohen's tables, paired / one-sample t)
+    assert seeds_needed(2.0, 1.0) == 34
+    assert seeds_needed(1.0, 1.0) == 10  # d = 1: n = 10
+    assert power(34, 2.0, 1.0) >= 0.8 > power(33, 2.0, 1.0)
+    assert seeds_needed(0.01, 1.0) == 3  # never fewer than a verdict needs
+    assert seeds_needed(1e4, 0.01) is None  # beyond reach
+    assert power(1, 1.0, 1.0) == 0.0 and power(5, 0.0, 1.0) == 1.0
+
+
+def test_tost_power_by_the_normal_approximation():
+    # se = 1/√n; 2·Φ(margin/se − z_0.95) − 1 at n = 16, sd = 2, margin = 1: 2·Φ(2 − 1.6449) − 1
+    from scipy.stats import norm
+    assert power(16, 2.0, 1.0, kind="no drop") == pytest.approx(2 * norm.cdf(2 - norm.ppf(0.95)) - 1)
+
+
+def test_variance_split_by_hand():
+    # image part: (0.9·0.1 + 0.8·0.2)·100² = 2500 per image; chip part 30; observed 20 at 3 chips, 500 images
+    parts = split_variance(20.0, 30.0, 3, 500, 90.0, 80.0)
+    assert parts.image == pytest.approx(2500.0) and parts.chip == 30.0
+    assert parts.train == pytest.approx(20.0 - 10.0 - 5.0)
+    assert parts.at(30, 5000) == pytest.approx(5.0 + 1.0 + 0.5)
+    assert split_variance(1.0, 30.0, 3, 500, 90.0, 80.0).train == 0.0  # never below 0
+    assert VarianceParts(1.0, 0.0, 0.0).at(0, 0) == 1.0
+
+
+def _pilot(tmp_path, differences, chips=1, images=10**8, family_size=1):
+    claims = [{"section": "Self-distillation (Table 1)", "claim": "SD beats the baseline", "family": "seed",
+               "details": {"differences": differences, "chips": chips, "images": images, "chip_var": 0.0,
+                           "levels": None, "margin": {"value": 1.0, "unit": "points", "reason": "r"},
+                           "kind": "direction", "family_size": family_size}},
+              {"section": "Auxiliary Training", "claim": "untestable", "family": "seed", "details": {}}]
+    (tmp_path / "claims.json").write_text(json.dumps(claims))
+    (tmp_path / "steps.json").write_text(json.dumps({"methods": {"seconds": 600.0},
+                                                     "early_exit/s0": {"seconds": 60.0},
+                                                     "early_exit/s1": {"seconds": 60.0},
+                                                     "early_exit/s2": {"seconds": 60.0}}))
+    return tmp_path
+
+
+def test_plan_reads_a_pilot(tmp_path, capsys):
+    pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])  # s = 2: 34 seeds at a 1-point margin
+    (plan,) = claim_plans(pilot, 25, 2000)
+    assert plan.seeds_now == 34 and plan.seeds_larger == 34 and "s = 2.00 over 3 seeds" in plan.pilot
+    table = plan_table(pilot)
+    assert "| 34 | 34 |" in table and "Deciding every Table-1 claim needs 34 seeds" in table
+    # training 600 s + evaluation 180 s over 3 seeds, × 34 seeds (no chips: evaluation unscaled)
+    assert f"{34 * 780 / 3 / 3600:.1f} CPU hours" in table
+    assert reproduce.main(["--plan", str(pilot)]) == 0 and "| 34 | 34 |" in capsys.readouterr().out
+    # Holm's first step over 21 claims: alpha / 21
+    (strict,) = claim_plans(_pilot(tmp_path, [-1.0, 1.0, 3.0], family_size=21), 25, 2000)
+    assert strict.seeds_now == seeds_needed(2.0, 1.0, 0.05 / 21) > 34
+
+
+def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):
+    assert reproduce.main(["--plan", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    pilot = _pilot(tmp_path, [1.0])  # one seed: no spread to plan from
+    assert reproduce.main(["--plan", str(pilot)]) == 2
+    assert "--seeds 0 1 2" in capsys.readouterr().err
+    assert math.isfinite(power(3, 1.0, 1.0))

@@ -1,0 +1,120 @@
+"""``reproduce.py --plan``: from a finished (pilot) reproduction, the seeds, chips and test images each claim
+needs to be decided at its margin, and the time that would take.
+
+Reads the pilot's ``claims.json`` (each judged claim's per-seed differences, chips, images, within-seed chip
+variance and accuracy levels) and ``steps.json`` (each step's seconds), splits each claim's variance into
+seed / chip / image parts (``analysis.power``) and asks, per claim, how many seeds reach the target power at
+the pilot's chips and images and at a larger evaluation (``--plan-chips`` / ``--plan-images``). Time is the
+pilot's own, scaled: training time per seed × seeds, plus evaluation time per seed × seeds × the growth of
+chips × images. It is an estimate from one machine's run, and says so.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..analysis.power import seeds_needed, split_variance
+from ..utils import read_json
+from .train import RERUN
+
+TRAINING_STEPS = ("methods",)  # step keys that train models: "methods" and "methods_<device>"
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    """One claim's need: seeds at the pilot's evaluation and at the larger one (None: beyond reach)."""
+
+    section: str
+    claim: str
+    family: str
+    margin: str
+    pilot: str  # "s = 6.9 over 3 seeds × 3 chips × 300 images"
+    parts: str  # "train 5.1, chip 3.0, image 2.2" (standard deviations, points)
+    seeds_now: int | None
+    seeds_larger: int | None
+    chips: int  # the pilot's chips and images per seed
+    images: int
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _numbers(values: Any) -> list[float]:
+    """A claim's recorded per-seed differences as floats (a damaged record is refused, never guessed)."""
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        raise ValueError(f"claims.json records differences {values!r}, not a list of numbers; rerun the pilot")
+    return [float(v) for v in values]
+
+
+def claim_plans(pilot: Path, chips: int, images: int, alpha: float = 0.05, target: float = 0.8) -> list[ClaimPlan]:
+    """The plan of every judged claim of the pilot reproduction in ``pilot``."""
+    claims = read_json(pilot / "claims.json", fix=f"rerun the pilot ({RERUN})", kind=list)
+    out = []
+    for c in claims:
+        d = c.get("details") or {} if isinstance(c, dict) else {}
+        diffs = _numbers(d["differences"]) if "differences" in d else []
+        if len(diffs) < 2:
+            continue  # not testable here, or too few seeds to measure a spread
+        c0, n0 = int(d["chips"]), int(d["images"])
+        levels = d.get("levels") or [50.0, 50.0]  # a non-accuracy claim: the largest binomial bound
+        parts = split_variance(_sd(diffs) ** 2, float(d.get("chip_var", 0.0)), c0, n0, *levels)
+        margin = float(d["margin"]["value"])
+        level = alpha / max(int(d.get("family_size", 1)), 1)
+        kind = d.get("kind", "direction")
+        bigger = (max(chips, c0), max(images, n0)) if c0 > 1 else (1, max(images, n0))
+        out.append(ClaimPlan(
+            c["section"], c["claim"], c.get("family", "seed"), f"{margin:g} {d['margin']['unit']}",
+            f"s = {_sd(diffs):.2f} over {len(diffs)} seeds × {c0} chip{'s' if c0 > 1 else ''} × {n0} images",
+            ", ".join(f"{k} {math.sqrt(v):.2f}" for k, v in (("train", parts.train), ("chip", parts.chip / c0),
+                                                              ("image", parts.image / n0))),
+            seeds_needed(math.sqrt(parts.at(c0, n0)), margin, level, target, kind),
+            seeds_needed(math.sqrt(parts.at(*bigger)), margin, level, target, kind), c0, n0))
+    return out
+
+
+def pilot_seconds(pilot: Path) -> tuple[float, float, int]:
+    """(training seconds, evaluation seconds, seeds) the pilot spent, from steps.json."""
+    steps: dict[str, Any] = read_json(pilot / "steps.json", fix=f"rerun the pilot ({RERUN})")
+    train = sum(float(r.get("seconds", 0)) for k, r in steps.items() if k.split("/")[0].startswith(TRAINING_STEPS))
+    evaluate = sum(float(r.get("seconds", 0)) for k, r in steps.items()
+                   if not k.split("/")[0].startswith(TRAINING_STEPS))
+    seeds = len({k.rsplit("/", 1)[-1] for k in steps if k.rsplit("/", 1)[-1].startswith("s")})
+    return train, evaluate, max(seeds, 1)
+
+
+def plan_table(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 0.05, target: float = 0.8) -> str:
+    """The plan as Markdown: one row per claim, then the seeds and CPU time that decide the seed's claims."""
+    plans = claim_plans(pilot, chips, images, alpha, target)
+    if not plans:
+        raise ValueError(f"{pilot} holds no judged claim with two or more seeds: run a pilot with --seeds 0 1 2 first")
+    fmt = lambda n: "> 10,000" if n is None else str(n)  # noqa: E731
+    lines = [f"Seeds for {target:.0%} power at each claim's margin (level {alpha:g} / family size, Holm's first step), "
+             f"from the pilot in {pilot}. Larger evaluation: {chips} chips × {images} images per seed on hardware, "
+             f"{images} images for digital claims.", "",
+             "| section | claim | family | margin | pilot | parts (sd, points) | seeds now | seeds larger |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in plans:
+        lines.append(f"| {p.section} | {p.claim} | {p.family} | {p.margin} | {p.pilot} | {p.parts} | "
+                     f"{fmt(p.seeds_now)} | {fmt(p.seeds_larger)} |")
+    train, evaluate, seeds = pilot_seconds(pilot)
+    table1 = [p for p in plans if "Table 1" in p.section and p.family == "seed"]
+    need = [p.seeds_larger for p in table1]
+    if need and train + evaluate > 0:
+        worst = None if any(n is None for n in need) else max(n for n in need if n is not None)
+        lines += ["", f"Pilot time: {train / 60:.1f} min training, {evaluate / 60:.1f} min evaluation, {seeds} seeds "
+                      "(this machine)."]
+        if worst is None:
+            lines.append("The seed's Table-1 claims cannot reach that power within 10,000 seeds at this spread: the "
+                         "models behind them must converge first (a smaller seed-to-seed spread), not run longer.")
+        else:
+            pilot_units = max((p.chips * p.images for p in plans if p.chips > 1), default=chips * images)
+            hours = worst * (train + evaluate * chips * images / pilot_units) / seeds / 3600
+            lines.append(f"Deciding every Table-1 claim needs {worst} seeds: about {hours:.1f} CPU hours on this "
+                         "machine at the pilot's training budget (training × seeds; evaluation × seeds × the growth "
+                         "of chips × images); GPU time is not estimated (no GPU run recorded).")
+    return "\n".join(lines) + "\n"
+
