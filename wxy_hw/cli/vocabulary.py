@@ -201,6 +201,8 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
                        default=None, metavar="STAGE",
                        help="stages (1-4, the deepest included) with an exit in the cached multi-exit models "
                             "(None: all four; single-exit methods keep their one exit); cached apart")
+        g.add_argument("--retrain", action="store_true",
+                       help="train the default models afresh, neither reusing runs/cache nor the shipped zoo")
     add_output_args(g)
     g.add_argument("--seed", type=seed_int, default=0, help="seed of every random choice (images, chips, training)")
     g.add_argument("--torch-device", type=torch_device, default="auto",

@@ -142,6 +142,7 @@ class EvaluationSettings(StudyConfig):
     train_width: float | None = None
     train_stem_stride: int | None = None
     train_exit_stages: list[int] | None = None
+    retrain: bool = False  # train the default models afresh (neither runs/cache nor the zoo)
     seed: int = 0
     torch_device: str = "auto"
 
@@ -149,14 +150,15 @@ class EvaluationSettings(StudyConfig):
         """Field → value: the study's own settings first, then the shared ones."""
         values = super().settings()
         shared = [k for k in ("dataset", "data_dir", "train_epochs", "train_subset", "train_width", "train_stem_stride",
-                              "train_exit_stages", "seed", "torch_device") if k in values]
+                              "train_exit_stages", "retrain", "seed", "torch_device") if k in values]
         return {**{k: v for k, v in values.items() if k not in shared}, **{k: values[k] for k in shared}}
 
     @property
     def budget(self) -> dict[str, Any]:
         """The train_* settings: overrides of the cached default models' budget and architecture."""
         return {k: v for k, v in (("epochs", self.train_epochs), ("subset", self.train_subset), ("width", self.train_width),
-                                  ("stem_stride", self.train_stem_stride), ("exit_stages", self.train_exit_stages))
+                                  ("stem_stride", self.train_stem_stride), ("exit_stages", self.train_exit_stages),
+                                  ("retrain", self.retrain or None))
                 if v is not None}
 
 

@@ -1,0 +1,77 @@
+"""The model zoo: a trained model put in the zoo is what a study gets (no training), checked by sha256; a changed
+file is refused and retrained; --retrain skips the zoo; half precision reloads within rounding."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from wxy_hw.checkpoint import model_from_payload, read_checkpoint
+from wxy_hw.studies import zoo
+from wxy_hw.studies.spine import cached_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(arch="resnet8", width=0.125, epochs=1, subset=64, batch_size=32, max_steps_per_epoch=2)
+
+
+def _train_zoo():
+    spec = importlib.util.spec_from_file_location("train_zoo", ROOT / "scripts" / "train_zoo.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_zoo_model_is_used_instead_of_training(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "zoo"
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    entry = zoo.add(trained.parent, trained.parent.parent.name, "baseline", 50.0, folder=folder)
+    assert (folder / entry.file).is_file() and (folder / f"{entry.id}.metrics.csv").is_file()
+    assert [m.id for m in zoo.read_index(folder)] == [entry.id]
+    zoo.add(trained.parent, trained.parent.parent.name, "baseline", 51.0, folder=folder)  # replaced, not doubled
+    assert [m.test_accuracy for m in zoo.read_index(folder)] == [51.0]
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    capsys.readouterr()
+    got = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "empty", progress=False,
+                            torch_device="cpu", **TINY)
+    assert got == folder / entry.file and not (tmp_path / "empty").exists()  # nothing trained
+    assert "training" not in capsys.readouterr().out
+    # half precision: the weights reload within fp16 rounding, as float32
+    half = model_from_payload(read_checkpoint(got, data=True))
+    full = model_from_payload(read_checkpoint(trained, data=True))
+    assert next(half.parameters()).dtype == torch.float32
+    for a, b in zip(half.state_dict().values(), full.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-4)
+    # --retrain skips the zoo
+    again = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "fresh", progress=False,
+                              torch_device="cpu", retrain=True, **TINY)
+    assert again.parent.parent.parent == tmp_path / "fresh"
+    # a changed zoo file is never loaded: one line, then training
+    data = bytearray((folder / entry.file).read_bytes())
+    data[-20] ^= 1
+    (folder / entry.file).write_bytes(bytes(data))
+    capsys.readouterr()
+    retrained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "other", progress=False,
+                                  torch_device="cpu", **TINY)
+    assert retrained.parent.parent.parent == tmp_path / "other"
+    assert "does not match its sha256" in capsys.readouterr().out
+
+
+def test_a_damaged_index_is_one_line(tmp_path):
+    (tmp_path / "index.toml").write_text("[[model]]\nid = 3\n")
+    with pytest.raises(ValueError, match="cannot be read") as info:
+        zoo.read_index(tmp_path)
+    assert "\n" not in str(info.value)
+    assert zoo.read_index(tmp_path / "none") == []
+
+
+def test_train_zoo_script_fills_a_zoo(tmp_path):
+    train_zoo = _train_zoo()
+    assert train_zoo.main(["--dataset", "synthetic", "--seeds", "0", "--methods", "baseline", "--epochs", "1",
+                           "--subset", "64", "--zoo", str(tmp_path / "zoo"), "--cache", str(tmp_path / "runs"),
+                           "--torch-device", "cpu"]) == 0
+    (model,) = zoo.read_index(tmp_path / "zoo")
+    assert model.name == "baseline_stem2" and model.key.endswith("_e1_n64_s0") and 0 <= model.test_accuracy <= 100

@@ -1,0 +1,121 @@
+"""The model zoo: trained default models that come with wxy_hw, so a study uses them instead of training.
+
+The zoo is a flat folder (top-level ``zoo/`` in a checkout, ``wxy_hw/zoo`` in a wheel; ``$WXY_ZOO``
+overrides both) holding, per model, ``<id>.pt`` (the best checkpoint, weights in half precision,
+no optimizer state), ``<id>.config.toml`` (the training run's settings) and ``<id>.metrics.csv``
+(its training log), and one ``index.toml``: per model its id, the cache key and name it stands
+for (the same names as ``runs/cache``), its test and validation accuracy and the sha256 of its
+``.pt``. A study asks for a default model by cache key and name (``spine.cached_checkpoint``): a
+trained run in ``runs/cache`` first, then the zoo, else it trains one. A zoo file whose sha256
+differs from the index is never loaded (one line says so, and the model is trained instead).
+``scripts/train_zoo.sh`` retrains the whole zoo from scratch.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import read_checkpoint
+from ..utils import atomic_torch_save, atomic_write_text, file_sha256
+
+INDEX = "index.toml"
+# what a study needs from a checkpoint; optimizer, scheduler, RNG and method state stay in the training run
+KEPT_FIELDS = ("format", "model_config", "model_state", "method", "epoch", "data", "train_config", "best_epoch",
+               "best_val")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One model of the zoo, as its index describes it."""
+
+    id: str
+    key: str  # the runs/cache folder it stands for: <dataset>_<arch>_w<width>_e<epochs>_n<subset>_s<seed>
+    name: str  # the method's folder under it (e.g. self_distillation, hwa@reram)
+    sha256: str
+    test_accuracy: float
+    val_accuracy: float
+
+    @property
+    def file(self) -> str:
+        return f"{self.id}.pt"
+
+
+def zoo_dir() -> Path:
+    """Where the zoo is: $WXY_ZOO, else the checkout's top-level zoo/, else the installed package's."""
+    if os.environ.get("WXY_ZOO"):
+        return Path(os.environ["WXY_ZOO"])
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "zoo"
+    from importlib import resources
+    return Path(str(resources.files("wxy_hw"))) / "zoo"
+
+
+def read_index(folder: Path | None = None) -> list[ZooModel]:
+    """The zoo's models (none when it has no index); a malformed index is refused in one line."""
+    path = (folder or zoo_dir()) / INDEX
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text())
+        return [ZooModel(str(m["id"]), str(m["key"]), str(m["name"]), str(m["sha256"]), float(m["test_accuracy"]),
+                         float(m["val_accuracy"])) for m in data.get("model", [])]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"zoo index {path} cannot be read ({exc}); restore it from the repository "
+                         "(git checkout zoo/) or run scripts/train_zoo.sh") from None
+
+
+def find(key: str, name: str, folder: Path | None = None) -> Path | None:
+    """The zoo's checkpoint for (cache key, method name), checked against its sha256; None when absent or changed."""
+    folder = folder or zoo_dir()
+    for m in read_index(folder):
+        if (m.key, m.name) == (key, name):
+            path = folder / m.file
+            if not path.is_file():
+                print(f"[wxy_hw] zoo model {m.file} is listed but missing: training it instead", flush=True)
+                return None
+            if file_sha256(path) != m.sha256:
+                print(f"[wxy_hw] zoo model {m.file} does not match its sha256 in {INDEX}: not loaded, training it "
+                      "instead (git checkout zoo/ restores it)", flush=True)
+                return None
+            return path
+    return None
+
+
+def half_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint payload cut to what a study reads, its floating-point weights in half precision."""
+    out = {k: payload[k] for k in KEPT_FIELDS if k in payload}
+    out["model_state"] = {k: (v.half() if torch.is_floating_point(v) else v) for k, v in payload["model_state"].items()}
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else f'"{v}"'
+
+
+def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | None = None) -> ZooModel:
+    """Put a finished training run into the zoo (half-precision best.pt, config, log) and list it in the index,
+    replacing an entry of the same key and name."""
+    folder = folder or zoo_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = read_checkpoint(run / "best.pt", data=True)
+    model_id = f"{key}__{name.replace('@', '_at_')}"
+    atomic_torch_save(half_checkpoint(payload), folder / f"{model_id}.pt")
+    for source, suffix in (("config.toml", "config.toml"), ("metrics.csv", "metrics.csv")):
+        if (run / source).is_file():
+            atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
+    entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
+                     float(payload.get("best_val", float("nan"))))
+    models = [m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry]
+    lines = ["# The model zoo (wxy_hw.studies.zoo): one [[model]] per shipped checkpoint; written by scripts/train_zoo.sh",
+             ""]
+    for m in sorted(models, key=lambda m: m.id):
+        lines += ["[[model]]"] + [f"{k} = {_toml_value(getattr(m, k))}" for k in
+                                  ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy")] + [""]
+    atomic_write_text(folder / INDEX, "\n".join(lines))
+    return entry
