@@ -206,6 +206,30 @@ def test_adversarial_training_batch_lies_in_the_epsilon_ball(synthetic):
         build_method("adv", epsilon=8)
 
 
+def test_auxiliary_adv_adds_a_pgd_view_with_its_own_bn_and_classifier(synthetic, tmp_path):
+    """auxiliary_adv: [clean; corrupted; PGD] per batch, the PGD copy inside the ε ball with domain K + 1, and its
+    own BN layers and classifier trained like the corrupted ones."""
+    torch.manual_seed(0)
+    method = bound(build_method("auxiliary_adv", epsilon=0.05, steps=2), synthetic)
+    model = method.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)).train()
+    assert method.input_types == ("gaussian_noise", "gaussian_blur", "pgd_linf")
+    assert len(method.aux_fc) == 3 and len(method.aux_bn) == 3
+    x = (torch.rand(8, 1, 28, 28) - synthetic.mean[0]) / synthetic.std[0]
+    b = method.prepare_batch(Batch(x, torch.arange(8)), model)
+    assert len(b.x) == 24 and b.n_clean == 8 and torch.equal(b.y, torch.arange(8).repeat(3))
+    assert torch.all(b.domain[:8] == 0) and torch.all((b.domain[8:16] >= 1) & (b.domain[8:16] <= 2))
+    assert torch.all(b.domain[16:] == 3)
+    delta = method.to_pixels(b.x[16:]) - method.to_pixels(x).clamp(0, 1)
+    assert 0.01 < float(delta.abs().max()) <= 0.05 + 1e-5
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=2)
+    model = method.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False))
+    Trainer(model, method, synthetic, cfg, tmp_path).fit()
+    bn_name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(method.aux_bn[2][bn_name.replace(".", "__")].num_batches_tracked) == 2  # the PGD view's own BN
+    with pytest.raises(ValueError, match="epsilon is in pixel units"):
+        build_method("auxiliary_adv", epsilon=2)
+
+
 @pytest.mark.parametrize("method", ["ada", "auxiliary"])
 @pytest.mark.slow
 def test_robust_methods_resume_bit_identically(synthetic, tmp_path, method):

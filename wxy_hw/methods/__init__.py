@@ -5,7 +5,7 @@ import inspect
 from typing import Any
 
 from .at import AttentionTransfer
-from .auxiliary import AuxiliaryTraining
+from .auxiliary import AdversarialAuxiliaryTraining, AuxiliaryTraining
 from .base import Batch, Method, feature_l2, kd_kl
 from .dml import DeepMutualLearning
 from .fitnet import FitNet
@@ -20,7 +20,7 @@ from .supervised import Baseline, DeeplySupervised
 METHODS: dict[str, type[Method]] = {
     cls.name: cls for cls in (Baseline, DeeplySupervised, KnowledgeDistillation, FitNet, AttentionTransfer,
                               DeepMutualLearning, SelfDistillation, Scan, HardwareAware, QuantizationAware, Augment,
-                              ADA, AuxiliaryTraining, AdversarialTraining)
+                              ADA, AuxiliaryTraining, AdversarialAuxiliaryTraining, AdversarialTraining)
 }
 
 
@@ -76,7 +76,7 @@ def build_method(name: str, **options: Any) -> Method:
     return ComposedMethod(components)
 
 
-__all__ = ["ADA", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
+__all__ = ["ADA", "AdversarialAuxiliaryTraining", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
            "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware",
            "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method", "QuantizationAware",
            "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl",

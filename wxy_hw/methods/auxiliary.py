@@ -23,6 +23,11 @@ the statistics the deployed network keeps have seen them. (Plain SGD shrinks the
 step, so keep lr·merge_weight well below 0.5 — the defaults give 0.1.) At test time only the primary path runs: the auxiliaries
 live in the method (its checkpoint state), never in the saved model, so the deployed network
 has exactly the baseline's parameters and cost.
+
+``auxiliary_adv`` adds adversarial examples as one more input type (the paper's robustness
+experiment, where the auxiliary model is compared with adversarial training under PGD): each
+clean image also gets an L∞ PGD copy made against the current network, with its own BN layers
+and auxiliary classifier, distilled from the clean image like the corrupted copies.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from torch.func import functional_call
 from ..data.corruptions import SEVERITIES
 from ..models.multi_exit import MultiExitOutput
 from .base import Batch, kd_kl
-from .robust import TRAIN_CORRUPTIONS, _CorruptedViews, _pooled_unit
+from .robust import TRAIN_CORRUPTIONS, _CorruptedViews, _pooled_unit, pgd_examples
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -68,17 +73,22 @@ class AuxiliaryTraining(_CorruptedViews):
         self.aux_bn = nn.ModuleList()
         self._bn_names: list[str] = []
 
+    @property
+    def input_types(self) -> tuple[str, ...]:
+        """The auxiliary input types, each with its own BN layers and classifier: the training corruptions."""
+        return self.corruptions
+
     # --- model surgery (kept outside the model, so checkpoints hold the plain network) ----------
     def prepare_model(self, model: nn.Module) -> nn.Module:
         fc = getattr(cast(nn.ModuleList, model.heads)[-1], "fc", None)
         if not isinstance(fc, nn.Linear):
             raise ValueError("auxiliary training needs a model whose deepest exit ends in a linear layer (.fc)")
-        self.aux_fc = nn.ModuleList(copy.deepcopy(fc) for _ in self.corruptions)
+        self.aux_fc = nn.ModuleList(copy.deepcopy(fc) for _ in self.input_types)
         self._bn_names = [n for n, m in model.named_modules() if isinstance(m, _BN)]
         modules = dict(model.named_modules())
         self.aux_bn = nn.ModuleList(
             nn.ModuleDict({n.replace(".", "__"): copy.deepcopy(modules[n]) for n in self._bn_names})
-            for _ in self.corruptions) if self.selective_bn else nn.ModuleList()
+            for _ in self.input_types) if self.selective_bn else nn.ModuleList()
         object.__setattr__(self, "_primary_fc", fc)  # a reference, not a submodule of the method
         return model
 
@@ -105,7 +115,7 @@ class AuxiliaryTraining(_CorruptedViews):
     def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
         if not model.training or batch is None or batch.domain is None:
             return model(x)
-        if len(self.aux_fc) != len(self.corruptions):
+        if len(self.aux_fc) != len(self.input_types):
             raise RuntimeError("auxiliary: call method.prepare_model(model) before training")
         if not self.selective_bn or (self.merge_bn and self.merge_lambda > 0):
             out = model(x)
@@ -113,7 +123,7 @@ class AuxiliaryTraining(_CorruptedViews):
             parts = [(torch.arange(len(x), device=x.device), self._classify(0, feats, out.final, batch.domain), feats)]
         else:
             parts = []
-            for d in range(len(self.corruptions) + 1):
+            for d in range(len(self.input_types) + 1):
                 idx = (batch.domain == d).nonzero().flatten()
                 if len(idx) == 0:
                     continue
@@ -158,3 +168,37 @@ class AuxiliaryTraining(_CorruptedViews):
         primary = self._primary_fc
         return [float(torch.cat([(fc.weight - primary.weight).flatten(), fc.bias - primary.bias]).norm())
                 for fc in self._aux_linears]
+
+
+class AdversarialAuxiliaryTraining(AuxiliaryTraining):
+    """Auxiliary training with adversarial examples as one more auxiliary input type (see the module docstring)."""
+
+    name = "auxiliary_adv"
+
+    def __init__(self, corruptions: Sequence[str] = TRAIN_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
+                 seed: int = 0, distill_weight: float = 1.0, feature_weight: float = 1.0, temperature: float = 3.0,
+                 merge_start: float = 0.5, merge_weight: float = 1.0, selective_bn: bool = True,
+                 merge_bn: bool = False, epsilon: float = 0.1, steps: int = 5, step_size: float | None = None) -> None:
+        super().__init__(corruptions, severities, seed, distill_weight, feature_weight, temperature, merge_start,
+                         merge_weight, selective_bn, merge_bn)
+        if not 0 < epsilon < 1:  # the same attack budget as adversarial training (`adv`), so the two compare
+            raise ValueError(f"auxiliary_adv: epsilon is in pixel units and must lie in (0, 1), got {epsilon}")
+        if steps < 1:
+            raise ValueError(f"auxiliary_adv: steps must be ≥ 1, got {steps}")
+        self.epsilon, self.steps = float(epsilon), int(steps)
+        self.step_size = float(step_size) if step_size is not None else 2.5 * self.epsilon / self.steps
+
+    @property
+    def input_types(self) -> tuple[str, ...]:
+        return (*self.corruptions, "pgd_linf")
+
+    def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
+        """[clean; corrupted; PGD] with domains 0, 1..K (the corruption) and K + 1 (adversarial)."""
+        views = super().prepare_batch(batch, model)
+        if not model.training or views.domain is None:
+            return views
+        x_adv = pgd_examples(self, model, batch.x, batch.y, self.epsilon, self.steps, self.step_size)
+        adversarial = torch.full_like(batch.y, len(self.input_types))
+        return Batch(torch.cat([views.x, x_adv]), torch.cat([views.y, batch.y]),
+                     domain=torch.cat([views.domain, adversarial]), n_clean=views.n_clean)
+

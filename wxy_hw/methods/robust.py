@@ -119,6 +119,24 @@ class ADA(_CorruptedViews):
         return terms
 
 
+def pgd_examples(method: Method, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int,
+                 step_size: float) -> torch.Tensor:
+    """L∞ PGD examples (torchattacks, random start) of normalised images ``x`` against ``model``, normalised back.
+
+    torchattacks draws its random start from the global RNG: it is forked from the method's own generator, so
+    runs (and resumed runs) are reproducible without disturbing anyone else's stream."""
+    import torchattacks  # imported lazily: only adversarial methods and evaluation need it
+
+    wrapped = PixelSpaceClassifier(model, method._mean.flatten().tolist(), method._std.flatten().tolist())
+    attack = torchattacks.PGD(wrapped, eps=epsilon, alpha=step_size, steps=steps, random_start=True)
+    gen = method.random_generator(torch.device("cpu"))
+    seed = int(torch.randint(2 ** 62, (1,), generator=gen))
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        adv = attack(method.to_pixels(x).clamp(0, 1), y)
+    return method.from_pixels(adv.detach())
+
+
 class AdversarialTraining(Method):
     """PGD adversarial training (Madry et al., ICLR 2018): CE on L∞ PGD examples made each step.
 
@@ -146,18 +164,7 @@ class AdversarialTraining(Method):
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
         if not model.training:
             return batch
-        import torchattacks  # imported lazily: only adversarial methods and evaluation need it
-
-        wrapped = PixelSpaceClassifier(model, self._mean.flatten().tolist(), self._std.flatten().tolist())
-        attack = torchattacks.PGD(wrapped, eps=self.epsilon, alpha=self.step_size, steps=self.steps, random_start=True)
-        # torchattacks draws its random start from the global RNG: fork it from ours, so runs
-        # (and resumed runs) are reproducible without disturbing anyone else's stream.
-        gen = self.random_generator(torch.device("cpu"))
-        seed = int(torch.randint(2 ** 62, (1,), generator=gen))
-        with torch.random.fork_rng(devices=[batch.x.device] if batch.x.is_cuda else []):
-            torch.manual_seed(seed)
-            adv = attack(self.to_pixels(batch.x).clamp(0, 1), batch.y)
-        x_adv = self.from_pixels(adv.detach())
+        x_adv = pgd_examples(self, model, batch.x, batch.y, self.epsilon, self.steps, self.step_size)
         if self.clean_weight > 0:
             n = len(batch.y)
             return Batch(torch.cat([x_adv, batch.x]), torch.cat([batch.y, batch.y]), n_clean=n)

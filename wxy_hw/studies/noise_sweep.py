@@ -345,15 +345,16 @@ def _seeds_write(plan: SeedsPlan, m: SeedsMeasurements) -> StudyResult:
     n = len(plan.seeds)
     rows = []
     for (method, exit_, sweep, value), cells in m.groups.items():
-        iv = nested_interval(cells)
+        iv = nested_interval(cells, within=(0.0, 100.0))
         rows.append(dict(method=method, exit=exit_, sweep=sweep, value=value, seeds=n, chips=len(cells) // n,
-                         accuracy_mean=iv.mean, ci95=iv.half_width, seed_var=iv.seed_var, chip_var=iv.chip_var))
+                         accuracy_mean=iv.mean, ci95_low=iv.low, ci95_high=iv.high, seed_var=iv.seed_var,
+                         chip_var=iv.chip_var))
     write_rows_csv(plan.out / "sweep.csv", m.raw)
     write_rows_csv(plan.out / "summary_seeds.csv", rows)
     table_rows = _seeds_nominal_rows(plan, m.groups)
     name = plan.chip.spec.name
     table = format_table(table_rows, ["method", "exit", f"{name} @ nominal", "seed / chip variance", "− baseline (p)"],
-                         title=f"Deepest-exit test accuracy (%) on {name} at nominal noise: mean ± 95 % t interval "
+                         title=f"Deepest-exit test accuracy (%) on {name} at nominal noise: mean [95 % t interval, logit scale] "
                                f"over seeds {', '.join(map(str, plan.seeds))} (chips nested in seeds, {plan.conf.chips} "
                                "per seed); p: paired t-test over seeds on the same chips")
     atomic_write_text(plan.out / "table.md", table + "\n")
@@ -367,11 +368,12 @@ def _seeds_nominal_rows(plan: SeedsPlan, groups: dict[tuple, dict[tuple[int, int
     nominal = {m: groups[m, str(deepest[m]), "scale", 1.0] for m in deepest if (m, str(deepest[m]), "scale", 1.0) in groups}
     rows = []
     for method, cells in nominal.items():
-        iv = nested_interval(cells)
+        iv = nested_interval(cells, within=(0.0, 100.0))
         row = {"method": method, "exit": deepest[method], f"{plan.chip.spec.name} @ nominal": str(iv),
                "seed / chip variance": f"{iv.seed_var:.1f} / {iv.chip_var:.1f}"}
         if "baseline" in nominal and method != "baseline":
             test = paired_test(cells, nominal["baseline"])
-            row["− baseline (p)"] = f"{test.difference} ({test.p_value:.3f})"
+            p = "n/a: no spread" if math.isnan(test.p_value) else f"{test.p_value:.3f}"
+            row["− baseline (p)"] = f"{test.difference} ({p})"
         rows.append(row)
     return rows
