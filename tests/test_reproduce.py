@@ -112,7 +112,8 @@ def test_step_records_stay_those_of_earlier_reproductions(tmp_path):
     assert list(plan.sweep["reram", 0].argv) == [
         "--device", "reram", "--checkpoints", "methods/baseline/s0/best.pt", "methods/self_distillation/s0/best.pt",
         "methods_reram/hwa/s0/best.pt", "methods_reram/self_distillation+hwa/s0/best.pt", "--scales", "1", "--times",
-        "86400", "--chips", "2", "--samples", "100", "--bn-recalibrate", "16", "--seed", "0", "--torch-device", "cpu",
+        "86400", "--chips", "2", "--samples", "100", "--headline-chips", "2", "--headline-samples", "100",
+        "--bn-recalibrate", "16", "--seed", "0", "--torch-device", "cpu",
         "--sigmas", "0.0", "0.08", "--dataset", "synthetic", "--data-dir", data, "--out",
         "noise_sweep/reram/s0", "--quiet"]
     assert list(plan.chipcal[1].argv) == [

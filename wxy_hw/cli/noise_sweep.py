@@ -8,7 +8,9 @@ With no checkpoint given it compares the cached default models of baseline, self
 hwa and self_distillation+hwa (the hwa models trained through --device's noise) on Fashion-MNIST
 (runs/cache/...), training them first when absent, each also with its BN statistics recalibrated
 through the chip (--bn-recalibrate N images; 0 turns the series off). Writes runs/noise_sweep/<device>_<backend>_<time>/
-with config.toml, manifest.json, sweep.csv (every chip), summary_*.csv, table.md and PNG/SVG plots.
+with config.toml, manifest.json, sweep.csv (every chip of the curves), headline.csv (the table's nominal point:
+--headline-chips chips × --headline-samples images, each chip beside the digital accuracy on the same images),
+digital.csv, summary_*.csv, table.md and PNG/SVG plots.
 """
 from __future__ import annotations
 
@@ -39,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn-recalibrate", type=nonneg_int, default=d["bn_recalibrate"], metavar="N",
                         help="add a '<method> + BN recal' series: each chip re-estimates its BN statistics on N "
                              "unlabeled training images (N forward passes per chip; 0 = off)")
-    add_chips_arg(parser, d["chips"], "chip instances per point")
-    parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per evaluation")
+    add_chips_arg(parser, d["chips"], "chip instances per point of the curves")
+    parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per chip on the curves")
+    parser.add_argument("--headline-chips", type=positive_int, default=d["headline_chips"],
+                        help="chips at the table's nominal point (more than the curves': the chip-to-chip spread "
+                             "dominates there)")
+    parser.add_argument("--headline-samples", type=positive_int, default=d["headline_samples"],
+                        help="test images per chip at the nominal point")
+    parser.add_argument("--digital-samples", type=positive_int, default=d["digital_samples"],
+                        help="test images of the digital accuracy (None: the whole test set)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help="training seeds of the cached default models: one sweep each into <out>/s<seed>, then "
                              "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")

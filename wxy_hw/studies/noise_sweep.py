@@ -58,8 +58,13 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     sigmas: list[float] = field(default_factory=lambda: list(DEFAULT_SIGMAS))
     flat: bool = True
     bn_recalibrate: int = 64
-    chips: int = 5
-    samples: int = 500
+    chips: int = 5  # chips per point of the curves
+    samples: int = 500  # test images per chip on the curves
+    # the headline (nominal) point of the table: more chips on more images than the curves, since the chip-to-chip
+    # spread (6-18 points on reram) dominates; None: the curves' chips / samples
+    headline_chips: int | None = 25
+    headline_samples: int | None = 2000
+    digital_samples: int | None = None  # test images of the digital accuracy; None: the whole test set
     workers: int = 1  # > 1: the sweep points as Ray tasks (the same CSVs)
     ray_address: str | None = None  # join a running Ray cluster
     seeds: list[int] | None = None  # several training seeds: one sweep per seed, intervals over seeds × chips
@@ -85,7 +90,8 @@ class SweptModel:
     per-exit energy on the chip."""
 
     model: torch.nn.Module
-    test: list[tuple[torch.Tensor, torch.Tensor]]
+    test: list[tuple[torch.Tensor, torch.Tensor]]  # the curves' test images
+    headline: list[tuple[torch.Tensor, torch.Tensor]]  # the headline point's test images
     train: list[tuple[torch.Tensor, torch.Tensor]]  # images the model trained on (else of its training split)
     trained_known: bool  # False: the checkpoint does not record its training images (the whole split is used)
     digital: list[dict[str, Any]]
@@ -103,6 +109,7 @@ class NoiseSweepMeasurements:
     digital: list[dict[str, Any]]
     energy: dict[str, dict[str, float]]
     flat: list[dict[str, Any]]
+    headline: list[dict[str, Any]]  # the nominal point: chip × exit rows, each with the digital accuracy on its images
 
 
 def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
@@ -131,8 +138,10 @@ def _check(conf: NoiseSweepConfig) -> tuple[Chip, float, list[float]]:
     check_bn_recalibrate(conf.bn_recalibrate)
     if conf.chips < 1:
         raise SettingError("chips", f"must be ≥ 1, got {conf.chips}")
-    if conf.samples < 1:
-        raise SettingError("samples", f"must be ≥ 1, got {conf.samples}")
+    for name in ("samples", "headline_chips", "headline_samples", "digital_samples"):
+        value = getattr(conf, name)
+        if value is not None and value < 1:
+            raise SettingError(name, f"must be ≥ 1, got {value}")
     for name, values in (("scales", conf.scales), ("sigmas", conf.sigmas), ("times", conf.times or [])):
         if any(not (math.isfinite(v) and v >= 0) for v in values):
             raise SettingError(name, f"must be finite and ≥ 0, got {list(values)}")
@@ -172,12 +181,15 @@ def _open_models(plan: NoiseSweepPlan) -> dict[str, SweptModel]:
     for label, path in plan.paths.items():
         opened = open_checkpoint(path, conf.data_dir, conf.torch_device, data_cache)
         test = opened.batches(opened.data.test, samples, seed, 500)
+        headline = opened.batches(opened.data.test, conf.headline_samples or samples, seed, 500)
+        every = len(opened.data.test) if conf.digital_samples is None else conf.digital_samples
         trained = opened.trained_images()
         train = opened.batches(trained if trained is not None else opened.data.train, samples, seed + 1, 500)
-        digital = evaluate(opened.model, test).rows(method=label)
+        digital = evaluate(opened.model, opened.batches(opened.data.test, every, seed, 500)).rows(method=label)
         calibration = opened.calibration(seed)
         models[label] = SweptModel(
-            model=opened.model, test=test, train=train, trained_known=trained is not None, digital=digital, calibration=calibration,
+            model=opened.model, test=test, headline=headline, train=train, trained_known=trained is not None,
+            digital=digital, calibration=calibration,
             bn_images=torch.cat(opened.calibration(seed, conf.bn_recalibrate)) if conf.bn_recalibrate else None,
             energy=exit_energies(opened.model, plan.chip, calibration))
     return models
@@ -195,6 +207,7 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
                             bn_images=m.bn_images, workers=conf.workers, ray_address=conf.ray_address,
                             **({"calibration": m.calibration} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
+    headline = _headline(plan, models, progress, log)
     flat: list[dict[str, Any]] = []
     if conf.flat:
         log("[noise_sweep] flat-minima sweep: Gaussian weight noise on the images each model trained on, then on "
@@ -208,7 +221,25 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
                 flat_rows += [{"images": images, **r} for r in
                               flat_minima({label: m.model}, batches, conf.sigmas, chips=conf.chips, seed=conf.seed)]
         flat = summarize(flat_rows, ("images", "method", "exit", "sigma"))
-    return NoiseSweepMeasurements(raw, digital, {label: m.energy for label, m in models.items()}, flat)
+    return NoiseSweepMeasurements(raw, digital, {label: m.energy for label, m in models.items()}, flat, headline)
+
+
+def _headline(plan: NoiseSweepPlan, models: dict[str, SweptModel], progress: bool, log: Log) -> list[dict[str, Any]]:
+    """The nominal point (scale 1 at t_inference) on ``headline_chips`` chips × ``headline_samples`` images: rows of
+    chip × exit, each with the model's digital accuracy on the same images (the retention is paired)."""
+    conf = plan.conf
+    rows: list[dict[str, Any]] = []
+    for label, m in models.items():
+        digital = {r["exit"]: r["accuracy"] for r in evaluate(m.model, m.headline).rows()}
+        chip_rows = sweep_device({label: m.model}, plan.chip.spec, m.headline, scales=[1.0], times=[],
+                                 t_inference=plan.t_inference, chips=conf.headline_chips or conf.chips, seed=conf.seed,
+                                 backend=conf.backend, bn_images=m.bn_images, workers=conf.workers,
+                                 ray_address=conf.ray_address,
+                                 **({"calibration": m.calibration} if conf.backend == "native" else {}),
+                                 progress=(lambda msg: log(f"[noise_sweep] headline: {msg}")) if progress else None)
+        rows += [{"method": r["method"], "exit": r["exit"], "chip": r["chip"], "accuracy": r["accuracy"],
+                  "digital": digital[r["exit"]]} for r in chip_rows]
+    return rows
 
 
 def _write(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> StudyResult:
@@ -219,6 +250,7 @@ def _write(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> StudyResult:
     write_rows_csv(out / "sweep.csv", m.raw)
     write_rows_csv(out / "summary_scale.csv", scale_summary)
     write_rows_csv(out / "digital.csv", m.digital)
+    write_rows_csv(out / "headline.csv", m.headline)
     if time_summary:
         write_rows_csv(out / "summary_time.csv", time_summary)
     if plan.conf.flat:
@@ -226,12 +258,12 @@ def _write(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> StudyResult:
     write_rows_csv(out / "energy.csv", [{"method": method, "exit": k, "energy_pJ": v}
                                         for method, e in m.energy.items() for k, v in e.items()])
     plots = _plot(plan, scale_summary, time_summary, [r for r in m.flat if r["images"] == "trained"])
-    table_rows = _nominal_rows(plan, m, scale_summary)
+    table_rows = _nominal_rows(plan, m)
     table = _table(plan, table_rows)
     atomic_write_text(out / "table.md", table + "\n")
     plan.run.finish(results={"nominal": table_rows}, plots=[str(p.name) for p in plots])
     return StudyResult(run_dir=out, table=table, rows=m.raw, figures=plots,
-                       details={"rows": len(m.raw), "raw": m.raw})
+                       details={"rows": len(m.raw), "raw": m.raw, "headline": m.headline, "digital": m.digital})
 
 
 def _plot(plan: NoiseSweepPlan, scale_summary: list[dict[str, Any]], time_summary: list[dict[str, Any]],
@@ -253,27 +285,38 @@ def _plot(plan: NoiseSweepPlan, scale_summary: list[dict[str, Any]], time_summar
     return plots
 
 
-def _at_nominal(summary: list[dict[str, Any]], method: str, exit_: Any) -> dict[str, Any] | None:
-    return next((r for r in summary if r["method"] == method and r["exit"] == exit_ and r["scale"] == 1.0), None)
+def _at_nominal(headline: list[dict[str, Any]], method: str, exit_: Any) -> dict[str, float] | None:
+    """Mean and std over the headline chips of one series and exit, and the digital accuracy on the same images."""
+    accs = [r["accuracy"] for r in headline if r["method"] == method and r["exit"] == exit_]
+    if not accs:
+        return None
+    same = next(r["digital"] for r in headline if r["method"] == method and r["exit"] == exit_)
+    mean = sum(accs) / len(accs)
+    std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    return {"mean": mean, "std": std, "digital": same}
 
 
-def _nominal_rows(plan: NoiseSweepPlan, m: NoiseSweepMeasurements,
-                  scale_summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method and exit: digital accuracy, the device at nominal noise (mean ± std over chips), the drop, the
-    energy per inference (pJ) and, with BN recalibration, the recalibrated chips."""
+def _nominal_rows(plan: NoiseSweepPlan, m: NoiseSweepMeasurements) -> list[dict[str, Any]]:
+    """Per method and exit: digital accuracy (all its test images), the device at nominal noise (mean ± std over the
+    headline chips), the drop from digital on the same images, the energy per inference (pJ) and, with BN
+    recalibration, the recalibrated chips."""
     rows = []
     for d in m.digital:
-        nominal = _at_nominal(scale_summary, d["method"], d["exit"])
+        nominal = _at_nominal(m.headline, d["method"], d["exit"])
         rows.append({"method": d["method"], "exit": d["exit"], "digital": d["accuracy"],
                      f"{plan.chip.spec.name} @ nominal": None if nominal is None else
-                     f"{nominal['accuracy_mean']:.2f} ± {nominal['accuracy_std']:.2f}",
-                     "drop": None if nominal is None else d["accuracy"] - nominal["accuracy_mean"],
+                     f"{nominal['mean']:.2f} ± {nominal['std']:.2f}",
+                     "drop": None if nominal is None else nominal["digital"] - nominal["mean"],
                      "energy_pJ": m.energy[d["method"]].get(str(d["exit"]))})
     if plan.conf.bn_recalibrate:
         for r in rows:
-            recal = _at_nominal(scale_summary, f"{r['method']} + BN recal", r["exit"])
-            r["+ BN recal"] = None if recal is None else f"{recal['accuracy_mean']:.2f} ± {recal['accuracy_std']:.2f}"
+            recal = _at_nominal(m.headline, f"{r['method']} + BN recal", r["exit"])
+            r["+ BN recal"] = None if recal is None else f"{recal['mean']:.2f} ± {recal['std']:.2f}"
     return rows
+
+
+def _images(n: int | None) -> str:
+    return "all test images" if n is None else f"{n} test images"
 
 
 def _table(plan: NoiseSweepPlan, rows: list[dict[str, Any]]) -> str:
@@ -282,8 +325,11 @@ def _table(plan: NoiseSweepPlan, rows: list[dict[str, Any]]) -> str:
     return format_table([dict(r, nJ=None if r["energy_pJ"] is None else r["energy_pJ"] / 1e3) for r in rows],
                         ["method", "exit", "digital", f"{name} @ nominal", "drop", *(["+ BN recal"] if recal else []),
                          "nJ"],
-                        title=f"Test accuracy (%) on {conf.samples} test images: digital vs {name} "
-                              f"({conf.backend}, t = {human_time(plan.t_inference)}, mean ± std over {conf.chips} chips); "
+                        title=f"Test accuracy (%): digital on {_images(conf.digital_samples)} vs {name} at nominal "
+                              f"noise ({conf.backend}, t = {human_time(plan.t_inference)}, mean ± std over "
+                              f"{conf.headline_chips or conf.chips} chips × {conf.headline_samples or conf.samples} "
+                              f"test images; drop: from digital on the same images; the curves use {conf.chips} chips × "
+                              f"{conf.samples} images); "
                               f"energy per inference (nJ, wxy_hw.hardware.chip_report; {plan.chip.converters})"
                               + (f"; + BN recal: each chip's BN statistics re-estimated on {recal} "
                                  "unlabeled training images" if recal else ""))
@@ -309,6 +355,8 @@ class SeedsMeasurements:
 
     raw: list[dict[str, Any]]
     groups: dict[tuple, dict[tuple[int, int], float]]
+    headline: dict[tuple[str, str], dict[tuple[int, int], float]]  # (method, exit) → {(seed, chip): accuracy}
+    digital: dict[tuple[str, str], dict[tuple[int, int], float]]  # (method, exit) → {(seed, 0): accuracy}
 
 
 def _seeds_plan(conf: NoiseSweepConfig, out: str | Path | None) -> SeedsPlan:
@@ -327,16 +375,22 @@ def _seeds_plan(conf: NoiseSweepConfig, out: str | Path | None) -> SeedsPlan:
 def _seeds_measure(plan: SeedsPlan, progress: bool, log: Log) -> SeedsMeasurements:
     """One sweep per training seed into ``<out>/s<seed>``; the chips' accuracies grouped for intervals."""
     raw: list[dict[str, Any]] = []
+    headline: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
+    digital: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
     for s in plan.seeds:
         log(f"[noise_sweep] training seed {s}")
         one = noise_sweep_run(dataclasses.replace(plan.conf, seeds=None, seed=s), out=plan.out / f"s{s}",
                               progress=progress, log=log)
         raw += [dict(r, seed=s) for r in one["raw"]]
+        for r in one["headline"]:
+            headline[r["method"], str(r["exit"])][(s, int(r["chip"]))] = float(r["accuracy"])
+        for r in one["digital"]:
+            digital[r["method"], str(r["exit"])][(s, 0)] = float(r["accuracy"])
     groups: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
     for r in raw:
         value = r["scale"] if r["sweep"] == "scale" else r["t_inference"]
         groups[r["method"], str(r["exit"]), r["sweep"], value][(r["seed"], int(r["chip"]))] = float(r["accuracy"])
-    return SeedsMeasurements(raw, groups)
+    return SeedsMeasurements(raw, groups, headline, digital)
 
 
 def _seeds_write(plan: SeedsPlan, m: SeedsMeasurements) -> StudyResult:
@@ -351,25 +405,33 @@ def _seeds_write(plan: SeedsPlan, m: SeedsMeasurements) -> StudyResult:
                          chip_var=iv.chip_var))
     write_rows_csv(plan.out / "sweep.csv", m.raw)
     write_rows_csv(plan.out / "summary_seeds.csv", rows)
-    table_rows = _seeds_nominal_rows(plan, m.groups)
-    name = plan.chip.spec.name
-    table = format_table(table_rows, ["method", "exit", f"{name} @ nominal", "seed / chip variance", "− baseline (p)"],
-                         title=f"Deepest-exit test accuracy (%) on {name} at nominal noise: mean [95 % t interval, logit scale] "
-                               f"over seeds {', '.join(map(str, plan.seeds))} (chips nested in seeds, {plan.conf.chips} "
-                               "per seed); p: paired t-test over seeds on the same chips")
+    table_rows = _seeds_nominal_rows(plan, m)
+    conf, name = plan.conf, plan.chip.spec.name
+    columns = ["method", "exit", "digital", f"{name} @ nominal", "seed / chip variance", "− baseline (p)"]
+    table = format_table(table_rows, columns, title=(
+        f"Deepest-exit test accuracy (%) over seeds {', '.join(map(str, plan.seeds))}: mean [95 % t interval over "
+        f"seeds, logit scale]. digital: {_images(conf.digital_samples)} per seed; {name} at nominal noise: "
+        f"{conf.headline_chips or conf.chips} chips × {conf.headline_samples or conf.samples} test images per seed "
+        "(chips nested in seeds; the interval's width comes from the seeds, the split of the variance between seeds and "
+        "chips beside it); − baseline: paired over seeds on the same chips and images (t test)"))
     atomic_write_text(plan.out / "table.md", table + "\n")
     plan.run.finish(results={"nominal": table_rows})
     return StudyResult(run_dir=plan.out, table=table, rows=rows, details={"rows": len(m.raw), "raw": m.raw})
 
 
-def _seeds_nominal_rows(plan: SeedsPlan, groups: dict[tuple, dict[tuple[int, int], float]]) -> list[dict[str, Any]]:
-    """Per method: its deepest exit at nominal noise over seeds × chips, and a paired test against the baseline."""
-    deepest = {m: max(int(e) for (mm, e, _, _) in groups if mm == m and e.isdigit()) for (m, *_rest) in groups}
-    nominal = {m: groups[m, str(deepest[m]), "scale", 1.0] for m in deepest if (m, str(deepest[m]), "scale", 1.0) in groups}
+def _seeds_nominal_rows(plan: SeedsPlan, m: SeedsMeasurements) -> list[dict[str, Any]]:
+    """Per series: its deepest exit, digital and at the headline point over seeds × chips, and a paired test against
+    the baseline."""
+    series = dict.fromkeys(method for method, _ in m.headline)
+    deepest = {s: max(int(e) for (mm, e) in m.headline if mm == s and e.isdigit()) for s in series}
+    nominal = {s: m.headline[s, str(deepest[s])] for s in series}
     rows = []
     for method, cells in nominal.items():
         iv = nested_interval(cells, within=(0.0, 100.0))
-        row = {"method": method, "exit": deepest[method], f"{plan.chip.spec.name} @ nominal": str(iv),
+        digital = m.digital.get((method.removesuffix(" + BN recal"), str(deepest[method])))
+        row = {"method": method, "exit": deepest[method],
+               "digital": str(nested_interval(digital, within=(0.0, 100.0))) if digital else "",
+               f"{plan.chip.spec.name} @ nominal": str(iv),
                "seed / chip variance": f"{iv.seed_var:.1f} / {iv.chip_var:.1f}"}
         if "baseline" in nominal and method != "baseline":
             test = paired_test(cells, nominal["baseline"])

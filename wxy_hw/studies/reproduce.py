@@ -382,6 +382,7 @@ class Reproduction:
                   self.checkpoint("hwa", seed, device), self.checkpoint("self_distillation+hwa", seed, device)]
         s = _Settings().add("device", device).paths("checkpoints", models, self.out)
         s.add("scales", [1.0], "1").add("times", [86400.0], "86400").add("chips", b.chips).add("samples", b.samples)
+        s.add("headline_chips", b.chips).add("headline_samples", b.samples)
         s.add("bn_recalibrate", b.bn_images).add("seed", seed).add("torch_device", self.torch_device)
         if flat:
             sigmas = [str(x) for x in b.sigmas]
@@ -740,20 +741,17 @@ class Reproduction:
             acc: dict[str, dict] = defaultdict(dict)
             kept: dict[str, dict] = defaultdict(dict)
             for s in self.b.seeds:
-                d = self.out / "noise_sweep" / dev / f"s{s}"
-                rows = _rows(d / "sweep.csv", "method", "exit", "sweep", "scale", "chip", "accuracy")
-                digital = {(r["method"], r["exit"]): float(r["accuracy"])
-                           for r in _rows(d / "digital.csv", "method", "exit", "accuracy")}
+                rows = _rows(self.out / "noise_sweep" / dev / f"s{s}" / "headline.csv", "method", "exit", "chip",
+                             "accuracy", "digital")
                 deepest: dict[str, int] = {}
                 for r in rows:
                     if r["exit"].isdigit():
                         deepest[r["method"]] = max(deepest.get(r["method"], 0), int(r["exit"]))
                 for r in rows:
-                    if r["sweep"] == "scale" and float(r["scale"]) == 1.0 and r["exit"] == str(deepest[r["method"]]):
+                    if r["exit"] == str(deepest[r["method"]]):
                         series, key = _series(r["method"]), (s, int(r["chip"]))
                         acc[series][key] = float(r["accuracy"])
-                        base_label = r["method"].removesuffix(" + BN recal")
-                        kept[series][key] = float(r["accuracy"]) - digital[base_label, r["exit"]]
+                        kept[series][key] = float(r["accuracy"]) - float(r["digital"])  # on the same images
             sec = f"On {dev} chips (extension)"
             cmd = self.plan.sweep[dev, self.b.seeds[0]].command
             fig = [self.out / "noise_sweep" / dev / f"s{self.b.seeds[0]}" / "accuracy_vs_noise.png"]

@@ -80,7 +80,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         return shipped
     words = "".join(w for _, w in shape)
     print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{words}, "
-          f"{b['subset']} images, {b['epochs']} epochs) → {out}", flush=True)
+          f"{b['subset'] or 'all'} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
         flags = {"resume": False, "overwrite": True} if retrain and out.exists() else continue_flags(out)
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
