@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from wxy_hw.studies import zoo
-from wxy_hw.studies.spine import ZOO_BUDGET, cached_checkpoint
+from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint
 
 METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
 
@@ -27,16 +27,16 @@ METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--device", default="reram", help="device the hardware-aware methods train through")
-    parser.add_argument("--epochs", type=int, default=ZOO_BUDGET["epochs"])
+    parser.add_argument("--epochs", type=int, default=DEFAULT_BUDGET["epochs"])
     parser.add_argument("--subset", type=int, default=None, help="training images (None: all)")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (None: the repository's zoo/)")
     parser.add_argument("--cache", type=Path, default=Path("runs/zoo_train"), help="where the training runs go")
     parser.add_argument("--torch-device", default="auto")
     args = parser.parse_args(argv)
-    budget = {**ZOO_BUDGET, "epochs": args.epochs, "subset": args.subset}
+    budget = {**DEFAULT_BUDGET, "epochs": args.epochs, "subset": args.subset}
     for seed in args.seeds:
         for method in args.methods:
             started = time.perf_counter()

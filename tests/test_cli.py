@@ -64,18 +64,22 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"),
                           str(tmp_path / "self_distillation" / "best.pt"), "--dataset", "synthetic",
                           "--scales", "0", "1", "--times", "1", "86400", "--sigmas", "0", "0.1",
-                          "--chips", "2", "--samples", "50", "--out", str(tmp_path / "sweep"), "--quiet"],
+                          "--chips", "2", "--samples", "50", "--headline-chips", "3", "--headline-samples", "40",
+                          "--bn-recalibrate-curves", "--out", str(tmp_path / "sweep"), "--quiet"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "sweep"
-    for name in ("sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
+    # the nominal point: 3 chips × exits (baseline 1, self_distillation 4 + ensemble) × 2 series, beside the digital
+    headline = (out / "headline.csv").read_text().splitlines()
+    assert headline[0] == "method,exit,chip,accuracy,digital" and len(headline) - 1 == 2 * 3 * (1 + 5)
+    for name in ("headline.csv", "digital.csv", "sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
                  "accuracy_vs_time.png", "flat_minima.png", "table.md", "energy.csv"):
         assert (out / name).exists(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["config"]["device"]["name"] == "pcm"
     rows = (out / "sweep.csv").read_text().splitlines()
     # (2 scales + 2 times) × 2 chips × exits: baseline has 1 exit, self_distillation 4 + ensemble; each method
-    # twice: as deployed and with its BN statistics recalibrated through the chip (the default series)
+    # twice: as deployed and with its BN statistics recalibrated through the chip (--bn-recalibrate-curves)
     assert len(rows) - 1 == 2 * ((2 + 2) * 2 * 1 + (2 + 2) * 2 * 5)
     assert sum(r.startswith("baseline + BN recal,") for r in rows) == (2 + 2) * 2
 

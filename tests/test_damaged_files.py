@@ -301,7 +301,7 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
         assert compare_cli.main(["--methods", "baseline", "--out", str(cmp), *TINY_FLAGS]) == 130
         advice["compare_methods"] |= _advice(capsys.readouterr().err)
     assert advice["train"] == {"--resume", "--overwrite"}  # both branches seen
-    sweep = ["--device", "reram", "--methods", "baseline", "--dataset", "synthetic", "--train-epochs", "1",
+    sweep = ["--device", "reram", "--methods", "baseline", "--dataset", "synthetic", "--seeds", "0", "--train-epochs", "1",
              "--train-subset", "64", "--chips", "1", "--samples", "16", "--torch-device", "cpu", "--quiet"]
     assert noise_sweep_cli.main([*sweep, "--out", str(tmp_path / "sweep")]) == 130  # Ctrl-C in a cached model
     advice["noise_sweep"] |= _advice(capsys.readouterr().err)

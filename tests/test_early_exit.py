@@ -116,13 +116,14 @@ def test_energy_per_exit_comes_from_the_one_cost_model(trained):
 
 @pytest.mark.slow
 def test_the_early_exit_variant_is_cached_under_its_own_name(tmp_path, monkeypatch):
-    """EARLY_EXIT_VARIANT trains once into a directory that names its stem and exits (never the default's)."""
+    """EARLY_EXIT_VARIANT trains once into a directory that names its width and exits (never the default's)."""
     from wxy_hw.checkpoint import load_model
     from wxy_hw.studies import EARLY_EXIT_VARIANT, cached_checkpoint
 
     budget = dict(epochs=1, subset=200, cache_dir=tmp_path, progress=False)
     path = cached_checkpoint("self_distillation", "synthetic", **budget, **EARLY_EXIT_VARIANT)
-    assert path.parent.name == "self_distillation_stem2_exits234"
+    # the default stem is stride 2 already: only the exits name the folder; the width names the budget's folder
+    assert path.parent.name == "self_distillation_exits234" and "_w0.5_" in path.parent.parent.name
     assert path.parent.parent.name.startswith("synthetic_resnet18_w0.5_")
     model = load_model(path)
     assert model.exit_stages == (1, 2, 3) and model.config["stem_stride"] == 2

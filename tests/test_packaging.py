@@ -20,7 +20,7 @@ def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("wxy_hw", "devices"):  # devices/ (top level) goes into the wheel as wxy_hw/devices
+    for folder in ("wxy_hw", "devices", "zoo"):  # devices/ and zoo/ (top level) go into the wheel as wxy_hw/...
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                             "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
@@ -31,6 +31,8 @@ def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
         shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "devices").rglob("*.toml")}
         assert shipped >= {"devices/reram.toml", "devices/technology/cmos22.toml"}
         assert {f"wxy_hw/{p}" for p in shipped} <= set(names)  # every shipped file, at the installed location
+        zoo = {f"wxy_hw/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "zoo").iterdir() if p.is_file()}
+        assert "wxy_hw/zoo/index.toml" in zoo and zoo <= set(names)  # the zoo's models, configs, logs and index
         packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "wxy_hw").rglob("__init__.py")}
         missing = sorted(p.replace("/", ".") for p in packages if f"{p}/__init__.py" not in names)
         assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {missing}: add them"
@@ -39,14 +41,16 @@ def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
         z.extractall(tmp_path / "site")
     probe = ("import wxy_hw, wxy_hw.hardware as h, wxy_hw.hardware.spec as s; "
              "print(wxy_hw.__file__); print(s.shipped_dir()); print(s.available_devices()); "
-             "print(h.load_technology('cmos22') is not None)")
+             "print(h.load_technology('cmos22') is not None); "
+             "import wxy_hw.studies.zoo as z; print(z.zoo_dir(), len(z.read_index()))")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                          cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    where, shipped, devices, tech = res.stdout.splitlines()[-4:]
+    where, shipped, devices, tech, zoo = res.stdout.splitlines()[-5:]
     assert where.startswith(str(tmp_path / "site"))  # the unpacked wheel, not the work tree
     assert shipped == str(tmp_path / "site" / "wxy_hw" / "devices")  # the package's copy, not the checkout's
     assert "reram" in devices and "pcm" in devices and tech == "True"
+    assert zoo == f"{tmp_path / 'site' / 'wxy_hw' / 'zoo'} {len(list((ROOT / 'zoo').glob('*.pt')))}"  # found, all listed
 
 
 def test_torch_pin_agrees_with_setup_script():

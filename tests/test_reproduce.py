@@ -161,3 +161,22 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
     before = (out / "report.md").read_text()
     assert reproduce.main(["--budget", "smoke", "--out", str(out), "--quiet"]) == 0
     assert (out / "report.md").read_text() == before
+
+
+def test_a_claim_that_also_needs_an_acceleration_above_one(tmp_path):
+    """SCAN's claim: no drop (TOST) *and* an acceleration above 1×; below 1× refutes it whatever the accuracy."""
+    from wxy_hw.analysis.stats import ratio_interval
+    from wxy_hw.studies.reproduce import Basis, NO_DROP_MARGIN
+
+    rep = Reproduction(BUDGETS["smoke"], tmp_path / "rep", torch_device="cpu")
+    same = {(s, 0): 90.0 + 0.1 * s for s in range(4)}
+    close = {(s, 0): 90.0 + 0.1 * s + (0.05 if s % 2 else -0.05) for s in range(4)}
+    verdicts = {}
+    for name, accel in (("fast", [2.0, 2.2, 1.9, 2.1]), ("unsure", [0.8, 1.6, 1.1, 1.3]), ("slow", [0.5, 0.6, 0.55, 0.5])):
+        rep.claims, rep.claims_with_tests, rep._pending, rep._untestable = [], [], [], []
+        rep.add_difference("SCAN dynamic inference", name, "4.41×", close, same, ("a", "b"), "cmd",
+                           basis=Basis(NO_DROP_MARGIN, 1000), kind="no drop",
+                           above=("MAC acceleration", ratio_interval(accel), 1.0))
+        rep.judge_claims()
+        verdicts[name] = rep.claims[0].verdict
+    assert verdicts == {"fast": "reproduced", "unsure": "inconclusive", "slow": "refuted"}

@@ -74,4 +74,4 @@ def test_train_zoo_script_fills_a_zoo(tmp_path):
                            "--subset", "64", "--zoo", str(tmp_path / "zoo"), "--cache", str(tmp_path / "runs"),
                            "--torch-device", "cpu"]) == 0
     (model,) = zoo.read_index(tmp_path / "zoo")
-    assert model.name == "baseline_stem2" and model.key.endswith("_e1_n64_s0") and 0 <= model.test_accuracy <= 100
+    assert model.name == "baseline" and model.key.endswith("_e1_n64_s0") and 0 <= model.test_accuracy <= 100

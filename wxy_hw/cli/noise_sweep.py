@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-flat", dest="flat", action="store_false", help="skip the flat-minima sweep")
     parser.add_argument("--bn-recalibrate", type=nonneg_int, default=d["bn_recalibrate"], metavar="N",
                         help="add a '<method> + BN recal' series: each chip re-estimates its BN statistics on N "
-                             "unlabeled training images (N forward passes per chip; 0 = off)")
+                             "unlabeled training images (N forward passes per chip; 0 = off), at the table's nominal "
+                             "point")
+    parser.add_argument("--bn-recalibrate-curves", action="store_true",
+                        help="the '+ BN recal' series on the noise and time curves too (chips deployed one at a "
+                             "time: about doubles the sweep's time)")
     add_chips_arg(parser, d["chips"], "chip instances per point of the curves")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per chip on the curves")
     parser.add_argument("--headline-chips", type=positive_int, default=d["headline_chips"],
@@ -52,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test images of the digital accuracy (None: the whole test set)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help="training seeds of the cached default models: one sweep each into <out>/s<seed>, then "
-                             "mean ± 95 %% interval over seeds × chips and paired tests against the baseline")
+                             "mean and 95 %% interval over seeds × chips and paired tests against the baseline (None: "
+                             "0 1 2, the zoo's, or --seed alone when it is not 0; a single seed: one plain sweep)")
     add_study_args(parser)
     add_parallel_args(parser, d["workers"], d["ray_address"])
     add_chip_settings(parser, NoiseSweepConfig)

@@ -195,8 +195,8 @@ def add_study_args(parser: argparse.ArgumentParser, *, cached_models: bool = Tru
                        help="channel width multiplier of the cached default models (None: the default, 0.25); "
                             "each width is cached apart")
         g.add_argument("--train-stem-stride", type=int, choices=[1, 2], default=None,
-                       help="ResNet stem stride of the cached default models (None: 1; 2 halves every stage's "
-                            "resolution); each stride is cached apart")
+                       help="ResNet stem stride of the cached default models (None: the default, 2, every stage at "
+                            "half the input's resolution; 1 keeps it); each stride is cached apart")
         g.add_argument("--train-exit-stages", type=exit_stage, nargs="+",
                        default=None, metavar="STAGE",
                        help="stages (1-4, the deepest included) with an exit in the cached multi-exit models "

@@ -30,7 +30,7 @@ from ..output import deepest_exit, format_table, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
 from .config import ChipSettings, DatasetSettings, SettingError
-from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
+from .spine import DEFAULT_SEEDS, Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Log = Callable[[str], None]
 
@@ -58,6 +58,9 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     sigmas: list[float] = field(default_factory=lambda: list(DEFAULT_SIGMAS))
     flat: bool = True
     bn_recalibrate: int = 64
+    # the BN-recalibrated series on the curves too (each of its chips is deployed alone, not batched: it costs
+    # about as much as the rest of the sweep); by default it is measured at the table's nominal point only
+    bn_recalibrate_curves: bool = False
     chips: int = 5  # chips per point of the curves
     samples: int = 500  # test images per chip on the curves
     # the headline (nominal) point of the table: more chips on more images than the curves, since the chip-to-chip
@@ -67,7 +70,9 @@ class NoiseSweepConfig(DatasetSettings, ChipSettings):
     digital_samples: int | None = None  # test images of the digital accuracy; None: the whole test set
     workers: int = 1  # > 1: the sweep points as Ray tasks (the same CSVs)
     ray_address: str | None = None  # join a running Ray cluster
-    seeds: list[int] | None = None  # several training seeds: one sweep per seed, intervals over seeds × chips
+    # training seeds of the cached default models: one sweep per seed, intervals over seeds × chips; None: the zoo's
+    # (DEFAULT_SEEDS) without checkpoints, one sweep of the given ones; a single seed: one sweep, no interval
+    seeds: list[int] | None = None
 
 
 @dataclass
@@ -122,11 +127,24 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     images (a fixed, seeded selection), at a cost of N forward passes through the chip.
     """
     conf = NoiseSweepConfig.make(config, **settings)
-    if conf.seeds:
-        seeds_plan = _seeds_plan(conf, out)
+    seeds = default_seeds(conf)
+    if len(seeds) == 1:  # one training seed: the plain sweep at that seed (an interval needs two)
+        conf = dataclasses.replace(conf, seeds=None, seed=seeds[0])
+    elif seeds:
+        seeds_plan = _seeds_plan(dataclasses.replace(conf, seeds=seeds), out)
         return _seeds_write(seeds_plan, _seeds_measure(seeds_plan, progress, log))
     plan = _plan(conf, out, progress)
     return _write(plan, _measure(plan, progress, log))
+
+
+def default_seeds(conf: NoiseSweepConfig) -> list[int]:
+    """The training seeds a sweep runs: ``seeds`` when given; else none for given checkpoints (one sweep of them),
+    ``seed`` alone when it is not 0, and the zoo's DEFAULT_SEEDS otherwise."""
+    if conf.seeds:
+        return [int(s) for s in conf.seeds]
+    if conf.checkpoints:
+        return []
+    return [conf.seed] if conf.seed != 0 else list(DEFAULT_SEEDS)
 
 
 def _check(conf: NoiseSweepConfig) -> tuple[Chip, float, list[float]]:
@@ -204,7 +222,8 @@ def _measure(plan: NoiseSweepPlan, progress: bool, log: Log) -> NoiseSweepMeasur
     for label, m in models.items():
         raw += sweep_device({label: m.model}, plan.chip.spec, m.test, scales=conf.scales, times=plan.times,
                             t_inference=plan.t_inference, chips=conf.chips, seed=conf.seed, backend=conf.backend,
-                            bn_images=m.bn_images, workers=conf.workers, ray_address=conf.ray_address,
+                            bn_images=m.bn_images if conf.bn_recalibrate_curves else None, workers=conf.workers,
+                            ray_address=conf.ray_address,
                             **({"calibration": m.calibration} if conf.backend == "native" else {}),
                             progress=(lambda msg: log(f"[noise_sweep] {msg}")) if progress else None)
     headline = _headline(plan, models, progress, log)
@@ -379,7 +398,7 @@ def _seeds_measure(plan: SeedsPlan, progress: bool, log: Log) -> SeedsMeasuremen
     digital: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
     for s in plan.seeds:
         log(f"[noise_sweep] training seed {s}")
-        one = noise_sweep_run(dataclasses.replace(plan.conf, seeds=None, seed=s), out=plan.out / f"s{s}",
+        one = noise_sweep_run(dataclasses.replace(plan.conf, seeds=[s], seed=s), out=plan.out / f"s{s}",
                               progress=progress, log=log)
         raw += [dict(r, seed=s) for r in one["raw"]]
         for r in one["headline"]:

@@ -532,11 +532,12 @@ class Reproduction:
         for i, ((claim, evidence, above, extra), j) in enumerate(zip(self._pending, judged)):
             claims += [c for at, c in self._untestable if at == i]
             outcome, reason = j.outcome, j.reason
-            if above is not None and outcome in ("reproduced", "no effect"):
+            if above is not None and outcome != "not judged":  # e.g. SCAN: no drop *and* an acceleration above 1×
                 what, interval, threshold = above
-                if not interval.low > threshold:
-                    outcome, reason = ("refuted" if interval.high < threshold else "inconclusive",
-                                       f"{reason}; but {what} {interval} is not above {threshold:g}")
+                if interval.high < threshold:
+                    outcome, reason = "refuted", f"{what} {interval} lies below {threshold:g}"
+                elif outcome == "reproduced" and not interval.low > threshold:
+                    outcome, reason = "inconclusive", f"{reason}; but {what} {interval} is not above {threshold:g}"
             claim.verdict, claim.reason = outcome, reason
             claim.details = {"differences": list(evidence.differences), "kind": evidence.kind,
                              "expected_sign": evidence.expected_sign, "margin": asdict(evidence.margin),
