@@ -72,7 +72,8 @@ def test_noise_sweep_cli_end_to_end(tmp_path):
     # the nominal point: 3 chips × exits (baseline 1, self_distillation 4 + ensemble) × 2 series, beside the digital
     headline = (out / "headline.csv").read_text().splitlines()
     assert headline[0] == "method,exit,chip,accuracy,digital" and len(headline) - 1 == 2 * 3 * (1 + 5)
-    for name in ("headline.csv", "digital.csv", "sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
+    for name in ("headline.csv", "digital.csv",
+                 "sweep.csv", "summary_scale.csv", "summary_time.csv", "flat_minima.csv", "accuracy_vs_noise.png",
                  "accuracy_vs_time.png", "flat_minima.png", "table.md", "energy.csv"):
         assert (out / name).exists(), name
     manifest = json.loads((out / "manifest.json").read_text())
