@@ -12,12 +12,19 @@ TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125",
               "--subset", "64", "--max-steps", "1", "--torch-device", "cpu", "--quiet"]
 
 
-def cli(name: str):
-    """The main() of experiments/<name>.py, run in this process (fast: no interpreter start-up)."""
-    spec = importlib.util.spec_from_file_location(f"cli_{name}", ROOT / "experiments" / f"{name}.py")
+def script(path: str):
+    """The module of a script in the repository (``experiments/noise_sweep.py``, ``scripts/train_zoo.py``), loaded in
+    this process (fast: no interpreter start-up)."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(path).stem}", ROOT / path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def cli(name: str):
+    """The main() of experiments/<name>.py, run in this process."""
+    return script(f"experiments/{name}.py").main
 
 
 def nonempty(xs):

@@ -2,13 +2,14 @@
 scripts/archive_run.py archives a run's small files with the commit it was run at."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from helpers import script
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVE = re.compile(r"\((?:\.\./)?((?:validation/)?results/[\w.-]+)/?\)")
@@ -52,16 +53,10 @@ def test_every_results_table_names_an_existing_archive():
     assert set(NOT_YET_ARCHIVED) <= with_tables, "a section in NOT_YET_ARCHIVED no longer exists or has no table"
 
 
-def _archive_module():
-    spec = importlib.util.spec_from_file_location("archive_run", ROOT / "scripts" / "archive_run.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_archive_copies_small_files_and_the_commit(tmp_path):
-    archive_run = _archive_module()
+    archive_run = script("scripts/archive_run.py")
     run = tmp_path / "run"
     (run / "noise_sweep" / "reram" / "s0").mkdir(parents=True)
     (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw"}))

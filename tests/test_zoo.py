@@ -2,9 +2,6 @@
 file is refused and retrained; --retrain skips the zoo; half precision reloads within rounding."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,16 +9,9 @@ from wxy_hw.checkpoint import model_from_payload, read_checkpoint
 from wxy_hw.studies import zoo
 from wxy_hw.studies.spine import cached_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import script
+
 TINY = dict(arch="resnet8", width=0.125, epochs=1, subset=64, batch_size=32, max_steps_per_epoch=2)
-
-
-def _train_zoo():
-    spec = importlib.util.spec_from_file_location("train_zoo", ROOT / "scripts" / "train_zoo.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_zoo_model_is_used_instead_of_training(tmp_path, monkeypatch, capsys):
@@ -69,7 +59,7 @@ def test_a_damaged_index_is_one_line(tmp_path):
 
 
 def test_train_zoo_script_fills_a_zoo(tmp_path):
-    train_zoo = _train_zoo()
+    train_zoo = script("scripts/train_zoo.py")
     assert train_zoo.main(["--dataset", "synthetic", "--seeds", "0", "--methods", "baseline", "--epochs", "1",
                            "--subset", "64", "--zoo", str(tmp_path / "zoo"), "--cache", str(tmp_path / "runs"),
                            "--torch-device", "cpu"]) == 0
