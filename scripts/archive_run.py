@@ -5,13 +5,15 @@
 
 Copies what a reader needs to trust a table and rerun it — report.md, claims.json, commands.sh,
 config.toml, manifest.json, table.md and the run's CSVs (each under 1 MB; never checkpoints or
-figures) — keeping the run's folder structure, and writes commit.txt: the commit of this repository
-when archived (and whether the work tree had uncommitted changes). An existing archive of the same
+figures) — keeping the run's folder structure, and writes commit.txt: the commit the run was made at (from
+its manifest) and the commit of this repository when archived (each saying whether the work tree had
+uncommitted changes). An existing archive of the same
 name is replaced whole (written beside it first, then swapped), never merged.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,17 @@ def small_files(run: Path) -> list[Path]:
     return sorted(p.relative_to(run) for p in run.rglob("*")
                   if p.is_file() and (p.name in KEEP_NAMES or p.suffix in KEEP_SUFFIXES)
                   and p.stat().st_size <= MAX_BYTES)
+
+
+def run_commit(run: Path) -> str:
+    """The commit the run was made at, as its manifest recorded it (wxy_hw manifests carry git.commit / dirty)."""
+    try:
+        git = json.loads((run / "manifest.json").read_text()).get("git") or {}
+    except (OSError, ValueError, AttributeError):
+        return "not recorded"
+    if not isinstance(git, dict) or not git.get("commit"):
+        return "not recorded"
+    return str(git["commit"]) + (" (with uncommitted changes)" if git.get("dirty") else "")
 
 
 def commit_line() -> str:
@@ -50,7 +63,7 @@ def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
     for rel in small_files(run):
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run / rel, staging / rel)
-    (staging / "commit.txt").write_text(commit_line())
+    (staging / "commit.txt").write_text(f"run: {run_commit(run)}\narchived at: {commit_line()}")
     old = target.with_name(f".{name}.old")
     if target.exists():
         target.rename(old)

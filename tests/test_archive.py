@@ -59,7 +59,7 @@ def test_archive_copies_small_files_and_the_commit(tmp_path):
     archive_run = script("scripts/archive_run.py")
     run = tmp_path / "run"
     (run / "noise_sweep" / "reram" / "s0").mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw"}))
+    (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "git": {"commit": "abc123", "dirty": True}}))
     (run / "report.md").write_text("# report\n")
     (run / "noise_sweep" / "reram" / "s0" / "sweep.csv").write_text("a,b\n1,2\n")
     (run / "methods").mkdir()
@@ -69,7 +69,8 @@ def test_archive_copies_small_files_and_the_commit(tmp_path):
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     assert files == ["commit.txt", "manifest.json", "noise_sweep/reram/s0/sweep.csv", "report.md"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    assert (target / "commit.txt").read_text().startswith(head)
+    run_line, archived = (target / "commit.txt").read_text().splitlines()
+    assert run_line == "run: abc123 (with uncommitted changes)" and archived.startswith(f"archived at: {head}")
     (run / "report.md").write_text("# report, rerun\n")  # a second archive replaces the first whole
     (run / "noise_sweep" / "reram" / "s0" / "sweep.csv").unlink()
     target = archive_run.archive(run, "demo", results=tmp_path / "results")
