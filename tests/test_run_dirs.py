@@ -208,11 +208,16 @@ def test_sigterm_and_sighup_end_like_ctrl_c(tmp_path, sig):
 
 def test_a_signal_inside_a_guarded_block_marks_the_manifest_and_gives_128_plus_the_signal(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(Terminated) as caught:
-        with run_dir_guard(out):
-            RunDirectory(out, {"seed": 0}, kind="test")
-            os.kill(os.getpid(), signal.SIGHUP)
-            time.sleep(5)  # the handler raises before this ends
+    # a suite started under nohup inherits SIGHUP ignored, which the guard rightly keeps: a terminal user's is not
+    old = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with pytest.raises(Terminated) as caught:
+            with run_dir_guard(out):
+                RunDirectory(out, {"seed": 0}, kind="test")
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(5)  # the handler raises before this ends
+    finally:
+        signal.signal(signal.SIGHUP, old)
     assert exit_status(caught.value) == 128 + signal.SIGHUP
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     assert signal.getsignal(signal.SIGHUP) is not None and not (out / LOCK_NAME).exists()
@@ -371,3 +376,24 @@ def test_something_that_is_not_a_ray_head_is_refused_within_30_s(monkeypatch):
                                              "not join)"):
             check_reachable(f"127.0.0.1:{port}")
     assert time.time() - t0 < 30
+
+
+def test_a_signal_inside_a_writer_whose_cleanup_fails_is_still_the_signal(tmp_path):
+    """A signal landing inside torch.save makes its zip writer's cleanup raise RuntimeError ("unexpected pos") while
+    handling it: atomic_write reports the signal (so the command exits 128 + signal), never the writer's error,
+    and leaves neither the file nor a temporary one."""
+    from wxy_hw.utils import atomic_write
+
+    def writer(handle):
+        try:
+            handle.write(b"half")
+            raise Terminated(signal.SIGHUP)  # what the handler raises mid-write
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 864064 vs 863952")
+
+    with pytest.raises(Terminated) as caught:
+        atomic_write(tmp_path / "last.pt", writer)
+    assert exit_status(caught.value) == 128 + signal.SIGHUP
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # an error with no interrupt behind it stays itself
+        atomic_write(tmp_path / "x", lambda handle: (_ for _ in ()).throw(RuntimeError("unexpected pos")))

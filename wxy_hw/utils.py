@@ -100,6 +100,18 @@ def _out_of_space(exc: BaseException, directory: Path) -> bool:
         return False
 
 
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or a signal raised as one) that ``exc`` is or was raised while handling."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # a bounded walk: context chains are short, and never trusted to end
+        if seen is None:
+            return None
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:
     """Write a file through a temporary sibling and rename it into place.
 
@@ -122,6 +134,11 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) ->
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None and interrupt is not exc:
+            # Ctrl-C or a signal landed inside the writer, whose own cleanup then failed (torch.save's zip writer
+            # raises "unexpected pos"): the interrupt is what happened, and what the command must report
+            raise interrupt from None
         if isinstance(exc, Exception) and _out_of_space(exc, path.parent):
             raise NoSpaceError(errno.ENOSPC, f"no space left on the disk holding {path}; nothing was half-written: "
                                              "free some space (or choose an --out on another disk) and run again") \
