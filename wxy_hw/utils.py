@@ -271,3 +271,14 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def data_dir(folder: str) -> Path:
+    """A top-level data folder that comes with wxy_hw (``devices``, ``zoo``): beside ``wxy_hw/`` and
+    ``pyproject.toml`` in a source checkout, inside the package (``wxy_hw/<folder>``) once a wheel is installed
+    (pyproject.toml maps the folder to the package ``wxy_hw.<folder>``)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / folder).is_dir():
+        return checkout / folder
+    from importlib import resources
+    return Path(str(resources.files("wxy_hw"))) / folder

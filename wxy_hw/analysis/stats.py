@@ -165,17 +165,23 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
         units, unit = [sum(v) / len(v) for _, v in sorted(per_seed.items())], "seed"
     else:
         units, unit = [d for _, d in sorted(diff.items())], "chip"
-    interval = t_interval(units, level, unit)
-    if len(units) < 2:
-        p = float("nan")
-    else:
-        sd = math.sqrt(sum((u - interval.mean) ** 2 for u in units) / (len(units) - 1))
-        if sd == 0.0:
-            p = float("nan")  # no spread between replicates: the t test is undefined, not certain
-        else:
-            t = interval.mean / (sd / math.sqrt(len(units)))
-            p = float(2 * _st.t.sf(abs(t), len(units) - 1))
-    return PairedTest(interval, p, unit)
+    return PairedTest(t_interval(units, level, unit), direction_p(units), unit)
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """s / √n of at least two values."""
+    n = len(values)
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+
+
+def direction_p(values: Sequence[float]) -> float:
+    """Two-sided one-sample t test of mean = 0; NaN with fewer than 2 values or no spread (the t test is undefined
+    then, not certain)."""
+    if len(values) < 2 or standard_error(values) == 0.0:
+        return math.nan
+    t = (sum(values) / len(values)) / standard_error(values)
+    return float(2 * _st.t.sf(abs(t), len(values) - 1))
 
 
 def seed_differences(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]) -> list[float]:

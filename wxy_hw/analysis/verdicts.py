@@ -28,7 +28,7 @@ from typing import Sequence
 
 from scipy import stats as _st
 
-from .stats import Interval, t_interval
+from .stats import Interval, direction_p, standard_error as _se, t_interval
 
 OUTCOMES = ("reproduced", "refuted", "no effect", "inconclusive", "not judged")
 KINDS = ("direction", "no drop")
@@ -81,20 +81,6 @@ class Judgement:
     reason: str = ""
     family_size: int = 1
     margin: Margin | None = field(default=None, compare=False)
-
-
-def _se(values: Sequence[float]) -> float:
-    n = len(values)
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
-
-
-def direction_p(values: Sequence[float]) -> float:
-    """Two-sided one-sample t test of mean = 0; NaN with fewer than 2 values or no spread."""
-    if len(values) < 2 or _se(values) == 0.0:
-        return math.nan
-    t = (sum(values) / len(values)) / _se(values)
-    return float(2 * _st.t.sf(abs(t), len(values) - 1))
 
 
 def tost_p(values: Sequence[float], margin: float) -> float:

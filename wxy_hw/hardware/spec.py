@@ -12,9 +12,10 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
+
+from ..utils import data_dir
 
 K_BOLTZMANN = 1.380649e-23
 Q_ELECTRON = 1.602176634e-19
@@ -360,10 +361,7 @@ def shipped_dir() -> Path:
     beside ``wxy_hw/`` and ``pyproject.toml``. A wheel carries the same folder inside the package
     (pyproject.toml maps ``devices/`` to the package ``wxy_hw.devices``), so an installed copy finds them there.
     """
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "devices").is_dir():
-        return checkout / "devices"
-    return Path(str(resources.files("wxy_hw"))) / "devices"
+    return data_dir("devices")
 
 
 def available_devices() -> list[str]:

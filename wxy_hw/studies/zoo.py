@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import read_checkpoint
-from ..utils import atomic_torch_save, atomic_write_text, file_sha256
+from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256
 
 INDEX = "index.toml"
 # what a study needs from a checkpoint; optimizer, scheduler, RNG and method state stay in the training run
@@ -49,11 +49,7 @@ def zoo_dir() -> Path:
     """Where the zoo is: $WXY_ZOO, else the checkout's top-level zoo/, else the installed package's."""
     if os.environ.get("WXY_ZOO"):
         return Path(os.environ["WXY_ZOO"])
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "zoo"
-    from importlib import resources
-    return Path(str(resources.files("wxy_hw"))) / "zoo"
+    return data_dir("zoo")
 
 
 def read_index(folder: Path | None = None) -> list[ZooModel]:
