@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +28,10 @@ from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
 from .run_dir import RunDirectory, run_dir_guard
 from .utils import eval_mode, resolve_device, warn_deprecated
+
+
+# called after each epoch with (1-based epoch, validation metrics); True stops the run (``TrainingPruned``)
+EpochHook = Callable[[int, ExitMetrics], bool]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,6 +75,17 @@ def divergence_verdict(val: ExitMetrics, num_classes: int, full_epochs: bool) ->
         return None
     return (f"validation loss {loss:.3g} (a uniform guess scores {uniform:.2f}) and accuracy {acc:.1f} % "
             f"(chance {chance:.1f} %)")
+
+
+class TrainingPruned(RuntimeError):
+    """A caller's ``on_epoch`` hook stopped the run after an epoch (a search's pruner judged it poor): its last.pt is
+    saved, its manifest is not marked complete, so it is never reused as a finished model (it can be resumed)."""
+
+    run_status = "pruned"  # what RunDirectory.abort records
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -311,11 +326,13 @@ class Trainer:
             f"nothing of this epoch was saved; {self.continue_advice()}")
 
     # --- training --------------------------------------------------------------------------
-    def fit(self, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
+    def fit(self, resume: bool = False, stop_after_epoch: int | None = None,
+            on_epoch: EpochHook | None = None) -> TrainResult:
         """Run (or continue) training; returns the validation-selected result.
 
         ``stop_after_epoch`` ends the run early, as an interruption would (time-boxed jobs,
-        resume tests); the schedule still follows ``config.epochs``.
+        resume tests); the schedule still follows ``config.epochs``. ``on_epoch(epoch, val)`` is called after
+        each epoch is saved (1-based epoch, its validation metrics); True raises ``TrainingPruned``.
         """
         t0 = time.time()
         if resume:
@@ -350,6 +367,9 @@ class Trainer:
                 tqdm.write(f"epoch {epoch + 1}/{self.config.epochs}  train loss {train_loss:.4f} acc {train_acc:.2f}"
                            f"  | val exits [{exits}] ens {val.ensemble_accuracy:.2f}  (best {self.best_val:.2f} @ "
                            f"epoch {self.best_epoch})")
+            if on_epoch is not None and on_epoch(epoch + 1, val):
+                raise TrainingPruned(f"training in {self.run_dir} pruned after epoch {epoch + 1}/{self.config.epochs} "
+                                     f"(validation {score:.2f} %); its last.pt is kept", epoch + 1)
         return TrainResult(self.best_epoch, self.best_val, self.history, self.best_path, self.last_path,
                            wall_time_s=time.time() - t0)
 

@@ -14,6 +14,7 @@ COMMANDS = {
     "quant_sweep": "accuracy vs weight / activation bits (PTQ, QAT)",
     "corruption_robustness": "corruptions, mCE, adversarial accuracy, on hardware",
     "calibrator_adapt": "the input Calibrator on a domain pair or on chip instances",
+    "codesign": "search network shape x training x chip for on-chip accuracy, yield and energy (Optuna)",
     "reproduce": "the seed's claims at one budget: report.html / report.md with verdicts",
 }
 

@@ -69,6 +69,11 @@ class SelfDistillation(Method):
             terms[f"ce{i + 1}"] = self.ce_weight * F.cross_entropy(out.logits[i], batch.y)
             terms[f"kd{i + 1}"] = self.alpha * t2 * kd_kl(out.logits[i], teacher_logits, self.temperature)
             if self.hint_weight:
+                if out.features[i].shape != teacher_feat.shape:
+                    raise ValueError(f"{self.name}'s hint compares each exit's features with the deepest one's, but exit "
+                                     f"{i + 1} gives {tuple(out.features[i].shape[1:])} and the deepest "
+                                     f"{tuple(teacher_feat.shape[1:])}: use heads that map to the deepest features "
+                                     "(--heads byot or byot_light), or --method-arg hint_weight=0")
                 terms[f"hint{i + 1}"] = self.hint_weight * feature_l2(out.features[i], teacher_feat)
         return terms
 

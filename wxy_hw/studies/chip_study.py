@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..analysis.pareto import non_dominated
 from ..analysis.sweep import human_time
 from ..models.evaluation import evaluate
 from ..hardware.chip import Chip, ChipConfig
@@ -31,13 +32,8 @@ from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints
 
 
 def pareto_front(points: Sequence[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
-    """Points not dominated in (lower ``x``, higher ``y``), sorted by ``x``."""
-    front, best = [], -float("inf")
-    for p in sorted(points, key=lambda p: (p[x], -p[y])):
-        if p[y] > best:
-            front.append(p)
-            best = p[y]
-    return front
+    """Points not dominated in (lower ``x``, higher ``y``), sorted by ``x`` (``analysis.pareto``'s rule)."""
+    return sorted(non_dominated(points, {x: "min", y: "max"}), key=lambda p: (p[x], -p[y]))  # type: ignore[return-value]
 
 
 def _as_list(v: Any, default: Sequence[Any]) -> list[Any]:

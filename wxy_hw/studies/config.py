@@ -128,7 +128,12 @@ class StudyConfig:
 
     def write(self, run_dir: str | Path) -> Path:
         """Write ``<run_dir>/config.toml`` (atomically)."""
-        return atomic_write_text(Path(run_dir) / "config.toml", self.to_toml())
+        return self.write_to(Path(run_dir) / "config.toml")
+
+    def write_to(self, path: str | Path) -> Path:
+        """Write the config file at ``path`` (atomically; its folder made if needed)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(Path(path), self.to_toml())
 
 
 @dataclasses.dataclass

@@ -201,7 +201,7 @@ def _chip_task(context: ChipContext, task: tuple[str, int]) -> tuple[list[float]
     if len(m.model.heads) < 2:
         return accuracy, None
     path_energy = [p["energy_pJ"] for p in m.dev["paths"]]
-    return accuracy, _dynamic(chip_instance(), m.val, m.test, exit_path_macs(m.model), path_energy,
+    return accuracy, dynamic_inference(chip_instance(), m.val, m.test, exit_path_macs(m.model), path_energy,
                               m.dev["exits"][-1]["macs"], context.seed)
 
 
@@ -226,7 +226,7 @@ def _dynamic_rows(plan: EarlyExitPlan, label: str, m: ExitModel, digital, chips:
     """dynamic.csv rows of one multi-exit model (digital, then each chip) and the exit tables by setting."""
     e_dev, e_dig = m.dev["exits"], m.dig["exits"]
     pe_dig = [r["energy_pJ"] for r in m.dig["paths"]]
-    d = _dynamic(m.model, m.val, m.test, exit_path_macs(m.model), pe_dig, e_dev[-1]["macs"], plan.conf.seed)
+    d = dynamic_inference(m.model, m.val, m.test, exit_path_macs(m.model), pe_dig, e_dev[-1]["macs"], plan.conf.seed)
     tables = {"digital": d.pop("table")}
     rows = [dict(method=label, setting="digital", chip="-", deepest_accuracy=digital.accuracy[-1],
                  full_energy_pJ=e_dig[-1]["energy_pJ"], **d)]
@@ -245,11 +245,13 @@ def _front_rows(label: str, tables: dict[str, Any], seed: int) -> list[dict[str,
             for setting in ("digital", "chip0") for p in nsga2_front(tables[setting], seed=seed)]
 
 
-def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> dict[str, Any]:
-    """Search thresholds on val, run real early exit on test; accuracy, cost and timing."""
+def dynamic_inference(model, val, test, path_macs, path_energy, full_macs, seed: int, timed: bool = True
+                      ) -> dict[str, Any]:
+    """Search thresholds on val (the least mean cost at the deepest exit's accuracy), run real early exit on test;
+    accuracy, cost, exit shares and (``timed``) wall time against the full network, else a speedup of NaN."""
     table = exit_table(model, val, path_macs, full_macs)
     found = search_thresholds(table, seed=seed)
-    (preds, labels, macs, exits), t_dyn, t_full = _timed_early_exit(model, test, found["thresholds"], path_macs)
+    (preds, labels, macs, exits), t_dyn, t_full = _timed_early_exit(model, test, found["thresholds"], path_macs, timed)
     energy = torch.tensor(path_energy, dtype=torch.float64)[exits]
     shares = (torch.bincount(exits, minlength=len(path_macs)).float() / len(exits)).tolist()
     return {"thresholds": found["thresholds"], "val_accuracy": found["accuracy"], "val_target": found["target_accuracy"],
@@ -258,9 +260,10 @@ def _dynamic(model, val, test, path_macs, path_energy, full_macs, seed: int) -> 
             "wall_speedup": t_full / t_dyn, "exit_shares": shares, "table": table}
 
 
-def _timed_early_exit(model, test, thresholds, path_macs) -> tuple[tuple[torch.Tensor, ...], float, float]:
+def _timed_early_exit(model, test, thresholds, path_macs, timed: bool = True
+                      ) -> tuple[tuple[torch.Tensor, ...], float, float]:
     """Real early exit on every test batch, timed against the full network: (predictions, labels, MACs, exit
-    indices), seconds early exit took, seconds the full network took."""
+    indices), seconds early exit took, seconds the full network took (NaN unless ``timed``)."""
     preds, labels, macs, exits, t_dyn = [], [], [], [], 0.0
     t_full = 0.0
     last = len(model.heads) - 1
@@ -269,10 +272,13 @@ def _timed_early_exit(model, test, thresholds, path_macs) -> tuple[tuple[torch.T
         t0 = time.perf_counter()
         r = early_exit_inference(model, x, thresholds, path_macs=path_macs)
         t_dyn += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            model.forward_exit(x, last)
-        t_full += time.perf_counter() - t0
+        if timed:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model.forward_exit(x, last)
+            t_full += time.perf_counter() - t0
+        else:
+            t_full = float("nan")
         preds.append(r.predictions.cpu())
         labels.append(y)
         macs.append(r.macs)

@@ -15,13 +15,14 @@ from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
 from ..data import BatchLoader, DatasetSplits, Split, load_dataset
 from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
-from ..methods import method_traits
+from ..methods import default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
 from ..utils import resolve_device
 from .config import StudyConfig
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
+from ..train import EpochHook
 from .train import TrainingInterrupted, continue_flags, finished_run, train_run
 
 # The default models a first-time user gets, trained to convergence and shipped in the zoo (zoo/, retrained by
@@ -46,7 +47,7 @@ def is_hardware_aware(method: str) -> bool:
 
 def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
                       cache_dir: str | Path = "runs/cache", progress: bool = True, hwa_device: str | None = None,
-                      **budget: Any) -> Path:
+                      hwa_noise: float | None = None, on_epoch: EpochHook | None = None, **budget: Any) -> Path:
     """best.pt of ``method`` trained with the default budget: the trained run in ``cache_dir``, else the zoo's
     (``studies.zoo``: shipped with wxy_hw, sha256-checked), else it trains it (or resumes). ``retrain=True``
     (the studies' --retrain) skips both and trains it afresh into ``cache_dir``.
@@ -54,22 +55,32 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     A hardware-aware method trains through ``hwa_device``'s noise (default reram) and is cached
     per device (``<method>@<device>``), so each device gets the model trained for it. A stem stride
     or a set of exit stages other than the default is part of the cache name too
-    (``<method>_stem2_exits234``).
+    (``<method>_stem2_exits234``), as are exit heads other than the method's (``_heads-linear``) and a hwa noise
+    strength other than 1 (``hwa_noise``: the device noise scaled, ``_noise0.5``). ``on_epoch``: a search's pruner
+    (``Trainer.fit``), used only when the model is trained here.
     """
     retrain = bool(budget.pop("retrain", False))
     b = {**DEFAULT_BUDGET, **budget}
-    if b.get("exit_stages") is not None and not method_traits(method)[0]:
+    multi_exit = method_traits(method)[0]
+    if b.get("exit_stages") is not None and not multi_exit:
         b.pop("exit_stages")  # exit placement shapes multi-exit models; a single-exit method keeps its one exit
+    if b.get("heads") is not None and (not multi_exit or b["heads"] == default_heads(method)):
+        b.pop("heads")  # the method's own heads are the default's cache entry (a single exit keeps its linear one)
     options: dict[str, Any] = {}
     name = method
     if is_hardware_aware(method):
         options["device"] = str(hwa_device or HWA_DEFAULT_DEVICE)
         name = f"{method}@{Path(options['device']).stem}"
+        if hwa_noise is not None and hwa_noise != 1.0:
+            options["noise_scale"] = float(hwa_noise)
     # a non-default shape names the cache folder and the training message alike: (folder suffix, words)
     stride = b.get("stem_stride", 1)
     shape = ([(f"_stem{stride}", f", stem stride {stride}")] if stride != DEFAULT_BUDGET["stem_stride"] else []) + \
         ([("_exits" + "".join(map(str, b["exit_stages"])), f", exits after stages {b['exit_stages']}")]
-         if b.get("exit_stages") is not None else [])
+         if b.get("exit_stages") is not None else []) + \
+        ([(f"_heads-{b['heads']}", f", {b['heads']} exit heads")] if b.get("heads") is not None else []) + \
+        ([(f"_noise{options['noise_scale']:g}", f", device noise × {options['noise_scale']:g}")]
+         if "noise_scale" in options else [])
     name += "".join(suffix for suffix, _ in shape)
     out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset'] or 'all'}_s{seed}" / name
     # a cached run that no longer reads back is set aside and retrained (one line): the cache is the tool's own,
@@ -85,7 +96,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     try:
         flags = {"resume": False, "overwrite": True} if retrain and out.exists() else continue_flags(out)
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
-                  resume=flags["resume"], overwrite=flags["overwrite"], progress=progress, **b)
+                  resume=flags["resume"], overwrite=flags["overwrite"], progress=progress, on_epoch=on_epoch, **b)
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"

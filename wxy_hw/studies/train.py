@@ -20,7 +20,7 @@ from ..models.multi_exit import NUM_STAGES, MultiExitNet
 from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
-from ..train import RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
+from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
 from ..utils import DamagedFileError, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
 from .config import StudyConfig
 from .result import StudyResult
@@ -117,11 +117,13 @@ class TrainMeasurements:
 
 
 def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = None, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, **settings: Any) -> StudyResult:
+              overwrite: bool = False, progress: bool = True, on_epoch: EpochHook | None = None,
+              **settings: Any) -> StudyResult:
     """Train, select on validation, test the selected checkpoint once; returns the run's StudyResult (its
     ``details``: the summary written to results.json, plus ``table``).
 
-    ``settings``: the fields of TrainRunConfig (``device`` is accepted for ``torch_device``)."""
+    ``settings``: the fields of TrainRunConfig (``device`` is accepted for ``torch_device``). ``on_epoch``: see
+    ``Trainer.fit`` (a search's pruner; True stops the run with ``TrainingPruned``, the run left unfinished)."""
     conf = TrainRunConfig.make(config, **settings)
     plan = plan_training(conf, out, resume=resume, overwrite=overwrite)
     # under torchrun every rank trains; rank 0 alone claims the run directory and writes into it
@@ -137,7 +139,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
             assert dist_info is not None  # only a torchrun rank other than 0 is not the lead
             return _follow(plan, setup, dist_info)
         run = _open_run(plan, setup)
-        measured = _fit_and_test(plan, setup)
+        measured = _fit_and_test(plan, setup, on_epoch)
         return _write_run(plan, setup, measured, run, dist_info)
 
 
@@ -240,11 +242,11 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     return run
 
 
-def _fit_and_test(plan: TrainPlan, setup: TrainSetup) -> TrainMeasurements:
+def _fit_and_test(plan: TrainPlan, setup: TrainSetup, on_epoch: EpochHook | None = None) -> TrainMeasurements:
     """Train, then test once, on the checkpoint chosen on validation; Ctrl-C says how to continue."""
     trainer = setup.trainer
     try:
-        result = trainer.fit()
+        result = trainer.fit(on_epoch=on_epoch)
         best = load_model(result.best_path, expect=setup.model, device=trainer.device)
         assert isinstance(best, MultiExitNet)  # load_model without model= rebuilds a MultiExitNet
         loaders = make_loaders(setup.data, plan.conf.batch_size, seed=plan.conf.seed, device=trainer.device)
