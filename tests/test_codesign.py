@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from helpers import TINY, cli, nonempty
+from wxy_hw.analysis.report import render_html
 from wxy_hw.analysis.pareto import dominated_share, dominates, hypervolume_2d, non_dominated
 from wxy_hw.studies.codesign import (CodesignConfig, _pruning_hook, check_config, codesign_run, confirm_summary,
-                                     open_search, summarize_chips)
+                                     open_search, report_section, summarize_chips)
 from wxy_hw.studies.config import SettingError
 from wxy_hw.studies.train import train_run
 from wxy_hw.train import TrainingPruned
@@ -157,6 +158,11 @@ def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(t
                        for q in values if q["trial"] in front)
     assert 0 <= result["reference"]["accuracy_mean"] <= 100
     assert (out / "front.png").is_file() and (out / "table.md").read_text().startswith("Co-design search")
+    # reproduce.py --codesign: the finished search as a section of the report, its figure embedded
+    page = render_html([], title="t", preamble="p", sections=[report_section(out)])
+    assert "<h2>Co-design search: search</h2>" in page and "data:image/png;base64," in page
+    with pytest.raises(ValueError, match="not a finished codesign run"):
+        report_section(tmp_path / "runs" / "cache" / "synthetic_resnet8_w0.125_e1_n64_s0" / "baseline")
     # every measured design has a config; a front point's reruns alone to the same numbers
     configs = {p.stem for p in (out / "configs").glob("*.toml")}
     assert configs == {f"trial_{int(r['trial']):04d}" for r in measured}
@@ -171,11 +177,18 @@ def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(t
         assert float(rerun[0][k]) == pytest.approx(float(original[k]), rel=1e-9), k
 
 
-def test_the_training_cap_bounds_the_models_a_search_trains(tmp_path, monkeypatch):
+def test_the_training_cap_bounds_the_models_a_search_trains_and_the_grid_is_compared(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "capped"
-    codesign_run(out=out, trials=4, progress=False, **{**SMALL, "trainings": 1})
+    result = codesign_run(out=out, trials=4, progress=False, grid=["baseline"], **{**SMALL, "trainings": 1})
     search = open_search(out, CodesignConfig(**{**SMALL, "trainings": 1}, trials=4), resume=True)
     reference = ("baseline", "resnet18", 0.25, 2, None, None, None, 0)
     assert len([k for k in search.trained if k != reference]) == 1
     assert any(t.user_attrs.get("outcome") == "over the training cap" for t in search.designs.trials)
+    grid = _rows(out / "grid.csv")
+    assert len(grid) == 2 * 2  # baseline × rows 64, 128 × ADC 4, 8 bits × 1 bit per cell
+    assert {r["method"] for r in grid} == {"baseline"} and {r["width"] for r in grid} == {"0.25"}
+    comparison = {r["designs"]: r for r in result["comparison"]}
+    assert comparison["grid"]["trainings"] == 1 and comparison["search"]["trainings"] == 1
+    assert 0 <= comparison["search"]["dominated_by_other"] <= 1
+    assert {p.stem for p in (out / "configs").glob("grid_*.toml")} == {f"grid_{int(r['trial'][1:]):04d}" for r in grid}

@@ -61,6 +61,16 @@ def verdict_counts(claims: Sequence[Claim]) -> str:
     return "; ".join(lines)
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of the report beside the claims (a finished co-design search): a title, its tables as plain text
+    (shown as written), its figures (PNG, embedded in the HTML)."""
+
+    title: str
+    text: str
+    figures: tuple[Path, ...] = ()
+
+
 def _png_data_uri(path: Path) -> str:
     data = Path(path).read_bytes()
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -76,7 +86,8 @@ vertical-align:top;text-align:left}th{background:#f3f3f3}.reproduced{background:
 figure{display:inline-block;margin:.5em}img{max-width:520px}"""
 
 
-def render_html(claims: Sequence[Claim], *, title: str, preamble: str, alpha: float = 0.05) -> str:
+def render_html(claims: Sequence[Claim], *, title: str, preamble: str, alpha: float = 0.05,
+                sections: Sequence[Section] = ()) -> str:
     """The self-contained HTML report."""
     esc = html.escape
     rule = esc(VERDICT_RULE.format(alpha=alpha)).replace("**", "")
@@ -97,11 +108,16 @@ def render_html(claims: Sequence[Claim], *, title: str, preamble: str, alpha: fl
         for fig in c.figures:
             parts.append(f"<figure><img src='{_png_data_uri(fig)}' alt='{esc(fig.name)}'>"
                          f"<figcaption>{esc(c.section)}: {esc(fig.name)}</figcaption></figure>")
+    for sec in sections:
+        parts.append(f"<h2>{esc(sec.title)}</h2><pre>{esc(sec.text)}</pre>")
+        parts += [f"<figure><img src='{_png_data_uri(fig)}' alt='{esc(fig.name)}'><figcaption>{esc(sec.title)}: "
+                  f"{esc(fig.name)}</figcaption></figure>" for fig in sec.figures]
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def render_markdown(claims: Sequence[Claim], *, title: str, preamble: str, alpha: float = 0.05) -> str:
+def render_markdown(claims: Sequence[Claim], *, title: str, preamble: str, alpha: float = 0.05,
+                    sections: Sequence[Section] = ()) -> str:
     """The same report as Markdown (figures referenced by file name, not embedded)."""
     cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = [f"# {title}", "", preamble, "", "**Verdict rule.** " + VERDICT_RULE.format(alpha=alpha), "",
@@ -115,16 +131,19 @@ def render_markdown(claims: Sequence[Claim], *, title: str, preamble: str, alpha
     figures = [f.name for c in claims for f in c.figures]
     if figures:
         lines += ["", "Figures: " + ", ".join(figures)]
+    for sec in sections:
+        lines += ["", f"## {sec.title}", "", sec.text.strip()]
+        lines += ["", "Figures: " + ", ".join(str(f) for f in sec.figures)] if sec.figures else []
     return "\n".join(lines) + "\n"
 
 
 def write_report(out: str | Path, claims: Sequence[Claim], *, title: str, preamble: str,
-                 alpha: float = 0.05) -> tuple[Path, Path]:
+                 alpha: float = 0.05, sections: Sequence[Section] = ()) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` into ``out`` (each atomically); return both paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    page = render_html(claims, title=title, preamble=preamble, alpha=alpha)
-    md = render_markdown(claims, title=title, preamble=preamble, alpha=alpha)
+    page = render_html(claims, title=title, preamble=preamble, alpha=alpha, sections=sections)
+    md = render_markdown(claims, title=title, preamble=preamble, alpha=alpha, sections=sections)
     atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "report.md", md)
     return out / "report.html", out / "report.md"

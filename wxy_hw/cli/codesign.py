@@ -1,7 +1,8 @@
 """Co-design search: which network shape, trained how, on which chip, survives the hardware at the least energy.
 
     python experiments/codesign.py --device reram          (or: wxy-hw codesign --device reram)
-    python experiments/codesign.py --device reram --workers 2 --confirm-seeds 1 2 3
+    python experiments/codesign.py --device reram --confirm-seeds 1 2 3 \
+        --grid baseline self_distillation hwa self_distillation+hwa --trainings 4     # against today's grid
     python experiments/codesign.py --device reram --out runs/codesign/r1 --resume     # continue a stopped search
     python experiments/codesign.py --config RUN/configs/trial_0007.toml --out NEW     # one design again, alone
 
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain the front's best points and the reference from scratch with these seeds")
     g.add_argument("--confirm-points", type=positive_int, default=d["confirm_points"],
                    help="front points to confirm (the most accurate)")
+    g.add_argument("--grid", nargs="+", default=d["grid"], metavar="METHOD",
+                   help="also measure today's grid for an equal-compute comparison: these methods on the default "
+                        "shape × every chip of --rows × --adc-bits × --bits-per-cell (first --ranging, no BN "
+                        "recalibration); give the search as many --trainings as methods here")
     g.add_argument("--resume", action="store_true", help="continue the search in --out from its study.db")
     add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser, cached_models=False)

@@ -23,6 +23,7 @@ from typing import Sequence
 from ..analysis.report import verdict_counts
 from ..analysis.verdicts import MIN_SEEDS
 from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
+from ..studies.codesign import report_section
 from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
 from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--torch-device", type=torch_device, default=d["torch_device"],
                         help="torch device for training and evaluation")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict counts and the report's path")
+    parser.add_argument("--codesign", nargs="+", default=d["codesign"], metavar="RUN",
+                        help="finished co-design searches (wxy-hw codesign run folders) shown as sections of the report")
     plan = parser.add_argument_group("power planning (runs nothing)")
     plan.add_argument("--plan", type=Path, default=None, metavar="PILOT",
                       help="print, from a finished reproduction in PILOT, the seeds each claim needs for 80 %% power "
@@ -72,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{len(budget.seeds)}; give {MIN_SEEDS} or more (e.g. --seeds 0 1 2)")
         with run_guard(args, kind="reproduce"):
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
-                               log=(lambda msg: None) if args.quiet else print)
+                               log=(lambda msg: None) if args.quiet else print,
+                               sections=[report_section(p) for p in conf.codesign])
             conf.write(args.out)
             html_path, md_path = rep.run()
     except ReproductionError as exc:  # the step's own error line is folded into this one

@@ -31,14 +31,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..analysis.pareto import non_dominated
+from ..analysis.pareto import dominated_share, hypervolume_2d, non_dominated
 from ..checkpoint import read_checkpoint
 from ..analysis.stats import bounded_interval, t_interval
 from ..hardware.chip import ChipConfig, RANGING
 from ..hardware.cost import chip_report
 from ..hardware.montecarlo import deploy_on
 from ..hardware.spec import load_device
-from ..methods import build_method, method_traits
+from ..methods import build_method, default_heads, method_traits
 from ..methods.base import Batch
 from ..models import HEADS, available_archs, build_model
 from ..models.cost import exit_path_macs
@@ -47,7 +47,8 @@ from ..output import format_table, plt, save_figure, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..run_dir import run_dir_guard
 from ..train import TrainingPruned
-from ..utils import atomic_write_text
+from ..analysis.report import Section
+from ..utils import DamagedFileError, atomic_write_text, read_json
 from .config import SettingError, StudyConfig
 from .early_exit_energy import dynamic_inference
 from .spine import DEFAULT_BUDGET, StudyResult, cached_checkpoint, is_hardware_aware, open_checkpoint, stamp, start_run
@@ -62,6 +63,7 @@ OBJECTIVES: dict[str, tuple[str, str, str]] = {
     "area": ("minimize", "area_mm2", "chip area (mm²)"),
 }
 SAMPLERS = ("nsga2", "tpe")
+ALL_STAGES = "1234"  # an exit after every stage: the default multi-exit model's (its cache entry and the zoo's)
 PRUNERS = ("median", "halving", "none")
 CHIP_SEED = 2000  # chip c of every design is seed CHIP_SEED + c (chip_study's): designs meet the same draws
 REJECTIONS = 200  # proposals in a row that need a training over the cap before the search stops
@@ -108,6 +110,7 @@ class CodesignConfig(StudyConfig):
     pruner: str = "median"
     confirm_seeds: list[int] = field(default_factory=list)
     confirm_points: int = 2
+    grid: list[str] = field(default_factory=list)  # today's grid at equal compute: these methods, default shape
     # the models' training budget (the same for every design and the reference)
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
@@ -320,7 +323,7 @@ def budget_of(conf: CodesignConfig, design: Design) -> dict[str, Any]:
     """cached_checkpoint's budget for the design's model."""
     return dict(arch=design.arch, width=design.width, stem_stride=design.stem_stride, epochs=conf.train_epochs,
                 subset=conf.train_subset or None,
-                exit_stages=[int(c) for c in design.exit_stages] if design.exit_stages else None,
+                exit_stages=[int(c) for c in design.exit_stages] if design.exit_stages not in (None, ALL_STAGES) else None,
                 heads=design.heads, retrain=conf.retrain)
 
 
@@ -371,7 +374,7 @@ def summarize_chips(per_chip: list[dict[str, Any]], digital: float, area_mm2: fl
 
 
 # --- the search: an Optuna study of designs and one of trainings, both in the run directory's SQLite file --------
-RESUMABLE = ("trials", "confirm_seeds", "confirm_points", "workers", "ray_address", "torch_device")
+RESUMABLE = ("trials", "confirm_seeds", "confirm_points", "workers", "ray_address", "torch_device", "grid")
 
 
 @dataclass
@@ -382,6 +385,7 @@ class Search:
     designs: Any
     trainings: Any
     trained: dict[tuple, dict[str, Any]]
+    storage: Any = None
 
     def measured(self) -> list[Any]:
         """The designs trials that count towards ``trials``: measured, or pruned with their training."""
@@ -448,16 +452,17 @@ def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
                              f"{', '.join(RESUMABLE)}")
     else:
         designs.set_user_attr("settings", json.dumps(settings))
-    for t in designs.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        designs.tell(t.number, state=TrialState.FAIL)
-        designs.enqueue_trial(t.params)
+    for study in (designs, *([_grid_study(storage, conf)] if conf.grid else [])):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params)
     trained = {}
     for t in trainings.get_trials(deepcopy=False):
         key = tuple(json.loads(t.user_attrs["key"]))
         trained[key] = {"state": t.state.name, "checkpoint": t.user_attrs["checkpoint"], "method": t.user_attrs["method"],
                         "curve": dict(t.intermediate_values), "system_attrs": dict(t.system_attrs),
                         "best_val": t.value}
-    return Search(designs, trainings, trained)
+    return Search(designs, trainings, trained, storage)
 
 
 def _propose(search: Search, conf: CodesignConfig, room: int, log: Callable[[str], None]
@@ -499,7 +504,7 @@ def run_trainings(search: Search, context: Context, designs: Sequence[Design], c
     todo = list({d.training: d for d in designs if d.training not in search.trained}.values())
     if not todo:
         return
-    context.curves = search.curves() if prune else {}
+    context.curves = search.curves() if prune and conf.pruner != "none" else {}
     log(f"[codesign] training {len(todo)} model(s): " + "; ".join(d.training_name() for d in todo))
     t0 = time.time()
     results = parallel_map(train_task, context, todo, workers=conf.workers, ray_address=conf.ray_address)
@@ -518,7 +523,8 @@ def measure(search: Search, context: Context, designs: Sequence[Design], conf: C
     return [next(found) if search.trained[d.training]["state"] == "COMPLETE" else None for d in designs]
 
 
-def search_loop(search: Search, context: Context, conf: CodesignConfig, log: Callable[[str], None]) -> None:
+def search_loop(search: Search, context: Context, conf: CodesignConfig, log: Callable[[str], None],
+                label: str = "trial") -> None:
     """Propose, train, measure and tell until ``trials`` designs are done (``workers`` designs at a time)."""
     from optuna.trial import TrialState
 
@@ -535,7 +541,7 @@ def search_loop(search: Search, context: Context, conf: CodesignConfig, log: Cal
                 trial.set_user_attr(k, v)
             trial.set_user_attr("outcome", "measured")
             search.designs.tell(trial, [found[OBJECTIVES[o][1]] for o in conf.objectives])
-            log(f"[codesign] trial {trial.number} ({len(search.measured())}/{conf.trials}): {describe(design)} → "
+            log(f"[codesign] {label} {trial.number} ({len(search.measured())}/{conf.trials}): {describe(design)} → "
                 f"{found['accuracy_mean']:.2f} % on chip (p10 {found['accuracy_p10']:.2f}, yield "
                 f"{found['yield']:.0%}), {found['energy_pJ'] / 1e3:.2f} nJ")
         if stopped:
@@ -551,6 +557,81 @@ def describe(d: Design) -> str:
     return f"{d.training_name()}; {chip}"
 
 
+# --- today's grid at equal compute: noise_sweep's methods on the default shape × chip_study's periphery grid -----
+def grid_config(conf: CodesignConfig) -> CodesignConfig:
+    """The grid as a search space of its own: the ``grid`` methods on the default shape (every stage with an exit,
+    the method's own heads, hwa at the device's noise) × every chip of rows × ADC bits × bits per cell, at the first
+    ranging and without BN recalibration (what chip_study sweeps); no cap (it trains one model per method)."""
+    return replace(conf, methods=list(conf.grid), arch=[DEFAULT_BUDGET["arch"]], width=[DEFAULT_BUDGET["width"]],
+                   stem_stride=[DEFAULT_BUDGET["stem_stride"]], exit_stage_sets=[ALL_STAGES],
+                   heads=[default_heads(conf.grid[0])] if any(method_traits(m)[0] for m in conf.grid) else ["byot"],
+                   hwa_noise=[1.0], ranging=conf.ranging[:1], bn_recalibrate=[0], parallel_rows=[0],
+                   trials=len(grid_designs(conf)), trainings=10 ** 6)
+
+
+def grid_designs(conf: CodesignConfig) -> list[dict[str, Any]]:
+    """Every grid design as a trial's parameters."""
+    out = []
+    for m in conf.grid:
+        multi, hwa = method_traits(m)[0], is_hardware_aware(m)
+        for rows in conf.rows:
+            for bits in conf.adc_bits:
+                for bpc in conf.bits_per_cell:
+                    out.append(dict(method=m, arch=DEFAULT_BUDGET["arch"], width=DEFAULT_BUDGET["width"],
+                                    stem_stride=DEFAULT_BUDGET["stem_stride"],
+                                    **({"exit_stages": ALL_STAGES, "heads": default_heads(m)} if multi else {}),
+                                    **({"hwa_noise": 1.0} if hwa else {}), rows=rows, adc_bits=bits,
+                                    bits_per_cell=bpc, parallel_rows=0, ranging=conf.ranging[0], bn_recalibrate=0))
+    return out
+
+
+def _grid_study(storage: Any, conf: CodesignConfig) -> Any:
+    """The grid's study in the same storage: every grid design enqueued once, measured in order."""
+    import optuna
+
+    exists = "grid" in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    study = optuna.create_study(study_name="grid", storage=storage, load_if_exists=True,
+                                sampler=optuna.samplers.RandomSampler(seed=conf.seed),
+                                directions=[OBJECTIVES[o][0] for o in conf.objectives])
+    if not exists:
+        for params in grid_designs(conf):
+            study.enqueue_trial(params)
+    return study
+
+
+def run_grid(search: Search, context: Context, conf: CodesignConfig, log: Callable[[str], None]) -> Search:
+    """Measure every grid design (resuming like the search), with the search's trained models and pruner-free."""
+    gconf = grid_config(conf)
+    grid = Search(_grid_study(search.storage, conf), search.trainings, search.trained, search.storage)
+    if len(grid.measured()) < gconf.trials:
+        log(f"[codesign] today's grid at equal compute: {' '.join(conf.grid)} on the default shape × "
+            f"{len(conf.rows) * len(conf.adc_bits) * len(conf.bits_per_cell)} chips ({gconf.trials} designs)")
+    search_loop(grid, context, replace(gconf, pruner="none"), log, label="grid")
+    return grid
+
+
+def compare(found: Found, conf: CodesignConfig, search_trainings: int) -> list[dict[str, Any]]:
+    """The search's front against the grid's in on-chip accuracy vs energy: the area each dominates (hypervolume,
+    up to accuracy 0 and 1.1 × the largest energy measured), the share of each front the other dominates, and the
+    best accuracy each reaches at no more than the reference's energy; with the trainings each spent."""
+    objectives = {"accuracy_mean": "max", "energy_pJ": "min"}
+    searched = [r for r in found.rows if r["outcome"] == "measured" and r["trial"] != "reference"]
+    grid = [r for r in found.grid if r["outcome"] == "measured"]
+    fronts = {"search": non_dominated(searched, objectives), "grid": non_dominated(grid, objectives)}
+    worst = dict(accuracy_mean=0.0, energy_pJ=1.1 * max(r["energy_pJ"] for r in searched + grid))
+    budget = found.reference["energy_pJ"]
+    out = []
+    for name, other in (("search", "grid"), ("grid", "search")):
+        mine = fronts[name]
+        cheap = [r["accuracy_mean"] for r in (searched if name == "search" else grid) if r["energy_pJ"] <= budget]
+        out.append(dict(designs=name, measured=len(searched if name == "search" else grid),
+                        trainings=search_trainings if name == "search" else len(conf.grid), front=len(mine),
+                        hypervolume=hypervolume_2d(mine, objectives, worst) / 1e3,
+                        dominated_by_other=dominated_share(mine, fronts[other], objectives),
+                        best_at_reference_energy=max(cheap) if cheap else float("nan")))
+    return out
+
+
 # --- the command: reference, search, confirmation, outputs ------------------------------------------------------
 @dataclass
 class Found:
@@ -563,6 +644,8 @@ class Found:
     confirm: list[dict[str, Any]] = field(default_factory=list)
     confirm_summary: list[dict[str, Any]] = field(default_factory=list)
     importances: list[dict[str, Any]] = field(default_factory=list)
+    grid: list[dict[str, Any]] = field(default_factory=list)  # today's grid (``grid``), its front marked
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
 
 def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
@@ -589,10 +672,31 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
         reference = measure(search, context, [ref], conf)[0]
         assert reference is not None  # the reference trains unpruned
         found = collect(search, conf, reference)
+        if conf.grid:
+            grid = run_grid(search, context, conf, say)
+            found.grid, grid_chips = grid_rows(grid, conf)
+            found.chips += grid_chips
+            used = {design_of(t.params, conf).training for t in search.measured()}
+            found.comparison = compare(found, conf, len(used))
         if conf.confirm_seeds:
             found.confirm, found.confirm_summary = confirm(search, context, conf, found, say)
         found.importances = importances(search.designs, conf)
         return write(found, conf, run_dir, run)
+
+
+def grid_rows(grid: Search, conf: CodesignConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The grid's rows (trial "g<number>", its own front marked) and its chips."""
+    rows, chips = [], []
+    for t in grid.measured():
+        measured = {k: t.user_attrs[k] for k in (*OBJECTIVE_COLUMNS, "accuracy_std", "digital_accuracy", "chips")
+                    if k in t.user_attrs} if t.user_attrs["outcome"] == "measured" else None
+        rows.append(_row(f"g{t.number}", design_of(t.params, conf), measured, t.user_attrs["outcome"]))
+        chips += [dict(trial=f"g{t.number}", **c) for c in (measured or {}).get("chips", [])]
+    objectives = {"accuracy_mean": "max", "energy_pJ": "min"}
+    front = {id(r) for r in non_dominated([r for r in rows if r["outcome"] == "measured"], objectives)}
+    for r in rows:
+        r["on_front"] = id(r) in front
+    return rows, chips
 
 
 def design_of(params: dict[str, Any], conf: CodesignConfig) -> Design:
@@ -641,8 +745,9 @@ def confirm(search: Search, context: Context, conf: CodesignConfig, found: Found
     every seed of ``confirm_seeds`` and measured on the same chips and images: per point its accuracy interval over
     seeds, and its difference from the reference paired by seed."""
     best = sorted(found.front, key=lambda r: -r["accuracy_mean"])[:conf.confirm_points]
+    best += sorted((r for r in found.grid if r["on_front"]), key=lambda r: -r["accuracy_mean"])[:conf.confirm_points]
     points = [("reference", reference_design(conf))] + [(r["trial"], design_of_row(r, conf)) for r in best]
-    log(f"[codesign] confirming {len(points) - 1} front point(s) and the reference with seeds "
+    log(f"[codesign] confirming {len(points) - 1} front point(s) (the grid's too, with --grid) and the reference with seeds "
         f"{' '.join(map(str, conf.confirm_seeds))} (retrained from scratch)")
     rows = []
     for seed in conf.confirm_seeds:
@@ -741,17 +846,24 @@ def write(found: Found, conf: CodesignConfig, out: Path, run: Any) -> StudyResul
                                        for c in found.chips])
     if found.importances:
         write_rows_csv(out / "importances.csv", found.importances)
+    if found.grid:
+        write_rows_csv(out / "grid.csv", found.grid)
+        write_rows_csv(out / "comparison.csv", found.comparison)
     if found.confirm:
         write_rows_csv(out / "confirm.csv", found.confirm)
         write_rows_csv(out / "confirm_summary.csv", found.confirm_summary)
     for r in found.rows:
         if r["outcome"] == "measured" and r["trial"] != "reference":
             point_config(conf, design_of_row(r, conf)).write_to(out / "configs" / f"trial_{int(r['trial']):04d}.toml")
+    for r in found.grid:
+        if r["outcome"] == "measured":
+            point_config(conf, design_of_row(r, conf)).write_to(out / "configs" / f"grid_{int(r['trial'][1:]):04d}.toml")
     plots = plot_front(found, conf, out / "front")
     table = summary_table(found, conf)
     atomic_write_text(out / "table.md", table + "\n")
     run.finish(plots=[p.name for p in plots], trials=len(found.rows) - 1, front=[r["trial"] for r in found.front])
     return StudyResult(out, table, found.rows, plots, {"front": found.front, "reference": found.reference,
+                                                       "grid": found.grid, "comparison": found.comparison,
                                                        "confirm": found.confirm_summary,
                                                        "importances": found.importances})
 
@@ -783,6 +895,14 @@ def summary_table(found: Found, conf: CodesignConfig) -> str:
     if found.importances:
         parts.append(format_table(found.importances, ["objective", "parameter", "importance"],
                                   title="Optuna parameter importances (PED-ANOVA) per objective"))
+    if found.comparison:
+        parts.append(format_table(found.comparison, ["designs", "measured", "trainings", "front", "hypervolume",
+                                                     "dominated_by_other", "best_at_reference_energy"], title=(
+            f"The search against today's grid ({' '.join(conf.grid)} on the default shape × every chip of rows × "
+            f"ADC bits × bits per cell) in on-chip accuracy vs energy: hypervolume in %·nJ up to accuracy 0 and 1.1× "
+            f"the largest energy; dominated_by_other: the share of this front the other front dominates; "
+            f"best_at_reference_energy: the most accurate design at ≤ the reference's energy (selected numbers: "
+            f"see the confirmation)")))
     if found.confirm_summary:
         parts.append(format_table(found.confirm_summary, ["point", "seeds", "accuracy", "vs_reference",
                                                           "energy_vs_reference", "yield_mean", "p10_mean"], title=(
@@ -803,6 +923,13 @@ def plot_front(found: Found, conf: CodesignConfig, path: Path) -> list[Path]:
     front = sorted(found.front, key=lambda r: r["energy_pJ"])
     ax.plot([r["energy_pJ"] / 1e3 for r in front], [r["accuracy_mean"] for r in front], "k--", lw=1,
             label="front (search)")
+    grid = [r for r in found.grid if r["outcome"] == "measured"]
+    if grid:
+        ax.scatter([r["energy_pJ"] / 1e3 for r in grid], [r["accuracy_mean"] for r in grid], marker="x", s=18,
+                   color="grey", label="today's grid")
+        gfront = sorted((r for r in grid if r["on_front"]), key=lambda r: r["energy_pJ"])
+        ax.plot([r["energy_pJ"] / 1e3 for r in gfront], [r["accuracy_mean"] for r in gfront], ":", color="grey", lw=1,
+                label="front (grid)")
     ref = found.reference
     ax.scatter([ref["energy_pJ"] / 1e3], [ref["accuracy_mean"]], marker="*", s=160, color="crimson",
                label="reference (default model, main job's chip)")
@@ -825,3 +952,19 @@ def plot_front(found: Found, conf: CodesignConfig, path: Path) -> list[Path]:
     ax.set_title(f"Co-design search on {conf.device}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def report_section(run_dir: str | Path) -> Section:
+    """A finished search as a section of reproduce.py's report: its table.md and front figure (refused in one line
+    when the folder holds no finished search)."""
+    run_dir = Path(run_dir)
+    try:
+        manifest = read_json(run_dir / "manifest.json", fix="give the folder of a finished codesign run")
+    except (OSError, DamagedFileError) as exc:
+        raise ValueError(f"--codesign {run_dir}: no readable manifest.json ({exc})") from None
+    if manifest.get("kind") != CodesignConfig.KIND or manifest.get("status") != "complete":
+        raise ValueError(f"--codesign {run_dir}: not a finished codesign run (kind {manifest.get('kind')!r}, status "
+                         f"{manifest.get('status')!r}); give the folder a finished `wxy-hw codesign` wrote")
+    figure = run_dir / "front.png"
+    return Section(f"Co-design search: {run_dir.name}", (run_dir / "table.md").read_text(),
+                   (figure,) if figure.is_file() else ())

@@ -23,11 +23,11 @@ import math
 import shlex
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..analysis.report import Claim, write_report
+from ..analysis.report import Claim, Section, write_report
 from ..analysis.stats import (Interval, PairedTest, nested_interval, paired_test, ratio_interval, seed_differences,
                               t_interval)
 from ..analysis.verdicts import Evidence, Margin, judge
@@ -139,6 +139,7 @@ class ReproduceConfig(StudyConfig):
     seeds: list[int] | None = None  # None: the budget's
     data_dir: str | None = None
     torch_device: str = "auto"
+    codesign: list[str] = field(default_factory=list)  # finished co-design searches shown in the report
 
 
 # The trained models every claim draws on; hwa variants are trained per device.
@@ -292,8 +293,10 @@ class Reproduction:
     run them, judge the claims, write the report."""
 
     def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
-                 data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> None:
+                 data_dir: str | Path | None = None, log: Callable[[str], None] = print,
+                 sections: Sequence[Section] = ()) -> None:
         self.b, self.out, self.log = budget, Path(out), log
+        self.sections = list(sections)  # read before any step runs: a bad --codesign folder fails first
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
         self.plan = self.plan_steps()
@@ -467,7 +470,7 @@ class Reproduction:
         if self.claims:
             self.claims[0].figures.insert(0, figure)
         return write_report(self.out, self.claims, title=f"wxy_hw reproduction of the seed's claims ({self.b.name})",
-                            preamble=self._preamble(), alpha=ALPHA)
+                            preamble=self._preamble(), alpha=ALPHA, sections=self.sections)
 
     def _preamble(self) -> str:
         b = self.b
