@@ -15,7 +15,8 @@ from wxy_hw.cli.__main__ import COMMANDS
 from wxy_hw.studies.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDIES = [c for c in COMMANDS if c not in ("train", "compare_methods", "reproduce")]
+# the studies that evaluate given (or default) models; codesign trains the models of the designs it searches
+STUDIES = [c for c in COMMANDS if c not in ("train", "compare_methods", "reproduce", "codesign")]
 
 
 def parser_of(name: str) -> argparse.ArgumentParser:
@@ -59,6 +60,8 @@ def test_the_shared_vocabulary_is_present(name):
         assert {"--device", "--devices"} & flags
     if name in STUDIES:
         assert "--chips" in flags
+    if name == "codesign":
+        assert {"--device", "--chips", "--quiet", "--workers", "--ray-address", "--device-set"} <= flags
 
 
 # --- old spellings: each still works, once more, with one warning naming the release that removes it -----------

@@ -123,6 +123,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "search"
@@ -177,6 +178,7 @@ def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(t
         assert float(rerun[0][k]) == pytest.approx(float(original[k]), rel=1e-9), k
 
 
+@pytest.mark.slow
 def test_the_training_cap_bounds_the_models_a_search_trains_and_the_grid_is_compared(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "capped"

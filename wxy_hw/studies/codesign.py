@@ -100,7 +100,7 @@ class CodesignConfig(StudyConfig):
     # objectives and how they are measured
     objectives: list[str] = field(default_factory=lambda: ["accuracy", "energy"])
     chips: int = 10
-    samples: int = 1000
+    samples: int = 500  # validation (thresholds) and test images per chip: the chips' spread dominates their noise
     yield_margin: float = 2.0
     # the search
     trials: int = 30
