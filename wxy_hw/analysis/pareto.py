@@ -6,9 +6,10 @@ study's accuracy-vs-energy front and the co-design search's fronts are both ``no
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 Point = Mapping[str, Any]
+P = TypeVar("P", bound=Mapping[str, Any])
 
 
 def _signed(p: Point, objectives: Mapping[str, str]) -> tuple[float, ...]:
@@ -25,7 +26,7 @@ def dominates(a: Point, b: Point, objectives: Mapping[str, str]) -> bool:
     return all(x <= y for x, y in zip(sa, sb)) and any(x < y for x, y in zip(sa, sb))
 
 
-def non_dominated(points: Sequence[Point], objectives: Mapping[str, str]) -> list[Point]:
+def non_dominated(points: Sequence[P], objectives: Mapping[str, str]) -> list[P]:
     """The points no other point dominates (one of several with equal objectives: the first), in input order;
     a point with a NaN objective is never on the front."""
     finite = [p for p in points if not any(math.isnan(v) for v in _signed(p, objectives))]

@@ -33,7 +33,7 @@ from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints
 
 def pareto_front(points: Sequence[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
     """Points not dominated in (lower ``x``, higher ``y``), sorted by ``x`` (``analysis.pareto``'s rule)."""
-    return sorted(non_dominated(points, {x: "min", y: "max"}), key=lambda p: (p[x], -p[y]))  # type: ignore[return-value]
+    return sorted(non_dominated(points, {x: "min", y: "max"}), key=lambda p: (p[x], -p[y]))
 
 
 def _as_list(v: Any, default: Sequence[Any]) -> list[Any]:

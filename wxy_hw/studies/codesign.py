@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence, cast
 
 import numpy as np
 import torch
@@ -53,8 +53,12 @@ from .config import SettingError, StudyConfig
 from .early_exit_energy import dynamic_inference
 from .spine import DEFAULT_BUDGET, StudyResult, cached_checkpoint, is_hardware_aware, open_checkpoint, stamp, start_run
 
+Direction = Literal["maximize", "minimize"]
+# the default model's shape (the reference's, the grid's)
+DEFAULT_ARCH, DEFAULT_WIDTH = cast(str, DEFAULT_BUDGET["arch"]), cast(float, DEFAULT_BUDGET["width"])
+DEFAULT_STEM = cast(int, DEFAULT_BUDGET["stem_stride"])
 # what a design is judged on: Optuna direction, the column it is read from, its words
-OBJECTIVES: dict[str, tuple[str, str, str]] = {
+OBJECTIVES: dict[str, tuple[Direction, str, str]] = {
     "accuracy": ("maximize", "accuracy_mean", "mean on-chip accuracy (%)"),
     "p10_accuracy": ("maximize", "accuracy_p10", "10th-percentile chip's accuracy (%)"),
     "yield": ("maximize", "yield", "share of chips within the margin of digital"),
@@ -80,7 +84,7 @@ class CodesignConfig(StudyConfig):
     device_set: dict[str, Any] = field(default_factory=dict)
     t_inference: float | None = None
     # network shape
-    arch: list[str] = field(default_factory=lambda: [DEFAULT_BUDGET["arch"]])
+    arch: list[str] = field(default_factory=lambda: [DEFAULT_ARCH])
     width: list[float] = field(default_factory=lambda: [0.25, 0.5])
     stem_stride: list[int] = field(default_factory=lambda: [2])
     exit_stage_sets: list[str] = field(default_factory=lambda: ["234", "34"])
@@ -131,7 +135,7 @@ class Design:
     method: str
     width: float
     stem_stride: int
-    arch: str = DEFAULT_BUDGET["arch"]
+    arch: str = DEFAULT_ARCH
     exit_stages: str | None = None   # "234": stages with an exit (multi-exit methods only)
     heads: str | None = None
     hwa_noise: float | None = None   # hardware-aware methods only
@@ -186,7 +190,7 @@ def suggest(trial: Any, conf: CodesignConfig) -> Design:
 def reference_design(conf: CodesignConfig) -> Design:
     """The default model (baseline, default shape) on the main job's chip (the device file's array and
     converters), at the search's training budget and seed."""
-    return Design("baseline", DEFAULT_BUDGET["width"], DEFAULT_BUDGET["stem_stride"], seed=conf.seed)
+    return Design("baseline", DEFAULT_WIDTH, DEFAULT_STEM, seed=conf.seed)
 
 
 def check_config(conf: CodesignConfig) -> None:
@@ -562,8 +566,8 @@ def grid_config(conf: CodesignConfig) -> CodesignConfig:
     """The grid as a search space of its own: the ``grid`` methods on the default shape (every stage with an exit,
     the method's own heads, hwa at the device's noise) × every chip of rows × ADC bits × bits per cell, at the first
     ranging and without BN recalibration (what chip_study sweeps); no cap (it trains one model per method)."""
-    return replace(conf, methods=list(conf.grid), arch=[DEFAULT_BUDGET["arch"]], width=[DEFAULT_BUDGET["width"]],
-                   stem_stride=[DEFAULT_BUDGET["stem_stride"]], exit_stage_sets=[ALL_STAGES],
+    return replace(conf, methods=list(conf.grid), arch=[DEFAULT_ARCH], width=[DEFAULT_WIDTH],
+                   stem_stride=[DEFAULT_STEM], exit_stage_sets=[ALL_STAGES],
                    heads=[default_heads(conf.grid[0])] if any(method_traits(m)[0] for m in conf.grid) else ["byot"],
                    hwa_noise=[1.0], ranging=conf.ranging[:1], bn_recalibrate=[0], parallel_rows=[0],
                    trials=len(grid_designs(conf)), trainings=10 ** 6)
@@ -577,8 +581,7 @@ def grid_designs(conf: CodesignConfig) -> list[dict[str, Any]]:
         for rows in conf.rows:
             for bits in conf.adc_bits:
                 for bpc in conf.bits_per_cell:
-                    out.append(dict(method=m, arch=DEFAULT_BUDGET["arch"], width=DEFAULT_BUDGET["width"],
-                                    stem_stride=DEFAULT_BUDGET["stem_stride"],
+                    out.append(dict(method=m, arch=DEFAULT_ARCH, width=DEFAULT_WIDTH, stem_stride=DEFAULT_STEM,
                                     **({"exit_stages": ALL_STAGES, "heads": default_heads(m)} if multi else {}),
                                     **({"hwa_noise": 1.0} if hwa else {}), rows=rows, adc_bits=bits,
                                     bits_per_cell=bpc, parallel_rows=0, ranging=conf.ranging[0], bn_recalibrate=0))
@@ -792,11 +795,14 @@ def importances(study: Any, conf: CodesignConfig) -> list[dict[str, Any]]:
     out = []
     for i, name in enumerate(conf.objectives):
         sign = -1.0 if OBJECTIVES[name][0] == "maximize" else 1.0  # PED-ANOVA explains low values of its target
+        def target(t: Any, i: int = i, sign: float = sign) -> float:
+            return sign * float(t.values[i])
+
         try:
             with warnings.catch_warnings():
                 # its sign is handled above; and a small search leaves some values with one trial (said in docs)
                 warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
-                found = optuna.importance.get_param_importances(study, target=lambda t, i=i, s=sign: s * t.values[i])
+                found = optuna.importance.get_param_importances(study, target=target)
         except (RuntimeError, ValueError, ZeroDivisionError):
             continue
         out += [dict(objective=name, parameter=p, importance=float(v)) for p, v in found.items() if p in varied]
@@ -810,6 +816,8 @@ CHOICES = {"method": "methods", "exit_stages": "exit_stage_sets"}
 def point_config(conf: CodesignConfig, d: Design) -> CodesignConfig:
     """A search of one design (every dimension narrowed to its value, one trial, no confirmation): ``--config``
     with it reruns that design alone, to the same numbers (the same model, chips and images)."""
+    assert d.rows is not None and d.adc_bits is not None and d.bits_per_cell is not None and d.ranging is not None, \
+        "a searched design names its chip (only the reference keeps the device file's)"
     return replace(conf, methods=[d.method], arch=[d.arch], width=[d.width], stem_stride=[d.stem_stride],
                    exit_stage_sets=[d.exit_stages] if d.exit_stages else conf.exit_stage_sets[:1],
                    heads=[d.heads] if d.heads else conf.heads[:1],
