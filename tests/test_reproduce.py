@@ -77,7 +77,7 @@ def _in_folder(argv, folder):
     return out
 
 
-@pytest.mark.parametrize("budget", ["smoke", "small", "full"])
+@pytest.mark.parametrize("budget", ["smoke", "small", "converged", "full"])
 def test_each_step_runs_the_config_its_command_line_reads(tmp_path, budget):
     """A step runs its study's library runner on a config; the command recorded for it (steps.json, commands.sh)
     parses, through that study's own command line, into the same config, --out and --quiet."""

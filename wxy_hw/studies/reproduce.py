@@ -83,6 +83,7 @@ class Budget:
     devices: tuple[str, ...] = ("reram", "pcm", "subthreshold_cmos")
     arch: str = "resnet18"
     width: float = 0.25
+    stem_stride: int = 1
     batch_size: int = 128
     lr: float = 0.1
     teacher_arch: str = "resnet34"
@@ -120,6 +121,13 @@ BUDGETS: dict[str, Budget] = {
                          "from converged, so most verdicts are expected to be inconclusive"),
     "medium": Budget("medium", dataset="fashion_mnist", epochs=4, subset=20000, seeds=(0, 1, 2), chips=10,
                      samples=1000, note="the default-model budget of the studies, 3 seeds (hours on a CPU)"),
+    # the zoo's recipe (studies.spine.DEFAULT_BUDGET): every training image, 15 epochs, stem stride 2, the evaluation
+    # the main job uses at its headline point (25 chips × 2,000 images); not yet run (issue 25: hours on a GPU)
+    "converged": Budget("converged", dataset="fashion_mnist", epochs=15, subset=None, seeds=(0, 1, 2), chips=25,
+                        samples=2000, stem_stride=2, corruption_samples=2000, adv_samples=1000, pgd_steps=10,
+                        calibrator_epochs=10, calibrator_samples=5000, bn_images=256,
+                        note="the zoo's recipe (all 54,000 training images, 15 epochs, stem stride 2), 3 seeds, the "
+                             "main job's headline evaluation (25 chips × 2,000 images): sized for a GPU"),
     "full": Budget("full", dataset="fashion_mnist", epochs=30, subset=None, seeds=(0, 1, 2, 3, 4), chips=25,
                    samples=2000, corruptions=("glass_blur", "shot_noise", "speckle_noise", "gaussian_blur",
                                               "motion_blur", "defocus_blur", "impulse_noise", "zoom_blur",
@@ -336,6 +344,8 @@ class Reproduction:
         if device is not None:
             s.add("method_options", {"device": device}, f"device={device}", flag="--method-arg")
         self._data(s).add("arch", b.arch).number("width", b.width).add("epochs", b.epochs)
+        if b.stem_stride != 1:
+            s.add("stem_stride", b.stem_stride)
         if b.subset:
             s.add("subset", b.subset)
         if b.batch_size != 128:
@@ -474,7 +484,8 @@ class Reproduction:
 
     def _preamble(self) -> str:
         b = self.b
-        return (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, {b.epochs} epochs, "
+        return (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, stem stride {b.stem_stride}, "
+                f"{b.epochs} epochs, "
                 f"{'all' if b.subset is None else b.subset} training images, batch {b.batch_size}, peak lr "
                 f"{b.lr:g}, seeds {', '.join(map(str, b.seeds))}; "
                 f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
