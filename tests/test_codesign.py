@@ -4,16 +4,20 @@ bookkeeping, resume, and every front point's config.toml rerunning to the same n
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import TINY, cli, nonempty
 from wxy_hw.analysis.report import render_html
 from wxy_hw.analysis.pareto import dominated_share, dominates, hypervolume_2d, non_dominated
 from wxy_hw.studies.codesign import (CodesignConfig, _pruning_hook, check_config, codesign_run, confirm_summary,
-                                     open_search, report_section, summarize_chips)
+                                     open_search, report_section, summarize_chips, validation_halves)
+from wxy_hw.data.base import Split
+from wxy_hw.run_dir import RunDirectory
 from wxy_hw.studies.config import SettingError
 from wxy_hw.studies.train import train_run
 from wxy_hw.train import TrainingPruned
@@ -65,6 +69,14 @@ def test_confirmation_pairs_each_point_with_the_reference_by_seed():
     assert "±" in point["vs_reference"]  # a t interval over the two seeds' differences
 
 
+def test_the_search_scores_validation_images_the_thresholds_were_not_tuned_on():
+    split = Split(torch.zeros(9, 1, 2, 2, dtype=torch.uint8), torch.arange(9))
+    tune, held = validation_halves(split, 3, seed=0)
+    assert len(tune) == len(held) == 3 and not set(tune.labels.tolist()) & set(held.labels.tolist())
+    tune, held = validation_halves(split, 100, seed=0)  # a small split: two disjoint halves of it
+    assert len(tune) == 4 and len(held) == 5 and not set(tune.labels.tolist()) & set(held.labels.tolist())
+
+
 def test_the_pruner_stops_a_training_below_its_methods_median():
     class Val:
         def __init__(self, final: float) -> None:
@@ -72,20 +84,25 @@ def test_the_pruner_stops_a_training_below_its_methods_median():
 
     history = [dict(state="COMPLETE", curve={1: 50.0, 2: 70.0, 3: 80.0}),
                dict(state="COMPLETE", curve={1: 52.0, 2: 72.0, 3: 82.0})]
-    hook, record = _pruning_hook(CodesignConfig(pruner="median"), history)
+    hook, record = _pruning_hook(CodesignConfig(pruner="median", train_epochs=4), history)
     assert hook(1, Val(10.0)) is False  # epoch 1 is the warm-up
     assert hook(2, Val(20.0)) is True  # far below the median of 70 and 72 at epoch 2
     assert record["curve"] == {1: 10.0, 2: 20.0}
-    hook, _ = _pruning_hook(CodesignConfig(pruner="median"), history)
+    hook, _ = _pruning_hook(CodesignConfig(pruner="median", train_epochs=2), history)
+    assert hook(2, Val(20.0)) is False  # the last epoch: a finished training is kept, whatever its curve
+    hook, _ = _pruning_hook(CodesignConfig(pruner="median", train_epochs=4), history)
     assert hook(2, Val(75.0)) is False
-    hook, _ = _pruning_hook(CodesignConfig(pruner="none"), history)
+    hook, _ = _pruning_hook(CodesignConfig(pruner="none", train_epochs=4), history)
     assert hook(2, Val(0.0)) is False
 
 
-def test_a_pruned_training_is_kept_unfinished_and_resumable(tmp_path):
+def test_a_pruned_training_is_kept_unfinished_and_resumable_and_leaves_the_search_running(tmp_path):
     out = tmp_path / "run"
+    search = RunDirectory(tmp_path / "search", {}, kind="codesign")  # the search that trains it, open around it
     with pytest.raises(TrainingPruned, match="pruned after epoch 1/2"):
         train_run(**{**TINY, "epochs": 2}, out=out, on_epoch=lambda epoch, val: True)
+    assert json.loads((tmp_path / "search" / "manifest.json").read_text())["status"] == "running"
+    search.finish()
     assert (out / "last.pt").is_file()
     manifest = (out / "manifest.json").read_text()
     assert '"status": "pruned"' in manifest  # never taken for a finished model
@@ -104,6 +121,10 @@ def test_a_pruned_training_is_kept_unfinished_and_resumable(tmp_path):
     (dict(width=[]), "width"),
     (dict(sampler="grid"), "sampler"),
     (dict(arch=["resnet7"]), "arch"),
+    (dict(population=1), "population"),
+    (dict(confirm_seeds=[0, 1]), "confirm_seeds"),  # the search's own seed: not from scratch
+    (dict(device_set={"noise": {"read_sigma": 0.1}}), "methods"),  # hwa would train on the file's noise
+    (dict(grid=["kd"]), "grid"),
 ])
 def test_impossible_searches_are_refused_by_their_setting(settings, flag):
     with pytest.raises(SettingError) as exc:
@@ -158,6 +179,7 @@ def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(t
             assert any(dominates(q, p, objectives) or all(q[k] == p[k] for k in objectives)
                        for q in values if q["trial"] in front)
     assert 0 <= result["reference"]["accuracy_mean"] <= 100
+    assert {r["chip"] for r in _rows(out / "chips.csv")} == {"2000", "2001"}  # the search's chips
     assert (out / "front.png").is_file() and (out / "table.md").read_text().startswith("Co-design search")
     # reproduce.py --codesign: the finished search as a section of the report, its figure embedded
     page = render_html([], title="t", preamble="p", sections=[report_section(out)])
@@ -183,14 +205,16 @@ def test_the_training_cap_bounds_the_models_a_search_trains_and_the_grid_is_comp
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "capped"
     result = codesign_run(out=out, trials=4, progress=False, grid=["baseline"], **{**SMALL, "trainings": 1})
-    search = open_search(out, CodesignConfig(**{**SMALL, "trainings": 1}, trials=4), resume=True)
-    reference = ("baseline", "resnet18", 0.25, 2, None, None, None, 0)
-    assert len([k for k in search.trained if k != reference]) == 1
-    assert any(t.user_attrs.get("outcome") == "over the training cap" for t in search.designs.trials)
+    search = open_search(out, CodesignConfig(**{**SMALL, "trainings": 1}, trials=4, grid=["baseline"]), resume=True)
+    used = {(t.params["method"], t.params["arch"], t.params["width"]) for t in search.measured()}
+    assert len(used) == 1  # one distinct model, whichever it is (the reference's counts once a trial uses it)
+    capped = [t for t in search.designs.trials if t.user_attrs.get("outcome") == "over the training cap"]
+    assert nonempty(capped) and all(t.state.name == "FAIL" for t in capped)  # samplers ignore them
     grid = _rows(out / "grid.csv")
     assert len(grid) == 2 * 2  # baseline × rows 64, 128 × ADC 4, 8 bits × 1 bit per cell
     assert {r["method"] for r in grid} == {"baseline"} and {r["width"] for r in grid} == {"0.25"}
     comparison = {r["designs"]: r for r in result["comparison"]}
     assert comparison["grid"]["trainings"] == 1 and comparison["search"]["trainings"] == 1
+    assert comparison["grid"]["measured"] == 4 and comparison["search"]["measured"] == 4
     assert 0 <= comparison["search"]["dominated_by_other"] <= 1
     assert {p.stem for p in (out / "configs").glob("grid_*.toml")} == {f"grid_{int(r['trial'][1:]):04d}" for r in grid}

@@ -398,16 +398,20 @@ def signals_as_interrupts() -> Iterator[None]:
 @contextmanager
 def run_dir_guard(path: str | Path | None, *, overwrite: bool = False, resume: bool = False, kind: str | None = None,
                   inputs: Iterable[str | Path] = ()) -> Iterator[None]:
-    """Claim ``path`` (when given) for a whole command; a failure, Ctrl-C, SIGTERM or SIGHUP marks every open
-    run's manifest and releases the lock."""
+    """Claim ``path`` (when given) for a whole command; a failure, Ctrl-C, SIGTERM or SIGHUP marks the manifest of
+    every run opened inside it and releases the lock. A run opened before (an outer command's, e.g. a search that
+    trains its models through ``train_run``) is left to its own guard: an exception the outer command handles
+    (a pruned training) must not end its record."""
     with signals_as_interrupts():
         if path is not None:
             claim_run_dir(path, overwrite=overwrite, resume=resume, kind=kind, inputs=inputs)
+        outer = list(_ACTIVE)
         try:
             yield
         except BaseException as exc:
             for run in list(_ACTIVE):
-                run.abort(exc)
+                if not any(run is o for o in outer):
+                    run.abort(exc)
             raise
         finally:
             if path is not None:

@@ -33,6 +33,7 @@ import torch
 
 from ..analysis.pareto import dominated_share, hypervolume_2d, non_dominated
 from ..checkpoint import read_checkpoint
+from ..data.base import Split, take_subset
 from ..analysis.stats import bounded_interval, t_interval
 from ..hardware.chip import ChipConfig, RANGING
 from ..hardware.cost import chip_report
@@ -69,7 +70,9 @@ OBJECTIVES: dict[str, tuple[Direction, str, str]] = {
 SAMPLERS = ("nsga2", "tpe")
 ALL_STAGES = "1234"  # an exit after every stage: the default multi-exit model's (its cache entry and the zoo's)
 PRUNERS = ("median", "halving", "none")
-CHIP_SEED = 2000  # chip c of every design is seed CHIP_SEED + c (chip_study's): designs meet the same draws
+# chip c of every design is seed SEARCH_CHIPS + c during the search (chip_study's seeds: designs meet the same draws)
+# and REPORT_CHIPS + c where a number is reported (the reference, the confirmation): chips the search never saw
+SEARCH_CHIPS, REPORT_CHIPS = 2000, 3000
 REJECTIONS = 200  # proposals in a row that need a training over the cap before the search stops
 
 
@@ -201,9 +204,19 @@ def check_config(conf: CodesignConfig) -> None:
                                          f"{' '.join(conf.objectives) or 'none'}")
     if conf.train_subset < 0:
         raise SettingError("train_subset", f"must be ≥ 1 training images, or 0 for all, got {conf.train_subset}")
-    for name in ("trials", "trainings", "chips", "samples", "population", "train_epochs", "confirm_points"):
+    for name in ("trials", "trainings", "chips", "samples", "train_epochs", "confirm_points"):
         if getattr(conf, name) < 1:
             raise SettingError(name, f"must be ≥ 1, got {getattr(conf, name)}")
+    if conf.population < 2:
+        raise SettingError("population", f"must be ≥ 2 (NSGA-II breeds pairs), got {conf.population}")
+    if conf.seed in conf.confirm_seeds:
+        raise SettingError("confirm_seeds", f"must differ from --seed {conf.seed}: the confirmation retrains from "
+                                            "scratch, with seeds the search never used")
+    hwa = [m for m in conf.methods + conf.grid if is_hardware_aware(m)]
+    if hwa and (conf.device_set or conf.t_inference is not None):
+        raise SettingError("methods", f"{hwa[0]} trains through the device file's own noise at its nominal time, which "
+                                      "--device-set / --t-inference would change for the chips alone; search "
+                                      "without them, or without hardware-aware methods")
     if conf.sampler not in SAMPLERS:
         raise SettingError("sampler", f"must be one of {', '.join(SAMPLERS)}, got {conf.sampler!r}")
     if conf.pruner not in PRUNERS:
@@ -217,10 +230,10 @@ def check_config(conf: CodesignConfig) -> None:
     for a in conf.arch:
         if a not in available_archs():
             raise SettingError("arch", f"{a!r}: choose among {', '.join(available_archs())}")
-    for m in conf.methods:
-        multi, teacher = method_traits(m)  # a misspelt method is refused here, by name
-        if teacher:
-            raise SettingError("methods", f"{m} needs a teacher model; the search trains students of none")
+    for flag, methods in (("methods", conf.methods), ("grid", conf.grid)):
+        for m in methods:
+            if method_traits(m)[1]:  # a misspelt method is refused here, by name
+                raise SettingError(flag, f"{m} needs a teacher model; the search trains students of none")
     _check_heads(conf)
     for s in conf.exit_stage_sets:
         if not s.isdigit() or not set(s) <= set("1234") or "4" not in s:
@@ -267,8 +280,15 @@ class Context:
     (the pruner's evidence)."""
 
     conf: CodesignConfig
-    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method → [{state, curve, system_attrs}]
+    curves: dict[tuple, list[dict[str, Any]]] = field(default_factory=dict)  # peers → [{state, curve, system_attrs}]
     data_cache: dict[tuple, Any] = field(default_factory=dict)
+
+
+def peers(training: tuple) -> tuple:
+    """The trainings a pruner compares one with: the same method on the same backbone (arch, width, stem stride),
+    whatever their exits, heads or hwa noise — a narrower network, or one trained through noise, is slower on clean
+    validation and is never judged against a wider or a clean one."""
+    return training[:4]
 
 
 def _pruner(name: str) -> Any:
@@ -302,7 +322,7 @@ def _pruning_hook(conf: CodesignConfig, history: list[dict[str, Any]]) -> tuple[
         score = float(val.final)
         record["curve"][epoch] = score
         trial.report(score, epoch)
-        return bool(trial.should_prune())
+        return epoch < conf.train_epochs and bool(trial.should_prune())  # a finished training is kept
 
     return hook, record
 
@@ -310,10 +330,11 @@ def _pruning_hook(conf: CodesignConfig, history: list[dict[str, Any]]) -> tuple[
 def train_task(context: Context, design: Design) -> dict[str, Any]:
     """Train (or find) the model of ``design``: {state COMPLETE / PRUNED, checkpoint, curve, the pruner's record}."""
     conf = context.conf
-    hook, record = _pruning_hook(conf, context.curves.get(design.method, []))
+    hook, record = _pruning_hook(conf, context.curves.get(peers(design.training), []))
     try:
         path = cached_checkpoint(design.method, conf.dataset, conf.data_dir, design.seed, progress=False,
-                                 hwa_device=conf.device, hwa_noise=design.hwa_noise, on_epoch=hook, **budget_of(conf, design))
+                                 hwa_device=conf.device, hwa_noise=design.hwa_noise, on_epoch=hook,
+                                 torch_device=conf.torch_device, **budget_of(conf, design)).resolve()
         state = "COMPLETE"
     except TrainingPruned:
         path, state = None, "PRUNED"
@@ -331,11 +352,16 @@ def budget_of(conf: CodesignConfig, design: Design) -> dict[str, Any]:
                 heads=design.heads, retrain=conf.retrain)
 
 
-def measure_task(context: Context, task: tuple[Design, str]) -> dict[str, Any]:
+def measure_task(context: Context, task: tuple[Design, str, str]) -> dict[str, Any]:
     """One design on its chips: per chip the accuracy of what the chip delivers (real early exit at thresholds
-    searched on validation through that chip, for a multi-exit model; the deepest exit otherwise) and its mean
-    energy and latency per inference; the chip's area; the digital accuracy on the same test images."""
-    design, checkpoint = task
+    searched through that chip for the least energy at the deepest exit's accuracy, for a multi-exit model; the
+    deepest exit otherwise), its mean energy and latency per inference, the chip's area, and the digital accuracy
+    on the same images.
+
+    ``phase`` "search": thresholds on one half of a seeded selection of validation images, accuracy on the other
+    half, chips ``SEARCH_CHIPS + c`` — the search never sees a test image. "report" (the reference, the
+    confirmation): thresholds on the first half, accuracy on test images, fresh chips ``REPORT_CHIPS + c``."""
+    design, checkpoint, phase = task
     conf = context.conf
     opened = open_checkpoint(checkpoint, conf.data_dir, conf.torch_device, context.data_cache)
     model, data = opened.model, opened.data
@@ -344,25 +370,38 @@ def measure_task(context: Context, task: tuple[Design, str]) -> dict[str, Any]:
     t = cells.inference_time(conf.t_inference)
     calib = opened.calibration(conf.seed)
     report = chip_report(model, chip, calibration=calib)
-    test, val = opened.batches(data.test, conf.samples, conf.seed), opened.batches(data.val, conf.samples, conf.seed)
-    digital = evaluate(model, test).accuracy[-1]
+    tune, held = validation_halves(data.val, conf.samples, conf.seed)
+    val = opened.batches(tune, len(tune), conf.seed)
+    images = opened.batches(held, len(held), conf.seed) if phase == "search" else \
+        opened.batches(data.test, conf.samples, conf.seed)
+    first = SEARCH_CHIPS if phase == "search" else REPORT_CHIPS
+    digital = evaluate(model, images).accuracy[-1]
     bn = torch.cat(opened.calibration(conf.seed, design.bn_recalibrate)) if design.bn_recalibrate else None
     path_energy = [p["energy_pJ"] for p in report["paths"]]
     path_latency = [p["latency_ns"] for p in report["paths"]]
     multi = len(model.heads) > 1
     per_chip = []
     for c in range(conf.chips):
-        deployed = deploy_on(model, chip, CHIP_SEED + c, bn_images=bn, t_inference=t, calibration=calib)
+        deployed = deploy_on(model, chip, first + c, bn_images=bn, t_inference=t, calibration=calib)
         if multi:
-            d = dynamic_inference(deployed, val, test, exit_path_macs(model), path_energy,
-                                  report["exits"][-1]["macs"], conf.seed, timed=False)
+            d = dynamic_inference(deployed, val, images, exit_path_macs(model), path_energy,
+                                  report["exits"][-1]["macs"], conf.seed, timed=False, cost=path_energy)
             shares = d["exit_shares"]
-            per_chip.append(dict(chip=CHIP_SEED + c, accuracy=d["accuracy"], energy_pJ=d["mean_energy_pJ"],
+            per_chip.append(dict(chip=first + c, accuracy=d["accuracy"], energy_pJ=d["mean_energy_pJ"],
                                  latency_ns=float(np.dot(shares, path_latency)), exit_shares=shares))
         else:
-            per_chip.append(dict(chip=CHIP_SEED + c, accuracy=evaluate(deployed, test).accuracy[-1],
+            per_chip.append(dict(chip=first + c, accuracy=evaluate(deployed, images).accuracy[-1],
                                  energy_pJ=path_energy[-1], latency_ns=path_latency[-1], exit_shares=[1.0]))
-    return summarize_chips(per_chip, digital, report["chip"]["area_mm2"], conf.yield_margin)
+    return {**summarize_chips(per_chip, digital, report["chip"]["area_mm2"], conf.yield_margin),
+            "chance_accuracy": 100.0 / data.num_classes}
+
+
+def validation_halves(split: Split, n: int, seed: int) -> tuple[Split, Split]:
+    """Two disjoint seeded selections of ``n`` validation images each (fewer when the split is small): the first
+    tunes early-exit thresholds, the second scores the search."""
+    both = take_subset(split, 2 * n, seed)
+    half = len(both) // 2
+    return Split(both.images[:half], both.labels[:half]), Split(both.images[half:], both.labels[half:])
 
 
 def summarize_chips(per_chip: list[dict[str, Any]], digital: float, area_mm2: float, margin: float) -> dict[str, Any]:
@@ -378,7 +417,7 @@ def summarize_chips(per_chip: list[dict[str, Any]], digital: float, area_mm2: fl
 
 
 # --- the search: an Optuna study of designs and one of trainings, both in the run directory's SQLite file --------
-RESUMABLE = ("trials", "confirm_seeds", "confirm_points", "workers", "ray_address", "torch_device", "grid")
+RESUMABLE = ("trials", "confirm_seeds", "confirm_points", "workers", "ray_address", "torch_device")
 
 
 @dataclass
@@ -393,15 +432,17 @@ class Search:
 
     def measured(self) -> list[Any]:
         """The designs trials that count towards ``trials``: measured, or pruned with their training."""
-        return [t for t in self.designs.get_trials(deepcopy=False)
+        from optuna.trial import TrialState
+
+        return [t for t in self.designs.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
                 if t.user_attrs.get("outcome") in ("measured", "training pruned")]
 
-    def curves(self) -> dict[str, list[dict[str, Any]]]:
-        """Each method's training curves so far (the pruner's evidence)."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for r in self.trained.values():
+    def curves(self) -> dict[tuple, list[dict[str, Any]]]:
+        """The training curves so far by peer group (``peers``): the pruner's evidence."""
+        out: dict[tuple, list[dict[str, Any]]] = {}
+        for key, r in self.trained.items():
             if r["curve"]:
-                out.setdefault(r["method"], []).append({k: r[k] for k in ("state", "curve", "system_attrs")})
+                out.setdefault(peers(key), []).append({k: r[k] for k in ("state", "curve", "system_attrs")})
         return out
 
     def record_training(self, design: Design, result: dict[str, Any]) -> None:
@@ -422,12 +463,43 @@ class Search:
         self.trained[design.training] = {**result, "curve": curve, "method": design.method}
 
 
-def _sampler(conf: CodesignConfig) -> Any:
+def _sampler(conf: CodesignConfig, trials_before: int = 0) -> Any:
+    """The search's sampler; a resumed search seeds it past the trials it already holds, so it does not propose
+    its first designs again."""
     import optuna
 
+    seed = conf.seed + 1_000_003 * trials_before
     if conf.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=conf.seed, multivariate=True, group=True)
-    return optuna.samplers.NSGAIISampler(population_size=conf.population, seed=conf.seed)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    return optuna.samplers.NSGAIISampler(population_size=conf.population, seed=seed)
+
+
+def _storage(out: Path) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}")
+
+
+def check_resume(out: Path, conf: CodesignConfig) -> None:
+    """Refuse to resume a search with other settings than it started with (only ``RESUMABLE`` ones may change),
+    before anything in ``out`` is written."""
+    import json
+
+    import optuna
+
+    if not (out / "study.db").is_file():
+        return
+    try:
+        designs = optuna.load_study(study_name="designs", storage=_storage(out))
+    except KeyError:
+        return
+    before = json.loads(designs.user_attrs.get("settings", "{}"))
+    now = json.loads(json.dumps({k: v for k, v in conf.settings().items() if k not in RESUMABLE}))
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise ValueError(f"--resume: the search in {out} was started with other {', '.join(changed)}; resume with "
+                         f"its settings (--config {out / 'config.toml'}), changing only {', '.join(RESUMABLE)}")
 
 
 def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
@@ -438,24 +510,18 @@ def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
     import optuna
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}")
-    settings = {k: v for k, v in conf.settings().items() if k not in RESUMABLE}
+    storage = _storage(out)
     exists = "designs" in [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if exists and not resume:
         raise FileExistsError(f"{out / 'study.db'} holds a search; continue it with --resume, or choose another --out")
-    designs = optuna.create_study(study_name="designs", storage=storage, sampler=_sampler(conf), load_if_exists=True,
-                                  directions=[OBJECTIVES[o][0] for o in conf.objectives])
+    before = len(optuna.load_study(study_name="designs", storage=storage).trials) if exists else 0
+    designs = optuna.create_study(study_name="designs", storage=storage, sampler=_sampler(conf, before),
+                                  load_if_exists=True, directions=[OBJECTIVES[o][0] for o in conf.objectives])
     trainings = optuna.create_study(study_name="trainings", storage=storage, direction="maximize", load_if_exists=True)
     if exists:
-        before = json.loads(designs.user_attrs.get("settings", "{}"))
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != json.loads(json.dumps(settings.get(k))))
-        if changed:
-            raise ValueError(f"--resume: the search in {out} was started with other {', '.join(changed)}; resume "
-                             f"with its settings (--config {out / 'config.toml'}), changing only "
-                             f"{', '.join(RESUMABLE)}")
+        check_resume(out, conf)
     else:
-        designs.set_user_attr("settings", json.dumps(settings))
+        designs.set_user_attr("settings", json.dumps({k: v for k, v in conf.settings().items() if k not in RESUMABLE}))
     for study in (designs, *([_grid_study(storage, conf)] if conf.grid else [])):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)
@@ -469,73 +535,88 @@ def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
     return Search(designs, trainings, trained, storage)
 
 
-def _propose(search: Search, conf: CodesignConfig, room: int, log: Callable[[str], None]
+def _propose(search: Search, conf: CodesignConfig, room: int, log: Callable[[str], None], prune: bool = True
              ) -> tuple[list[tuple[Any, Design]], bool]:
-    """Up to ``room`` new trials, each a design whose model exists or fits under the training cap (the reference's
-    model is not counted); a design whose model was pruned ends at once, pruned with it; one over the cap is told
-    pruned and does not count. Also whether the cap stopped the search."""
+    """Up to ``room`` new trials, each a new design whose model exists or fits under the training cap (the distinct
+    models this study's trials used, the reference's included once a trial uses it). Without measuring: a design
+    already measured is told its values again (``repeat``), one whose model was pruned is pruned with it (unless
+    ``prune`` is off: then the model is finished), one over the cap is failed (samplers ignore failed trials).
+    None of these counts towards ``trials``. Also whether ``REJECTIONS`` such proposals in a row stopped it."""
     from optuna.trial import TrialState
 
-    exempt = reference_design(conf).training
+    done = {design_of(t.params, conf): t for t in search.measured() if t.state == TrialState.COMPLETE}
+    used = {design_of(t.params, conf).training for t in search.measured()}
     batch: list[tuple[Any, Design]] = []
     rejected = 0
     while len(batch) < room and len(search.measured()) + len(batch) < conf.trials:
         trial = search.designs.ask()
         design = suggest(trial, conf)
         known = search.trained.get(design.training)
-        if known is not None and known["state"] == "PRUNED":
+        mine = used | {d.training for _, d in batch}
+        if design in done or any(d == design for _, d in batch):
+            earlier = done.get(design)
+            trial.set_user_attr("outcome", "repeat")
+            if earlier is not None:
+                search.designs.tell(trial, earlier.values)
+            else:
+                search.designs.tell(trial, state=TrialState.FAIL)
+        elif prune and known is not None and known["state"] == "PRUNED":
             trial.set_user_attr("outcome", "training pruned")
             search.designs.tell(trial, state=TrialState.PRUNED)
-            continue
-        used = {d.training for _, d in batch} | {k for k in search.trained if k[-1] == conf.seed and k != exempt}
-        if known is None and design.training not in used and len(used) >= conf.trainings:
+            return batch, False  # counts towards trials: the caller re-checks
+        elif design.training not in mine and len(mine) >= conf.trainings:
             trial.set_user_attr("outcome", "over the training cap")
-            search.designs.tell(trial, state=TrialState.PRUNED)
-            rejected += 1
-            if rejected >= REJECTIONS:
-                log(f"[codesign] {REJECTIONS} proposals in a row needed a model beyond --trainings "
-                    f"{conf.trainings}: the search stops at {len(search.measured()) + len(batch)} trials")
-                return batch, True
+            search.designs.tell(trial, state=TrialState.FAIL)
+        else:
+            batch.append((trial, design))
+            rejected = 0
             continue
-        rejected = 0
-        batch.append((trial, design))
+        rejected += 1
+        if rejected >= REJECTIONS:
+            log(f"[codesign] {REJECTIONS} proposals in a row were repeats or needed a model beyond --trainings "
+                f"{conf.trainings}: the search stops at {len(search.measured()) + len(batch)} trials")
+            return batch, True
     return batch, False
 
 
 def run_trainings(search: Search, context: Context, designs: Sequence[Design], conf: CodesignConfig,
                   log: Callable[[str], None], prune: bool = True) -> None:
     """Train the models ``designs`` need that are not trained yet (each once; in parallel with ``workers``)."""
-    todo = list({d.training: d for d in designs if d.training not in search.trained}.values())
+    todo = list({d.training: d for d in designs if d.training not in search.trained
+                 or (not prune and search.trained[d.training]["state"] == "PRUNED")}.values())
     if not todo:
         return
     context.curves = search.curves() if prune and conf.pruner != "none" else {}
-    log(f"[codesign] training {len(todo)} model(s): " + "; ".join(d.training_name() for d in todo))
+    log(f"[codesign] {len(todo)} model(s) to train or find (runs/cache, the zoo): "
+        + "; ".join(d.training_name() for d in todo))
     t0 = time.time()
     results = parallel_map(train_task, context, todo, workers=conf.workers, ray_address=conf.ray_address)
     for d, r in zip(todo, results):
         search.record_training(d, r)
-        log(f"[codesign]   {d.training_name()}: " + (f"validation {r['best_val']:.2f} %" if r["state"] == "COMPLETE"
+        found = "" if r["curve"] else " (found trained)"
+        log(f"[codesign]   {d.training_name()}: " + (f"validation {r['best_val']:.2f} %{found}" if r["state"] == "COMPLETE"
                                                        else f"pruned after epoch {max(r['curve'])}"))
     log(f"[codesign]   ({time.time() - t0:.0f} s)")
 
 
-def measure(search: Search, context: Context, designs: Sequence[Design], conf: CodesignConfig) -> list[dict[str, Any] | None]:
-    """Each design's objectives (None where its model was pruned)."""
-    ready = [(d, search.trained[d.training]["checkpoint"]) for d in designs
+def measure(search: Search, context: Context, designs: Sequence[Design], conf: CodesignConfig,
+            phase: str = "search") -> list[dict[str, Any] | None]:
+    """Each design's objectives (None where its model was pruned); ``phase``: see ``measure_task``."""
+    ready = [(d, search.trained[d.training]["checkpoint"], phase) for d in designs
              if search.trained[d.training]["state"] == "COMPLETE"]
     found = iter(parallel_map(measure_task, context, ready, workers=conf.workers, ray_address=conf.ray_address))
     return [next(found) if search.trained[d.training]["state"] == "COMPLETE" else None for d in designs]
 
 
 def search_loop(search: Search, context: Context, conf: CodesignConfig, log: Callable[[str], None],
-                label: str = "trial") -> None:
+                label: str = "trial", prune: bool = True) -> None:
     """Propose, train, measure and tell until ``trials`` designs are done (``workers`` designs at a time)."""
     from optuna.trial import TrialState
 
     while len(search.measured()) < conf.trials:
         room = min(max(1, conf.workers), conf.trials - len(search.measured()))
-        batch, stopped = _propose(search, conf, room, log)
-        run_trainings(search, context, [d for _, d in batch], conf, log)
+        batch, stopped = _propose(search, conf, room, log, prune)
+        run_trainings(search, context, [d for _, d in batch], conf, log, prune)
         for (trial, design), found in zip(batch, measure(search, context, [d for _, d in batch], conf)):
             if found is None:
                 trial.set_user_attr("outcome", "training pruned")
@@ -568,7 +649,7 @@ def grid_config(conf: CodesignConfig) -> CodesignConfig:
     ranging and without BN recalibration (what chip_study sweeps); no cap (it trains one model per method)."""
     return replace(conf, methods=list(conf.grid), arch=[DEFAULT_ARCH], width=[DEFAULT_WIDTH],
                    stem_stride=[DEFAULT_STEM], exit_stage_sets=[ALL_STAGES],
-                   heads=[default_heads(conf.grid[0])] if any(method_traits(m)[0] for m in conf.grid) else ["byot"],
+                   heads=sorted({default_heads(m) for m in conf.grid if method_traits(m)[0]}) or ["byot"],
                    hwa_noise=[1.0], ranging=conf.ranging[:1], bn_recalibrate=[0], parallel_rows=[0],
                    trials=len(grid_designs(conf)), trainings=10 ** 6)
 
@@ -609,27 +690,32 @@ def run_grid(search: Search, context: Context, conf: CodesignConfig, log: Callab
     if len(grid.measured()) < gconf.trials:
         log(f"[codesign] today's grid at equal compute: {' '.join(conf.grid)} on the default shape × "
             f"{len(conf.rows) * len(conf.adc_bits) * len(conf.bits_per_cell)} chips ({gconf.trials} designs)")
-    search_loop(grid, context, replace(gconf, pruner="none"), log, label="grid")
+    search_loop(grid, context, gconf, log, label="grid", prune=False)
     return grid
 
 
-def compare(found: Found, conf: CodesignConfig, search_trainings: int) -> list[dict[str, Any]]:
-    """The search's front against the grid's in on-chip accuracy vs energy: the area each dominates (hypervolume,
-    up to accuracy 0 and 1.1 × the largest energy measured), the share of each front the other dominates, and the
-    best accuracy each reaches at no more than the reference's energy; with the trainings each spent."""
-    objectives = {"accuracy_mean": "max", "energy_pJ": "min"}
-    searched = [r for r in found.rows if r["outcome"] == "measured" and r["trial"] != "reference"]
-    grid = [r for r in found.grid if r["outcome"] == "measured"]
+def compare(found: Found, conf: CodesignConfig, trainings: dict[str, int]) -> list[dict[str, Any]]:
+    """The search's front against the grid's in on-chip accuracy vs energy (both measured the same way, on the
+    search's validation images and chips): the area each front dominates over accuracy above chance and decades of
+    energy below 1.1 × the largest measured (hypervolume, in %·decades), the share of each front the other
+    dominates, the best accuracy each reaches at no more than the reference's energy; with the distinct models and
+    the measurements each spent."""
+    searched = [dict(r, log_energy=math.log10(r["energy_pJ"])) for r in found.rows
+                if r["outcome"] == "measured" and r["trial"] != "reference"]
+    grid = [dict(r, log_energy=math.log10(r["energy_pJ"])) for r in found.grid if r["outcome"] == "measured"]
+    if not searched or not grid:
+        return []
+    objectives = {"accuracy_mean": "max", "log_energy": "min"}
     fronts = {"search": non_dominated(searched, objectives), "grid": non_dominated(grid, objectives)}
-    worst = dict(accuracy_mean=0.0, energy_pJ=1.1 * max(r["energy_pJ"] for r in searched + grid))
+    worst = dict(accuracy_mean=found.reference["chance_accuracy"],
+                 log_energy=math.log10(1.1 * max(r["energy_pJ"] for r in searched + grid)))
     budget = found.reference["energy_pJ"]
     out = []
-    for name, other in (("search", "grid"), ("grid", "search")):
+    for name, other, rows in (("search", "grid", searched), ("grid", "search", grid)):
         mine = fronts[name]
-        cheap = [r["accuracy_mean"] for r in (searched if name == "search" else grid) if r["energy_pJ"] <= budget]
-        out.append(dict(designs=name, measured=len(searched if name == "search" else grid),
-                        trainings=search_trainings if name == "search" else len(conf.grid), front=len(mine),
-                        hypervolume=hypervolume_2d(mine, objectives, worst) / 1e3,
+        cheap = [r["accuracy_mean"] for r in rows if r["energy_pJ"] <= budget]
+        out.append(dict(designs=name, measured=len(rows), trainings=trainings[name], front=len(mine),
+                        hypervolume=hypervolume_2d(mine, objectives, worst),
                         dominated_by_other=dominated_share(mine, fronts[other], objectives),
                         best_at_reference_energy=max(cheap) if cheap else float("nan")))
     return out
@@ -661,6 +747,8 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
     say = log if progress else (lambda msg: None)
     out = Path(out) if out is not None else Path("runs") / "codesign" / f"{Path(conf.device).stem}_{stamp()}"
     with run_dir_guard(out, resume=resume, kind=CodesignConfig.KIND):
+        if resume:
+            check_resume(out, conf)  # before config.toml is rewritten: the refusal points at the original
         run_dir, run = start_run(conf, out, out, dict(device=conf.device, objectives=conf.objectives, seed=conf.seed,
                                                       resumed=resume))
         search = open_search(run_dir, conf, resume)
@@ -679,11 +767,12 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
             grid = run_grid(search, context, conf, say)
             found.grid, grid_chips = grid_rows(grid, conf)
             found.chips += grid_chips
-            used = {design_of(t.params, conf).training for t in search.measured()}
-            found.comparison = compare(found, conf, len(used))
+            spent = {name: len({design_of(t.params, conf).training for t in study.measured()})
+                     for name, study in (("search", search), ("grid", grid))}
+            found.comparison = compare(found, conf, spent)
         if conf.confirm_seeds:
             found.confirm, found.confirm_summary = confirm(search, context, conf, found, say)
-        found.importances = importances(search.designs, conf)
+        found.importances = importances(search, conf)
         return write(found, conf, run_dir, run)
 
 
@@ -756,7 +845,7 @@ def confirm(search: Search, context: Context, conf: CodesignConfig, found: Found
     for seed in conf.confirm_seeds:
         designs = [replace(d, seed=seed) for _, d in points]
         run_trainings(search, context, designs, conf, log, prune=False)
-        for (label, _), m in zip(points, measure(search, context, designs, conf)):
+        for (label, _), m in zip(points, measure(search, context, designs, conf, phase="report")):
             assert m is not None  # confirmation trains unpruned
             rows.append(dict(point=label, seed=seed, **{k: v for k, v in m.items() if k != "chips"}))
     return rows, confirm_summary(rows, conf.confirm_seeds)
@@ -778,32 +867,45 @@ def confirm_summary(rows: list[dict[str, Any]], seeds: Sequence[int]) -> list[di
         out.append(dict(point=point, seeds=len(seeds), accuracy=str(bounded_interval(acc)),
                         accuracy_mean=float(np.mean(acc)), vs_reference=str(t_interval(diff)) if point != "reference"
                         else "—", vs_reference_mean=float(np.mean(diff)),
-                        energy_vs_reference=float(np.mean(energy)),
+                        energy_vs_reference=float(np.exp(np.mean(np.log(energy)))),  # geometric mean of ratios
                         yield_mean=float(np.mean([by[(point, s)]["yield"] for s in seeds])),
                         p10_mean=float(np.mean([by[(point, s)]["accuracy_p10"] for s in seeds]))))
     return out
 
 
-def importances(study: Any, conf: CodesignConfig) -> list[dict[str, Any]]:
-    """Optuna's parameter importances (its default evaluator) for each searched objective; none where the study
-    has too few measured trials for them."""
+MIN_IMPORTANCE_TRIALS = 10  # fewer measured designs give PED-ANOVA no top quantile worth the name
+
+
+def importances(search: Search, conf: CodesignConfig) -> list[dict[str, Any]]:
+    """Optuna's parameter importances (PED-ANOVA, unnormalised) of each varied dimension for each searched
+    objective, over the measured designs only (repeats left out); none with fewer than ``MIN_IMPORTANCE_TRIALS``
+    of them, or where every importance is zero."""
     import warnings
 
     import optuna
+    from optuna.trial import TrialState
 
+    measured = [t for t in search.measured() if t.state == TrialState.COMPLETE]
+    if len(measured) < MIN_IMPORTANCE_TRIALS:
+        return []
+    study = optuna.create_study(directions=[OBJECTIVES[o][0] for o in conf.objectives])
+    study.add_trials(measured)
     varied = {k for k in SEARCHED if len(set(map(str, getattr(conf, CHOICES.get(k, k))))) > 1}
     out = []
     for i, name in enumerate(conf.objectives):
         sign = -1.0 if OBJECTIVES[name][0] == "maximize" else 1.0  # PED-ANOVA explains low values of its target
+
         def target(t: Any, i: int = i, sign: float = sign) -> float:
             return sign * float(t.values[i])
 
         try:
             with warnings.catch_warnings():
-                # its sign is handled above; and a small search leaves some values with one trial (said in docs)
-                warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
-                found = optuna.importance.get_param_importances(study, target=target)
+                # the sign is handled above; a small search leaves some values with few trials (said in the docs)
+                warnings.filterwarnings("ignore", message=r"(PedAnovaImportanceEvaluator computes|Some regimes)")
+                found = optuna.importance.get_param_importances(study, target=target, normalize=False)
         except (RuntimeError, ValueError, ZeroDivisionError):
+            continue
+        if not any(v > 0 for v in found.values()):
             continue
         out += [dict(objective=name, parameter=p, importance=float(v)) for p, v in found.items() if p in varied]
     return out
@@ -824,7 +926,7 @@ def point_config(conf: CodesignConfig, d: Design) -> CodesignConfig:
                    hwa_noise=[d.hwa_noise] if d.hwa_noise is not None else conf.hwa_noise[:1],
                    rows=[d.rows], adc_bits=[d.adc_bits], bits_per_cell=[d.bits_per_cell],
                    parallel_rows=[d.parallel_rows], ranging=[d.ranging], bn_recalibrate=[d.bn_recalibrate],
-                   trials=1, trainings=1, confirm_seeds=[], seed=d.seed)
+                   trials=1, trainings=1, confirm_seeds=[], grid=[], seed=d.seed)
 
 
 SEARCHED = ("method", "arch", "width", "stem_stride", "exit_stages", "heads", "hwa_noise", "rows", "adc_bits", "bits_per_cell",
@@ -840,7 +942,7 @@ def front_common(found: Found) -> list[dict[str, Any]]:
         on_front = [r[k] for r in found.front]
         if not on_front:
             continue
-        value = max(set(map(str, on_front)), key=lambda v: sum(str(x) == v for x in on_front))
+        value = max(sorted(set(map(str, on_front))), key=lambda v: sum(str(x) == v for x in on_front))
         out.append(dict(dimension=k, value=value, front_share=sum(str(x) == value for x in on_front) / len(on_front),
                         all_share=sum(str(r[k]) == value for r in measured) / len(measured)))
     return out
@@ -892,9 +994,10 @@ def summary_table(found: Found, conf: CodesignConfig) -> str:
     parts = [format_table([line(ref)] + [line(r) for r in found.front], list(line(ref)), title=(
         f"Co-design search on {conf.device}{'' if t is None else f' at t = {t:g} s'}: the front over "
         f"{' and '.join(conf.objectives)} of {measured} measured designs ({pruned} pruned with their training), "
-        f"beside the reference (the default model on the main job's chip); mean ± std over {conf.chips} chips on "
-        f"{conf.samples} test images; yield: chips within {conf.yield_margin:g} points of digital; these numbers "
-        f"are selected by the search (optimistic): see the confirmation"))]
+        f"beside the reference (the default model on the main job's chip); mean ± std over {conf.chips} chips "
+        f"(seeds {SEARCH_CHIPS}+) on {conf.samples} validation images the early-exit thresholds were not tuned on (the "
+        f"search never sees a test image); yield: chips within {conf.yield_margin:g} points of digital; these "
+        f"numbers are selected by the search (optimistic): see the confirmation"))]
     common = front_common(found)
     if common:
         parts.append(format_table(common, ["dimension", "value", "front_share", "all_share"],
@@ -907,16 +1010,19 @@ def summary_table(found: Found, conf: CodesignConfig) -> str:
         parts.append(format_table(found.comparison, ["designs", "measured", "trainings", "front", "hypervolume",
                                                      "dominated_by_other", "best_at_reference_energy"], title=(
             f"The search against today's grid ({' '.join(conf.grid)} on the default shape × every chip of rows × "
-            f"ADC bits × bits per cell) in on-chip accuracy vs energy: hypervolume in %·nJ up to accuracy 0 and 1.1× "
-            f"the largest energy; dominated_by_other: the share of this front the other front dominates; "
+            f"ADC bits × bits per cell) in on-chip accuracy vs energy on the search's images and chips: hypervolume "
+            f"in accuracy points × decades of energy, above chance and below 1.1× the largest energy; trainings: "
+            f"distinct models used (widths differ in cost); dominated_by_other: the share of this front the other "
+            f"front dominates; "
             f"best_at_reference_energy: the most accurate design at ≤ the reference's energy (selected numbers: "
             f"see the confirmation)")))
     if found.confirm_summary:
         parts.append(format_table(found.confirm_summary, ["point", "seeds", "accuracy", "vs_reference",
                                                           "energy_vs_reference", "yield_mean", "p10_mean"], title=(
             f"Confirmation: the front's most accurate designs and the reference retrained from scratch with seeds "
-            f"{' '.join(map(str, conf.confirm_seeds))}; accuracy: mean over chips, 95 % interval over seeds; "
-            f"vs_reference: paired by seed (t interval)")))
+            f"{' '.join(map(str, conf.confirm_seeds))}, measured on {conf.samples} test images and {conf.chips} "
+            f"fresh chips (seeds {REPORT_CHIPS}+); accuracy: mean over chips, 95 % interval over seeds (logit "
+            f"scale); vs_reference: paired by seed (t interval); energy: geometric mean of the ratios")))
     return "\n\n".join(parts)
 
 
@@ -945,15 +1051,16 @@ def plot_front(found: Found, conf: CodesignConfig, path: Path) -> list[Path]:
     for c in found.confirm_summary:
         rows = [r for r in found.confirm if r["point"] == c["point"]]
         e = float(np.mean([r["energy_pJ"] for r in rows])) / 1e3
-        acc = [r["accuracy_mean"] for r in rows]
-        half = t_interval(acc).half_width
-        ax.errorbar([e], [c["accuracy_mean"]], yerr=[[0 if math.isnan(half) else half]] * 2, fmt="s", color="black",
-                    ms=4, capsize=3, label="retrained (seeds), 95 % CI" if c is found.confirm_summary[0] else None)
+        ci = bounded_interval([r["accuracy_mean"] for r in rows])
+        low, high = (ci.low, ci.high) if not math.isnan(ci.half_width) else (ci.mean, ci.mean)
+        ax.errorbar([e], [ci.mean], yerr=[[ci.mean - low], [high - ci.mean]], fmt="s", color="black", ms=4, capsize=3,
+                    label="retrained from scratch: test images, fresh chips, 95 % CI over seeds"
+                    if c is found.confirm_summary[0] else None)
         if c["point"] in by_trial and c["point"] != "reference":
-            ax.annotate(f"#{c['point']}", (e, c["accuracy_mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(f"#{c['point']}", (e, ci.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("energy per inference on the early-exit path (nJ)")
-    ax.set_ylabel(f"on-chip accuracy, mean of {conf.chips} chips (%)")
+    ax.set_ylabel(f"on-chip accuracy, mean of {conf.chips} chips (%; the search: validation images)")
     fig.colorbar(sc, ax=ax, label=f"yield (chips within {conf.yield_margin:g} pt of digital)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -245,11 +245,12 @@ def _front_rows(label: str, tables: dict[str, Any], seed: int) -> list[dict[str,
             for setting in ("digital", "chip0") for p in nsga2_front(tables[setting], seed=seed)]
 
 
-def dynamic_inference(model, val, test, path_macs, path_energy, full_macs, seed: int, timed: bool = True
-                      ) -> dict[str, Any]:
-    """Search thresholds on val (the least mean cost at the deepest exit's accuracy), run real early exit on test;
-    accuracy, cost, exit shares and (``timed``) wall time against the full network, else a speedup of NaN."""
-    table = exit_table(model, val, path_macs, full_macs)
+def dynamic_inference(model, val, test, path_macs, path_energy, full_macs, seed: int, timed: bool = True,
+                      cost: list[float] | None = None) -> dict[str, Any]:
+    """Search thresholds on val (the least mean cost at the deepest exit's accuracy: MACs, or ``cost`` per exit path,
+    e.g. its energy on the chip), run real early exit on test; accuracy, cost, exit shares and (``timed``) wall time
+    against the full network, else a speedup of NaN."""
+    table = exit_table(model, val, path_macs, full_macs) if cost is None else exit_table(model, val, cost, cost[-1])
     found = search_thresholds(table, seed=seed)
     (preds, labels, macs, exits), t_dyn, t_full = _timed_early_exit(model, test, found["thresholds"], path_macs, timed)
     energy = torch.tensor(path_energy, dtype=torch.float64)[exits]
