@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json"}
-KEEP_SUFFIXES = {".csv"}
+KEEP_SUFFIXES = {".csv", ".toml"}  # .toml: the run's config and, for a search, each design's config
 MAX_BYTES = 1_000_000
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,19 @@ def run_commit(run: Path) -> str:
     if not isinstance(git, dict) or not git.get("commit"):
         return "not recorded"
     return str(git["commit"]) + (" (with uncommitted changes)" if git.get("dirty") else "")
+
+
+def run_command(run: Path) -> str | None:
+    """The command line the run's manifest recorded, as run from the repository (``python experiments/<study>.py``
+    for a study's script), or None."""
+    try:
+        argv = json.loads((run / "manifest.json").read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(argv, list) or not argv:
+        return None
+    script = f"python experiments/{argv[0]}" if str(argv[0]).endswith(".py") else str(argv[0])
+    return " ".join([script, *(shlex.quote(str(a)) for a in argv[1:])])
 
 
 def commit_line() -> str:
@@ -64,6 +78,10 @@ def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run / rel, staging / rel)
     (staging / "commit.txt").write_text(f"run: {run_commit(run)}\narchived at: {commit_line()}")
+    if not (staging / "commands.sh").exists():
+        command = run_command(run)
+        if command:
+            (staging / "commands.sh").write_text(f"#!/bin/sh\n# the command that made this run (from its manifest)\n{command}\n")
     old = target.with_name(f".{name}.old")
     if target.exists():
         target.rename(old)

@@ -59,7 +59,8 @@ def test_archive_copies_small_files_and_the_commit(tmp_path):
     archive_run = script("scripts/archive_run.py")
     run = tmp_path / "run"
     (run / "noise_sweep" / "reram" / "s0").mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "git": {"commit": "abc123", "dirty": True}}))
+    (run / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "git": {"commit": "abc123", "dirty": True},
+                                                   "command": ["noise_sweep.py", "--device", "reram", "--out", "a b"]}))
     (run / "report.md").write_text("# report\n")
     (run / "noise_sweep" / "reram" / "s0" / "sweep.csv").write_text("a,b\n1,2\n")
     (run / "methods").mkdir()
@@ -67,7 +68,10 @@ def test_archive_copies_small_files_and_the_commit(tmp_path):
     (run / "big.csv").write_bytes(b"x" * (archive_run.MAX_BYTES + 1))  # too large
     target = archive_run.archive(run, "demo", results=tmp_path / "results")
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
-    assert files == ["commit.txt", "manifest.json", "noise_sweep/reram/s0/sweep.csv", "report.md"]
+    assert files == ["commands.sh", "commit.txt", "manifest.json", "noise_sweep/reram/s0/sweep.csv", "report.md"]
+    # a run without its own commands.sh: the command its manifest recorded, as run from the repository
+    assert (target / "commands.sh").read_text().splitlines()[-1] == \
+        "python experiments/noise_sweep.py --device reram --out 'a b'"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     run_line, archived = (target / "commit.txt").read_text().splitlines()
     assert run_line == "run: abc123 (with uncommitted changes)" and archived.startswith(f"archived at: {head}")
