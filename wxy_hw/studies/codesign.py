@@ -998,6 +998,12 @@ def summary_table(found: Found, conf: CodesignConfig) -> str:
         f"(seeds {SEARCH_CHIPS}+) on {conf.samples} validation images the early-exit thresholds were not tuned on (the "
         f"search never sees a test image); yield: chips within {conf.yield_margin:g} points of digital; these "
         f"numbers are selected by the search (optimistic): see the confirmation"))]
+    measured_rows = [r for r in found.rows if r["outcome"] == "measured" and r["trial"] != "reference"]
+    if measured_rows:
+        best_yield = sorted(measured_rows, key=lambda r: (-r["yield"], r["energy_pJ"]))[:3]
+        parts.append(format_table([line(r) for r in best_yield], list(line(ref)), title=(
+            f"The highest yields (chips within {conf.yield_margin:g} points of digital), the least energy first among "
+            "equal yields")))
     common = front_common(found)
     if common:
         parts.append(format_table(common, ["dimension", "value", "front_share", "all_share"],
