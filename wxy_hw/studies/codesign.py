@@ -877,9 +877,9 @@ MIN_IMPORTANCE_TRIALS = 10  # fewer measured designs give PED-ANOVA no top quant
 
 
 def importances(search: Search, conf: CodesignConfig) -> list[dict[str, Any]]:
-    """Optuna's parameter importances (PED-ANOVA, unnormalised) of each varied dimension for each searched
-    objective, over the measured designs only (repeats left out); none with fewer than ``MIN_IMPORTANCE_TRIALS``
-    of them, or where every importance is zero."""
+    """Optuna's parameter importances (PED-ANOVA) of each varied dimension for each searched objective, as shares of
+    their sum, over the measured designs only (repeats left out); none with fewer than ``MIN_IMPORTANCE_TRIALS`` of
+    them, or where every importance is zero (Optuna would then report equal shares)."""
     import warnings
 
     import optuna
@@ -905,9 +905,10 @@ def importances(search: Search, conf: CodesignConfig) -> list[dict[str, Any]]:
                 found = optuna.importance.get_param_importances(study, target=target, normalize=False)
         except (RuntimeError, ValueError, ZeroDivisionError):
             continue
-        if not any(v > 0 for v in found.values()):
+        total = sum(v for p, v in found.items() if p in varied)
+        if not total > 0:  # nothing to tell apart: no table of equal shares
             continue
-        out += [dict(objective=name, parameter=p, importance=float(v)) for p, v in found.items() if p in varied]
+        out += [dict(objective=name, parameter=p, importance=float(v) / total) for p, v in found.items() if p in varied]
     return out
 
 
@@ -1011,7 +1012,9 @@ def summary_table(found: Found, conf: CodesignConfig) -> str:
                                         "measured designs)"))
     if found.importances:
         parts.append(format_table(found.importances, ["objective", "parameter", "importance"],
-                                  title="Optuna parameter importances (PED-ANOVA) per objective"))
+                                  title="Optuna parameter importances (PED-ANOVA) per objective, as shares of their "
+                                        "sum: which dimensions separate the best designs from the rest (noisy with "
+                                        "few designs)"))
     if found.comparison:
         parts.append(format_table(found.comparison, ["designs", "measured", "trainings", "front", "hypervolume",
                                                      "dominated_by_other", "best_at_reference_energy"], title=(
