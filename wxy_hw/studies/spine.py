@@ -91,7 +91,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     if shipped is not None:
         return shipped
     words = "".join(w for _, w in shape)
-    print(f"[wxy_hw] training the default {method} model on {dataset} ({b['arch']} width {b['width']:g}{words}, "
+    print(f"[wxy_hw] training the {method} model (cached for every study) on {dataset} ({b['arch']} width {b['width']:g}{words}, "
           f"{b['subset'] or 'all'} images, {b['epochs']} epochs) → {out}", flush=True)
     try:
         flags = {"resume": False, "overwrite": True} if retrain and out.exists() else continue_flags(out)
