@@ -24,7 +24,7 @@ from typing import Sequence
 
 from ..hardware.chip import RANGING
 from ..studies.codesign import OBJECTIVES, PRUNERS, SAMPLERS, CodesignConfig, codesign_run
-from . import (add_device_arg, add_device_set_arg, add_parallel_args, add_study_args, array_size, config_of, defaults,
+from . import (add_t_inference_arg, add_device_arg, add_device_set_arg, add_parallel_args, add_study_args, array_size, config_of, defaults,
                fail, new_parser, nonneg_float, nonneg_int, parse, positive_float, positive_int, report, run_guard,
                seed_int, width_multiplier)
 
@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser(__doc__, "codesign")
     add_device_arg(parser, d["device"])
     add_device_set_arg(parser, d["device_set"])
-    parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
-                        help="seconds since programming (None: 1 day for drifting devices, else 1 s)")
+    add_t_inference_arg(parser, d["t_inference"])
     g = parser.add_argument_group("network shape (each a list the search chooses from)")
     g.add_argument("--arch", nargs="+", default=d["arch"], help="backbones")
     g.add_argument("--width", nargs="+", type=width_multiplier, default=d["width"], help="channel width multipliers")

@@ -18,8 +18,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.early_exit_energy import EarlyExitConfig, early_exit_run
-from . import (add_chip_settings, add_models_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
-               new_parser, nonneg_float, nonneg_int, positive_int, run_study)
+from . import (add_t_inference_arg, add_chip_settings, add_models_args, add_chips_arg, add_parallel_args, add_study_args, defaults,
+               new_parser, nonneg_int, positive_int, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_args(parser, d["methods"], "explicit best.pt files instead of the cached defaults")
     add_chips_arg(parser, d["chips"], "chip instances (each gets its own thresholds)")
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="validation and test images used")
-    parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
-                        help="seconds since programming (None: 1 day for drifting devices, else 1 s)")
+    add_t_inference_arg(parser, d["t_inference"])
     parser.add_argument("--bn-recalibrate", type=nonneg_int, default=d["bn_recalibrate"], metavar="N",
                         help="each chip re-estimates its BN statistics on N unlabeled training images after "
                              "deployment (N forward passes per chip; 0 = off)")

@@ -18,8 +18,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.noise_sweep import NoiseSweepConfig, noise_sweep_run
-from . import (seed_int, add_chip_settings, add_parallel_args, add_models_args, add_chips_arg, add_study_args, defaults,
-               new_parser, nonneg_float, nonneg_int, positive_int, run_study)
+from . import (add_chip_settings, add_chips_arg, add_models_args, add_parallel_args, add_study_args,
+               add_t_inference_arg, defaults, new_parser, nonneg_float, nonneg_int, positive_int, run_study, seed_int)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--times", nargs="+", type=nonneg_float, default=d["times"],
                         help="inference times in s for drifting devices (None: 1 s, 1 h, 1 day, 30 days, 1 year, "
                              "as far as the device model permits)")
-    parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
-                        help="time of the noise-scale sweep (None: 1 day for drifting devices, else 1 s)")
+    add_t_inference_arg(parser, d["t_inference"], "time of the noise-scale sweep")
     parser.add_argument("--sigmas", nargs="+", type=nonneg_float, default=d["sigmas"],
                         help="σ values of the flat-minima Gaussian sweep (× per-layer |W|max)")
     parser.add_argument("--no-flat", dest="flat", action="store_false", help="skip the flat-minima sweep")

@@ -17,8 +17,8 @@ import argparse
 from typing import Sequence
 
 from ..studies.quant_sweep import QuantSweepConfig, bits, quant_sweep_run
-from . import (add_device_arg, add_device_set_arg, add_models_args, add_chips_arg, add_parallel_args, add_study_args,
-               defaults, new_parser, nonneg_float, positive_int, run_study)
+from . import (add_t_inference_arg, add_device_arg, add_device_set_arg, add_models_args, add_chips_arg, add_parallel_args, add_study_args,
+               defaults, new_parser, positive_int, run_study)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=positive_int, default=d["samples"], help="test images per evaluation")
     parser.add_argument("--calib-batches", type=positive_int, default=d["calib_batches"],
                         help="validation batches (256 images) that calibrate PTQ activation scales")
-    parser.add_argument("--t-inference", type=nonneg_float, default=d["t_inference"],
-                        help="seconds since programming (None: 1 day for drifting devices, else 1 s)")
+    add_t_inference_arg(parser, d["t_inference"])
     add_parallel_args(parser, d["workers"], d["ray_address"])
     add_study_args(parser)
     return parser

@@ -311,6 +311,13 @@ def add_parallel_args(parser: argparse.ArgumentParser, workers: int = 1, ray_add
                    help="join a running Ray cluster (e.g. 10.0.0.1:6379, or 'auto') instead of starting one")
 
 
+def add_t_inference_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: float | None,
+                        what: str = "seconds since programming") -> None:
+    """--t-inference T: when after programming the chips are read (None: the device file's nominal time)."""
+    parser.add_argument("--t-inference", type=nonneg_float, default=default,
+                        help=f"{what} (None: 1 day for drifting devices, else 1 s)")
+
+
 def add_device_set_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: dict[str, Any]) -> None:
     """--device-set SECTION.KEY=VALUE (repeatable): values of the device file changed for this run."""
     parser.add_argument("--device-set", dest="device_set", action=KeyValue, default=default, metavar="SECTION.KEY=VALUE",
