@@ -320,7 +320,8 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
     assert "--overwrite" in advice["noise_sweep"]
 
     every = set().union(*(_flags(p) for p in parsers.values()))
-    for module in ("calibrator_adapt", "chip_study", "corruption_robustness", "early_exit_energy", "quant_sweep"):
+    for module in ("calibrator_adapt", "chip_study", "codesign", "corruption_robustness", "early_exit_energy",
+                   "quant_sweep"):
         every |= _flags(__import__(f"wxy_hw.cli.{module}", fromlist=["build_parser"]).build_parser())
     outside = {"--head", "--nproc-per-node"}  # `ray start --head` and torchrun's, named in messages about them
     unknown = {(str(path.relative_to(Path(wxy_hw.__file__).parent)), flag) for path, text in _messages()

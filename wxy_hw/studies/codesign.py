@@ -447,7 +447,6 @@ class Search:
 
     def record_training(self, design: Design, result: dict[str, Any]) -> None:
         """Add a finished (or pruned) training to the trainings study and to ``trained``."""
-        import json
 
         from optuna.trial import TrialState, create_trial
 
@@ -457,7 +456,7 @@ class Search:
             state=TrialState.COMPLETE if complete else TrialState.PRUNED,
             value=result["best_val"] if complete else None, intermediate_values=curve,
             system_attrs=result["system_attrs"],
-            user_attrs={"key": json.dumps(list(design.training)), "method": design.method,
+            user_attrs={"key": list(design.training), "method": design.method,
                         "name": design.training_name(), "checkpoint": result["checkpoint"],
                         "reused": not curve}))
         self.trained[design.training] = {**result, "curve": curve, "method": design.method}
@@ -484,7 +483,6 @@ def _storage(out: Path) -> Any:
 def check_resume(out: Path, conf: CodesignConfig) -> None:
     """Refuse to resume a search with other settings than it started with (only ``RESUMABLE`` ones may change),
     before anything in ``out`` is written."""
-    import json
 
     import optuna
 
@@ -494,8 +492,8 @@ def check_resume(out: Path, conf: CodesignConfig) -> None:
         designs = optuna.load_study(study_name="designs", storage=_storage(out))
     except KeyError:
         return
-    before = json.loads(designs.user_attrs.get("settings", "{}"))
-    now = json.loads(json.dumps({k: v for k, v in conf.settings().items() if k not in RESUMABLE}))
+    before = designs.user_attrs.get("settings", {})  # Optuna keeps user attributes as JSON: lists, not tuples
+    now = {k: list(v) if isinstance(v, tuple) else v for k, v in conf.settings().items() if k not in RESUMABLE}
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if changed:
         raise ValueError(f"--resume: the search in {out} was started with other {', '.join(changed)}; resume with "
@@ -505,7 +503,6 @@ def check_resume(out: Path, conf: CodesignConfig) -> None:
 def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
     """The run's SQLite study (created, or loaded to resume: a trial a killed process left running is failed and
     proposed again first, so the design it held is measured once)."""
-    import json
 
     import optuna
     from optuna.trial import TrialState
@@ -521,14 +518,14 @@ def open_search(out: Path, conf: CodesignConfig, resume: bool) -> Search:
     if exists:
         check_resume(out, conf)
     else:
-        designs.set_user_attr("settings", json.dumps({k: v for k, v in conf.settings().items() if k not in RESUMABLE}))
+        designs.set_user_attr("settings", {k: v for k, v in conf.settings().items() if k not in RESUMABLE})
     for study in (designs, *([_grid_study(storage, conf)] if conf.grid else [])):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)
             study.enqueue_trial(t.params)
     trained = {}
     for t in trainings.get_trials(deepcopy=False):
-        key = tuple(json.loads(t.user_attrs["key"]))
+        key = tuple(t.user_attrs["key"])
         trained[key] = {"state": t.state.name, "checkpoint": t.user_attrs["checkpoint"], "method": t.user_attrs["method"],
                         "curve": dict(t.intermediate_values), "system_attrs": dict(t.system_attrs),
                         "best_val": t.value}
