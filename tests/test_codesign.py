@@ -77,6 +77,15 @@ def test_the_search_scores_validation_images_the_thresholds_were_not_tuned_on():
     assert len(tune) == 4 and len(held) == 5 and not set(tune.labels.tolist()) & set(held.labels.tolist())
 
 
+def test_the_default_cells_are_the_device_files_own():
+    from wxy_hw.hardware.spec import load_device
+    from wxy_hw.studies.codesign import Design
+
+    assert CodesignConfig().bits_per_cell == [0]
+    chip = Design("baseline", 0.25, 2, rows=128, adc_bits=6, bits_per_cell=0).chip_config(load_device("reram"))
+    assert chip.bits_per_cell is None  # what the device's levels hold: the cells the accuracy engine deploys
+
+
 def test_the_pruner_stops_a_training_below_its_methods_median():
     class Val:
         def __init__(self, final: float) -> None:

@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("chip and deployment (each a list the search chooses from)")
     g.add_argument("--rows", nargs="+", type=array_size, default=d["rows"], help="crossbar rows (square arrays)")
     g.add_argument("--adc-bits", nargs="+", type=positive_int, default=d["adc_bits"], help="ADC resolutions")
-    g.add_argument("--bits-per-cell", nargs="+", type=positive_int, default=d["bits_per_cell"],
-                   help="weight bits per cell")
+    g.add_argument("--bits-per-cell", nargs="+", type=nonneg_int, default=d["bits_per_cell"],
+                   help="weight bits per cell (0: what the device file's levels hold, the cells the accuracy engine "
+                        "deploys; it models no bit slicing, so other values change energy and area only)")
     g.add_argument("--parallel-rows", nargs="+", type=nonneg_int, default=d["parallel_rows"],
                    help="rows read at once (0: all); priced by the cost model, while the accuracy engine digitises "
                         "each array's whole column sum")

@@ -99,7 +99,9 @@ class CodesignConfig(StudyConfig):
     # chip
     rows: list[int] = field(default_factory=lambda: [64, 128, 256])
     adc_bits: list[int] = field(default_factory=lambda: [4, 6, 8])
-    bits_per_cell: list[int] = field(default_factory=lambda: [1, 2])
+    # 0: what the device file's levels hold — the cells the accuracy engine deploys (it models no bit slicing, so
+    # other values change energy and area only; search them with that in mind)
+    bits_per_cell: list[int] = field(default_factory=lambda: [0])
     parallel_rows: list[int] = field(default_factory=lambda: [0])  # 0: every row at once
     ranging: list[str] = field(default_factory=lambda: ["fixed", "per_sample"])
     # deployment
@@ -166,7 +168,8 @@ class Design:
     def chip_config(self, cells: Any) -> ChipConfig:
         """The chip this design deploys on and prices (arrays square)."""
         rows = self.rows
-        return ChipConfig(device=cells, rows=rows, cols=rows, adc_bits=self.adc_bits, bits_per_cell=self.bits_per_cell,
+        return ChipConfig(device=cells, rows=rows, cols=rows, adc_bits=self.adc_bits,
+                          bits_per_cell=self.bits_per_cell or None,
                           parallel_rows=None if not self.parallel_rows or (rows and self.parallel_rows >= rows)
                           else self.parallel_rows, ranging=self.ranging)
 
@@ -633,7 +636,8 @@ def search_loop(search: Search, context: Context, conf: CodesignConfig, log: Cal
 def describe(d: Design) -> str:
     """A design in a few words."""
     chip = ("the device file's chip" if d.rows is None else
-            f"{d.rows}-row arrays, {d.adc_bits}-bit ADC, {d.bits_per_cell} b/cell, {d.ranging} ranging"
+            f"{d.rows}-row arrays, {d.adc_bits}-bit ADC, "
+            + (f"{d.bits_per_cell} b/cell, " if d.bits_per_cell else "the device's cells, ") + f"{d.ranging} ranging"
             + (f", {d.parallel_rows} rows at once" if d.parallel_rows else "")
             + (f", BN recal {d.bn_recalibrate}" if d.bn_recalibrate else ""))
     return f"{d.training_name()}; {chip}"
