@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--population", type=positive_int, default=d["population"], help="NSGA-II population size")
     g.add_argument("--sampler", choices=list(SAMPLERS), default=d["sampler"], help="Optuna sampler")
     g.add_argument("--pruner", choices=list(PRUNERS), default=d["pruner"],
-                   help="stops poor trainings on their validation curve (among trainings of the same method)")
+                   help="stops poor trainings on their validation curve, judged among the earlier trainings of the "
+                        "same method on the same backbone (halving: with fewer than about 6 such trainings it keeps "
+                        "only the best so far at each rung)")
     g.add_argument("--confirm-seeds", nargs="+", type=seed_int, default=d["confirm_seeds"],
                    help="retrain the front's best points and the reference from scratch with these seeds")
     g.add_argument("--confirm-points", type=positive_int, default=d["confirm_points"],
