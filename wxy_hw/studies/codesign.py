@@ -777,14 +777,22 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
         return write(found, conf, run_dir, run)
 
 
+def trial_rows(search: Search, conf: CodesignConfig, prefix: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One row per trial that counts (measured, or pruned with its model; labelled ``prefix`` + its number), and
+    the chips of the measured ones."""
+    rows, chips = [], []
+    for t in search.measured():
+        outcome, label = t.user_attrs["outcome"], f"{prefix}{t.number}"
+        measured = {k: t.user_attrs[k] for k in (*OBJECTIVE_COLUMNS, "accuracy_std", "digital_accuracy", "chips")
+                    if k in t.user_attrs} if outcome == "measured" else None
+        rows.append(_row(label, design_of(t.params, conf), measured, outcome))
+        chips += [dict(trial=label, **c) for c in (measured or {}).get("chips", [])]
+    return rows, chips
+
+
 def grid_rows(grid: Search, conf: CodesignConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The grid's rows (trial "g<number>", its own front marked) and its chips."""
-    rows, chips = [], []
-    for t in grid.measured():
-        measured = {k: t.user_attrs[k] for k in (*OBJECTIVE_COLUMNS, "accuracy_std", "digital_accuracy", "chips")
-                    if k in t.user_attrs} if t.user_attrs["outcome"] == "measured" else None
-        rows.append(_row(f"g{t.number}", design_of(t.params, conf), measured, t.user_attrs["outcome"]))
-        chips += [dict(trial=f"g{t.number}", **c) for c in (measured or {}).get("chips", [])]
+    rows, chips = trial_rows(grid, conf, "g")
     objectives = {"accuracy_mean": "max", "energy_pJ": "min"}
     front = {id(r) for r in non_dominated([r for r in rows if r["outcome"] == "measured"], objectives)}
     for r in rows:
@@ -811,15 +819,9 @@ def collect(search: Search, conf: CodesignConfig, reference: dict[str, Any]) -> 
     ref = reference_design(conf)
     rows = [_row("reference", ref, reference, "measured")]
     chips = [dict(trial="reference", **c) for c in reference["chips"]]
-    for t in search.designs.get_trials(deepcopy=False):
-        outcome = t.user_attrs.get("outcome", t.state.name.lower())
-        if outcome not in ("measured", "training pruned"):
-            continue  # over the training cap, or failed (a trial a killed process left, proposed again)
-        design = design_of(t.params, conf)
-        measured = {k: t.user_attrs[k] for k in (*OBJECTIVE_COLUMNS, "accuracy_std", "digital_accuracy", "chips")
-                    if k in t.user_attrs} if outcome == "measured" else None
-        rows.append(_row(str(t.number), design, measured, outcome))
-        chips += [dict(trial=str(t.number), **c) for c in (measured or {}).get("chips", [])]
+    searched_rows, searched_chips = trial_rows(search, conf)
+    rows += searched_rows
+    chips += searched_chips
     directions = {OBJECTIVES[o][1]: "max" if OBJECTIVES[o][0] == "maximize" else "min" for o in conf.objectives}
     searched = [r for r in rows if r["outcome"] == "measured" and r["trial"] != "reference"]
     front_ids = {id(r) for r in non_dominated(searched, directions)}
