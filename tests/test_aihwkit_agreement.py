@@ -88,6 +88,9 @@ def test_aihwkit_limits_are_clear_errors(trained):
         deploy_aihwkit(trained, load_device("reram", CONTINUOUS), t_inference=3600.0)
     with pytest.raises(AihwkitUnavailable, match="noise.stuck_at_lrs.*--backend native"):
         deploy_aihwkit(trained, load_device("reram", {"noise.stuck_at_lrs": 0.01}))
+    sliced = {"mapping.weight_bits": 8, "mapping.levels": 4, "array.parallel_rows": 32}
+    with pytest.raises(AihwkitUnavailable, match="mapping.weight_bits .*array.parallel_rows .*--backend native"):
+        deploy_aihwkit(trained, load_device("reram", sliced))
     depthwise = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
     with pytest.raises(AihwkitUnavailable, match=r"grouped / depthwise ones: 0 \(groups=4\); use --backend native"):
         deploy_aihwkit(depthwise, "reram")

@@ -84,6 +84,11 @@ def test_the_default_cells_are_the_device_files_own():
     assert CodesignConfig().bits_per_cell == [0]
     chip = Design("baseline", 0.25, 2, rows=128, adc_bits=6, bits_per_cell=0).chip_config(load_device("reram"))
     assert chip.bits_per_cell is None  # what the device's levels hold: the cells the accuracy engine deploys
+    assert chip.resolve().spec.mapping["weight_bits"] == 0
+    # a chip dimension the search varies reaches the engine, not only the price
+    sliced = Design("baseline", 0.25, 2, rows=128, adc_bits=6, bits_per_cell=1, parallel_rows=32)
+    spec = sliced.chip_config(load_device("reram")).resolve().spec
+    assert (spec.mapping["weight_bits"], spec.mapping["levels"], spec.array["parallel_rows"]) == (8, 2, 32)
 
 
 def test_the_pruner_stops_a_training_below_its_methods_median():

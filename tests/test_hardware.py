@@ -277,3 +277,58 @@ def test_adc_digitises_each_arrays_partial_sum():
     ranges = [p[:4].abs().max() for p in parts]  # 5 outputs ≤ cols: one column group per array
     assert torch.allclose(fixed(x), sum(quantize_fixed(p, 3, r) for p, r in zip(parts, ranges)), atol=1e-6)
     assert fixed(x[4:]).abs().max() <= sum(ranges) + 1e-6  # beyond the calibrated range a converter clips
+
+
+def test_read_groups_split_each_tile_into_the_rows_read_at_once():
+    from wxy_hw.hardware.physics import read_groups
+
+    assert torch.equal(read_groups(10, 4), tile_ids(10, 4))  # every row of a tile at once: groups = tiles
+    assert read_groups(10, 4, 2).tolist() == [0, 0, 1, 1, 2, 2, 3, 4, 4, 5]  # tiles 4/3/3, never straddled
+    assert torch.bincount(read_groups(576, 256, 64)).tolist() == [64] * 9
+    assert torch.equal(read_groups(576, 256, 192), tile_ids(576, 256))  # a group as large as the tile
+
+
+def test_parallel_rows_digitise_each_group_of_rows_on_its_own():
+    """y = Σ_g Q(x_g·W_gᵀ) over the groups of parallel_rows rows inside each array (NeuroSim's parallelRead)."""
+    from wxy_hw.hardware.engine import quantize_signed
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 5, bias=False)
+    x = torch.randn(7, 12)
+    chip = deploy(lin, "ideal", overrides={"array.rows": 6, "array.parallel_rows": 2, "array.adc_bits": 3,
+                                            "array.ranging": "per_sample"})
+    parts = [x[:, t:t + 2] @ lin.weight[:, t:t + 2].T for t in range(0, 12, 2)]
+    assert torch.allclose(chip(x), sum(quantize_signed(p, 3, (1,)) for p in parts), atol=1e-6)
+    whole = deploy(lin, "ideal", overrides={"array.rows": 6, "array.parallel_rows": 6, "array.adc_bits": 3,
+                                            "array.ranging": "per_sample"})
+    halves = [x[:, t:t + 6] @ lin.weight[:, t:t + 6].T for t in (0, 6)]
+    assert torch.allclose(whole(x), sum(quantize_signed(p, 3, (1,)) for p in halves), atol=1e-6)
+
+
+def test_float_weights_bit_sliced_when_the_device_asks():
+    """mapping.weight_bits: per-tile signed integers, each digit on its own cell pair; fewer bits per cell, less
+    noise on the weight (the top slice's error dominates, and it holds fewer levels)."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 16, bias=False)
+    exact = deploy(lin, "ideal", overrides={"mapping.weight_bits": 4, "mapping.levels": 4})
+    w_max = lin.weight.detach().abs().max()
+    assert torch.allclose(exact.weight, torch.round(lin.weight / w_max * 7) / 7 * w_max, atol=1e-6)
+    spread = {}
+    for bpc in (1, 2, 4):
+        chips = [deploy(lin, "reram", seed=s, overrides={"mapping.weight_bits": 8, "mapping.levels": 2 ** bpc})
+                 for s in range(4)]
+        spread[bpc] = torch.stack([weight_errors(lin, c) for c in chips]).std().item()
+        assert deploy(lin, "reram", seed=0, overrides={"mapping.weight_bits": 8, "mapping.levels": 2 ** bpc}) \
+            .weight.equal(chips[0].weight)  # the same chip from the same seed
+    assert spread[1] < spread[2] < spread[4]
+
+
+def test_chip_config_bits_per_cell_and_parallel_rows_reach_the_accuracy_side():
+    from wxy_hw.hardware.chip import ChipConfig
+
+    plain = ChipConfig(device="reram", rows=128).resolve().spec
+    assert plain.mapping["weight_bits"] == 0 and plain.mapping["levels"] == 16  # the file's own cells
+    assert plain.array["parallel_rows"] == 0
+    sliced = ChipConfig(device="reram", rows=128, bits_per_cell=2, parallel_rows=32).resolve().spec
+    assert (sliced.mapping["weight_bits"], sliced.mapping["levels"], sliced.array["parallel_rows"]) == (8, 4, 32)
+    assert ChipConfig(device="reram", rows=128, parallel_rows=128).resolve().spec.array["parallel_rows"] == 0

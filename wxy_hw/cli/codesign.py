@@ -67,11 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rows", nargs="+", type=array_size, default=d["rows"], help="crossbar rows (square arrays)")
     g.add_argument("--adc-bits", nargs="+", type=positive_int, default=d["adc_bits"], help="ADC resolutions")
     g.add_argument("--bits-per-cell", nargs="+", type=nonneg_int, default=d["bits_per_cell"],
-                   help="weight bits per cell (0: what the device file's levels hold, the cells the accuracy engine "
-                        "deploys; it models no bit slicing, so other values change energy and area only)")
+                   help="weight bits per cell (0: the device file's cells, each weight one value on them; 1..: "
+                        "8-bit weights bit-sliced onto cells of that many bits, each slice with its own noise, in "
+                        "accuracy and cost alike)")
     g.add_argument("--parallel-rows", nargs="+", type=nonneg_int, default=d["parallel_rows"],
-                   help="rows read at once (0: all); priced by the cost model, while the accuracy engine digitises "
-                        "each array's whole column sum")
+                   help="rows read and digitised at once (0: a whole array); each group's partial sum gets its own "
+                        "conversion, in accuracy and cost alike (a group of 32 on 256 rows costs ~3-8x the "
+                        "measurement time)")
     g.add_argument("--ranging", nargs="+", choices=list(RANGING), default=d["ranging"], help="converter ranging")
     g.add_argument("--bn-recalibrate", nargs="+", type=nonneg_int, default=d["bn_recalibrate"],
                    help="BN recalibration images per chip after deployment (0: off)")

@@ -123,6 +123,10 @@ def rpu_config(spec: DeviceSpec, noise_scale: float = 1.0, torch_tile: bool | No
         unsupported.append("mapping.clip_sigma")
     if m["cells_per_weight"] > 1:
         unsupported.append("mapping.cells_per_weight > 1")
+    if m["weight_bits"]:
+        unsupported.append("mapping.weight_bits (bit-sliced weights)")
+    if a["parallel_rows"]:
+        unsupported.append("array.parallel_rows (tiles read in groups of rows)")
     if kind != "SubthresholdMismatchNoiseModel" and spec.lognormal_sigma > 0:
         unsupported.append("log-normal mismatch outside the subthreshold model")
     expected = {"ReRamWan2022NoiseModel": ("wan2022", ("wan2022_relaxation", "none")),

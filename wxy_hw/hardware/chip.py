@@ -42,8 +42,10 @@ class ChipConfig:
     dac_bits: int = 1                     # bits per input cycle (1 = bit-serial inputs)
     weight_bits: int = 8
     act_bits: int = 8
-    bits_per_cell: int | None = None      # None: what the device's levels hold (⌊log2 levels⌋), one slice if continuous
-    parallel_rows: int | None = None      # rows read at once (NeuroSim's parallelRead); None = all
+    # None: what the device's levels hold (⌊log2 levels⌋, one slice if continuous), priced as such while the accuracy
+    # side programs each weight as one value on the file's cells; a number: both bit-slice weight_bits-bit weights
+    bits_per_cell: int | None = None
+    parallel_rows: int | None = None      # rows read and digitised at once (NeuroSim's parallelRead); None = all
     cols_per_adc: int = 8                 # columns multiplexed onto one ADC (NeuroSim numColMuxed = 8)
     differential: bool | None = None      # None: the device file's mapping.differential
     input_activity: float | None = None   # None: measured on calibration images; a number fixes it
@@ -123,7 +125,14 @@ class ChipConfig:
         beta = cells.ir_drop["beta"] if cfg.ir_beta_per_row is None else min(1.0, cfg.ir_beta_per_row * cfg.rows)
         periphery = {"array.rows": cfg.rows, "array.cols": cfg.cols, "array.ranging": cfg.ranging,
                      "array.adc_bits": 0 if ideal else adc_bits, "array.dac_bits": 0 if ideal else cfg.act_bits,
-                     "ir_drop.beta": beta}
+                     "ir_drop.beta": beta,
+                     "array.parallel_rows": cfg.parallel_rows if cfg.parallel_rows and cfg.parallel_rows < cfg.rows
+                     else 0}
+        if self.bits_per_cell is not None and not cells.is_digital:
+            # asked for explicitly: the accuracy side bit-slices weight_bits-bit weights onto cells used at
+            # 2^bits_per_cell levels, each slice with its own device noise, as the cost model prices them
+            periphery.update({"mapping.levels": 2 ** bpc, "mapping.cells_per_weight": 1,
+                              "mapping.weight_bits": cfg.weight_bits})
         changed = {k: v for k, v in periphery.items() if _get(cells, k) != v}
         return Chip(cfg, cells.with_overrides(changed) if changed else cells)
 

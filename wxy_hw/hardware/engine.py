@@ -17,9 +17,16 @@ the twin adds what happens on every read:
 * DAC / ADC resolution — inputs and MAC outputs quantized to 2^(b−1)−1 signed levels, when the
   chip has converters (``array.adc_bits`` / ``array.dac_bits`` > 0). ``array.ranging = "fixed"``
   (the default, as a chip is built): one full-scale range per layer for the DAC and one per array
-  (row tile × block of ``cols`` output columns) for the ADC, calibrated once at deployment on a
+  (row tile × block of ``cols`` output columns; per group of rows when ``array.parallel_rows``
+  reads a tile a group at a time) for the ADC, calibrated once at deployment on a
   few batches of training inputs (``deploy(..., calibration=batches)``), values beyond it clip;
   ``"per_sample"``: every sample ranges itself (abs-max per sample — an ideal no chip has).
+
+Float weights are programmed as one value each on the device's cells, or, when ``mapping.weight_bits``
+is set (a chip configuration with explicit bits per cell), bit-sliced like Brevitas layers
+(``physics.program_sliced_float``). Inputs enter in one step at the DAC's precision and slices are
+recombined before the ADC: bit-serial inputs and per-slice conversions, which make a small read's
+ADC lossless on real chips, are priced by the cost model but not simulated here.
 
 Biases stay digital. With every effect off (``devices/ideal.toml`` or zero noise and no
 quantization) the deployed model is bit-identical to the digital one.
@@ -34,7 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .physics import Programmed, is_ideal, program_bit_sliced, program_chips, tile_ids
+from .physics import (Programmed, is_ideal, program_bit_sliced, program_chips, program_sliced_float, read_groups,
+                      tile_ids)
 from ..models.coverage import untouched_layers, warn_untouched
 from ..models.quant import quantized_weight
 from .spec import DeviceLike, DeviceSpec, load_device
@@ -74,6 +82,7 @@ class AnalogMixin(_ModuleBase):
     read_sigma: torch.Tensor | None
     w_max_tiles: torch.Tensor
     row_tile: torch.Tensor
+    read_group: torch.Tensor
     dac_range: torch.Tensor
     adc_range: torch.Tensor
     read_tile_ind: torch.Tensor | None
@@ -90,10 +99,17 @@ class AnalogMixin(_ModuleBase):
         self._setup_read_tiles(spec)
         self.ir_beta = float(spec.ir_drop["beta"])
         self.rows = int(spec.array["rows"])
-        # which crossbar row tile each input row lands on: fixed by the mapping, so computed once
-        self.register_buffer("row_tile", tile_ids(self.weight[0].numel(), self.rows, self.weight.device),
-                             persistent=False)
+        # which crossbar row tile each input row lands on, and which read group (the rows one conversion
+        # sums: the whole tile, or array.parallel_rows of it at a time): fixed by the mapping, so computed once
+        fan_in = self.weight[0].numel()
+        self.register_buffer("row_tile", tile_ids(fan_in, self.rows, self.weight.device), persistent=False)
         self.n_row_tiles = int(self.row_tile[-1]) + 1
+        self.parallel_rows = int(spec.array["parallel_rows"])
+        self.register_buffer("read_group", read_groups(fan_in, self.rows, self.parallel_rows, self.weight.device),
+                             persistent=False)
+        self.n_read_groups = int(self.read_group[-1]) + 1
+        first = torch.searchsorted(self.read_group, torch.arange(self.n_read_groups, device=self.weight.device))
+        self.group_tile = [int(t) for t in self.row_tile[first]]  # the tile each read group lies in
         self.adc_bits = int(spec.array["adc_bits"])
         self.dac_bits = int(spec.array["dac_bits"])
         self.ranging = str(spec.array["ranging"])
@@ -101,18 +117,18 @@ class AnalogMixin(_ModuleBase):
         n_groups = -(-self.weight.shape[0] // self.cols)
         # fixed converter ranges (set by calibrate_converters); observed maxima while calibrating
         self.register_buffer("dac_range", torch.zeros(()))
-        self.register_buffer("adc_range", torch.zeros(self.n_row_tiles, n_groups))
+        self.register_buffer("adc_range", torch.zeros(self.n_read_groups, n_groups))
         self.calibrating = False
         self.read_seed = read_seed
         self.read_noise_mode = read_noise_mode
         self._gen: torch.Generator | None = None
 
     def _setup_read_tiles(self, spec: DeviceSpec) -> None:
-        """Pre-compute the per-row-tile form of the read-noise variance.
+        """Pre-compute the per-read-group form of the read-noise variance.
 
-        σ is constant inside a crossbar tile, so Σ_i σ_ij² x_i² = Σ_r σ_rj² S_r with S_r the
-        squared input summed over row-tile r: one conv with n_tiles output channels instead of a
-        second full-size MAC.
+        σ is constant inside a crossbar tile, hence inside each read group of it, so
+        Σ_i σ_ij² x_i² = Σ_r σ_rj² S_r with S_r the squared input summed over read group r: one conv
+        with n_groups output channels instead of a second full-size MAC.
         """
         self.register_buffer("read_tile_ind", None)
         self.register_buffer("read_tile_sig2", None)
@@ -120,7 +136,7 @@ class AnalogMixin(_ModuleBase):
             return
         out = self.weight.shape[0]
         fan_in = self.weight[0].numel()
-        tile = tile_ids(fan_in, int(spec.array["rows"]), self.weight.device)
+        tile = read_groups(fan_in, int(spec.array["rows"]), int(spec.array["parallel_rows"]), self.weight.device)
         n_r = int(tile[-1]) + 1
         ind = F.one_hot(tile, n_r).T.to(self.weight.dtype)                      # (n_r, fan_in)
         sig2 = self.read_sigma.reshape(out, fan_in) ** 2
@@ -129,51 +145,52 @@ class AnalogMixin(_ModuleBase):
         self.read_tile_ind = ind.reshape(n_r, *self.weight.shape[1:])
 
     def _ir_drop(self, x: torch.Tensor, w: torch.Tensor, mac) -> torch.Tensor:
-        """The output lost to IR drop: Σ over row tiles of each tile's partial sum × β·I_t/I_max,t.
+        """The output lost to IR drop: Σ over read groups of each group's partial sum × β·I_t/I_max,t.
 
-        Per tile t: y_t ← y_t·(1 − β·I_t/I_max,t), I_t = Σ_{i∈t} |w_ij|·|x_i| / x_max and
-        I_max,t = rows_t·|W|max — column currents in weight units (the g_min offset of the
-        differential pair is neglected), relative to a fully-on column at full input.
+        Per read group t (a whole tile, or the rows read at once): y_t ← y_t·(1 − β·I_t/I_max,t),
+        I_t = Σ_{i∈t} |w_ij|·|x_i| / x_max and I_max,t = rows_t·|W|max — column currents in weight
+        units (the g_min offset of the differential pair is neglected), relative to a fully-on column
+        at full input.
         """
-        tiles = self.row_tile
+        groups = self.read_group
         lost: torch.Tensor | None = None
-        for t in range(self.n_row_tiles):  # at least one
-            w_t = w * self._tile_mask(tiles, t, w)
-            part = self._ir_lost(x, w_t, mac(x, w_t), tiles, t, mac)
+        for t in range(self.n_read_groups):  # at least one
+            w_t = w * self._tile_mask(groups, t, w)
+            part = self._ir_lost(x, w_t, mac(x, w_t), groups, t, mac)
             lost = part if lost is None else lost + part
         assert lost is not None
         return lost
 
-    def _tile_mask(self, tiles: torch.Tensor, t: int, w: torch.Tensor):
-        return (tiles == t).to(w.dtype).view(1, *w.shape[1:]) if self.n_row_tiles > 1 else 1.0
+    def _tile_mask(self, groups: torch.Tensor, t: int, w: torch.Tensor):
+        return (groups == t).to(w.dtype).view(1, *w.shape[1:]) if self.n_read_groups > 1 else 1.0
 
-    def _ir_lost(self, x: torch.Tensor, w_t: torch.Tensor, y_t: torch.Tensor, tiles: torch.Tensor, t: int,
+    def _ir_lost(self, x: torch.Tensor, w_t: torch.Tensor, y_t: torch.Tensor, groups: torch.Tensor, t: int,
                  mac) -> torch.Tensor:
-        """IR-drop loss of row tile t's partial sum ``y_t`` (see _ir_drop)."""
+        """IR-drop loss of read group t's partial sum ``y_t`` (see _ir_drop)."""
         x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
         current = mac(x.abs() / x_max, w_t.abs())
-        rows_t = int((tiles == t).sum())
-        w_max = _per_channel(self.w_max_tiles[:, t], x)
+        rows_t = int((groups == t).sum())
+        w_max = _per_channel(self.w_max_tiles[:, self.group_tile[t]], x)
         return y_t * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
 
     def _per_array_adc(self, x: torch.Tensor, w: torch.Tensor, mac,
                        noise_sd: Sequence[torch.Tensor] | None) -> torch.Tensor:
-        """Each crossbar (row tile) digitises its own partial sum, then the digital side adds them.
+        """Each read group digitises its own partial sum, then the digital side adds them.
 
         This is where the array size meets accuracy: an ADC sees only ``rows`` inputs' worth of
-        current, so a larger array puts more of the sum behind one coarse conversion. Range:
-        the partial sums' abs-max per sample and tile (an ideally ranged ADC).
+        current (``parallel_rows`` when a tile is read in groups), so a larger read puts more of the
+        sum behind one coarse conversion. Range: fixed per group and column block, or per sample.
         """
-        tiles = self.row_tile
+        groups = self.read_group
         y: torch.Tensor | None = None
-        for t in range(self.n_row_tiles):  # at least one
-            w_t = w * self._tile_mask(tiles, t, w)
+        for t in range(self.n_read_groups):  # at least one
+            w_t = w * self._tile_mask(groups, t, w)
             y_t = mac(x, w_t)
             if noise_sd is not None:  # per-MVM read noise of this tile's cells
                 y_t = y_t + noise_sd[t] * torch.randn(y_t.shape, generator=self._generator(y_t.device),
                                                       device=y_t.device, dtype=y_t.dtype)
             if self.ir_beta > 0:
-                y_t = y_t - self._ir_lost(x, w_t, y_t, tiles, t, mac)
+                y_t = y_t - self._ir_lost(x, w_t, y_t, groups, t, mac)
             y = self._adc(y_t, t) if y is None else y + self._adc(y_t, t)
         assert y is not None
         return y
@@ -182,7 +199,7 @@ class AnalogMixin(_ModuleBase):
         return torch.arange(n, device=device) // self.cols
 
     def _adc(self, y: torch.Tensor, tile: int) -> torch.Tensor:
-        """Digitise the partial sums of row tile ``tile``: fixed per-array range, or per sample."""
+        """Digitise the partial sums of read group ``tile``: fixed range per group and column block, or per sample."""
         if self.ranging == "per_sample":
             return quantize_signed(y, self.adc_bits, tuple(range(1, y.dim())))
         group = self._group_index(y.shape[1], y.device)
@@ -222,7 +239,7 @@ class AnalogMixin(_ModuleBase):
                                                   dtype=w.dtype)
         per_mvm_untiled = (self.read_sigma is not None and self.read_noise_mode == "per_mvm"
                            and self.read_tile_ind is None)  # grouped convs: keep the whole-layer path
-        if self.adc_bits and self.n_row_tiles > 1 and not per_mvm_untiled:
+        if self.adc_bits and self.n_read_groups > 1 and not per_mvm_untiled:
             noise_sd = None
             if self.read_sigma is not None and self.read_noise_mode == "per_mvm":
                 sig2 = self.read_tile_sig2  # set with read_tile_ind (_setup_read_tiles)
@@ -343,6 +360,8 @@ def program_layer(layer: nn.Module, spec: DeviceSpec, seeds: list[int], idx: int
         sigmas = [p.read_sigma for p in progs if p.read_sigma is not None]  # every chip's or none (one spec)
         read = torch.stack(sigmas) if sigmas else None
         return Programmed(torch.stack([p.weight for p in progs]), read, torch.stack([p.w_max for p in progs]))
+    if quant_weight is None and spec.mapping["weight_bits"]:  # a chip that bit-slices float weights
+        return program_sliced_float(w, spec, gens, t_inference, noise_scale)
     layer_spec = spec.with_overrides({"mapping.levels": 0}) if quant_weight is not None and \
         spec.mapping["levels"] else spec
     return program_chips(w, layer_spec, gens, t_inference, noise_scale)

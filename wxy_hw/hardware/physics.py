@@ -70,6 +70,23 @@ def tile_ids(size: int, max_size: int, device: torch.device | None = None) -> to
     return torch.repeat_interleave(torch.arange(n, device=device), sizes)
 
 
+def read_groups(size: int, rows: int, parallel_rows: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Read-group index of each of ``size`` rows: the rows one conversion sums (NeuroSim's parallelRead).
+
+    Rows are cut into balanced crossbar tiles of ≤ ``rows`` (``tile_ids``); a chip that drives only
+    ``parallel_rows`` rows at once reads each tile in consecutive groups of that many rows, each
+    digitised on its own. ``parallel_rows`` 0 (or ≥ the tile) reads a whole tile at once: the groups are
+    the tiles. Groups never straddle two tiles, and are numbered tile by tile.
+    """
+    tiles = tile_ids(size, rows, device)
+    if not parallel_rows or parallel_rows >= int(torch.bincount(tiles).max()):
+        return tiles
+    start = torch.searchsorted(tiles, tiles, right=False)  # first row of each row's tile (tiles are sorted)
+    local = torch.arange(size, device=device) - start
+    key = tiles * (size + 1) + local // parallel_rows
+    return torch.unique(key, return_inverse=True)[1]
+
+
 def tile_abs_max(w2d: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Per-element |W|max of the crossbar tile the element lands in (shape of w2d)."""
     out_dim, fan_in = w2d.shape
@@ -96,7 +113,8 @@ def is_ideal(spec: DeviceSpec, noise_scale: float = 1.0) -> bool:
     n = spec.noise
     noisy = noise_scale > 0 and (n["programming"] != "none" or n["read_noise"] > 0 or n["additive_sigma"] > 0
                                  or spec.lognormal_sigma > 0 or n["stuck_at_lrs"] > 0 or n["stuck_at_hrs"] > 0)
-    return not (noisy or spec.mapping["levels"] > 0 or n["drift"] != "none" or spec.mapping["clip_sigma"] > 0
+    return not (noisy or spec.mapping["levels"] > 0 or spec.mapping["weight_bits"] > 0 or n["drift"] != "none"
+                or spec.mapping["clip_sigma"] > 0
                 or spec.ir_drop["beta"] > 0 or spec.array["adc_bits"] > 0 or spec.array["dac_bits"] > 0)
 
 
@@ -255,10 +273,38 @@ def slicing(weight_bits: int, levels: int) -> tuple[int, int]:
     """(bits per cell, cells per weight) to hold a signed ``weight_bits`` integer on ``levels``-level cells.
 
     The sign goes to the differential pair, so weight_bits − 1 magnitude bits are cut into
-    ⌊log2 levels⌋-bit digits, one cell pair each.
+    ⌊log2 levels⌋-bit digits, one cell pair each; a continuous cell (``levels`` 0) holds them all.
     """
+    if levels < 2:
+        return max(weight_bits - 1, 1), 1
     per_cell = max(int(math.floor(math.log2(levels))), 1)
     return per_cell, max(math.ceil((weight_bits - 1) / per_cell), 1)
+
+
+def program_sliced_float(w: torch.Tensor, spec: DeviceSpec, gens: list[torch.Generator], t_inference: float = 1.0,
+                         noise_scale: float = 1.0) -> Programmed:
+    """``program_chips`` for a chip that bit-slices float weights (``mapping.weight_bits`` > 0).
+
+    Each crossbar tile maps its |W|max (clipped as ``mapping.clip_sigma`` says) onto the largest signed
+    ``weight_bits``-bit integer; the integers are programmed digit by digit (``program_bit_sliced``, the
+    path of Brevitas layers) on cells of ``mapping.levels`` levels, one chip per generator, stacked.
+    """
+    m, arr = spec.mapping, spec.array
+    bits = int(m["weight_bits"])
+    w2 = w.detach().reshape(w.shape[0], -1).float()
+    w_max = tile_abs_max(w2, arr["rows"], arr["cols"])
+    if m["clip_sigma"] > 0:
+        w_max = torch.minimum(w_max, m["clip_sigma"] * w2.std())
+    w_max = w_max.clamp_min(1e-12)
+    top = 2 ** (bits - 1) - 1
+    scale = w_max / top
+    ints = torch.round((w2 / w_max).clamp(-1, 1) * top).to(torch.int64)
+    progs = [program_bit_sliced(ints, scale, bits, spec, g, t_inference, noise_scale) for g in gens]
+    reads = [p.read_sigma for p in progs if p.read_sigma is not None]  # every chip's or none (one spec)
+    shape = (len(gens), *w.shape)
+    return Programmed(torch.stack([p.weight for p in progs]).reshape(shape).to(w.dtype),
+                      torch.stack(reads).reshape(shape).to(w.dtype) if reads else None,
+                      torch.stack([p.w_max for p in progs]).reshape(shape).to(w.dtype))
 
 
 def program_bit_sliced(int_weight: torch.Tensor, scale: torch.Tensor, weight_bits: int, spec: DeviceSpec,
@@ -276,7 +322,7 @@ def program_bit_sliced(int_weight: torch.Tensor, scale: torch.Tensor, weight_bit
     mag = int_weight.abs().to(torch.int64)
     total = torch.zeros_like(int_weight, dtype=torch.float32)
     read_var = torch.zeros_like(total)
-    plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1})
+    plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1, "mapping.weight_bits": 0})
     magnitude_bits = weight_bits - 1
     for s in range(cells):
         digit = ((mag >> (k * s)) & digit_max).float() * sign

@@ -96,6 +96,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, tuple[Callable[[Any], bool], str]]]
         "levels": (int, 0, ((lambda v: v == 0 or 2 <= v <= MAX_LEVELS),
                             f"0 (continuous) or an integer from 2 to {MAX_LEVELS} (8 bits per cell)")),
         "cells_per_weight": (int, 1, _range(1, 16)),
+        # 0: each weight is programmed as one value on its cells (``levels`` ** ``cells_per_weight`` steps);
+        # b ≥ 2: quantised per tile to signed b-bit integers, bit-sliced onto ⌊log2 levels⌋-bit cells
+        "weight_bits": (int, 0, ((lambda v: v == 0 or 2 <= v <= 16), "0 (not bit-sliced) or an integer from 2 to 16")),
         "differential": (bool, True, _ANY),
         "clip_sigma": (float, 0.0, _range(0.0, 100.0)),
     },
@@ -132,6 +135,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, tuple[Callable[[Any], bool], str]]]
         "dac_bits": (int, 0, ((lambda v: v == 0 or CONVERTER_BITS[0] <= v <= CONVERTER_BITS[1]),
                               "0 (ideal) or an integer from {} to {}".format(*CONVERTER_BITS))),
         "ranging": (str, "fixed", _choice(("fixed", "per_sample"))),
+        # rows driven at once (NeuroSim's parallelRead): each group's partial sum is digitised on its own; 0 = all
+        "parallel_rows": (int, 0, _range(0, MAX_ARRAY)),
     },
     "energy": {
         # an analog cell's read is V_read^2 * g_max * t_pulse (read_voltage_V > 0); cell_read_fJ gives it directly

@@ -8,6 +8,7 @@ chip: the same ``Chip`` objects on both sides), ``write_chip_study`` (CSVs, tabl
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -203,9 +204,9 @@ def measure_chip_study(plan: ChipStudyPlan, conf: ChipStudyConfig, progress: boo
 
 
 def _accuracy_key(d: str, chip: Chip) -> tuple:
-    """What the accuracy depends on (what the engine sees): array size, converters, input bits, ranging."""
-    c = chip.config
-    return (d, c.rows, c.cols, c.adc_bits, c.act_bits, c.ranging)
+    """What the accuracy depends on: the resolved spec the engine deploys (array size, converters, input bits,
+    ranging, rows read at once, bit slicing), not what only the cost model prices."""
+    return (d, json.dumps(chip.spec.sections, sort_keys=True, default=str))
 
 
 def _analog_accuracy(plan: ChipStudyPlan, conf: ChipStudyConfig, model: torch.nn.Module, test: list, calib: list,

@@ -99,10 +99,10 @@ class CodesignConfig(StudyConfig):
     # chip
     rows: list[int] = field(default_factory=lambda: [64, 128, 256])
     adc_bits: list[int] = field(default_factory=lambda: [4, 6, 8])
-    # 0: what the device file's levels hold — the cells the accuracy engine deploys (it models no bit slicing, so
-    # other values change energy and area only; search them with that in mind)
+    # 0: the device file's cells (the main job's chip); b ≥ 1: weights bit-sliced onto b-bit cells (ChipConfig)
     bits_per_cell: list[int] = field(default_factory=lambda: [0])
-    parallel_rows: list[int] = field(default_factory=lambda: [0])  # 0: every row at once
+    # 0: every row at once; off by default because each group of rows is a conversion the engine runs on its own
+    parallel_rows: list[int] = field(default_factory=lambda: [0])
     ranging: list[str] = field(default_factory=lambda: ["fixed", "per_sample"])
     # deployment
     bn_recalibrate: list[int] = field(default_factory=lambda: [0, 64])
