@@ -36,7 +36,9 @@ def _data(n: int = 24, classes: int = 4, shape=(1, 12, 12)) -> list[tuple[torch.
 
 
 @pytest.mark.parametrize("device,t,layout", [("reram", 3600.0, "loop"), ("reram", 3600.0, "stacked"),
-                                             ("pcm", 86400.0, "stacked"), ("subthreshold_cmos", 1.0, "loop")])
+                                             ("pcm", 86400.0, "stacked"), ("subthreshold_cmos", 1.0, "loop"),
+                                             (load_device("reram", {"mapping.weight_bits": 8, "mapping.levels": 4}),
+                                              3600.0, "loop")])  # bit-sliced float weights
 def test_batched_chips_program_and_read_exactly_as_one_at_a_time(device, t, layout):
     model, seeds = _model(), [4, 11, 7]
     batch = deploy_chips(model, device, seeds, t_inference=t, noise_scale=1.5, layout=layout)
