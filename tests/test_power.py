@@ -72,3 +72,54 @@ def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):
     assert reproduce.main(["--plan", str(pilot)]) == 2
     assert "--seeds 0 1 2" in capsys.readouterr().err
     assert math.isfinite(power(3, 1.0, 1.0))
+
+
+def _converged_pilot(tmp_path, differences):
+    pilot = _pilot(tmp_path, differences)
+    (pilot / "config.toml").write_text('budget = "converged"\n')
+    (pilot / "report.md").write_text("# the pilot's report\n")
+    (pilot / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "reproduce", "status": "complete",
+                                                     "outputs": ["claims.json", "steps.json", "config.toml",
+                                                                 "report.md"]}))
+    return pilot
+
+
+def test_budget_decide_takes_the_seeds_the_pilot_says_table_1_needs(tmp_path, monkeypatch):
+    from wxy_hw.studies.reproduce import BUDGETS, decide_budget
+
+    pilot = _converged_pilot(tmp_path, [-1.0, 1.0, 3.0])  # s = 2 at a 1-point margin: 34 seeds
+    budget = decide_budget(pilot)
+    assert budget.seeds == tuple(range(34)) and (budget.chips, budget.samples) == (25, 2000)
+    assert (budget.epochs, budget.subset, budget.stem_stride) == (BUDGETS["converged"].epochs, None, 2)
+    assert "planned from the pilot" in budget.note
+    seen = {}
+
+    class Fake:  # the reproduction itself is hours: check what main hands it, and that the pilot's report stays
+        def __init__(self, budget, out, **kw):
+            seen["budget"], seen["out"] = budget, out
+            self.claims = []
+
+        def run(self):
+            return tmp_path / "report.html", tmp_path / "report.md"
+
+    monkeypatch.setattr(reproduce, "Reproduction", Fake)
+    assert reproduce.main(["--budget", "decide", "--pilot", str(pilot), "--quiet"]) == 0
+    assert len(seen["budget"].seeds) == 34 and seen["out"] == pilot  # extends the pilot: seeds 0-2 are reused
+    assert (pilot / "pilot" / "report.md").read_text() == "# the pilot's report\n"
+
+
+def test_budget_decide_refusals_are_one_line(tmp_path, capsys):
+    pilot = _converged_pilot(tmp_path, [-1.0, 1.0, 3.0])
+    for argv, match in ((["--budget", "decide"], "go together"),
+                        (["--pilot", str(pilot)], "go together"),
+                        (["--budget", "decide", "--pilot", str(pilot), "--seeds", "0", "1", "2"], "drop --seeds")):
+        assert reproduce.main(argv) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1
+    (pilot / "config.toml").write_text('budget = "small"\n')
+    assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2
+    assert "converged models only" in capsys.readouterr().err
+    (pilot / "config.toml").write_text('budget = "converged"\n')
+    (pilot / "claims.json").write_text(json.dumps([]))
+    assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2
+    assert "no judged Table-1 claim" in capsys.readouterr().err

@@ -5,6 +5,8 @@
     python experiments/reproduce.py --budget full       # all images, 30 epochs, 5 seeds (a GPU machine)
     python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
     python experiments/reproduce.py --plan runs/reproduce/small   # seeds / chips / images each claim needs
+    python experiments/reproduce.py --budget converged              # the pilot on the zoo's recipe (a GPU)
+    python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
 claims.json, config.toml and commands.sh (every command behind every number; paths relative to
@@ -22,7 +24,8 @@ from typing import Sequence
 
 from ..analysis.report import verdict_counts
 from ..analysis.verdicts import MIN_SEEDS
-from ..studies.reproduce import BUDGETS, Reproduction, ReproduceConfig, ReproductionError
+from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig, ReproductionError,
+                                 decide_budget, keep_pilot_report)
 from ..studies.codesign import report_section
 from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
@@ -33,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The reproduce command line."""
     d = defaults(ReproduceConfig)
     parser = new_parser(__doc__, "reproduce")
-    parser.add_argument("--budget", default=d["budget"], choices=list(BUDGETS), help="how much to train and sample")
+    parser.add_argument("--budget", default=d["budget"], choices=[*BUDGETS, DECIDE],
+                        help="how much to train and sample (decide: the converged recipe with the seeds --pilot's "
+                             "spread says every Table-1 claim needs for 80 %% power)")
+    parser.add_argument("--pilot", default=d["pilot"], metavar="RUN",
+                        help="--budget decide: the finished converged reproduction to plan from and extend (the "
+                             "default --out; its own report is kept in RUN/pilot/)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
@@ -47,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--plan", type=Path, default=None, metavar="PILOT",
                       help="print, from a finished reproduction in PILOT, the seeds each claim needs for 80 %% power "
                            "at its margin, and the time that would take")
-    plan.add_argument("--plan-chips", type=int, default=25, help="chips per seed of the larger evaluation planned")
-    plan.add_argument("--plan-images", type=int, default=2000, help="test images per evaluation of the larger one")
+    plan.add_argument("--plan-chips", type=int, default=25,
+                      help="chips per seed of the larger evaluation planned (and run by --budget decide)")
+    plan.add_argument("--plan-images", type=int, default=2000,
+                      help="test images per evaluation of the larger one (and of --budget decide)")
     return parser
 
 
@@ -63,17 +73,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             return fail(exc)
         return 0
-    args.out = args.out or Path("runs") / "reproduce" / args.budget
+    try:
+        if (args.budget == DECIDE) != (args.pilot is not None):
+            raise ValueError("--budget decide and --pilot RUN go together: the pilot (a finished --budget converged "
+                             "run) is what decide plans its seeds from")
+        if args.budget == DECIDE and args.seeds:
+            raise ValueError("--budget decide chooses its seeds from the pilot's spread: drop --seeds")
+    except ValueError as exc:
+        return fail(exc)
+    args.out = args.out or (Path(args.pilot) if args.pilot else Path("runs") / "reproduce" / args.budget)
     args.resume = True  # <out> is meant to be re-run: finished steps are reused
     try:
         conf = config_of(ReproduceConfig, args)
-        budget = BUDGETS[conf.budget]
+        if conf.budget == DECIDE:
+            budget = decide_budget(Path(conf.pilot), args.plan_chips, args.plan_images)
+        else:
+            budget = BUDGETS[conf.budget]
         if conf.seeds:
             budget = dataclasses.replace(budget, seeds=tuple(dict.fromkeys(conf.seeds)))
         if len(budget.seeds) < MIN_SEEDS and budget.name != "smoke":
             raise ValueError(f"--seeds: a verdict needs at least {MIN_SEEDS} training seeds, got "
                              f"{len(budget.seeds)}; give {MIN_SEEDS} or more (e.g. --seeds 0 1 2)")
         with run_guard(args, kind="reproduce"):
+            if conf.pilot and Path(conf.pilot).resolve() == Path(args.out).resolve():
+                keep_pilot_report(Path(conf.pilot))  # the decide run rewrites the pilot's report in place
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print,
                                sections=[report_section(p) for p in conf.codesign])

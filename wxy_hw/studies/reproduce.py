@@ -18,6 +18,7 @@ retrains nothing twice, and a damaged step is rerun. Paths in ``steps.json``, th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shlex
@@ -41,7 +42,7 @@ from ..train import NonFiniteLossError
 from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
 from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run
-from .config import SettingError, StudyConfig, input_paths
+from .config import SettingError, StudyConfig, input_paths, read_toml
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
 from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
@@ -148,6 +149,48 @@ class ReproduceConfig(StudyConfig):
     data_dir: str | None = None
     torch_device: str = "auto"
     codesign: list[str] = field(default_factory=list)  # finished co-design searches shown in the report
+    pilot: str | None = None  # --budget decide: the finished converged reproduction its seeds are planned from
+
+
+DECIDE = "decide"  # a budget planned from a pilot, not a fixed one (decide_budget)
+PILOT_FILES = ("report.md", "report.html", "claims.json", "commands.sh", "config.toml", "differences.png")
+
+
+def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
+    """``--budget decide``: the converged recipe with the fewest seeds that give every Table-1 claim of the seed
+    80 % power at ``chips`` × ``images`` per seed, planned from a finished converged reproduction in ``pilot``."""
+    from .reproduce_plan import seeds_to_decide  # it reads claims.json files; kept out of the import of this module
+
+    conf_path = Path(pilot) / "config.toml"
+    if not conf_path.is_file():
+        raise ValueError(f"--pilot {pilot}: no config.toml there; give a finished reproduction (python "
+                         "experiments/reproduce.py --budget converged)")
+    pilot_budget = read_toml(conf_path).get("budget")
+    if pilot_budget not in ("converged", DECIDE):
+        raise ValueError(f"--pilot {pilot} ran budget {pilot_budget!r}: decide plans from converged models only, "
+                         "whose spread it extends (python experiments/reproduce.py --budget converged)")
+    n = seeds_to_decide(Path(pilot), chips, images)
+    base = BUDGETS["converged"]
+    return dataclasses.replace(base, name=DECIDE, seeds=tuple(range(n)), chips=chips, samples=images,
+                               note=f"the converged recipe with the {n} seeds that give every Table-1 claim of the "
+                                    f"seed 80 % power at {chips} chips × {images} images, planned from the pilot in "
+                                    f"{pilot}")
+
+
+def keep_pilot_report(pilot: Path) -> Path:
+    """Copy the pilot's report files into ``<pilot>/pilot/`` before a decide run extends that folder (kept once)."""
+    keep = Path(pilot) / "pilot"
+    if keep.is_dir():
+        return keep
+    staging = Path(pilot) / "pilot.tmp"
+    staging.mkdir(exist_ok=True)
+    for name in PILOT_FILES:
+        src = Path(pilot) / name
+        if src.is_file():
+            data = src.read_bytes()
+            atomic_write(staging / name, lambda f, data=data: f.write(data))
+    staging.rename(keep)
+    return keep
 
 
 # The trained models every claim draws on; hwa variants are trained per device.

@@ -76,6 +76,25 @@ def claim_plans(pilot: Path, chips: int, images: int, alpha: float = 0.05, targe
     return out
 
 
+def table1_plans(plans: list[ClaimPlan]) -> list[ClaimPlan]:
+    """The seed's own Table-1 claims: what ``--budget decide`` is sized for."""
+    return [p for p in plans if "Table 1" in p.section and p.family == "seed"]
+
+
+def seeds_to_decide(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 0.05,
+                    target: float = 0.8) -> int:
+    """The fewest seeds that give every Table-1 claim of the seed ``target`` power at the larger evaluation
+    (``chips`` × ``images``), from the pilot's spread; refused in one line when the pilot cannot say."""
+    need = [p.seeds_larger for p in table1_plans(claim_plans(pilot, chips, images, alpha, target))]
+    if not need:
+        raise ValueError(f"{pilot} holds no judged Table-1 claim of the seed with 2 or more seeds: plan from a "
+                         "finished pilot (python experiments/reproduce.py --budget converged)")
+    if any(n is None for n in need):
+        raise ValueError(f"at the pilot's spread ({pilot}) some Table-1 claim needs more than 10,000 seeds for "
+                         f"{target:.0%} power: print the plan (--plan {pilot}) and decide which claims to drop")
+    return max(n for n in need if n is not None)
+
+
 def pilot_seconds(pilot: Path) -> tuple[float, float, int]:
     """(training seconds, evaluation seconds, seeds) the pilot spent, from steps.json."""
     steps: dict[str, Any] = read_json(pilot / "steps.json", fix=f"rerun the pilot ({RERUN})")
@@ -101,8 +120,7 @@ def plan_table(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 
         lines.append(f"| {p.section} | {p.claim} | {p.family} | {p.margin} | {p.pilot} | {p.parts} | "
                      f"{fmt(p.seeds_now)} | {fmt(p.seeds_larger)} |")
     train, evaluate, seeds = pilot_seconds(pilot)
-    table1 = [p for p in plans if "Table 1" in p.section and p.family == "seed"]
-    need = [p.seeds_larger for p in table1]
+    need = [p.seeds_larger for p in table1_plans(plans)]
     if need and train + evaluate > 0:
         worst = None if any(n is None for n in need) else max(n for n in need if n is not None)
         lines += ["", f"Pilot time: {train / 60:.1f} min training, {evaluate / 60:.1f} min evaluation, {seeds} seeds "
