@@ -1,5 +1,6 @@
 #!/bin/sh
-# the search against today's grid at equal compute (4 models each), with the front's best points and the reference
-# retrained from scratch with seeds 1-3; started with one worker, stopped, and resumed (--resume) with --workers 2
-python experiments/codesign.py --device reram --out runs/codesign/reram_compare --grid baseline self_distillation hwa self_distillation+hwa --trainings 4 --trials 32 --rows 128 256 --adc-bits 4 8 --bits-per-cell 1 2 --confirm-seeds 1 2 3 --confirm-points 1
-python experiments/codesign.py --device reram --out runs/codesign/reram_compare --grid baseline self_distillation hwa self_distillation+hwa --trainings 4 --trials 32 --rows 128 256 --adc-bits 4 8 --bits-per-cell 1 2 --confirm-seeds 1 2 3 --confirm-points 1 --workers 2 --resume
+# The search and the grid at equal compute, with the most accurate front point of each retrained (30 min 25 s,
+# --workers 2, at f7917c3, the default search's models already in runs/cache):
+python experiments/codesign.py --device reram --grid baseline self_distillation hwa self_distillation+hwa --trainings 4 --trials 36 --confirm-seeds 1 2 3 --confirm-points 1 --workers 2 --out runs/codesign/reram_grid
+# Then the three most accurate front points of each side retrained (7 min 14 s):
+python experiments/codesign.py --device reram --grid baseline self_distillation hwa self_distillation+hwa --trainings 4 --trials 36 --confirm-seeds 1 2 3 --confirm-points 3 --workers 2 --out runs/codesign/reram_grid --resume
