@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         conf = config_of(ReproduceConfig, args)
         if conf.budget == DECIDE:
+            assert conf.pilot is not None  # checked above: decide comes with --pilot
             budget = decide_budget(Path(conf.pilot), args.plan_chips, args.plan_images)
         else:
             budget = BUDGETS[conf.budget]

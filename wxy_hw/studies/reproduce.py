@@ -187,10 +187,14 @@ def keep_pilot_report(pilot: Path) -> Path:
     for name in PILOT_FILES:
         src = Path(pilot) / name
         if src.is_file():
-            data = src.read_bytes()
-            atomic_write(staging / name, lambda f, data=data: f.write(data))
+            _copy_atomically(src, staging / name)
     staging.rename(keep)
     return keep
+
+
+def _copy_atomically(src: Path, dst: Path) -> None:
+    data = src.read_bytes()
+    atomic_write(dst, lambda f: f.write(data))
 
 
 # The trained models every claim draws on; hwa variants are trained per device.
