@@ -332,3 +332,24 @@ def test_chip_config_bits_per_cell_and_parallel_rows_reach_the_accuracy_side():
     sliced = ChipConfig(device="reram", rows=128, bits_per_cell=2, parallel_rows=32).resolve().spec
     assert (sliced.mapping["weight_bits"], sliced.mapping["levels"], sliced.array["parallel_rows"]) == (8, 4, 32)
     assert ChipConfig(device="reram", rows=128, parallel_rows=128).resolve().spec.array["parallel_rows"] == 0
+
+
+def test_a_group_read_alone_drops_less_ir_than_the_whole_tile():
+    """IR drop is relative to the tile's fully-on column: driving a quarter of its rows at once draws a quarter."""
+    torch.manual_seed(0)
+    lin = nn.Linear(128, 4, bias=False).eval()
+    inp = torch.ones(2, 128)
+    ir = {"ir_drop.beta": 0.2, "array.rows": 128}
+    exact = lin(inp)
+    whole = deploy(lin, "ideal", overrides=ir)(inp)
+    quarters = deploy(lin, "ideal", overrides={**ir, "array.parallel_rows": 32})(inp)
+    assert (quarters - exact).abs().sum() < (whole - exact).abs().sum()
+
+
+def test_clipping_is_applied_once_when_weights_are_bit_sliced():
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 8, bias=False)
+    chip = deploy(lin, "ideal", overrides={"mapping.weight_bits": 8, "mapping.levels": 4, "mapping.clip_sigma": 1.0})
+    w = lin.weight.detach()
+    clip = min(w.abs().max(), w.std())
+    assert torch.isclose(chip.weight.abs().max(), clip, rtol=1e-5)

@@ -123,3 +123,22 @@ def test_budget_decide_refusals_are_one_line(tmp_path, capsys):
     (pilot / "claims.json").write_text(json.dumps([]))
     assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2
     assert "no judged Table-1 claim" in capsys.readouterr().err
+
+
+def test_budget_decide_replans_from_the_kept_pilot_and_keeps_its_seeds(tmp_path):
+    from wxy_hw.studies.reproduce import decide_budget, keep_pilot_report
+
+    pilot = _converged_pilot(tmp_path, [-1.0, 1.0, 3.0])
+    (pilot / "config.toml").write_text('budget = "converged"\nseeds = [5, 6, 7]\n')
+    first = decide_budget(pilot)
+    assert first.seeds[:3] == (5, 6, 7) and len(first.seeds) == 34 and len(set(first.seeds)) == 34
+    keep_pilot_report(pilot)
+    # the decide run then writes its own, larger spread and config into the folder: the plan must not move
+    (pilot / "claims.json").write_text(json.dumps([{"section": "Self-distillation (Table 1)", "claim": "c",
+                                                    "family": "seed", "details": {
+                                                        "differences": [0.0, 8.0, -8.0], "chips": 1, "images": 10**8,
+                                                        "chip_var": 0.0, "levels": None, "kind": "direction",
+                                                        "margin": {"value": 1.0, "unit": "points", "reason": "r"}}}]))
+    (pilot / "config.toml").write_text('budget = "decide"\n')
+    assert decide_budget(pilot).seeds == first.seeds
+    assert (pilot / "pilot" / "steps.json").is_file()  # --plan RUN/pilot still reads the pilot's times

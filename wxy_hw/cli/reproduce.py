@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if conf.budget == DECIDE:
             assert conf.pilot is not None  # checked above: decide comes with --pilot
             budget = decide_budget(Path(conf.pilot), args.plan_chips, args.plan_images)
+            if not args.quiet:
+                print(f"[reproduce] --budget decide: {len(budget.seeds)} seeds ({budget.note})")
         else:
             budget = BUDGETS[conf.budget]
         if conf.seeds:

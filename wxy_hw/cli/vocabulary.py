@@ -354,7 +354,8 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
     g.add_argument("--dac-bits", type=positive_int, default=d.get("dac_bits"), **many,
                    help="input bits per DAC cycle (None: 1, bit-serial)")
     g.add_argument("--bits-per-cell", type=positive_int, default=d.get("bits_per_cell"), **many,
-                   help="weight bits per cell (None: what the device's levels hold)")
+                   help="weight bits per cell (None: each weight one value on the device's cells, priced as the "
+                        "slices its levels hold; given: --weight-bits weights bit-sliced in accuracy and cost alike)")
     g.add_argument("--weight-bits", type=positive_int, default=d.get("weight_bits"), **many, help="weight bits (None: 8)")
     g.add_argument("--act-bits", type=positive_int, default=d.get("act_bits"), **many,
                    help="input (activation) bits (None: 8)")

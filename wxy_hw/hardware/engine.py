@@ -110,6 +110,7 @@ class AnalogMixin(_ModuleBase):
         self.n_read_groups = int(self.read_group[-1]) + 1
         first = torch.searchsorted(self.read_group, torch.arange(self.n_read_groups, device=self.weight.device))
         self.group_tile = [int(t) for t in self.row_tile[first]]  # the tile each read group lies in
+        self.tile_rows = [int(n) for n in torch.bincount(self.row_tile)]  # rows of each tile (IR drop's I_max)
         self.adc_bits = int(spec.array["adc_bits"])
         self.dac_bits = int(spec.array["dac_bits"])
         self.ranging = str(spec.array["ranging"])
@@ -148,9 +149,9 @@ class AnalogMixin(_ModuleBase):
         """The output lost to IR drop: Σ over read groups of each group's partial sum × β·I_t/I_max,t.
 
         Per read group t (a whole tile, or the rows read at once): y_t ← y_t·(1 − β·I_t/I_max,t),
-        I_t = Σ_{i∈t} |w_ij|·|x_i| / x_max and I_max,t = rows_t·|W|max — column currents in weight
-        units (the g_min offset of the differential pair is neglected), relative to a fully-on column
-        at full input.
+        I_t = Σ_{i∈t} |w_ij|·|x_i| / x_max and I_max,t = rows·|W|max with rows those of the group's whole
+        tile — column currents in weight units (the g_min offset of the differential pair is neglected),
+        relative to the tile's fully-on column at full input, so a group read alone drops less.
         """
         groups = self.read_group
         lost: torch.Tensor | None = None
@@ -169,8 +170,10 @@ class AnalogMixin(_ModuleBase):
         """IR-drop loss of read group t's partial sum ``y_t`` (see _ir_drop)."""
         x_max = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True).clamp_min(1e-12)
         current = mac(x.abs() / x_max, w_t.abs())
-        rows_t = int((groups == t).sum())
-        w_max = _per_channel(self.w_max_tiles[:, self.group_tile[t]], x)
+        tile = self.group_tile[t]
+        # relative to the whole tile's fully-on column: a group read alone draws only its share of that current
+        rows_t = self.tile_rows[tile]
+        w_max = _per_channel(self.w_max_tiles[:, tile], x)
         return y_t * self.ir_beta * (current / (rows_t * w_max)).clamp(max=1.0)
 
     def _per_array_adc(self, x: torch.Tensor, w: torch.Tensor, mac,

@@ -322,7 +322,9 @@ def program_bit_sliced(int_weight: torch.Tensor, scale: torch.Tensor, weight_bit
     mag = int_weight.abs().to(torch.int64)
     total = torch.zeros_like(int_weight, dtype=torch.float32)
     read_var = torch.zeros_like(total)
-    plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1, "mapping.weight_bits": 0})
+    # a slice maps its own largest digit onto g_max: no per-slice clipping (the caller clipped the weight once)
+    plain = spec.with_overrides({"mapping.levels": 0, "mapping.cells_per_weight": 1, "mapping.weight_bits": 0,
+                                 "mapping.clip_sigma": 0.0})
     magnitude_bits = weight_bits - 1
     for s in range(cells):
         digit = ((mag >> (k * s)) & digit_max).float() * sign

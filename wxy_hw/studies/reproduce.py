@@ -153,7 +153,8 @@ class ReproduceConfig(StudyConfig):
 
 
 DECIDE = "decide"  # a budget planned from a pilot, not a fixed one (decide_budget)
-PILOT_FILES = ("report.md", "report.html", "claims.json", "commands.sh", "config.toml", "differences.png")
+PILOT_FILES = ("report.md", "report.html", "claims.json", "commands.sh", "config.toml", "steps.json",
+               "differences.png")
 
 
 def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
@@ -161,20 +162,28 @@ def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
     80 % power at ``chips`` × ``images`` per seed, planned from a finished converged reproduction in ``pilot``."""
     from .reproduce_plan import seeds_to_decide  # it reads claims.json files; kept out of the import of this module
 
-    conf_path = Path(pilot) / "config.toml"
+    # after a decide run the folder holds its results; the plan is always the pilot's own (kept in <pilot>/pilot/),
+    # so rerunning the same command neither re-plans from the larger run's spread nor changes its seeds
+    source = Path(pilot) / "pilot" if (Path(pilot) / "pilot" / "claims.json").is_file() else Path(pilot)
+    conf_path = source / "config.toml"
     if not conf_path.is_file():
         raise ValueError(f"--pilot {pilot}: no config.toml there; give a finished reproduction (python "
                          "experiments/reproduce.py --budget converged)")
-    pilot_budget = read_toml(conf_path).get("budget")
-    if pilot_budget not in ("converged", DECIDE):
-        raise ValueError(f"--pilot {pilot} ran budget {pilot_budget!r}: decide plans from converged models only, "
-                         "whose spread it extends (python experiments/reproduce.py --budget converged)")
-    n = seeds_to_decide(Path(pilot), chips, images)
+    try:
+        pilot_conf = read_toml(conf_path)
+    except ValueError as exc:
+        raise ValueError(f"--pilot {pilot}: its config.toml does not read ({exc}); rerun the pilot") from None
+    if pilot_conf.get("budget") != "converged":
+        raise ValueError(f"--pilot {pilot} ran budget {pilot_conf.get('budget')!r}: decide plans from converged "
+                         "models only, whose spread it extends (python experiments/reproduce.py --budget converged)")
     base = BUDGETS["converged"]
-    return dataclasses.replace(base, name=DECIDE, seeds=tuple(range(n)), chips=chips, samples=images,
+    ran = [int(x) for x in pilot_conf.get("seeds") or base.seeds]
+    n = max(seeds_to_decide(source, chips, images), len(ran))
+    extra = [x for x in range(n + max(ran) + 1) if x not in ran][:n - len(ran)]  # the pilot's seeds first
+    return dataclasses.replace(base, name=DECIDE, seeds=tuple(ran + extra), chips=chips, samples=images,
                                note=f"the converged recipe with the {n} seeds that give every Table-1 claim of the "
                                     f"seed 80 % power at {chips} chips × {images} images, planned from the pilot in "
-                                    f"{pilot}")
+                                    f"{source}")
 
 
 def keep_pilot_report(pilot: Path) -> Path:
