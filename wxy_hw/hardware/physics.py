@@ -99,6 +99,17 @@ def tile_abs_max(w2d: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return per_tile[ids].view(out_dim, fan_in)
 
 
+def tile_full_scale(w2d: torch.Tensor, spec: DeviceSpec, full_scale: float | None = None) -> torch.Tensor:
+    """Per-element weight value mapped onto g_max: ``full_scale`` when given, else the tile's |W|max, clipped to
+    ``mapping.clip_sigma`` standard deviations of the layer's weights when that is set."""
+    m, arr = spec.mapping, spec.array
+    w_max = (torch.full_like(w2d, float(full_scale)) if full_scale is not None
+             else tile_abs_max(w2d, arr["rows"], arr["cols"]))
+    if m["clip_sigma"] > 0:
+        w_max = torch.minimum(w_max, m["clip_sigma"] * w2d.std())
+    return w_max.clamp_min(1e-12)
+
+
 @dataclass
 class Programmed:
     """A programmed weight: effective value at the inference time and its per-read noise std."""
@@ -158,15 +169,11 @@ def program_chips(w: torch.Tensor, spec: DeviceSpec, gens: list[torch.Generator]
     k = len(gens)
     if is_ideal(spec, noise_scale):
         return Programmed(w.expand(k, *w.shape), None, w.detach().abs().amax().expand(k, *w.shape))
-    m, n, arr = spec.mapping, spec.noise, spec.array
+    m, n = spec.mapping, spec.noise
     s = float(noise_scale)
     w2 = w.detach().reshape(w.shape[0], -1).float()
     # full_scale fixes the value mapped onto g_max (bit slices: the largest digit), else each tile's |W|max
-    w_max = (torch.full_like(w2, float(full_scale)) if full_scale is not None
-             else tile_abs_max(w2, arr["rows"], arr["cols"]))
-    if m["clip_sigma"] > 0:
-        w_max = torch.minimum(w_max, m["clip_sigma"] * w2.std())
-    w_max = w_max.clamp_min(1e-12)
+    w_max = tile_full_scale(w2, spec, full_scale)
     u = (w2 / w_max).clamp(-1, 1)
     levels = m["levels"] ** m["cells_per_weight"] if m["levels"] else 0
     if levels:
@@ -289,13 +296,9 @@ def program_sliced_float(w: torch.Tensor, spec: DeviceSpec, gens: list[torch.Gen
     ``weight_bits``-bit integer; the integers are programmed digit by digit (``program_bit_sliced``, the
     path of Brevitas layers) on cells of ``mapping.levels`` levels, one chip per generator, stacked.
     """
-    m, arr = spec.mapping, spec.array
-    bits = int(m["weight_bits"])
+    bits = int(spec.mapping["weight_bits"])
     w2 = w.detach().reshape(w.shape[0], -1).float()
-    w_max = tile_abs_max(w2, arr["rows"], arr["cols"])
-    if m["clip_sigma"] > 0:
-        w_max = torch.minimum(w_max, m["clip_sigma"] * w2.std())
-    w_max = w_max.clamp_min(1e-12)
+    w_max = tile_full_scale(w2, spec)
     top = 2 ** (bits - 1) - 1
     scale = w_max / top
     ints = torch.round((w2 / w_max).clamp(-1, 1) * top).to(torch.int64)

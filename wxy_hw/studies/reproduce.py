@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import shlex
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ from .config import SettingError, StudyConfig, input_paths, read_toml
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
 from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
+from .reproduce_plan import seeds_to_decide
 from .result import StudyResult
 from .train import RERUN
 
@@ -160,8 +162,6 @@ PILOT_FILES = ("report.md", "report.html", "claims.json", "commands.sh", "config
 def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
     """``--budget decide``: the converged recipe with the fewest seeds that give every Table-1 claim of the seed
     80 % power at ``chips`` × ``images`` per seed, planned from a finished converged reproduction in ``pilot``."""
-    from .reproduce_plan import seeds_to_decide  # it reads claims.json files; kept out of the import of this module
-
     # after a decide run the folder holds its results; the plan is always the pilot's own (kept in <pilot>/pilot/),
     # so rerunning the same command neither re-plans from the larger run's spread nor changes its seeds
     source = Path(pilot) / "pilot" if (Path(pilot) / "pilot" / "claims.json").is_file() else Path(pilot)
@@ -196,14 +196,9 @@ def keep_pilot_report(pilot: Path) -> Path:
     for name in PILOT_FILES:
         src = Path(pilot) / name
         if src.is_file():
-            _copy_atomically(src, staging / name)
-    staging.rename(keep)
+            shutil.copy2(src, staging / name)
+    staging.rename(keep)  # the folder appears whole or not at all
     return keep
-
-
-def _copy_atomically(src: Path, dst: Path) -> None:
-    data = src.read_bytes()
-    atomic_write(dst, lambda f: f.write(data))
 
 
 # The trained models every claim draws on; hwa variants are trained per device.
