@@ -91,7 +91,7 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     assert json.loads((tmp_path / "scan" / "manifest.json").read_text())["config"]["heads"] == "scan"
     res = subprocess.run([sys.executable, str(ROOT / "experiments" / "early_exit_energy.py"), "--device", "reram",
                           "--checkpoints", str(tmp_path / "baseline" / "best.pt"), str(tmp_path / "scan" / "best.pt"),
-                          "--dataset", "synthetic", "--chips", "2", "--samples", "100",
+                          "--dataset", "synthetic", "--chips", "2", "--samples", "100", "--bits-per-cell", "4",
                           "--out", str(tmp_path / "ee"), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr
     for name in ("per_exit.csv", "dynamic.csv", "front.csv", "table.md", "energy_vs_accuracy.png",
@@ -100,8 +100,8 @@ def test_early_exit_energy_cli_end_to_end(tmp_path):
     dynamic = (tmp_path / "ee" / "dynamic.csv").read_text().splitlines()
     assert len(dynamic) == 1 + 1 + 2  # header, digital, two chips (scan only: baseline has one exit)
     assert "Dynamic inference" in res.stdout
-    # one configuration, one price: chip_study at early_exit_energy's defaults (the reram file's 256×256
-    # arrays, 8-bit ADC, 4 bits per cell) prices every exit exactly as per_exit.csv does
+    # one configuration, one price: chip_study at early_exit_energy's chip (the reram file's 256×256 arrays,
+    # its default 8-bit ADC, 8-bit weights in 4-bit slices) prices every exit exactly as per_exit.csv does
     study = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--checkpoints",
                             str(tmp_path / "scan" / "best.pt"), "--dataset", "synthetic", "--devices", "reram",
                             "--rows", "256", "--adc-bits", "8", "--bits-per-cell", "4", "--chips", "1",

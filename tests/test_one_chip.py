@@ -10,10 +10,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 import torch.nn as nn
 
 from helpers import TINY, check_device_set_and_adc_bits_reach_both
 from wxy_hw.hardware import Chip, ChipConfig, chip_report, load_device
+from wxy_hw.hardware.cost import cells_per_weight
+from wxy_hw.hardware.physics import program_chips, program_sliced_float
 from wxy_hw.studies.config import ChipSettings
 
 
@@ -25,13 +28,42 @@ def _linear() -> nn.Module:
 
 def test_a_chip_config_built_from_a_spec_keeps_its_overridden_cells():
     plain = load_device("reram")
-    fewer = load_device("reram", {"mapping.levels": 4, "energy.cell_read_fJ": 40.0})
-    a, b = ChipConfig(device=plain, input_activity=0.5).resolve(), ChipConfig(device=fewer, input_activity=0.5).resolve()
+    fewer = load_device("reram", {"mapping.levels": 4})
+    dearer = load_device("reram", {"mapping.levels": 4, "energy.cell_read_fJ": 40.0})
+    a, b, c = (ChipConfig(device=d, input_activity=0.5).resolve() for d in (plain, fewer, dearer))
     assert (a.config.bits_per_cell, b.config.bits_per_cell) == (4, 2)  # ⌊log2 levels⌋ of each spec
-    assert b.spec.mapping["levels"] == 4 and b.config.as_dict()["device"] == "reram"
-    ea, eb = chip_report(_linear(), a, (64,))["chip"], chip_report(_linear(), b, (64,))["chip"]
-    assert eb["adc_pJ"] > ea["adc_pJ"]            # more slices, more conversions
-    assert eb["array_pJ"] > 5 * ea["array_pJ"]    # 10x the read energy per cell
+    # the device's own cells: one differential pair per weight, holding ⌊log2 levels⌋ bits and the sign
+    assert (a.config.weight_bits, b.config.weight_bits) == (5, 3)
+    assert c.spec.mapping["levels"] == 4 and c.config.as_dict()["device"] == "reram"
+    net = _linear()
+    ea, eb, ec = (chip_report(net, x, (64,))["chip"] for x in (a, b, c))
+    assert eb["adc_pJ"] == pytest.approx(ea["adc_pJ"])  # one slice each: the same conversions
+    # the file's read energy reaches the price: cells at 40 fJ instead of reram's 9.3 (0.5² V² · 40 µS · 0.93 ns)
+    assert ec["array_pJ"] / eb["array_pJ"] == pytest.approx(40.0 / (0.5 ** 2 * 40.0 * 0.93), rel=1e-9)
+
+
+def _noiseless(chip: Chip) -> torch.Tensor:
+    """The distinct weights the accuracy side programs for a ramp of 16,384 weights on ``chip`` without noise."""
+    spec = chip.spec.with_overrides({"noise.programming": "none", "noise.drift": "none", "noise.read_noise": 0.0})
+    w = torch.linspace(-1, 1, 128 * 128).reshape(128, 128)  # one tile: one full scale
+    gen = [torch.Generator().manual_seed(0)]
+    prog = program_sliced_float(w, spec, gen) if spec.mapping["weight_bits"] else program_chips(w, spec, gen)
+    return torch.unique(torch.round(prog.weight / prog.weight.abs().max() * 1e4))
+
+
+@pytest.mark.parametrize("device_set, settings, weight_bits, cells", [
+    ({}, {}, 5, 2),                                   # reram's file: one 16-level pair per weight
+    ({"mapping.cells_per_weight": 2}, {}, 9, 4),      # two pairs: 256 steps, two slices
+    ({}, {"bits_per_cell": 4}, 8, 4),                 # asked for: 8-bit weights in two 4-bit slices
+    ({}, {"bits_per_cell": 2, "weight_bits": 6}, 6, 6),
+])
+def test_the_chip_priced_is_the_chip_programmed(device_set, settings, weight_bits, cells):
+    """The cost model's weight bits and cells per weight are what the accuracy side deploys: a noiseless chip
+    programs exactly 2^weight_bits − 1 distinct weights (a sign and weight_bits − 1 magnitude bits)."""
+    chip = ChipConfig(device=load_device("reram", device_set), **settings).resolve()
+    assert (chip.config.weight_bits, cells_per_weight(chip)) == (weight_bits, cells)
+    assert len(_noiseless(chip)) == 2 ** weight_bits - 1
+    assert bool(chip.spec.mapping["weight_bits"]) == bool(settings)  # bit-sliced exactly when asked for
 
 
 def test_the_resolved_spec_carries_the_periphery_the_cost_model_prices():

@@ -40,8 +40,8 @@ def _early_exit(ckpt: Path, out: Path, **chip) -> tuple[list[float], list[float]
 def test_early_exit_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
     ckpt = tiny_checkpoint
     acc, energy = _early_exit(ckpt, tmp_path / "plain")
-    acc_set, energy_set = _early_exit(ckpt, tmp_path / "set", device_set={"mapping.levels": 4})
-    assert acc_set != acc and all(s > e for s, e in zip(energy_set, energy))  # 2-bit cells: more slices
+    acc_set, energy_set = _early_exit(ckpt, tmp_path / "set", device_set={"mapping.cells_per_weight": 2})
+    assert acc_set != acc and all(s > e for s, e in zip(energy_set, energy))  # two pairs per weight: more cells
     acc_adc, energy_adc = _early_exit(ckpt, tmp_path / "adc", adc_bits=3)
     assert acc_adc != acc and all(a < e for a, e in zip(energy_adc, energy))  # cheaper, coarser conversions
     assert "8-bit ADC" in (tmp_path / "plain" / "table.md").read_text()
@@ -62,8 +62,8 @@ def _calibrator(ckpt: Path, out: Path, **chip) -> tuple[dict[int, float], float]
 def test_calibrator_device_set_and_adc_bits_reach_chip_accuracy_and_energy(tiny_checkpoint, tmp_path):
     ckpt = tiny_checkpoint
     acc, energy = _calibrator(ckpt, tmp_path / "plain")
-    acc_set, energy_set = _calibrator(ckpt, tmp_path / "set", device_set={"mapping.levels": 4})
-    assert acc_set != acc and energy_set > energy
+    acc_set, energy_set = _calibrator(ckpt, tmp_path / "set", device_set={"mapping.cells_per_weight": 2})
+    assert acc_set != acc and energy_set > energy  # two pairs per weight: finer weights on more cells
     acc_adc, energy_adc = _calibrator(ckpt, tmp_path / "adc", adc_bits=3)
     assert acc_adc != acc and energy_adc < energy
     # the file's converters by default: ideal in accuracy, priced at 8 bits; the table says so

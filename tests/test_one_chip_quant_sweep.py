@@ -17,7 +17,8 @@ def test_a_point_chip_carries_the_device_set_the_adc_and_the_point_bits():
     chip = conf.chip(4, 6)
     assert chip.spec.mapping["levels"] == 4 and (chip.config.weight_bits, chip.config.act_bits) == (4, 6)
     assert (chip.spec.array["adc_bits"], chip.spec.array["dac_bits"]) == (5, 6)  # the accuracy run's converters
-    assert (conf.chip(32, None).config.weight_bits, conf.chip(32, None).config.act_bits) == (8, 8)  # float: 8 bits
+    # a float model sits on the device's own cells: one 4-level pair per weight holds 2 bits and the sign
+    assert (conf.chip(32, None).config.weight_bits, conf.chip(32, None).config.act_bits) == (3, 8)
     ideal = QuantSweepConfig().chip(8, 8)  # reram's file has no converters: ideal in accuracy, priced at 8 bits
     assert ideal.config.ideal_converters and ideal.spec.array["adc_bits"] == 0 and ideal.config.adc_bits == 8
     args = build_parser().parse_args(["--device-set", "mapping.levels=4", "--adc-bits", "5"])
@@ -49,4 +50,7 @@ def _quant_sweep(ckpt: Path, out: Path, **chip) -> tuple[dict[tuple, float], dic
 
 @pytest.mark.slow
 def test_quant_sweep_device_set_and_adc_bits_reach_accuracy_and_energy(tiny_checkpoint, tmp_path):
-    check_device_set_and_adc_bits_reach_both(lambda out, **chip: _quant_sweep(tiny_checkpoint, out, **chip), tmp_path)
+    # 4-level cells, two per weight: the float model's weights take two cells (the same 16 steps), the 4-bit PTQ
+    # weights are bit-sliced into two 2-bit slices (their errors change): more cells for every row
+    check_device_set_and_adc_bits_reach_both(lambda out, **chip: _quant_sweep(tiny_checkpoint, out, **chip), tmp_path,
+                                             more_cells={"mapping.levels": 4, "mapping.cells_per_weight": 2})

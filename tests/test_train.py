@@ -149,3 +149,24 @@ def test_narrow_models_avoid_the_channels_last_backward_crash(synthetic, tmp_pat
     trainer = make_trainer(synthetic, tmp_path, method="baseline", epochs=1, batch_size=3, max_steps_per_epoch=2)
     assert not trainer.channels_last
     trainer.fit()  # would abort the interpreter in channels_last
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_split(tmp_path):
+    """--init: the fine-tuned run starts from the checkpoint's weights (hardware-aware fine-tuning of a digital
+    model); a checkpoint of another seed or subset is refused in one line, before any work (its training images
+    would overlap this run's validation split)."""
+    from helpers import TINY
+    from wxy_hw.studies.train import _assemble, plan_training, TrainRunConfig, train_run
+
+    train_run(**TINY, epochs=1, out=tmp_path / "digital")
+    ckpt = tmp_path / "digital" / "best.pt"
+    settings = {k: v for k, v in TINY.items() if k != "progress"}
+    conf = TrainRunConfig.make(None, **{**settings, "method": "hwa", "init": str(ckpt)})
+    setup = _assemble(plan_training(conf, tmp_path / "hwa"), "cpu", progress=False)
+    start = load_model(ckpt).state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in setup.model.state_dict().items())
+    for change in ({"seed": 1}, {"subset": 32}):
+        bad = TrainRunConfig.make(None, **{**settings, **change, "method": "hwa", "init": str(ckpt)})
+        with pytest.raises(CheckpointError, match="overlap this run's validation split") as err:
+            plan_training(bad, tmp_path / "bad")
+        assert "\n" not in str(err.value) and not (tmp_path / "bad").exists()

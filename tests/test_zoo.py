@@ -65,3 +65,28 @@ def test_train_zoo_script_fills_a_zoo(tmp_path):
                            "--torch-device", "cpu"]) == 0
     (model,) = zoo.read_index(tmp_path / "zoo")
     assert model.name == "baseline" and model.key.endswith("_e1_n64_s0") and 0 <= model.test_accuracy <= 100
+
+
+def test_a_hardware_aware_model_is_its_digital_model_fine_tuned(tmp_path):
+    """hwa = the same budget's baseline, trained (or found) first, then fine-tuned through the device's noise for
+    min(HWA_FINETUNE epochs, the budget's) at HWA_FINETUNE's learning rate; the cache name says so."""
+    from wxy_hw.studies.spine import HWA_FINETUNE
+
+    hwa = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=tmp_path, progress=False, torch_device="cpu", **TINY)
+    assert hwa.parent.name == "hwa@reram_ft1"  # TINY trains 1 epoch: the fine-tune is never longer
+    config = read_checkpoint(hwa)["train_config"]
+    digital = hwa.parent.parent / "baseline" / "best.pt"
+    assert config["lr"] == HWA_FINETUNE["lr"] and config["epochs"] == 1 and digital.is_file()
+    manifest = (hwa.parent / "config.toml").read_text()
+    assert f'init = "{digital}"' in manifest
+
+
+def test_zoo_remove_takes_a_method_out_index_first(tmp_path):
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    key = trained.parent.parent.name
+    kept = zoo.add(trained.parent, key, "baseline", 50.0, folder=tmp_path / "zoo")
+    old = zoo.add(trained.parent, key, "hwa@reram", 40.0, folder=tmp_path / "zoo")
+    assert zoo.remove("hwa@reram", tmp_path / "zoo") == [old.id]
+    assert [m.id for m in zoo.read_index(tmp_path / "zoo")] == [kept.id]
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir() if old.id in p.name) == []

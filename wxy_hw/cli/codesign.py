@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rows", nargs="+", type=array_size, default=d["rows"], help="crossbar rows (square arrays)")
     g.add_argument("--adc-bits", nargs="+", type=positive_int, default=d["adc_bits"], help="ADC resolutions")
     g.add_argument("--bits-per-cell", nargs="+", type=nonneg_int, default=d["bits_per_cell"],
-                   help="weight bits per cell (0: the device file's cells, each weight one value on them; 1..: "
+                   help="weight bits per cell (0: the device file's own cells, each weight one value on them, simulated and "
+                        "priced as such; 1..: "
                         "8-bit weights bit-sliced onto cells of that many bits, each slice with its own noise, in "
                         "accuracy and cost alike)")
     g.add_argument("--parallel-rows", nargs="+", type=nonneg_int, default=d["parallel_rows"],

@@ -256,6 +256,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--method-arg", dest="method_options", action=KeyValue, default={}, metavar="KEY=VALUE",
                    help="method hyper-parameter, repeatable (e.g. --method-arg temperature=4)")
     g.add_argument("--teacher", default=None, help="teacher checkpoint (best.pt) for --method kd")
+    g.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (the same model, dataset, subset and seed): e.g. "
+                        "hardware-aware fine-tuning of a trained digital model with --method hwa")
     g.add_argument("--arch", default="resnet18", choices=available_archs(), help="backbone")
     g.add_argument("--width", type=width_multiplier, default=0.25,
                    help=f"channel width multiplier (1.0 = the paper's widths; at most {MAX_WIDTH:g})")
@@ -354,9 +357,12 @@ def add_chip_args(parser: argparse.ArgumentParser, *, sweep: bool = False, defau
     g.add_argument("--dac-bits", type=positive_int, default=d.get("dac_bits"), **many,
                    help="input bits per DAC cycle (None: 1, bit-serial)")
     g.add_argument("--bits-per-cell", type=positive_int, default=d.get("bits_per_cell"), **many,
-                   help="weight bits per cell (None: each weight one value on the device's cells, priced as the "
-                        "slices its levels hold; given: --weight-bits weights bit-sliced in accuracy and cost alike)")
-    g.add_argument("--weight-bits", type=positive_int, default=d.get("weight_bits"), **many, help="weight bits (None: 8)")
+                   help="weight bits per cell; this or --weight-bits given: weights bit-sliced in accuracy and cost "
+                        "alike (None: what the device's levels hold). Both None: each weight is one value on the "
+                        "device file's own cells, simulated and priced as such")
+    g.add_argument("--weight-bits", type=positive_int, default=d.get("weight_bits"), **many,
+                   help="bits of bit-sliced weights (None: 8 when sliced; the device's own cells hold ⌊log2 levels⌋ "
+                        "and a sign bit)")
     g.add_argument("--act-bits", type=positive_int, default=d.get("act_bits"), **many,
                    help="input (activation) bits (None: 8)")
     g.add_argument("--ranging", default=d.get("ranging"), **many, choices=["fixed", "per_sample"],

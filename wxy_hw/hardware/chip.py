@@ -40,10 +40,12 @@ class ChipConfig:
     cols: int | None = None               # None: the device file's [array] cols
     adc_bits: int | None = 8              # None: the device file's converters (ideal when it has none, priced at 8 bits)
     dac_bits: int = 1                     # bits per input cycle (1 = bit-serial inputs)
-    weight_bits: int = 8
+    # weight_bits and bits_per_cell both None: the device file's own cells, one value per weight on
+    # mapping.cells_per_weight cells (pairs) of mapping.levels levels, deployed and priced as such (weight_bits = what
+    # those cells hold; 8 on continuous cells, whose analog value is priced at 8 bits). Either one given: both sides
+    # bit-slice weight_bits-bit weights (default 8) onto cells used at 2^bits_per_cell levels (default ⌊log2 levels⌋).
+    weight_bits: int | None = None
     act_bits: int = 8
-    # None: what the device's levels hold (⌊log2 levels⌋, one slice if continuous), priced as such while the accuracy
-    # side programs each weight as one value on the file's cells; a number: both bit-slice weight_bits-bit weights
     bits_per_cell: int | None = None
     parallel_rows: int | None = None      # rows read and digitised at once (NeuroSim's parallelRead); None = all
     cols_per_adc: int = 8                 # columns multiplexed onto one ADC (NeuroSim numColMuxed = 8)
@@ -62,7 +64,8 @@ class ChipConfig:
         checks = [(self.rows is None or self.rows >= 2, "rows", "an integer ≥ 2", self.rows),
                   (self.cols is None or self.cols >= 2, "cols", "an integer ≥ 2", self.cols),
                   (self.adc_bits is None or lo <= self.adc_bits <= hi, "adc_bits", f"{lo}..{hi}", self.adc_bits),
-                  (2 <= self.weight_bits <= 16, "weight_bits", "2..16", self.weight_bits),
+                  (self.weight_bits is None or 2 <= self.weight_bits <= 16, "weight_bits", "2..16",
+                   self.weight_bits),
                   (1 <= self.act_bits <= 16, "act_bits", "1..16", self.act_bits),
                   (1 <= self.dac_bits <= self.act_bits, "dac_bits", "1..act_bits", self.dac_bits),
                   (self.bits_per_cell is None or 1 <= self.bits_per_cell <= 8, "bits_per_cell", "1..8",
@@ -106,7 +109,14 @@ class ChipConfig:
         cells = load_device(self.device)
         levels = int(cells.mapping["levels"])
         differential = cells.mapping["differential"] if self.differential is None else self.differential
-        magnitude = self.weight_bits - 1 if differential else self.weight_bits
+        sliced = not cells.is_digital and (self.bits_per_cell is not None or self.weight_bits is not None)
+        weight_bits = self.weight_bits or 8
+        if not sliced and not cells.is_digital and levels >= 2:
+            # the file's own cells: one value on cells_per_weight cells of ⌊log2 levels⌋ bits each (a sign bit
+            # more on a differential pair), priced as the cells_per_weight slices the accuracy side programs
+            stored = int(math.log2(levels)) * int(cells.mapping["cells_per_weight"])
+            weight_bits = max(2, min(16, stored + (1 if differential else 0)))
+        magnitude = weight_bits - 1 if differential else weight_bits
         bpc = self.bits_per_cell
         if bpc is None:
             bpc = min(int(math.log2(levels)), magnitude) if levels >= 2 else magnitude
@@ -119,7 +129,8 @@ class ChipConfig:
             adc_bits, ideal = (file_adc, ideal) if file_adc else (PRICED_ADC_BITS, True)
         # replace() re-runs the checks: parallel_rows / cols_per_adc against the resolved array size
         cfg = replace(self, rows=self.rows or int(cells.array["rows"]), cols=self.cols or int(cells.array["cols"]),
-                      bits_per_cell=bpc, differential=differential, adc_bits=adc_bits, ideal_converters=ideal,
+                      weight_bits=weight_bits, bits_per_cell=bpc, differential=differential, adc_bits=adc_bits,
+                      ideal_converters=ideal,
                       ranging=self.ranging or str(cells.array["ranging"]))
         assert cfg.rows is not None and cfg.ranging is not None  # filled just above
         beta = cells.ir_drop["beta"] if cfg.ir_beta_per_row is None else min(1.0, cfg.ir_beta_per_row * cfg.rows)
@@ -128,9 +139,9 @@ class ChipConfig:
                      "ir_drop.beta": beta,
                      "array.parallel_rows": cfg.parallel_rows if cfg.parallel_rows and cfg.parallel_rows < cfg.rows
                      else 0}
-        if self.bits_per_cell is not None and not cells.is_digital:
-            # asked for explicitly: the accuracy side bit-slices weight_bits-bit weights onto cells used at
-            # 2^bits_per_cell levels, each slice with its own device noise, as the cost model prices them
+        if sliced:
+            # asked for: the accuracy side bit-slices weight_bits-bit weights onto cells used at 2^bits_per_cell
+            # levels, each slice with its own device noise, as the cost model prices them
             periphery.update({"mapping.levels": 2 ** bpc, "mapping.cells_per_weight": 1,
                               "mapping.weight_bits": cfg.weight_bits})
         changed = {k: v for k, v in periphery.items() if _get(cells, k) != v}

@@ -9,7 +9,9 @@ output positions):
 
 mapping   S = ⌈w_mag / bits_per_cell⌉ slices (w_mag = weight_bits − 1 with a differential pair,
           which carries the sign, else weight_bits); c = S·(2 if differential else 1) cells per
-          weight; row tiles T_r = ⌈K/R⌉, column tiles T_c = ⌈N·c/C⌉, arrays = T_r·T_c.
+          weight; row tiles T_r = ⌈K/R⌉, column tiles T_c = ⌈N·c/C⌉, arrays = T_r·T_c. On the default chip
+          (the device file's own cells) weight_bits is what those cells hold, so S = cells_per_weight: the
+          slices the accuracy side programs (``ChipConfig.resolve``).
 cycles    inputs are streamed bit-serially in n_in = ⌈act_bits/dac_bits⌉ cycles; an array reads
           its rows in g = ⌈min(K, R)/P⌉ groups of P parallel rows.
 activity  a = fraction of the input bits driven that are 1, measured per layer on real activations
@@ -99,7 +101,8 @@ def _need(value: int | None, key: str) -> int:
 
 
 def _slices(cfg: ChipConfig) -> tuple[int, int]:
-    magnitude = cfg.weight_bits - 1 if cfg.differential else cfg.weight_bits
+    wb = _need(cfg.weight_bits, "weight_bits")
+    magnitude = wb - 1 if cfg.differential else wb
     s = math.ceil(magnitude / _need(cfg.bits_per_cell, "bits_per_cell"))
     return s, s * (2 if cfg.differential else 1)
 
@@ -122,11 +125,12 @@ def cell_state(weight: torch.Tensor, cfg: ChipConfig) -> float:
     cut into bits_per_cell-bit digits; a digit d programs a cell to d / (2^bits_per_cell − 1).
     """
     w = weight.detach().double().flatten()
+    wb = _need(cfg.weight_bits, "weight_bits")
     if cfg.differential:
-        levels = 2 ** (cfg.weight_bits - 1) - 1
+        levels = 2 ** (wb - 1) - 1
         code = torch.round(w.abs() / w.abs().max().clamp_min(1e-30) * levels).long()
     else:
-        half = 2 ** (cfg.weight_bits - 1)
+        half = 2 ** (wb - 1)
         code = (torch.round(w / w.abs().max().clamp_min(1e-30) * (half - 1)).long() + half).clamp(0, 2 * half - 1)
     s, cells = _slices(cfg)
     base = 2 ** _need(cfg.bits_per_cell, "bits_per_cell")
@@ -193,7 +197,8 @@ def _analog_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: di
     # bits over the input cycles, slice / tile accumulation adds the weight bits on top
     e_bit = tech["add16_pJ"] / 16
     adds_pJ = (conversions * (adc_bits + cfg.act_bits)
-               + n * s * t_r * (adc_bits + cfg.act_bits + cfg.weight_bits) + n * cfg.act_bits) * e_bit
+               + n * s * t_r * (adc_bits + cfg.act_bits + _need(cfg.weight_bits, "weight_bits"))
+               + n * cfg.act_bits) * e_bit
     energy = {
         "array": m * k * n * c * n_in * a * pulses * spec.cell_read_fJ * (off + (1 - off) * state) * 1e-3,
         "adc": m * conversions * e_adc,
@@ -229,6 +234,7 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     # (utilisation = MACs / (cycles · R·C)); assuming all R·C units busy on every layer made int8 look
     # up to 1000× faster than any real accelerator on small layers.
     rows, cols = _need(cfg.rows, "rows"), _need(cfg.cols, "cols")
+    wb = _need(cfg.weight_bits, "weight_bits")
     cycles = m * math.ceil(k / rows) * math.ceil(n / cols)
     latency = cycles / tech["clock_GHz"]
     # the MAC energy is given at the technology file's supply; like the periphery it goes as V^2
@@ -237,9 +243,9 @@ def _digital_layer(shape: LayerShape, cfg: ChipConfig, spec: DeviceSpec, tech: d
     # (leaving this fetch out made int8 look 11-46 % cheaper than it is on our networks)
     energy = {"array": macs * spec.cell_read_fJ * supply * 1e-3, "adc": 0.0, "dac": 0.0,
               "digital": m * n * tech["add16_pJ"],
-              "buffer": (m * (k + n) * cfg.act_bits + k * n * cfg.weight_bits) * tech["sram_bit_pJ"]}
+              "buffer": (m * (k + n) * cfg.act_bits + k * n * wb) * tech["sram_bit_pJ"]}
     energy["leakage"] = spec.energy["leakage_uW"] * latency * 1e-3
-    area = {"array": k * n * cfg.weight_bits * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
+    area = {"array": k * n * wb * tech["sram_bit_area_um2"] * 1e-6,   # weights held in SRAM
             "adc": 0.0, "drivers": 0.0, "digital": 0.0, "tile_buffers": 0.0}
     return LayerChip(shape.name, macs, 0, latency, energy, area, activity, 0.0, macs / (cycles * rows * cols))
 

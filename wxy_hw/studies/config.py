@@ -218,7 +218,7 @@ class ChipSettings:
 
 
 # settings whose values are files or folders a study reads: --overwrite never clears a directory holding one
-INPUT_SETTINGS = ("checkpoints", "qat_checkpoints", "teacher", "config", "data_dir", "device")
+INPUT_SETTINGS = ("checkpoints", "qat_checkpoints", "teacher", "init", "config", "data_dir", "device")
 
 
 def input_paths(settings: Any) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
-from ..checkpoint import CheckpointError, load_model, model_from_payload, read_checkpoint
+from ..checkpoint import CheckpointError, load_model, load_weights, model_from_payload, read_checkpoint
 from ..data import DatasetSplits, load_dataset, make_loaders
 from ..models.evaluation import ExitMetrics, evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
@@ -60,6 +60,7 @@ class TrainRunConfig(StudyConfig):
     torch_device: str = "auto"
     augment: bool = True
     teacher: str | None = None
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning; same model, data split and seed)
     max_steps_per_epoch: int | None = None
     grad_norms_every: int = 0
 
@@ -88,6 +89,7 @@ class TrainPlan:
     multi_exit: bool
     method_options: dict[str, Any]
     teacher_payload: dict[str, Any] | None
+    init_payload: dict[str, Any] | None
     resume: bool
     overwrite: bool
 
@@ -130,7 +132,7 @@ def train_run(config: TrainRunConfig | None = None, *, out: str | Path | None = 
     dist_info, device = distributed.setup(conf.torch_device)
     lead = dist_info is None or dist_info.lead
     guard = run_dir_guard(plan.out, overwrite=overwrite, resume=resume, kind="train",
-                          inputs=[conf.teacher] if conf.teacher else [])
+                          inputs=[p for p in (conf.teacher, conf.init) if p])
     with guard if lead else contextlib.nullcontext():
         if resume:
             _check_resumable(plan.out)
@@ -164,8 +166,10 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
     if needs_teacher:
         assert conf.teacher is not None  # a missing --teacher was refused above
         teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
+    init_payload = _init_payload(conf) if conf.init else None  # refused before any work
     out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
-    return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, resume, overwrite)
+    return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, init_payload,
+                     resume, overwrite)
 
 
 def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
@@ -185,6 +189,9 @@ def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
         options.update(_teacher_options(plan, net))
     loss = build_method(conf.method, **options)
     costs = exit_costs(net)  # of the float architecture: quantization does not change MACs
+    if plan.init_payload is not None and not plan.resume:  # a resumed run's last.pt holds its newer weights
+        assert plan.conf.init is not None
+        load_weights(net, plan.init_payload, plan.conf.init)
     model = loss.prepare_model(net)
     # every method's prepare_model returns the MultiExitNet itself or (QAT) a quantized copy of the same class
     assert isinstance(model, MultiExitNet)
@@ -329,6 +336,23 @@ def _check_resumable(out: Path) -> None:
     if status == "diverged":  # it ran all its epochs: resuming would only repeat the verdict
         raise ValueError(f"--resume: {out} holds a run that diverged after all its epochs, nothing to continue; "
                          "train it again with a lower learning rate: --overwrite --lr LOWER")
+
+
+def _init_payload(conf: TrainRunConfig) -> dict[str, Any]:
+    """The --init checkpoint, read and validated: trained on the same dataset, training subset, validation
+    fraction and seed (so the validation images that select the fine-tuned model were never trained on)."""
+    assert conf.init is not None
+    payload = read_checkpoint(conf.init, data=True)
+    data, train = payload["data"], payload.get("train_config") or {}
+    saw = {"dataset": data["name"], "subset": data.get("train_subset"), "val_fraction": data.get("val_fraction"),
+           "seed": train.get("seed")}
+    wanted = {"dataset": conf.dataset.lower().replace("-", "_"), "subset": conf.subset,
+              "val_fraction": conf.val_fraction, "seed": conf.seed}
+    differ = [f"--{k.replace('_', '-')} {saw[k]} (this run: {wanted[k]})" for k in saw if saw[k] != wanted[k]]
+    if differ:
+        raise CheckpointError(f"--init {conf.init} was trained with {', '.join(differ)}: its training images "
+                              "would overlap this run's validation split; fine-tune with its settings")
+    return payload
 
 
 def _teacher_payload(teacher: str | Path, dataset: str) -> dict[str, Any]:

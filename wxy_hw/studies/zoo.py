@@ -107,11 +107,27 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
             atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
     entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
                      float(payload.get("best_val", float("nan"))))
-    models = [m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry]
+    _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
+    return entry
+
+
+def remove(name: str, folder: Path | None = None) -> list[str]:
+    """Take every model of method folder ``name`` (e.g. a superseded recipe's ``hwa@reram``) out of the zoo: the
+    index first, then its files (an interrupted removal leaves unlisted files, never a listed model without one)."""
+    folder = folder or zoo_dir()
+    models = read_index(folder)
+    gone = [m for m in models if m.name == name]
+    _write_index([m for m in models if m.name != name], folder)
+    for m in gone:
+        for suffix in ("pt", "config.toml", "metrics.csv"):
+            (folder / f"{m.id}.{suffix}").unlink(missing_ok=True)
+    return [m.id for m in gone]
+
+
+def _write_index(models: list[ZooModel], folder: Path) -> None:
     lines = ["# The model zoo (wxy_hw.studies.zoo): one [[model]] per shipped checkpoint; written by scripts/train_zoo.sh",
              ""]
     for m in sorted(models, key=lambda m: m.id):
         lines += ["[[model]]"] + [f"{k} = {_toml_value(getattr(m, k))}" for k in
                                   ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy")] + [""]
     atomic_write_text(folder / INDEX, "\n".join(lines))
-    return entry
