@@ -28,6 +28,11 @@ def available_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
+def dataset_key(name: str) -> str:
+    """The registry's key of a dataset name, as checkpoints record it ("Fashion-MNIST" → "fashion_mnist")."""
+    return name.lower().replace("-", "_")
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, *, val_fraction: float = 0.1,
                  subset: int | None = None, image_size: int | None = None, channels: int | None = None,
                  seed: int = 0) -> DatasetSplits:
@@ -37,7 +42,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, val_fraction:
     full-size up to ``subset // 5`` so selection is not starved) and the test set at the same
     size; ``image_size`` pads 28→32 or crops 32→28 (else resizes); ``channels`` is 1 or 3.
     """
-    key = name.lower().replace("-", "_")
+    key = dataset_key(name)
     if key not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; choose one of: {', '.join(available_datasets())}")
     native_size, native_channels = NATIVE[key]

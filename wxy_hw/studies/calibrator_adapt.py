@@ -16,7 +16,7 @@ import torch
 from ..adaptation import (Calibrated, finetune_chip, high_frequency_share, mean_spectrum, train_calibrator,
                           train_chip_calibrator, train_dann)
 from ..analysis.sweep import human_time
-from ..data import Split, available_datasets, load_dataset
+from ..data import Split, available_datasets, dataset_key, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
 from ..models.evaluation import evaluate
 from ..hardware import Chip, chip_report
@@ -168,7 +168,7 @@ def _check(conf: CalibratorConfig) -> None:
     target = conf.target
     if target is not None:  # a misspelt target must not cost the training of the classifier first
         base = target[:-2] if target.lower().endswith("-c") else target
-        if base.lower().replace("-", "_") not in available_datasets():
+        if dataset_key(base) not in available_datasets():
             raise ValueError(f"unknown target {target!r}: give one of {', '.join(available_datasets())}, "
                              "or <dataset>-C for a corrupted copy")
         if base != target:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
-from ..data import BatchLoader, DatasetSplits, Split, load_dataset
+from ..data import BatchLoader, DatasetSplits, Split, dataset_key, load_dataset
 from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
 from ..methods import default_heads, method_traits
@@ -122,7 +122,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
 def check_checkpoint_dataset(path: str | Path, payload: dict[str, Any], dataset: str | None, flag: str = "--dataset") -> None:
     """Refuse a checkpoint trained on another dataset than the one the command names (no silent substitution)."""
     trained = payload.get("data", {}).get("name")
-    if dataset is not None and trained is not None and trained != dataset.lower().replace("-", "_"):
+    if dataset is not None and trained is not None and trained != dataset_key(dataset):
         raise CheckpointError(f"checkpoint {path} was trained on {trained!r} but {flag} is {dataset!r}; "
                               f"pass {flag} {trained} (or a checkpoint trained on {dataset})")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import distributed
 from ..checkpoint import CheckpointError, load_model, load_weights, model_from_payload, read_checkpoint
-from ..data import DatasetSplits, load_dataset, make_loaders
+from ..data import DatasetSplits, dataset_key, load_dataset, make_loaders
 from ..models.evaluation import ExitMetrics, evaluate
 from ..methods import build_method, default_heads, method_class, method_traits
 from ..methods.base import Method
@@ -346,7 +346,7 @@ def _init_payload(conf: TrainRunConfig) -> dict[str, Any]:
     data, train = payload["data"], payload.get("train_config") or {}
     saw = {"dataset": data["name"], "subset": data.get("train_subset"), "val_fraction": data.get("val_fraction"),
            "seed": train.get("seed")}
-    wanted = {"dataset": conf.dataset.lower().replace("-", "_"), "subset": conf.subset,
+    wanted = {"dataset": dataset_key(conf.dataset), "subset": conf.subset,
               "val_fraction": conf.val_fraction, "seed": conf.seed}
     differ = [f"--{k.replace('_', '-')} {saw[k]} (this run: {wanted[k]})" for k in saw if saw[k] != wanted[k]]
     if differ:
@@ -359,7 +359,7 @@ def _teacher_payload(teacher: str | Path, dataset: str) -> dict[str, Any]:
     """The teacher's checkpoint, read and validated; refused when it was trained on another dataset than the
     student's (its classes would mean other things, however many there are)."""
     payload = read_checkpoint(teacher, data=True)
-    trained, wanted = payload["data"]["name"], dataset.lower().replace("-", "_")
+    trained, wanted = payload["data"]["name"], dataset_key(dataset)
     if trained != wanted:
         raise CheckpointError(f"teacher {teacher} was trained on {trained!r} but the student trains on {dataset!r}; "
                               f"give a teacher trained on {dataset} (train one with --method baseline --dataset "
