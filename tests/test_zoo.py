@@ -2,6 +2,8 @@
 file is refused and retrained; --retrain skips the zoo; half precision reloads within rounding."""
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 import torch
 
@@ -58,13 +60,43 @@ def test_a_damaged_index_is_one_line(tmp_path):
     assert zoo.read_index(tmp_path / "none") == []
 
 
-def test_train_zoo_script_fills_a_zoo(tmp_path):
+def test_train_zoo_script_fills_a_zoo_from_scratch_and_prints_its_table(tmp_path, monkeypatch, capsys):
     train_zoo = script("scripts/train_zoo.py")
-    assert train_zoo.main(["--dataset", "synthetic", "--seeds", "0", "--methods", "baseline", "--epochs", "1",
-                           "--subset", "64", "--zoo", str(tmp_path / "zoo"), "--cache", str(tmp_path / "runs"),
-                           "--torch-device", "cpu"]) == 0
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "unused"))
+    small = ["--dataset", "synthetic", "--seeds", "0", "--epochs", "1", "--subset", "64", "--zoo", str(tmp_path / "zoo"),
+             "--torch-device", "cpu"]
+    assert train_zoo.main([*small, "--methods", "baseline", "--cache", str(tmp_path / "runs")]) == 0
     (model,) = zoo.read_index(tmp_path / "zoo")
     assert model.name == "baseline" and model.key.endswith("_e1_n64_s0") and 0 <= model.test_accuracy <= 100
+    # retraining does not take the zoo's own model: it trains into --cache, from scratch
+    assert train_zoo.main([*small, "--methods", "baseline", "--cache", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / model.key / "baseline" / "best.pt").is_file()
+    # --from-zoo: a hardware-aware model is fine-tuned from the zoo's digital model, which is not retrained
+    assert train_zoo.main([*small, "--methods", "hwa", "--from-zoo", "--cache", str(tmp_path / "ft")]) == 0
+    config = (tmp_path / "ft" / model.key / "hwa@reram_ft1" / "config.toml").read_text()
+    assert f'init = "{tmp_path / "zoo" / model.file}"' in config and not (tmp_path / "ft" / model.key / "baseline").exists()
+    capsys.readouterr()
+    assert train_zoo.main(["--table", "--zoo", str(tmp_path / "zoo")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| key | model | seed 0 |") and len(table) == 4
+    assert table[2].split(" | ")[1] == "baseline" and table[2].endswith(f"| {model.val_accuracy:.2f} |")
+    assert table[3].split(" | ")[1] == "hwa@reram_ft1"
+
+
+def test_self_distillation_hwa_fine_tunes_through_its_default_noise(tmp_path):
+    """The default noise of a hardware-aware method (spine.HWA_DEFAULT_NOISE, chosen on validation) is trained
+    with and named; an explicit hwa_noise of 1 is the device's own noise, with the plain name."""
+    from wxy_hw.studies.spine import HWA_DEFAULT_NOISE
+
+    scale = HWA_DEFAULT_NOISE["self_distillation+hwa"]
+    got = cached_checkpoint("self_distillation+hwa", "synthetic", seed=0, cache_dir=tmp_path, progress=False,
+                            torch_device="cpu", **TINY)
+    assert got.parent.name == f"self_distillation+hwa@reram_noise{scale:g}_ft1"
+    assert tomllib.loads((got.parent / "config.toml").read_text())["method_options"] == {"device": "reram",
+                                                                                         "noise_scale": scale}
+    full = cached_checkpoint("self_distillation+hwa", "synthetic", seed=0, cache_dir=tmp_path, progress=False,
+                             torch_device="cpu", hwa_noise=1.0, **TINY)
+    assert full.parent.name == "self_distillation+hwa@reram_ft1"
 
 
 def test_a_hardware_aware_model_is_its_digital_model_fine_tuned(tmp_path):
