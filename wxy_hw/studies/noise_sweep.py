@@ -397,7 +397,7 @@ def _seeds_measure(plan: SeedsPlan, progress: bool, log: Log) -> SeedsMeasuremen
     headline: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
     digital: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
     for s in plan.seeds:
-        log(f"[noise_sweep] training seed {s}")
+        log(f"[noise_sweep] models of training seed {s} (the zoo's, else trained once)")
         one = noise_sweep_run(dataclasses.replace(plan.conf, seeds=[s], seed=s), out=plan.out / f"s{s}",
                               progress=progress, log=log)
         raw += [dict(r, seed=s) for r in one["raw"]]
