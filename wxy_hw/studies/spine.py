@@ -41,7 +41,7 @@ HWA_DEFAULT_DEVICE = "reram"  # the hwa method's own default device
 HWA_FINETUNE = dict(epochs=5, lr=0.01)
 # The device noise (a scale of the device file's) each hardware-aware default model is fine-tuned through when a
 # study names none: the largest of 1, 0.75, 0.5 whose seed-0 validation accuracy stays within 1.5 points of the
-# baseline's (92.65 %; docs/results.md). hwa at 1: 91.32 %. self_distillation+hwa at 1: 89.45 % (at lr 0.001 too:
+# baseline's (92.65 %; docs/results.md). hwa at 1: 91.43 %. self_distillation+hwa at 1: 89.45 % (at lr 0.001 too:
 # 89.68 %, so not the step size), at 0.75: 90.70 %, at 0.5: 91.35 %. Its cache name says so (``_noise0.5``).
 HWA_DEFAULT_NOISE = {"self_distillation+hwa": 0.5}
 # The self_distillation model cut for CPU early exit (issue 16, docs/results.md), measured against the earlier
