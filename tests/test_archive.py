@@ -24,7 +24,6 @@ NOT_YET_ARCHIVED = {
     "scripts/ command",
     "Over three seeds on a GPU: Table 3 and the seed's Table 2 columns (issue 17)": "a GPU run; no GPU lent since",
     "Benchmarks (`python benchmarks/run.py`)": "timings of one machine, each with its command",
-    "Early exit and energy (issues 4 and 12)": "measured before archiving",
     "Robustness: corruptions, ADA, Auxiliary Training, adversarial (issue 6)": "measured before archiving "
     "(scripts/reproduce_robustness_tables.sh)",
     "Calibrator (issue 7)": "measured before archiving (scripts/reproduce_calibrator_tables.sh)",
