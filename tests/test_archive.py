@@ -26,7 +26,6 @@ NOT_YET_ARCHIVED = {
     "Benchmarks (`python benchmarks/run.py`)": "timings of one machine, each with its command",
     "Robustness: corruptions, ADA, Auxiliary Training, adversarial (issue 6)": "measured before archiving "
     "(scripts/reproduce_robustness_tables.sh)",
-    "Calibrator (issue 7)": "measured before archiving (scripts/reproduce_calibrator_tables.sh)",
 }
 
 
