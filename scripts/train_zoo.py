@@ -26,7 +26,7 @@ from pathlib import Path
 
 from wxy_hw.analysis.stats import t_interval
 from wxy_hw.studies import zoo
-from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint
+from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint, is_hardware_aware
 
 METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             best = cached_checkpoint(method, args.dataset, seed=seed, cache_dir=args.cache, progress=False,
                                      hwa_device=args.device, torch_device=args.torch_device,
-                                     use_zoo=args.from_zoo and method not in METHODS[:2], **budget)
+                                     use_zoo=args.from_zoo and is_hardware_aware(method), **budget)
             run = best.parent
             results = json.loads((run / "results.json").read_text())
             test = float(results["test"]["exits"][-1])
