@@ -2,7 +2,7 @@
 # Reproduces docs/results.md's quantization table (issue 5) on the zoo's converged seed-0 models: PTQ at
 # 8/6/4/3/2-bit weights (8-bit activations) of baseline and self_distillation, plus QAT at 4 bits fine-tuned from
 # the same float models (5 epochs at lr 0.01, as the hardware-aware models are: spine.HWA_FINETUNE), digital and on
-# 3 reram chips at 1 day. About 25 minutes on a 2-core CPU, most of it the two QAT fine-tunes.
+# 3 reram chips at 1 day. About 7 minutes on a 2-core CPU, most of it the two QAT fine-tunes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
