@@ -7,6 +7,8 @@ import pytest
 
 from wxy_hw.studies.compare_methods import compare_methods
 
+from helpers import script
+
 BUDGET = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
               torch_device="cpu", progress=False)
 
@@ -37,3 +39,33 @@ def test_teacher_needed_and_duplicate_seeds_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="lists a seed twice"):
         compare_methods(methods=["baseline"], seeds=[0, 0], out=tmp_path, **BUDGET)
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_hardware_aware_methods_fine_tune_from_their_digital_models_of_the_same_seed(tmp_path, capsys):
+    """--init-from DIR: hwa starts from DIR/baseline/s<seed>, self_distillation+hwa from DIR/self_distillation;
+    an option scoped to one method (METHOD.key) reaches that method only; a missing start is one line."""
+    import json
+
+    from wxy_hw.studies.compare_methods import compare_methods_run
+
+    tiny = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, subset=64, batch_size=32,
+                max_steps_per_epoch=2, torch_device="cpu")
+    compare_methods_run(methods=["baseline", "self_distillation"], seeds=[0], out=tmp_path / "digital",
+                        progress=False, retrain=True, **tiny)
+    options = {"device": "reram", "self_distillation+hwa.noise_scale": 0.5}
+    compare_methods_run(methods=["hwa", "self_distillation+hwa"], seeds=[0], out=tmp_path / "hwa", progress=False,
+                        init_from=str(tmp_path / "digital"), method_options=options, **{**tiny, "lr": 0.01})
+    for method, start, noise in (("hwa", "baseline", 1.0), ("self_distillation+hwa", "self_distillation", 0.5)):
+        manifest = json.loads((tmp_path / "hwa" / method / "s0" / "manifest.json").read_text())
+        config = (tmp_path / "hwa" / method / "s0" / "config.toml").read_text()
+        assert f'init = "{tmp_path / "digital" / start / "s0" / "best.pt"}"' in config, method
+        used = manifest["config"]["method_options"]
+        used = used.get("hwa", used)  # a composition records each part's options
+        assert (used["noise_scale"], used["device"]) == (noise, "reram"), method
+    assert "self_distillation+hwa.noise_scale" in (tmp_path / "hwa" / "config.toml").read_text()
+    main = script("experiments/compare_methods.py").main
+    for argv, problem in ((["--methods", "hwa", "--init-from", str(tmp_path / "none")], "no "),
+                          (["--methods", "hwa", "--method-arg", "scan.alpha=1"], "scan is not one of --methods")):
+        assert main([*argv, "--dataset", "synthetic", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and err.count("\n") == 1

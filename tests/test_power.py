@@ -108,6 +108,15 @@ def test_budget_decide_takes_the_seeds_the_pilot_says_table_1_needs(tmp_path, mo
     assert (pilot / "pilot" / "report.md").read_text() == "# the pilot's report\n"
 
 
+def test_budget_decide_from_a_table1_pilot_extends_it_as_one(tmp_path):
+    from wxy_hw.studies.reproduce import decide_budget
+
+    pilot = _converged_pilot(tmp_path, [-1.0, 1.0, 3.0])
+    (pilot / "config.toml").write_text('budget = "table1"\n')
+    budget = decide_budget(pilot)
+    assert budget.scope == "table1" and len(budget.seeds) == 34 and "cut to Table 1" in budget.note
+
+
 def test_budget_decide_refusals_are_one_line(tmp_path, capsys):
     pilot = _converged_pilot(tmp_path, [-1.0, 1.0, 3.0])
     for argv, match in ((["--budget", "decide"], "go together"),

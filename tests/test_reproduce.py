@@ -70,21 +70,22 @@ def _in_folder(argv, folder):
     out, inside = [], False
     for arg in argv:
         if arg.startswith("--"):
-            inside = arg in ("--out", "--checkpoints")
+            inside = arg in ("--out", "--checkpoints", "--init-from")
             out.append(arg)
         else:
             out.append(str(folder / arg) if inside else arg)
     return out
 
 
-@pytest.mark.parametrize("budget", ["smoke", "small", "converged", "full"])
+@pytest.mark.parametrize("budget", ["smoke", "small", "converged", "table1", "full"])
 def test_each_step_runs_the_config_its_command_line_reads(tmp_path, budget):
     """A step runs its study's library runner on a config; the command recorded for it (steps.json, commands.sh)
     parses, through that study's own command line, into the same config, --out and --quiet."""
     rep = Reproduction(BUDGETS[budget], tmp_path / "rep", torch_device="cpu", data_dir=tmp_path / "data")
     steps = rep.plan.steps()
     b = BUDGETS[budget]
-    assert len(steps) == 1 + len(b.devices) + len(b.seeds) * (4 + len(b.devices))
+    # a budget cut to Table 1: its trainings, then one corruption study per seed
+    assert len(steps) == (1 + len(b.seeds) if b.scope == "table1" else 1 + len(b.devices) + len(b.seeds) * (4 + len(b.devices)))
     assert len({s.key for s in steps}) == len(steps)
     for step in steps:
         assert step.study in reproduce_mod.RUNNERS
@@ -107,8 +108,11 @@ def test_step_records_stay_those_of_earlier_reproductions(tmp_path):
         "--methods", "baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", "scan", "augment", "ada",
         "auxiliary", "auxiliary_adv", "adv", "--seeds", "0", "1", "--teacher-arch", "resnet8", "--teacher-width", "0.5", *train,
         "--out", "methods", "--quiet"]
-    assert list(plan.hwa["reram"].argv) == ["--methods", "hwa", "self_distillation+hwa", "--seeds", "0", "1",
-                                            "--method-arg", "device=reram", *train, "--out", "methods_reram", "--quiet"]
+    # hardware-aware models: fine-tuned from the methods step's digital ones, as the zoo's are (1 epoch: the budget's)
+    assert list(plan.hwa["reram"].argv) == [
+        "--methods", "hwa", "self_distillation+hwa", "--seeds", "0", "1", "--method-arg", "device=reram",
+        "--method-arg", "self_distillation+hwa.noise_scale=0.5", "--init-from", "methods", *train[:-2], "--lr", "0.01",
+        *train[-2:], "--out", "methods_reram", "--quiet"]
     assert list(plan.sweep["reram", 0].argv) == [
         "--device", "reram", "--checkpoints", "methods/baseline/s0/best.pt", "methods/self_distillation/s0/best.pt",
         "methods_reram/hwa/s0/best.pt", "methods_reram/self_distillation+hwa/s0/best.pt", "--scales", "1", "--times",
@@ -120,6 +124,43 @@ def test_step_records_stay_those_of_earlier_reproductions(tmp_path):
         "--source", "synthetic", "--target", "none", "--device", "reram", "--checkpoints", "methods/baseline/s1/best.pt",
         "--chips", "2", "--epochs", "1", "--samples", "200", "--seed", "1", "--torch-device", "cpu", "--data-dir",
         data, "--out", "calibrator_chips/s1", "--quiet"]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(rows[0])
+    path.write_text(",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in rows))
+
+
+def test_a_table1_budget_trains_and_judges_only_the_seeds_table_1(tmp_path):
+    """--budget table1: the converged recipe, only the models and the corruption study of the seed's Table-1
+    claims (no teacher, no hardware, no PGD), and only those claims in the report, each judged over its seeds."""
+    b = BUDGETS["table1"]
+    assert (b.epochs, b.subset, b.stem_stride, b.scope) == (BUDGETS["converged"].epochs, None, 2, "table1")
+    rep = Reproduction(b, tmp_path, torch_device="cpu")
+    argv = list(rep.plan.methods.argv)
+    assert argv[:argv.index("--seeds")] == ["--methods", "baseline", "self_distillation", "scan", "augment", "ada"]
+    assert "--teacher-arch" not in argv and not rep.plan.hwa and not rep.plan.sweep and not rep.plan.early
+    robust = list(rep.plan.robust[1].argv)
+    assert robust[1:4] == ["methods/baseline/s1/best.pt", "methods/augment/s1/best.pt", "methods/ada/s1/best.pt"]
+    assert robust[robust.index("--adv-samples") + 1] == "0"
+    comparison, corruption, errors = [], {}, {}
+    for s in b.seeds:
+        for m, acc in (("baseline", 90.0), ("self_distillation", 91.0), ("scan", 90.5)):
+            exits = ["4"] if m == "baseline" else ["1", "2", "3", "4", "ensemble"]
+            comparison += [dict(method=m, seed=s, exit=e, accuracy=acc + 0.1 * s - (3 if e == "1" else 0)) for e in exits]
+        corruption[s] = [dict(method=m, exit="4", corruption=c, severity=3, accuracy=a + s, device="")
+                         for m, a in (("baseline", 60.0), ("augment", 70.0), ("ada", 71.0))
+                         for c in ("clean", "gaussian_noise")]
+        errors[s] = [dict(method=m, corruption="mean", ce=100.0) for m in ("baseline", "augment", "ada")]
+        _write_csv(tmp_path / "robustness" / f"s{s}" / "corruption.csv", corruption[s])
+        _write_csv(tmp_path / "robustness" / f"s{s}" / "corruption_errors.csv", errors[s])
+    _write_csv(tmp_path / "methods" / "comparison.csv", comparison)
+    rep.collect()
+    sections = [c.section for c in rep.claims]
+    assert sections == ["Self-distillation (Table 1)"] * 3 + ["SCAN (Table 1)"] * 2 + ["ADA (Table 1, CIFAR-100-C)"] * 2
+    assert all(c.family == "seed" and c.verdict != "not judged" for c in rep.claims)
+    assert "Table-1 claims only" in rep._preamble() and "no chips" in rep._preamble()
 
 
 def test_a_step_fails_as_its_command_would():

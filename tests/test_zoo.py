@@ -52,6 +52,60 @@ def test_a_zoo_model_is_used_instead_of_training(tmp_path, monkeypatch, capsys):
     assert "does not match its sha256" in capsys.readouterr().out
 
 
+def test_compare_methods_adopts_the_zoo_model_trained_with_its_settings(tmp_path, monkeypatch, capsys):
+    """A comparison whose run has exactly a zoo model's settings evaluates that model (no training) into a finished
+    run that says where it came from; other settings, or --retrain, train."""
+    from wxy_hw.studies.compare_methods import compare_methods_run
+    import json
+
+    read_json = lambda path: json.loads(path.read_text())  # noqa: E731
+
+    folder = tmp_path / "zoo"
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    entry = zoo.add(trained.parent, trained.parent.parent.name, "baseline", 50.0, folder=folder)
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    same = dict(methods=["baseline"], seeds=[0], dataset="synthetic", stem_stride=2, torch_device="cpu", **TINY)
+    capsys.readouterr()
+    compare_methods_run(out=tmp_path / "cmp", progress=True, **same)
+    assert "evaluated, not retrained" in capsys.readouterr().out
+    run = tmp_path / "cmp" / "baseline" / "s0"
+    results = read_json(run / "results.json")
+    assert results["adopted_from"] == {"zoo": entry.id, "sha256": entry.sha256}
+    assert read_json(run / "manifest.json")["status"] == "complete" and not (run / "last.pt").exists()
+    original = read_json(trained.parent / "results.json")["test"]["exits"]
+    assert results["test"]["exits"] == pytest.approx(original, abs=5.0)  # fp16 weights: a few images may flip
+    assert (run / "best.pt").read_bytes() == (folder / entry.file).read_bytes()
+    for other, settings in (("epochs", {**same, "epochs": 2}), ("retrain", {**same, "retrain": True})):
+        compare_methods_run(out=tmp_path / other, progress=False, **settings)
+        assert "adopted_from" not in read_json(tmp_path / other / "baseline" / "s0" / "results.json")
+        assert (tmp_path / other / "baseline" / "s0" / "last.pt").exists()  # trained here
+
+
+def test_zoo_match_compares_every_training_setting(tmp_path):
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    (folder / "m.pt").write_bytes(b"weights")
+    (folder / "m.config.toml").write_text('method = "baseline"\nmethod_options = {}\narch = "resnet8"\nwidth = 0.5\n'
+                                          'epochs = 3\nseed = 1\ntorch_device = "cpu"\n')
+    zoo._write_index([zoo.ZooModel("m", "k", "baseline", zoo.file_sha256(folder / "m.pt"), 1.0, 1.0)], folder)
+    asked = dict(method="baseline", method_options={}, arch="resnet8", width=0.5, epochs=3, seed=1, heads=None,
+                 torch_device="cuda", data_dir="/elsewhere")  # where it runs does not matter
+    assert zoo.match(asked, folder)[1] == folder / "m.pt"
+    for key, value in (("seed", 2), ("width", 0.25), ("heads", "linear"), ("method_options", {"device": "pcm"})):
+        assert zoo.match({**asked, key: value}, folder) is None, key
+    # a fine-tune: its starting checkpoint (recorded as the checkout named it) is compared by content
+    (folder / "start.pt").write_bytes(b"digital")
+    (tmp_path / "copy.pt").write_bytes(b"digital")
+    (tmp_path / "other.pt").write_bytes(b"another")
+    (folder / "m.config.toml").write_text((folder / "m.config.toml").read_text() + 'init = "zoo/start.pt"\n')
+    assert zoo.match(asked, folder) is None  # asked from scratch
+    assert zoo.match({**asked, "init": str(tmp_path / "copy.pt")}, folder)[1] == folder / "m.pt"
+    assert zoo.match({**asked, "init": str(tmp_path / "other.pt")}, folder) is None
+    (folder / "m.pt").write_bytes(b"changed")
+    assert zoo.match({**asked, "init": str(tmp_path / "copy.pt")}, folder) is None  # a changed file is never adopted
+
+
 def test_a_damaged_index_is_one_line(tmp_path):
     (tmp_path / "index.toml").write_text("[[model]]\nid = 3\n")
     with pytest.raises(ValueError, match="cannot be read") as info:

@@ -10,6 +10,13 @@ into <out>/teacher/s<seed>/ unless --teacher is given. Cells are mean ± 95 % t 
 seeds; the last column is the paired difference of the final exit to the baseline with its
 p-value. Tidy per-seed rows go to <out>/comparison.csv, the table to <out>/comparison.md, the
 settings to <out>/config.toml. After Ctrl-C, re-run the same command: finished parts are reused.
+
+A run whose settings are exactly those of a shipped zoo model (the zoo's recipe: --epochs 15
+--stem-stride 2, seeds 0-2) is that model, evaluated on test and validation, not retrained; its
+results.json says which (--retrain trains it). Hardware-aware models are fine-tuned from digital ones:
+
+    python experiments/compare_methods.py --methods hwa self_distillation+hwa --init-from DIGITAL_DIR \
+        --method-arg device=pcm --method-arg self_distillation+hwa.noise_scale=0.5 --epochs 5 --lr 0.01
 """
 from __future__ import annotations
 
@@ -36,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-arch", default=None,
                         help="train a baseline teacher of this architecture per seed for kd / fitnet / at")
     parser.add_argument("--teacher-width", type=width_multiplier, default=None, help="its width (None: --width)")
+    parser.add_argument("--init-from", default=None, metavar="DIR",
+                        help="fine-tune each method from its digital counterpart's model of the same seed in this "
+                             "comparison folder (DIR/<method without +hwa>/s<seed>/best.pt; hwa: DIR/baseline), as "
+                             "a hardware-aware model is made (with --epochs 5 --lr 0.01)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every model here, even one the shipped zoo holds with exactly these settings "
+                             "(by default such a model is evaluated and reused, not retrained)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (None: runs/compare/<dataset>_<arch>_w<width>)")
     return parser

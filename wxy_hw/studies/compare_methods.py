@@ -16,7 +16,9 @@ from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
 from ..utils import atomic_write_text, read_json
 from .result import StudyResult
-from .train import RERUN, TrainRunConfig, continue_flags, finished_run, train_run
+from . import zoo
+from .spine import digital_counterpart
+from .train import RERUN, TrainRunConfig, adopt_run, continue_flags, finished_run, train_run
 
 
 @dataclass
@@ -30,10 +32,15 @@ class CompareConfig(TrainRunConfig):
     seeds: list[int] | None = None
     teacher_arch: str | None = None
     teacher_width: float | None = None
+    retrain: bool = False  # train every model, even one the zoo holds with exactly these settings
+    # a comparison folder each method is fine-tuned from: <init_from>/<its digital counterpart>/s<seed>/best.pt (how a
+    # hardware-aware model is made from its digital one, spine.HWA_FINETUNE)
+    init_from: str | None = None
 
 
 # the settings of the comparison itself; every other field of CompareConfig is a setting of each training run
-COMPARISON_ONLY = ("method", "method_options", "methods", "seeds", "teacher_arch", "teacher_width", "seed")
+COMPARISON_ONLY = ("method", "method_options", "methods", "seeds", "teacher_arch", "teacher_width", "seed", "retrain",
+                   "init_from")
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,19 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
+    if conf.init_from is not None:
+        if conf.init is not None:
+            raise ValueError("--init-from DIR starts each method from its own model in DIR, --init from one checkpoint: "
+                             "give one of them")
+        missing = [str(start) for s in seeds for m in conf.methods if not (start := starting_point(conf, m, s)).is_file()]
+        if missing:
+            raise ValueError(f"--init-from {conf.init_from}: no {missing[0]}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                             + "; compare the digital methods into that folder first")
+    for key in conf.method_options or {}:
+        if "." in key and key.split(".", 1)[0] not in conf.methods:
+            raise ValueError(f"--method-arg {key}=...: {key.split('.', 1)[0]} is not one of --methods "
+                             f"({' '.join(conf.methods)})")
     written = dataclasses.replace(conf, methods=list(conf.methods), seeds=seeds, seed=seeds[0],
                                   method_options=dict(conf.method_options or {}))
     train_kwargs = {k: v for k, v in written.settings().items() if k not in COMPARISON_ONLY}
@@ -131,13 +151,28 @@ def train_methods(plan: ComparisonPlan) -> Summaries:
         kwargs = dict(plan.train_kwargs, seed=seed)
         if plan.wants_teacher and kwargs.get("teacher") is None:
             t_kwargs = dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width)
-            teacher = _run_or_reuse("baseline", plan.out / "teacher" / f"s{seed}", {}, t_kwargs)
+            teacher = _run_or_reuse("baseline", plan.out / "teacher" / f"s{seed}", {}, t_kwargs, not conf.retrain)
             kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
         for name in conf.methods:
-            accepted = {p for part in name.split("+") for p in inspect.signature(method_class(part).__init__).parameters}
-            opts = {k: v for k, v in conf.method_options.items() if k in accepted}
-            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, plan.out / name / f"s{seed}", opts, kwargs)
+            run_kwargs = dict(kwargs, init=str(starting_point(conf, name, seed))) if conf.init_from else kwargs
+            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, plan.out / name / f"s{seed}",
+                                                                 options_of(conf, name), run_kwargs, not conf.retrain)
     return summaries
+
+
+def starting_point(conf: CompareConfig, method: str, seed: int) -> Path:
+    """With ``init_from``: the checkpoint ``method`` is fine-tuned from for ``seed``."""
+    assert conf.init_from is not None
+    return Path(conf.init_from) / digital_counterpart(method) / f"s{seed}" / "best.pt"
+
+
+def options_of(conf: CompareConfig, method: str) -> dict[str, Any]:
+    """The method options ``method`` gets: every one it accepts, and those scoped to it (``METHOD.key``, e.g.
+    ``self_distillation+hwa.noise_scale``: one method's own setting in a comparison of several)."""
+    accepted = {p for part in method.split("+") for p in inspect.signature(method_class(part).__init__).parameters}
+    general = {k: v for k, v in conf.method_options.items() if "." not in k and k in accepted}
+    scoped = {k.split(".", 1)[1]: v for k, v in conf.method_options.items() if k.startswith(method + ".")}
+    return {**general, **scoped}
 
 
 def comparison_table(plan: ComparisonPlan, summaries: Summaries) -> ComparisonTable:
@@ -179,10 +214,16 @@ def comparison_table(plan: ComparisonPlan, summaries: Summaries) -> ComparisonTa
 # settings added after runs were first recorded: a manifest without them had the default
 ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
-def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused; the
+def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any],
+                  use_zoo: bool = True) -> dict[str, Any]:
+    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused; else
+    the zoo's model trained with exactly these settings is adopted (``use_zoo``), else the run is trained. The
     run's summary (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
+    if manifest is None and use_zoo and not run_dir.exists():
+        adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs)
+        if adopted is not None:
+            return adopted
     if manifest is not None:
         saved = manifest.get("config", {})
         keys = ("arch", "width", "heads", "stem_stride", "exit_stages", "dataset", "subset", "epochs", "batch_size", "lr", "weight_decay",
@@ -203,3 +244,20 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         what = str(exc).split("; ", 1)[0]
         raise type(exc)(f"{name} in {run_dir}: {what}; re-run the same command with a lower --lr (runs that diverged "
                         "continue from their last good checkpoint or start again; finished ones are reused)") from None
+
+
+def _adopt_from_zoo(name: str, run_dir: Path, options: dict[str, Any],
+                    train_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The zoo's model trained with exactly this run's settings, made a finished run in ``run_dir`` (evaluated,
+    not trained; ``studies.train.adopt_run``), or None when the zoo has none."""
+    conf = TrainRunConfig.make(method=name, method_options=dict(options),
+                               **{k: v for k, v in train_kwargs.items() if k != "progress"})
+    found = zoo.match(conf.settings())
+    if found is None:
+        return None
+    model, path = found
+    if train_kwargs.get("progress", True):
+        print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
+              f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
+    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
+                     log=path.with_name(f"{model.id}.metrics.csv"))

@@ -49,6 +49,7 @@ from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
 from .reproduce_plan import seeds_to_decide
 from .result import StudyResult
+from .spine import HWA_DEFAULT_NOISE, HWA_FINETUNE
 from .train import RERUN
 
 ALPHA = 0.05
@@ -101,6 +102,7 @@ class Budget:
     calibrator_samples: int = 2000
     bn_images: int = 64
     sigmas: tuple[float, ...] = (0.0, 0.04, 0.08)
+    scope: str = "all"  # which claims it tests (SCOPES): every one, or only the seed's Table-1 claims
     note: str = ""
 
 
@@ -131,6 +133,14 @@ BUDGETS: dict[str, Budget] = {
                         calibrator_epochs=10, calibrator_samples=5000, bn_images=256,
                         note="the zoo's recipe (all 54,000 training images, 15 epochs, stem stride 2), 3 seeds, the "
                              "main job's headline evaluation (25 chips × 2,000 images): sized for a GPU"),
+    # the converged recipe cut to the seed's Table-1 claims (self-distillation, SCAN, ADA): the pilot a CPU can run.
+    # baseline and self_distillation come from the zoo (the same recipe, evaluated, not retrained), so it trains
+    # scan, augment and ada per seed: about 1.5 hours on this 2-core machine
+    "table1": Budget("table1", dataset="fashion_mnist", epochs=15, subset=None, seeds=(0, 1, 2), chips=25,
+                     samples=2000, stem_stride=2, corruption_samples=2000, adv_samples=0, scope="table1",
+                     note="the converged recipe (the zoo's: all 54,000 training images, 15 epochs, stem stride 2), 3 "
+                          "seeds, cut to the seed's Table-1 claims: the pilot a 2-core CPU runs in about 1.5 hours "
+                          "(the other claims: --budget converged)"),
     "full": Budget("full", dataset="fashion_mnist", epochs=30, subset=None, seeds=(0, 1, 2, 3, 4), chips=25,
                    samples=2000, corruptions=("glass_blur", "shot_noise", "speckle_noise", "gaussian_blur",
                                               "motion_blur", "defocus_blur", "impulse_noise", "zoom_blur",
@@ -173,15 +183,17 @@ def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
         pilot_conf = read_toml(conf_path)
     except ValueError as exc:
         raise ValueError(f"--pilot {pilot}: its config.toml does not read ({exc}); rerun the pilot") from None
-    if pilot_conf.get("budget") != "converged":
+    if pilot_conf.get("budget") not in ("converged", "table1"):
         raise ValueError(f"--pilot {pilot} ran budget {pilot_conf.get('budget')!r}: decide plans from converged "
-                         "models only, whose spread it extends (python experiments/reproduce.py --budget converged)")
-    base = BUDGETS["converged"]
+                         "models only, whose spread it extends (python experiments/reproduce.py --budget table1, or "
+                         "--budget converged)")
+    base = BUDGETS[pilot_conf["budget"]]  # its recipe and its scope: a Table-1 pilot is extended as one
     ran = [int(x) for x in pilot_conf.get("seeds") or base.seeds]
     n = max(seeds_to_decide(source, chips, images), len(ran))
     extra = [x for x in range(n + max(ran) + 1) if x not in ran][:n - len(ran)]  # the pilot's seeds first
     return dataclasses.replace(base, name=DECIDE, seeds=tuple(ran + extra), chips=chips, samples=images,
-                               note=f"the converged recipe with the {n} seeds that give every Table-1 claim of the "
+                               note=f"the converged recipe{' cut to Table 1' if base.scope == 'table1' else ''} with "
+                                    f"the {n} seeds that give every Table-1 claim of the "
                                     f"seed 80 % power at {chips} chips × {images} images, planned from the pilot in "
                                     f"{source}")
 
@@ -205,6 +217,10 @@ def keep_pilot_report(pilot: Path) -> Path:
 METHODS = ("baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", "scan", "augment", "ada",
            "auxiliary", "auxiliary_adv", "adv")
 HWA_METHODS = ("hwa", "self_distillation+hwa")
+# per scope, the methods it trains: "table1" those of the seed's Table 1 (self-distillation, SCAN and ADA, each
+# against the baseline; ADA against augmentation too)
+SCOPES = {"all": METHODS, "table1": ("baseline", "self_distillation", "scan", "augment", "ada")}
+ROBUSTNESS_MODELS = ("baseline", "augment", "ada", "auxiliary", "auxiliary_adv", "adv")
 
 
 class ReproductionError(RuntimeError):
@@ -247,6 +263,17 @@ class _Settings:
         self.argv += [flag or "--" + name.replace("_", "-"), *words]
         self.fields[name] = value
         return self
+
+    def options(self, name: str, values: dict[str, Any]) -> _Settings:
+        """Method options, one ``--method-arg KEY=VALUE`` each (the flag takes one pair)."""
+        for k, v in values.items():
+            self.argv += ["--method-arg", f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"]
+        self.fields[name] = dict(values)
+        return self
+
+    def path(self, name: str, path: Path, folder: Path) -> _Settings:
+        """One path inside the reproduction folder (as ``paths``)."""
+        return self.add(name, str(folder / path), str(path))
 
     def number(self, name: str, value: float) -> _Settings:
         """A float written ``{:g}``, and taken back from those words as the command line reads them."""
@@ -296,11 +323,13 @@ class ReproductionPlan:
     sweep: dict[tuple[str, int], Step]  # by (device, seed)
 
     def steps(self) -> list[Step]:
-        """In the order they run (and commands.sh lists them): trainings first, then seed by seed."""
+        """In the order they run (and commands.sh lists them): trainings first, then seed by seed (a budget cut to
+        some claims has only the steps behind them)."""
         order = [self.methods, *self.hwa.values()]
-        for s in self.early:
-            order += [self.early[s], self.robust[s], self.domain[s], self.chipcal[s],
-                      *(step for (_, seed), step in self.sweep.items() if seed == s)]
+        seeds = dict.fromkeys([*self.early, *self.robust, *self.domain, *self.chipcal, *(s for _, s in self.sweep)])
+        for s in seeds:
+            order += [by_seed[s] for by_seed in (self.early, self.robust, self.domain, self.chipcal) if s in by_seed]
+            order += [step for (_, seed), step in self.sweep.items() if seed == s]
         return order
 
 
@@ -374,6 +403,10 @@ class Reproduction:
     def plan_steps(self) -> ReproductionPlan:
         """Every step of the budget, nothing run: the configs the studies get and the commands that match them."""
         b = self.b
+        if b.scope == "table1":  # the trainings and the corruption study the Table-1 claims read, nothing else
+            return ReproductionPlan(methods=self._training_step(Path("methods"), list(self.methods)), hwa={},
+                                    early={}, robust={s: self._robust_step(s) for s in b.seeds}, domain={},
+                                    chipcal={}, sweep={})
         return ReproductionPlan(
             methods=self._training_step(Path("methods"), list(METHODS), teacher=True),
             hwa={dev: self._training_step(Path(f"methods_{dev}"), list(HWA_METHODS), device=dev) for dev in b.devices},
@@ -381,28 +414,40 @@ class Reproduction:
             domain={s: self._domain_step(s) for s in b.seeds}, chipcal={s: self._chipcal_step(s) for s in b.seeds},
             sweep={(dev, s): self._sweep_step(dev, s, flat=i == 0) for s in b.seeds for i, dev in enumerate(b.devices)})
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods this budget trains (its scope's)."""
+        if self.b.scope not in SCOPES:
+            raise ValueError(f"budget {self.b.name} has scope {self.b.scope!r}; give one of {', '.join(SCOPES)}")
+        return SCOPES[self.b.scope]
+
     def _data(self, settings: _Settings) -> _Settings:
         settings.add("dataset", self.b.dataset)
         return settings.add("data_dir", str(self.data_dir)) if self.data_dir else settings
 
     def _training_step(self, run_dir: Path, methods: list[str], *, teacher: bool = False,
                        device: str | None = None) -> Step:
-        """compare_methods of ``methods`` over the seeds (with a teacher per seed, or trained for ``device``)."""
+        """compare_methods of ``methods`` over the seeds (with a teacher per seed); for ``device``, the hardware-aware
+        methods fine-tuned from the same seed's digital models of the methods step, as the zoo's are
+        (``spine.HWA_FINETUNE``, each at its default noise ``spine.HWA_DEFAULT_NOISE``)."""
         b = self.b
         s = _Settings().add("methods", methods).add("seeds", list(b.seeds))
+        epochs, lr = b.epochs, float(b.lr)
         if teacher:
             s.add("teacher_arch", b.teacher_arch).number("teacher_width", b.teacher_width)
         if device is not None:
-            s.add("method_options", {"device": device}, f"device={device}", flag="--method-arg")
-        self._data(s).add("arch", b.arch).number("width", b.width).add("epochs", b.epochs)
+            noise = {f"{m}.noise_scale": x for m, x in HWA_DEFAULT_NOISE.items() if m in methods and x != 1.0}
+            s.options("method_options", {"device": device, **noise}).path("init_from", Path("methods"), self.out)
+            epochs, lr = min(int(HWA_FINETUNE["epochs"]), b.epochs), float(HWA_FINETUNE["lr"])
+        self._data(s).add("arch", b.arch).number("width", b.width).add("epochs", epochs)
         if b.stem_stride != 1:
             s.add("stem_stride", b.stem_stride)
         if b.subset:
             s.add("subset", b.subset)
         if b.batch_size != 128:
             s.add("batch_size", b.batch_size)
-        if b.lr != 0.1:
-            s.number("lr", b.lr)
+        if lr != 0.1:
+            s.number("lr", lr)
         s.add("torch_device", self.torch_device)
         return _step("compare_methods", CompareConfig, s, run_dir, reusable=False)
 
@@ -415,7 +460,7 @@ class Reproduction:
 
     def _robust_step(self, seed: int) -> Step:
         b = self.b
-        models = [self.checkpoint(m, seed) for m in ("baseline", "augment", "ada", "auxiliary", "auxiliary_adv", "adv")]
+        models = [self.checkpoint(m, seed) for m in ROBUSTNESS_MODELS if m in self.methods]
         s = _Settings().paths("checkpoints", models, self.out)
         s.add("corruptions", list(b.corruptions)).add("severities", list(b.severities))
         s.add("samples", b.corruption_samples).add("adv_samples", b.adv_samples).add("pgd_steps", b.pgd_steps)
@@ -535,11 +580,15 @@ class Reproduction:
 
     def _preamble(self) -> str:
         b = self.b
-        return (f"Budget '{b.name}': {b.note}. {b.dataset}, {b.arch} width {b.width:g}, stem stride {b.stem_stride}, "
+        cut = ("" if b.scope == "all" else " It tests the seed's Table-1 claims only (self-distillation, SCAN and ADA "
+               "against their baselines), on the models " + ", ".join(self.methods) + "; the other claims are not "
+               "run at this budget.")
+        return (f"Budget '{b.name}': {b.note}.{cut} {b.dataset}, {b.arch} width {b.width:g}, stem stride {b.stem_stride}, "
                 f"{b.epochs} epochs, "
                 f"{'all' if b.subset is None else b.subset} training images, batch {b.batch_size}, peak lr "
                 f"{b.lr:g}, seeds {', '.join(map(str, b.seeds))}; "
-                f"{b.chips} chips per seed on {', '.join(b.devices)}. The seed reports CIFAR-100 / ImageNet "
+                + (f"{b.chips} chips per seed on {', '.join(b.devices)}" if b.scope == "all" else "no chips")
+                + ". The seed reports CIFAR-100 / ImageNet "
                 "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
                 "t intervals with the seed as the unit (chips nested in seeds on hardware); those of accuracies are "
                 "taken on the logit scale, those of ratios on the log scale, so they stay in range. Every command is "
@@ -583,11 +632,12 @@ class Reproduction:
         self._pending: list[tuple[Claim, Evidence, tuple[str, Interval, float] | None, dict[str, Any]]] = []
         self._untestable: list[tuple[int, Claim]] = []
         self._self_distillation()
-        self._scan()
         self._robustness()
-        self._calibrator()
-        self._flat_minima()
-        self._hardware()
+        if self.b.scope == "all":  # a budget cut to Table 1 runs none of the studies these read
+            self._scan()
+            self._calibrator()
+            self._flat_minima()
+            self._hardware()
         self.judge_claims()
 
     def judge_claims(self) -> None:
@@ -635,6 +685,9 @@ class Reproduction:
         self.add_difference(t1, "the shallowest classifier stays below the baseline",
                             "67.85 vs 77.09 (−9.24)", sd("1"), base, ("SD 1/4", "baseline"), cmd, expected_sign=-1,
                             basis=same)
+        self._scan_table1(acc, base, deepest, same)
+        if self.b.scope != "all":
+            return
         t3 = "Self-distillation vs deeply supervised net (Table 3)"
         for e, seed_value in (("1", "67.85 vs 67.23 (+0.62)"), (deepest, "78.64 vs 78.38 (+0.26)"),
                               ("ensemble", "79.67 vs 79.27 (+0.40)")):
@@ -646,7 +699,10 @@ class Reproduction:
                                 f"ResNet152 → ResNet18, CIFAR-100: 78.64 vs {value}", sd(deepest), acc[m, deepest],
                                 ("SD", m), cmd, basis=same,
                                 note=f"our teacher: {self.b.teacher_arch} width {self.b.teacher_width:g}, same budget")
+
+    def _scan_table1(self, acc: dict[tuple[str, str], dict], base: dict, deepest: str, same: Basis) -> None:
         scan = lambda e: acc["scan", e]  # noqa: E731
+        cmd = self.plan.methods.command
         self.add_difference("SCAN (Table 1)", "SCAN's classifier 2/4 beats the baseline",
                             "ResNet18 CIFAR-100: 77.74 vs 77.09 (+0.65)", scan("2"), base, ("SCAN 2/4", "baseline"), cmd,
                             basis=same)
@@ -712,6 +768,8 @@ class Reproduction:
         self.add_difference(sec, "data augmentation beats the baseline on corrupted images",
                             "59.50 vs 46.24", corr["augment"], corr["baseline"], ("augmentation", "baseline"), cmd,
                             basis=same)
+        if "auxiliary" not in self.methods:
+            return
         sec = "Auxiliary Training"
         self.add_difference(sec, "auxiliary training raises clean accuracy over the baseline",
                             "ResNet18 CIFAR-100: 79.47 vs 77.09 (+2.38)", clean["auxiliary"], clean["baseline"],

@@ -56,6 +56,12 @@ def is_hardware_aware(method: str) -> bool:
     return "hwa" in method.split("+")
 
 
+def digital_counterpart(method: str) -> str:
+    """The digital method a hardware-aware one is fine-tuned from: ``method`` without its hwa part (hwa alone:
+    baseline)."""
+    return "+".join(m for m in method.split("+") if m != "hwa") or "baseline"
+
+
 def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
                       cache_dir: str | Path = "runs/cache", progress: bool = True, hwa_device: str | None = None,
                       hwa_noise: float | None = None, on_epoch: EpochHook | None = None, **budget: Any) -> Path:
@@ -112,7 +118,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         return shipped
     words = "".join(w for _, w in shape)
     if is_hardware_aware(method):
-        digital = "+".join(m for m in method.split("+") if m != "hwa") or "baseline"
+        digital = digital_counterpart(method)
         start = cached_checkpoint(digital, dataset, data_dir, seed, cache_dir, progress, retrain=retrain,
                                   use_zoo=use_zoo, **budget)
         if start.is_absolute() and start.is_relative_to(Path.cwd()):

@@ -21,7 +21,7 @@ from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
-from ..utils import DamagedFileError, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
+from ..utils import DamagedFileError, atomic_write, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
 from .config import StudyConfig
 from .result import StudyResult
 
@@ -231,22 +231,74 @@ def _follow(plan: TrainPlan, setup: TrainSetup, dist_info: distributed.DistInfo)
 
 def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     """The run directory's manifest (every setting, the data, what a resumed run continued from) and config.toml."""
-    conf, data = plan.conf, setup.data
-    run = RunDirectory(plan.out, dict(method=conf.method, method_options=setup.loss.options(), arch=conf.arch,
-                                      width=conf.width, heads=plan.heads, stem_stride=conf.stem_stride,
-                                      exit_stages=conf.exit_stages, dataset=conf.dataset,
-                                      data_dir=str(conf.data_dir) if conf.data_dir else None, subset=conf.subset,
-                                      val_fraction=conf.val_fraction, image_size=data.image_size,
-                                      channels=data.channels, teacher=str(conf.teacher) if conf.teacher else None,
-                                      resumed=plan.resume, **_public(setup.config),
-                                      resolved_device=str(resolve_device(setup.config.torch_device))),
-                       kind="train")
-    conf.write(plan.out)
-    run.manifest["data"] = data.summary()
+    run = RunDirectory(plan.out, _run_settings(plan, setup.data, setup.loss.options(), setup.config), kind="train")
+    plan.conf.write(plan.out)
+    run.manifest["data"] = setup.data.summary()
     if setup.trainer.resumed_from:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
     run.write_manifest()
     return run
+
+
+def _run_settings(plan: TrainPlan, data: DatasetSplits, method_options: dict[str, Any],
+                  config: TrainConfig) -> dict[str, Any]:
+    """The run's settings as its manifest records them (what compare_methods compares before reusing a run)."""
+    conf = plan.conf
+    return dict(method=conf.method, method_options=method_options, arch=conf.arch, width=conf.width, heads=plan.heads,
+                stem_stride=conf.stem_stride, exit_stages=conf.exit_stages, dataset=conf.dataset,
+                data_dir=str(conf.data_dir) if conf.data_dir else None, subset=conf.subset,
+                val_fraction=conf.val_fraction, image_size=data.image_size, channels=data.channels,
+                teacher=str(conf.teacher) if conf.teacher else None, resumed=plan.resume, **_public(config),
+                resolved_device=str(resolve_device(config.torch_device)))
+
+
+def _summary(plan: TrainPlan, best_epoch: int, best_val: float, val: ExitMetrics, test: ExitMetrics,
+             costs: list[ExitCost], wall_time_s: float) -> dict[str, Any]:
+    """results.json of a run: the selected checkpoint on validation and test, its exits' costs."""
+    conf = plan.conf
+    return {
+        "run_dir": str(plan.out), "method": conf.method, "arch": conf.arch, "width": conf.width, "dataset": conf.dataset,
+        "best_epoch": best_epoch, "best_val": round(best_val, 4),
+        "val": {"exits": val.accuracy, "ensemble": val.ensemble_accuracy},
+        "test": {"exits": test.accuracy, "ensemble": test.ensemble_accuracy, "loss": test.loss},
+        "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in costs],
+        "wall_time_s": round(wall_time_s, 2),
+    }
+
+
+def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[str, Any],
+              log: Path | None = None) -> dict[str, Any]:
+    """A finished training run in ``out`` made of a model already trained with exactly ``conf``'s settings (a zoo
+    model, ``studies.zoo.match``): its checkpoint as best.pt, its training log as metrics.csv, and that checkpoint
+    evaluated once on test and validation as ``train_run`` evaluates its own; nothing is trained. ``source`` (where
+    the model came from: zoo id, sha256) goes into the manifest and results.json. The run's summary."""
+    plan = plan_training(conf, out, overwrite=out.exists())
+    device = resolve_device(conf.torch_device)
+    config = TrainConfig(epochs=conf.epochs, batch_size=conf.batch_size, lr=conf.lr, weight_decay=conf.weight_decay,
+                         schedule=conf.schedule, seed=conf.seed, torch_device=str(device), augment=conf.augment,
+                         max_steps_per_epoch=conf.max_steps_per_epoch, progress=False)
+    with run_dir_guard(out, overwrite=plan.overwrite, kind="train", inputs=[checkpoint]):
+        payload = read_checkpoint(checkpoint, data=True)
+        data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
+                            image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
+        model = model_from_payload(payload, checkpoint, device=device)
+        if plan.teacher_payload is not None:
+            raise ValueError(f"{conf.method} learns from a teacher: a trained model of it is not adopted, it is trained")
+        options = build_method(conf.method, **plan.method_options).options()
+        run = RunDirectory(out, _run_settings(plan, data, options, config), kind="train")
+        conf.write(out)
+        run.manifest["data"], run.manifest["adopted_from"] = data.summary(), source
+        atomic_write(out / "best.pt", lambda handle: handle.write(Path(checkpoint).read_bytes()))
+        if log is not None and log.is_file():
+            atomic_write_text(out / "metrics.csv", log.read_text())
+        loaders = make_loaders(data, conf.batch_size, seed=conf.seed, device=device)
+        test, val = evaluate(model, loaders["test"]), evaluate(model, loaders["val"])
+        summary = _summary(plan, int(payload.get("best_epoch", payload.get("epoch", 0))),
+                           float(payload.get("best_val", val.final)), val, test, exit_costs(model), 0.0)
+        summary["adopted_from"] = source
+        atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+        run.finish(results={k: summary[k] for k in ("best_epoch", "best_val", "val", "test", "costs")})
+    return summary
 
 
 def _fit_and_test(plan: TrainPlan, setup: TrainSetup, on_epoch: EpochHook | None = None) -> TrainMeasurements:
@@ -285,14 +337,7 @@ def _write_run(plan: TrainPlan, setup: TrainSetup, m: TrainMeasurements, run: Ru
     rows = m.result.history + m.test.rows(epoch=m.result.best_epoch, split="test")
     write_rows_csv(out / "metrics.csv", rows)
     table = _train_table(conf, m)
-    summary = {
-        "run_dir": str(out), "method": conf.method, "arch": conf.arch, "width": conf.width, "dataset": conf.dataset,
-        "best_epoch": m.result.best_epoch, "best_val": round(m.result.best_val, 4),
-        "val": {"exits": m.val.accuracy, "ensemble": m.val.ensemble_accuracy},
-        "test": {"exits": m.test.accuracy, "ensemble": m.test.ensemble_accuracy, "loss": m.test.loss},
-        "costs": [dict(exit=c.exit + 1, stage=c.stage + 1, params=c.params, macs=c.macs) for c in setup.costs],
-        "wall_time_s": round(m.result.wall_time_s, 2),
-    }
+    summary = _summary(plan, m.result.best_epoch, m.result.best_val, m.val, m.test, setup.costs, m.result.wall_time_s)
     verdict = divergence_verdict(m.val, setup.data.num_classes, setup.trainer.full_epochs)
     if verdict:
         summary["status"] = "diverged"

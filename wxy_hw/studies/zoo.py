@@ -83,6 +83,51 @@ def find(key: str, name: str, folder: Path | None = None) -> Path | None:
     return None
 
 
+# the training settings that make two runs the same model; where and how fast it ran (data_dir, torch_device,
+# grad_norms_every) do not change the model
+SAME_MODEL = ("method", "method_options", "arch", "width", "heads", "stem_stride", "exit_stages", "dataset", "subset",
+              "val_fraction", "image_size", "channels", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
+              "augment", "teacher", "init", "max_steps_per_epoch")
+
+
+def config_of(model: ZooModel, folder: Path | None = None) -> dict[str, Any]:
+    """The training settings the zoo model was trained with (its ``config.toml``; unset settings absent)."""
+    path = (folder or zoo_dir()) / f"{model.id}.config.toml"
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"zoo config {path} cannot be read ({exc}); restore it from the repository "
+                         "(git checkout zoo/) or run scripts/train_zoo.sh") from None
+
+
+def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooModel, Path] | None:
+    """The zoo model trained with exactly ``settings`` (a training run's, every ``SAME_MODEL`` key compared; None
+    and absent alike mean unset; a starting checkpoint by content) and its checkpoint, sha256-checked; None when the
+    zoo has none.
+
+    How a study that trains by its own settings (compare_methods, reproduce) reuses the shipped models: by what
+    they were trained with, not by a cache name."""
+    folder = folder or zoo_dir()
+    for m in read_index(folder):
+        conf = config_of(m, folder)
+        if all(_same_init(conf.get(k), settings.get(k), folder) if k == "init" else
+               conf.get(k) == settings.get(k) or (conf.get(k) in (None, {}) and settings.get(k) in (None, {}))
+               for k in SAME_MODEL):
+            path = find(m.key, m.name, folder)
+            return (m, path) if path is not None else None
+    return None
+
+
+def _same_init(recorded: str | None, asked: str | None, folder: Path) -> bool:
+    """Whether a zoo model's starting checkpoint (recorded relative to the checkout that trained it, e.g.
+    ``zoo/<id>.pt``) is the one asked for: the same file by content (a fine-tune of the zoo's own digital model,
+    wherever that model was copied to), or neither has one."""
+    if recorded is None or asked is None:
+        return recorded is None and asked is None
+    here = next((p for p in (Path(recorded), folder / Path(recorded).name) if p.is_file()), None)
+    return here is not None and Path(asked).is_file() and file_sha256(here) == file_sha256(Path(asked))
+
+
 def half_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint payload cut to what a study reads, its floating-point weights in half precision."""
     out = {k: payload[k] for k in KEPT_FIELDS if k in payload}
