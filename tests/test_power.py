@@ -65,6 +65,20 @@ def test_plan_reads_a_pilot(tmp_path, capsys):
     assert strict.seeds_now == seeds_needed(2.0, 1.0, 0.05 / 21) > 34
 
 
+def test_plan_times_training_from_the_runs_counting_zoo_models_as_trained(tmp_path):
+    from wxy_hw.studies.reproduce_plan import pilot_seconds
+
+    pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])
+    runs = {("baseline", 0): {"wall_time_s": 0.0, "adopted_from": {"zoo": "z"}},
+            ("scan", 0): {"wall_time_s": 300.0}, ("scan", 1): {"wall_time_s": 500.0}}
+    for (method, seed), summary in runs.items():
+        (pilot / "methods" / method / f"s{seed}").mkdir(parents=True)
+        (pilot / "methods" / method / f"s{seed}" / "results.json").write_text(json.dumps(summary))
+    # 800 s trained over 2 models, the adopted one counted at their mean (400 s); evaluation from steps.json
+    assert pilot_seconds(pilot) == (1200.0, 180.0, 3)
+    assert "1200" not in plan_table(pilot) and "20.0 min training" in plan_table(pilot)
+
+
 def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):
     assert reproduce.main(["--plan", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.count("\n") == 1

@@ -6,6 +6,7 @@
     python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
     python experiments/reproduce.py --plan runs/reproduce/small   # seeds / chips / images each claim needs
     python experiments/reproduce.py --budget converged              # the pilot on the zoo's recipe (a GPU)
+    python experiments/reproduce.py --budget table1                 # the same cut to Table 1 (~1.5 h on a CPU)
     python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how much to train and sample (decide: the converged recipe with the seeds --pilot's "
                              "spread says every Table-1 claim needs for 80 %% power)")
     parser.add_argument("--pilot", default=d["pilot"], metavar="RUN",
-                        help="--budget decide: the finished converged reproduction to plan from and extend (the "
+                        help="--budget decide: the finished converged (or table1) reproduction to plan from and extend (the "
                              "default --out; its own report is kept in RUN/pilot/)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if (args.budget == DECIDE) != (args.pilot is not None):
-            raise ValueError("--budget decide and --pilot RUN go together: the pilot (a finished --budget converged "
+            raise ValueError("--budget decide and --pilot RUN go together: the pilot (a finished --budget converged or table1 "
                              "run) is what decide plans its seeds from")
         if args.budget == DECIDE and args.seeds:
             raise ValueError("--budget decide chooses its seeds from the pilot's spread: drop --seeds")
