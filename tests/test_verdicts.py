@@ -84,7 +84,9 @@ def test_holm_within_family_only():
     marginal = [0.2, 1.8, 0.6, 1.4, 0.4]  # p ≈ 0.03: reproduced alone, inconclusive among four
     assert 0.0125 < direction_p(marginal) < 0.05
     assert one(marginal).outcome == "reproduced"
-    assert judge([Evidence(tuple(marginal), POINT)] + [Evidence(d, POINT) for d in others])[0].outcome != "reproduced"
+    among = judge([Evidence(tuple(marginal), POINT)] + [Evidence(d, POINT) for d in others])[0]
+    assert among.outcome == "inconclusive" and among.difference.low > 0  # its own interval excludes 0: say why not
+    assert "not after Holm's correction" in among.reason and "spans 0" not in among.reason
 
 
 def test_bad_evidence_is_refused():

@@ -139,6 +139,9 @@ def _outcome(e: Evidence, interval: Interval, p_dir: float, p_eq: float, p_below
         return ("reproduced" if agrees else "refuted"), f"interval beyond 0 (Holm-adjusted p = {p_dir:.3g}){size}"
     if not math.isnan(p_eq) and p_eq < alpha:
         return "no effect", f"inside ± {m.value:g} {m.unit} (TOST, Holm-adjusted p = {p_eq:.3g})"
+    if interval.low > 0 or interval.high < 0:  # significant alone, not among the family's tests
+        return "inconclusive", (f"interval beyond 0 on its own, but not after Holm's correction within its family "
+                                f"(adjusted p = {p_dir:.3g})")
     return "inconclusive", f"interval spans 0 and reaches beyond ± {m.value:g} {m.unit}"
 
 
