@@ -17,8 +17,6 @@ ARCHIVE = re.compile(r"\((?:\.\./)?((?:validation/)?results/[\w.-]+)/?\)")
 # Sections whose tables were measured before runs were archived: each names why it is not archived yet. The list
 # only shrinks: a new section with a table must link its archive.
 NOT_YET_ARCHIVED = {
-    "The seed's claims at the small budget: `reproduce.py` (issue 17)": "run before archiving, under issue 17's "
-    "verdict rule; not rerun since",
     "On simulated hardware (issue 3)": "the earlier default models (3 epochs on 10,000 images), superseded by the zoo",
     "Self-distillation and its baselines on Fashion-MNIST (issue 2)": "measured before archiving; rerun with its "
     "scripts/ command",
