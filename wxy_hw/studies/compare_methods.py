@@ -220,7 +220,7 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
     the zoo's model trained with exactly these settings is adopted (``use_zoo``), else the run is trained. The
     run's summary (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
-    if manifest is None and use_zoo and not run_dir.exists():
+    if manifest is None and use_zoo and not (run_dir / "last.pt").exists():  # nothing trained here to continue
         adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs)
         if adopted is not None:
             return adopted
