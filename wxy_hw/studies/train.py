@@ -175,10 +175,7 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
 def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
     """Data, model, method and trainer of the run (a resumed run's last.pt checked against them)."""
     conf = plan.conf
-    config = TrainConfig(epochs=conf.epochs, batch_size=conf.batch_size, lr=conf.lr, weight_decay=conf.weight_decay,
-                         schedule=conf.schedule, seed=conf.seed, torch_device=device, augment=conf.augment,
-                         max_steps_per_epoch=conf.max_steps_per_epoch, grad_norms_every=conf.grad_norms_every,
-                         progress=progress)
+    config = _train_config(conf, device, progress)
     seed_everything(conf.seed)
     data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
                         image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
@@ -199,6 +196,13 @@ def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
     if plan.resume:
         trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
     return TrainSetup(config, data, model, loss, costs, trainer)
+
+
+def _train_config(conf: TrainRunConfig, device: str, progress: bool) -> TrainConfig:
+    return TrainConfig(epochs=conf.epochs, batch_size=conf.batch_size, lr=conf.lr, weight_decay=conf.weight_decay,
+                       schedule=conf.schedule, seed=conf.seed, torch_device=device, augment=conf.augment,
+                       max_steps_per_epoch=conf.max_steps_per_epoch, grad_norms_every=conf.grad_norms_every,
+                       progress=progress)
 
 
 def _teacher_options(plan: TrainPlan, model: MultiExitNet) -> dict[str, Any]:
@@ -273,17 +277,15 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
     evaluated once on test and validation as ``train_run`` evaluates its own; nothing is trained. ``source`` (where
     the model came from: zoo id, sha256) goes into the manifest and results.json. The run's summary."""
     plan = plan_training(conf, out, overwrite=out.exists())
+    if plan.teacher_payload is not None:
+        raise ValueError(f"{conf.method} learns from a teacher: a trained model of it is not adopted, it is trained")
     device = resolve_device(conf.torch_device)
-    config = TrainConfig(epochs=conf.epochs, batch_size=conf.batch_size, lr=conf.lr, weight_decay=conf.weight_decay,
-                         schedule=conf.schedule, seed=conf.seed, torch_device=str(device), augment=conf.augment,
-                         max_steps_per_epoch=conf.max_steps_per_epoch, progress=False)
+    config = _train_config(conf, str(device), progress=False)
     with run_dir_guard(out, overwrite=plan.overwrite, kind="train", inputs=[checkpoint]):
         payload = read_checkpoint(checkpoint, data=True)
         data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
                             image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
         model = model_from_payload(payload, checkpoint, device=device)
-        if plan.teacher_payload is not None:
-            raise ValueError(f"{conf.method} learns from a teacher: a trained model of it is not adopted, it is trained")
         options = build_method(conf.method, **plan.method_options).options()
         run = RunDirectory(out, _run_settings(plan, data, options, config), kind="train")
         conf.write(out)
