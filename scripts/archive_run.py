@@ -4,7 +4,7 @@
     python scripts/archive_run.py runs/reproduce/small reproduce_small
 
 Copies what a reader needs to trust a table and rerun it — report.md, claims.json, commands.sh,
-config.toml, manifest.json, table.md and the run's CSVs (each under 1 MB; never checkpoints or
+config.toml, manifest.json, table.md, results.json and the run's CSVs (each under 1 MB; never checkpoints or
 figures) — keeping the run's folder structure, and writes commit.txt: the commit the run was made at (from
 its manifest) and the commit of this repository when archived (each saying whether the work tree had
 uncommitted changes). An existing archive of the same
@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json"}
+KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json",
+              "results.json"}
 KEEP_SUFFIXES = {".csv", ".toml"}  # .toml: the run's config and, for a search, each design's config
 MAX_BYTES = 1_000_000
 ROOT = Path(__file__).resolve().parent.parent

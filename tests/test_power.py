@@ -34,6 +34,11 @@ def test_variance_split_by_hand():
     assert parts.train == pytest.approx(20.0 - 10.0 - 5.0)
     assert parts.at(30, 5000) == pytest.approx(5.0 + 1.0 + 0.5)
     assert split_variance(1.0, 30.0, 3, 500, 90.0, 80.0).train == 0.0  # never below 0
+    # paired evaluation: seeds that spread less than the unpaired bound allows (2 < 2500 / 500) keep their own
+    # spread at the pilot's evaluation, never the bound; the image part is what they show, shrinking with images
+    paired = split_variance(2.0, 0.0, 1, 500, 90.0, 80.0)
+    assert (paired.train, paired.image) == (0.0, pytest.approx(1000.0))
+    assert paired.at(1, 500) == pytest.approx(2.0) and paired.at(1, 5000) == pytest.approx(0.2)
     assert VarianceParts(1.0, 0.0, 0.0).at(0, 0) == 1.0
 
 
@@ -77,6 +82,10 @@ def test_plan_times_training_from_the_runs_counting_zoo_models_as_trained(tmp_pa
     # 800 s trained over 2 models, the adopted one counted at their mean (400 s); evaluation from steps.json
     assert pilot_seconds(pilot) == (1200.0, 180.0, 3)
     assert "1200" not in plan_table(pilot) and "20.0 min training" in plan_table(pilot)
+    # an archive under results/ keeps each run's manifest.json (same fields), not its results.json
+    (pilot / "methods" / "ada" / "s0").mkdir(parents=True)
+    (pilot / "methods" / "ada" / "s0" / "manifest.json").write_text(json.dumps({"wall_time_s": 400.0}))
+    assert pilot_seconds(pilot)[0] == 1600.0  # 300 + 500 + 400 trained, the adopted one at their mean
 
 
 def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):

@@ -176,3 +176,24 @@ def test_zoo_remove_takes_a_method_out_index_first(tmp_path):
     assert zoo.remove("hwa@reram", tmp_path / "zoo") == [old.id]
     assert [m.id for m in zoo.read_index(tmp_path / "zoo")] == [kept.id]
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir() if old.id in p.name) == []
+
+
+def test_zoo_add_waits_for_the_index_lock_and_keeps_every_entry(tmp_path):
+    # two train_zoo runs (one per device) share one index: an add made while another holds the lock waits for it,
+    # then writes the index with both entries instead of dropping the first
+    import threading
+
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    key = trained.parent.parent.name
+    folder = tmp_path / "zoo"
+    zoo.add(trained.parent, key, "hwa@pcm", 40.0, folder=folder)
+    adder = threading.Thread(target=zoo.add, args=(trained.parent, key, "hwa@reram", 41.0), kwargs={"folder": folder})
+    with zoo._index_locked(folder):
+        adder.start()
+        adder.join(timeout=0.5)
+        assert adder.is_alive()  # blocked on the lock (a missing lock would let it finish)
+        assert [m.name for m in zoo.read_index(folder)] == ["hwa@pcm"]
+    adder.join()
+    assert sorted(m.name for m in zoo.read_index(folder)) == ["hwa@pcm", "hwa@reram"]
+    assert not (folder / zoo.INDEX_LOCK).read_bytes()  # the lock file holds nothing and is git-ignored

@@ -6,9 +6,16 @@ of that seed. Its variance over seeds splits into three parts, each shrinking wi
     Var(per-seed difference) = σ²_train + σ²_chip / chips + σ²_image / images
 
 * σ²_chip: the within-seed variance of the per-chip difference (the pilot's nested ANOVA);
-* σ²_image: the binomial variance of a difference of two accuracies on the same N images, bounded
-  above by (p_A·(1 − p_A) + p_B·(1 − p_B)) · 100² (points²), taken at the pilot's accuracies;
+* σ²_image: the binomial variance of a difference of two accuracies on N images. Unpaired it would be
+  (p_A·(1 − p_A) + p_B·(1 − p_B)) · 100² (points²) at the pilot's accuracies; both models answer the *same*
+  images (and a corruption claim averages several corrupted copies of each), so the paired variance —
+  (p₁₀ + p₀₁ − (p₁₀ − p₀₁)²) over the images one model gets right and the other wrong — is smaller, often
+  far smaller. That bound is therefore used only as a ceiling: the image part is the bound or what the
+  observed variance leaves after the chips, whichever is smaller;
 * σ²_train: what is left of the pilot's observed variance (never below 0) — seed to seed.
+
+At the pilot's own chips and images the three parts add up to the observed variance exactly (the spread the
+seeds showed, never a floor raised above it); a larger evaluation shrinks the chip and image parts.
 
 Power is that of the paired t test at the claim's margin (the smallest effect that matters), at
 level alpha / family size (the first step of Holm: a plan that holds for the smallest p-value of a
@@ -41,9 +48,11 @@ class VarianceParts:
 def split_variance(observed: float, chip_var: float, chips: int, images: int, level_a: float, level_b: float
                    ) -> VarianceParts:
     """The pilot's observed variance of per-seed differences split into train / chip / image parts."""
-    image = sum((p / 100) * (1 - p / 100) for p in (level_a, level_b)) * 100 ** 2
+    bound = sum((p / 100) * (1 - p / 100) for p in (level_a, level_b)) * 100 ** 2
     chip = chip_var if chips > 1 and math.isfinite(chip_var) else 0.0
-    train = max(0.0, observed - chip / max(chips, 1) - image / max(images, 1))
+    beyond_chips = max(0.0, observed - chip / max(chips, 1))
+    image = min(bound, beyond_chips * max(images, 1))  # paired: the unpaired bound is a ceiling, not an estimate
+    train = max(0.0, beyond_chips - image / max(images, 1))
     return VarianceParts(train, chip, image)
 
 

@@ -32,6 +32,7 @@ class ClaimPlan:
     family: str
     margin: str
     pilot: str  # "s = 6.9 over 3 seeds × 3 chips × 300 images"
+    verdict: str  # the pilot's own verdict ("no effect", "inconclusive", ...): a decided claim needs no more power
     parts: str  # "train 5.1, chip 3.0, image 2.2" (standard deviations, points)
     seeds_now: int | None
     seeds_larger: int | None
@@ -69,6 +70,7 @@ def claim_plans(pilot: Path, chips: int, images: int, alpha: float = 0.05, targe
         out.append(ClaimPlan(
             c["section"], c["claim"], c.get("family", "seed"), f"{margin:g} {d['margin']['unit']}",
             f"s = {_sd(diffs):.2f} over {len(diffs)} seeds × {c0} chip{'s' if c0 > 1 else ''} × {n0} images",
+            str(c.get("verdict", "")),
             ", ".join(f"{k} {math.sqrt(v):.2f}" for k, v in (("train", parts.train), ("chip", parts.chip / c0),
                                                               ("image", parts.image / n0))),
             seeds_needed(math.sqrt(parts.at(c0, n0)), margin, level, target, kind),
@@ -99,9 +101,14 @@ def training_seconds(pilot: Path) -> float | None:
     """The seconds the pilot's models took to train, from each run's results.json (None when it holds none).
 
     A model adopted from the zoo was not trained here (``adopted_from``); it is counted at the mean time of the
-    models that were, so the estimate is that of training every model, as a run without the zoo would."""
+    models that were, so the estimate is that of training every model, as a run without the zoo would. Each run's
+    manifest.json carries the same fields and is what an archive under results/ keeps, so it is read where
+    results.json is absent."""
     trained, adopted = [], 0
-    for path in sorted(pilot.glob("methods*/*/s*/results.json")):
+    runs = sorted({p.parent for pattern in ("results.json", "manifest.json")
+                   for p in pilot.glob(f"methods*/*/s*/{pattern}")})
+    for run in runs:
+        path = run / "results.json" if (run / "results.json").is_file() else run / "manifest.json"
         summary = read_json(path, fix=f"rerun the pilot ({RERUN})")
         if summary.get("adopted_from"):
             adopted += 1
@@ -135,10 +142,11 @@ def plan_table(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 
     lines = [f"Seeds for {target:.0%} power at each claim's margin (level {alpha:g} / family size, Holm's first step), "
              f"from the pilot in {pilot}. Larger evaluation: {chips} chips × {images} images per seed on hardware, "
              f"{images} images for digital claims.", "",
-             "| section | claim | family | margin | pilot | parts (sd, points) | seeds now | seeds larger |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| section | claim | family | margin | pilot | pilot's verdict | parts (sd, points) | seeds now | "
+             "seeds larger |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in plans:
-        lines.append(f"| {p.section} | {p.claim} | {p.family} | {p.margin} | {p.pilot} | {p.parts} | "
+        lines.append(f"| {p.section} | {p.claim} | {p.family} | {p.margin} | {p.pilot} | {p.verdict or '—'} | {p.parts} | "
                      f"{fmt(p.seeds_now)} | {fmt(p.seeds_larger)} |")
     train, evaluate, seeds = pilot_seconds(pilot)
     need = [p.seeds_larger for p in table1_plans(plans)]

@@ -12,8 +12,11 @@ differs from the index is never loaded (one line says so, and the model is train
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from ..checkpoint import read_checkpoint
 from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256
 
 INDEX = "index.toml"
+INDEX_LOCK = ".index.lock"  # held while the index is read, changed and written back (never shipped)
 # what a study needs from a checkpoint; optimizer, scheduler, RNG and method state stay in the training run
 KEPT_FIELDS = ("format", "model_config", "model_state", "method", "epoch", "data", "train_config", "best_epoch",
                "best_val")
@@ -152,7 +156,8 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
             atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
     entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
                      float(payload.get("best_val", float("nan"))))
-    _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
+    with _index_locked(folder):
+        _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
     return entry
 
 
@@ -160,13 +165,26 @@ def remove(name: str, folder: Path | None = None) -> list[str]:
     """Take every model of method folder ``name`` (e.g. a superseded recipe's ``hwa@reram``) out of the zoo: the
     index first, then its files (an interrupted removal leaves unlisted files, never a listed model without one)."""
     folder = folder or zoo_dir()
-    models = read_index(folder)
-    gone = [m for m in models if m.name == name]
-    _write_index([m for m in models if m.name != name], folder)
+    with _index_locked(folder):
+        models = read_index(folder)
+        gone = [m for m in models if m.name == name]
+        _write_index([m for m in models if m.name != name], folder)
     for m in gone:
         for suffix in ("pt", "config.toml", "metrics.csv"):
             (folder / f"{m.id}.{suffix}").unlink(missing_ok=True)
     return [m.id for m in gone]
+
+
+@contextlib.contextmanager
+def _index_locked(folder: Path) -> Iterator[None]:
+    """Hold the zoo's index lock: two train_zoo runs (say one per device) that finish a model at the same moment
+    each add theirs, instead of the later write dropping the other's entry. The kernel drops it if we die."""
+    fd = os.open(folder / INDEX_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_index(models: list[ZooModel], folder: Path) -> None:
