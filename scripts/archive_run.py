@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wxy_hw.run_dir import ARCHIVE_MARK
+
 KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json",
               "results.json"}
 KEEP_SUFFIXES = {".csv", ".toml"}  # .toml: the run's config and, for a search, each design's config
@@ -78,7 +80,7 @@ def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
     for rel in small_files(run):
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run / rel, staging / rel)
-    (staging / "commit.txt").write_text(f"run: {run_commit(run)}\narchived at: {commit_line()}")
+    (staging / ARCHIVE_MARK).write_text(f"run: {run_commit(run)}\narchived at: {commit_line()}")
     if not (staging / "commands.sh").exists():
         command = run_command(run)
         if command:

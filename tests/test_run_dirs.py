@@ -23,8 +23,8 @@ import torch
 from wxy_hw import utils
 from wxy_hw.distributed import DistInfo, LostRankError, explain_lost_rank
 from wxy_hw.parallel import check_reachable
-from wxy_hw.run_dir import (LOCK_NAME, OutputDirError, RunDirectory, Terminated, claim_run_dir, exit_status,
-                            read_marker, release_run_dir, run_dir_guard)
+from wxy_hw.run_dir import (ARCHIVE_MARK, LOCK_NAME, OutputDirError, RunDirectory, Terminated, archive_of, claim_run_dir,
+                            exit_status, read_marker, release_run_dir, run_dir_guard)
 from wxy_hw.studies.train import train_run
 from wxy_hw.train import fit
 from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text
@@ -85,6 +85,50 @@ def test_refusal_names_the_run_it_found(finished, capsys):
     assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(finished)]) == 2
     err = capsys.readouterr().err
     assert "already holds a train run (status complete, started 20" in err and "?" not in err
+
+
+def test_an_archived_run_and_folders_inside_it_are_never_an_out(finished, tmp_path, capsys):
+    # results/<name>/ as scripts/archive_run.py leaves it: a finished run's manifest and small files, commit.txt
+    archive = copy_run(finished, tmp_path / "results" / "train_small")
+    for name in ("best.pt", "last.pt"):
+        (archive / name).unlink(missing_ok=True)
+    (archive / ARCHIVE_MARK).write_text("run: abc123\narchived at: abc123\n")
+    (archive / "methods").mkdir()
+    before = snapshot(tmp_path / "results")
+    for out, flags in ((archive, ["--resume"]), (archive, ["--overwrite"]), (archive / "methods" / "s0", [])):
+        assert cli("train")([*TINY_FLAGS, "--epochs", "1", "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err
+        assert "an archived run" in err and err.count("\n") == 1
+    assert snapshot(tmp_path / "results") == before
+    # a folder merely holding a file called commit.txt (no manifest, no "run:" line) is not an archive
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / ARCHIVE_MARK).write_text("my notes\n")
+    assert archive_of(tmp_path / "mine" / "run") is None and archive_of(archive / "methods") == archive
+
+
+def test_decide_from_an_archived_pilot_runs_in_runs_not_in_the_archive(tmp_path, monkeypatch):
+    from wxy_hw.cli import reproduce
+
+    archive = tmp_path / "results" / "pilot"
+    archive.mkdir(parents=True)
+    (archive / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "reproduce", "status": "complete"}))
+    (archive / ARCHIVE_MARK).write_text("run: abc\narchived at: abc\n")
+    seen = {}
+
+    class Fake:
+        def __init__(self, budget, out, **kw):
+            seen["out"] = out
+            self.claims = []
+
+        def run(self):
+            raise KeyboardInterrupt  # stop before anything is written
+
+    monkeypatch.setattr(reproduce, "decide_budget", lambda *a: reproduce.BUDGETS["table1"])
+    monkeypatch.setattr(reproduce, "Reproduction", Fake)
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(archive)
+    reproduce.main(["--budget", "decide", "--pilot", str(archive), "--quiet"])
+    assert seen["out"] == Path("runs") / "reproduce" / "decide" and snapshot(archive) == before
 
 
 def test_overwrite_refuses_an_out_holding_the_commands_own_checkpoint(finished, tmp_path, capsys):

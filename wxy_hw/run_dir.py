@@ -37,6 +37,9 @@ TOOL = "wxy_hw"
 SCHEMA = "wxy_hw.run/1"
 LOCK_NAME = ".lock"
 MANIFEST = "manifest.json"
+# scripts/archive_run.py copies a finished run's small files under results/<name>/ and writes this file
+# ("run: <commit>\narchived at: <commit>"): the record behind a docs table, never a place to run in
+ARCHIVE_MARK = "commit.txt"
 
 
 class OutputDirError(ValueError):
@@ -259,11 +262,25 @@ def _take_lock(key: Path, path: str | Path) -> int:
 
 
 # --- claiming and releasing ---------------------------------------------------------------------------------
+def archive_of(path: str | Path) -> Path | None:
+    """The archived run (``ARCHIVE_MARK`` beside a manifest) that ``path`` is or lies inside, else None."""
+    key = _key(path)
+    for folder in [key, *key.parents]:
+        mark = folder / ARCHIVE_MARK
+        try:
+            if mark.is_file() and (folder / MANIFEST).is_file() and mark.read_text(errors="replace").startswith("run: "):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
 def claim_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False, kind: str | None = None,
                   inputs: Iterable[str | Path] = ()) -> Path:
     """Reserve ``path`` as this process's run directory before any work starts.
 
-    Refuses, with one line each: a path that is a file or lies under one; a directory another
+    Refuses, with one line each: a path that is a file or lies under one; an archived run under results/ (or a
+    folder inside one); a directory another
     process is writing; a non-empty directory that is not a wxy_hw run; a run, unless ``overwrite``
     (its recorded outputs are cleared when the new run starts; refused if the directory holds
     anything else or one of ``inputs``) or ``resume`` (continue in place; ``kind`` must match).
@@ -279,6 +296,11 @@ def claim_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = F
         if parent.exists() and not parent.is_dir():
             where = "is a file" if parent == key else f"lies under {parent}, which is a file"
             raise OutputDirError(f"--out {path} {where}; give a directory path for the run")
+    archive = archive_of(key)
+    if archive is not None:  # resume or overwrite would turn the record behind a table into a training folder
+        where = "is" if archive == key else "lies inside"
+        raise OutputDirError(f"--out {path} {where} {archive}, an archived run (its {ARCHIVE_MARK} names the commit "
+                             "behind a docs table), which is kept as it is; write to another --out (e.g. under runs/)")
     inputs = list(inputs)
 
     def check() -> tuple[list[str], dict[str, Any], list[str] | None]:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from ..analysis.report import verdict_counts
 from ..analysis.verdicts import MIN_SEEDS
+from ..run_dir import archive_of
 from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig, ReproductionError,
                                  decide_budget, keep_pilot_report)
 from ..studies.codesign import report_section
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "spread says every Table-1 claim needs for 80 %% power)")
     parser.add_argument("--pilot", default=d["pilot"], metavar="RUN",
                         help="--budget decide: the finished converged (or table1) reproduction to plan from and extend (the "
-                             "default --out; its own report is kept in RUN/pilot/)")
+                             "default --out; its own report is kept in RUN/pilot/); an archived one under results/ is "
+                             "only read (the run then goes to runs/reproduce/decide and retrains the pilot's seeds)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
@@ -82,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--budget decide chooses its seeds from the pilot's spread: drop --seeds")
     except ValueError as exc:
         return fail(exc)
-    args.out = args.out or (Path(args.pilot) if args.pilot else Path("runs") / "reproduce" / args.budget)
+    # a pilot run is extended in place; an archived one (results/, no models kept) is read, and the run goes to runs/
+    extend = args.pilot is not None and archive_of(args.pilot) is None
+    args.out = args.out or (Path(args.pilot) if extend else Path("runs") / "reproduce" / args.budget)
     args.resume = True  # <out> is meant to be re-run: finished steps are reused
     try:
         conf = config_of(ReproduceConfig, args)
