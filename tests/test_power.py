@@ -150,7 +150,10 @@ def test_budget_decide_refusals_are_one_line(tmp_path, capsys):
         assert match in err and err.count("\n") == 1
     (pilot / "config.toml").write_text('budget = "small"\n')
     assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2
-    assert "converged models only" in capsys.readouterr().err
+    assert "from a pilot that judged them" in capsys.readouterr().err
+    (pilot / "config.toml").write_text('budget = "hardware"\n')  # converged, but it judges no Table-1 claim
+    assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2
+    assert "--budget table1" in capsys.readouterr().err
     (pilot / "config.toml").write_text('budget = "converged"\n')
     (pilot / "claims.json").write_text(json.dumps([]))
     assert reproduce.main(["--budget", "decide", "--pilot", str(pilot)]) == 2

@@ -77,7 +77,7 @@ def _in_folder(argv, folder):
     return out
 
 
-@pytest.mark.parametrize("budget", ["smoke", "small", "converged", "table1", "full"])
+@pytest.mark.parametrize("budget", ["smoke", "small", "converged", "table1", "hardware", "full"])
 def test_each_step_runs_the_config_its_command_line_reads(tmp_path, budget):
     """A step runs its study's library runner on a config; the command recorded for it (steps.json, commands.sh)
     parses, through that study's own command line, into the same config, --out and --quiet."""
@@ -85,7 +85,9 @@ def test_each_step_runs_the_config_its_command_line_reads(tmp_path, budget):
     steps = rep.plan.steps()
     b = BUDGETS[budget]
     # a budget cut to Table 1: its trainings, then one corruption study per seed
-    assert len(steps) == (1 + len(b.seeds) if b.scope == "table1" else 1 + len(b.devices) + len(b.seeds) * (4 + len(b.devices)))
+    # a budget cut to the on-chip claims: its trainings (digital, then hwa per device), then one sweep per device
+    expected = {"table1": 1 + len(b.seeds), "hardware": 1 + len(b.devices) + len(b.seeds) * len(b.devices)}
+    assert len(steps) == expected.get(b.scope, 1 + len(b.devices) + len(b.seeds) * (4 + len(b.devices)))
     assert len({s.key for s in steps}) == len(steps)
     for step in steps:
         assert step.study in reproduce_mod.RUNNERS
@@ -161,6 +163,42 @@ def test_a_table1_budget_trains_and_judges_only_the_seeds_table_1(tmp_path):
     assert sections == ["Self-distillation (Table 1)"] * 3 + ["SCAN (Table 1)"] * 2 + ["ADA (Table 1, CIFAR-100-C)"] * 2
     assert all(c.family == "seed" and c.verdict != "not judged" for c in rep.claims)
     assert "Table-1 claims only" in rep._preamble() and "no chips" in rep._preamble()
+
+
+def test_a_hardware_budget_trains_nothing_new_and_judges_only_the_on_chip_claims(tmp_path):
+    """--budget hardware: the converged recipe's baseline and self_distillation and their hwa fine-tunes per device
+    (the zoo's models, adopted), one headline sweep per device and seed, and only the flat-minima and on-chip claims
+    (retention and level), each judged over seeds with chips nested."""
+    b = BUDGETS["hardware"]
+    assert (b.epochs, b.subset, b.stem_stride, b.chips, b.samples) == (15, None, 2, 25, 2000)
+    rep = Reproduction(b, tmp_path, torch_device="cpu")
+    argv = list(rep.plan.methods.argv)
+    assert argv[:argv.index("--seeds")] == ["--methods", "baseline", "self_distillation"]
+    assert set(rep.plan.hwa) == set(b.devices) and not rep.plan.robust and not rep.plan.early
+    assert [k for k, step in rep.plan.sweep.items() if "--no-flat" not in step.argv] == [(b.devices[0], 0),
+                                                                                          (b.devices[0], 1),
+                                                                                          (b.devices[0], 2)]
+    levels = {"baseline": 60.0, "self_distillation": 55.0, "hwa": 80.0, "self_distillation+hwa": 75.0,
+              "baseline + BN recal": 85.0}
+    for dev in b.devices:
+        for s in b.seeds:
+            rows = [dict(method=m, exit=e, chip=c, digital=92.0 + s,
+                         accuracy=a + s + c - (5 if e == "1" else 0) + (0.3 * s if m == "self_distillation" else 0))
+                    for m, a in levels.items() for e in ("1", "4") for c in range(3)]
+            _write_csv(tmp_path / "noise_sweep" / dev / f"s{s}" / "headline.csv", rows)
+            flat = [dict(images=i, method=m, exit="4", sigma=x, accuracy_mean=92.0 - x * (50 if m == "baseline" else 40) - s)
+                    for i in ("trained", "held out") for m in ("baseline", "self_distillation") for x in b.sigmas]
+            _write_csv(tmp_path / "noise_sweep" / dev / f"s{s}" / "flat_minima.csv", flat)
+    rep.collect()
+    sections = [c.section for c in rep.claims]
+    assert sections == ["Flat minima", "Flat minima (extension)"] + [f"On {d} chips (extension)" for d in b.devices
+                                                                   for _ in range(5)]
+    assert all(c.verdict != "not judged" for c in rep.claims)
+    assert [c.family for c in rep.claims].count("seed") == 1
+    retention = rep.claims[2]  # SD keeps 55 − 92 against the baseline's 60 − 92 on the same images: 5 points less
+    assert "retention" in retention.claim and retention.verdict == "refuted"
+    assert retention.details["chips"] == 3 and retention.details["differences"] == pytest.approx([-5.0, -4.7, -4.4])
+    assert "on-chip claims only" in rep._preamble() and "hwa" in rep._preamble() and "25 chips" in rep._preamble()
 
 
 def test_a_step_fails_as_its_command_would():

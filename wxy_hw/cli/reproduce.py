@@ -7,6 +7,7 @@
     python experiments/reproduce.py --plan runs/reproduce/small   # seeds / chips / images each claim needs
     python experiments/reproduce.py --budget converged              # the pilot on the zoo's recipe (a GPU)
     python experiments/reproduce.py --budget table1                 # the same cut to Table 1 (~1.5 h on a CPU)
+    python experiments/reproduce.py --budget hardware               # cut to the on-chip claims: the zoo's models only
     python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,

@@ -102,7 +102,7 @@ class Budget:
     calibrator_samples: int = 2000
     bn_images: int = 64
     sigmas: tuple[float, ...] = (0.0, 0.04, 0.08)
-    scope: str = "all"  # which claims it tests (SCOPES): every one, or only the seed's Table-1 claims
+    scope: str = "all"  # which claims it tests (SCOPES): every one, the seed's Table-1 claims, or the on-chip ones
     note: str = ""
 
 
@@ -141,6 +141,15 @@ BUDGETS: dict[str, Budget] = {
                      note="the converged recipe (the zoo's: all 54,000 training images, 15 epochs, stem stride 2), 3 "
                           "seeds, cut to the seed's Table-1 claims: the pilot a 2-core CPU runs in about 1.5 hours "
                           "(the other claims: --budget converged)"),
+    # the converged recipe cut to the claims the zoo's own models answer: flat minima (baseline, self_distillation)
+    # and the on-chip claims per device (with hwa and self_distillation+hwa fine-tuned through each device). Every
+    # model is the zoo's, adopted, so it trains nothing: about 20 minutes of evaluation on this 2-core machine
+    "hardware": Budget("hardware", dataset="fashion_mnist", epochs=15, subset=None, seeds=(0, 1, 2), chips=25,
+                       samples=2000, stem_stride=2, bn_images=64, scope="hardware",
+                       note="the converged recipe (the zoo's: all 54,000 training images, 15 epochs, stem stride 2), 3 "
+                            "seeds, cut to the claims the zoo's models answer (flat minima; on-chip accuracy and "
+                            "retention on every device, 25 chips × 2,000 images per seed, BN recalibration on 64 "
+                            "unlabeled images as in the main job): it trains nothing"),
     "full": Budget("full", dataset="fashion_mnist", epochs=30, subset=None, seeds=(0, 1, 2, 3, 4), chips=25,
                    samples=2000, corruptions=("glass_blur", "shot_noise", "speckle_noise", "gaussian_blur",
                                               "motion_blur", "defocus_blur", "impulse_noise", "zoom_blur",
@@ -184,9 +193,9 @@ def decide_budget(pilot: Path, chips: int = 25, images: int = 2000) -> Budget:
     except ValueError as exc:
         raise ValueError(f"--pilot {pilot}: its config.toml does not read ({exc}); rerun the pilot") from None
     if pilot_conf.get("budget") not in ("converged", "table1"):
-        raise ValueError(f"--pilot {pilot} ran budget {pilot_conf.get('budget')!r}: decide plans from converged "
-                         "models only, whose spread it extends (python experiments/reproduce.py --budget table1, or "
-                         "--budget converged)")
+        raise ValueError(f"--pilot {pilot} ran budget {pilot_conf.get('budget')!r}: decide sizes the seed's Table-1 "
+                         "claims on converged models, from a pilot that judged them (python experiments/reproduce.py "
+                         "--budget table1, or --budget converged)")
     base = BUDGETS[pilot_conf["budget"]]  # its recipe and its scope: a Table-1 pilot is extended as one
     ran = [int(x) for x in pilot_conf.get("seeds") or base.seeds]
     n = max(seeds_to_decide(source, chips, images), len(ran))
@@ -219,7 +228,11 @@ METHODS = ("baseline", "self_distillation", "dsn", "kd", "fitnet", "at", "dml", 
 HWA_METHODS = ("hwa", "self_distillation+hwa")
 # per scope, the methods it trains: "table1" those of the seed's Table 1 (self-distillation, SCAN and ADA, each
 # against the baseline; ADA against augmentation too)
-SCOPES = {"all": METHODS, "table1": ("baseline", "self_distillation", "scan", "augment", "ada")}
+SCOPES = {"all": METHODS, "table1": ("baseline", "self_distillation", "scan", "augment", "ada"),
+          "hardware": ("baseline", "self_distillation")}
+# what a cut scope tests, for the report's preamble
+SCOPE_WORDS = {"table1": "the seed's Table-1 claims only (self-distillation, SCAN and ADA against their baselines)",
+               "hardware": "the flat-minima claim and the on-chip claims only (what the zoo's models answer)"}
 ROBUSTNESS_MODELS = ("baseline", "augment", "ada", "auxiliary", "auxiliary_adv", "adv")
 
 
@@ -407,12 +420,16 @@ class Reproduction:
             return ReproductionPlan(methods=self._training_step(Path("methods"), list(self.methods)), hwa={},
                                     early={}, robust={s: self._robust_step(s) for s in b.seeds}, domain={},
                                     chipcal={}, sweep={})
+        hwa = {dev: self._training_step(Path(f"methods_{dev}"), list(HWA_METHODS), device=dev) for dev in b.devices}
+        sweep = {(dev, s): self._sweep_step(dev, s, flat=i == 0) for s in b.seeds for i, dev in enumerate(b.devices)}
+        if b.scope == "hardware":  # the four models per device and their sweeps, nothing else
+            return ReproductionPlan(methods=self._training_step(Path("methods"), list(self.methods)), hwa=hwa,
+                                    early={}, robust={}, domain={}, chipcal={}, sweep=sweep)
         return ReproductionPlan(
-            methods=self._training_step(Path("methods"), list(METHODS), teacher=True),
-            hwa={dev: self._training_step(Path(f"methods_{dev}"), list(HWA_METHODS), device=dev) for dev in b.devices},
+            methods=self._training_step(Path("methods"), list(METHODS), teacher=True), hwa=hwa,
             early={s: self._early_step(s) for s in b.seeds}, robust={s: self._robust_step(s) for s in b.seeds},
             domain={s: self._domain_step(s) for s in b.seeds}, chipcal={s: self._chipcal_step(s) for s in b.seeds},
-            sweep={(dev, s): self._sweep_step(dev, s, flat=i == 0) for s in b.seeds for i, dev in enumerate(b.devices)})
+            sweep=sweep)
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -580,14 +597,14 @@ class Reproduction:
 
     def _preamble(self) -> str:
         b = self.b
-        cut = ("" if b.scope == "all" else " It tests the seed's Table-1 claims only (self-distillation, SCAN and ADA "
-               "against their baselines), on the models " + ", ".join(self.methods) + "; the other claims are not "
-               "run at this budget.")
+        cut = ("" if b.scope == "all" else f" It tests {SCOPE_WORDS[b.scope]}, on the models "
+               + ", ".join(self.methods + (HWA_METHODS if self.plan.hwa else ())) + "; the other claims are not run "
+               "at this budget.")
         return (f"Budget '{b.name}': {b.note}.{cut} {b.dataset}, {b.arch} width {b.width:g}, stem stride {b.stem_stride}, "
                 f"{b.epochs} epochs, "
                 f"{'all' if b.subset is None else b.subset} training images, batch {b.batch_size}, peak lr "
                 f"{b.lr:g}, seeds {', '.join(map(str, b.seeds))}; "
-                + (f"{b.chips} chips per seed on {', '.join(b.devices)}" if b.scope == "all" else "no chips")
+                + (f"{b.chips} chips per seed on {', '.join(b.devices)}" if self.plan.sweep else "no chips")
                 + ". The seed reports CIFAR-100 / ImageNet "
                 "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
                 "t intervals with the seed as the unit (chips nested in seeds on hardware); those of accuracies are "
@@ -631,8 +648,12 @@ class Reproduction:
         self.claims, self.claims_with_tests = [], []
         self._pending: list[tuple[Claim, Evidence, tuple[str, Interval, float] | None, dict[str, Any]]] = []
         self._untestable: list[tuple[int, Claim]] = []
-        self._self_distillation()
-        self._robustness()
+        if self.b.scope != "hardware":  # a budget cut to the on-chip claims runs none of the studies these read
+            self._self_distillation()
+            self._robustness()
+        if self.b.scope == "hardware":
+            self._flat_minima()
+            self._hardware()
         if self.b.scope == "all":  # a budget cut to Table 1 runs none of the studies these read
             self._scan()
             self._calibrator()
