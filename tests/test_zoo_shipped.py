@@ -13,7 +13,10 @@ from wxy_hw.studies.spine import DEFAULT_SEEDS, open_checkpoint
 from wxy_hw.utils import file_sha256
 
 MODELS = zoo.read_index()
-MAIN_JOB = ("baseline", "self_distillation", "hwa@reram_ft5", "self_distillation+hwa@reram_noise0.5_ft5")
+# the main job's four methods, the hardware-aware two fine-tuned through each device the main job runs on
+DEVICES = ("reram", "pcm", "subthreshold_cmos")
+MAIN_JOB = ("baseline", "self_distillation", *(f"{m}@{d}_{tail}" for d in DEVICES
+                                               for m, tail in (("hwa", "ft5"), ("self_distillation+hwa", "noise0.5_ft5"))))
 
 
 def test_the_zoo_holds_the_main_jobs_models_for_every_default_seed():
