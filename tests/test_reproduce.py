@@ -182,7 +182,7 @@ def test_a_hardware_budget_trains_nothing_new_and_judges_only_the_on_chip_claims
               "baseline + BN recal": 85.0}
     for dev in b.devices:
         for s in b.seeds:
-            rows = [dict(method=m, exit=e, chip=c, digital=92.0 + s,
+            rows = [dict(method=m, exit=e, chip=1000 * s + c, digital=92.0 + s,  # a chip's id carries its seed
                          accuracy=a + s + c - (5 if e == "1" else 0) + (0.3 * s if m == "self_distillation" else 0))
                     for m, a in levels.items() for e in ("1", "4") for c in range(3)]
             _write_csv(tmp_path / "noise_sweep" / dev / f"s{s}" / "headline.csv", rows)
@@ -198,6 +198,7 @@ def test_a_hardware_budget_trains_nothing_new_and_judges_only_the_on_chip_claims
     retention = rep.claims[2]  # SD keeps 55 − 92 against the baseline's 60 − 92 on the same images: 5 points less
     assert "retention" in retention.claim and retention.verdict == "refuted"
     assert retention.details["chips"] == 3 and retention.details["differences"] == pytest.approx([-5.0, -4.7, -4.4])
+    assert "(3 seeds × 3 chips)" in retention.ours  # chips per seed, not the 9 distinct chip ids
     assert "on-chip claims only" in rep._preamble() and "hwa" in rep._preamble() and "25 chips" in rep._preamble()
 
 

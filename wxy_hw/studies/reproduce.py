@@ -24,7 +24,7 @@ import math
 import shlex
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -625,8 +625,9 @@ class Reproduction:
         test = paired_test(a, b)
         within = (0.0, 100.0) if bounded else None
         ia, ib = _interval(a, within), _interval(b, within)
-        units = f"{len({s for s, _ in a})} seeds" + (f" × {len({c for _, c in a})} chips" if len({c for _, c in a}) > 1
-                                                     else "")
+        # chips per seed: a chip's id carries its seed (seed·1000 + i), so the distinct ids over all seeds overcount
+        chips = max(Counter(s for s, _ in a).values(), default=1)
+        units = f"{len({s for s, _ in a})} seeds" + (f" × {chips} chips" if chips > 1 else "")
         ours = f"{names[0]} {ia} vs {names[1]} {ib}; Δ = {t_interval(seed_differences(a, b))} ({units})"
         if above is not None:
             ours += f"; {above[0]} {above[1]}"
@@ -634,7 +635,7 @@ class Reproduction:
         chip_var = nested_interval({k: a[k] - b[k] for k in a}).chip_var
         self._pending.append((Claim(section, claim, seed_value, ours, "not judged", command, note,
                                     [f for f in figures if f.exists()], basis.family),
-                              evidence, above, {"chips": len({c for _, c in a}), "images": basis.images,
+                              evidence, above, {"chips": chips, "images": basis.images,
                                                 "chip_var": chip_var, "levels": [ia.mean, ib.mean] if bounded else None}))
         self.claims_with_tests.append((f"{section}: {claim}", test))
 
