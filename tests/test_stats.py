@@ -6,7 +6,7 @@ import math
 import pytest
 from scipy import stats
 
-from wxy_hw.analysis.stats import keyed, nested_interval, paired_test, t_interval
+from wxy_hw.analysis.stats import chip_floor, keyed, nested_interval, paired_test, t_interval
 
 
 def test_t_interval_by_hand():
@@ -41,11 +41,20 @@ def test_paired_test_matches_scipy():
     assert res.verdict(alpha=0.5) == "A > B" and res.verdict(alpha=0.01) == "no significant difference"
     # Several seeds: the unit is the seed; chips are averaged within each seed first.
     a2 = {(s, c): 10.0 + s + 0.5 * c for s in range(3) for c in range(2)}
-    b2 = {(s, c): 9.0 + s + 0.3 * s * c for s in range(3) for c in range(2)}
+    b2 = {(s, c): a2[s, c] - (1.0 + 0.3 * s * s + 0.01 * c) for s in range(3) for c in range(2)}
     res2 = paired_test(a2, b2)
     diffs = [sum(a2[s, c] - b2[s, c] for c in range(2)) / 2 for s in range(3)]
     assert res2.unit == "seed" and res2.difference.n == 3
     assert res2.p_value == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue, rel=1e-9)
+    # seeds that agree far more closely than their chips allow: the chips' variance is the floor. Differences
+    # 1 ± 2 on two chips, seed means 1.000 / 1.001 / 1.002: within-seed mean square 8, so a seed's mean carries at
+    # least 8 / 2 = 4; se = √(4 / 3), t = 1.001 / se on 2 degrees of freedom (the seeds' own spread, 0.001, ignored)
+    a3 = {(s, c): 1.0 + 0.001 * s + (2.0 if c else -2.0) for s in range(3) for c in range(2)}
+    res3 = paired_test(a3, {k: 0.0 for k in a3})
+    assert chip_floor(a3) == pytest.approx(4.0)
+    assert res3.p_value == pytest.approx(2 * stats.t.sf(1.001 / (4.0 / 3) ** 0.5, 2), rel=1e-9)
+    assert res3.difference.half_width == pytest.approx(stats.t.ppf(0.975, 2) * (4.0 / 3) ** 0.5)
+    assert chip_floor({(s, 0): float(s) for s in range(3)}) == 0.0  # one chip per seed: no floor
     with pytest.raises(ValueError, match="same \\(seed, chip\\) replicates"):
         paired_test(a, {(0, 0): 1.0})
 

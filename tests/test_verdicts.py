@@ -113,3 +113,18 @@ def test_bounded_intervals_stay_in_range():
         bounded_interval([101.0, 50.0])
     with pytest.raises(ValueError, match="positive"):
         ratio_interval([1.0, 0.0])
+
+
+def test_seeds_that_agree_more_than_their_chips_allow_are_judged_on_the_chips():
+    # three seeds at −2.72 ± 0.03 look decisive, but each seed's mean over its chips carries variance 2.4 (pcm's
+    # retention claim: chip_var 61 over 25 chips): se = √(2.4 / 3), t = −2.72 / 0.894 on 2 df
+    tight = (-2.69, -2.76, -2.72)
+    assert one(tight).outcome == "refuted"  # the seeds' spread alone
+    floored = one(tight, floor=2.4)
+    se = math.sqrt(2.4 / 3)
+    t = abs(sum(tight) / 3) / se
+    assert floored.p_direction == pytest.approx(2 * (1 - _t2_cdf(t)), rel=1e-6)
+    assert floored.outcome == "inconclusive" and floored.difference.half_width > 3
+    assert one(tight, floor=1e-6).outcome == "refuted"  # a floor below the seeds' own spread changes nothing
+    # identical seeds are no longer "undefined" when the chips say how uncertain each seed is
+    assert not math.isnan(one((1.5, 1.5, 1.5), floor=0.01).p_direction)

@@ -9,7 +9,7 @@ the chips', and the interval says so (``unit == "chip"``): it cannot speak for o
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -45,8 +45,9 @@ class Interval:
         return f"{self.mean:.2f} ± {self.half_width:.2f}"
 
 
-def t_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed") -> Interval:
-    """Mean ± t_{(1+level)/2, n−1} · s/√n of independent replicates."""
+def t_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed", floor: float = 0.0) -> Interval:
+    """Mean ± t_{(1+level)/2, n−1} · s/√n of independent replicates; ``floor``: the least variance each replicate is
+    known to carry (``standard_error``), used in place of s² when the replicates happen to agree more closely."""
     n = len(values)
     if n == 0:
         raise ValueError("a confidence interval needs at least one value")
@@ -55,8 +56,7 @@ def t_interval(values: Sequence[float], level: float = 0.95, unit: str = "seed")
     mean = sum(values) / n
     if n == 1:
         return Interval(mean, float("nan"), 1, unit, level)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return Interval(mean, float(_st.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n), n, unit, level)
+    return Interval(mean, float(_st.t.ppf((1 + level) / 2, n - 1)) * standard_error(values, floor), n, unit, level)
 
 
 def bounded_interval(values: Sequence[float], low: float = 0.0, high: float = 100.0, level: float = 0.95,
@@ -151,7 +151,8 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
     """Paired t-test of A − B on the same (seed, chip) keys (use chip 0 for digital results).
 
     With several seeds the pairs are the per-seed mean differences (the seed is the
-    independent unit); with one seed they are the chips.
+    independent unit), whose variance is never taken below chip_var / chips (``chip_floor``);
+    with one seed they are the chips.
     """
     if set(a) != set(b):
         raise ValueError(f"a paired test needs the same (seed, chip) replicates on both sides; "
@@ -163,24 +164,41 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
         for (s, _), d in diff.items():
             per_seed[s].append(d)
         units, unit = [sum(v) / len(v) for _, v in sorted(per_seed.items())], "seed"
+        floor = chip_floor(diff)
     else:
-        units, unit = [d for _, d in sorted(diff.items())], "chip"
-    return PairedTest(t_interval(units, level, unit), direction_p(units), unit)
+        units, unit, floor = [d for _, d in sorted(diff.items())], "chip", 0.0
+    return PairedTest(t_interval(units, level, unit, floor), direction_p(units, floor), unit)
 
 
-def standard_error(values: Sequence[float]) -> float:
-    """s / √n of at least two values."""
+def chip_floor(values: dict[tuple[int, int], float]) -> float:
+    """The variance a seed's mean over its chips carries from the chips alone: the within-seed (chip) mean square
+    of the nested ANOVA over chips per seed; 0 with one chip per seed (digital results) or one seed."""
+    per_seed = Counter(s for s, _ in values)
+    chips = min(per_seed.values(), default=1)
+    if chips < 2 or len(per_seed) < 2:
+        return 0.0
+    return nested_interval(values).chip_var / chips
+
+
+def standard_error(values: Sequence[float], floor: float = 0.0) -> float:
+    """s / √n of at least two values, with s² never below ``floor``.
+
+    ``floor``: the variance each value is known to carry from what was averaged inside it — a seed's mean over c
+    chips carries at least chip_var / c, estimated from every chip of every seed (many degrees of freedom). Three
+    seeds can agree far more closely than that by chance (heavy-tailed chips: pcm's retention differences spread
+    0.03 over seeds against 1.56 expected from 75 chips), and an interval from their spread alone would claim a
+    precision the chips do not allow."""
     n = len(values)
     mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+    return math.sqrt(max(sum((v - mean) ** 2 for v in values) / (n - 1), floor)) / math.sqrt(n)
 
 
-def direction_p(values: Sequence[float]) -> float:
-    """Two-sided one-sample t test of mean = 0; NaN with fewer than 2 values or no spread (the t test is undefined
-    then, not certain)."""
-    if len(values) < 2 or standard_error(values) == 0.0:
+def direction_p(values: Sequence[float], floor: float = 0.0) -> float:
+    """Two-sided one-sample t test of mean = 0 (``floor``: as in ``standard_error``); NaN with fewer than 2 values or
+    no spread (the t test is undefined then, not certain)."""
+    if len(values) < 2 or standard_error(values, floor) == 0.0:
         return math.nan
-    t = (sum(values) / len(values)) / standard_error(values)
+    t = (sum(values) / len(values)) / standard_error(values, floor)
     return float(2 * _st.t.sf(abs(t), len(values) - 1))
 
 

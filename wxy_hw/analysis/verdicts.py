@@ -15,7 +15,9 @@ Two kinds of claim:
 
 Multiplicity: within a declared family (the seed's own claims; our extensions), the direction
 p-values and the TOST p-values are each Holm-adjusted (step-down, strong control of the
-family-wise error at ``alpha``), and outcomes read the adjusted values. Fewer than
+family-wise error at ``alpha``), and outcomes read the adjusted values. On hardware a seed's difference
+averages chips, and its variance is never taken below what those chips alone give (``Evidence.floor``:
+chip_var / chips, from every chip of every seed), however closely three seeds happen to agree. Fewer than
 ``MIN_SEEDS`` seeds give no verdict (*not judged*); so does a difference with no spread
 between seeds (the t statistic is undefined: identical seeds usually mean the seed changed
 nothing, not that the effect is certain).
@@ -58,6 +60,7 @@ class Evidence:
     family: str = "seed"
     kind: str = "direction"
     expected_sign: int = 1
+    floor: float = 0.0  # the least variance of one seed's difference: chip_var / chips on hardware (stats.standard_error)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -83,25 +86,25 @@ class Judgement:
     margin: Margin | None = field(default=None, compare=False)
 
 
-def tost_p(values: Sequence[float], margin: float) -> float:
+def tost_p(values: Sequence[float], margin: float, floor: float = 0.0) -> float:
     """Two one-sided t tests of −margin < mean < margin: the larger of the two p-values (NaN when undefined).
 
     p < alpha ⟺ the (1 − 2·alpha) t interval lies inside (−margin, margin)."""
     if margin <= 0:
         raise ValueError(f"an equivalence margin is positive, got {margin}")
-    if len(values) < 2 or _se(values) == 0.0:
+    if len(values) < 2 or _se(values, floor) == 0.0:
         return math.nan
-    mean, se, df = sum(values) / len(values), _se(values), len(values) - 1
+    mean, se, df = sum(values) / len(values), _se(values, floor), len(values) - 1
     p_low = float(_st.t.sf((mean + margin) / se, df))  # H0: mean ≤ −margin
     p_high = float(_st.t.cdf((mean - margin) / se, df))  # H0: mean ≥ +margin
     return max(p_low, p_high)
 
 
-def below_margin_p(values: Sequence[float], margin: float) -> float:
+def below_margin_p(values: Sequence[float], margin: float, floor: float = 0.0) -> float:
     """One-sided t test of H0: mean ≥ −margin (small when the mean lies clearly below −margin)."""
-    if len(values) < 2 or _se(values) == 0.0:
+    if len(values) < 2 or _se(values, floor) == 0.0:
         return math.nan
-    return float(_st.t.cdf((sum(values) / len(values) + margin) / _se(values), len(values) - 1))
+    return float(_st.t.cdf((sum(values) / len(values) + margin) / _se(values, floor), len(values) - 1))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -153,7 +156,8 @@ def judge(evidence: Sequence[Evidence], alpha: float = 0.05, level: float = 0.95
     for e in evidence:
         judged = len(e.differences) >= MIN_SEEDS
         vals = list(e.differences)
-        raw.append((direction_p(vals) if judged else math.nan, tost_p(vals, e.margin.value) if judged else math.nan))
+        raw.append((direction_p(vals, e.floor) if judged else math.nan,
+                    tost_p(vals, e.margin.value, e.floor) if judged else math.nan))
     adjusted: dict[int, tuple[float, float]] = {}
     for fam in FAMILIES:
         idx = [i for i, e in enumerate(evidence) if e.family == fam]
@@ -164,9 +168,9 @@ def judge(evidence: Sequence[Evidence], alpha: float = 0.05, level: float = 0.95
         vals = list(e.differences)
         if not vals:
             raise ValueError("a claim needs at least one seed's difference")
-        interval = t_interval(vals, level)
+        interval = t_interval(vals, level, floor=e.floor)
         p_dir, p_eq = adjusted[i]
-        p_below = below_margin_p(vals, e.margin.value) if e.kind == "no drop" else math.nan
+        p_below = below_margin_p(vals, e.margin.value, e.floor) if e.kind == "no drop" else math.nan
         outcome, reason = _outcome(e, interval, p_dir, p_eq, p_below, alpha)
         size = sum(1 for j, f in enumerate(evidence) if f.family == e.family and not math.isnan(raw[j][0]))
         out.append(Judgement(outcome, interval, raw[i][0], raw[i][1], p_dir, p_eq, reason, size, e.margin))

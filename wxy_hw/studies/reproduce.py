@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..analysis.report import Claim, Section, write_report
-from ..analysis.stats import (Interval, PairedTest, nested_interval, paired_test, ratio_interval, seed_differences,
+from ..analysis.stats import (Interval, PairedTest, chip_floor, nested_interval, paired_test, ratio_interval, seed_differences,
                               t_interval)
 from ..analysis.verdicts import Evidence, Margin, judge
 from ..checkpoint import CheckpointError
@@ -628,11 +628,12 @@ class Reproduction:
         # chips per seed: a chip's id carries its seed (seed·1000 + i), so the distinct ids over all seeds overcount
         chips = max(Counter(s for s, _ in a).values(), default=1)
         units = f"{len({s for s, _ in a})} seeds" + (f" × {chips} chips" if chips > 1 else "")
-        ours = f"{names[0]} {ia} vs {names[1]} {ib}; Δ = {t_interval(seed_differences(a, b))} ({units})"
+        chip_var = nested_interval({k: a[k] - b[k] for k in a}).chip_var
+        floor = chip_floor({k: a[k] - b[k] for k in a})  # a seed's mean over its chips is no surer than they allow
+        ours = f"{names[0]} {ia} vs {names[1]} {ib}; Δ = {t_interval(seed_differences(a, b), floor=floor)} ({units})"
         if above is not None:
             ours += f"; {above[0]} {above[1]}"
-        evidence = Evidence(tuple(seed_differences(a, b)), basis.margin, basis.family, kind, expected_sign)
-        chip_var = nested_interval({k: a[k] - b[k] for k in a}).chip_var
+        evidence = Evidence(tuple(seed_differences(a, b)), basis.margin, basis.family, kind, expected_sign, floor)
         self._pending.append((Claim(section, claim, seed_value, ours, "not judged", command, note,
                                     [f for f in figures if f.exists()], basis.family),
                               evidence, above, {"chips": chips, "images": basis.images,
