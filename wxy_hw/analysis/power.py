@@ -14,8 +14,10 @@ of that seed. Its variance over seeds splits into three parts, each shrinking wi
   observed variance leaves after the chips, whichever is smaller;
 * σ²_train: what is left of the pilot's observed variance (never below 0) — seed to seed.
 
-At the pilot's own chips and images the three parts add up to the observed variance exactly (the spread the
-seeds showed, never a floor raised above it); a larger evaluation shrinks the chip and image parts.
+At the pilot's own chips and images the three parts add up to the observed variance (the spread the seeds
+showed; the image bound never raises it), except where the chips alone imply more — chip_var / chips, the same
+floor the verdicts put under a seed's variance (``stats.standard_error``); a larger evaluation shrinks the chip
+and image parts.
 
 Power is that of the paired t test at the claim's margin (the smallest effect that matters), at
 level alpha / family size (the first step of Holm: a plan that holds for the smallest p-value of a
