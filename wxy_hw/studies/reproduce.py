@@ -143,7 +143,7 @@ BUDGETS: dict[str, Budget] = {
                           "(the other claims: --budget converged)"),
     # the converged recipe cut to the claims the zoo's own models answer: flat minima (baseline, self_distillation)
     # and the on-chip claims per device (with hwa and self_distillation+hwa fine-tuned through each device). Every
-    # model is the zoo's, adopted, so it trains nothing: about 20 minutes of evaluation on this 2-core machine
+    # model is the zoo's, adopted, so it trains nothing: 20-40 minutes of evaluation on this 2-core machine
     "hardware": Budget("hardware", dataset="fashion_mnist", epochs=15, subset=None, seeds=(0, 1, 2), chips=25,
                        samples=2000, stem_stride=2, bn_images=64, scope="hardware",
                        note="the converged recipe (the zoo's: all 54,000 training images, 15 epochs, stem stride 2), 3 "
@@ -628,8 +628,9 @@ class Reproduction:
         # chips per seed: a chip's id carries its seed (seed·1000 + i), so the distinct ids over all seeds overcount
         chips = max(Counter(s for s, _ in a).values(), default=1)
         units = f"{len({s for s, _ in a})} seeds" + (f" × {chips} chips" if chips > 1 else "")
-        chip_var = nested_interval({k: a[k] - b[k] for k in a}).chip_var
-        floor = chip_floor({k: a[k] - b[k] for k in a})  # a seed's mean over its chips is no surer than they allow
+        per_chip = {k: a[k] - b[k] for k in a}
+        chip_var = nested_interval(per_chip).chip_var
+        floor = chip_floor(per_chip)  # a seed's mean over its chips is no surer than they allow
         ours = f"{names[0]} {ia} vs {names[1]} {ib}; Δ = {t_interval(seed_differences(a, b), floor=floor)} ({units})"
         if above is not None:
             ours += f"; {above[0]} {above[1]}"
@@ -650,12 +651,12 @@ class Reproduction:
         self.claims, self.claims_with_tests = [], []
         self._pending: list[tuple[Claim, Evidence, tuple[str, Interval, float] | None, dict[str, Any]]] = []
         self._untestable: list[tuple[int, Claim]] = []
-        if self.b.scope != "hardware":  # a budget cut to the on-chip claims runs none of the studies these read
-            self._self_distillation()
-            self._robustness()
-        if self.b.scope == "hardware":
+        if self.b.scope == "hardware":  # a budget cut to the on-chip claims runs only the sweeps these read
             self._flat_minima()
             self._hardware()
+        else:
+            self._self_distillation()
+            self._robustness()
         if self.b.scope == "all":  # a budget cut to Table 1 runs none of the studies these read
             self._scan()
             self._calibrator()
