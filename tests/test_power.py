@@ -75,17 +75,15 @@ def test_plan_times_training_from_the_runs_counting_zoo_models_as_trained(tmp_pa
 
     pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])
     runs = {("baseline", 0): {"wall_time_s": 0.0, "adopted_from": {"zoo": "z"}},
-            ("scan", 0): {"wall_time_s": 300.0}, ("scan", 1): {"wall_time_s": 500.0}}
-    for (method, seed), summary in runs.items():
+            ("scan", 0): {"wall_time_s": 300.0}, ("scan", 1): {"wall_time_s": 500.0},
+            ("ada", 0): {"wall_time_s": 3.5, "status": "interrupted"}}  # not finished: not counted
+    for (method, seed), manifest in runs.items():
         (pilot / "methods" / method / f"s{seed}").mkdir(parents=True)
-        (pilot / "methods" / method / f"s{seed}" / "results.json").write_text(json.dumps(summary))
+        (pilot / "methods" / method / f"s{seed}" / "manifest.json").write_text(
+            json.dumps({"status": "complete", **manifest}))
     # 800 s trained over 2 models, the adopted one counted at their mean (400 s); evaluation from steps.json
     assert pilot_seconds(pilot) == (1200.0, 180.0, 3)
     assert "1200" not in plan_table(pilot) and "20.0 min training" in plan_table(pilot)
-    # an archive under results/ keeps each run's manifest.json (same fields), not its results.json
-    (pilot / "methods" / "ada" / "s0").mkdir(parents=True)
-    (pilot / "methods" / "ada" / "s0" / "manifest.json").write_text(json.dumps({"wall_time_s": 400.0}))
-    assert pilot_seconds(pilot)[0] == 1600.0  # 300 + 500 + 400 trained, the adopted one at their mean
 
 
 def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):

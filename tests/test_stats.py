@@ -55,6 +55,10 @@ def test_paired_test_matches_scipy():
     assert res3.p_value == pytest.approx(2 * stats.t.sf(1.001 / (4.0 / 3) ** 0.5, 2), rel=1e-9)
     assert res3.difference.half_width == pytest.approx(stats.t.ppf(0.975, 2) * (4.0 / 3) ** 0.5)
     assert chip_floor({(s, 0): float(s) for s in range(3)}) == 0.0  # one chip per seed: no floor
+    # unbalanced chips (seeds of 2, 3 and 2 chips): the within-seed variance pooled over every chip, SS 8 + 8 + 8
+    # over 1 + 2 + 1 df = 6, over the fewest chips a seed has (2): 3
+    uneven = {**a3, (1, 2): 1.001}  # seed 1's third chip at its mean leaves its SS at 8
+    assert chip_floor(uneven) == pytest.approx(24 / 4 / 2)
     with pytest.raises(ValueError, match="same \\(seed, chip\\) replicates"):
         paired_test(a, {(0, 0): 1.0})
 

@@ -17,7 +17,9 @@ of that seed. Its variance over seeds splits into three parts, each shrinking wi
 At the pilot's own chips and images the three parts add up to the observed variance (the spread the seeds
 showed; the image bound never raises it), except where the chips alone imply more — chip_var / chips, the same
 floor the verdicts put under a seed's variance (``stats.standard_error``); a larger evaluation shrinks the chip
-and image parts.
+and image parts. Which share of the residual is image noise is not known from per-seed differences alone; giving
+it the largest share the bound allows makes the larger evaluation's count the optimistic end (more test images
+help at most that much), while the count at the pilot's own evaluation is the estimate.
 
 Power is that of the paired t test at the claim's margin (the smallest effect that matters), at
 level alpha / family size (the first step of Holm: a plan that holds for the smallest p-value of a

@@ -9,7 +9,7 @@ the chips', and the interval says so (``unit == "chip"``): it cannot speak for o
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -173,11 +173,17 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
 def chip_floor(values: dict[tuple[int, int], float]) -> float:
     """The variance a seed's mean over its chips carries from the chips alone: the within-seed (chip) mean square
     of the nested ANOVA over chips per seed; 0 with one chip per seed (digital results) or one seed."""
-    per_seed = Counter(s for s, _ in values)
-    chips = min(per_seed.values(), default=1)
-    if chips < 2 or len(per_seed) < 2:
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for (seed, _chip), v in values.items():
+        by_seed[seed].append(v)
+    if len(by_seed) < 2:
         return 0.0
-    return nested_interval(values).chip_var / chips
+    # pooled within-seed variance over the seeds with two or more chips (any chip counts, balanced or not), over
+    # the fewest chips a seed has: the floor of the least-averaged seed
+    sums = [(sum((x - sum(v) / len(v)) ** 2 for x in v), len(v) - 1) for v in by_seed.values() if len(v) > 1]
+    df = sum(d for _, d in sums)
+    chips = min(len(v) for v in by_seed.values())
+    return sum(ss for ss, _ in sums) / df / chips if df and chips > 1 else 0.0
 
 
 def standard_error(values: Sequence[float], floor: float = 0.0) -> float:
@@ -187,7 +193,8 @@ def standard_error(values: Sequence[float], floor: float = 0.0) -> float:
     chips carries at least chip_var / c, estimated from every chip of every seed (many degrees of freedom). Three
     seeds can agree far more closely than that by chance (heavy-tailed chips: pcm's retention differences spread
     0.03 over seeds against 1.56 expected from 75 chips), and an interval from their spread alone would claim a
-    precision the chips do not allow."""
+    precision the chips do not allow. The degrees of freedom stay n − 1: conservative where the floor binds (the
+    test then rejects a true null less often than its level), never liberal."""
     n = len(values)
     mean = sum(values) / n
     return math.sqrt(max(sum((v - mean) ** 2 for v in values) / (n - 1), floor)) / math.sqrt(n)

@@ -18,9 +18,10 @@ p-values and the TOST p-values are each Holm-adjusted (step-down, strong control
 family-wise error at ``alpha``), and outcomes read the adjusted values. On hardware a seed's difference
 averages chips, and its variance is never taken below what those chips alone give (``Evidence.floor``:
 chip_var / chips, from every chip of every seed), however closely three seeds happen to agree. Fewer than
-``MIN_SEEDS`` seeds give no verdict (*not judged*); so does a difference with no spread
-between seeds (the t statistic is undefined: identical seeds usually mean the seed changed
-nothing, not that the effect is certain).
+``MIN_SEEDS`` seeds give no verdict (*not judged*); a difference with no spread between seeds
+and no chips under it stays *inconclusive* (the t statistic is undefined: identical seeds
+usually mean the seed changed nothing, not that the effect is certain); on hardware the chips'
+floor gives even identical seeds a defined test.
 """
 from __future__ import annotations
 

@@ -98,22 +98,21 @@ def seeds_to_decide(pilot: Path, chips: int = 25, images: int = 2000, alpha: flo
 
 
 def training_seconds(pilot: Path) -> float | None:
-    """The seconds the pilot's models took to train, from each run's results.json (None when it holds none).
+    """The seconds the pilot's models took, from each finished training run's manifest.json (its whole run: the
+    training and the test it ends with; what an archive under results/ keeps too); None when it holds none.
 
     A model adopted from the zoo was not trained here (``adopted_from``); it is counted at the mean time of the
-    models that were, so the estimate is that of training every model, as a run without the zoo would. Each run's
-    manifest.json carries the same fields and is what an archive under results/ keeps, so it is read where
-    results.json is absent."""
+    models that were, so the estimate is that of training every model, as a run without the zoo would. A run that
+    did not finish (interrupted, failed) is not counted."""
     trained, adopted = [], 0
-    runs = sorted({p.parent for pattern in ("results.json", "manifest.json")
-                   for p in pilot.glob(f"methods*/*/s*/{pattern}")})
-    for run in runs:
-        path = run / "results.json" if (run / "results.json").is_file() else run / "manifest.json"
-        summary = read_json(path, fix=f"rerun the pilot ({RERUN})")
-        if summary.get("adopted_from"):
+    for path in sorted(pilot.glob("methods*/*/s*/manifest.json")):
+        manifest = read_json(path, fix=f"rerun the pilot ({RERUN})")
+        if manifest.get("status") != "complete":
+            continue
+        if manifest.get("adopted_from"):
             adopted += 1
         else:
-            trained.append(float(summary.get("wall_time_s", 0.0)))
+            trained.append(float(manifest.get("wall_time_s", 0.0)))
     if not trained:
         return None
     return sum(trained) * (1 + adopted / len(trained))
@@ -141,7 +140,8 @@ def plan_table(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 
     fmt = lambda n: "> 10,000" if n is None else str(n)  # noqa: E731
     lines = [f"Seeds for {target:.0%} power at each claim's margin (level {alpha:g} / family size, Holm's first step), "
              f"from the pilot in {pilot}. Larger evaluation: {chips} chips × {images} images per seed on hardware, "
-             f"{images} images for digital claims.", "",
+             f"{images} images for digital claims (where it has more test images than the pilot, its count is the "
+             "optimistic end: the residual spread is taken as image noise up to the unpaired binomial bound).", "",
              "| section | claim | family | margin | pilot | pilot's verdict | parts (sd, points) | seeds now | "
              "seeds larger |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -150,13 +150,13 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
     folder.mkdir(parents=True, exist_ok=True)
     payload = read_checkpoint(run / "best.pt", data=True)
     model_id = f"{key}__{name.replace('@', '_at_')}"
-    atomic_torch_save(half_checkpoint(payload), folder / f"{model_id}.pt")
-    for source, suffix in (("config.toml", "config.toml"), ("metrics.csv", "metrics.csv")):
-        if (run / source).is_file():
-            atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
-    entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
-                     float(payload.get("best_val", float("nan"))))
-    with _index_locked(folder):
+    with _index_locked(folder):  # the files too: two adds of one model must not list one's sha256 for the other's file
+        atomic_torch_save(half_checkpoint(payload), folder / f"{model_id}.pt")
+        for source, suffix in (("config.toml", "config.toml"), ("metrics.csv", "metrics.csv")):
+            if (run / source).is_file():
+                atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
+        entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
+                         float(payload.get("best_val", float("nan"))))
         _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
     return entry
 
@@ -165,13 +165,15 @@ def remove(name: str, folder: Path | None = None) -> list[str]:
     """Take every model of method folder ``name`` (e.g. a superseded recipe's ``hwa@reram``) out of the zoo: the
     index first, then its files (an interrupted removal leaves unlisted files, never a listed model without one)."""
     folder = folder or zoo_dir()
-    with _index_locked(folder):
+    if not folder.is_dir():
+        return []
+    with _index_locked(folder):  # the files too: an add of the same model in between must keep its new files
         models = read_index(folder)
         gone = [m for m in models if m.name == name]
         _write_index([m for m in models if m.name != name], folder)
-    for m in gone:
-        for suffix in ("pt", "config.toml", "metrics.csv"):
-            (folder / f"{m.id}.{suffix}").unlink(missing_ok=True)
+        for m in gone:
+            for suffix in ("pt", "config.toml", "metrics.csv"):
+                (folder / f"{m.id}.{suffix}").unlink(missing_ok=True)
     return [m.id for m in gone]
 
 
