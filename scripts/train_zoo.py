@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             best = cached_checkpoint(method, args.dataset, seed=seed, cache_dir=args.cache, progress=False,
                                      hwa_device=args.device, torch_device=args.torch_device,
-                                     use_zoo=args.from_zoo and is_hardware_aware(method), **budget)
+                                     use_zoo="start" if args.from_zoo and is_hardware_aware(method) else False,
+                                     **budget)
             run = best.parent
             results = json.loads((run / "results.json").read_text())
             test = float(results["test"]["exits"][-1])

@@ -197,3 +197,22 @@ def test_zoo_add_waits_for_the_index_lock_and_keeps_every_entry(tmp_path):
     adder.join()
     assert sorted(m.name for m in zoo.read_index(folder)) == ["hwa@pcm", "hwa@reram"]
     assert not (folder / zoo.INDEX_LOCK).read_bytes()  # the lock file holds nothing and is git-ignored
+
+
+def test_a_zoo_fine_tune_is_retrained_from_the_shipped_digital_model(tmp_path, monkeypatch):
+    # train_zoo --from-zoo (use_zoo="start"): the hardware-aware model is trained even when the zoo has one, its
+    # start is the zoo's half-precision digital model (so a study can match it by content), never a training run's
+    trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=tmp_path / "first", progress=False,
+                                torch_device="cpu", **TINY)
+    key = trained.parent.parent.name
+    folder = tmp_path / "zoo"
+    base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=folder)
+    zoo.add(trained.parent, key, "hwa@reram_ft1", 40.0, folder=folder)
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    assert cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=tmp_path / "study", progress=False,
+                             torch_device="cpu", **TINY).parent == folder  # a study takes the shipped one
+    again = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=tmp_path / "retrain", progress=False,
+                              torch_device="cpu", use_zoo="start", **TINY)
+    assert again.parent.parent.parent == tmp_path / "retrain"  # trained, not taken from the zoo
+    assert f'init = "{folder / base.file}"' in (again.parent / "config.toml").read_text()
+    assert not (tmp_path / "retrain" / key / "baseline").exists()  # its start was not retrained

@@ -43,3 +43,12 @@ def test_a_shipped_model_scores_its_recorded_accuracy():
     data = load_dataset(opened.info["name"])
     accuracy = evaluate(opened.model, opened.batches(data.test, len(data.test), 0, 500)).accuracy[-1]
     assert accuracy == pytest.approx(model.test_accuracy, abs=0.1)  # half precision moves it by rounding only
+
+
+def test_every_shipped_fine_tune_starts_from_a_shipped_model():
+    # a study (compare_methods, reproduce) adopts a zoo fine-tune only when its start is the same file by content:
+    # one fine-tuned from a training run's full-precision checkpoint can never be matched, and gets retrained
+    for m in MODELS:
+        init = zoo.config_of(m).get("init")
+        if init is not None:
+            assert init.startswith("zoo/") and (zoo.zoo_dir() / init.split("/", 1)[1]).is_file(), (m.id, init)

@@ -68,7 +68,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     """best.pt of ``method`` trained with the default budget: the trained run in ``cache_dir``, else the zoo's
     (``studies.zoo``: shipped with wxy_hw, sha256-checked), else it trains it (or resumes). ``retrain=True``
     (the studies' --retrain) skips both and trains it afresh into ``cache_dir``; ``use_zoo=False`` skips the zoo
-    only (a run already in ``cache_dir`` is kept: how the zoo itself is retrained).
+    only (a run already in ``cache_dir`` is kept: how the zoo itself is retrained); ``use_zoo="start"`` skips it for
+    the model itself but takes a hardware-aware model's digital start from it (how the zoo's fine-tunes are
+    retrained from the shipped digital models).
 
     A hardware-aware method is its digital counterpart (found or trained first, as above) fine-tuned through
     ``hwa_device``'s noise (default reram) for ``HWA_FINETUNE``, cached per device (``<method>@<device>_ft5``),
@@ -79,7 +81,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     ``HWA_DEFAULT_NOISE``). ``on_epoch``: a search's pruner (``Trainer.fit``), used only when the model is trained here.
     """
     retrain = bool(budget.pop("retrain", False))
-    use_zoo = bool(budget.pop("use_zoo", True))
+    zoo_use = budget.pop("use_zoo", True)
+    use_zoo = bool(zoo_use) and zoo_use != "start"  # for the model itself
+    start_from_zoo = bool(zoo_use)  # for a hardware-aware model's digital start
     b = {**DEFAULT_BUDGET, **budget}
     multi_exit = method_traits(method)[0]
     if b.get("exit_stages") is not None and not multi_exit:
@@ -120,7 +124,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     if is_hardware_aware(method):
         digital = digital_counterpart(method)
         start = cached_checkpoint(digital, dataset, data_dir, seed, cache_dir, progress, retrain=retrain,
-                                  use_zoo=use_zoo, **budget)
+                                  use_zoo=start_from_zoo, **budget)
         if start.is_absolute() and start.is_relative_to(Path.cwd()):
             start = start.relative_to(Path.cwd())  # the run's config.toml names it as a checkout would (zoo/...)
         init = {"init": str(start), **finetune}
