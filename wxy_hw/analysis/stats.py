@@ -105,9 +105,7 @@ def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95,
     Variance components come from the one-way random-effects ANOVA (chips nested in seeds):
     chip_var = MS_within, seed_var = max(0, (MS_between − MS_within) / chips per seed).
     """
-    by_seed: dict[int, list[float]] = defaultdict(list)
-    for (seed, _chip), v in sorted(values.items()):
-        by_seed[seed].append(v)
+    by_seed = _by_seed(values)
     if not by_seed:
         raise ValueError("a confidence interval needs at least one value")
     sizes = {len(v) for v in by_seed.values()}
@@ -117,8 +115,7 @@ def nested_interval(values: dict[tuple[int, int], float], level: float = 0.95,
     seed_means = [sum(v) / chips for v in by_seed.values()]
     pooled = [x for v in by_seed.values() for x in v]
     s = len(seed_means)
-    ms_within = (sum((x - sum(v) / chips) ** 2 for v in by_seed.values() for x in v) / (s * (chips - 1))
-                 if chips > 1 else 0.0)
+    ms_within = _within_mean_square(by_seed)
     if s > 1:
         grand = sum(seed_means) / s
         ms_between = chips * sum((m - grand) ** 2 for m in seed_means) / (s - 1)
@@ -172,18 +169,27 @@ def paired_test(a: dict[tuple[int, int], float], b: dict[tuple[int, int], float]
 
 def chip_floor(values: dict[tuple[int, int], float]) -> float:
     """The variance a seed's mean over its chips carries from the chips alone: the within-seed (chip) mean square
-    of the nested ANOVA over chips per seed; 0 with one chip per seed (digital results) or one seed."""
+    of the nested ANOVA over the fewest chips a seed has (pooled over unequal chip counts too); 0 with one chip
+    per seed (digital results) or one seed."""
+    by_seed = _by_seed(values)
+    chips = min((len(v) for v in by_seed.values()), default=1)
+    return _within_mean_square(by_seed) / chips if len(by_seed) > 1 and chips > 1 else 0.0
+
+
+def _by_seed(values: dict[tuple[int, int], float]) -> dict[int, list[float]]:
+    """{(seed, chip): value} grouped by seed, each seed's values in chip order."""
     by_seed: dict[int, list[float]] = defaultdict(list)
-    for (seed, _chip), v in values.items():
+    for (seed, _chip), v in sorted(values.items()):
         by_seed[seed].append(v)
-    if len(by_seed) < 2:
-        return 0.0
-    # pooled within-seed variance over the seeds with two or more chips (any chip counts, balanced or not), over
-    # the fewest chips a seed has: the floor of the least-averaged seed
-    sums = [(sum((x - sum(v) / len(v)) ** 2 for x in v), len(v) - 1) for v in by_seed.values() if len(v) > 1]
-    df = sum(d for _, d in sums)
-    chips = min(len(v) for v in by_seed.values())
-    return sum(ss for ss, _ in sums) / df / chips if df and chips > 1 else 0.0
+    return by_seed
+
+
+def _within_mean_square(by_seed: dict[int, list[float]]) -> float:
+    """Pooled within-seed variance: Σ squared deviations from each seed's mean over Σ (chips − 1); 0 without any
+    seed of two or more chips."""
+    df = sum(len(v) - 1 for v in by_seed.values())
+    ss = sum((x - sum(v) / len(v)) ** 2 for v in by_seed.values() for x in v)
+    return ss / df if df > 0 else 0.0
 
 
 def standard_error(values: Sequence[float], floor: float = 0.0) -> float:
