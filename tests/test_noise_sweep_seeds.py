@@ -34,3 +34,28 @@ def test_seeds_refuse_given_checkpoints(tmp_path, capsys):
     rc = main(["--seeds", "0", "1", "--checkpoints", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_every_study_nests_its_chips_in_its_seed():
+    """Chip ids come from one place (hardware.chip_ids): each seed its own chips, seed 0's the ids studies always
+    drew (so archived seed-0 runs read the same chips), and none shared between two seeds."""
+    from wxy_hw.hardware import chip_ids
+    from wxy_hw.studies.calibrator_adapt import CalibratorConfig
+    from wxy_hw.studies.early_exit_energy import chip_id
+
+    assert chip_ids(0, 3) == [0, 1, 2] and chip_ids(2, 2, offset=100) == [2100, 2101]
+    assert not set(chip_ids(0, 1000)) & set(chip_ids(1, 1000))
+    with pytest.raises(ValueError, match="at most 900 chips"):
+        chip_ids(1, 901, offset=100)
+    # the calibrator's chips follow its seed unless named; early exit keeps its own block (100 + r at seed 0)
+    assert CalibratorConfig(seed=0, chips=3).seeds == [0, 1, 2]
+    assert CalibratorConfig(seed=2, chips=3).seeds == [2000, 2001, 2002]
+    assert CalibratorConfig(seed=2, chip_seeds=[5, 7]).seeds == [5, 7]
+    assert [chip_id(0, r) for r in range(3)] == [100, 101, 102] and chip_id(1, 0) == 1100
+
+
+def test_too_many_chips_for_a_seed_are_refused_in_one_line(tmp_path, capsys):
+    rc = main(["--device", "reram", "--dataset", "synthetic", "--chips", "1001", "--out", str(tmp_path / "o"),
+               "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--chips" in err and "at most 1000" in err and len(err.splitlines()) == 1

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..hardware.montecarlo import evaluate_chips, summarize_chips as summarize  # noqa: F401 (re-export)
+from ..hardware.montecarlo import chip_ids, evaluate_chips, summarize_chips as summarize  # noqa: F401 (re-export)
 from ..hardware.spec import DeviceSpec
 from ..utils import warn_deprecated
 from .flatness import gaussian_weight_noise_loss
@@ -52,7 +52,7 @@ def sweep_device(models: dict[str, nn.Module], spec: DeviceSpec, batches: Sequen
     if t_inference is None or chips is None:
         raise TypeError("sweep_device needs t_inference= and chips=")
     t_nominal = t_inference
-    seeds = [seed * 1000 + r for r in range(chips)]
+    seeds = chip_ids(seed, chips)
     points = []
     for base in models:
         for name, recal in [(base, False)] + ([(f"{base} + BN recal", True)] if bn_images is not None else []):

@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--severity", type=severity, default=d["severity"], help="severity of a -C target, 1-5")
     add_chip_settings(parser, CalibratorConfig, " for chip-instance calibration (None skips it; the energy is "
                       "then priced on reram)")
-    add_chips_arg(parser, d["chips"], "chip instances (seeds 0 .. N-1)", old=None)
+    add_chips_arg(parser, d["chips"], "chip instances (ids seed·1000 + 0 .. N-1: each --seed its own chips)", old=None)
     parser.add_argument("--chip-seeds", "--chip-seed", dest="chip_seeds", nargs="+", type=seed_int,
-                        action=Deprecated, new="--chips N (seeds 0 .. N-1)")
+                        action=Deprecated, new="--chips N (ids seed·1000 + 0 .. N-1)")
     add_checkpoints_arg(parser, "one best.pt to adapt instead of the cached default", single_alias=True)
     parser.add_argument("--epochs", type=positive_int, default=d["epochs"], help="calibrator / DANN / fine-tuning epochs")
     parser.add_argument("--width", type=calibrator_width, default=d["width"], help="calibrator channels")

@@ -24,6 +24,21 @@ def _deploy_aihwkit(*args: Any, **kwargs: Any) -> nn.Module:
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {"native": deploy, "aihwkit": _deploy_aihwkit}
 
+CHIP_IDS_PER_SEED = 1000  # room for a seed's chips, its offsets included: ids never repeat across seeds
+
+
+def chip_ids(seed: int, chips: int, offset: int = 0) -> list[int]:
+    """The chip instances a study run with ``seed`` deploys: ``seed·1000 + offset + r`` for r < ``chips``.
+
+    Each training seed gets chips of its own, so a study repeated over seeds nests its chips in them (what the
+    intervals over seeds × chips assume: ``analysis.stats.nested_interval``), and a chip's id says its seed.
+    ``offset`` keeps one study's chips apart from another's at the same seed (seed 0's chips are offset, offset + 1,
+    ...: the ids every study drew before the seed was part of them)."""
+    if chips < 0 or offset < 0 or offset + chips > CHIP_IDS_PER_SEED:
+        raise ValueError(f"{chips} chips from offset {offset}: a seed holds chip ids 0-{CHIP_IDS_PER_SEED - 1} "
+                         f"(seed·{CHIP_IDS_PER_SEED} + i); ask for at most {CHIP_IDS_PER_SEED - offset} chips")
+    return [seed * CHIP_IDS_PER_SEED + offset + r for r in range(chips)]
+
 
 def check_deployable(model: nn.Module) -> None:
     """Refuse a network with no Conv1d / Conv2d / Linear layer: a device holds nothing of it, so its "chip" accuracy

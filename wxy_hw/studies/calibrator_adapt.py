@@ -19,7 +19,7 @@ from ..analysis.sweep import human_time
 from ..data import Split, available_datasets, dataset_key, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
 from ..models.evaluation import evaluate
-from ..hardware import Chip, chip_report
+from ..hardware import Chip, chip_ids, chip_report
 from ..hardware.engine import deploy
 from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn
 from ..models.calibrator import Calibrator, count_macs
@@ -84,8 +84,9 @@ class CalibratorConfig(EvaluationSettings, ChipSettings):
 
     @property
     def seeds(self) -> list[int]:
-        """The chip instances: --chip-seeds as given, else seeds 0 .. chips-1."""
-        return list(self.chip_seeds) if self.chip_seeds is not None else list(range(self.chips))
+        """The chip instances: --chip-seeds as given, else ``chips`` of the study's seed (``hardware.chip_ids``: seed
+        0's are 0 .. chips-1; each seed its own, so a study repeated over seeds nests its chips in them)."""
+        return list(self.chip_seeds) if self.chip_seeds is not None else chip_ids(self.seed, self.chips)
 
     def settings(self) -> dict[str, Any]:
         return dict(super().settings(), target="none" if self.target is None else self.target)

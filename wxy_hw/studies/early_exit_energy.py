@@ -18,7 +18,7 @@ from ..models.evaluation import evaluate
 from ..hardware.chip import Chip, ChipConfig
 from ..hardware.cost import ENERGY_PARTS, chip_report
 from ..hardware.trace import fingerprint
-from ..hardware.montecarlo import deploy_on
+from ..hardware.montecarlo import CHIP_IDS_PER_SEED, chip_ids, deploy_on
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
@@ -85,6 +85,14 @@ class ExitModel:
     bn_images: torch.Tensor | None
 
 
+EARLY_EXIT_CHIP_OFFSET = 100  # this study's chips are seed·1000 + 100 + r: apart from a noise sweep's at the same seed
+
+
+def chip_id(seed: int, r: int) -> int:
+    """The id of chip ``r`` of the study run with ``seed`` (``hardware.chip_ids``: nested in the seed)."""
+    return chip_ids(seed, r + 1, EARLY_EXIT_CHIP_OFFSET)[r]
+
+
 @dataclass
 class ChipContext:
     """What every chip task needs (shipped once to Ray workers)."""
@@ -130,6 +138,9 @@ def _plan(conf: EarlyExitConfig, out: str | Path | None, progress: bool) -> Earl
     for name in ("chips", "samples"):
         if getattr(conf, name) < 1:
             raise SettingError(name, f"must be ≥ 1, got {getattr(conf, name)}")
+    if conf.chips > CHIP_IDS_PER_SEED - EARLY_EXIT_CHIP_OFFSET:
+        raise SettingError("chips", f"at most {CHIP_IDS_PER_SEED - EARLY_EXIT_CHIP_OFFSET} chips per seed (chip ids are "
+                           f"seed·{CHIP_IDS_PER_SEED} + {EARLY_EXIT_CHIP_OFFSET} + r), got {conf.chips}")
     check_bn_recalibrate(conf.bn_recalibrate)
     check_parallel(conf.workers, conf.ray_address)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
@@ -188,13 +199,13 @@ def _open_models(plan: EarlyExitPlan, calibrated: dict[str, str]) -> dict[str, E
 
 
 def _chip_task(context: ChipContext, task: tuple[str, int]) -> tuple[list[float], dict[str, Any] | None]:
-    """Chip ``100 + r`` of one model: its per-exit test accuracy, and real early exit on it at thresholds
+    """Chip r of one model (``chip_id``): its per-exit test accuracy, and real early exit on it at thresholds
     searched on validation through the same chip (None for a single-exit model)."""
     label, r = task
     m = context.models[label]
 
     def chip_instance():  # deployed afresh for each use: the same chip, its reads drawn as in a fresh session
-        return deploy_on(m.model, context.chip, 100 + r, bn_images=m.bn_images, t_inference=context.t_inference,
+        return deploy_on(m.model, context.chip, chip_id(context.seed, r), bn_images=m.bn_images, t_inference=context.t_inference,
                          calibration=m.calib)
 
     accuracy = evaluate(chip_instance(), m.test).accuracy
@@ -233,7 +244,7 @@ def _dynamic_rows(plan: EarlyExitPlan, label: str, m: ExitModel, digital, chips:
     for r, (accuracy, found) in enumerate(chips):
         d = dict(found)
         tables[f"chip{r}"] = d.pop("table")
-        rows.append(dict(method=label, setting=plan.chip.spec.name, chip=100 + r, deepest_accuracy=accuracy[-1],
+        rows.append(dict(method=label, setting=plan.chip.spec.name, chip=chip_id(plan.conf.seed, r), deepest_accuracy=accuracy[-1],
                          full_energy_pJ=e_dev[-1]["energy_pJ"], **d))
     return rows, tables
 

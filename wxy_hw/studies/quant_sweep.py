@@ -21,7 +21,7 @@ from ..analysis.sweep import human_time
 from ..models.evaluation import evaluate
 from ..hardware.chip import Chip, ChipConfig
 from ..hardware.cost import cells_per_weight, exit_energies
-from ..hardware.montecarlo import evaluate_chips
+from ..hardware.montecarlo import chip_ids, evaluate_chips
 from ..hardware.spec import DeviceSpec, load_device
 from ..models.quant import QuantConfig, quantize_model
 from ..output import format_table, write_rows_csv
@@ -238,7 +238,7 @@ def _evaluate_everywhere(model, test, chip: Chip, t: float, count: int, seed: in
     per inference and cells per weight the cost model prices for the same chip."""
     rows = [dict(keys, setting="digital", exit=r["exit"], accuracy_mean=r["accuracy"], accuracy_std=0.0)
             for r in evaluate(model, test).rows()]
-    seeds = [seed * 1000 + r for r in range(count)]
+    seeds = chip_ids(seed, count)
     # K chips per pass; fixed-range converters are calibrated on the training images the energy's activity is measured on
     rows_by_chip = evaluate_chips(model, chip, test, seeds, t_inference=t, calibration=calib)
     instances = [[r for r in rows_by_chip if r["chip"] == s] for s in seeds]
