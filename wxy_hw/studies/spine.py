@@ -31,7 +31,7 @@ from .train import TrainingInterrupted, continue_flags, finished_run, train_run
 # (baseline: 92.2 % on the test set; about 10 CPU-minutes per model here). A model the zoo lacks trains once
 # into runs/cache.
 DEFAULT_BUDGET = dict(arch="resnet18", width=0.25, stem_stride=2, epochs=15, subset=None, batch_size=128, lr=0.1)
-DEFAULT_SEEDS = (0, 1, 2)  # the training seeds the zoo holds, and the main job's
+DEFAULT_SEEDS = (0, 1, 2)  # the main job's training seeds (the zoo holds these and more: 3-4 for the on-chip claims)
 HWA_DEFAULT_DEVICE = "reram"  # the hwa method's own default device
 # A hardware-aware model is its digital counterpart (the same budget's baseline / self_distillation model) fine-tuned
 # through the device's noise for these epochs (at most the budget's) at this learning rate (cosine), as aihwkit's hardware-aware training
