@@ -216,3 +216,22 @@ def test_a_zoo_fine_tune_is_retrained_from_the_shipped_digital_model(tmp_path, m
     assert again.parent.parent.parent == tmp_path / "retrain"  # trained, not taken from the zoo
     assert f'init = "{folder / base.file}"' in (again.parent / "config.toml").read_text()
     assert not (tmp_path / "retrain" / key / "baseline").exists()  # its start was not retrained
+
+
+def test_a_zoo_fine_tune_starts_from_the_shipped_file_even_where_the_cache_holds_its_start(tmp_path, monkeypatch):
+    # train_zoo trains a seed's digital model into its cache, ships it, then fine-tunes with --from-zoo: the start
+    # must be the shipped half-precision file, not the cache's full-precision run (which no study can match), and a
+    # cached fine-tune that started from the cache's run is trained again, once
+    cache = tmp_path / "zoo_train"
+    trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu", **TINY)
+    key = trained.parent.parent.name
+    folder = tmp_path / "zoo"
+    base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=folder)
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    again = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
+                              use_zoo="start", **TINY)
+    assert again == trained and f'init = "{folder / base.file}"' in (again.parent / "config.toml").read_text()
+    stamp = again.stat().st_mtime_ns
+    assert cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
+                             use_zoo="start", **TINY).stat().st_mtime_ns == stamp  # started right: reused
+    assert (cache / key / "baseline" / "best.pt").is_file()  # the cache's digital run is kept

@@ -18,8 +18,8 @@ from ..hardware.trace import calibration_inputs
 from ..methods import default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
-from ..utils import resolve_device
-from .config import StudyConfig
+from ..utils import file_sha256, resolve_device
+from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
 from ..train import EpochHook
@@ -62,6 +62,9 @@ def digital_counterpart(method: str) -> str:
     return "+".join(m for m in method.split("+") if m != "hwa") or "baseline"
 
 
+ZOO_FIRST = "first"  # cached_checkpoint(use_zoo=...): the zoo's model before the cache's (a zoo fine-tune's start)
+
+
 def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str | Path | None = None, seed: int = 0,
                       cache_dir: str | Path = "runs/cache", progress: bool = True, hwa_device: str | None = None,
                       hwa_noise: float | None = None, on_epoch: EpochHook | None = None, **budget: Any) -> Path:
@@ -70,7 +73,8 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     (the studies' --retrain) skips both and trains it afresh into ``cache_dir``; ``use_zoo=False`` skips the zoo
     only (a run already in ``cache_dir`` is kept: how the zoo itself is retrained); ``use_zoo="start"`` skips it for
     the model itself but takes a hardware-aware model's digital start from it (how the zoo's fine-tunes are
-    retrained from the shipped digital models).
+    retrained from the shipped digital models: that start is the zoo's file even where ``cache_dir`` holds a training
+    run of the digital model, and a cached fine-tune that started from anything else is trained again).
 
     A hardware-aware method is its digital counterpart (found or trained first, as above) fine-tuned through
     ``hwa_device``'s noise (default reram) for ``HWA_FINETUNE``, cached per device (``<method>@<device>_ft5``),
@@ -81,7 +85,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     ``HWA_DEFAULT_NOISE``). ``on_epoch``: a search's pruner (``Trainer.fit``), used only when the model is trained here.
     """
     retrain = bool(budget.pop("retrain", False))
-    zoo_use = budget.pop("use_zoo", True)
+    zoo_use = budget.pop("use_zoo", True)  # True, False, "start" or (for a fine-tune's start) ZOO_FIRST
     use_zoo = bool(zoo_use) and zoo_use != "start"  # for the model itself
     start_from_zoo = bool(zoo_use)  # for a hardware-aware model's digital start
     b = {**DEFAULT_BUDGET, **budget}
@@ -113,9 +117,19 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     if is_hardware_aware(method):
         name += f"_ft{finetune['epochs']}"
     out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset'] or 'all'}_s{seed}" / name
+    if zoo_use == ZOO_FIRST and not retrain and (first := zoo.find(out.parent.name, name)) is not None:
+        return first  # the start of a fine-tune the zoo ships: the zoo's own file, whatever the cache holds
     # a cached run that no longer reads back is set aside and retrained (one line): the cache is the tool's own,
     # and a user who asked for a noise sweep should get one, not a hunt for a damaged folder
-    if not retrain and finished_run(out, "wxy_hw") is not None:
+    reuse = not retrain and finished_run(out, "wxy_hw") is not None
+    start: Path | None = None
+    if is_hardware_aware(method) and zoo_use == "start":
+        # a fine-tune the zoo will ship starts from the file the zoo ships (a study matches it by content): one
+        # cached from another start (a training run's full-precision file) is trained again
+        start = cached_checkpoint(digital_counterpart(method), dataset, data_dir, seed, cache_dir, progress,
+                                  retrain=retrain, use_zoo=ZOO_FIRST, **budget)
+        reuse = reuse and _started_from(out, start)
+    if reuse:
         return out / "best.pt"
     shipped = None if retrain or not use_zoo else zoo.find(out.parent.name, name)
     if shipped is not None:
@@ -123,8 +137,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     words = "".join(w for _, w in shape)
     if is_hardware_aware(method):
         digital = digital_counterpart(method)
-        start = cached_checkpoint(digital, dataset, data_dir, seed, cache_dir, progress, retrain=retrain,
-                                  use_zoo=start_from_zoo, **budget)
+        if start is None:
+            start = cached_checkpoint(digital, dataset, data_dir, seed, cache_dir, progress, retrain=retrain,
+                                      use_zoo=start_from_zoo, **budget)
         if start.is_absolute() and start.is_relative_to(Path.cwd()):
             start = start.relative_to(Path.cwd())  # the run's config.toml names it as a checkout would (zoo/...)
         init = {"init": str(start), **finetune}
@@ -132,13 +147,23 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     print(f"[wxy_hw] training the {method} model (cached for every study) on {dataset} ({b['arch']} width {b['width']:g}{words}, "
           f"{b['subset'] or 'all'} images, {init.get('epochs', b['epochs'])} epochs) → {out}", flush=True)
     try:
-        flags = {"resume": False, "overwrite": True} if retrain and out.exists() else continue_flags(out)
+        stale = out.exists() and (retrain or finished_run(out, "wxy_hw") is not None)  # finished, not to be reused
+        flags = {"resume": False, "overwrite": True} if stale else continue_flags(out)
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
                   resume=flags["resume"], overwrite=flags["overwrite"], progress=progress, on_epoch=on_epoch,
                   **{**b, **init})
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
+
+
+def _started_from(run: Path, start: Path) -> bool:
+    """Whether the training run in ``run`` was fine-tuned from ``start`` (its config.toml's init, by content)."""
+    try:
+        init = read_toml(run / "config.toml").get("init")
+    except (OSError, ValueError):
+        return False
+    return init is not None and Path(init).is_file() and file_sha256(Path(init)) == file_sha256(start)
 
 
 def check_checkpoint_dataset(path: str | Path, payload: dict[str, Any], dataset: str | None, flag: str = "--dataset") -> None:
