@@ -12,7 +12,7 @@ p-value. Tidy per-seed rows go to <out>/comparison.csv, the table to <out>/compa
 settings to <out>/config.toml. After Ctrl-C, re-run the same command: finished parts are reused.
 
 A run whose settings are exactly those of a shipped zoo model (the zoo's recipe: --epochs 15
---stem-stride 2, seeds 0-2) is that model, evaluated on test and validation, not retrained; its
+--stem-stride 2, seeds 0-4) is that model, evaluated on test and validation, not retrained; its
 results.json says which (--retrain trains it). Hardware-aware models are fine-tuned from digital ones:
 
     python experiments/compare_methods.py --methods hwa self_distillation+hwa --init-from DIGITAL_DIR \

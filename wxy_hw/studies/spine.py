@@ -26,7 +26,7 @@ from ..train import EpochHook
 from .train import TrainingInterrupted, continue_flags, finished_run, train_run
 
 # The default models a first-time user gets, trained to convergence and shipped in the zoo (zoo/, retrained by
-# scripts/train_zoo.sh) for seeds 0-2: every training image, the stem at stride 2 (the most robust shape on reram,
+# scripts/train_zoo.sh) for seeds 0-4: every training image, the stem at stride 2 (the most robust shape on reram,
 # docs/results.md, and 4x fewer MACs than stride 1), a cosine schedule over 15 epochs with crop / flip
 # (baseline: 92.2 % on the test set; about 10 CPU-minutes per model here). A model the zoo lacks trains once
 # into runs/cache.
