@@ -70,8 +70,8 @@ OLD_FLAGS = [  # (command, its config class, the old spelling and its values, de
     ("chip_study", "ChipStudyConfig", ["--checkpoint", "a/best.pt"], "checkpoints", ["a/best.pt"], "--checkpoints"),
     ("train", "TrainRunConfig", ["--device", "cpu"], "torch_device", "cpu",
      "--torch-device (--device names the simulated hardware)"),
-    ("calibrator_adapt", "CalibratorConfig", ["--chip-seeds", "3", "4"], "chip_seeds", [3, 4], "--chips N (seeds 0 .. N-1)"),
-    ("calibrator_adapt", "CalibratorConfig", ["--chip-seed", "3"], "chip_seeds", [3], "--chips N (seeds 0 .. N-1)"),
+    ("calibrator_adapt", "CalibratorConfig", ["--chip-seeds", "3", "4"], "chip_seeds", [3, 4], "--chips N (ids seed·1000 + 0 .. N-1)"),
+    ("calibrator_adapt", "CalibratorConfig", ["--chip-seed", "3"], "chip_seeds", [3], "--chips N (ids seed·1000 + 0 .. N-1)"),
 ]
 
 
