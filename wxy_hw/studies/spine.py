@@ -128,7 +128,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         # cached from another start (a training run's full-precision file) is trained again
         start = cached_checkpoint(digital_counterpart(method), dataset, data_dir, seed, cache_dir, progress,
                                   retrain=retrain, use_zoo=ZOO_FIRST, **budget)
-        reuse = reuse and _started_from(out, start)
+        if reuse and not _started_from(out, start):
+            print(f"[wxy_hw] {out} was fine-tuned from another file than the zoo's {start}: trained again", flush=True)
+            reuse = False
     if reuse:
         return out / "best.pt"
     shipped = None if retrain or not use_zoo else zoo.find(out.parent.name, name)
