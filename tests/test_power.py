@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from wxy_hw.analysis.power import VarianceParts, power, seeds_needed, split_variance
+from wxy_hw.analysis.power import VarianceParts, power, sd_upper_bound, seeds_needed, split_variance
 from wxy_hw.cli import reproduce
 from wxy_hw.studies.reproduce_plan import claim_plans, plan_table
 
@@ -60,8 +60,10 @@ def test_plan_reads_a_pilot(tmp_path, capsys):
     pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])  # s = 2: 34 seeds at a 1-point margin
     (plan,) = claim_plans(pilot, 25, 2000)
     assert plan.seeds_now == 34 and plan.seeds_larger == 34 and "s = 2.00 over 3 seeds" in plan.pilot
+    # cautious: s at its upper 80 % limit from 3 seeds, 2 · √(2 / χ²₀.₂,₂) = 2 · √(2 / (−2 ln 0.8)) = 4.234
+    assert plan.seeds_cautious == seeds_needed(2 * math.sqrt(2 / (-2 * math.log(0.8))), 1.0) > 34
     table = plan_table(pilot)
-    assert "| 34 | 34 |" in table and "Deciding every Table-1 claim needs 34 seeds" in table
+    assert f"| 34 | 34 | {plan.seeds_cautious} |" in table and "Deciding every Table-1 claim needs 34 seeds" in table
     # training 600 s + evaluation 180 s over 3 seeds, × 34 seeds (no chips: evaluation unscaled)
     assert f"{34 * 780 / 3 / 3600:.1f} CPU hours" in table
     assert reproduce.main(["--plan", str(pilot)]) == 0 and "| 34 | 34 |" in capsys.readouterr().out
@@ -175,3 +177,14 @@ def test_budget_decide_replans_from_the_kept_pilot_and_keeps_its_seeds(tmp_path)
     (pilot / "config.toml").write_text('budget = "decide"\n')
     assert decide_budget(pilot).seeds == first.seeds
     assert (pilot / "pilot" / "steps.json").is_file()  # --plan RUN/pilot still reads the pilot's times
+
+
+def test_the_upper_limit_of_a_spread_matches_the_chi_square_and_shrinks_with_seeds():
+    # χ² with 2 degrees of freedom: P(X ≤ x) = 1 − e^(−x/2), so its 20 % point is −2 ln 0.8 (by hand)
+    assert sd_upper_bound(1.0, 3) == pytest.approx(math.sqrt(2 / (-2 * math.log(0.8))), rel=1e-9)
+    factors = [sd_upper_bound(1.0, n) for n in (2, 3, 5, 10, 100)]
+    assert all(a > b > 1 for a, b in zip(factors, factors[1:]))  # more seeds: a surer spread, a smaller margin
+    assert math.isnan(sd_upper_bound(1.0, 1)) and sd_upper_bound(0.0, 5) == 0.0
+    with pytest.raises(ValueError, match="confidence"):
+        sd_upper_bound(1.0, 3, confidence=1.0)
+

@@ -24,7 +24,8 @@ help at most that much), while the count at the pilot's own evaluation is the es
 Power is that of the paired t test at the claim's margin (the smallest effect that matters), at
 level alpha / family size (the first step of Holm: a plan that holds for the smallest p-value of a
 family), from the noncentral t distribution; for a "no drop" claim, that of TOST when the true
-difference is 0 (normal approximation: 2·Φ(margin/se − z) − 1).
+difference is 0 (normal approximation: 2·Φ(margin/se − z) − 1). A spread estimated from a few seeds is itself
+uncertain: ``sd_upper_bound`` gives the count at its upper 80 % limit, the cautious end of a plan.
 """
 from __future__ import annotations
 
@@ -58,6 +59,18 @@ def split_variance(observed: float, chip_var: float, chips: int, images: int, le
     image = min(bound, beyond_chips * max(images, 1))  # paired: the unpaired bound is a ceiling, not an estimate
     train = max(0.0, beyond_chips - image / max(images, 1))
     return VarianceParts(train, chip, image)
+
+
+def sd_upper_bound(sd: float, n: int, confidence: float = 0.8) -> float:
+    """The one-sided upper ``confidence`` limit of a standard deviation estimated from ``n`` values
+    (s·√((n − 1) / χ²_{1−confidence, n−1})): what a plan should assume when a pilot's few seeds may have understated
+    the spread, as three seeds (2 degrees of freedom) easily do (Browne 1995, Stat. Med. 14: 1933, the "upper
+    confidence limit" sample size). nan for fewer than 2 values."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    return sd * math.sqrt((n - 1) / float(_st.chi2.ppf(1 - confidence, n - 1)))
 
 
 def power(seeds: int, sd: float, margin: float, alpha: float = 0.05, kind: str = "direction") -> float:
