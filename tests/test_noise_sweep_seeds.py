@@ -52,6 +52,10 @@ def test_every_study_nests_its_chips_in_its_seed():
     assert CalibratorConfig(seed=2, chips=3).seeds == [2000, 2001, 2002]
     assert CalibratorConfig(seed=2, chip_seeds=[5, 7]).seeds == [5, 7]
     assert [chip_id(0, r) for r in range(3)] == [100, 101, 102] and chip_id(1, 0) == 1100
+    from wxy_hw.studies.calibrator_adapt import _check
+    from wxy_hw.studies.config import SettingError
+    with pytest.raises(SettingError, match="at most 1000 chips"):
+        _check(CalibratorConfig(device="reram", chips=1001))
 
 
 def test_too_many_chips_for_a_seed_are_refused_in_one_line(tmp_path, capsys):

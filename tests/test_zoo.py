@@ -235,3 +235,19 @@ def test_a_zoo_fine_tune_starts_from_the_shipped_file_even_where_the_cache_holds
     assert cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
                              use_zoo="start", **TINY).stat().st_mtime_ns == stamp  # started right: reused
     assert (cache / key / "baseline" / "best.pt").is_file()  # the cache's digital run is kept
+
+
+def test_an_unfinished_fine_tune_from_another_start_is_started_afresh_not_resumed(tmp_path, monkeypatch):
+    # resuming it would finish a run begun from the cache's file while its config.toml names the zoo's
+    cache = tmp_path / "zoo_train"
+    trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu", **TINY)
+    manifest = trained.parent / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"status": "complete"', '"status": "running"'))
+    key = trained.parent.parent.name
+    base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=tmp_path / "zoo")
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "zoo"))
+    stamp = trained.stat().st_mtime_ns
+    again = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
+                              use_zoo="start", **TINY)
+    assert again.stat().st_mtime_ns != stamp and '"status": "complete"' in manifest.read_text()
+    assert f'init = "{tmp_path / "zoo" / base.file}"' in (again.parent / "config.toml").read_text()

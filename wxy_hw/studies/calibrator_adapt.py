@@ -20,6 +20,7 @@ from ..data import Split, available_datasets, dataset_key, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
 from ..models.evaluation import evaluate
 from ..hardware import Chip, chip_ids, chip_report
+from ..hardware.montecarlo import CHIP_IDS_PER_SEED
 from ..hardware.engine import deploy
 from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn
 from ..models.calibrator import Calibrator, count_macs
@@ -158,6 +159,9 @@ def _check(conf: CalibratorConfig) -> None:
     """Refuse settings that cannot run, before any work."""
     if conf.target is None and conf.device is None:
         raise ValueError("nothing to do: give --target (a domain pair) and/or --device (chip-instance calibration)")
+    if conf.chip_seeds is None and conf.chips > CHIP_IDS_PER_SEED:
+        raise SettingError("chips", f"at most {CHIP_IDS_PER_SEED} chips per seed (chip ids are seed·{CHIP_IDS_PER_SEED} "
+                           f"+ i), got {conf.chips}")
     if conf.device is not None and len(conf.seeds) < 1:
         raise SettingError("chip_seeds" if conf.chip_seeds is not None else "chips", "needs at least one chip")
     if conf.checkpoints and len(conf.checkpoints) > 1:

@@ -123,12 +123,14 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     # and a user who asked for a noise sweep should get one, not a hunt for a damaged folder
     reuse = not retrain and finished_run(out, "wxy_hw") is not None
     start: Path | None = None
+    other_start = False
     if is_hardware_aware(method) and zoo_use == "start":
         # a fine-tune the zoo will ship starts from the file the zoo ships (a study matches it by content): one
-        # cached from another start (a training run's full-precision file) is trained again
+        # cached from another start (a training run's full-precision file), finished or not, is trained again
         start = cached_checkpoint(digital_counterpart(method), dataset, data_dir, seed, cache_dir, progress,
                                   retrain=retrain, use_zoo=ZOO_FIRST, **budget)
-        if reuse and not _started_from(out, start):
+        other_start = (out / "config.toml").is_file() and not _started_from(out, start)
+        if other_start:
             print(f"[wxy_hw] {out} was fine-tuned from another file than the zoo's {start}: trained again", flush=True)
             reuse = False
     if reuse:
@@ -149,8 +151,8 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     print(f"[wxy_hw] training the {method} model (cached for every study) on {dataset} ({b['arch']} width {b['width']:g}{words}, "
           f"{b['subset'] or 'all'} images, {init.get('epochs', b['epochs'])} epochs) → {out}", flush=True)
     try:
-        stale = out.exists() and (retrain or finished_run(out, "wxy_hw") is not None)  # finished, not to be reused
-        flags = {"resume": False, "overwrite": True} if stale else continue_flags(out)
+        # retrained, or begun from another start (never resumed: the resumed run would record the zoo's start)
+        flags = {"resume": False, "overwrite": True} if out.exists() and (retrain or other_start) else continue_flags(out)
         train_run(method=method, method_options=options, dataset=dataset, data_dir=data_dir, seed=seed, out=out,
                   resume=flags["resume"], overwrite=flags["overwrite"], progress=progress, on_epoch=on_epoch,
                   **{**b, **init})
