@@ -20,14 +20,13 @@ from ..data import Split, available_datasets, dataset_key, load_dataset
 from ..data.corruptions import check_corruptions, corrupt_split
 from ..models.evaluation import evaluate
 from ..hardware import Chip, chip_ids, chip_report
-from ..hardware.montecarlo import CHIP_IDS_PER_SEED
 from ..hardware.engine import deploy
 from ..hardware.recalibrate import batchnorm_layers, recalibrate_bn
 from ..models.calibrator import Calibrator, count_macs
 from ..output import format_table, plt, save_figure, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text, resolve_device
-from .config import ChipSettings, EvaluationSettings, SettingError
+from .config import ChipSettings, EvaluationSettings, SettingError, check_chips_per_seed
 from .spine import (Checkpoint, Opened, StudyResult, cached_checkpoint, check_checkpoint_dataset, open_checkpoint,
                     stamp, start_run)
 
@@ -159,9 +158,8 @@ def _check(conf: CalibratorConfig) -> None:
     """Refuse settings that cannot run, before any work."""
     if conf.target is None and conf.device is None:
         raise ValueError("nothing to do: give --target (a domain pair) and/or --device (chip-instance calibration)")
-    if conf.chip_seeds is None and conf.chips > CHIP_IDS_PER_SEED:
-        raise SettingError("chips", f"at most {CHIP_IDS_PER_SEED} chips per seed (chip ids are seed·{CHIP_IDS_PER_SEED} "
-                           f"+ i), got {conf.chips}")
+    if conf.chip_seeds is None:
+        check_chips_per_seed("chips", conf.chips)
     if conf.device is not None and len(conf.seeds) < 1:
         raise SettingError("chip_seeds" if conf.chip_seeds is not None else "chips", "needs at least one chip")
     if conf.checkpoints and len(conf.checkpoints) > 1:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..hardware.chip import Chip, ChipConfig
+from ..hardware.montecarlo import CHIP_IDS_PER_SEED
 from ..hardware.spec import load_device
 from ..utils import atomic_write_text, warn_deprecated
 
@@ -33,6 +34,14 @@ class SettingError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field} {problem}")
         self.field, self.problem = field, problem
+
+
+def check_chips_per_seed(field: str, chips: int | None, offset: int = 0) -> None:
+    """Refuse more chips than one seed's block of chip ids holds (``hardware.chip_ids``: seed·1000 + offset + i)."""
+    limit = CHIP_IDS_PER_SEED - offset
+    if chips is not None and chips > limit:
+        ids = f"seed·{CHIP_IDS_PER_SEED}" + (f" + {offset}" if offset else "") + " + i"
+        raise SettingError(field, f"at most {limit} chips per seed (chip ids are {ids}), got {chips}")
 
 
 def _key(k: str) -> str:

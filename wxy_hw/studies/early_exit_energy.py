@@ -18,7 +18,7 @@ from ..models.evaluation import evaluate
 from ..hardware.chip import Chip, ChipConfig
 from ..hardware.cost import ENERGY_PARTS, chip_report
 from ..hardware.trace import fingerprint
-from ..hardware.montecarlo import CHIP_IDS_PER_SEED, chip_ids, deploy_on
+from ..hardware.montecarlo import chip_ids, deploy_on
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..inference import early_exit_inference, exit_table, nsga2_front, search_thresholds
 from ..models.cost import exit_path_macs
@@ -27,7 +27,7 @@ from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import ChipSettings, DatasetSettings, SettingError
+from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed
 from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -138,9 +138,7 @@ def _plan(conf: EarlyExitConfig, out: str | Path | None, progress: bool) -> Earl
     for name in ("chips", "samples"):
         if getattr(conf, name) < 1:
             raise SettingError(name, f"must be ≥ 1, got {getattr(conf, name)}")
-    if conf.chips > CHIP_IDS_PER_SEED - EARLY_EXIT_CHIP_OFFSET:
-        raise SettingError("chips", f"at most {CHIP_IDS_PER_SEED - EARLY_EXIT_CHIP_OFFSET} chips per seed (chip ids are "
-                           f"seed·{CHIP_IDS_PER_SEED} + {EARLY_EXIT_CHIP_OFFSET} + r), got {conf.chips}")
+    check_chips_per_seed("chips", conf.chips, EARLY_EXIT_CHIP_OFFSET)
     check_bn_recalibrate(conf.bn_recalibrate)
     check_parallel(conf.workers, conf.ray_address)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,

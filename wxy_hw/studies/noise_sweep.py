@@ -24,13 +24,12 @@ from ..models.evaluation import evaluate
 from ..hardware.aihwkit_backend import rpu_config
 from ..hardware.chip import Chip
 from ..hardware.cost import exit_energies
-from ..hardware.montecarlo import CHIP_IDS_PER_SEED
 from ..hardware.recalibrate import check_bn_recalibrate
 from ..parallel import check_parallel
 from ..output import deepest_exit, format_table, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import ChipSettings, DatasetSettings, SettingError
+from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed
 from .spine import DEFAULT_SEEDS, Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Log = Callable[[str], None]
@@ -162,9 +161,7 @@ def _check(conf: NoiseSweepConfig) -> tuple[Chip, float, list[float]]:
         if value is not None and value < 1:
             raise SettingError(name, f"must be ≥ 1, got {value}")
     for name in ("chips", "headline_chips"):
-        if (getattr(conf, name) or 0) > CHIP_IDS_PER_SEED:
-            raise SettingError(name, f"at most {CHIP_IDS_PER_SEED} chips per seed (chip ids are seed·{CHIP_IDS_PER_SEED} "
-                               f"+ r), got {getattr(conf, name)}")
+        check_chips_per_seed(name, getattr(conf, name))
     for name, values in (("scales", conf.scales), ("sigmas", conf.sigmas), ("times", conf.times or [])):
         if any(not (math.isfinite(v) and v >= 0) for v in values):
             raise SettingError(name, f"must be finite and ≥ 0, got {list(values)}")
