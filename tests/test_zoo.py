@@ -2,6 +2,7 @@
 file is refused and retrained; --retrain skips the zoo; half precision reloads within rounding."""
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
@@ -251,3 +252,28 @@ def test_an_unfinished_fine_tune_from_another_start_is_started_afresh_not_resume
                               use_zoo="start", **TINY)
     assert again.stat().st_mtime_ns != stamp and '"status": "complete"' in manifest.read_text()
     assert f'init = "{tmp_path / "zoo" / base.file}"' in (again.parent / "config.toml").read_text()
+
+
+def test_a_zoo_file_replaced_in_place_invalidates_the_fine_tune_cached_from_its_old_content(tmp_path, monkeypatch):
+    # a retrained zoo writes its digital model to the same path: the fine-tune begun from the old file must be told
+    # apart by the content it started from (recorded in its manifest), not by the file now at that path
+    from wxy_hw.utils import file_sha256
+
+    cache = tmp_path / "zoo_train"
+    trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu", **TINY)
+    key = trained.parent.parent.name
+    folder = tmp_path / "zoo"
+    base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=folder)
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    tuned = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
+                              use_zoo="start", **TINY)
+    recorded = json.loads((tuned.parent / "manifest.json").read_text())["init"]
+    assert recorded == {"path": str(folder / base.file), "sha256": base.sha256}
+    stamp = tuned.stat().st_mtime_ns
+    replaced = zoo.add(trained.parent, key, "baseline", 50.0, folder=folder)  # other weights, the same file name
+    assert replaced.file == base.file and replaced.sha256 != base.sha256
+    again = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
+                              use_zoo="start", **TINY)
+    assert again.stat().st_mtime_ns != stamp  # trained again, from the new content
+    assert json.loads((again.parent / "manifest.json").read_text())["init"]["sha256"] == \
+        file_sha256(folder / base.file) == replaced.sha256

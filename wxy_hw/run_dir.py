@@ -483,6 +483,7 @@ class RunDirectory:
         self.recorded: set[str] = set()  # entries a file was written into while the run was open
         # a resumed run's earlier outputs stay its own
         self._inherited = set(claim.previous.get("outputs", claim.before if claim.previous else []))
+        self.previous: dict[str, Any] = dict(claim.previous)  # the manifest of the run this one resumes ({} if none)
         self.t0 = time.time()
         self.manifest: dict[str, Any] = {
             "tool": TOOL,

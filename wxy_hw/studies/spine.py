@@ -18,7 +18,7 @@ from ..hardware.trace import calibration_inputs
 from ..methods import default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
-from ..utils import file_sha256, resolve_device
+from ..utils import DamagedFileError, file_sha256, read_json, resolve_device
 from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
@@ -162,7 +162,15 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
 
 
 def _started_from(run: Path, start: Path) -> bool:
-    """Whether the training run in ``run`` was fine-tuned from ``start`` (its config.toml's init, by content)."""
+    """Whether the training run in ``run`` was fine-tuned from ``start``, by content: the sha256 its manifest recorded
+    when the start was loaded; a run recorded before that (no ``init`` entry) by the file now at its config.toml's
+    init path."""
+    try:
+        recorded = read_json(run / "manifest.json", fix="it is trained again").get("init")
+    except (OSError, DamagedFileError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded.get("sha256"):
+        return recorded["sha256"] == file_sha256(start)
     try:
         init = read_toml(run / "config.toml").get("init")
     except (OSError, ValueError):

@@ -21,7 +21,8 @@ from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
-from ..utils import DamagedFileError, atomic_write, atomic_write_text, read_json, resolve_device, seed_everything, set_aside
+from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, read_json, resolve_device,
+                     seed_everything, set_aside)
 from .config import StudyConfig
 from .result import StudyResult
 
@@ -238,6 +239,12 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     run = RunDirectory(plan.out, _run_settings(plan, setup.data, setup.loss.options(), setup.config), kind="train")
     plan.conf.write(plan.out)
     run.manifest["data"] = setup.data.summary()
+    # the start by content, taken as its weights are loaded (a resumed run keeps its run's record; one begun before
+    # runs recorded it has none): a file later replaced at the same path is told apart from the one it began from
+    start = run.previous.get("init") if plan.resume else \
+        {"path": str(plan.conf.init), "sha256": file_sha256(plan.conf.init)} if plan.conf.init else None
+    if start:
+        run.manifest["init"] = start
     if setup.trainer.resumed_from:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
     run.write_manifest()
