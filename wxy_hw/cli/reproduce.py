@@ -8,6 +8,7 @@
     python experiments/reproduce.py --budget converged              # the pilot on the zoo's recipe (a GPU)
     python experiments/reproduce.py --budget table1                 # the same cut to Table 1 (~1.5 h on a CPU)
     python experiments/reproduce.py --budget hardware               # cut to the on-chip claims: the zoo's models only
+    python experiments/reproduce.py --budget hardware --devices subthreshold_cmos --seeds 0 1 2 3 4 5   # one device, more seeds
     python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
@@ -28,7 +29,7 @@ from ..analysis.report import verdict_counts
 from ..analysis.verdicts import MIN_SEEDS
 from ..run_dir import archive_of
 from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig, ReproductionError,
-                                 decide_budget, keep_pilot_report)
+                                 decide_budget, keep_pilot_report, with_devices)
 from ..studies.codesign import report_section
 from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
@@ -48,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "only read (the run then goes to runs/reproduce/decide and retrains the pilot's seeds)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (None: runs/reproduce/<budget>)")
+    parser.add_argument("--devices", nargs="+", default=d["devices"], metavar="DEVICE",
+                        help="simulated devices of the on-chip claims (None: the budget's); one alone extends its "
+                             "claims to more --seeds without training or sweeping the others")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (None: runs/reproduce/<budget>, with _<device> for each of --devices)")
     parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")
     parser.add_argument("--torch-device", type=torch_device, default=d["torch_device"],
                         help="torch device for training and evaluation")
@@ -87,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc)
     # a pilot run is extended in place; an archived one (results/, no models kept) is read, and the run goes to runs/
     extend = args.pilot is not None and archive_of(args.pilot) is None
-    args.out = args.out or (Path(args.pilot) if extend else Path("runs") / "reproduce" / args.budget)
+    # one device's extension gets its own folder: the budget's report over every device is not overwritten
+    named = "_".join([args.budget, *dict.fromkeys(args.devices or [])])
+    args.out = args.out or (Path(args.pilot) if extend else Path("runs") / "reproduce" / named)
     args.resume = True  # <out> is meant to be re-run: finished steps are reused
     try:
         conf = config_of(ReproduceConfig, args)
@@ -100,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             budget = BUDGETS[conf.budget]
         if conf.seeds:
             budget = dataclasses.replace(budget, seeds=tuple(dict.fromkeys(conf.seeds)))
+        budget = with_devices(budget, conf.devices)
         if len(budget.seeds) < MIN_SEEDS and budget.name != "smoke":
             raise ValueError(f"--seeds: a verdict needs at least {MIN_SEEDS} training seeds, got "
                              f"{len(budget.seeds)}; give {MIN_SEEDS} or more (e.g. --seeds 0 1 2)")

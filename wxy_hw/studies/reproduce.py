@@ -37,6 +37,7 @@ from ..checkpoint import CheckpointError
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
+from ..hardware.spec import available_devices
 from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError
@@ -171,6 +172,23 @@ class ReproduceConfig(StudyConfig):
     torch_device: str = "auto"
     codesign: list[str] = field(default_factory=list)  # finished co-design searches shown in the report
     pilot: str | None = None  # --budget decide: the finished converged reproduction its seeds are planned from
+    devices: list[str] | None = None  # None: the budget's; a subset extends one device's on-chip claims alone
+
+
+def with_devices(budget: Budget, devices: Sequence[str] | None) -> Budget:
+    """``budget`` with its simulated devices replaced by ``devices`` (shipped preset names; None: unchanged), so
+    one device's undecided on-chip claims can be extended to more seeds without training or sweeping the others."""
+    if not devices:
+        return budget
+    if budget.scope == "table1":
+        raise ValueError(f"--devices: --budget {budget.name} tests the seed's Table-1 claims, which run on no chip; "
+                         "drop --devices (it selects the devices of the hardware claims)")
+    shipped = available_devices()
+    unknown = [d for d in devices if d not in shipped]
+    if unknown:
+        raise ValueError(f"--devices: {', '.join(map(repr, unknown))} is not a shipped device; give one or more of "
+                         f"{', '.join(shipped)} (the zoo's hardware-aware models exist for these)")
+    return dataclasses.replace(budget, devices=tuple(dict.fromkeys(devices)))
 
 
 DECIDE = "decide"  # a budget planned from a pilot, not a fixed one (decide_budget)
