@@ -93,3 +93,33 @@ def test_quant_sweep_on_two_ray_workers_writes_the_sequential_csv(synthetic, tmp
     quant_sweep_run(out=tmp_path / "ray", workers=2, **common)
     for name in ("quant_sweep.csv", "table.md"):
         assert (tmp_path / "seq" / name).read_text() == (tmp_path / "ray" / name).read_text(), name
+
+
+@pytest.mark.slow
+def test_compare_methods_on_two_ray_workers_trains_the_sequential_models(tmp_path):
+    """--workers 2: the runs of a comparison (teachers first) trained side by side are those trained in order: the
+    same comparison.csv; a second call reuses every finished run; a GPU is never left idle behind CPU workers."""
+    pytest.importorskip("ray")
+    from wxy_hw.studies.compare_methods import compare_methods_run
+
+    common = dict(methods=["baseline", "at"], seeds=[0, 1], teacher_arch="resnet8", teacher_width=0.25,
+                  dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
+                  torch_device="cpu", progress=False)
+    compare_methods_run(out=tmp_path / "seq", **common)
+    compare_methods_run(out=tmp_path / "ray", workers=2, **common)
+    assert (tmp_path / "seq" / "comparison.csv").read_text() == (tmp_path / "ray" / "comparison.csv").read_text()
+    assert (tmp_path / "ray" / "teacher" / "s1" / "results.json").is_file()
+    stamp = (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns
+    compare_methods_run(out=tmp_path / "ray", workers=2, **common)
+    assert (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_compare_methods_refuses_cpu_workers_beside_a_gpu(tmp_path, monkeypatch):
+    import importlib
+
+    compare = importlib.import_module("wxy_hw.studies.compare_methods")
+    monkeypatch.setattr(compare, "resolve_device", lambda _device: "cuda")
+    with pytest.raises(ValueError, match="would leave the GPU idle"):
+        compare.compare_methods_run(out=tmp_path / "gpu", workers=2, methods=["baseline"], dataset="synthetic",
+                                    arch="resnet8", epochs=1, progress=False)
+    assert not (tmp_path / "gpu").exists()  # refused before any work

@@ -292,3 +292,17 @@ def test_devices_cut_a_hardware_reproduction_to_one_device_in_its_own_folder(tmp
         assert reproduce.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
+
+
+def test_workers_reach_the_training_steps_only(tmp_path):
+    """--workers 2: the training steps train their runs side by side (compare_methods --workers 2, its command line
+    parsing to that config); the sweeps' recorded commands stay those of a run without it (they are reused by it)."""
+    rep = Reproduction(BUDGETS["hardware"], tmp_path, torch_device="cpu", workers=2)
+    plain = Reproduction(BUDGETS["hardware"], tmp_path, torch_device="cpu")
+    for step in (rep.plan.methods, rep.plan.hwa["pcm"]):
+        argv = list(step.argv)
+        assert argv[argv.index("--workers") + 1] == "2" and step.config.workers == 2
+        args = parse(importlib.import_module("wxy_hw.cli.compare_methods").build_parser(), _in_folder(argv, tmp_path),
+                     type(step.config))
+        assert config_of(type(step.config), args) == step.config
+    assert rep.plan.sweep["reram", 0].argv == plain.plan.sweep["reram", 0].argv

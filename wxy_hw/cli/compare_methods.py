@@ -10,6 +10,9 @@ into <out>/teacher/s<seed>/ unless --teacher is given. Cells are mean ± 95 % t 
 seeds; the last column is the paired difference of the final exit to the baseline with its
 p-value. Tidy per-seed rows go to <out>/comparison.csv, the table to <out>/comparison.md, the
 settings to <out>/config.toml. After Ctrl-C, re-run the same command: finished parts are reused.
+--workers N trains N runs at a time as Ray tasks (cores / N torch threads each: small convolutions
+use one thread per run better than several threads on one run); each run is trained as it would be
+alone, and a run a worker left unfinished is continued by the next call.
 
 A run whose settings are exactly those of a shipped zoo model (the zoo's recipe: --epochs 15
 --stem-stride 2, seeds 0-4) is that model, evaluated on test and validation, not retrained; its
@@ -27,7 +30,7 @@ from typing import Sequence
 from ..studies.compare_methods import CompareConfig, compare_methods_run
 from ..studies.train import RERUN
 from ..train import TrainingInterrupted
-from . import (seed_int, add_data_args, add_train_args, config_of, defaults, fail, new_parser, parse, run_guard,
+from . import (seed_int, add_data_args, add_parallel_args, add_train_args, config_of, defaults, fail, new_parser, parse, run_guard,
                width_multiplier)
 
 
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(by default such a model is evaluated and reused, not retrained)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (None: runs/compare/<dataset>_<arch>_w<width>)")
+    add_parallel_args(parser, d["workers"], d["ray_address"])  # runs side by side (a cluster: --out on shared disk)
     return parser
 
 

@@ -33,7 +33,7 @@ from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig,
 from ..studies.codesign import report_section
 from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
-from . import config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
+from . import add_parallel_args, config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--torch-device", type=torch_device, default=d["torch_device"],
                         help="torch device for training and evaluation")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict counts and the report's path")
+    add_parallel_args(parser, d["workers"], d["ray_address"])  # the training steps' runs side by side
     parser.add_argument("--codesign", nargs="+", default=d["codesign"], metavar="RUN",
                         help="finished co-design searches (wxy-hw codesign run folders) shown as sections of the report")
     plan = parser.add_argument_group("power planning (runs nothing)")
@@ -116,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 keep_pilot_report(Path(conf.pilot))  # the decide run rewrites the pilot's report in place
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print,
-                               sections=[report_section(p) for p in conf.codesign])
+                               sections=[report_section(p) for p in conf.codesign], workers=conf.workers,
+                               ray_address=conf.ray_address)
             conf.write(args.out)
             html_path, md_path = rep.run()
     except ReproductionError as exc:  # the step's own error line is folded into this one

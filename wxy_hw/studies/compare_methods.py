@@ -11,10 +11,11 @@ from typing import Any, Sequence
 from ..analysis.stats import paired_test, t_interval
 from ..methods import method_class, method_traits
 from ..output import format_table, write_rows_csv
+from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
-from ..utils import atomic_write_text, read_json
+from ..utils import atomic_write_text, read_json, resolve_device
 from .result import StudyResult
 from . import zoo
 from .spine import digital_counterpart
@@ -36,11 +37,15 @@ class CompareConfig(TrainRunConfig):
     # a comparison folder each method is fine-tuned from: <init_from>/<its digital counterpart>/s<seed>/best.pt (how a
     # hardware-aware model is made from its digital one, spine.HWA_FINETUNE)
     init_from: str | None = None
+    # how the runs are trained, not what: with 2 or more they are trained side by side as Ray tasks (one torch
+    # thread per core each, wxy_hw.parallel), every run as it would be alone
+    workers: int = 1
+    ray_address: str | None = None
 
 
 # the settings of the comparison itself; every other field of CompareConfig is a setting of each training run
 COMPARISON_ONLY = ("method", "method_options", "methods", "seeds", "teacher_arch", "teacher_width", "seed", "retrain",
-                   "init_from")
+                   "init_from", "workers", "ray_address")
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,10 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     out = Path(out) if out is not None else Path("runs") / "compare" / f"{conf.dataset}_{conf.arch}_w{conf.width:g}"
     for name in conf.methods:
         method_traits(name)  # fail fast on a typo, before hours of training
+    check_parallel(conf.workers, conf.ray_address)
+    if conf.workers > 1 and str(resolve_device(conf.torch_device)).startswith("cuda"):
+        raise ValueError(f"--workers {conf.workers} trains on CPU cores and would leave the GPU idle: train on the "
+                         "GPU in one process (drop --workers), or pass --torch-device cpu")
     wants_teacher = [m for m in conf.methods if method_traits(m)[1]]
     if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
@@ -143,20 +152,47 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     return ComparisonPlan(written, out, seeds, {**train_kwargs, "progress": progress}, wants_teacher)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One training run of the comparison: what ``_run_or_reuse`` gets."""
+
+    name: str
+    run_dir: Path
+    options: dict[str, Any]
+    train_kwargs: dict[str, Any]
+    use_zoo: bool
+
+
+def _train_job(_: None, job: _Job) -> dict[str, Any]:
+    return _run_or_reuse(job.name, job.run_dir, job.options, job.train_kwargs, job.use_zoo)
+
+
 def train_methods(plan: ComparisonPlan) -> Summaries:
-    """Every method once per seed (and the teachers first), each trained or reused; their summaries."""
+    """Every method once per seed (the teachers first), each trained or reused, here in order or side by side
+    (``workers``, ``ray_address``: every run is independent of the others once its teacher exists); their
+    summaries."""
     conf = plan.config
-    summaries: Summaries = {}
-    for seed in plan.seeds:
-        kwargs = dict(plan.train_kwargs, seed=seed)
-        if plan.wants_teacher and kwargs.get("teacher") is None:
-            t_kwargs = dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width)
-            teacher = _run_or_reuse("baseline", plan.out / "teacher" / f"s{seed}", {}, t_kwargs, not conf.retrain)
+
+    def train_all(jobs: list[_Job]) -> list[dict[str, Any]]:
+        where = runs_on_ray(conf.workers, conf.ray_address)
+        if where and plan.train_kwargs.get("progress", True):  # a task's own progress lines stay in its worker
+            print(f"[compare_methods] {len(jobs)} runs as {where}: each trained or reused as alone", flush=True)
+        return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address)
+
+    seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
+    if plan.wants_teacher and plan.train_kwargs.get("teacher") is None:
+        jobs = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
+                     dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain)
+                for seed, kwargs in seed_kwargs.items()]
+        for kwargs, teacher in zip(seed_kwargs.values(), train_all(jobs)):
             kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
-        for name in conf.methods:
-            run_kwargs = dict(kwargs, init=str(starting_point(conf, name, seed))) if conf.init_from else kwargs
-            summaries.setdefault(name, {})[seed] = _run_or_reuse(name, plan.out / name / f"s{seed}",
-                                                                 options_of(conf, name), run_kwargs, not conf.retrain)
+    jobs = [_Job(name, plan.out / name / f"s{seed}", options_of(conf, name),
+                 dict(kwargs, init=str(starting_point(conf, name, seed))) if conf.init_from else kwargs,
+                 not conf.retrain)
+            for seed, kwargs in seed_kwargs.items() for name in conf.methods]
+    summaries: Summaries = {}
+    for job, summary in zip(jobs, train_all(jobs)):
+        summaries.setdefault(job.name, {})[job.train_kwargs["seed"]] = summary
     return summaries
 
 

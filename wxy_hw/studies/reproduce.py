@@ -173,6 +173,8 @@ class ReproduceConfig(StudyConfig):
     codesign: list[str] = field(default_factory=list)  # finished co-design searches shown in the report
     pilot: str | None = None  # --budget decide: the finished converged reproduction its seeds are planned from
     devices: list[str] | None = None  # None: the budget's; a subset extends one device's on-chip claims alone
+    workers: int = 1  # the training steps' runs side by side (compare_methods --workers)
+    ray_address: str | None = None
 
 
 def with_devices(budget: Budget, devices: Sequence[str] | None) -> Budget:
@@ -413,8 +415,9 @@ class Reproduction:
 
     def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print,
-                 sections: Sequence[Section] = ()) -> None:
+                 sections: Sequence[Section] = (), workers: int = 1, ray_address: str | None = None) -> None:
         self.b, self.out, self.log = budget, Path(out), log
+        self.workers, self.ray_address = workers, ray_address  # how the training steps train, not what
         self.sections = list(sections)  # read before any step runs: a bad --codesign folder fails first
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
@@ -484,6 +487,10 @@ class Reproduction:
         if lr != 0.1:
             s.number("lr", lr)
         s.add("torch_device", self.torch_device)
+        if self.workers > 1:
+            s.add("workers", self.workers)
+        if self.ray_address:
+            s.add("ray_address", self.ray_address)
         return _step("compare_methods", CompareConfig, s, run_dir, reusable=False)
 
     def _early_step(self, seed: int) -> Step:
