@@ -102,7 +102,7 @@ def test_compare_methods_on_two_ray_workers_trains_the_sequential_models(tmp_pat
     pytest.importorskip("ray")
     from wxy_hw.studies.compare_methods import compare_methods_run
 
-    common = dict(methods=["baseline", "at"], seeds=[0, 1], teacher_arch="resnet8", teacher_width=0.25,
+    common = dict(methods=["at"], seeds=[0, 1], teacher_arch="resnet8", teacher_width=0.25,
                   dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
                   torch_device="cpu", progress=False)
     compare_methods_run(out=tmp_path / "seq", **common)
