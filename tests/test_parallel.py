@@ -123,3 +123,20 @@ def test_compare_methods_refuses_cpu_workers_beside_a_gpu(tmp_path, monkeypatch)
         compare.compare_methods_run(out=tmp_path / "gpu", workers=2, methods=["baseline"], dataset="synthetic",
                                     arch="resnet8", epochs=1, progress=False)
     assert not (tmp_path / "gpu").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_an_error_in_a_ray_task_is_the_tasks_own_one_line():
+    """A user error raised in a worker reaches the command as the sequential run raises it (its type and its one
+    line), not as Ray's wrapper whose message carries the remote traceback."""
+    pytest.importorskip("ray")
+
+    def _refuse_two(_: None, task: int) -> int:  # defined here: Ray ships it by value (tests/ is not importable there)
+        if task == 2:
+            raise FileExistsError("runs/x holds a finished run with other settings; pass --out DIR for a new comparison")
+        return task
+
+    with pytest.raises(FileExistsError) as raised:
+        parallel_map(_refuse_two, None, [1, 2], workers=2)
+    assert type(raised.value) is FileExistsError
+    assert str(raised.value) == "runs/x holds a finished run with other settings; pass --out DIR for a new comparison"

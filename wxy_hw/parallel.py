@@ -106,7 +106,15 @@ def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[An
     threads = 1 if ray_address else threads_per_worker(workers)
     remote = ray.remote(num_cpus=1)(_run)
     shared = ray.put(context)
-    return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
+    try:
+        return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
+    except ray.exceptions.RayTaskError as exc:
+        # the task's own exception, as the sequential run raises it: a user error stays the one line it names (Ray's
+        # wrapper carries the remote traceback in its message), a bug keeps its traceback as the cause's context
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 def _init_keeping_signals(ray: Any, workers: int, ray_address: str | None) -> None:
