@@ -63,6 +63,25 @@ def test_hardware_aware_methods_fine_tune_from_their_digital_models_of_the_same_
         used = used.get("hwa", used)  # a composition records each part's options
         assert (used["noise_scale"], used["device"]) == (noise, "reram"), method
     assert "self_distillation+hwa.noise_scale" in (tmp_path / "hwa" / "config.toml").read_text()
+    # a start trained again since (other bytes at the same path): the fine-tune from it is trained again, the other
+    # reused; the run records the new start's sha256
+    import torch
+
+    from wxy_hw.utils import atomic_torch_save, file_sha256
+
+    start = tmp_path / "digital" / "baseline" / "s0" / "best.pt"
+    payload = torch.load(start, weights_only=False)
+    name, weights = next((k, v) for k, v in payload["model_state"].items() if v.is_floating_point())
+    payload["model_state"][name] = weights + 0.01
+    atomic_torch_save(payload, start)
+    stamps = {m: (tmp_path / "hwa" / m / "s0" / "best.pt").stat().st_mtime_ns for m in ("hwa", "self_distillation+hwa")}
+    compare_methods_run(methods=["hwa", "self_distillation+hwa"], seeds=[0], out=tmp_path / "hwa", progress=False,
+                        init_from=str(tmp_path / "digital"), method_options=options, **{**tiny, "lr": 0.01})
+    assert (tmp_path / "hwa" / "hwa" / "s0" / "best.pt").stat().st_mtime_ns != stamps["hwa"]
+    assert (tmp_path / "hwa" / "self_distillation+hwa" / "s0" / "best.pt").stat().st_mtime_ns == \
+        stamps["self_distillation+hwa"]
+    manifest = json.loads((tmp_path / "hwa" / "hwa" / "s0" / "manifest.json").read_text())
+    assert manifest["init"]["sha256"] == file_sha256(start) and manifest["status"] == "complete"
     main = script("experiments/compare_methods.py").main
     for argv, problem in ((["--methods", "hwa", "--init-from", str(tmp_path / "none")], "no "),
                           (["--methods", "hwa", "--method-arg", "scan.alpha=1"], "scan is not one of --methods")):

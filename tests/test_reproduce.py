@@ -264,10 +264,12 @@ def test_a_claim_that_also_needs_an_acceleration_above_one(tmp_path):
 
 def test_devices_cut_a_hardware_reproduction_to_one_device_in_its_own_folder(tmp_path, monkeypatch, capsys):
     """--devices subthreshold_cmos: the on-chip claims of that device alone (its fine-tunes and sweeps, nothing of
-    the others), in runs/reproduce/hardware_subthreshold_cmos so the report over every device stays; a device the
-    package does not ship, or --devices with the Table-1 budgets (no chips), is refused in one line."""
+    the others), in runs/reproduce/hardware_subthreshold_cmos so the report over every device stays; a device not of
+    the hardware budget, or --devices with another budget, is refused in one line."""
     cut = reproduce_mod.with_devices(BUDGETS["hardware"], ["subthreshold_cmos"])
     assert cut.devices == ("subthreshold_cmos",) and cut.seeds == BUDGETS["hardware"].seeds
+    assert reproduce_mod.with_devices(BUDGETS["hardware"], ["subthreshold_cmos", "reram"]).devices == \
+        ("reram", "subthreshold_cmos")  # the budget's order: the same first device (flat minima) either way
     rep = Reproduction(cut, tmp_path / "rep", torch_device="cpu")
     assert set(rep.plan.hwa) == {"subthreshold_cmos"} and {d for d, _ in rep.plan.sweep} == {"subthreshold_cmos"}
     assert reproduce_mod.with_devices(BUDGETS["hardware"], None) is BUDGETS["hardware"]
@@ -287,8 +289,9 @@ def test_devices_cut_a_hardware_reproduction_to_one_device_in_its_own_folder(tmp
         reproduce.main(["--budget", "hardware", "--devices", "subthreshold_cmos", "--seeds", "0", "1", "2", "3"])
     assert seen["budget"].devices == ("subthreshold_cmos",) and seen["budget"].seeds == (0, 1, 2, 3)
     assert seen["out"] == Path("runs") / "reproduce" / "hardware_subthreshold_cmos"
-    for argv, words in ((["--budget", "hardware", "--devices", "memristor"], "'memristor' is not a shipped device"),
-                        (["--budget", "table1", "--devices", "reram"], "run on no chip; drop --devices")):
+    for argv, words in ((["--budget", "hardware", "--devices", "ideal"], "not a device of --budget hardware: ideal"),
+                        (["--budget", "table1", "--devices", "reram"], "drop --devices"),
+                        (["--budget", "small", "--devices", "reram"], "--budget small tests other claims too")):
         assert reproduce.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1

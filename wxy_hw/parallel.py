@@ -110,10 +110,10 @@ def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[An
         return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
     except ray.exceptions.RayTaskError as exc:
         # the task's own exception, as the sequential run raises it: a user error stays the one line it names (Ray's
-        # wrapper carries the remote traceback in its message), a bug keeps its traceback as the cause's context
+        # wrapper carries the remote traceback in its message), a bug shows the wrapper's remote traceback as its cause
         cause = getattr(exc, "cause", None)
         if isinstance(cause, Exception):
-            raise cause from None
+            raise cause from exc
         raise
 
 
@@ -122,15 +122,19 @@ def _init_keeping_signals(ray: Any, workers: int, ray_address: str | None) -> No
     which end the process without the one line and the manifest record that a signal must leave."""
     main = threading.current_thread() is threading.main_thread()
     kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)} if main else {}
+    # the zoo, data and device folders this process was pointed at (WXY_ZOO, WXY_DATA, WXY_DEVICES) are the workers'
+    # too: a cluster's workers do not inherit this environment
+    ours = {k: v for k, v in os.environ.items() if k.startswith("WXY_")}
     try:
         if ray_address:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": ours} if ours else None)
         else:
             # workers import wxy_hw as this process does (an installed package or PYTHONPATH)
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+                     runtime_env={"env_vars": {**ours, "PYTHONPATH": path}})
     finally:
         for sig, handler in kept.items():
             if handler is not None:

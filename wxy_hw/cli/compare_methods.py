@@ -10,9 +10,9 @@ into <out>/teacher/s<seed>/ unless --teacher is given. Cells are mean ± 95 % t 
 seeds; the last column is the paired difference of the final exit to the baseline with its
 p-value. Tidy per-seed rows go to <out>/comparison.csv, the table to <out>/comparison.md, the
 settings to <out>/config.toml. After Ctrl-C, re-run the same command: finished parts are reused.
---workers N trains N runs at a time as Ray tasks (cores / N torch threads each: small convolutions
-use one thread per run better than several threads on one run); each run is trained as it would be
-alone, and a run a worker left unfinished is continued by the next call.
+--workers N trains N runs at a time as Ray tasks on this machine (cores / N torch threads each;
+--ray-address: on a cluster, one thread each, --out on a filesystem every node sees); each run is
+trained as it would be alone, and a run a worker left unfinished is continued by the next call.
 
 A run whose settings are exactly those of a shipped zoo model (the zoo's recipe: --epochs 15
 --stem-stride 2, seeds 0-4) is that model, evaluated on test and validation, not retrained; its

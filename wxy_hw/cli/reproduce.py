@@ -31,6 +31,7 @@ from ..run_dir import archive_of
 from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig, ReproductionError,
                                  decide_budget, keep_pilot_report, with_devices)
 from ..studies.codesign import report_section
+from ..studies.compare_methods import check_workers
 from ..studies.reproduce_plan import plan_table
 from ..studies.train import RERUN
 from . import add_parallel_args, config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=d["seeds"],
                         help=f"training seeds (None: the budget's; at least {MIN_SEEDS}: a verdict needs them)")
     parser.add_argument("--devices", nargs="+", default=d["devices"], metavar="DEVICE",
-                        help="simulated devices of the on-chip claims (None: the budget's); one alone extends its "
+                        help="--budget hardware: only these of its devices (None: all); one alone extends its on-chip "
                              "claims to more --seeds without training or sweeping the others")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (None: runs/reproduce/<budget>, with _<device> for each of --devices)")
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a pilot run is extended in place; an archived one (results/, no models kept) is read, and the run goes to runs/
     extend = args.pilot is not None and archive_of(args.pilot) is None
     # one device's extension gets its own folder: the budget's report over every device is not overwritten
-    named = "_".join([args.budget, *dict.fromkeys(args.devices or [])])
+    named = "_".join([args.budget, *sorted(set(args.devices or []))])
     args.out = args.out or (Path(args.pilot) if extend else Path("runs") / "reproduce" / named)
     args.resume = True  # <out> is meant to be re-run: finished steps are reused
     try:
@@ -109,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if conf.seeds:
             budget = dataclasses.replace(budget, seeds=tuple(dict.fromkeys(conf.seeds)))
         budget = with_devices(budget, conf.devices)
+        check_workers(conf.workers, conf.ray_address, conf.torch_device)  # before any work, as the step would
         if len(budget.seeds) < MIN_SEEDS and budget.name != "smoke":
             raise ValueError(f"--seeds: a verdict needs at least {MIN_SEEDS} training seeds, got "
                              f"{len(budget.seeds)}; give {MIN_SEEDS} or more (e.g. --seeds 0 1 2)")

@@ -15,7 +15,7 @@ from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
-from ..utils import atomic_write_text, read_json, resolve_device
+from ..utils import atomic_write_text, file_sha256, read_json, resolve_device
 from .result import StudyResult
 from . import zoo
 from .spine import digital_counterpart
@@ -117,6 +117,16 @@ def compare_methods_run(config: CompareConfig | None = None, *, out: str | Path 
     return StudyResult(plan.out, text, rows=table.tidy, details={"summaries": summaries})
 
 
+def check_workers(workers: int, ray_address: str | None, torch_device: str) -> None:
+    """--workers / --ray-address for training runs, before any work: never beside a GPU they would leave idle (Ray
+    gives its CPU tasks no GPU), and Ray installed (and a cluster that answers)."""
+    if (workers > 1 or ray_address) and str(resolve_device(torch_device)).startswith("cuda"):
+        flag = f"--workers {workers}" if workers > 1 else f"--ray-address {ray_address}"
+        raise ValueError(f"{flag} trains on CPU cores and would leave the GPU idle: train on the GPU in one process "
+                         "(drop it), or pass --torch-device cpu")
+    check_parallel(workers, ray_address)
+
+
 def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool = True) -> ComparisonPlan:
     """Seeds, methods and teachers checked (a typo fails before hours of training); nothing written."""
     seeds = [int(s) for s in conf.seeds] if conf.seeds else [int(conf.seed)]
@@ -125,10 +135,7 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     out = Path(out) if out is not None else Path("runs") / "compare" / f"{conf.dataset}_{conf.arch}_w{conf.width:g}"
     for name in conf.methods:
         method_traits(name)  # fail fast on a typo, before hours of training
-    check_parallel(conf.workers, conf.ray_address)
-    if conf.workers > 1 and str(resolve_device(conf.torch_device)).startswith("cuda"):
-        raise ValueError(f"--workers {conf.workers} trains on CPU cores and would leave the GPU idle: train on the "
-                         "GPU in one process (drop --workers), or pass --torch-device cpu")
+    check_workers(conf.workers, conf.ray_address, conf.torch_device)
     wants_teacher = [m for m in conf.methods if method_traits(m)[1]]
     if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
@@ -146,6 +153,11 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
         if "." in key and key.split(".", 1)[0] not in conf.methods:
             raise ValueError(f"--method-arg {key}=...: {key.split('.', 1)[0]} is not one of --methods "
                              f"({' '.join(conf.methods)})")
+    if conf.ray_address:  # a cluster's workers do not start in this folder: every path they get is absolute
+        out = out.resolve()
+        absolute: dict[str, Any] = {k: str(Path(v).resolve()) for k in ("data_dir", "teacher", "init", "init_from")
+                                    if (v := getattr(conf, k)) is not None}
+        conf = dataclasses.replace(conf, **absolute)
     written = dataclasses.replace(conf, methods=list(conf.methods), seeds=seeds, seed=seeds[0],
                                   method_options=dict(conf.method_options or {}))
     train_kwargs = {k: v for k, v in written.settings().items() if k not in COMPARISON_ONLY}
@@ -269,9 +281,14 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
-        return read_json(run_dir / "results.json", fix=RERUN)
+        if not _start_changed(manifest, train_kwargs.get("init")):
+            return read_json(run_dir / "results.json", fix=RERUN)
+        # a fine-tune (--init-from) whose start was trained again since (say a damaged digital run set aside): its
+        # weights no longer follow from the start it names, so it is trained again from the new one
+        print(f"[compare_methods] {run_dir} was fine-tuned from an earlier {train_kwargs['init']}: trained again",
+              flush=True)
     try:
-        flags = continue_flags(run_dir)
+        flags = continue_flags(run_dir) if manifest is None else {"resume": False, "overwrite": True}
         return train_run(method=name, method_options=options, out=run_dir, resume=flags["resume"],
                          overwrite=flags["overwrite"], **train_kwargs).details
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
@@ -280,6 +297,14 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         what = str(exc).split("; ", 1)[0]
         raise type(exc)(f"{name} in {run_dir}: {what}; re-run the same command with a lower --lr (runs that diverged "
                         "continue from their last good checkpoint or start again; finished ones are reused)") from None
+
+
+def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
+    """Whether a finished fine-tune began from other bytes than the file now at its start (by the sha256 its
+    manifest recorded; a run recorded before that is taken as begun from it)."""
+    recorded = manifest.get("init")
+    return isinstance(recorded, dict) and bool(start) and Path(str(start)).is_file() and \
+        recorded.get("sha256") != file_sha256(str(start))
 
 
 def _adopt_from_zoo(name: str, run_dir: Path, options: dict[str, Any],

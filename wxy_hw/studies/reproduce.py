@@ -37,7 +37,6 @@ from ..checkpoint import CheckpointError
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
-from ..hardware.spec import available_devices
 from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError
@@ -178,19 +177,19 @@ class ReproduceConfig(StudyConfig):
 
 
 def with_devices(budget: Budget, devices: Sequence[str] | None) -> Budget:
-    """``budget`` with its simulated devices replaced by ``devices`` (shipped preset names; None: unchanged), so
-    one device's undecided on-chip claims can be extended to more seeds without training or sweeping the others."""
+    """``budget`` (one cut to the on-chip claims) with only ``devices`` of its own (None: unchanged), in the budget's
+    order, so one device's undecided claims can be extended to more seeds without training or sweeping the others
+    (the device-independent flat-minima claim is measured in the first one's sweep, as in the full budget)."""
     if not devices:
         return budget
-    if budget.scope == "table1":
-        raise ValueError(f"--devices: --budget {budget.name} tests the seed's Table-1 claims, which run on no chip; "
-                         "drop --devices (it selects the devices of the hardware claims)")
-    shipped = available_devices()
-    unknown = [d for d in devices if d not in shipped]
+    if budget.scope != "hardware":
+        raise ValueError(f"--devices cuts the on-chip claims of --budget hardware; --budget {budget.name} tests other "
+                         "claims too (or, for Table 1, none on a chip): drop --devices")
+    unknown = [d for d in devices if d not in budget.devices]
     if unknown:
-        raise ValueError(f"--devices: {', '.join(map(repr, unknown))} is not a shipped device; give one or more of "
-                         f"{', '.join(shipped)} (the zoo's hardware-aware models exist for these)")
-    return dataclasses.replace(budget, devices=tuple(dict.fromkeys(devices)))
+        raise ValueError(f"--devices: not a device of --budget {budget.name}: {', '.join(unknown)}; give one or more "
+                         f"of {', '.join(budget.devices)} (the zoo's hardware-aware models are trained for these)")
+    return dataclasses.replace(budget, devices=tuple(d for d in budget.devices if d in devices))
 
 
 DECIDE = "decide"  # a budget planned from a pilot, not a fixed one (decide_budget)

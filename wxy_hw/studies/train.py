@@ -93,6 +93,7 @@ class TrainPlan:
     init_payload: dict[str, Any] | None
     resume: bool
     overwrite: bool
+    init_sha256: str | None = None  # the --init file's content, hashed as it is read (the manifest's record)
 
 
 @dataclass
@@ -167,10 +168,12 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
     if needs_teacher:
         assert conf.teacher is not None  # a missing --teacher was refused above
         teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
-    init_payload = _init_payload(conf) if conf.init else None  # refused before any work
+    # refused before any work; hashed just before it is read, so the record names the bytes the run starts from
+    init_sha256 = file_sha256(conf.init) if conf.init else None
+    init_payload = _init_payload(conf) if conf.init else None
     out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
     return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, init_payload,
-                     resume, overwrite)
+                     resume, overwrite, init_sha256)
 
 
 def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
@@ -237,14 +240,16 @@ def _follow(plan: TrainPlan, setup: TrainSetup, dist_info: distributed.DistInfo)
 def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     """The run directory's manifest (every setting, the data, what a resumed run continued from) and config.toml."""
     run = RunDirectory(plan.out, _run_settings(plan, setup.data, setup.loss.options(), setup.config), kind="train")
-    plan.conf.write(plan.out)
-    run.manifest["data"] = setup.data.summary()
-    # the start by content, taken as its weights are loaded (a resumed run keeps its run's record; one begun before
-    # runs recorded it has none): a file later replaced at the same path is told apart from the one it began from
+    # first, before anything else is written: the start by content (a resumed run keeps its run's record; one begun
+    # before runs recorded it has none), so a file later replaced at the same path is told apart from the one it began
+    # from
     start = run.previous.get("init") if plan.resume else \
-        {"path": str(plan.conf.init), "sha256": file_sha256(plan.conf.init)} if plan.conf.init else None
+        {"path": str(plan.conf.init), "sha256": plan.init_sha256} if plan.conf.init else None
     if start:
         run.manifest["init"] = start
+        run.write_manifest()
+    plan.conf.write(plan.out)
+    run.manifest["data"] = setup.data.summary()
     if setup.trainer.resumed_from:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
     run.write_manifest()
