@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,8 @@ def test_compare_methods_on_two_ray_workers_trains_the_sequential_models(tmp_pat
     assert [(r["method"], r["seed"], r["exit"]) for r in seq] == [(r["method"], r["seed"], r["exit"]) for r in ray]
     assert all(abs(float(a["accuracy"]) - float(b["accuracy"])) <= 2.0 for a, b in zip(seq, ray))
     assert (tmp_path / "ray" / "teacher" / "s1" / "results.json").is_file()
+    manifest = json.loads((tmp_path / "ray" / "at" / "s0" / "manifest.json").read_text())
+    assert manifest["command"][0] == Path(sys.argv[0]).name  # this command's, not Ray's worker script
     stamp = (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns
     compare_methods_run(out=tmp_path / "ray", workers=2, **common)
     assert (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns == stamp

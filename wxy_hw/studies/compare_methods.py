@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -173,9 +174,11 @@ class _Job:
     options: dict[str, Any]
     train_kwargs: dict[str, Any]
     use_zoo: bool
+    argv: tuple[str, ...] = field(default_factory=lambda: tuple(sys.argv))  # the command it is part of
 
 
 def _train_job(_: None, job: _Job) -> dict[str, Any]:
+    sys.argv = list(job.argv)  # a Ray worker's run records the command that asked for it, not Ray's worker script
     return _run_or_reuse(job.name, job.run_dir, job.options, job.train_kwargs, job.use_zoo)
 
 
