@@ -82,6 +82,15 @@ def test_hardware_aware_methods_fine_tune_from_their_digital_models_of_the_same_
         stamps["self_distillation+hwa"]
     manifest = json.loads((tmp_path / "hwa" / "hwa" / "s0" / "manifest.json").read_text())
     assert manifest["init"]["sha256"] == file_sha256(start) and manifest["status"] == "complete"
+    # the same for a fine-tune left unfinished: begun from other bytes, it is started again, not resumed
+    (tmp_path / "hwa" / "hwa" / "s0" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    payload["model_state"][name] = weights - 0.01
+    atomic_torch_save(payload, start)
+    compare_methods_run(methods=["hwa"], seeds=[0], out=tmp_path / "hwa", progress=False,
+                        init_from=str(tmp_path / "digital"), method_options={"device": "reram"}, **{**tiny, "lr": 0.01})
+    manifest = json.loads((tmp_path / "hwa" / "hwa" / "s0" / "manifest.json").read_text())
+    assert manifest["init"]["sha256"] == file_sha256(start) and manifest["status"] == "complete"
+    assert "resumed_from" not in manifest and not manifest["config"]["resumed"]
     main = script("experiments/compare_methods.py").main
     for argv, problem in ((["--methods", "hwa", "--init-from", str(tmp_path / "none")], "no "),
                           (["--methods", "hwa", "--method-arg", "scan.alpha=1"], "scan is not one of --methods")):

@@ -149,3 +149,18 @@ def test_an_error_in_a_ray_task_is_the_tasks_own_one_line():
         parallel_map(_refuse_two, None, [1, 2], workers=2)
     assert type(raised.value) is FileExistsError
     assert str(raised.value) == "runs/x holds a finished run with other settings; pass --out DIR for a new comparison"
+
+
+def test_errors_with_their_own_fields_survive_pickling():
+    # a Ray worker's error reaches the command pickled: each keeps its type, its one line and its fields
+    import pickle
+
+    from wxy_hw.studies.config import SettingError
+    from wxy_hw.train import TrainingInterrupted, TrainingPruned
+
+    for error, fields in ((SettingError("chips", "must be ≥ 1"), ("field", "problem")),
+                          (TrainingPruned("pruned at epoch 2", 2), ("epoch",)),
+                          (TrainingInterrupted("stopped; rerun", "training in x stopped"), ("where",))):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert all(getattr(back, f) == getattr(error, f) for f in fields)

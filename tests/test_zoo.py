@@ -277,3 +277,19 @@ def test_a_zoo_file_replaced_in_place_invalidates_the_fine_tune_cached_from_its_
     assert again.stat().st_mtime_ns != stamp  # trained again, from the new content
     assert json.loads((again.parent / "manifest.json").read_text())["init"]["sha256"] == \
         file_sha256(folder / base.file) == replaced.sha256
+
+
+def test_an_adopted_fine_tune_records_the_start_it_stands_for(tmp_path):
+    # a zoo fine-tune adopted where a study names its digital start: the start's content goes into the manifest, so a
+    # start trained again later (other bytes at that path) makes the study make the fine-tune again
+    from wxy_hw.studies.train import TrainRunConfig, adopt_run
+    from wxy_hw.utils import file_sha256
+
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    conf = TrainRunConfig.make(method="baseline", dataset="synthetic", seed=0, torch_device="cpu", init=str(trained),
+                               **{k: v for k, v in TINY.items() if k != "progress"})
+    adopt_run(conf, trained, tmp_path / "adopted", {"zoo": "z"})
+    manifest = json.loads((tmp_path / "adopted" / "manifest.json").read_text())
+    assert manifest["init"] == {"path": str(trained), "sha256": file_sha256(trained)}
+

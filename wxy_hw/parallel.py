@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 REACH_TIMEOUT_S = 10.0  # a cluster's head answers a TCP connect within milliseconds; Ray itself would retry for minutes
 _JOINABLE: set[str] = set()  # addresses already checked in this process (the check runs once per address)
 RAY_PROBE_TIMEOUT_S = 25.0  # Ray gives up on an unreachable head after ~20 s with its own reason; the check stays within 30 s
+PATH_VARIABLES = ("WXY_ZOO", "WXY_DATA", "WXY_DEVICES")  # folders a worker is pointed at like this process
 
 
 def check_parallel(workers: int, ray_address: str | None) -> None:
@@ -124,7 +125,11 @@ def _init_keeping_signals(ray: Any, workers: int, ray_address: str | None) -> No
     kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)} if main else {}
     # the zoo, data and device folders this process was pointed at (WXY_ZOO, WXY_DATA, WXY_DEVICES) are the workers'
     # too: a cluster's workers do not inherit this environment
-    ours = {k: v for k, v in os.environ.items() if k.startswith("WXY_")}
+    # (absolute: a worker starts elsewhere); a job submitted with its own runtime env already carries them, and Ray
+    # refuses to merge a variable set twice
+    submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    ours = {} if submitted else {k: os.path.abspath(v) if k in PATH_VARIABLES and v else v
+                                 for k, v in os.environ.items() if k.startswith("WXY_")}
     try:
         if ray_address:
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,

@@ -87,6 +87,9 @@ class TrainingPruned(RuntimeError):
         super().__init__(message)
         self.epoch = epoch
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (Ray tasks send errors back to the caller)
+        return type(self), (str(self), self.epoch)
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, with where the run stopped (``where``) and how to continue (the message)."""
@@ -94,6 +97,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, where: str = "") -> None:
         super().__init__(message)
         self.where = where or message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.where)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from ..methods import method_class, method_traits
 from ..output import format_table, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
-from ..run_dir import RunDirectory, run_dir_guard
+from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
 from ..utils import atomic_write_text, file_sha256, read_json, resolve_device
 from .result import StudyResult
@@ -155,8 +156,9 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
             raise ValueError(f"--method-arg {key}=...: {key.split('.', 1)[0]} is not one of --methods "
                              f"({' '.join(conf.methods)})")
     if conf.ray_address:  # a cluster's workers do not start in this folder: every path they get is absolute
-        out = out.resolve()
-        absolute: dict[str, Any] = {k: str(Path(v).resolve()) for k in ("data_dir", "teacher", "init", "init_from")
+        # (links kept, as the run-directory locks name a folder: a resolved --out would be a second key for it)
+        out = Path(os.path.abspath(out))
+        absolute: dict[str, Any] = {k: os.path.abspath(v) for k in ("data_dir", "teacher", "init", "init_from")
                                     if (v := getattr(conf, k)) is not None}
         conf = dataclasses.replace(conf, **absolute)
     written = dataclasses.replace(conf, methods=list(conf.methods), seeds=seeds, seed=seeds[0],
@@ -286,12 +288,19 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
         if not _start_changed(manifest, train_kwargs.get("init")):
             return read_json(run_dir / "results.json", fix=RERUN)
+    begun = manifest or read_marker(run_dir)  # finished, or begun and left unfinished
+    again = begun is not None and _start_changed(begun, train_kwargs.get("init"))
+    if again:
         # a fine-tune (--init-from) whose start was trained again since (say a damaged digital run set aside): its
-        # weights no longer follow from the start it names, so it is trained again from the new one
-        print(f"[compare_methods] {run_dir} was fine-tuned from an earlier {train_kwargs['init']}: trained again",
+        # weights no longer follow from the start it names, so it is made again from the new one (the zoo's model
+        # if the zoo has it, as a first run would)
+        print(f"[compare_methods] {run_dir} was fine-tuned from an earlier {train_kwargs['init']}: made again",
               flush=True)
+        adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs) if use_zoo else None
+        if adopted is not None:
+            return adopted
     try:
-        flags = continue_flags(run_dir) if manifest is None else {"resume": False, "overwrite": True}
+        flags = {"resume": False, "overwrite": True} if again else continue_flags(run_dir)
         return train_run(method=name, method_options=options, out=run_dir, resume=flags["resume"],
                          overwrite=flags["overwrite"], **train_kwargs).details
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's

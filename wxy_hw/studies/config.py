@@ -35,6 +35,9 @@ class SettingError(ValueError):
         super().__init__(f"{field} {problem}")
         self.field, self.problem = field, problem
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (Ray tasks send errors back to the caller)
+        return type(self), (self.field, self.problem)
+
 
 def check_chips_per_seed(field: str, chips: int | None, offset: int = 0) -> None:
     """Refuse more chips than one seed's block of chip ids holds (``hardware.chip_ids``: seed·1000 + offset + i)."""

@@ -302,6 +302,8 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
         run = RunDirectory(out, _run_settings(plan, data, options, config), kind="train")
         conf.write(out)
         run.manifest["data"], run.manifest["adopted_from"] = data.summary(), source
+        if conf.init:  # the start it stands for (a fine-tune's digital model): a later retrained one tells it apart
+            run.manifest["init"] = {"path": str(conf.init), "sha256": plan.init_sha256}
         atomic_write(out / "best.pt", lambda handle: handle.write(Path(checkpoint).read_bytes()))
         if log is not None and log.is_file():
             atomic_write_text(out / "metrics.csv", log.read_text())
