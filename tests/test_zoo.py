@@ -219,16 +219,24 @@ def test_a_zoo_fine_tune_is_retrained_from_the_shipped_digital_model(tmp_path, m
     assert not (tmp_path / "retrain" / key / "baseline").exists()  # its start was not retrained
 
 
-def test_a_zoo_fine_tune_starts_from_the_shipped_file_even_where_the_cache_holds_its_start(tmp_path, monkeypatch):
-    # train_zoo trains a seed's digital model into its cache, ships it, then fine-tunes with --from-zoo: the start
-    # must be the shipped half-precision file, not the cache's full-precision run (which no study can match), and a
-    # cached fine-tune that started from the cache's run is trained again, once
+
+def _fine_tune_and_shipped_start(tmp_path, monkeypatch):
+    """As train_zoo leaves a seed: hwa and its digital start trained in the cache, the start shipped in a zoo that
+    WXY_ZOO points to. (cache, the fine-tune's best.pt, cache key, zoo folder, the shipped start's entry)."""
     cache = tmp_path / "zoo_train"
     trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu", **TINY)
     key = trained.parent.parent.name
     folder = tmp_path / "zoo"
     base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=folder)
     monkeypatch.setenv("WXY_ZOO", str(folder))
+    return cache, trained, key, folder, base
+
+
+def test_a_zoo_fine_tune_starts_from_the_shipped_file_even_where_the_cache_holds_its_start(tmp_path, monkeypatch):
+    # train_zoo trains a seed's digital model into its cache, ships it, then fine-tunes with --from-zoo: the start
+    # must be the shipped half-precision file, not the cache's full-precision run (which no study can match), and a
+    # cached fine-tune that started from the cache's run is trained again, once
+    cache, trained, key, folder, base = _fine_tune_and_shipped_start(tmp_path, monkeypatch)
     again = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
                               use_zoo="start", **TINY)
     assert again == trained and f'init = "{folder / base.file}"' in (again.parent / "config.toml").read_text()
@@ -259,12 +267,7 @@ def test_a_zoo_file_replaced_in_place_invalidates_the_fine_tune_cached_from_its_
     # apart by the content it started from (recorded in its manifest), not by the file now at that path
     from wxy_hw.utils import file_sha256
 
-    cache = tmp_path / "zoo_train"
-    trained = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu", **TINY)
-    key = trained.parent.parent.name
-    folder = tmp_path / "zoo"
-    base = zoo.add(trained.parent.parent / "baseline", key, "baseline", 50.0, folder=folder)
-    monkeypatch.setenv("WXY_ZOO", str(folder))
+    cache, trained, key, folder, base = _fine_tune_and_shipped_start(tmp_path, monkeypatch)
     tuned = cached_checkpoint("hwa", "synthetic", seed=0, cache_dir=cache, progress=False, torch_device="cpu",
                               use_zoo="start", **TINY)
     recorded = json.loads((tuned.parent / "manifest.json").read_text())["init"]
