@@ -124,9 +124,8 @@ def _init_keeping_signals(ray: Any, workers: int, ray_address: str | None) -> No
     main = threading.current_thread() is threading.main_thread()
     kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)} if main else {}
     # the zoo, data and device folders this process was pointed at (WXY_ZOO, WXY_DATA, WXY_DEVICES) are the workers'
-    # too: a cluster's workers do not inherit this environment
-    # (absolute: a worker starts elsewhere); a job submitted with its own runtime env already carries them, and Ray
-    # refuses to merge a variable set twice
+    # too, made absolute (a cluster's workers neither inherit this environment nor start in this folder); a job
+    # submitted with its own runtime env already carries them, and Ray refuses to merge a variable set twice
     submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     ours = {} if submitted else {k: os.path.abspath(v) if k in PATH_VARIABLES and v else v
                                  for k, v in os.environ.items() if k.startswith("WXY_")}

@@ -269,9 +269,9 @@ ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any],
                   use_zoo: bool = True) -> dict[str, Any]:
-    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused; else
-    the zoo's model trained with exactly these settings is adopted (``use_zoo``), else the run is trained. The
-    run's summary (results.json)."""
+    """A finished run with the same settings is reused, an interrupted one resumed, a different one refused, a
+    fine-tune whose start changed since made again; else the zoo's model trained with exactly these settings is
+    adopted (``use_zoo``), else the run is trained. The run's summary (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
     if manifest is None and use_zoo and not (run_dir / "last.pt").exists():  # nothing trained here to continue
         adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs)
@@ -312,8 +312,8 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
 
 
 def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
-    """Whether a finished fine-tune began from other bytes than the file now at its start (by the sha256 its
-    manifest recorded; a run recorded before that is taken as begun from it)."""
+    """Whether a fine-tune (finished or not) began from other bytes than the file now at its start (by the sha256
+    its manifest recorded; a run recorded before runs recorded it is taken as begun from it)."""
     recorded = manifest.get("init")
     return isinstance(recorded, dict) and bool(start) and Path(str(start)).is_file() and \
         recorded.get("sha256") != file_sha256(str(start))
