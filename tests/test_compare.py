@@ -91,6 +91,7 @@ def test_hardware_aware_methods_fine_tune_from_their_digital_models_of_the_same_
     manifest = json.loads((tmp_path / "hwa" / "hwa" / "s0" / "manifest.json").read_text())
     assert manifest["init"]["sha256"] == file_sha256(start) and manifest["status"] == "complete"
     assert "resumed_from" not in manifest and not manifest["config"]["resumed"]
+    assert manifest["torch_threads"] == torch.get_num_threads()  # what bit-reproducibility on a CPU depends on
     main = script("experiments/compare_methods.py").main
     for argv, problem in ((["--methods", "hwa", "--init-from", str(tmp_path / "none")], "no "),
                           (["--methods", "hwa", "--method-arg", "scan.alpha=1"], "scan is not one of --methods")):

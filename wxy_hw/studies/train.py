@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import distributed
 from ..checkpoint import CheckpointError, load_model, load_weights, model_from_payload, read_checkpoint
 from ..data import DatasetSplits, dataset_key, load_dataset, make_loaders
@@ -250,6 +252,8 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
         run.write_manifest()
     plan.conf.write(plan.out)
     run.manifest["data"] = setup.data.summary()
+    # CPU training is bit-reproducible at a fixed thread count only (the float sums' order follows the threads)
+    run.manifest["torch_threads"] = torch.get_num_threads()
     if setup.trainer.resumed_from:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
     run.write_manifest()
