@@ -165,11 +165,13 @@ def test_a_table1_budget_trains_and_judges_only_the_seeds_table_1(tmp_path):
     assert "Table-1 claims only" in rep._preamble() and "no chips" in rep._preamble()
 
 
-def test_a_hardware_budget_trains_nothing_new_and_judges_only_the_on_chip_claims(tmp_path):
+@pytest.mark.parametrize("devices", [None, ["subthreshold_cmos"]])
+def test_a_hardware_budget_trains_nothing_new_and_judges_only_the_on_chip_claims(tmp_path, devices):
     """--budget hardware: the converged recipe's baseline and self_distillation and their hwa fine-tunes per device
     (the zoo's models, adopted), one headline sweep per device and seed, and only the flat-minima and on-chip claims
-    (retention and level), each judged over seeds with chips nested."""
-    b = BUDGETS["hardware"]
+    (retention and level), each judged over seeds with chips nested; cut by --devices to one device, the same for
+    it alone (flat minima from its own sweep)."""
+    b = reproduce_mod.with_devices(BUDGETS["hardware"], devices)
     assert (b.epochs, b.subset, b.stem_stride, b.chips, b.samples) == (15, None, 2, 25, 2000)
     rep = Reproduction(b, tmp_path, torch_device="cpu")
     argv = list(rep.plan.methods.argv)
