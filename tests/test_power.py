@@ -78,14 +78,16 @@ def test_plan_times_training_from_the_runs_counting_zoo_models_as_trained(tmp_pa
     pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])
     runs = {("baseline", 0): {"wall_time_s": 0.0, "adopted_from": {"zoo": "z"}},
             ("scan", 0): {"wall_time_s": 300.0}, ("scan", 1): {"wall_time_s": 500.0},
+            # one of 2 cores for 1000 s (trained beside another run, --workers 2): 500 s of the machine
+            ("scan", 2): {"wall_time_s": 1000.0, "torch_threads": 1, "host": {"cpu_count": 2}},
             ("ada", 0): {"wall_time_s": 3.5, "status": "interrupted"}}  # not finished: not counted
     for (method, seed), manifest in runs.items():
         (pilot / "methods" / method / f"s{seed}").mkdir(parents=True)
         (pilot / "methods" / method / f"s{seed}" / "manifest.json").write_text(
             json.dumps({"status": "complete", **manifest}))
-    # 800 s trained over 2 models, the adopted one counted at their mean (400 s); evaluation from steps.json
-    assert pilot_seconds(pilot) == (1200.0, 180.0, 3)
-    assert "1200" not in plan_table(pilot) and "20.0 min training" in plan_table(pilot)
+    # 1300 s trained over 3 models, the adopted one counted at their mean (433.3 s); evaluation from steps.json
+    assert pilot_seconds(pilot) == (pytest.approx(1300.0 * 4 / 3), 180.0, 3)
+    assert "28.9 min training" in plan_table(pilot)
 
 
 def test_plan_refuses_what_it_cannot_read(tmp_path, capsys):

@@ -105,7 +105,9 @@ def training_seconds(pilot: Path) -> float | None:
 
     A model adopted from the zoo was not trained here (``adopted_from``); it is counted at the mean time of the
     models that were, so the estimate is that of training every model, as a run without the zoo would. A run that
-    did not finish (interrupted, failed) is not counted."""
+    did not finish (interrupted, failed) is not counted. Seconds of the machine: a run that used t of its c cores
+    (``torch_threads``, the host's ``cpu_count``) counts t / c of its wall time, so runs trained side by side
+    (``--workers``) are not counted twice; a run recorded before threads were counts whole."""
     trained, adopted = [], 0
     for path in sorted(pilot.glob("methods*/*/s*/manifest.json")):
         manifest = read_json(path, fix=f"rerun the pilot ({RERUN})")
@@ -114,7 +116,9 @@ def training_seconds(pilot: Path) -> float | None:
         if manifest.get("adopted_from"):
             adopted += 1
         else:
-            trained.append(float(manifest.get("wall_time_s", 0.0)))
+            threads, cores = manifest.get("torch_threads"), (manifest.get("host") or {}).get("cpu_count")
+            share = min(1.0, threads / cores) if isinstance(threads, int) and isinstance(cores, int) and cores else 1.0
+            trained.append(float(manifest.get("wall_time_s", 0.0)) * share)
     if not trained:
         return None
     return sum(trained) * (1 + adopted / len(trained))
