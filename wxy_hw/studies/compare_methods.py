@@ -17,11 +17,11 @@ from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import NonFiniteLossError, TrainingInterrupted
-from ..utils import atomic_write_text, file_sha256, read_json, resolve_device
+from ..utils import atomic_write_text, read_json, resolve_device
 from .result import StudyResult
 from . import zoo
 from .spine import digital_counterpart
-from .train import RERUN, TrainRunConfig, adopt_run, continue_flags, finished_run, train_run
+from .train import RERUN, TrainRunConfig, adopt_run, continue_flags, finished_run, recorded_start, train_run
 
 
 @dataclass
@@ -314,9 +314,7 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
 def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
     """Whether a fine-tune (finished or not) began from other bytes than the file now at its start (by the sha256
     its manifest recorded; a run recorded before runs recorded it is taken as begun from it)."""
-    recorded = manifest.get("init")
-    return isinstance(recorded, dict) and bool(start) and Path(str(start)).is_file() and \
-        recorded.get("sha256") != file_sha256(str(start))
+    return bool(start) and Path(str(start)).is_file() and recorded_start(manifest, str(start)) is False
 
 
 def _adopt_from_zoo(name: str, run_dir: Path, options: dict[str, Any],

@@ -23,7 +23,7 @@ from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
 from ..train import EpochHook
-from .train import TrainingInterrupted, continue_flags, finished_run, train_run
+from .train import TrainingInterrupted, continue_flags, finished_run, recorded_start, train_run
 
 # The default models a first-time user gets, trained to convergence and shipped in the zoo (zoo/, retrained by
 # scripts/train_zoo.sh) for seeds 0-4: every training image, the stem at stride 2 (the most robust shape on reram,
@@ -166,11 +166,11 @@ def _started_from(run: Path, start: Path) -> bool:
     when the start was loaded; a run recorded before that (no ``init`` entry) by the file now at its config.toml's
     init path."""
     try:
-        recorded = read_json(run / "manifest.json", fix="it is trained again").get("init")
+        same = recorded_start(read_json(run / "manifest.json", fix="it is trained again"), start)
     except (OSError, DamagedFileError):
-        recorded = None
-    if isinstance(recorded, dict) and recorded.get("sha256"):
-        return recorded["sha256"] == file_sha256(start)
+        same = None
+    if same is not None:
+        return same
     try:
         init = read_toml(run / "config.toml").get("init")
     except (OSError, ValueError):

@@ -286,6 +286,15 @@ def _summary(plan: TrainPlan, best_epoch: int, best_val: float, val: ExitMetrics
     }
 
 
+def recorded_start(manifest: dict[str, Any], start: str | Path) -> bool | None:
+    """Whether a training run began from the bytes now at ``start``, by the sha256 its manifest recorded (``init``);
+    None when the run recorded none (begun before runs recorded it, or not a fine-tune)."""
+    recorded = manifest.get("init")
+    if not isinstance(recorded, dict) or not recorded.get("sha256"):
+        return None
+    return recorded["sha256"] == file_sha256(start)
+
+
 def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[str, Any],
               log: Path | None = None) -> dict[str, Any]:
     """A finished training run in ``out`` made of a model already trained with exactly ``conf``'s settings (a zoo
