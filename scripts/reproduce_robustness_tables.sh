@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces docs/results.md's robustness tables (issue 6): the corruption table (Fashion-MNIST-C as
 # generated here), mCE, adversarial accuracy and the hardware table for the cached default models
-# (baseline, augment, ada, auxiliary, adv, hwa: ResNet-18 width 0.25, 20,000 Fashion-MNIST images,
-# 4 epochs, validation-selected), then the auxiliary variant with merged BN in period 2 against
-# the same baseline. About 25 minutes on a 2-core CPU when no model is cached yet.
+# (baseline, augment, ada, auxiliary, adv: ResNet-18 width 0.25 on today's defaults, stem stride 2, crop and
+# flip, 20,000 Fashion-MNIST images, 4 epochs, validation-selected; hwa fine-tuned from that baseline), then
+# the auxiliary variant with merged BN in period 2 against the same baseline. About 30 minutes on a 2-core
+# CPU when no model is cached yet. Archived: results/robustness_default, results/robustness_auxiliary_variants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

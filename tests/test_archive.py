@@ -23,8 +23,6 @@ NOT_YET_ARCHIVED = {
     "scripts/ command",
     "Over three seeds on a GPU: Table 3 and the seed's Table 2 columns (issue 17)": "a GPU run; no GPU lent since",
     "Benchmarks (`python benchmarks/run.py`)": "timings of one machine, each with its command",
-    "Robustness: corruptions, ADA, Auxiliary Training, adversarial (issue 6)": "measured before archiving "
-    "(scripts/reproduce_robustness_tables.sh)",
 }
 
 
