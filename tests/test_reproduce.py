@@ -311,3 +311,21 @@ def test_workers_reach_the_training_steps_only(tmp_path):
                      type(step.config))
         assert config_of(type(step.config), args) == step.config
     assert rep.plan.sweep["reram", 0].argv == plain.plan.sweep["reram", 0].argv
+
+
+def test_reuse_hands_each_training_step_the_same_step_of_an_earlier_reproduction(tmp_path):
+    """--reuse RUN: each training step gets RUN's folder of the same step (compare_methods --reuse, absolute, its
+    command line parsing to that config) where RUN has one; the other steps' commands are unchanged."""
+    earlier = tmp_path / "earlier"
+    (earlier / "methods").mkdir(parents=True)  # a reproduction that trained no reram models
+    rep = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu", reuse=[earlier, tmp_path / "rep"])
+    plain = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu")
+    methods = rep.plan.methods
+    assert methods.config.reuse == [str(earlier.resolve() / "methods")]
+    args = parse(importlib.import_module("wxy_hw.cli.compare_methods").build_parser(),
+                 _in_folder(methods.argv, tmp_path / "rep"), type(methods.config))
+    assert config_of(type(methods.config), args) == methods.config
+    assert rep.plan.hwa["reram"].config.reuse is None and "--reuse" not in rep.plan.hwa["reram"].argv
+    assert rep.plan.sweep["reram", 0].argv == plain.plan.sweep["reram", 0].argv
+    with pytest.raises(ValueError, match="no such folder"):
+        Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu", reuse=[tmp_path / "none"])

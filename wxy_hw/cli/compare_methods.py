@@ -16,7 +16,8 @@ trained as it would be alone, and a run a worker left unfinished is continued by
 
 A run whose settings are exactly those of a shipped zoo model (the zoo's recipe: --epochs 15
 --stem-stride 2, seeds 0-4) is that model, evaluated on test and validation, not retrained; its
-results.json says which (--retrain trains it). Hardware-aware models are fine-tuned from digital ones:
+results.json says which (--retrain trains it). --reuse DIR does the same with the runs of an earlier
+comparison folder (DIR/<method>/s<seed>, DIR/teacher/s<seed>). Hardware-aware models are fine-tuned from digital ones:
 
     python experiments/compare_methods.py --methods hwa self_distillation+hwa --init-from DIGITAL_DIR \
         --method-arg device=pcm --method-arg self_distillation+hwa.noise_scale=0.5 --epochs 5 --lr 0.01
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="train every model here, even one the shipped zoo holds with exactly these settings "
                              "(by default such a model is evaluated and reused, not retrained)")
+    parser.add_argument("--reuse", nargs="+", default=None, metavar="DIR",
+                        help="earlier comparison folders: a run there trained with exactly a run's settings (its "
+                             "start and teacher the same files by content) is adopted into --out, evaluated, not "
+                             "retrained; its manifest names the run it came from")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for all runs (None: runs/compare/<dataset>_<arch>_w<width>)")
     add_parallel_args(parser, d["workers"], d["ray_address"])  # runs side by side (a cluster: --out on shared disk)

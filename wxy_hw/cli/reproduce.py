@@ -10,6 +10,7 @@
     python experiments/reproduce.py --budget hardware               # cut to the on-chip claims: the zoo's models only
     python experiments/reproduce.py --budget hardware --devices subthreshold_cmos --seeds 0 1 2 3 4 5   # one device, more seeds
     python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
+    python experiments/reproduce.py --budget converged --reuse runs/reproduce/decide   # its models not retrained
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
 claims.json, config.toml and commands.sh (every command behind every number; paths relative to
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", nargs="+", default=d["devices"], metavar="DEVICE",
                         help="--budget hardware: only these of its devices (None: all); one alone extends its on-chip "
                              "claims to more --seeds without training or sweeping the others")
+    parser.add_argument("--reuse", nargs="+", default=d["reuse"], metavar="RUN",
+                        help="earlier reproductions: a model one of them trained with exactly this budget's settings "
+                             "(same seed, recipe, start and teacher by content) is adopted, evaluated, not retrained; "
+                             "its manifest names the run it came from")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (None: runs/reproduce/<budget>, with _<device> for each of --devices)")
     parser.add_argument("--data-dir", default=d["data_dir"], help="directory holding the dataset files")
@@ -120,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rep = Reproduction(budget, args.out, torch_device=conf.torch_device, data_dir=conf.data_dir,
                                log=(lambda msg: None) if args.quiet else print,
                                sections=[report_section(p) for p in conf.codesign], workers=conf.workers,
-                               ray_address=conf.ray_address)
+                               ray_address=conf.ray_address, reuse=conf.reuse or ())
             conf.write(args.out)
             html_path, md_path = rep.run()
     except ReproductionError as exc:  # the step's own error line is folded into this one

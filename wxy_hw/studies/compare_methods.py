@@ -20,6 +20,7 @@ from ..train import NonFiniteLossError, TrainingInterrupted
 from ..utils import atomic_write_text, read_json, resolve_device
 from .result import StudyResult
 from . import zoo
+from .earlier_runs import check_folders, find_earlier
 from .spine import digital_counterpart
 from .train import RERUN, TrainRunConfig, adopt_run, continue_flags, finished_run, recorded_start, train_run
 
@@ -39,6 +40,9 @@ class CompareConfig(TrainRunConfig):
     # a comparison folder each method is fine-tuned from: <init_from>/<its digital counterpart>/s<seed>/best.pt (how a
     # hardware-aware model is made from its digital one, spine.HWA_FINETUNE)
     init_from: str | None = None
+    # earlier comparison folders: a run there trained with exactly a run's settings (its start and teacher by
+    # content) is adopted into this one, evaluated, not retrained (earlier_runs), its source in its manifest
+    reuse: list[str] | None = None
     # how the runs are trained, not what: with 2 or more they are trained side by side as Ray tasks (one torch
     # thread per core each, wxy_hw.parallel), every run as it would be alone
     workers: int = 1
@@ -47,7 +51,7 @@ class CompareConfig(TrainRunConfig):
 
 # the settings of the comparison itself; every other field of CompareConfig is a setting of each training run
 COMPARISON_ONLY = ("method", "method_options", "methods", "seeds", "teacher_arch", "teacher_width", "seed", "retrain",
-                   "init_from", "workers", "ray_address")
+                   "init_from", "reuse", "workers", "ray_address")
 
 
 @dataclass(frozen=True)
@@ -155,14 +159,20 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
         if "." in key and key.split(".", 1)[0] not in conf.methods:
             raise ValueError(f"--method-arg {key}=...: {key.split('.', 1)[0]} is not one of --methods "
                              f"({' '.join(conf.methods)})")
+    if conf.reuse and conf.retrain:
+        raise ValueError("--retrain trains every model here, --reuse adopts those an earlier folder trained: give "
+                         "one of them")
+    check_folders(conf.reuse or [])
     if conf.ray_address:  # a cluster's workers do not start in this folder: every path they get is absolute
         # (links kept, as the run-directory locks name a folder: a resolved --out would be a second key for it)
         out = Path(os.path.abspath(out))
         absolute: dict[str, Any] = {k: os.path.abspath(v) for k in ("data_dir", "teacher", "init", "init_from")
                                     if (v := getattr(conf, k)) is not None}
+        absolute["reuse"] = [os.path.abspath(f) for f in conf.reuse] if conf.reuse else None
         conf = dataclasses.replace(conf, **absolute)
     written = dataclasses.replace(conf, methods=list(conf.methods), seeds=seeds, seed=seeds[0],
-                                  method_options=dict(conf.method_options or {}))
+                                  method_options=dict(conf.method_options or {}),
+                                  reuse=list(conf.reuse) if conf.reuse else None)
     train_kwargs = {k: v for k, v in written.settings().items() if k not in COMPARISON_ONLY}
     return ComparisonPlan(written, out, seeds, {**train_kwargs, "progress": progress}, wants_teacher)
 
@@ -176,12 +186,13 @@ class _Job:
     options: dict[str, Any]
     train_kwargs: dict[str, Any]
     use_zoo: bool
+    reuse: tuple[str, ...] = ()  # earlier comparison folders to adopt this run from (CompareConfig.reuse)
     argv: tuple[str, ...] = field(default_factory=lambda: tuple(sys.argv))  # the command it is part of
 
 
 def _train_job(_: None, job: _Job) -> dict[str, Any]:
     sys.argv = list(job.argv)  # a Ray worker's run records the command that asked for it, not Ray's worker script
-    return _run_or_reuse(job.name, job.run_dir, job.options, job.train_kwargs, job.use_zoo)
+    return _run_or_reuse(job.name, job.run_dir, job.options, job.train_kwargs, job.use_zoo, job.reuse)
 
 
 def train_methods(plan: ComparisonPlan) -> Summaries:
@@ -197,20 +208,30 @@ def train_methods(plan: ComparisonPlan) -> Summaries:
         return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address)
 
     seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
+    reuse = tuple(conf.reuse or ())
     if plan.wants_teacher and plan.train_kwargs.get("teacher") is None:
         jobs = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
-                     dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain)
+                     dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain,
+                     reuse)
                 for seed, kwargs in seed_kwargs.items()]
         for kwargs, teacher in zip(seed_kwargs.values(), train_all(jobs)):
             kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
-    jobs = [_Job(name, plan.out / name / f"s{seed}", options_of(conf, name),
-                 dict(kwargs, init=str(starting_point(conf, name, seed))) if conf.init_from else kwargs,
-                 not conf.retrain)
+    jobs = [_Job(name, plan.out / name / f"s{seed}", options_of(conf, name), _run_kwargs(conf, name, seed, kwargs),
+                 not conf.retrain, reuse)
             for seed, kwargs in seed_kwargs.items() for name in conf.methods]
     summaries: Summaries = {}
     for job, summary in zip(jobs, train_all(jobs)):
         summaries.setdefault(job.name, {})[job.train_kwargs["seed"]] = summary
     return summaries
+
+
+def _run_kwargs(conf: CompareConfig, method: str, seed: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One run's training settings: its start with ``init_from``; the seed's teacher only for a method that
+    learns from one (a baseline's record names no teacher, so it is the zoo's or an earlier folder's model)."""
+    kwargs = dict(kwargs, init=str(starting_point(conf, method, seed))) if conf.init_from else dict(kwargs)
+    if not method_traits(method)[1]:
+        kwargs.pop("teacher", None)
+    return kwargs
 
 
 def starting_point(conf: CompareConfig, method: str, seed: int) -> Path:
@@ -268,13 +289,14 @@ def comparison_table(plan: ComparisonPlan, summaries: Summaries) -> ComparisonTa
 ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any],
-                  use_zoo: bool = True) -> dict[str, Any]:
+                  use_zoo: bool = True, reuse: Sequence[str] = ()) -> dict[str, Any]:
     """A finished run with the same settings is reused, an interrupted one resumed, a different one refused, a
-    fine-tune whose start changed since made again; else the zoo's model trained with exactly these settings is
-    adopted (``use_zoo``), else the run is trained. The run's summary (results.json)."""
+    fine-tune whose start changed since made again; else a run of an earlier folder (``reuse``) or the zoo's model
+    trained with exactly these settings is adopted (``use_zoo``), else the run is trained. The run's summary
+    (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
-    if manifest is None and use_zoo and not (run_dir / "last.pt").exists():  # nothing trained here to continue
-        adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs)
+    if manifest is None and not (run_dir / "last.pt").exists():  # nothing trained here to continue
+        adopted = _adopt(name, run_dir, options, train_kwargs, use_zoo, reuse)
         if adopted is not None:
             return adopted
     if manifest is not None:
@@ -296,7 +318,7 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         # if the zoo has it, as a first run would)
         print(f"[compare_methods] {run_dir} was fine-tuned from an earlier {train_kwargs['init']}: made again",
               flush=True)
-        adopted = _adopt_from_zoo(name, run_dir, options, train_kwargs) if use_zoo else None
+        adopted = _adopt(name, run_dir, options, train_kwargs, use_zoo, reuse)
         if adopted is not None:
             return adopted
     try:
@@ -317,17 +339,27 @@ def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
     return bool(start) and Path(str(start)).is_file() and recorded_start(manifest, str(start)) is False
 
 
-def _adopt_from_zoo(name: str, run_dir: Path, options: dict[str, Any],
-                    train_kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    """The zoo's model trained with exactly this run's settings, made a finished run in ``run_dir`` (evaluated,
-    not trained; ``studies.train.adopt_run``), or None when the zoo has none."""
+def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any], use_zoo: bool,
+           reuse: Sequence[str]) -> dict[str, Any] | None:
+    """The model trained with exactly this run's settings in an earlier folder (``reuse``, first) or the zoo
+    (``use_zoo``), made a finished run in ``run_dir`` (evaluated, not trained; ``studies.train.adopt_run``); None
+    when none was."""
     conf = TrainRunConfig.make(method=name, method_options=dict(options),
                                **{k: v for k, v in train_kwargs.items() if k != "progress"})
-    found = zoo.match(conf.settings())
+    settings, say = conf.settings(), train_kwargs.get("progress", True)
+    # the run's place in its comparison (<method>/s<seed>, teacher/s<seed>) is where an earlier comparison has it
+    earlier = find_earlier(Path(run_dir.parent.name, run_dir.name), settings, [Path(f) for f in reuse])
+    if earlier is not None:
+        path, source = earlier
+        if say:
+            print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these "
+                  f"settings; evaluated, not retrained (--reuse) → {run_dir}", flush=True)
+        return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
+    found = zoo.match(settings) if use_zoo else None
     if found is None:
         return None
     model, path = found
-    if train_kwargs.get("progress", True):
+    if say:
         print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
               f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
     return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},

@@ -43,6 +43,7 @@ from ..train import NonFiniteLossError
 from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
 from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run
+from .earlier_runs import check_folders
 from .config import SettingError, StudyConfig, input_paths, read_toml
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
 from .early_exit_energy import EarlyExitConfig, early_exit_run
@@ -174,6 +175,8 @@ class ReproduceConfig(StudyConfig):
     devices: list[str] | None = None  # None: the budget's; a subset extends one device's on-chip claims alone
     workers: int = 1  # the training steps' runs side by side (compare_methods --workers)
     ray_address: str | None = None
+    # earlier reproductions whose trainings with exactly this budget's settings are adopted (compare_methods --reuse)
+    reuse: list[str] | None = None
 
 
 def with_devices(budget: Budget, devices: Sequence[str] | None) -> Budget:
@@ -414,9 +417,13 @@ class Reproduction:
 
     def __init__(self, budget: Budget, out: str | Path, *, torch_device: str = "auto",
                  data_dir: str | Path | None = None, log: Callable[[str], None] = print,
-                 sections: Sequence[Section] = (), workers: int = 1, ray_address: str | None = None) -> None:
+                 sections: Sequence[Section] = (), workers: int = 1, ray_address: str | None = None,
+                 reuse: Sequence[str | Path] = ()) -> None:
         self.b, self.out, self.log = budget, Path(out), log
         self.workers, self.ray_address = workers, ray_address  # how the training steps train, not what
+        # where trained models may come from instead (absolute, as the data: commands.sh runs from the folder)
+        others = [p for p in reuse if Path(p).resolve() != self.out.resolve()]  # its own folder is no earlier run
+        self.reuse = [p.resolve() for p in check_folders(others)]
         self.sections = list(sections)  # read before any step runs: a bad --codesign folder fails first
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None
@@ -490,6 +497,9 @@ class Reproduction:
             s.add("workers", self.workers)
         if self.ray_address:
             s.add("ray_address", self.ray_address)
+        earlier = [str(folder / run_dir) for folder in self.reuse if (folder / run_dir).is_dir()]
+        if earlier:  # the same step's folder of each earlier reproduction that has one
+            s.add("reuse", earlier)
         return _step("compare_methods", CompareConfig, s, run_dir, reusable=False)
 
     def _early_step(self, seed: int) -> Step:

@@ -96,6 +96,7 @@ class TrainPlan:
     resume: bool
     overwrite: bool
     init_sha256: str | None = None  # the --init file's content, hashed as it is read (the manifest's record)
+    teacher_sha256: str | None = None  # the --teacher file's, the same way (what --reuse compares a teacher by)
 
 
 @dataclass
@@ -166,16 +167,17 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and conf.teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
-    teacher_payload = None
+    teacher_payload, teacher_sha256 = None, None
     if needs_teacher:
         assert conf.teacher is not None  # a missing --teacher was refused above
+        teacher_sha256 = file_sha256(conf.teacher)
         teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
     # refused before any work; hashed just before it is read, so the record names the bytes the run starts from
     init_sha256 = file_sha256(conf.init) if conf.init else None
     init_payload = _init_payload(conf) if conf.init else None
     out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
     return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, init_payload,
-                     resume, overwrite, init_sha256)
+                     resume, overwrite, init_sha256, teacher_sha256)
 
 
 def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
@@ -242,14 +244,14 @@ def _follow(plan: TrainPlan, setup: TrainSetup, dist_info: distributed.DistInfo)
 def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     """The run directory's manifest (every setting, the data, what a resumed run continued from) and config.toml."""
     run = RunDirectory(plan.out, _run_settings(plan, setup.data, setup.loss.options(), setup.config), kind="train")
-    # first, before anything else is written: the start by content (a resumed run keeps its run's record; one begun
-    # before runs recorded it has none), so a file later replaced at the same path is told apart from the one it began
-    # from
-    start = run.previous.get("init") if plan.resume else \
-        {"path": str(plan.conf.init), "sha256": plan.init_sha256} if plan.conf.init else None
-    if start:
-        run.manifest["init"] = start
-        run.write_manifest()
+    # first, before anything else is written: the start and teacher by content (a resumed run keeps its run's record;
+    # one begun before runs recorded it has none), so a file later replaced at the same path is told apart from the
+    # one it began from
+    for key, now in _started_from(plan).items():
+        kept = run.previous.get(key) if plan.resume else now
+        if kept:
+            run.manifest[key] = kept
+    run.write_manifest()
     plan.conf.write(plan.out)
     run.manifest["data"] = setup.data.summary()
     # CPU training is bit-reproducible at a fixed thread count only (the float sums' order follows the threads)
@@ -258,6 +260,14 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
     run.write_manifest()
     return run
+
+
+def _started_from(plan: TrainPlan) -> dict[str, dict[str, Any]]:
+    """The files the run starts from (``init``) and learns from (``teacher``) by content, as its manifest records
+    them: a file later replaced at the same path is told apart from the one the run used."""
+    conf = plan.conf
+    return {key: {"path": str(path), "sha256": sha} for key, path, sha in
+            (("init", conf.init, plan.init_sha256), ("teacher", conf.teacher, plan.teacher_sha256)) if path and sha}
 
 
 def _run_settings(plan: TrainPlan, data: DatasetSplits, method_options: dict[str, Any],
@@ -298,12 +308,11 @@ def recorded_start(manifest: dict[str, Any], start: str | Path) -> bool | None:
 def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[str, Any],
               log: Path | None = None) -> dict[str, Any]:
     """A finished training run in ``out`` made of a model already trained with exactly ``conf``'s settings (a zoo
-    model, ``studies.zoo.match``): its checkpoint as best.pt, its training log as metrics.csv, and that checkpoint
-    evaluated once on test and validation as ``train_run`` evaluates its own; nothing is trained. ``source`` (where
-    the model came from: zoo id, sha256) goes into the manifest and results.json. The run's summary."""
+    model, ``studies.zoo.match``, or an earlier folder's run, ``earlier_runs.find_earlier``): its checkpoint as
+    best.pt, its training log as metrics.csv, and that checkpoint evaluated once on test and validation as
+    ``train_run`` evaluates its own; nothing is trained. ``source`` (where
+    the model came from: zoo id or run folder, sha256) goes into the manifest and results.json. The run's summary."""
     plan = plan_training(conf, out, overwrite=out.exists())
-    if plan.teacher_payload is not None:
-        raise ValueError(f"{conf.method} learns from a teacher: a trained model of it is not adopted, it is trained")
     device = resolve_device(conf.torch_device)
     config = _train_config(conf, str(device), progress=False)
     with run_dir_guard(out, overwrite=plan.overwrite, kind="train", inputs=[checkpoint]):
@@ -311,12 +320,13 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
         data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
                             image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
         model = model_from_payload(payload, checkpoint, device=device)
-        options = build_method(conf.method, **plan.method_options).options()
+        teacher = _teacher_options(plan, model) if plan.teacher_payload is not None else {}
+        options = build_method(conf.method, **plan.method_options, **teacher).options()
         run = RunDirectory(out, _run_settings(plan, data, options, config), kind="train")
         conf.write(out)
         run.manifest["data"], run.manifest["adopted_from"] = data.summary(), source
-        if conf.init:  # the start it stands for (a fine-tune's digital model): a later retrained one tells it apart
-            run.manifest["init"] = {"path": str(conf.init), "sha256": plan.init_sha256}
+        # the start and teacher it stands for (a fine-tune's digital model): a later retrained one tells it apart
+        run.manifest.update(_started_from(plan))
         atomic_write(out / "best.pt", lambda handle: handle.write(Path(checkpoint).read_bytes()))
         if log is not None and log.is_file():
             atomic_write_text(out / "metrics.csv", log.read_text())

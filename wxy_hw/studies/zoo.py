@@ -16,7 +16,7 @@ import contextlib
 import fcntl
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import read_checkpoint
+from ..methods import method_traits
 from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256
 
 INDEX = "index.toml"
@@ -113,13 +114,35 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
     they were trained with, not by a cache name."""
     folder = folder or zoo_dir()
     for m in read_index(folder):
-        conf = config_of(m, folder)
-        if all(_same_init(conf.get(k), settings.get(k), folder) if k == "init" else
-               conf.get(k) == settings.get(k) or (conf.get(k) in (None, {}) and settings.get(k) in (None, {}))
-               for k in SAME_MODEL):
+        if same_model(config_of(m, folder), settings,
+                      lambda key, recorded, asked: _same_init(recorded, asked, folder) if key == "init"
+                      else recorded == asked):
             path = find(m.key, m.name, folder)
             return (m, path) if path is not None else None
     return None
+
+
+# the settings naming a file a run started from: the same model only if it is the same file by content
+FILE_SETTINGS = ("init", "teacher")
+
+
+def same_model(recorded: dict[str, Any], asked: dict[str, Any],
+               same_file: Callable[[str, Any, Any], bool]) -> bool:
+    """Whether a model trained with the ``recorded`` settings is the one ``asked`` for: every ``SAME_MODEL`` key
+    equal (None, absent and empty alike mean unset), a file it started from (``FILE_SETTINGS``) the same by
+    ``same_file(key, recorded, asked)`` (by content: paths differ between checkouts and folders)."""
+    unset: tuple[Any, ...] = (None, {})
+    method = asked.get("method")
+    for key in SAME_MODEL:
+        mine, theirs = recorded.get(key), asked.get(key)
+        if key == "teacher" and method is not None and not method_traits(str(method))[1]:
+            continue  # a method that learns from no teacher is the same model whatever teacher was named
+        if key in FILE_SETTINGS:
+            if not same_file(key, mine, theirs):
+                return False
+        elif mine != theirs and not (mine in unset and theirs in unset):
+            return False
+    return True
 
 
 def _same_init(recorded: str | None, asked: str | None, folder: Path) -> bool:
