@@ -291,8 +291,8 @@ ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any],
                   use_zoo: bool = True, reuse: Sequence[str] = ()) -> dict[str, Any]:
     """A finished run with the same settings is reused, an interrupted one resumed, a different one refused, a
-    fine-tune whose start changed since made again; else a run of an earlier folder (``reuse``) or the zoo's model
-    trained with exactly these settings is adopted (``use_zoo``), else the run is trained. The run's summary
+    fine-tune whose start changed since made again; else the zoo's model (``use_zoo``) or a run of an earlier folder
+    (``reuse``) trained with exactly these settings is adopted, else the run is trained. The run's summary
     (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
     if manifest is None and not (run_dir / "last.pt").exists():  # nothing trained here to continue
@@ -341,26 +341,26 @@ def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
 
 def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any], use_zoo: bool,
            reuse: Sequence[str]) -> dict[str, Any] | None:
-    """The model trained with exactly this run's settings in an earlier folder (``reuse``, first) or the zoo
-    (``use_zoo``), made a finished run in ``run_dir`` (evaluated, not trained; ``studies.train.adopt_run``); None
-    when none was."""
+    """The model trained with exactly this run's settings in the zoo (``use_zoo``; first: the shipped file, the
+    shortest provenance) or an earlier folder (``reuse``), made a finished run in ``run_dir`` (evaluated, not
+    trained; ``studies.train.adopt_run``); None when neither has it."""
     conf = TrainRunConfig.make(method=name, method_options=dict(options),
                                **{k: v for k, v in train_kwargs.items() if k != "progress"})
     settings, say = conf.settings(), train_kwargs.get("progress", True)
+    found = zoo.match(settings) if use_zoo else None
+    if found is not None:
+        model, path = found
+        if say:
+            print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
+                  f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
+        return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
+                         log=path.with_name(f"{model.id}.metrics.csv"))
     # the run's place in its comparison (<method>/s<seed>, teacher/s<seed>) is where an earlier comparison has it
     earlier = find_earlier(Path(run_dir.parent.name, run_dir.name), settings, [Path(f) for f in reuse])
-    if earlier is not None:
-        path, source = earlier
-        if say:
-            print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these "
-                  f"settings; evaluated, not retrained (--reuse) → {run_dir}", flush=True)
-        return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
-    found = zoo.match(settings) if use_zoo else None
-    if found is None:
+    if earlier is None:
         return None
-    model, path = found
+    path, source = earlier
     if say:
-        print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
-              f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
-    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
-                     log=path.with_name(f"{model.id}.metrics.csv"))
+        print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these settings; "
+              f"evaluated, not retrained (--reuse) → {run_dir}", flush=True)
+    return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
