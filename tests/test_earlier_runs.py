@@ -4,13 +4,15 @@ and the earlier folder is only read."""
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 
 import pytest
+import torch
 
 from wxy_hw.studies.compare_methods import compare_methods_run
 from wxy_hw.studies.earlier_runs import find_earlier
-from wxy_hw.utils import file_sha256
+from wxy_hw.utils import atomic_torch_save, file_sha256
 
 from helpers import script
 
@@ -44,8 +46,9 @@ def test_runs_trained_with_the_same_settings_are_adopted_with_their_source(earli
     for run in ("teacher/s0", "baseline/s0", "kd/s0"):
         here, there = tmp_path / "new" / run, earlier / run
         manifest, results = _json(here / "manifest.json"), _json(here / "results.json")
-        source = {"run": str(there.resolve()), "sha256": file_sha256(there / "best.pt"),
-                  "commit": _json(there / "manifest.json")["git"]["commit"]}
+        git = _json(there / "manifest.json")["git"]
+        source = {"run": str(there.resolve()), "sha256": file_sha256(there / "best.pt"), "commit": git["commit"],
+                  "dirty": git["dirty"]}
         assert manifest["adopted_from"] == source and results["adopted_from"] == source, run
         assert manifest["status"] == "complete" and not (here / "last.pt").exists()
         assert (here / "best.pt").read_bytes() == (there / "best.pt").read_bytes()
@@ -82,10 +85,66 @@ def test_other_settings_another_teacher_or_a_damaged_run_are_trained_here(earlie
 
 def test_reuse_problems_are_one_line_before_any_work(tmp_path, capsys):
     main = script("experiments/compare_methods.py").main
+    (tmp_path / "rep" / "methods" / "baseline" / "s0").mkdir(parents=True)  # a reproduction's top folder
     for extra, problem in ((["--reuse", str(tmp_path / "none")], "no such folder"),
+                           (["--reuse", str(tmp_path / "rep")], "no <method>/s<seed> runs in it"),
                            (["--reuse", str(tmp_path), "--retrain"], "give one of them")):
         assert main(["--methods", "baseline", "--dataset", "synthetic", "--out", str(tmp_path / "x"), "--quiet",
                      *extra]) == 2
         err = capsys.readouterr().err
         assert problem in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_an_earlier_run_comes_before_the_zoo_and_a_changed_resume_is_passed_over(earlier, tmp_path, monkeypatch):
+    """The earlier folder first (its chain of teacher and students stays one), then the zoo; a run resumed with
+    another learning rate than it began with is not the model its settings describe."""
+    from wxy_hw.studies import zoo
+
+    folder = tmp_path / "zoo"
+    zoo.add(earlier / "baseline" / "s0", "k", "baseline", 50.0, folder=folder)  # the same settings, half precision
+    monkeypatch.setenv("WXY_ZOO", str(folder))
+    compare_methods_run(methods=["baseline"], seeds=[0], out=tmp_path / "new", progress=False, reuse=[str(earlier)],
+                        **TINY)
+    assert _json(tmp_path / "new" / "baseline" / "s0" / "results.json")["adopted_from"]["run"] == \
+        str((earlier / "baseline" / "s0").resolve())
+    copy = tmp_path / "copy"
+    shutil.copytree(earlier, copy)
+    settings = tomllib.loads((copy / "baseline" / "s0" / "config.toml").read_text())
+    manifest = _json(copy / "baseline" / "s0" / "manifest.json")
+    for resumed in ({"resumed_from": {"epoch": 1, "lr": {"checkpoint": 0.1, "now": 0.05}}},
+                    {"resumed_with": {"teacher": {"path": "t.pt", "sha256": "0" * 64}}}):
+        (copy / "baseline" / "s0" / "manifest.json").write_text(json.dumps({**manifest, **resumed}))
+        assert find_earlier("baseline/s0", settings, [copy]) is None, resumed
+    (copy / "baseline" / "s0" / "manifest.json").write_text(json.dumps({**manifest, "resumed_from": {"epoch": 1}}))
+    assert find_earlier("baseline/s0", settings, [copy]) is not None  # resumed as it began
+
+
+def test_a_fine_tune_is_adopted_from_the_same_start_and_a_student_retrained_when_its_teacher_changes(earlier, tmp_path):
+    """--init-from: an earlier fine-tune is adopted when its start is the same file by content; a finished student
+    whose teacher was trained again since is trained again (not reused, not resumed)."""
+    hwa = dict(methods=["hwa"], seeds=[0], progress=False, method_options={"device": "reram"}, **{**TINY, "lr": 0.01})
+    compare_methods_run(out=earlier.parent / "hwa", init_from=str(earlier), **hwa)
+    compare_methods_run(methods=["baseline"], seeds=[0], out=tmp_path / "digital", progress=False,
+                        reuse=[str(earlier)], **TINY)
+    compare_methods_run(out=tmp_path / "hwa", init_from=str(tmp_path / "digital"), reuse=[str(earlier.parent / "hwa")],
+                        **hwa)
+    assert _json(tmp_path / "hwa" / "hwa" / "s0" / "results.json")["adopted_from"]["run"] == \
+        str((earlier.parent / "hwa" / "hwa" / "s0").resolve())
+    # the start trained again (other bytes): the earlier fine-tune is no longer the model asked for
+    compare_methods_run(methods=["baseline"], seeds=[0], out=tmp_path / "digital2", progress=False, **{**TINY, "lr": 0.05})
+    shutil.copy(tmp_path / "digital2" / "baseline" / "s0" / "best.pt", tmp_path / "digital" / "baseline" / "s0" / "best.pt")
+    compare_methods_run(out=tmp_path / "hwa2", init_from=str(tmp_path / "digital"), reuse=[str(earlier.parent / "hwa")],
+                        **hwa)
+    assert "adopted_from" not in _json(tmp_path / "hwa2" / "hwa" / "s0" / "results.json")
+    # a student whose teacher changed since it finished
+    new = tmp_path / "kd"
+    compare_methods_run(methods=["kd"], seeds=[0], out=new, progress=False, reuse=[str(earlier)], **TEACHER, **TINY)
+    assert "adopted_from" in _json(new / "kd" / "s0" / "results.json")
+    payload = torch.load(new / "teacher" / "s0" / "best.pt", weights_only=False)
+    name = next(k for k, v in payload["model_state"].items() if v.is_floating_point())
+    payload["model_state"][name] = payload["model_state"][name] + 0.01
+    atomic_torch_save(payload, new / "teacher" / "s0" / "best.pt")
+    compare_methods_run(methods=["kd"], seeds=[0], out=new, progress=False, **TEACHER, **TINY)
+    manifest = _json(new / "kd" / "s0" / "manifest.json")
+    assert "adopted_from" not in manifest and manifest["teacher"]["sha256"] == file_sha256(new / "teacher" / "s0" / "best.pt")

@@ -317,7 +317,7 @@ def test_reuse_hands_each_training_step_the_same_step_of_an_earlier_reproduction
     """--reuse RUN: each training step gets RUN's folder of the same step (compare_methods --reuse, absolute, its
     command line parsing to that config) where RUN has one; the other steps' commands are unchanged."""
     earlier = tmp_path / "earlier"
-    (earlier / "methods").mkdir(parents=True)  # a reproduction that trained no reram models
+    (earlier / "methods" / "baseline" / "s0").mkdir(parents=True)  # a reproduction that trained no reram models
     rep = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu", reuse=[earlier, tmp_path / "rep"])
     plain = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu")
     methods = rep.plan.methods

@@ -105,6 +105,13 @@ def test_zoo_match_compares_every_training_setting(tmp_path):
     assert zoo.match({**asked, "init": str(tmp_path / "other.pt")}, folder) is None
     (folder / "m.pt").write_bytes(b"changed")
     assert zoo.match({**asked, "init": str(tmp_path / "copy.pt")}, folder) is None  # a changed file is never adopted
+    # a teacher: compared by content for a method that learns from one, and ignored for one that does not
+    same = lambda recorded, asked_: zoo.same_model(recorded, asked_, lambda k, a, b: a == b)  # noqa: E731
+    base = dict(method="baseline", arch="resnet8", seed=1)
+    assert same({**base, "teacher": "t.pt"}, base) and same(base, {**base, "teacher": "t.pt"})
+    kd = {**base, "method": "kd"}
+    assert not same({**kd, "teacher": "t.pt"}, kd) and not same({**kd, "teacher": "t.pt"}, {**kd, "teacher": "u.pt"})
+    assert same({**kd, "teacher": "t.pt"}, {**kd, "teacher": "t.pt"})
 
 
 def test_a_damaged_index_is_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """Checkpoint format, atomic saving and validated loading (weights_only=True)."""
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
@@ -29,15 +30,17 @@ def save_checkpoint(path: str | Path, model: MultiExitNet, **extra: Any) -> Path
     return atomic_torch_save(payload, path)
 
 
-def read_checkpoint(path: str | Path, *, data: bool = False, resume: bool = False) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, data: bool = False, resume: bool = False,
+                    content: bytes | None = None) -> dict[str, Any]:
     """Load a checkpoint dict safely and validate it as a whole (``validate_payload``), with one clear error for
-    every way it can be wrong. ``data``: a study will rebuild its dataset; ``resume``: training will continue it."""
+    every way it can be wrong. ``data``: a study will rebuild its dataset; ``resume``: training will continue it;
+    ``content``: the file's bytes, already read (checked by sha256, say), so that what is loaded is what was checked."""
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; give the path of a best.pt or last.pt "
                               "written by experiments/train.py")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path if content is None else io.BytesIO(content), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} {_load_problem(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -10,7 +10,7 @@
     python experiments/reproduce.py --budget hardware               # cut to the on-chip claims: the zoo's models only
     python experiments/reproduce.py --budget hardware --devices subthreshold_cmos --seeds 0 1 2 3 4 5   # one device, more seeds
     python experiments/reproduce.py --budget decide --pilot runs/reproduce/converged   # the seeds that decide
-    python experiments/reproduce.py --budget converged --reuse runs/reproduce/decide   # its models not retrained
+    python experiments/reproduce.py --budget converged --reuse runs/reproduce/table1   # its models adopted, not retrained
 
 Writes <out>/report.html (figures embedded; no external file or network), report.md,
 claims.json, config.toml and commands.sh (every command behind every number; paths relative to

@@ -20,6 +20,7 @@ from ..train import NonFiniteLossError, TrainingInterrupted
 from ..utils import atomic_write_text, read_json, resolve_device
 from .result import StudyResult
 from . import zoo
+from .zoo import FILE_SETTINGS
 from .earlier_runs import check_folders, find_earlier
 from .spine import digital_counterpart
 from .train import RERUN, TrainRunConfig, adopt_run, continue_flags, finished_run, recorded_start, train_run
@@ -291,8 +292,8 @@ ADDED_LATER = {"stem_stride": 1, "exit_stages": None}
 def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any],
                   use_zoo: bool = True, reuse: Sequence[str] = ()) -> dict[str, Any]:
     """A finished run with the same settings is reused, an interrupted one resumed, a different one refused, a
-    fine-tune whose start changed since made again; else the zoo's model (``use_zoo``) or a run of an earlier folder
-    (``reuse``) trained with exactly these settings is adopted, else the run is trained. The run's summary
+    fine-tune whose start (a student whose teacher) changed since made again; else a run of an earlier folder
+    (``reuse``) or the zoo's model (``use_zoo``) trained with exactly these settings is adopted, else the run is trained. The run's summary
     (results.json)."""
     manifest = finished_run(run_dir, "compare_methods")
     if manifest is None and not (run_dir / "last.pt").exists():  # nothing trained here to continue
@@ -308,16 +309,16 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
-        if not _start_changed(manifest, train_kwargs.get("init")):
+        if _start_changed(manifest, train_kwargs) is None:
             return read_json(run_dir / "results.json", fix=RERUN)
     begun = manifest or read_marker(run_dir)  # finished, or begun and left unfinished
-    again = begun is not None and _start_changed(begun, train_kwargs.get("init"))
-    if again:
-        # a fine-tune (--init-from) whose start was trained again since (say a damaged digital run set aside): its
-        # weights no longer follow from the start it names, so it is made again from the new one (the zoo's model
-        # if the zoo has it, as a first run would)
-        print(f"[compare_methods] {run_dir} was fine-tuned from an earlier {train_kwargs['init']}: made again",
-              flush=True)
+    changed = _start_changed(begun, train_kwargs) if begun is not None else None
+    again = changed is not None
+    if changed is not None:
+        # a fine-tune (--init-from) whose start, or a student whose teacher, was trained again since (say a damaged
+        # run set aside): its weights no longer follow from the file it names, so it is made again from the new one
+        # (adopted where a first run would be)
+        print(f"[compare_methods] {run_dir} began from an earlier {changed}: made again", flush=True)
         adopted = _adopt(name, run_dir, options, train_kwargs, use_zoo, reuse)
         if adopted is not None:
             return adopted
@@ -333,34 +334,39 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                         "continue from their last good checkpoint or start again; finished ones are reused)") from None
 
 
-def _start_changed(manifest: dict[str, Any], start: str | None) -> bool:
-    """Whether a fine-tune (finished or not) began from other bytes than the file now at its start (by the sha256
-    its manifest recorded; a run recorded before runs recorded it is taken as begun from it)."""
-    return bool(start) and Path(str(start)).is_file() and recorded_start(manifest, str(start)) is False
+def _start_changed(manifest: dict[str, Any], train_kwargs: dict[str, Any]) -> str | None:
+    """The file a run (finished or not) began from (``init``) or learnt from (``teacher``) whose bytes now differ
+    from those its manifest recorded, or None (a run recorded before runs recorded it is taken as begun from it)."""
+    for key in FILE_SETTINGS:
+        path = train_kwargs.get(key)
+        if path and Path(str(path)).is_file() and recorded_start(manifest, str(path), key) is False:
+            return str(path)
+    return None
 
 
 def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any], use_zoo: bool,
            reuse: Sequence[str]) -> dict[str, Any] | None:
-    """The model trained with exactly this run's settings in the zoo (``use_zoo``; first: the shipped file, the
-    shortest provenance) or an earlier folder (``reuse``), made a finished run in ``run_dir`` (evaluated, not
-    trained; ``studies.train.adopt_run``); None when neither has it."""
+    """The model trained with exactly this run's settings in an earlier folder (``reuse``; first, so that a chain it
+    trained — a teacher and its students, a digital model and its fine-tunes — stays one chain) or in the zoo
+    (``use_zoo``), made a finished run in ``run_dir`` (evaluated, not trained; ``studies.train.adopt_run``); None
+    when neither has it."""
     conf = TrainRunConfig.make(method=name, method_options=dict(options),
                                **{k: v for k, v in train_kwargs.items() if k != "progress"})
     settings, say = conf.settings(), train_kwargs.get("progress", True)
-    found = zoo.match(settings) if use_zoo else None
-    if found is not None:
-        model, path = found
-        if say:
-            print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
-                  f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
-        return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
-                         log=path.with_name(f"{model.id}.metrics.csv"))
     # the run's place in its comparison (<method>/s<seed>, teacher/s<seed>) is where an earlier comparison has it
     earlier = find_earlier(Path(run_dir.parent.name, run_dir.name), settings, [Path(f) for f in reuse])
-    if earlier is None:
+    if earlier is not None:
+        path, source = earlier
+        if say:
+            print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these "
+                  f"settings; evaluated, not retrained (--reuse) → {run_dir}", flush=True)
+        return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
+    found = zoo.match(settings) if use_zoo else None
+    if found is None:
         return None
-    path, source = earlier
+    model, path = found
     if say:
-        print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these settings; "
-              f"evaluated, not retrained (--reuse) → {run_dir}", flush=True)
-    return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
+        print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
+              f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
+    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
+                     log=path.with_name(f"{model.id}.metrics.csv"))

@@ -9,58 +9,68 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CheckpointError, read_checkpoint
-from ..utils import DamagedFileError, file_sha256, read_json
+from ..checkpoint import CheckpointError
+from ..utils import file_sha256
+from .train import read_finished, recorded_start
 from .zoo import same_model
 
 
-def check_folders(folders: Sequence[str | Path], flag: str = "--reuse") -> list[Path]:
-    """The folders to reuse from, each an existing directory (a typo fails before any training)."""
-    missing = [str(f) for f in folders if not Path(f).is_dir()]
-    if missing:
-        raise ValueError(f"{flag} {missing[0]}: no such folder; give the --out of an earlier comparison or "
-                         "reproduction")
+def check_folders(folders: Sequence[str | Path], *, reproductions: bool = False) -> list[Path]:
+    """The folders to reuse from, each an existing comparison folder (``<method>/s<seed>`` runs in it) or, with
+    ``reproductions``, reproduction folder (such comparisons in its ``methods*/``): a typo, or one kind given for
+    the other, fails before any training."""
+    runs, kind = ("methods*/*/s*", "reproduction") if reproductions else ("*/s*", "comparison")
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise ValueError(f"--reuse {folder}: no such folder; give the --out of an earlier {kind}")
+        if not any(run.name[1:].isdigit() for run in folder.glob(runs) if run.is_dir()):
+            where = ("no methods/<method>/s<seed> runs in it; give the --out of an earlier reproduction"
+                     if reproductions else "no <method>/s<seed> runs in it; give a comparison folder (a "
+                     "reproduction's trainings are in its methods/ and methods_<device>/)")
+            raise ValueError(f"--reuse {folder}: {where}")
     return [Path(f) for f in folders]
 
 
 def find_earlier(relative: str | Path, settings: dict[str, Any],
                  folders: Sequence[Path]) -> tuple[Path, dict[str, Any]] | None:
-    """The first finished run at ``<folder>/<relative>`` trained with exactly ``settings`` (a training run's, as
-    ``zoo.same_model`` compares them; its start and teacher by the sha256 its manifest recorded), with its
-    provenance; None when no folder holds one.
+    """The best.pt of the first finished run at ``<folder>/<relative>`` trained with exactly ``settings`` (a
+    training run's, as ``zoo.same_model`` compares them; its start and teacher by the sha256 its manifest recorded),
+    and its provenance; None when no folder holds one.
 
-    Only read: a damaged or unfinished run there is passed over, never set aside or continued (it is not this
-    command's)."""
+    Only read: a damaged, unfinished or unreadable run there is passed over, never set aside or continued (it is
+    not this command's); so is one resumed with another learning rate, start or teacher than it began with (its
+    settings no longer say how it was trained)."""
     for folder in folders:
         run = Path(folder) / relative
-        manifest, recorded = _finished(run)
-        if manifest is None or recorded is None:
+        try:
+            manifest = read_finished(run, fix="")
+            if manifest is None or manifest.get("kind") != "train" or _changed_on_resume(manifest):
+                continue
+            recorded = tomllib.loads((run / "config.toml").read_text())
+            if not same_model(recorded, settings, functools.partial(_same_file, manifest)):
+                continue
+            sha256 = file_sha256(run / "best.pt")
+        except (OSError, ValueError, CheckpointError):  # ValueError: damaged JSON, TOML or text
             continue
-        if same_model(recorded, settings, functools.partial(_same_file, manifest)):
-            best = run / "best.pt"
-            return best, {"run": str(run.resolve()), "sha256": file_sha256(best),
-                          "commit": (manifest.get("git") or {}).get("commit")}
+        git = manifest.get("git")
+        git = git if isinstance(git, dict) else {}
+        source = {"run": str(run.resolve()), "sha256": sha256, "commit": git.get("commit"), "dirty": git.get("dirty")}
+        if manifest.get("adopted_from"):  # itself adopted: where the model first came from stays on record
+            source["via"] = manifest["adopted_from"]
+        return run / "best.pt", source
     return None
 
 
-def _finished(run: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """A finished run's manifest and training settings (its config.toml) when they and its results read back."""
-    try:
-        manifest = read_json(run / "manifest.json", fix="")
-        if manifest.get("status") != "complete" or manifest.get("kind") != "train":
-            return None, None
-        read_json(run / "results.json", fix="")
-        read_checkpoint(run / "best.pt")
-        return manifest, tomllib.loads((run / "config.toml").read_text())
-    except (OSError, DamagedFileError, CheckpointError, tomllib.TOMLDecodeError):
-        return None, None
+def _changed_on_resume(manifest: dict[str, Any]) -> bool:
+    """Whether the run continued with other settings than it began with (a lowered learning rate, another start or
+    teacher): anything its resume recorded beyond the epoch it continued from."""
+    resumed = manifest.get("resumed_from")
+    return bool(manifest.get("resumed_with")) or (isinstance(resumed, dict) and set(resumed) - {"epoch"} != set())
 
 
 def _same_file(manifest: dict[str, Any], key: str, theirs: Any, asked: Any) -> bool:
-    """Whether the run started from (``init``) or learnt from (``teacher``) the file now at ``asked``: by the
-    sha256 its manifest recorded (a run that recorded none is not reused: its file cannot be told apart)."""
+    """Whether the run started from (``init``) or learnt from (``teacher``) the file now at ``asked``, by the sha256
+    its manifest recorded (a run that recorded none is not reused: its file cannot be told apart)."""
     if theirs is None or asked is None:
         return theirs is None and asked is None
-    record = manifest.get(key)
-    return (isinstance(record, dict) and bool(record.get("sha256")) and Path(asked).is_file()
-            and record["sha256"] == file_sha256(asked))
+    return Path(asked).is_file() and recorded_start(manifest, asked, key) is True

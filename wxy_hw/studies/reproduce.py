@@ -423,7 +423,7 @@ class Reproduction:
         self.workers, self.ray_address = workers, ray_address  # how the training steps train, not what
         # where trained models may come from instead (absolute, as the data: commands.sh runs from the folder)
         others = [p for p in reuse if Path(p).resolve() != self.out.resolve()]  # its own folder is no earlier run
-        self.reuse = [p.resolve() for p in check_folders(others)]
+        self.reuse = [p.resolve() for p in check_folders(others, reproductions=True)]
         self.sections = list(sections)  # read before any step runs: a bad --codesign folder fails first
         # the data lie outside the folder: absolute, so commands.sh (run from the folder) finds them too
         self.torch_device, self.data_dir = torch_device, Path(data_dir).resolve() if data_dir else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
@@ -170,8 +171,8 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
     teacher_payload, teacher_sha256 = None, None
     if needs_teacher:
         assert conf.teacher is not None  # a missing --teacher was refused above
-        teacher_sha256 = file_sha256(conf.teacher)
         teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
+        teacher_sha256 = file_sha256(conf.teacher)
     # refused before any work; hashed just before it is read, so the record names the bytes the run starts from
     init_sha256 = file_sha256(conf.init) if conf.init else None
     init_payload = _init_payload(conf) if conf.init else None
@@ -251,6 +252,8 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
         kept = run.previous.get(key) if plan.resume else now
         if kept:
             run.manifest[key] = kept
+        if isinstance(kept, dict) and kept.get("sha256") != now["sha256"]:  # continued with another file than begun
+            run.manifest.setdefault("resumed_with", {})[key] = now
     run.write_manifest()
     plan.conf.write(plan.out)
     run.manifest["data"] = setup.data.summary()
@@ -296,10 +299,11 @@ def _summary(plan: TrainPlan, best_epoch: int, best_val: float, val: ExitMetrics
     }
 
 
-def recorded_start(manifest: dict[str, Any], start: str | Path) -> bool | None:
-    """Whether a training run began from the bytes now at ``start``, by the sha256 its manifest recorded (``init``);
-    None when the run recorded none (begun before runs recorded it, or not a fine-tune)."""
-    recorded = manifest.get("init")
+def recorded_start(manifest: dict[str, Any], start: str | Path, key: str = "init") -> bool | None:
+    """Whether a training run began from (``init``) or learnt from (``teacher``) the bytes now at ``start``, by the
+    sha256 its manifest recorded; None when the run recorded none (begun before runs recorded it, or not a fine-tune
+    or a student)."""
+    recorded = manifest.get(key)
     if not isinstance(recorded, dict) or not recorded.get("sha256"):
         return None
     return recorded["sha256"] == file_sha256(start)
@@ -310,13 +314,20 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
     """A finished training run in ``out`` made of a model already trained with exactly ``conf``'s settings (a zoo
     model, ``studies.zoo.match``, or an earlier folder's run, ``earlier_runs.find_earlier``): its checkpoint as
     best.pt, its training log as metrics.csv, and that checkpoint evaluated once on test and validation as
-    ``train_run`` evaluates its own; nothing is trained. ``source`` (where
-    the model came from: zoo id or run folder, sha256) goes into the manifest and results.json. The run's summary."""
+    ``train_run`` evaluates its own; nothing is trained. ``source`` (where the model came from: zoo id or run
+    folder, and the sha256 it was matched by) goes into the manifest and results.json. The run's summary."""
     plan = plan_training(conf, out, overwrite=out.exists())
     device = resolve_device(conf.torch_device)
     config = _train_config(conf, str(device), progress=False)
     with run_dir_guard(out, overwrite=plan.overwrite, kind="train", inputs=[checkpoint]):
-        payload = read_checkpoint(checkpoint, data=True)
+        # read once: the file written, the model evaluated and the sha256 recorded are the same bytes, even if the
+        # source changes meanwhile
+        content = Path(checkpoint).read_bytes()
+        sha256 = hashlib.sha256(content).hexdigest()
+        source = {"sha256": sha256, **source}  # the sha256 it was matched by, where the caller had one
+        if source["sha256"] != sha256:
+            raise CheckpointError(f"{checkpoint} changed after it was matched (its sha256 differs); {RERUN}")
+        payload = read_checkpoint(checkpoint, data=True, content=content)
         data = load_dataset(conf.dataset, conf.data_dir, val_fraction=conf.val_fraction, subset=conf.subset,
                             image_size=conf.image_size, channels=conf.channels, seed=conf.seed)
         model = model_from_payload(payload, checkpoint, device=device)
@@ -327,7 +338,7 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
         run.manifest["data"], run.manifest["adopted_from"] = data.summary(), source
         # the start and teacher it stands for (a fine-tune's digital model): a later retrained one tells it apart
         run.manifest.update(_started_from(plan))
-        atomic_write(out / "best.pt", lambda handle: handle.write(Path(checkpoint).read_bytes()))
+        atomic_write(out / "best.pt", lambda handle: handle.write(content))
         if log is not None and log.is_file():
             atomic_write_text(out / "metrics.csv", log.read_text())
         loaders = make_loaders(data, conf.batch_size, seed=conf.seed, device=device)
@@ -471,17 +482,22 @@ def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
     """
     if not (run_dir / "manifest.json").is_file():
         return None
-    again = "it is trained again"
     try:
-        manifest = read_json(run_dir / "manifest.json", fix=again)
-        if manifest.get("status") != "complete":
-            return None
-        read_json(run_dir / "results.json", fix=again)
-        read_checkpoint(run_dir / "best.pt")
+        return read_finished(run_dir, fix="it is trained again")
     except (DamagedFileError, CheckpointError, FileNotFoundError) as exc:
         aside = set_aside(run_dir)
         why = (f"{exc.path.name} {exc.problem}" if isinstance(exc, DamagedFileError) else
                f"{Path(str(exc.filename)).name} is missing" if isinstance(exc, FileNotFoundError) else str(exc))
         print(f"[{who}] training {run_dir} again (the damaged run is kept as {aside.name}): {why}", flush=True)
         return None
+
+
+def read_finished(run_dir: Path, fix: str) -> dict[str, Any] | None:
+    """The manifest of the finished training run in ``run_dir`` (None: unfinished), its results.json and best.pt
+    read back; a damaged file raises (DamagedFileError, CheckpointError, FileNotFoundError) and nothing is moved."""
+    manifest = read_json(run_dir / "manifest.json", fix=fix)
+    if manifest.get("status") != "complete":
+        return None
+    read_json(run_dir / "results.json", fix=fix)
+    read_checkpoint(run_dir / "best.pt")
     return manifest
