@@ -197,9 +197,9 @@ def _train_job(_: None, job: _Job) -> dict[str, Any]:
 
 
 def train_methods(plan: ComparisonPlan) -> Summaries:
-    """Every method once per seed (the teachers first), each trained or reused, here in order or side by side
-    (``workers``, ``ray_address``: every run is independent of the others once its teacher exists); their
-    summaries."""
+    """Every method once per seed (the teachers first, with every run that needs none; then the students), each
+    trained or reused, here in order or side by side (``workers``, ``ray_address``: every run is independent of the
+    others once its teacher exists); their summaries."""
     conf = plan.config
 
     def train_all(jobs: list[_Job]) -> list[dict[str, Any]]:
@@ -210,19 +210,29 @@ def train_methods(plan: ComparisonPlan) -> Summaries:
 
     seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
     reuse = tuple(conf.reuse or ())
-    if plan.wants_teacher and plan.train_kwargs.get("teacher") is None:
-        jobs = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
+
+    def job(seed: int, name: str) -> _Job:
+        return _Job(name, plan.out / name / f"s{seed}", options_of(conf, name),
+                    _run_kwargs(conf, name, seed, seed_kwargs[seed]), not conf.retrain, reuse)
+
+    teachers = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
                      dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain,
                      reuse)
-                for seed, kwargs in seed_kwargs.items()]
-        for kwargs, teacher in zip(seed_kwargs.values(), train_all(jobs)):
-            kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
-    jobs = [_Job(name, plan.out / name / f"s{seed}", options_of(conf, name), _run_kwargs(conf, name, seed, kwargs),
-                 not conf.retrain, reuse)
-            for seed, kwargs in seed_kwargs.items() for name in conf.methods]
+                for seed, kwargs in seed_kwargs.items()] if plan.wants_teacher and conf.teacher is None else []
+    runs = [(seed, name) for seed in plan.seeds for name in conf.methods]
+    # a run that learns from no teacher does not wait for one: it trains beside the teachers (no core left idle
+    # while the last teacher trains), the students after them
+    waiting = [(s, n) for s, n in runs if teachers and method_traits(n)[1]]
+    first = [(s, n) for s, n in runs if (s, n) not in waiting]
+    trained = train_all(teachers + [job(s, n) for s, n in first])
+    for kwargs, teacher in zip(seed_kwargs.values(), trained):
+        kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
+    done = dict(zip(first, trained[len(teachers):]))
+    if waiting:
+        done.update(zip(waiting, train_all([job(s, n) for s, n in waiting])))
     summaries: Summaries = {}
-    for job, summary in zip(jobs, train_all(jobs)):
-        summaries.setdefault(job.name, {})[job.train_kwargs["seed"]] = summary
+    for seed, name in runs:
+        summaries.setdefault(name, {})[seed] = done[seed, name]
     return summaries
 
 
