@@ -43,6 +43,7 @@ def test_runs_trained_with_the_same_settings_are_adopted_with_their_source(earli
                         reuse=[str(earlier)], **TEACHER, **TINY)
     said = capsys.readouterr().out
     assert said.count("evaluated, not retrained (--reuse)") == 3  # the teacher, then baseline and kd
+    assert said.count(f"% (adopted from {earlier.resolve()}/") == 3 and "[compare_methods] 3/3 " in said
     for run in ("teacher/s0", "baseline/s0", "kd/s0"):
         here, there = tmp_path / "new" / run, earlier / run
         manifest, results = _json(here / "manifest.json"), _json(here / "results.json")

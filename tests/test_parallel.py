@@ -107,8 +107,14 @@ def test_compare_methods_on_two_ray_workers_trains_the_sequential_models(tmp_pat
     common = dict(methods=["at"], seeds=[0, 1], teacher_arch="resnet8", teacher_width=0.25,
                   dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
                   torch_device="cpu", progress=False)
-    compare_methods_run(out=tmp_path / "seq", **common)
-    compare_methods_run(out=tmp_path / "ray", workers=2, **common)
+    said: dict[str, list[str]] = {"seq": [], "ray": []}
+    compare_methods_run(out=tmp_path / "seq", announce=said["seq"].append, **common)
+    compare_methods_run(out=tmp_path / "ray", workers=2, announce=said["ray"].append, **common)
+    # one line per run as it finishes, counted over the whole comparison (teachers, then their students)
+    for lines in said.values():
+        assert [line.split(" ")[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+        assert sorted(line.split(" ")[2] for line in lines) == ["at/s0:", "at/s1:", "teacher/s0:", "teacher/s1:"]
+        assert all("% (trained in" in line for line in lines)
     # the workers train on cores / 2 torch threads, the sequential run on the suite's: sums in another order may move
     # a near-tie prediction, never more than that
     seq, ray = (list(csv.DictReader((tmp_path / run / "comparison.csv").open())) for run in ("seq", "ray"))

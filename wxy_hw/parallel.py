@@ -94,10 +94,16 @@ def _run(fn: Callable[[Any, Any], Any], context: Any, task: Any, threads: int) -
 
 
 def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[Any], *, workers: int = 1,
-                 ray_address: str | None = None) -> list[Any]:
-    """``fn(context, task)`` for every task, in task order: here, or as Ray tasks (see the module docstring)."""
+                 ray_address: str | None = None, on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """``fn(context, task)`` for every task, in task order: here, or as Ray tasks (see the module docstring).
+    ``on_result(i, result)`` is called as each task finishes (in the order they finish), say to report progress."""
     if workers <= 1 and not ray_address:
-        return [fn(context, t) for t in tasks]
+        results = []
+        for i, t in enumerate(tasks):
+            results.append(fn(context, t))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results
     check_parallel(workers, ray_address)
     import ray
 
@@ -107,8 +113,17 @@ def parallel_map(fn: Callable[[Any, Any], Any], context: Any, tasks: Sequence[An
     threads = 1 if ray_address else threads_per_worker(workers)
     remote = ray.remote(num_cpus=1)(_run)
     shared = ray.put(context)
+    refs = [remote.remote(fn, shared, t, threads) for t in tasks]
     try:
-        return ray.get([remote.remote(fn, shared, t, threads) for t in tasks])
+        if on_result is None:
+            return ray.get(refs)
+        order, results, pending = {ref: i for i, ref in enumerate(refs)}, [None] * len(refs), list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                results[order[ref]] = ray.get(ref)
+                on_result(order[ref], results[order[ref]])
+        return results
     except ray.exceptions.RayTaskError as exc:
         # the task's own exception, as the sequential run raises it: a user error stays the one line it names (Ray's
         # wrapper carries the remote traceback in its message), a bug shows the wrapper's remote traceback as its cause

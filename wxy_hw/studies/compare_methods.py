@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..analysis.stats import paired_test, t_interval
 from ..methods import method_class, method_traits
@@ -106,16 +106,17 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
 
 
 def compare_methods_run(config: CompareConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
-                        **settings: Any) -> StudyResult:
+                        announce: Callable[[str], None] | None = None, **settings: Any) -> StudyResult:
     """The comparison of ``config`` (or of keyword settings, the fields of CompareConfig) into ``out`` (None:
     runs/compare/<dataset>_<arch>_w<width>); its StudyResult holds the table, the tidy per-seed rows and, in
-    ``details["summaries"]``, every run's summary by method and seed."""
+    ``details["summaries"]``, every run's summary by method and seed. ``announce`` gets one line per run as it
+    finishes (default: printed with ``progress``), so an hours-long comparison says how far it is."""
     plan = plan_comparison(CompareConfig.make(config, **settings), out, progress)
     # the folder is meant to be re-run: its own earlier comparison (same kind) is continued, anything else refused
     with run_dir_guard(plan.out, resume=True, kind=CompareConfig.KIND):
         run = RunDirectory(plan.out, plan.config.settings(), kind=CompareConfig.KIND)
         plan.config.write(plan.out)
-        summaries = train_methods(plan)
+        summaries = train_methods(plan, announce or (_say if progress else None))
         table = comparison_table(plan, summaries)
         write_rows_csv(plan.out / "comparison.csv", table.tidy)
         text = table.text()
@@ -196,17 +197,29 @@ def _train_job(_: None, job: _Job) -> dict[str, Any]:
     return _run_or_reuse(job.name, job.run_dir, job.options, job.train_kwargs, job.use_zoo, job.reuse)
 
 
-def train_methods(plan: ComparisonPlan) -> Summaries:
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None = None) -> Summaries:
     """Every method once per seed (the teachers first, with every run that needs none; then the students), each
     trained or reused, here in order or side by side (``workers``, ``ray_address``: every run is independent of the
-    others once its teacher exists); their summaries."""
+    others once its teacher exists); their summaries, and a line to ``announce`` as each run finishes."""
     conf = plan.config
+    total = len(plan.seeds) * (len(conf.methods) + (1 if plan.wants_teacher and conf.teacher is None else 0))
+    finished: list[int] = []
 
     def train_all(jobs: list[_Job]) -> list[dict[str, Any]]:
         where = runs_on_ray(conf.workers, conf.ray_address)
         if where and plan.train_kwargs.get("progress", True):  # a task's own progress lines stay in its worker
             print(f"[compare_methods] {len(jobs)} runs as {where}: each trained or reused as alone", flush=True)
-        return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address)
+
+        def done(i: int, summary: dict[str, Any]) -> None:
+            if announce is not None:
+                finished.append(i)
+                announce(f"[compare_methods] {len(finished)}/{total} {_finished_line(jobs[i], summary)}")
+        return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address,
+                            on_result=done)
 
     seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
     reuse = tuple(conf.reuse or ())
@@ -234,6 +247,17 @@ def train_methods(plan: ComparisonPlan) -> Summaries:
     for seed, name in runs:
         summaries.setdefault(name, {})[seed] = done[seed, name]
     return summaries
+
+
+def _finished_line(job: _Job, summary: dict[str, Any]) -> str:
+    """One finished run: where, its deepest exit's test accuracy, and how it was made."""
+    how = (f"adopted from {_source(summary['adopted_from'])}" if summary.get("adopted_from")
+           else f"trained in {float(summary.get('wall_time_s', 0.0)) / 60:.1f} min")
+    return f"{job.run_dir.parent.name}/{job.run_dir.name}: test {summary['test']['exits'][-1]:.2f} % ({how})"
+
+
+def _source(adopted: dict[str, Any]) -> str:
+    return f"the zoo's {adopted['zoo']}" if "zoo" in adopted else str(adopted.get("run", "an earlier run"))
 
 
 def _run_kwargs(conf: CompareConfig, method: str, seed: int, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -599,7 +599,9 @@ class Reproduction:
         try:
             with run_dir_guard(where, overwrite=overwrite, resume=not step.reusable, kind=step.config.KIND,
                                inputs=input_paths(step.config)):
-                return RUNNERS[step.study](step.config, out=where, progress=False)
+                # a training step says each run as it finishes (hours of silence otherwise); a study prints its table
+                said = {"announce": self.log} if step.study == "compare_methods" else {}
+                return RUNNERS[step.study](step.config, out=where, progress=False, **said)
         except KeyboardInterrupt:  # Ctrl-C or a signal stopped the step: the reproduction stops with it
             raise KeyboardInterrupt(f"reproduce stopped in step {step.key}") from None
         except STEP_ERRORS as exc:
