@@ -329,3 +329,24 @@ def test_reuse_hands_each_training_step_the_same_step_of_an_earlier_reproduction
     assert rep.plan.sweep["reram", 0].argv == plain.plan.sweep["reram", 0].argv
     with pytest.raises(ValueError, match="no such folder"):
         Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu", reuse=[tmp_path / "none"])
+
+
+def test_the_report_says_where_its_models_came_from(tmp_path):
+    """The preamble counts the models trained here, the zoo's and those adopted from earlier runs (--reuse), by
+    each finished run's manifest; unfinished runs are not counted."""
+    import json
+
+    runs = {"methods/baseline/s0": {"zoo": "z", "sha256": "0"}, "methods/scan/s0": {"run": "/old/methods/scan/s0"},
+            "methods_reram/hwa/s0": {"run": "/old/methods_reram/hwa/s0"}, "methods/kd/s0": None,
+            "methods/dsn/s0": None}
+    for run, source in runs.items():
+        (tmp_path / run).mkdir(parents=True)
+        manifest = {"status": "running" if run.endswith("dsn/s0") else "complete"}
+        if source:
+            manifest["adopted_from"] = source
+        (tmp_path / run / "manifest.json").write_text(json.dumps(manifest))
+    said = Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu")._provenance()
+    assert said == (" Of its 4 models, 1 trained here; 1 the zoo's; 2 adopted from earlier runs in /old/methods, "
+                    "/old/methods_reram (trained with "
+                    "exactly these settings, evaluated, not retrained; each run's manifest names its source).")
+    assert Reproduction(BUDGETS["smoke"], tmp_path / "none", torch_device="cpu")._provenance() == ""

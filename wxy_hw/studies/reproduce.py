@@ -645,7 +645,30 @@ class Reproduction:
                 "numbers of much larger networks: compare signs and orders, not levels. Intervals are 95 % "
                 "t intervals with the seed as the unit (chips nested in seeds on hardware); those of accuracies are "
                 "taken on the logit scale, those of ratios on the log scale, so they stay in range. Every command is "
-                "in commands.sh beside this file (its paths are relative to this folder).")
+                "in commands.sh beside this file (its paths are relative to this folder)." + self._provenance())
+
+    def _provenance(self) -> str:
+        """Where the models came from: trained here, the zoo's, or adopted from earlier runs (``--reuse``), by the
+        ``adopted_from`` of each finished training run's manifest."""
+        made: Counter[str] = Counter()
+        earlier: set[str] = set()
+        for path in sorted(self.out.glob("methods*/*/s*/manifest.json")):
+            manifest = read_json(path, fix=RERUN)
+            if manifest.get("status") != "complete":
+                continue
+            source = manifest.get("adopted_from") or {}
+            made["zoo" if "zoo" in source else "earlier" if "run" in source else "here"] += 1
+            if "run" in source:
+                earlier.add(str(Path(source["run"]).parent.parent))
+        if not made:
+            return ""
+        parts = [f"{made['here']} trained here"]
+        if made["zoo"]:
+            parts.append(f"{made['zoo']} the zoo's")
+        if made["earlier"]:
+            parts.append(f"{made['earlier']} adopted from earlier runs in {', '.join(sorted(earlier))}")
+        return (f" Of its {sum(made.values())} models, {'; '.join(parts)} (trained with exactly these settings, "
+                "evaluated, not retrained; each run's manifest names its source).")
 
     # --- claims ----------------------------------------------------------------------------------------
     claims_with_tests: list[tuple[str, PairedTest]]
