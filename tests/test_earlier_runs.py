@@ -87,8 +87,11 @@ def test_other_settings_another_teacher_or_a_damaged_run_are_trained_here(earlie
 def test_reuse_problems_are_one_line_before_any_work(tmp_path, capsys):
     main = script("experiments/compare_methods.py").main
     (tmp_path / "rep" / "methods" / "baseline" / "s0").mkdir(parents=True)  # a reproduction's top folder
+    (tmp_path / "rep" / "methods" / "baseline" / "s0" / "best.pt").write_bytes(b"")
+    (tmp_path / "archive" / "baseline" / "s0").mkdir(parents=True)  # an archive: no checkpoints
     for extra, problem in ((["--reuse", str(tmp_path / "none")], "no such folder"),
-                           (["--reuse", str(tmp_path / "rep")], "no <method>/s<seed> runs in it"),
+                           (["--reuse", str(tmp_path / "rep")], "no <method>/s<seed>/best.pt in it"),
+                           (["--reuse", str(tmp_path / "archive")], "an archive under results/ keeps no"),
                            (["--reuse", str(tmp_path), "--retrain"], "give one of them")):
         assert main(["--methods", "baseline", "--dataset", "synthetic", "--out", str(tmp_path / "x"), "--quiet",
                      *extra]) == 2
@@ -105,6 +108,8 @@ def test_an_earlier_run_comes_before_the_zoo_and_a_changed_resume_is_passed_over
     folder = tmp_path / "zoo"
     zoo.add(earlier / "baseline" / "s0", "k", "baseline", 50.0, folder=folder)  # the same settings, half precision
     monkeypatch.setenv("WXY_ZOO", str(folder))
+    settings = tomllib.loads((earlier / "baseline" / "s0" / "config.toml").read_text())
+    assert zoo.match(settings, folder) is not None  # the zoo has it too: the order decides
     compare_methods_run(methods=["baseline"], seeds=[0], out=tmp_path / "new", progress=False, reuse=[str(earlier)],
                         **TINY)
     assert _json(tmp_path / "new" / "baseline" / "s0" / "results.json")["adopted_from"]["run"] == \

@@ -124,7 +124,9 @@ def test_compare_methods_on_two_ray_workers_trains_the_sequential_models(tmp_pat
     manifest = json.loads((tmp_path / "ray" / "at" / "s0" / "manifest.json").read_text())
     assert manifest["command"][0] == Path(sys.argv[0]).name  # this command's, not Ray's worker script
     stamp = (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns
-    compare_methods_run(out=tmp_path / "ray", workers=2, **common)
+    said["ray"].clear()
+    compare_methods_run(out=tmp_path / "ray", workers=2, announce=said["ray"].append, **common)
+    assert len(said["ray"]) == 4 and all(line.endswith("(finished before, reused)") for line in said["ray"])
     assert (tmp_path / "ray" / "at" / "s1" / "best.pt").stat().st_mtime_ns == stamp
 
 

@@ -278,3 +278,31 @@ def test_a_study_overwrites_its_old_run_without_mixing(finished, tmp_path, capsy
     assert cli("noise_sweep")([*argv, "--overwrite"]) == 0, capsys.readouterr().err
     assert not (out / "from_an_older_version.csv").exists() and not (out / ".lock").exists()
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete" and (out / "sweep.csv").exists()
+
+
+def test_a_lowered_learning_rate_stays_on_record_through_later_resumes(tmp_path, monkeypatch):
+    """Resumed at a lower lr, stopped again, resumed at that lr: the manifest still says the run began at another
+    lr (``earlier_resumes``), so --reuse never takes it for a run trained at the lower one throughout."""
+    from wxy_hw.studies.earlier_runs import _changed_on_resume
+
+    out = tmp_path / "run"
+    original = Trainer.fit
+
+    def stop_after(epoch):
+        def fit(self, *args, **kwargs):
+            original(self, stop_after_epoch=epoch)
+            raise KeyboardInterrupt
+        return fit
+
+    monkeypatch.setattr(Trainer, "fit", stop_after(1))
+    with pytest.raises(TrainingInterrupted):
+        train_run(out=out, epochs=3, lr=0.05, **TINY)
+    monkeypatch.setattr(Trainer, "fit", stop_after(2))
+    with pytest.raises(TrainingInterrupted):
+        train_run(out=out, epochs=3, lr=0.01, resume=True, **TINY)
+    monkeypatch.setattr(Trainer, "fit", original)
+    train_run(out=out, epochs=3, lr=0.01, resume=True, **TINY)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["resumed_from"] == {"epoch": 2}
+    assert manifest["earlier_resumes"] == [{"resumed_from": {"epoch": 1, "lr": {"checkpoint": 0.05, "now": 0.01}}}]
+    assert _changed_on_resume(manifest) and not _changed_on_resume({"resumed_from": {"epoch": 2}})

@@ -318,6 +318,7 @@ def test_reuse_hands_each_training_step_the_same_step_of_an_earlier_reproduction
     command line parsing to that config) where RUN has one; the other steps' commands are unchanged."""
     earlier = tmp_path / "earlier"
     (earlier / "methods" / "baseline" / "s0").mkdir(parents=True)  # a reproduction that trained no reram models
+    (earlier / "methods" / "baseline" / "s0" / "best.pt").write_bytes(b"")
     rep = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu", reuse=[earlier, tmp_path / "rep"])
     plain = Reproduction(BUDGETS["hardware"], tmp_path / "rep", torch_device="cpu")
     methods = rep.plan.methods
@@ -347,6 +348,19 @@ def test_the_report_says_where_its_models_came_from(tmp_path):
         (tmp_path / run / "manifest.json").write_text(json.dumps(manifest))
     said = Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu")._provenance()
     assert said == (" Of its 4 models, 1 trained here; 1 the zoo's; 2 adopted from earlier runs in /old/methods, "
-                    "/old/methods_reram (trained with "
-                    "exactly these settings, evaluated, not retrained; each run's manifest names its source).")
+                    "/old/methods_reram (those not trained here were trained with exactly these settings: evaluated, "
+                    "not retrained; each run's manifest names its source).")
     assert Reproduction(BUDGETS["smoke"], tmp_path / "none", torch_device="cpu")._provenance() == ""
+    # a run set aside (s0.damaged) is not counted, even where its manifest reads back or does not
+    (tmp_path / "methods" / "kd" / "s0").rename(tmp_path / "methods" / "kd" / "s0.damaged")
+    (tmp_path / "methods" / "scan" / "s0" / "manifest.json").write_text("{")
+    for run in ("methods/scan/s0", "methods_reram/hwa/s0"):
+        (tmp_path / run).rename(tmp_path / f"{run}.damaged")
+    (tmp_path / "methods" / "at" / "s1").mkdir(parents=True)
+    (tmp_path / "methods" / "at" / "s1" / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    said = Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu")._provenance()
+    assert said == " Of its 2 models, 1 trained here; 1 the zoo's (those not trained here were trained with exactly " \
+        "these settings: evaluated, not retrained; each run's manifest names its source)."
+    (tmp_path / "methods" / "baseline" / "s0").rename(tmp_path / "methods" / "baseline" / "s0.damaged")
+    assert Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu")._provenance() == " Of its 1 model, 1 " \
+        "trained here."

@@ -238,8 +238,8 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
     waiting = [(s, n) for s, n in runs if teachers and method_traits(n)[1]]
     first = [(s, n) for s, n in runs if (s, n) not in waiting]
     trained = train_all(teachers + [job(s, n) for s, n in first])
-    for kwargs, teacher in zip(seed_kwargs.values(), trained):
-        kwargs["teacher"] = Path(teacher["run_dir"]) / "best.pt"
+    for kwargs, teacher in zip(seed_kwargs.values(), teachers):  # each seed's own teacher, finished
+        kwargs["teacher"] = teacher.run_dir / "best.pt"
     done = dict(zip(first, trained[len(teachers):]))
     if waiting:
         done.update(zip(waiting, train_all([job(s, n) for s, n in waiting])))
@@ -251,8 +251,9 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
 
 def _finished_line(job: _Job, summary: dict[str, Any]) -> str:
     """One finished run: where, its deepest exit's test accuracy, and how it was made."""
-    how = (f"adopted from {_source(summary['adopted_from'])}" if summary.get("adopted_from")
-           else f"trained in {float(summary.get('wall_time_s', 0.0)) / 60:.1f} min")
+    how = ("finished before, reused" if summary.get("reused") else
+           f"adopted from {_source(summary['adopted_from'])}" if summary.get("adopted_from") else
+           f"trained in {float(summary.get('wall_time_s', 0.0)) / 60:.1f} min")
     return f"{job.run_dir.parent.name}/{job.run_dir.name}: test {summary['test']['exits'][-1]:.2f} % ({how})"
 
 
@@ -343,8 +344,8 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison")
-        if _start_changed(manifest, train_kwargs) is None:
-            return read_json(run_dir / "results.json", fix=RERUN)
+        if _start_changed(manifest, train_kwargs) is None:  # finished here before: said so, not "trained"
+            return {**read_json(run_dir / "results.json", fix=RERUN), "reused": True}
     begun = manifest or read_marker(run_dir)  # finished, or begun and left unfinished
     changed = _start_changed(begun, train_kwargs) if begun is not None else None
     again = changed is not None

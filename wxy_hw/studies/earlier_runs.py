@@ -16,18 +16,19 @@ from .zoo import same_model
 
 
 def check_folders(folders: Sequence[str | Path], *, reproductions: bool = False) -> list[Path]:
-    """The folders to reuse from, each an existing comparison folder (``<method>/s<seed>`` runs in it) or, with
-    ``reproductions``, reproduction folder (such comparisons in its ``methods*/``): a typo, or one kind given for
-    the other, fails before any training."""
-    runs, kind = ("methods*/*/s*", "reproduction") if reproductions else ("*/s*", "comparison")
+    """The folders to reuse from, each an existing comparison folder (``<method>/s<seed>/best.pt`` runs in it) or,
+    with ``reproductions``, reproduction folder (such comparisons in its ``methods*/``): a typo, one kind given for
+    the other, or an archive (results/ keeps no checkpoints) fails before any training."""
+    runs, kind = ("methods*/*/s*/best.pt", "reproduction") if reproductions else ("*/s*/best.pt", "comparison")
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise ValueError(f"--reuse {folder}: no such folder; give the --out of an earlier {kind}")
-        if not any(run.name[1:].isdigit() for run in folder.glob(runs) if run.is_dir()):
-            where = ("no methods/<method>/s<seed> runs in it; give the --out of an earlier reproduction"
-                     if reproductions else "no <method>/s<seed> runs in it; give a comparison folder (a "
-                     "reproduction's trainings are in its methods/ and methods_<device>/)")
-            raise ValueError(f"--reuse {folder}: {where}")
+        if not any(run.parent.name[1:].isdigit() for run in folder.glob(runs)):
+            layout = "methods/<method>/s<seed>/best.pt" if reproductions else "<method>/s<seed>/best.pt"
+            other = ("" if reproductions else "; a reproduction's trainings are in its methods/ and "
+                     "methods_<device>/")
+            raise ValueError(f"--reuse {folder}: no {layout} in it (an archive under results/ keeps no checkpoints: "
+                             f"give the run's folder under runs/{other})")
     return [Path(f) for f in folders]
 
 
@@ -63,9 +64,13 @@ def find_earlier(relative: str | Path, settings: dict[str, Any],
 
 def _changed_on_resume(manifest: dict[str, Any]) -> bool:
     """Whether the run continued with other settings than it began with (a lowered learning rate, another start or
-    teacher): anything its resume recorded beyond the epoch it continued from."""
-    resumed = manifest.get("resumed_from")
-    return bool(manifest.get("resumed_with")) or (isinstance(resumed, dict) and set(resumed) - {"epoch"} != set())
+    teacher) at any of its resumes: anything one recorded beyond the epoch it continued from."""
+    resumes = [manifest, *(r for r in manifest.get("earlier_resumes") or [] if isinstance(r, dict))]
+    for resume in resumes:
+        resumed = resume.get("resumed_from")
+        if resume.get("resumed_with") or (isinstance(resumed, dict) and set(resumed) - {"epoch"}):
+            return True
+    return False
 
 
 def _same_file(manifest: dict[str, Any], key: str, theirs: Any, asked: Any) -> bool:

@@ -48,7 +48,7 @@ from .config import SettingError, StudyConfig, input_paths, read_toml
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
 from .early_exit_energy import EarlyExitConfig, early_exit_run
 from .noise_sweep import NoiseSweepConfig, noise_sweep_run
-from .reproduce_plan import seeds_to_decide
+from .reproduce_plan import seeds_to_decide, training_manifests
 from .result import StudyResult
 from .spine import HWA_DEFAULT_NOISE, HWA_FINETUNE
 from .train import RERUN
@@ -652,8 +652,11 @@ class Reproduction:
         ``adopted_from`` of each finished training run's manifest."""
         made: Counter[str] = Counter()
         earlier: set[str] = set()
-        for path in sorted(self.out.glob("methods*/*/s*/manifest.json")):
-            manifest = read_json(path, fix=RERUN)
+        for path in training_manifests(self.out):
+            try:
+                manifest = read_json(path, fix=RERUN)
+            except DamagedFileError:
+                continue  # not a finished run: its step would have redone it
             if manifest.get("status") != "complete":
                 continue
             source = manifest.get("adopted_from") or {}
@@ -667,8 +670,10 @@ class Reproduction:
             parts.append(f"{made['zoo']} the zoo's")
         if made["earlier"]:
             parts.append(f"{made['earlier']} adopted from earlier runs in {', '.join(sorted(earlier))}")
-        return (f" Of its {sum(made.values())} models, {'; '.join(parts)} (trained with exactly these settings, "
-                "evaluated, not retrained; each run's manifest names its source).")
+        adopted = (" (those not trained here were trained with exactly these settings: evaluated, not retrained; "
+                   "each run's manifest names its source)") if made["zoo"] or made["earlier"] else ""
+        total = sum(made.values())
+        return f" Of its {total} model{'s' if total != 1 else ''}, {'; '.join(parts)}{adopted}."
 
     # --- claims ----------------------------------------------------------------------------------------
     claims_with_tests: list[tuple[str, PairedTest]]

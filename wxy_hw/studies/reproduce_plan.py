@@ -99,6 +99,12 @@ def seeds_to_decide(pilot: Path, chips: int = 25, images: int = 2000, alpha: flo
     return max(n for n in need if n is not None)
 
 
+def training_manifests(folder: Path) -> list[Path]:
+    """The manifest.json of every training run of a reproduction (``methods*/<method>/s<seed>/``; a run set aside
+    as ``s<seed>.damaged`` is not one of its runs)."""
+    return [p for p in sorted(Path(folder).glob("methods*/*/s*/manifest.json")) if p.parent.name[1:].isdigit()]
+
+
 def training_seconds(pilot: Path) -> float | None:
     """The seconds the pilot's models took, from each finished training run's manifest.json (its whole run: the
     training and the test it ends with; what an archive under results/ keeps too); None when it holds none.
@@ -109,7 +115,7 @@ def training_seconds(pilot: Path) -> float | None:
     (``torch_threads``, the host's ``cpu_count``) counts t / c of its wall time, so runs trained side by side
     (``--workers``) are not counted twice; a run recorded before threads were counts whole."""
     trained, adopted = [], 0
-    for path in sorted(pilot.glob("methods*/*/s*/manifest.json")):
+    for path in training_manifests(pilot):
         manifest = read_json(path, fix=f"rerun the pilot ({RERUN})")
         if manifest.get("status") != "complete":
             continue

@@ -168,14 +168,16 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and conf.teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
+    # refused before any work; each file read once and hashed, so the record names the bytes the run uses
     teacher_payload, teacher_sha256 = None, None
     if needs_teacher:
         assert conf.teacher is not None  # a missing --teacher was refused above
-        teacher_payload = _teacher_payload(conf.teacher, conf.dataset)  # refused before any work
-        teacher_sha256 = file_sha256(conf.teacher)
-    # refused before any work; hashed just before it is read, so the record names the bytes the run starts from
-    init_sha256 = file_sha256(conf.init) if conf.init else None
-    init_payload = _init_payload(conf) if conf.init else None
+        content, teacher_sha256 = read_hashed(conf.teacher)
+        teacher_payload = _teacher_payload(conf.teacher, conf.dataset, content)
+    init_payload, init_sha256 = None, None
+    if conf.init:
+        content, init_sha256 = read_hashed(conf.init)
+        init_payload = _init_payload(conf, content)
     out = Path(out) if out is not None else default_run_dir(conf.dataset, conf.arch, conf.width, method, conf.seed)
     return TrainPlan(conf, out, heads, exit_stages, multi_exit, method_options, teacher_payload, init_payload,
                      resume, overwrite, init_sha256, teacher_sha256)
@@ -261,6 +263,11 @@ def _open_run(plan: TrainPlan, setup: TrainSetup) -> RunDirectory:
     run.manifest["torch_threads"] = torch.get_num_threads()
     if setup.trainer.resumed_from:
         run.manifest["resumed_from"] = setup.trainer.resumed_from  # e.g. a learning rate lowered after divergence
+    if plan.resume:  # every earlier resume stays on record: a lowered learning rate is not forgotten by the next one
+        before = [r for r in run.previous.get("earlier_resumes") or [] if isinstance(r, dict)]
+        last = {k: run.previous[k] for k in ("resumed_from", "resumed_with") if run.previous.get(k)}
+        if before or last:
+            run.manifest["earlier_resumes"] = before + ([last] if last else [])
     run.write_manifest()
     return run
 
@@ -322,8 +329,9 @@ def adopt_run(conf: TrainRunConfig, checkpoint: Path, out: Path, source: dict[st
     with run_dir_guard(out, overwrite=plan.overwrite, kind="train", inputs=[checkpoint]):
         # read once: the file written, the model evaluated and the sha256 recorded are the same bytes, even if the
         # source changes meanwhile
-        content = Path(checkpoint).read_bytes()
-        sha256 = hashlib.sha256(content).hexdigest()
+        content, sha256 = read_hashed(checkpoint)
+        if content is None:
+            raise CheckpointError(f"{checkpoint} is gone (it was there when it was matched); {RERUN}")
         source = {"sha256": sha256, **source}  # the sha256 it was matched by, where the caller had one
         if source["sha256"] != sha256:
             raise CheckpointError(f"{checkpoint} changed after it was matched (its sha256 differs); {RERUN}")
@@ -433,11 +441,21 @@ def _check_resumable(out: Path) -> None:
                          "train it again with a lower learning rate: --overwrite --lr LOWER")
 
 
-def _init_payload(conf: TrainRunConfig) -> dict[str, Any]:
-    """The --init checkpoint, read and validated: trained on the same dataset, training subset, validation
-    fraction and seed (so the validation images that select the fine-tuned model were never trained on)."""
+def read_hashed(path: str | Path) -> tuple[bytes | None, str | None]:
+    """A checkpoint file's bytes and their sha256, read once (None, None where there is no file: ``read_checkpoint``
+    of those bytes then says so in its own words)."""
+    if not Path(path).is_file():
+        return None, None
+    content = Path(path).read_bytes()
+    return content, hashlib.sha256(content).hexdigest()
+
+
+def _init_payload(conf: TrainRunConfig, content: bytes | None) -> dict[str, Any]:
+    """The --init checkpoint (its ``content``, read once), validated: trained on the same dataset, training subset,
+    validation fraction and seed (so the validation images that select the fine-tuned model were never trained
+    on)."""
     assert conf.init is not None
-    payload = read_checkpoint(conf.init, data=True)
+    payload = read_checkpoint(conf.init, data=True, content=content)
     data, train = payload["data"], payload.get("train_config") or {}
     saw = {"dataset": data["name"], "subset": data.get("train_subset"), "val_fraction": data.get("val_fraction"),
            "seed": train.get("seed")}
@@ -450,10 +468,10 @@ def _init_payload(conf: TrainRunConfig) -> dict[str, Any]:
     return payload
 
 
-def _teacher_payload(teacher: str | Path, dataset: str) -> dict[str, Any]:
-    """The teacher's checkpoint, read and validated; refused when it was trained on another dataset than the
-    student's (its classes would mean other things, however many there are)."""
-    payload = read_checkpoint(teacher, data=True)
+def _teacher_payload(teacher: str | Path, dataset: str, content: bytes | None) -> dict[str, Any]:
+    """The teacher's checkpoint (its ``content``, read once), validated; refused when it was trained on another
+    dataset than the student's (its classes would mean other things, however many there are)."""
+    payload = read_checkpoint(teacher, data=True, content=content)
     trained, wanted = payload["data"]["name"], dataset_key(dataset)
     if trained != wanted:
         raise CheckpointError(f"teacher {teacher} was trained on {trained!r} but the student trains on {dataset!r}; "
