@@ -98,3 +98,12 @@ def test_hardware_aware_methods_fine_tune_from_their_digital_models_of_the_same_
         assert main([*argv, "--dataset", "synthetic", "--out", str(tmp_path / "x"), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert problem in err and err.count("\n") == 1
+
+
+def test_a_run_that_diverges_advises_a_new_comparison_at_a_lower_lr(tmp_path):
+    """A comparison's runs share one learning rate: the advice is a new --out at a lower --lr, not the same command
+    (whose finished runs would be refused as trained at another lr)."""
+    from wxy_hw.train import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"baseline in .*s0: loss became nan.*lower --lr and a new --out"):
+        compare_methods(methods=["baseline"], seeds=[0], out=tmp_path, **{**BUDGET, "lr": 1e12})

@@ -363,10 +363,11 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                          overwrite=flags["overwrite"], **train_kwargs).details
     except TrainingInterrupted as exc:  # train's own advice (--resume / --overwrite) is not this command's
         raise TrainingInterrupted(f"{exc.where}; {RERUN}", exc.where) from None
-    except NonFiniteLossError as exc:  # the same: this command's remedy is a rerun with a lower --lr
+    except NonFiniteLossError as exc:  # the same: this command's remedy is a lower --lr for the whole comparison
         what = str(exc).split("; ", 1)[0]
-        raise type(exc)(f"{name} in {run_dir}: {what}; re-run the same command with a lower --lr (runs that diverged "
-                        "continue from their last good checkpoint or start again; finished ones are reused)") from None
+        raise type(exc)(f"{name} in {run_dir}: {what}; run the comparison again with a lower --lr and a new --out "
+                        "(every run of a comparison trains at one learning rate, so a finished run at this one is "
+                        "not reused there)") from None
 
 
 def _start_changed(manifest: dict[str, Any], train_kwargs: dict[str, Any]) -> str | None:
