@@ -145,7 +145,7 @@ class FakeSteps:
         return {study: self._runner(study) for study in reproduce_mod.RUNNERS}
 
     def _runner(self, study: str):
-        def run(config, *, out: Path, progress: bool) -> StudyResult:
+        def run(config, *, out: Path, progress: bool, announce=None) -> StudyResult:
             import sys
 
             self.calls.append((study, config, Path(out)))
