@@ -114,8 +114,10 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
     they were trained with, not by a cache name."""
     folder = folder or zoo_dir()
     for m in read_index(folder):
+        # a start by content; a teacher never (the zoo records no teacher's sha256, and ships no student)
         if same_model(config_of(m, folder), settings,
-                      lambda key, recorded, asked: _same_file(recorded, asked, folder)):
+                      lambda key, recorded, asked: _same_start(recorded, asked, folder) if key == "init"
+                      else recorded is None and asked is None):
             path = find(m.key, m.name, folder)
             return (m, path) if path is not None else None
     return None
@@ -144,8 +146,8 @@ def same_model(recorded: dict[str, Any], asked: dict[str, Any],
     return True
 
 
-def _same_file(recorded: str | None, asked: str | None, folder: Path) -> bool:
-    """Whether a zoo model's starting checkpoint or teacher (recorded relative to the checkout that trained it, e.g.
+def _same_start(recorded: str | None, asked: str | None, folder: Path) -> bool:
+    """Whether a zoo model's starting checkpoint (recorded relative to the checkout that trained it, e.g.
     ``zoo/<id>.pt``) is the one asked for: the same file by content (a fine-tune of the zoo's own digital model,
     wherever that model was copied to), or neither has one."""
     if recorded is None or asked is None:
