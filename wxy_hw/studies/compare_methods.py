@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import math
 import os
 import sys
@@ -207,7 +208,7 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
     others once its teacher exists); their summaries, and a line to ``announce`` as each run finishes."""
     conf = plan.config
     total = len(plan.seeds) * (len(conf.methods) + (1 if plan.wants_teacher and conf.teacher is None else 0))
-    finished: list[int] = []
+    finished = itertools.count(1)  # runs finished so far, over both batches
 
     def train_all(jobs: list[_Job]) -> list[dict[str, Any]]:
         where = runs_on_ray(conf.workers, conf.ray_address)
@@ -216,8 +217,7 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
 
         def done(i: int, summary: dict[str, Any]) -> None:
             if announce is not None:
-                finished.append(i)
-                announce(f"[compare_methods] {len(finished)}/{total} {_finished_line(jobs[i], summary)}")
+                announce(f"[compare_methods] {next(finished)}/{total} {_finished_line(jobs[i], summary)}")
         return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address,
                             on_result=done)
 
