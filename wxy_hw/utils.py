@@ -273,6 +273,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def read_hashed(path: str | os.PathLike) -> tuple[bytes | None, str | None]:
+    """A file's bytes and their sha256, read once, so that what is used is what was hashed (None, None where there
+    is no file: the reader of those bytes then says so in its own words)."""
+    if not Path(path).is_file():
+        return None, None
+    content = Path(path).read_bytes()
+    return content, hashlib.sha256(content).hexdigest()
+
+
 def data_dir(folder: str) -> Path:
     """A top-level data folder that comes with wxy_hw (``devices``, ``zoo``): beside ``wxy_hw/`` and
     ``pyproject.toml`` in a source checkout, inside the package (``wxy_hw/<folder>``) once a wheel is installed

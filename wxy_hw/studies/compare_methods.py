@@ -349,7 +349,7 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
     begun = manifest or read_marker(run_dir)  # finished, or begun and left unfinished
     changed = _start_changed(begun, train_kwargs) if begun is not None else None
     again = changed is not None
-    if changed is not None:
+    if again:
         # a fine-tune (--init-from) whose start, or a student whose teacher, was trained again since (say a damaged
         # run set aside): its weights no longer follow from the file it names, so it is made again from the new one
         # (adopted where a first run would be)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import CheckpointError
-from ..utils import file_sha256
 from .train import read_finished, recorded_start
 from .zoo import same_model
 
@@ -50,12 +49,12 @@ def find_earlier(relative: str | Path, settings: dict[str, Any],
             recorded = tomllib.loads((run / "config.toml").read_text())
             if not same_model(recorded, settings, functools.partial(_same_file, manifest)):
                 continue
-            sha256 = file_sha256(run / "best.pt")
         except (OSError, ValueError, CheckpointError):  # ValueError: damaged JSON, TOML or text
             continue
         git = manifest.get("git")
         git = git if isinstance(git, dict) else {}
-        source = {"run": str(run.resolve()), "sha256": sha256, "commit": git.get("commit"), "dirty": git.get("dirty")}
+        # its sha256: that of the bytes adopt_run reads and adopts
+        source = {"run": str(run.resolve()), "commit": git.get("commit"), "dirty": git.get("dirty")}
         if manifest.get("adopted_from"):  # itself adopted: where the model first came from stays on record
             source["via"] = manifest["adopted_from"]
         return run / "best.pt", source

@@ -111,9 +111,9 @@ def training_seconds(pilot: Path) -> float | None:
 
     A model adopted (from the zoo or an earlier run, ``adopted_from``) was not trained here; it is counted at the
     mean time of the models that were, so the estimate is that of training every model, as a run without the zoo
-    would. A run that did not finish (interrupted, failed) is not counted. Seconds of the machine: a run that used t of its c cores
-    (``torch_threads``, the host's ``cpu_count``) counts t / c of its wall time, so runs trained side by side
-    (``--workers``) are not counted twice; a run recorded before threads were counts whole."""
+    would. A run that did not finish (interrupted, failed) is not counted. Seconds of the machine: a run that used
+    t of its c cores (``torch_threads``, the host's ``cpu_count``) counts t / c of its wall time, so runs trained
+    side by side (``--workers``) are not counted twice; a run recorded before threads were counts whole."""
     trained, adopted = [], 0
     for path in training_manifests(pilot):
         manifest = read_json(path, fix=f"rerun the pilot ({RERUN})")
@@ -166,8 +166,9 @@ def plan_table(pilot: Path, chips: int = 25, images: int = 2000, alpha: float = 
     need = [p.seeds_larger for p in table1_plans(plans)]
     if need and train + evaluate > 0:
         worst = None if any(n is None for n in need) else max(n for n in need if n is not None)
-        lines += ["", f"Pilot time: {train / 60:.1f} min training (a model adopted from the zoo or an earlier run counted at the mean "
-                      f"time of those trained), {evaluate / 60:.1f} min evaluation, {seeds} seeds (this machine)."]
+        lines += ["", f"Pilot time: {train / 60:.1f} min training (a model adopted from the zoo or an earlier run "
+                      f"counted at the mean time of those trained), {evaluate / 60:.1f} min evaluation, {seeds} seeds "
+                      "(this machine)."]
         if worst is None:
             lines.append("The seed's Table-1 claims cannot reach that power within 10,000 seeds at this spread: the "
                          "models behind them must converge first (a smaller seed-to-seed spread), not run longer.")

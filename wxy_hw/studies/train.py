@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,8 @@ from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
-from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, read_json, resolve_device,
-                     seed_everything, set_aside)
+from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, read_hashed, read_json,
+                     resolve_device, seed_everything, set_aside)
 from .config import StudyConfig
 from .result import StudyResult
 
@@ -439,15 +438,6 @@ def _check_resumable(out: Path) -> None:
     if status == "diverged":  # it ran all its epochs: resuming would only repeat the verdict
         raise ValueError(f"--resume: {out} holds a run that diverged after all its epochs, nothing to continue; "
                          "train it again with a lower learning rate: --overwrite --lr LOWER")
-
-
-def read_hashed(path: str | Path) -> tuple[bytes | None, str | None]:
-    """A checkpoint file's bytes and their sha256, read once (None, None where there is no file: ``read_checkpoint``
-    of those bytes then says so in its own words)."""
-    if not Path(path).is_file():
-        return None, None
-    content = Path(path).read_bytes()
-    return content, hashlib.sha256(content).hexdigest()
 
 
 def _init_payload(conf: TrainRunConfig, content: bytes | None) -> dict[str, Any]:
