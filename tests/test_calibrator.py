@@ -1,6 +1,7 @@
 """Calibrator, discriminators, the adaptation trainers (calibrator, chip calibrator, DANN) and FFT helpers."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,10 @@ def test_calibrator_adapt_cli_end_to_end(tmp_path):
         assert (tmp_path / "cal" / name).exists(), name
     assert "calibrator (classifier frozen)" in res.stdout and "BN recalibration" in res.stdout
     assert len((tmp_path / "cal" / "chips_cross.csv").read_text().splitlines()) - 1 == 4
+    # the test images behind each accuracy, as reproduce reads them for its claims
+    results = json.loads((tmp_path / "cal" / "manifest.json").read_text())["results"]
+    assert results["chip_images"] == {"test": 64, "train": 64}
+    assert 0 < results["domain_images"]["target test"] <= 64
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "calibrator_adapt.py"), "--target", "none",
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode == 2 and "nothing to do" in bad.stderr

@@ -364,3 +364,34 @@ def test_the_report_says_where_its_models_came_from(tmp_path):
     (tmp_path / "methods" / "baseline" / "s0").rename(tmp_path / "methods" / "baseline" / "s0.damaged")
     assert Reproduction(BUDGETS["smoke"], tmp_path, torch_device="cpu")._provenance() == " Of its 1 model, 1 " \
         "trained here."
+
+
+def test_calibrator_claims_count_the_test_images_each_step_recorded(tmp_path):
+    """A calibrator claim's images are those its steps evaluated (the fewest over seeds): the digits test split
+    holds fewer than the 5,000 the converged budget asks, and a chip is tested on at most CHIP_IMAGES; a step run
+    before the counts were recorded falls back to the count asked."""
+    from wxy_hw.studies.calibrator_adapt import CHIP_IMAGES
+
+    b = BUDGETS["converged"]
+    rep = Reproduction(b, tmp_path, torch_device="cpu")
+    for s in b.seeds:
+        domain = [{"method": m, "target acc": a + s} for m, a in (("source only", 60.0), ("calibrator (classifier "
+                                                                  "frozen)", 70.0), ("DANN (fine-tuned features)", 68.0))]
+        _write_csv(tmp_path / "calibrator_domain" / f"s{s}" / "domain.csv", domain)
+        _write_csv(tmp_path / "calibrator_chips" / f"s{s}" / "chips.csv",
+                   [{"chip": 1000 * s + c, "no calibration": 50.0 + c, "calibrator": 75.0 + c + s,
+                     "BN recalibration": 80.0 + c} for c in range(3)])
+        (tmp_path / "calibrator_domain" / f"s{s}" / "manifest.json").write_text(json.dumps(
+            {"results": {"domain_images": {"target test": 360 - s, "source test": 500}}}))
+        (tmp_path / "calibrator_chips" / f"s{s}" / "manifest.json").write_text(json.dumps(
+            {"results": {"chip_images": {"test": CHIP_IMAGES, "train": CHIP_IMAGES}}}))
+    rep.claims_with_tests, rep._pending, rep._untestable = [], [], []
+    rep._calibrator()
+    images = [extra["images"] for _, _, _, extra in rep._pending]
+    assert images == [358, 358, CHIP_IMAGES, CHIP_IMAGES]
+    for s in b.seeds:  # steps run before the counts were recorded
+        for study in ("calibrator_domain", "calibrator_chips"):
+            (tmp_path / study / f"s{s}" / "manifest.json").write_text(json.dumps({"results": {}}))
+    rep.claims_with_tests, rep._pending, rep._untestable = [], [], []
+    rep._calibrator()
+    assert [extra["images"] for _, _, _, extra in rep._pending] == [b.calibrator_samples] * 2 + [CHIP_IMAGES] * 2

@@ -31,6 +31,9 @@ from .spine import (Checkpoint, Opened, StudyResult, cached_checkpoint, check_ch
                     stamp, start_run)
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
+# images per chip instance, for training and for test: each chip trains its own calibrator and fine-tunes its own
+# weights, so the chip study's cost grows with chips × epochs × these images
+CHIP_IMAGES = 1000
 
 
 def _target_splits(target: str, info: dict[str, Any], data_dir, seed: int, corruption: str, severity: int,
@@ -270,8 +273,8 @@ def _calibrate_chips(plan: CalibratorPlan, calib: list[torch.Tensor]) -> ChipsRe
     calibrator on every chip. Converters with a fixed range are calibrated on ``calib`` (the images the energy's
     activity was measured on)."""
     conf, src, classifier = plan.conf, plan.opened.data, plan.opened.model
-    train_b = plan.batches(src.train, min(conf.samples, 1000))
-    test_b = plan.batches(src.test, min(conf.samples, 1000), 250)
+    train_b = plan.batches(src.train, min(conf.samples, CHIP_IMAGES))
+    test_b = plan.batches(src.test, min(conf.samples, CHIP_IMAGES), 250)
     plan.say(f"{plan.chip.name} (t = {human_time(plan.t_chip)}): {len(conf.seeds)} chips — calibrator and "
              "fine-tuning per chip")
     chips = {s: deploy(classifier, plan.chip, s, t_inference=plan.t_chip, calibration=calib) for s in conf.seeds}
@@ -330,6 +333,7 @@ def _write_domain(plan: CalibratorPlan, domain: DomainResult, cost: dict[str, An
     write_rows_csv(out / "calibrator_history.csv", domain.history)
     write_rows_csv(out / "domain.csv", [dict(r, source=source, target=domain.label) for r in domain.rows])
     results["domain"] = domain.rows
+    results["domain_images"] = {"target test": domain.n_target, "source test": domain.n_source}
     results["high_frequency_share"] = {k: high_frequency_share(v) for k, v in domain.spectra.items()}
     plots += _plot_spectra(domain.spectra, out / "fft_spectra", f"{source} → {domain.label}")
     plots += _plot_examples(domain.calibrator, domain.examples, out / "calibrated_examples")
@@ -349,6 +353,7 @@ def _write_chips(plan: CalibratorPlan, chips: ChipsResult, results: dict[str, An
     present = {k: [r[k] for r in rows if r[k] is not None] for k in rows[0] if k != "chip"}
     mean = {k: sum(v) / len(v) if v else None for k, v in present.items()}
     results["chips"] = rows
+    results["chip_images"] = {"test": chips.n_test, "train": chips.n_train}
     plots += _plot_cross(chips.cross, plan.conf.seeds, name, plan.out / "chip_cross")
     return format_table(rows + [{"chip": "mean", **mean}], list(rows[0]), title=(
         f"Chip-instance calibration on {name} (t = {human_time(plan.t_chip)}; {plan.chip.converters}), "

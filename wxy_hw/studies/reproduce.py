@@ -41,7 +41,7 @@ from ..output import deepest_exit
 from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError
 from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
-from .calibrator_adapt import CalibratorConfig, calibrator_adapt_run
+from .calibrator_adapt import CHIP_IMAGES, CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run
 from .earlier_runs import check_folders
 from .config import SettingError, StudyConfig, input_paths, read_toml
@@ -893,7 +893,8 @@ class Reproduction:
         pair = " → ".join(self.b.domain)
         stand_in = (f"stand-ins: {pair} for the seed's MNIST → USPS (sklearn's 8×8 digits, upsampled, in place of "
                     "USPS, which is not available offline)")
-        same = Basis(METHOD_MARGIN, self.b.calibrator_samples)
+        same = Basis(METHOD_MARGIN, self._recorded_images("calibrator_domain", "domain_images", "target test",
+                                                          self.b.calibrator_samples))
         self.add_difference(sec, f"the input calibrator raises target accuracy over the unadapted classifier ({pair})",
                             "MNIST → USPS: 95.6 (ours; no source-only row in the table)", cal, src,
                             ("calibrator", "source only"), cmd, note=stand_in, basis=same)
@@ -911,13 +912,24 @@ class Reproduction:
         dev = self.b.devices[0]
         sec, cmd = f"Calibrator on {dev} chips (extension)", self.plan.chipcal[self.b.seeds[0]].command
         fig = self.out / "calibrator_chips" / f"s{self.b.seeds[0]}" / "chip_cross.png"
-        chip = Basis(CHIP_MARGIN, self.b.calibrator_samples, "extension")
+        chip = Basis(CHIP_MARGIN, self._recorded_images("calibrator_chips", "chip_images", "test",
+                                                        min(self.b.calibrator_samples, CHIP_IMAGES)), "extension")
         self.add_difference(sec, "a per-chip calibrator recovers accuracy lost on the chip",
                             "not in the seed (the calibrator adapts domains)", calc, none, ("calibrator", "none"), cmd,
                             figures=[fig], basis=chip)
         if bn and set(bn) == set(calc):
             self.add_difference(sec, "the calibrator beats zero-parameter BN recalibration on the same images",
                                 "not in the seed", calc, bn, ("calibrator", "BN recal"), cmd, basis=chip)
+
+    def _recorded_images(self, study: str, key: str, field: str, before: int) -> int:
+        """Test images behind a calibrator step's accuracies as its manifests recorded them (the fewest over the
+        seeds: the target domain's test split may hold fewer than asked); ``before``: the count asked, for a step
+        run before the counts were recorded."""
+        counts = []
+        for s in self.b.seeds:
+            results = read_json(self.out / study / f"s{s}" / "manifest.json", fix=RERUN).get("results") or {}
+            counts.append(int((results.get(key) or {}).get(field, before)))
+        return min(counts, default=before)
 
     def _flat_minima(self) -> None:
         """The seed's figure is about training accuracy: the drop is measured on the images each model trained on
