@@ -404,3 +404,24 @@ def test_calibrator_claims_count_the_test_images_each_step_recorded(tmp_path):
     rep.claims_with_tests, rep._pending, rep._untestable = [], [], []
     rep._calibrator()
     assert [extra["images"] for _, _, _, extra in rep._pending] == [b.calibrator_samples] * 3 + [CHIP_IMAGES] * 2
+
+
+def test_a_tie_says_when_the_seeds_own_effect_is_inside_the_margin_too(tmp_path):
+    """"no effect" against a seed effect smaller than the margin is what the seed's own numbers would give: the
+    reason says so; against a larger seed effect it does not."""
+    from wxy_hw.studies.reproduce import METHOD_MARGIN, Basis, stated_effect
+
+    assert stated_effect("ResNet18 CIFAR-100: 78.64 vs 78.38 (+0.26)") == pytest.approx(0.26)
+    assert stated_effect("67.85 vs 77.09 (−9.24)") == pytest.approx(-9.24)
+    assert stated_effect("CE 69.34 vs 92.21 (AlexNet = 100)") is None
+    rep = Reproduction(BUDGETS["smoke"], tmp_path / "rep", torch_device="cpu")
+    rep.claims_with_tests, rep._pending, rep._untestable = [], [], []
+    a = {(s, 0): 92.0 + 0.1 * s for s in range(5)}
+    b = {(s, 0): 92.0 + 0.1 * s + (0.05 if s % 2 else -0.04) for s in range(5)}
+    for seed_value in ("78.64 vs 78.38 (+0.26)", "78.64 vs 77.09 (+1.55)"):
+        rep.add_difference("Table 3", "A beats B", seed_value, a, b, ("A", "B"), "cmd", basis=Basis(METHOD_MARGIN, 10000))
+    rep.judge_claims()
+    small, large = rep.claims
+    assert small.verdict == large.verdict == "no effect"
+    assert "the seed's own effect, +0.26, lies inside the margin too" in small.reason
+    assert "seed's own effect" not in large.reason and small.details["seed_effect"] == pytest.approx(0.26)

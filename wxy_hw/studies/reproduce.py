@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shlex
 import shutil
 import time
@@ -277,6 +278,15 @@ RUNNERS: dict[str, Callable[..., StudyResult]] = {
 # a step's failures that a user can fix (the command lines' USER_ERRORS): one line naming the step, no traceback
 STEP_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, CheckpointError, NonFiniteLossError,
                FileExistsError, FileNotFoundError, AihwkitUnavailable, NoSpaceError, LostRankError)
+
+def stated_effect(seed_value: str) -> float | None:
+    """The effect the seed states for a claim: the first signed number in parentheses of its value ("78.64 vs 77.09
+    (+1.55)" → 1.55, "(−9.24)" → −9.24); None where it states none."""
+    found = re.search(r"\(([+\-−])(\d+(?:\.\d+)?)", seed_value)
+    if found is None:
+        return None
+    return (-1.0 if found.group(1) in "-−" else 1.0) * float(found.group(2))
+
 
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
     """A step's CSV, which must hold ``columns`` (steps are verified before reuse, so damage here is new)."""
@@ -702,7 +712,8 @@ class Reproduction:
         evidence = Evidence(tuple(seed_differences(a, b)), basis.margin, basis.family, kind, expected_sign, floor)
         self._pending.append((Claim(section, claim, seed_value, ours, "not judged", command, note,
                                     [f for f in figures if f.exists()], basis.family),
-                              evidence, above, {"chips": chips, "images": basis.images,
+                              evidence, above, {"seed_effect": stated_effect(seed_value), "chips": chips,
+                                                "images": basis.images,
                                                 "chip_var": chip_var, "levels": [ia.mean, ib.mean] if bounded else None}))
         self.claims_with_tests.append((f"{section}: {claim}", test))
 
@@ -742,6 +753,11 @@ class Reproduction:
                     outcome, reason = "refuted", f"{what} {interval} lies below {threshold:g}"
                 elif outcome == "reproduced" and not interval.low > threshold:
                     outcome, reason = "inconclusive", f"{reason}; but {what} {interval} is not above {threshold:g}"
+            effect = extra.get("seed_effect")
+            if outcome == "no effect" and effect is not None and abs(effect) < evidence.margin.value:
+                # a tie at this margin is what the seed's own numbers would give: not a contradiction of them
+                reason += (f"; the seed's own effect, {effect:+g}, lies inside the margin too: at this margin its "
+                           "numbers would also read as no effect")
             claim.verdict, claim.reason = outcome, reason
             claim.details = {"differences": list(evidence.differences), "kind": evidence.kind,
                              "expected_sign": evidence.expected_sign, "margin": asdict(evidence.margin),
@@ -789,7 +805,8 @@ class Reproduction:
             self.add_difference(t3, f"self-distillation beats DSN at {'the ensemble' if e == 'ensemble' else 'exit ' + e}",
                                 f"ResNet18 CIFAR-100: {seed_value}", sd(e), acc["dsn", e], ("SD", "DSN"), cmd, basis=same)
         t2 = "Self-distillation vs distillation from a teacher (Table 2)"
-        for m, value in (("kd", "77.79"), ("fitnet", "78.21"), ("at", "78.54"), ("dml", "77.54")):
+        for m, value in (("kd", "77.79 (+0.85)"), ("fitnet", "78.21 (+0.43)"), ("at", "78.54 (+0.10)"),
+                         ("dml", "77.54 (+1.10)")):
             self.add_difference(t2, f"self-distillation beats {m.upper() if m != 'fitnet' else 'FitNet'}",
                                 f"ResNet152 → ResNet18, CIFAR-100: 78.64 vs {value}", sd(deepest), acc[m, deepest],
                                 ("SD", m), cmd, basis=same,
@@ -875,10 +892,10 @@ class Reproduction:
         same = Basis(METHOD_MARGIN, self.b.corruption_samples)
         sec = "ADA (Table 1, CIFAR-100-C)"
         self.add_difference(sec, "ADA beats data augmentation on corrupted images (mean over corruptions × severities)",
-                            "mean over 9 corruptions: 60.18 vs 59.50", corr["ada"], corr["augment"],
+                            "mean over 9 corruptions: 60.18 vs 59.50 (+0.68)", corr["ada"], corr["augment"],
                             ("ADA", "augmentation"), cmd, figures=[s0 / "accuracy_vs_severity.png"], basis=same)
         self.add_difference(sec, "data augmentation beats the baseline on corrupted images",
-                            "59.50 vs 46.24", corr["augment"], corr["baseline"], ("augmentation", "baseline"), cmd,
+                            "59.50 vs 46.24 (+13.26)", corr["augment"], corr["baseline"], ("augmentation", "baseline"), cmd,
                             basis=same)
         acc, deepest = self._test_accuracies()  # clean: the whole test set, as every other trained-model claim
         self.add_difference("ADA (Table 3, clean images)", "ADA beats data augmentation on clean images",
@@ -934,7 +951,8 @@ class Reproduction:
                             "MNIST → USPS: 95.6 (ours; no source-only row in the table)", cal, src,
                             ("calibrator", "source only"), cmd, note=stand_in, basis=same)
         self.add_difference(sec, "the input calibrator beats feature-level adaptation (DANN in place of ADDA)",
-                            "MNIST → USPS: 95.6 vs 90.1 (ADDN [34], i.e. ADDA); a tie with CDAN (95.6 vs 95.6)", cal, dann,
+                            "MNIST → USPS: 95.6 vs 90.1 (+5.5; ADDN [34], i.e. ADDA); a tie with CDAN (95.6 vs 95.6)",
+                            cal, dann,
                             ("calibrator", "DANN"), cmd, note=stand_in + "; DANN stands in for ADDA (both adversarial "
                             "feature alignment); the seed reports no win over CDAN", basis=same)
         self.add_difference(sec, "after adaptation the calibrator keeps the better source-domain accuracy (vs DANN)",
