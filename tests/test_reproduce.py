@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -245,6 +246,9 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
         assert any(part in s for s in sections), part
     md = (out / "report.md").read_text()
     assert md.count("| **") == len(claims)
+    table2 = [c for c in claims if "Table 2" in c["section"] and c["details"]]
+    assert table2 and all(re.search(r"our teacher: resnet8 width 0.5, test \d+\.\d\d % \(mean of 2 seeds; the "
+                                    r"student baseline \d+\.\d\d %\)", c["note"]) for c in table2)
     commands = (out / "commands.sh").read_text()
     assert all(c["command"] in commands for c in claims)
     # a second run reuses every finished step and gives the same report
