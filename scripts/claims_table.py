@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Print a reproduction's claims as the Markdown table docs/results.md shows (its report's table without the
-command column), from the run's or its archive's claims.json:
+command column and without each claim's note, which the report adds to the claim), from the run's or its
+archive's claims.json:
 
     python scripts/claims_table.py results/reproduce_decide
     python scripts/claims_table.py results/reproduce_hardware --family extension --section "reram"

@@ -418,6 +418,7 @@ def test_a_tie_says_when_the_seeds_own_effect_is_inside_the_margin_too(tmp_path)
     assert stated_effect("ResNet18 CIFAR-100: 78.64 vs 78.38 (+0.26)") == pytest.approx(0.26)
     assert stated_effect("67.85 vs 77.09 (−9.24)") == pytest.approx(-9.24)
     assert stated_effect("CE 69.34 vs 92.21 (AlexNet = 100)") is None
+    assert stated_effect("(+1e-3)") is stated_effect("(+1,234.5)") is stated_effect("(+12.5e3)") is None  # not read as 1
     rep = Reproduction(BUDGETS["smoke"], tmp_path / "rep", torch_device="cpu")
     rep.claims_with_tests, rep._pending, rep._untestable = [], [], []
     a = {(s, 0): 92.0 + 0.1 * s for s in range(5)}

@@ -282,10 +282,18 @@ STEP_ERRORS = (ValueError, DatasetNotFoundError, CorruptDatasetError, Checkpoint
 def stated_effect(seed_value: str) -> float | None:
     """The effect the seed states for a claim: the first signed number in parentheses of its value ("78.64 vs 77.09
     (+1.55)" → 1.55, "(−9.24)" → −9.24); None where it states none."""
-    found = re.search(r"\(([+\-−])(\d+(?:\.\d+)?)", seed_value)
+    found = re.search(r"\(([+\-−])(\d+(?:\.\d+)?)(?![\d.,eE])", seed_value)
     if found is None:
         return None
     return (-1.0 if found.group(1) in "-−" else 1.0) * float(found.group(2))
+
+
+def _deepest_row(rows: list[dict[str, str]], method: str, path: Path) -> dict[str, str]:
+    """``method``'s row at its deepest numbered exit in a per-exit CSV (``path``, named when it has none)."""
+    numbered = [r for r in rows if r["method"] == method and r["exit"].isdigit()]
+    if not numbered:
+        raise DamagedFileError(path, f"has no row of {method}", RERUN)
+    return max(numbered, key=lambda r: int(r["exit"]))
 
 
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
@@ -805,7 +813,7 @@ class Reproduction:
             self.add_difference(t3, f"self-distillation beats DSN at {'the ensemble' if e == 'ensemble' else 'exit ' + e}",
                                 f"ResNet18 CIFAR-100: {seed_value}", sd(e), acc["dsn", e], ("SD", "DSN"), cmd, basis=same)
         t2 = "Self-distillation vs distillation from a teacher (Table 2)"
-        teacher = f"our teacher: {self.b.teacher_arch} width {self.b.teacher_width:g}{self._teacher_accuracy()}, same budget"
+        teacher = f"our teacher: {self.b.teacher_arch} width {self.b.teacher_width:g}{self._teacher_accuracy(acc, deepest)}, same budget"
         for m, value in (("kd", "77.79 (+0.85)"), ("fitnet", "78.21 (+0.43)"), ("at", "78.54 (+0.10)"),
                          ("dml", "77.54 (+1.10)")):
             self.add_difference(t2, f"self-distillation beats {m.upper() if m != 'fitnet' else 'FitNet'}",
@@ -818,20 +826,21 @@ class Reproduction:
                             "compare no methods: runs train two at a time on a shared CPU, and some are adopted from "
                             "earlier runs")
 
-    def _teacher_accuracy(self) -> str:
-        """", test 92.75 % (mean of 3 seeds; the baseline 92.20 %)": how far above its students the teachers were
-        (a teacher barely better than its student has little to teach); "" where no teacher's results are here."""
-        found = []
+    def _teacher_accuracy(self, acc: dict[tuple[str, str], dict], deepest: str) -> str:
+        """", test 92.75 % (mean of 3 seeds; the student baseline 92.20 %)": how far above its students the teachers
+        were (a teacher barely better than its student has little to teach), both over the seeds whose teacher's
+        results are here; "" where there are none."""
+        teachers = {}
         for s in self.b.seeds:
             path = self.out / "methods" / "teacher" / f"s{s}" / "results.json"
             if path.is_file():
-                found.append(float(read_json(path, fix=RERUN)["test"]["exits"][-1]))
-        if not found:
+                teachers[s] = float(read_json(path, fix=RERUN)["test"]["exits"][-1])
+        if not teachers:
             return ""
-        acc, deepest = self._test_accuracies()
-        base = acc.get(("baseline", deepest), {})
-        vs = f"; the student baseline {sum(base.values()) / len(base):.2f} %" if base else ""
-        return f", test {sum(found) / len(found):.2f} % (mean of {len(found)} seed{'s' if len(found) > 1 else ''}{vs})"
+        base = [v for (s, _), v in acc.get(("baseline", deepest), {}).items() if s in teachers]
+        vs = f"; the student baseline {sum(base) / len(base):.2f} %" if len(base) == len(teachers) else ""
+        n = len(teachers)
+        return f", test {sum(teachers.values()) / n:.2f} % (mean of {n} seed{'s' if n > 1 else ''}{vs})"
 
     def _scan_table1(self, acc: dict[tuple[str, str], dict], base: dict, deepest: str, same: Basis) -> None:
         scan = lambda e: acc["scan", e]  # noqa: E731
@@ -857,7 +866,7 @@ class Reproduction:
             accel[s] = float(dyn[0]["mac_acceleration"])
             dyn_acc[(s, 0)] = float(dyn[0]["accuracy"])
             full[(s, 0)] = float(deepest["digital_accuracy"])
-            baseline = next(r for r in per if r["method"] == "baseline")  # one exit: its whole network
+            baseline = _deepest_row(per, "baseline", d / "per_exit.csv")  # one exit: its whole network
             cut_accel[s] = float(baseline["macs"]) / float(scan_rows["2"]["macs"])
             cut[(s, 0)], base[(s, 0)] = float(scan_rows["2"]["digital_accuracy"]), float(baseline["digital_accuracy"])
         d0 = self.out / "early_exit" / f"s{self.b.seeds[0]}"
@@ -867,8 +876,8 @@ class Reproduction:
             ("SCAN 2/4", "baseline"), self.plan.early[self.b.seeds[0]].command,
             basis=Basis(NO_DROP_MARGIN, self.b.samples), kind="no drop",
             above=("MAC acceleration (×)", ratio_interval([cut_accel[s] for s in self.b.seeds]), 1.0),
-            note="MACs of the baseline over those of SCAN's path to its exit 2 (attention and bottleneck included); "
-                 "compression (parameters) is not measured")
+            note="MACs of the baseline over those of SCAN cut off at its exit 2 (the backbone to stage 2 and that "
+                 "exit's own head, attention included); compression (parameters) is not measured")
         self.add_difference(
             "SCAN dynamic inference", "thresholds (searched on validation) accelerate inference with no accuracy drop",
             "4.41× (CIFAR-100) and 1.99× (ImageNet) acceleration at no accuracy drop", dyn_acc, full,
@@ -974,8 +983,9 @@ class Reproduction:
         self.add_difference(sec, "after adaptation the calibrator keeps the better source-domain accuracy (vs DANN)",
                             "a preview figure, no number: 'the best source domain performance after the adaptation'",
                             on_source["calibrator"], on_source["DANN"], ("calibrator", "DANN"), cmd,
-                            note=stand_in + "; source images go to the frozen classifier without the calibrator "
-                            "(domain.csv's 'source acc (inputs calibrated)' is what they score through it)",
+                            note=stand_in + "; the calibrator's value is the untouched classifier's (source images "
+                            "skip the calibrator; through it they score domain.csv's 'source acc (inputs calibrated)'), "
+                            "so this tests whether DANN's fine-tuning costs source accuracy",
                             basis=Basis(METHOD_MARGIN, self._recorded_images("calibrator_domain", "domain_images",
                                                                              "source test", self.b.calibrator_samples)))
         self.add_untestable(sec, "the calibrator beats the state of the art on the digits benchmark by 2.5 points",
