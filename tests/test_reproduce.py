@@ -234,8 +234,8 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
     assert all(r[4].startswith(c["verdict"]) for r, c in zip(page.rows, claims))  # the verdict, then why
     assert all(c["verdict"] in VERDICTS and c["ours"] and c["seed_value"] and c["command"] and c["reason"]
                for c in claims)
-    # the seed's own 28 claims (two of them not testable here) apart from our extensions; two seeds judge nothing
-    assert sum(c["family"] == "seed" for c in claims) == 28
+    # the seed's own 29 claims (two of them not testable here) apart from our extensions; two seeds judge nothing
+    assert sum(c["family"] == "seed" for c in claims) == 29
     assert {c["verdict"] for c in claims} == {"not judged"}
     judged = [c for c in claims if c["details"]]
     assert judged and all(len(c["details"]["differences"]) == 2 and c["details"]["margin"]["reason"] for c in judged)
