@@ -157,7 +157,7 @@ def test_a_table1_budget_trains_and_judges_only_the_seeds_table_1(tmp_path):
                            for e in exits]
         corruption[s] = [dict(method=m, exit="4", corruption=c, severity=3, accuracy=a + s, device="")
                          for m, a in (("baseline", 60.0), ("augment", 70.0), ("ada", 71.0))
-                         for c in ("clean", "gaussian_noise")]
+                         for c in ("clean", "gaussian_noise", "shot_noise")]
         errors[s] = [dict(method=m, corruption="mean", ce=100.0) for m in ("baseline", "augment", "ada")]
         _write_csv(tmp_path / "robustness" / f"s{s}" / "corruption.csv", corruption[s])
         _write_csv(tmp_path / "robustness" / f"s{s}" / "corruption_errors.csv", errors[s])
@@ -165,11 +165,16 @@ def test_a_table1_budget_trains_and_judges_only_the_seeds_table_1(tmp_path):
     rep.collect()
     sections = [c.section for c in rep.claims]
     assert sections == ["Self-distillation (Table 1)"] * 3 + ["SCAN (Table 1)"] * 2 + \
-        ["ADA (Table 1, CIFAR-100-C)"] * 2 + ["ADA (Table 3, clean images)"]
+        ["ADA (Table 1, CIFAR-100-C)"] * 2 + ["ADA (extension: corruptions never trained on)"] * 2 + \
+        ["ADA (Table 3, clean images)"]
+    unseen = [c for c in rep.claims if "never trained on" in c.section]  # shot noise only: gaussian noise is trained on
+    assert all(c.family == "extension" and "(shot_noise)" in c.claim for c in unseen)
+    assert "ADA 72.00 [" in unseen[0].ours and "augmentation 71.00 [" in unseen[0].ours  # 71 + s, 70 + s
     clean = rep.claims[-1]  # ADA against augmentation on the whole test set: 1.2, 1.1 and 0.8 points below
     assert clean.verdict == "refuted" and clean.details["differences"] == pytest.approx([-1.2, -1.1, -0.8])
     assert clean.details["images"] == 10000
-    assert all(c.family == "seed" and c.verdict != "not judged" for c in rep.claims)
+    assert all(c.family == ("extension" if "extension" in c.section else "seed") and c.verdict != "not judged"
+               for c in rep.claims)
     assert "Table-1 claims only" in rep._preamble() and "no chips" in rep._preamble()
 
 
