@@ -251,6 +251,9 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
         assert any(part in s for s in sections), part
     md = (out / "report.md").read_text()
     assert md.count("| **") == len(claims)
+    # clean accuracies come from the whole test set of the trainings, corrupted ones from the robustness study
+    clean = next(c for c in claims if c["claim"] == "auxiliary training raises clean accuracy over the baseline")
+    assert "compare_methods" in clean["command"] and clean["details"]["images"] == 10000
     table2 = [c for c in claims if "Table 2" in c["section"] and c["details"]]
     assert table2 and all(re.search(r"our teacher: resnet8 width 0.5, test \d+\.\d\d % \(mean of 2 seeds; the "
                                     r"student baseline \d+\.\d\d %\)", c["note"]) for c in table2)
