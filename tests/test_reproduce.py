@@ -254,6 +254,8 @@ def test_smoke_reproduction_writes_a_self_contained_report(tmp_path, monkeypatch
     # clean accuracies come from the whole test set of the trainings, corrupted ones from the robustness study
     clean = next(c for c in claims if c["claim"] == "auxiliary training raises clean accuracy over the baseline")
     assert "compare_methods" in clean["command"] and clean["details"]["images"] == 10000
+    pgd = next(c for c in claims if c["claim"] == "auxiliary training beats adversarial training under PGD-L∞")
+    assert re.search(r"clean test accuracy here: auxiliary_adv \d+\.\d\d %, adv \d+\.\d\d %, baseline", pgd["note"])
     table2 = [c for c in claims if "Table 2" in c["section"] and c["details"]]
     assert table2 and all(re.search(r"our teacher: resnet8 width 0.5, test \d+\.\d\d % \(mean of 2 seeds; the "
                                     r"student baseline \d+\.\d\d %\)", c["note"]) for c in table2)
