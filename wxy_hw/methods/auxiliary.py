@@ -27,7 +27,11 @@ has exactly the baseline's parameters and cost.
 ``auxiliary_adv`` adds adversarial examples as one more input type (the paper's robustness
 experiment, where the auxiliary model is compared with adversarial training under PGD): each
 clean image also gets an L∞ PGD copy made against the current network, with its own BN layers
-and auxiliary classifier, distilled from the clean image like the corrupted copies.
+and auxiliary classifier, distilled from the clean image like the corrupted copies. With selective BN
+the PGD copies never pass the primary BN layers, so the deployed (primary) path is not trained on
+them: expect its clean accuracy kept and little PGD robustness, unlike the talk's auxiliary model,
+which lost clean accuracy as adversarial training did; ``merge_bn=True`` routes them through the
+primary BN layers in period 2.
 """
 from __future__ import annotations
 
