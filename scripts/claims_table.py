@@ -15,12 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from wxy_hw.analysis.report import markdown_cell as cell
+
 HEADER = ["| section | claim | seed | ours (mean [95 % CI]; paired Δ over seeds) | verdict |", "|---|---|---|---|---|"]
-
-
-def cell(text: object) -> str:
-    """A table cell: pipes escaped, one line (as the report writes its cells)."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def claims_table(run: Path, family: str | None = None, section: str | None = None) -> list[str]:

@@ -116,10 +116,15 @@ def render_html(claims: Sequence[Claim], *, title: str, preamble: str, alpha: fl
     return "\n".join(parts)
 
 
+def markdown_cell(text: object) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(claims: Sequence[Claim], *, title: str, preamble: str, alpha: float = 0.05,
                     sections: Sequence[Section] = ()) -> str:
     """The same report as Markdown (figures referenced by file name, not embedded)."""
-    cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    cell = markdown_cell
     lines = [f"# {title}", "", preamble, "", "**Verdict rule.** " + VERDICT_RULE.format(alpha=alpha), "",
              verdict_counts(claims) + ".", "",
              "| section | claim | seed | ours | verdict | command |", "|---|---|---|---|---|---|"]

@@ -291,10 +291,11 @@ def stated_effect(seed_value: str) -> float | None:
 
 def _deepest_row(rows: list[dict[str, str]], method: str, path: Path) -> dict[str, str]:
     """``method``'s row at its deepest numbered exit in a per-exit CSV (``path``, named when it has none)."""
-    numbered = [r for r in rows if r["method"] == method and r["exit"].isdigit()]
-    if not numbered:
+    mine = [r for r in rows if r["method"] == method]
+    if not any(r["exit"].isdigit() for r in mine):
         raise DamagedFileError(path, f"has no row of {method}", RERUN)
-    return max(numbered, key=lambda r: int(r["exit"]))
+    label = deepest_exit(mine)
+    return next(r for r in mine if r["exit"] == label)
 
 
 def _rows(path: Path, *columns: str) -> list[dict[str, str]]:
@@ -875,7 +876,7 @@ class Reproduction:
                    if r["method"] == "scan" and r["setting"] == "digital"]
             per = _rows(d / "per_exit.csv", "method", "exit", "digital_accuracy", "macs")
             scan_rows = {r["exit"]: r for r in per if r["method"] == "scan" and r["exit"].isdigit()}
-            deepest = scan_rows[max(scan_rows, key=int)]
+            deepest = _deepest_row(per, "scan", d / "per_exit.csv")
             accel[s] = float(dyn[0]["mac_acceleration"])
             dyn_acc[(s, 0)] = float(dyn[0]["accuracy"])
             full[(s, 0)] = float(deepest["digital_accuracy"])
