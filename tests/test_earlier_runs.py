@@ -154,3 +154,22 @@ def test_a_fine_tune_is_adopted_from_the_same_start_and_a_student_retrained_when
     compare_methods_run(methods=["kd"], seeds=[0], out=new, progress=False, **TEACHER, **TINY)
     manifest = _json(new / "kd" / "s0" / "manifest.json")
     assert "adopted_from" not in manifest and manifest["teacher"]["sha256"] == file_sha256(new / "teacher" / "s0" / "best.pt")
+
+
+def test_a_run_trained_before_a_default_changed_is_neither_adopted_nor_reused(earlier, tmp_path):
+    """A method default changed since a run was trained (auxiliary_adv's merge_bn): the run is another model, so
+    --reuse passes it over and its own comparison refuses it with one line naming the option; asked for
+    explicitly, the old value is the model asked for."""
+    copy = tmp_path / "copy"
+    shutil.copytree(earlier, copy)
+    path = copy / "kd" / "s0" / "manifest.json"
+    manifest = _json(path)
+    manifest["config"]["method_options"]["temperature"] = 2.0  # as if kd's default temperature had been 2
+    path.write_text(json.dumps(manifest))
+    settings = tomllib.loads((copy / "kd" / "s0" / "config.toml").read_text())
+    assert find_earlier("kd/s0", settings, [copy]) is None
+    with pytest.raises(FileExistsError, match=r"temperature: run has 2\.0, now 4\.0\); .*move the run aside"):
+        compare_methods_run(methods=["kd"], seeds=[0], out=copy, progress=False, **TEACHER, **TINY)
+    path.write_text(json.dumps({**manifest, "status": "running"}))  # begun, never finished: not resumed either
+    with pytest.raises(FileExistsError, match=r"unfinished kd run begun with other defaults \(temperature: run has"):
+        compare_methods_run(methods=["kd"], seeds=[0], out=copy, progress=False, **TEACHER, **TINY)

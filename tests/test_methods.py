@@ -1,12 +1,13 @@
 """Loss terms of every method, checked against hand computations on fixed tensors."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
-from wxy_hw.methods import Batch, build_method, feature_l2, kd_kl
+from wxy_hw.methods import Batch, build_method, changed_defaults, feature_l2, kd_kl
 from wxy_hw.models import MultiExitOutput, build_model
 
 LOGITS = [torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]),
@@ -244,3 +245,20 @@ def test_fitnet_hint_stage_then_kd_by_hand():
                                                rel=1e-4)
     with pytest.raises(ValueError, match="share of epochs"):
         build_method("fitnet", teacher=teacher, hint_fraction=1.0)
+
+
+def test_changed_defaults_names_what_a_run_took_by_default_and_would_now_take_otherwise():
+    """A run trained when a default was another is another model (auxiliary_adv's merge_bn was False); asked
+    options, the method's seed, JSON's lists for tuples and defaults that follow other options are no change."""
+    recorded = json.loads(json.dumps(build_method("auxiliary_adv", seed=3).options()))  # as a manifest holds them
+    assert changed_defaults("auxiliary_adv", {}, recorded) == []
+    old = {**recorded, "merge_bn": False}
+    assert changed_defaults("auxiliary_adv", {}, old) == ["merge_bn: run has False, now True"]
+    assert changed_defaults("auxiliary_adv", {"merge_bn": False}, old) == []  # asked for: compared as asked
+    both = json.loads(json.dumps(build_method("self_distillation+hwa", device="pcm").options()))
+    assert changed_defaults("self_distillation+hwa", {"device": "pcm"}, both) == []  # t_inference follows the device
+    both["hwa"]["noise_scale"] = 0.5
+    assert changed_defaults("self_distillation+hwa", {"device": "pcm"}, both) == ["hwa.noise_scale: run has 0.5, now 1.0"]
+    # a teacher method is not built without its teacher: its signature's defaults, None ones resolved from it
+    assert changed_defaults("kd", {}, {"alpha": 0.9, "temperature": 4.0, "hint_weight": 0.0}) == []
+    assert changed_defaults("kd", {}, {"temperature": 2.0}) == ["temperature: run has 2.0, now 4.0"]

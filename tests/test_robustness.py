@@ -14,7 +14,7 @@ from wxy_hw.checkpoint import load_model, read_checkpoint
 from wxy_hw.data.base import Split
 from wxy_hw.data.corruptions import (CORRUPTIONS, _disk, _motion_kernel, corrupt, corrupt_split, gaussian_kernel1d,
                                      random_corruption)
-from wxy_hw.methods import ADA, Batch, build_method
+from wxy_hw.methods import ADA, Batch, ComposedMethod, build_method
 from wxy_hw.models import build_model
 from wxy_hw.models.multi_exit import MultiExitOutput
 from wxy_hw.train import TrainConfig, Trainer
@@ -210,7 +210,8 @@ def test_auxiliary_adv_adds_a_pgd_view_with_its_own_bn_and_classifier(synthetic,
     """auxiliary_adv: [clean; corrupted; PGD] per batch, the PGD copy inside the ε ball with domain K + 1, and its
     own BN layers and classifier trained like the corrupted ones."""
     torch.manual_seed(0)
-    method = bound(build_method("auxiliary_adv", epsilon=0.05, steps=2), synthetic)
+    # selective BN throughout: one epoch is all period 2 (merge_start 0.5 of 1), where the default merges BN
+    method = bound(build_method("auxiliary_adv", epsilon=0.05, steps=2, merge_bn=False), synthetic)
     model = method.prepare_model(build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)).train()
     assert method.input_types == ("gaussian_noise", "gaussian_blur", "pgd_linf")
     assert len(method.aux_fc) == 3 and len(method.aux_bn) == 3
@@ -333,8 +334,21 @@ def test_auxiliary_merge_bn_routes_period_two_through_the_primary_bn(synthetic, 
     method = build_method("auxiliary", merge_start=0.5, merge_bn=True)
     model = method.prepare_model(model)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, torch_device="cpu", progress=False, max_steps_per_epoch=2)
-    Trainer(model, method, synthetic, cfg, tmp_path).fit()
+    result = Trainer(model, method, synthetic, cfg, tmp_path).fit()
+    assert result.best_epoch == 2  # period 1's model (epoch 1) is never the selected one
     bn_name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
     # period 1 (epoch 1): selective BN — one update of each BN per step; period 2: only the primary BN
     assert int(dict(model.named_modules())[bn_name].num_batches_tracked) == 4
     assert int(method.aux_bn[0][bn_name.replace(".", "__")].num_batches_tracked) == 2
+
+
+def test_auxiliary_adv_merges_bn_by_default_and_both_select_in_period_two():
+    """The talk's auxiliary model lost clean accuracy as adversarial training did: its deployed path saw the
+    adversarial images, so auxiliary_adv merges BN in period 2 by default; auxiliary keeps the paper's selective BN.
+    Both are selected from period 2 on (round(merge_start · epochs), as the merge schedule starts)."""
+    assert build_method("auxiliary_adv").merge_bn and not build_method("auxiliary").merge_bn
+    assert build_method("auxiliary").selection_start(15) == 8 and build_method("auxiliary").selection_start(4) == 2
+    assert build_method("auxiliary_adv", merge_start=0.0).selection_start(15) == 0
+    late = ComposedMethod([build_method("baseline"), build_method("auxiliary", merge_start=0.8)])
+    assert late.selection_start(10) == 8  # a composition: its latest part
+    assert build_method("baseline").selection_start(15) == 0

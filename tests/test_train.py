@@ -12,9 +12,9 @@ from wxy_hw.models import build_model
 from wxy_hw.train import NonFiniteLossError, TrainConfig, Trainer, lr_factor
 
 
-def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, **cfg):
+def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, options=None, **cfg):
     torch.manual_seed(seed)
-    m = build_method(method)
+    m = build_method(method, **(options or {})) if isinstance(method, str) else method
     model = build_model("resnet8", data.num_classes, data.channels, 0.125, data.image_size, multi_exit=m.multi_exit)
     config = TrainConfig(**{**dict(epochs=epochs, batch_size=32, lr=0.05, seed=seed, torch_device="cpu", progress=False), **cfg})
     return Trainer(model, m, data, config, run_dir)
@@ -69,12 +69,47 @@ def test_resume_refuses_a_different_run(synthetic, tmp_path):
         make_trainer(synthetic, tmp_path, method="self_distillation", epochs=1).fit(resume=True)
 
 
+def test_resume_refuses_other_method_options(synthetic, tmp_path):
+    """A default changed since the run began (say auxiliary_adv's merge_bn) would finish it as another method."""
+    make_trainer(synthetic, tmp_path, epochs=2, max_steps_per_epoch=1).fit(stop_after_epoch=1)
+    assert read_checkpoint(tmp_path / "last.pt")["method_options"]["alpha"] == 0.3
+    with pytest.raises(CheckpointError, match="method option alpha: checkpoint has 0.3, expected 0.5"):
+        make_trainer(synthetic, tmp_path, epochs=2, max_steps_per_epoch=1, options={"alpha": 0.5}).fit(resume=True)
+    make_trainer(synthetic, tmp_path, epochs=2, max_steps_per_epoch=1).fit(resume=True)  # the same options: resumes
+
+
+class LateSelection(DeeplySupervised):
+    """DSN whose model is finished from epoch ``start`` on (as Auxiliary Training's period 2 finishes its model)."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__()
+        self.start = start
+
+    def selection_start(self, epochs: int) -> int:
+        return self.start
+
+
+@pytest.mark.parametrize("start, selectable", [(1, {2, 3}), (2, {3}), (99, {3})])
+def test_validation_selects_from_the_methods_selection_start(synthetic, tmp_path, start, selectable):
+    """No checkpoint before the method's selection_start is selected, however well it validates; a start past the
+    run leaves its last epoch."""
+    result = make_trainer(synthetic, tmp_path, method=LateSelection(start), epochs=3, max_steps_per_epoch=2).fit()
+    assert result.best_epoch in selectable
+    rows = [r for r in result.history if r["split"] == "val"]
+    final = str(max(int(r["exit"]) for r in rows if r["exit"].isdigit()))  # the deepest exit selects
+    val = [r["accuracy"] for r in rows if r["exit"] == final]
+    assert result.best_val == max(val[min(start, 2):])
+
+
 class NaNOnCall(DeeplySupervised):
     """DSN whose loss turns NaN on the n-th call (a stand-in for a diverging run)."""
 
     def __init__(self, at: int) -> None:
         super().__init__()
         self.calls, self.at = 0, at
+
+    def options(self):
+        return DeeplySupervised().options()  # the run it resumes is dsn's: the same options
 
     def forward(self, out, batch):
         self.calls += 1

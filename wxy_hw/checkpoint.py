@@ -63,7 +63,8 @@ NET_OPTIONAL: dict[str, tuple[type, ...]] = {"stem_stride": (int,), "quant": (di
 DATA_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "image_size": (int,), "channels": (int,),
                                             "mean": (list, tuple), "std": (list, tuple)}
 # top-level fields that are optional, but used as labels and seeds when present
-OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"method": (str,), "train_config": (dict,), "epoch": (int,)}
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"method": (str,), "method_options": (dict,), "train_config": (dict,),
+                                                 "epoch": (int,)}
 RESUME_FIELDS: dict[str, tuple[type, ...]] = {"epoch": (int,), "best_epoch": (int,), "best_val": (int, float),
                                               "method_state": (dict,), "optimizer": (dict,), "scheduler": (dict,),
                                               "history": (list,), "torch_rng": (torch.Tensor,)}

@@ -27,7 +27,7 @@ from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
 from .run_dir import RunDirectory, run_dir_guard
-from .utils import eval_mode, resolve_device, warn_deprecated
+from .utils import eval_mode, json_types, resolve_device, warn_deprecated
 
 
 # called after each epoch with (1-based epoch, validation metrics); True stops the run (``TrainingPruned``)
@@ -249,7 +249,8 @@ class Trainer:
     def _save(self, path: Path, epoch: int, full: bool) -> None:
         if not self.lead:  # under torchrun, rank 0 writes; the other ranks hold the same weights
             return
-        extra: dict[str, Any] = dict(method=self.method.name, method_state=self.method.state_dict(),
+        extra: dict[str, Any] = dict(method=self.method.name, method_options=self._method_options(),
+                                     method_state=self.method.state_dict(),
                                      epoch=epoch, data=self._data_info(),
                                      train_config=_plain(asdict(self.config)),
                                      best_epoch=self.best_epoch, best_val=self.best_val)
@@ -257,6 +258,10 @@ class Trainer:
             extra.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                          history=self.history, torch_rng=torch.get_rng_state())
         save_checkpoint(path, self.model, **extra)
+
+    def _method_options(self) -> dict[str, Any]:
+        """The method's options as a checkpoint holds them (JSON types: tuples become lists)."""
+        return json_types(self.method.options())
 
     def resume(self) -> None:
         """Continue from ``run_dir/last.pt`` (after checking it belongs to this run)."""
@@ -267,6 +272,10 @@ class Trainer:
         diffs = config_mismatch(payload["model_config"], self.model.config)
         if payload.get("method") != self.method.name:
             diffs.append(f"method: checkpoint has {payload.get('method')!r}, expected {self.method.name!r}")
+        saved_options, options = payload.get("method_options"), self._method_options()
+        if isinstance(saved_options, dict):  # recorded since method defaults could change (auxiliary_adv's merge_bn)
+            diffs += [f"method option {k}: checkpoint has {saved_options.get(k)!r}, expected {options.get(k)!r}"
+                      for k in sorted(set(saved_options) | set(options)) if saved_options.get(k) != options.get(k)]
         saved_cfg = payload.get("train_config", {})
         for key in ("seed", "batch_size", "epochs", "schedule"):  # lr may be lowered, e.g. after divergence
             if saved_cfg.get(key) != _plain(asdict(self.config)).get(key):
@@ -363,7 +372,9 @@ class Trainer:
                                      loss=train_loss, lr=lr))
             self.history.extend(dict(r, lr=lr) for r in val.rows(epoch=epoch + 1, split="val"))
             score = val.final if self.config.select_on == "final" else val.ensemble_accuracy
-            if score > self.best_val:
+            # a method's last phase may finish the model (Auxiliary Training's merge): none selected before it
+            eligible = epoch >= min(self.method.selection_start(self.config.epochs), self.config.epochs - 1)
+            if eligible and score > self.best_val:
                 self.best_val, self.best_epoch = score, epoch + 1
                 self._save(self.best_path, epoch, full=False)
             self._save(self.last_path, epoch, full=True)

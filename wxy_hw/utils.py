@@ -185,6 +185,15 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a num
                bool: "true / false", type(None): "null"}
 
 
+def json_types(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples → lists, nested), so settings compare equal after a round trip."""
+    if isinstance(value, dict):
+        return {k: json_types(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_types(v) for v in value]
+    return value
+
+
 def read_json(path: str | Path, fix: str, kind: type = dict) -> Any:
     """The JSON value in ``path`` (a file this tool wrote), which must be a ``kind`` (dict or list).
 

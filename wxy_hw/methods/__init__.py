@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ..utils import json_types
 from .at import AttentionTransfer
 from .auxiliary import AdversarialAuxiliaryTraining, AuxiliaryTraining
 from .base import Batch, Method, feature_l2, kd_kl
@@ -52,6 +53,36 @@ def _accepted(cls: type[Method]) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
+def resolved_options(name: str, asked: dict[str, Any]) -> dict[str, Any]:
+    """The options a method — or a '+' composition, per component as ``options()`` nests them — resolves ``asked``
+    to, defaults included (some follow others: hwa's t_inference its device). A method that needs a teacher cannot
+    be built without one: its signature's defaults there, less those left None (resolved from the teacher)."""
+    if not method_traits(name)[1]:
+        return build_method(name, **asked).options()
+    out: dict[str, Any] = {}
+    for cls in (method_class(p) for p in name.split("+")):
+        params = inspect.signature(cls.__init__).parameters.values()
+        found = {p.name: p.default for p in params if p.name != "self" and p.default not in (inspect.Parameter.empty, None)}
+        out[cls.name] = {**found, **{k: v for k, v in asked.items() if k in _accepted(cls)}}
+    return out if "+" in name else out[name]
+
+
+def changed_defaults(name: str, asked: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """The options a run recorded (``recorded``: its method's ``options()``) that it was not asked for (``asked``)
+    and that resolve to something else now — a default changed since it was trained: "option: run has X, now Y".
+    The method's random seed is left out (a run's seed is its training seed)."""
+    now = resolved_options(name, asked)
+    parts = [(None, now, recorded)] if "+" not in name else [
+        (part, now[part], recorded.get(part) or {}) for part in now]
+    out = []
+    for part, resolved, theirs in parts:
+        for key, value in resolved.items():
+            if key == "seed" or key in asked or key not in theirs or json_types(theirs[key]) == json_types(value):
+                continue
+            out.append(f"{key if part is None else f'{part}.{key}'}: run has {theirs[key]!r}, now {value!r}")
+    return out
+
+
 def build_method(name: str, **options: Any) -> Method:
     """Instantiate a method — or a '+' composition — by name, with a clear error for unknown options.
 
@@ -79,5 +110,5 @@ def build_method(name: str, **options: Any) -> Method:
 __all__ = ["ADA", "AdversarialAuxiliaryTraining", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
            "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware",
            "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method", "QuantizationAware",
-           "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "feature_l2", "kd_kl",
-           "method_class"]
+           "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "changed_defaults",
+           "resolved_options", "feature_l2", "kd_kl", "method_class"]

@@ -71,6 +71,11 @@ class Method(nn.Module):
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the trainer before each epoch (0-based) — for methods with phases; default: nothing."""
 
+    def selection_start(self, epochs: int) -> int:
+        """The first epoch (0-based) whose checkpoint validation may select: a method whose last phase finishes
+        the model (Auxiliary Training's merge) is not selected before it; default: every epoch."""
+        return 0
+
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
         """Turn the loader's batch into what the method trains on (extra views, attacks); default: as is."""
         return batch

@@ -50,6 +50,9 @@ class ComposedMethod(Method):
         for part in self.methods:
             part.set_epoch(epoch, epochs)
 
+    def selection_start(self, epochs: int) -> int:
+        return max(part.selection_start(epochs) for part in self.methods)
+
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
         for part in self.methods:
             batch = part.prepare_batch(batch, model)

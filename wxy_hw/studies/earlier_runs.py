@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import CheckpointError
+from ..methods import changed_defaults
 from .train import read_finished, recorded_start
 from .zoo import same_model
 
@@ -49,6 +50,9 @@ def find_earlier(relative: str | Path, settings: dict[str, Any],
             recorded = tomllib.loads((run / "config.toml").read_text())
             if not same_model(recorded, settings, functools.partial(_same_file, manifest)):
                 continue
+            if changed_defaults(str(settings["method"]), settings.get("method_options") or {},
+                                manifest.get("config", {}).get("method_options") or {}):
+                continue  # trained when one of the method's defaults was another: not the model asked for
         except (OSError, ValueError, CheckpointError):  # ValueError: damaged JSON, TOML or text
             continue
         git = manifest.get("git")

@@ -987,7 +987,9 @@ class Reproduction:
                                 basis=Basis(METHOD_MARGIN, self.b.adv_samples),
                                 note="as the talk describes it: PGD copies (the same ε and steps as adversarial "
                                      "training) are one more auxiliary input type beside noise and blur, with their own "
-                                     "BN layers and classifier (method auxiliary_adv); " + self._clean_cost(acc, deepest))
+                                     "classifier, and their own BN layers until period 2 routes every input through "
+                                     "the primary ones (method auxiliary_adv, merge_bn=True; the seed's clean accuracy "
+                                     "says its deployed path saw them); " + self._clean_cost(acc, deepest))
         else:
             self.add_untestable(sec, claim, seed_value, "not measured", cmd,
                                 "this budget runs no PGD evaluation of auxiliary_adv and adv")
