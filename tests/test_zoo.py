@@ -114,6 +114,29 @@ def test_zoo_match_compares_every_training_setting(tmp_path):
     assert same({**kd, "teacher": "t.pt"}, {**kd, "teacher": "t.pt"})
 
 
+def test_a_zoo_model_trained_before_its_methods_default_changed_is_not_adopted(tmp_path):
+    """A zoo checkpoint records its method's options: one that took a default since changed (auxiliary_adv's
+    merge_bn was False) is another model, unless that value is asked for."""
+    from wxy_hw.checkpoint import save_checkpoint
+    from wxy_hw.methods import build_method
+    from wxy_hw.models import build_model
+
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    (folder / "m.config.toml").write_text('method = "auxiliary_adv"\nmethod_options = {}\narch = "resnet8"\nseed = 0\n')
+    asked = dict(method="auxiliary_adv", method_options={}, arch="resnet8", seed=0)
+    model = build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False)
+    for merge_bn, found in ((True, True), (False, False)):
+        options = {**build_method("auxiliary_adv").options(), "merge_bn": merge_bn}
+        save_checkpoint(folder / "m.pt", model, method="auxiliary_adv", method_options=options)
+        zoo._write_index([zoo.ZooModel("m", "k", "auxiliary_adv", zoo.file_sha256(folder / "m.pt"), 1.0, 1.0)], folder)
+        assert (zoo.match(asked, folder) is not None) is found, merge_bn
+    (folder / "m.config.toml").write_text('method = "auxiliary_adv"\nmethod_options = {merge_bn = false}\n'
+                                          'arch = "resnet8"\nseed = 0\n')
+    assert zoo.match({**asked, "method_options": {"merge_bn": False}}, folder) is not None  # asked for: that model
+    assert "method_options" in zoo.KEPT_FIELDS  # what zoo.add keeps of a run's checkpoint
+
+
 def test_a_damaged_index_is_one_line(tmp_path):
     (tmp_path / "index.toml").write_text("[[model]]\nid = 3\n")
     with pytest.raises(ValueError, match="cannot be read") as info:

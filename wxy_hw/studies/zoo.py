@@ -23,15 +23,15 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import read_checkpoint
-from ..methods import method_traits
+from ..checkpoint import CheckpointError, read_checkpoint
+from ..methods import changed_defaults, method_traits
 from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256
 
 INDEX = "index.toml"
 INDEX_LOCK = ".index.lock"  # held while the index is read, changed and written back (never shipped)
 # what a study needs from a checkpoint; optimizer, scheduler, RNG and method state stay in the training run
-KEPT_FIELDS = ("format", "model_config", "model_state", "method", "epoch", "data", "train_config", "best_epoch",
-               "best_val")
+KEPT_FIELDS = ("format", "model_config", "model_state", "method", "method_options", "epoch", "data", "train_config",
+               "best_epoch", "best_val")
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,23 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
                       lambda key, recorded, asked: _same_start(recorded, asked, folder) if key == "init"
                       else recorded is None and asked is None):
             path = find(m.key, m.name, folder)
+            if path is not None and _changed_defaults(path, settings):
+                return None  # trained when one of its method's defaults was another: not the model asked for
             return (m, path) if path is not None else None
     return None
+
+
+def _changed_defaults(path: Path, settings: dict[str, Any]) -> list[str]:
+    """What the zoo checkpoint's method took by default and would now take otherwise (``methods.changed_defaults``);
+    nothing for a model saved before checkpoints recorded their method's options (then its asked options alone
+    tell it apart)."""
+    try:
+        recorded = read_checkpoint(path).get("method_options")
+    except CheckpointError:  # not for this check to refuse: a study loading it says what is wrong, in one line
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    return changed_defaults(str(settings["method"]), settings.get("method_options") or {}, recorded)
 
 
 # the settings naming a file a run started from: the same model only if it is the same file by content
