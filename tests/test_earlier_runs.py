@@ -10,6 +10,8 @@ import tomllib
 import pytest
 import torch
 
+from wxy_hw.checkpoint import CheckpointError
+
 from wxy_hw.studies.compare_methods import compare_methods_run
 from wxy_hw.studies.earlier_runs import find_earlier
 from wxy_hw.utils import atomic_torch_save, file_sha256
@@ -158,18 +160,23 @@ def test_a_fine_tune_is_adopted_from_the_same_start_and_a_student_retrained_when
 
 def test_a_run_trained_before_a_default_changed_is_neither_adopted_nor_reused(earlier, tmp_path):
     """A method default changed since a run was trained (auxiliary_adv's merge_bn): the run is another model, so
-    --reuse passes it over and its own comparison refuses it with one line naming the option; asked for
-    explicitly, the old value is the model asked for."""
+    --reuse passes it over, its own comparison refuses it with one line naming the option (as it does an option
+    asked otherwise), and an unfinished one is not resumed; asked for explicitly, the old value is that model."""
     copy = tmp_path / "copy"
     shutil.copytree(earlier, copy)
     path = copy / "kd" / "s0" / "manifest.json"
+    settings = tomllib.loads((copy / "kd" / "s0" / "config.toml").read_text())
+    assert find_earlier("kd/s0", settings, [copy]) is not None  # as trained: adopted
     manifest = _json(path)
     manifest["config"]["method_options"]["temperature"] = 2.0  # as if kd's default temperature had been 2
     path.write_text(json.dumps(manifest))
-    settings = tomllib.loads((copy / "kd" / "s0" / "config.toml").read_text())
     assert find_earlier("kd/s0", settings, [copy]) is None
     with pytest.raises(FileExistsError, match=r"temperature: run has 2\.0, now 4\.0\); .*move the run aside"):
         compare_methods_run(methods=["kd"], seeds=[0], out=copy, progress=False, **TEACHER, **TINY)
+    with pytest.raises(FileExistsError, match=r"temperature: run has 2\.0, asked 3\.0\)"):
+        compare_methods_run(methods=["kd"], seeds=[0], out=copy, progress=False, method_options={"temperature": 3.0},
+                            **TEACHER, **TINY)
     path.write_text(json.dumps({**manifest, "status": "running"}))  # begun, never finished: not resumed either
-    with pytest.raises(FileExistsError, match=r"unfinished kd run begun with other defaults \(temperature: run has"):
+    with pytest.raises(CheckpointError, match=r"its method options differ from those it began with \(temperature: "
+                                              r"began with 2\.0, now 4\.0\); move the run aside"):
         compare_methods_run(methods=["kd"], seeds=[0], out=copy, progress=False, **TEACHER, **TINY)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wxy_hw.methods import Batch, build_method, changed_defaults, feature_l2, kd_kl
+from wxy_hw.methods import Batch, build_method, changed_defaults, changed_options, feature_l2, kd_kl
 from wxy_hw.models import MultiExitOutput, build_model
 
 LOGITS = [torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]),
@@ -262,3 +262,26 @@ def test_changed_defaults_names_what_a_run_took_by_default_and_would_now_take_ot
     # a teacher method is not built without its teacher: its signature's defaults, None ones resolved from it
     assert changed_defaults("kd", {}, {"alpha": 0.9, "temperature": 4.0, "hint_weight": 0.0}) == []
     assert changed_defaults("kd", {}, {"temperature": 2.0}) == ["temperature: run has 2.0, now 4.0"]
+    # ... and the other parts of its composition as build_method makes them (hwa after it leaves CE to kd)
+    teacher = build_model("resnet8", 10, 1, 0.125, 28)
+    kd_hwa = json.loads(json.dumps(build_method("kd+hwa", teacher=teacher).options()))
+    assert kd_hwa["hwa"]["include_ce"] is False and changed_defaults("kd+hwa", {}, kd_hwa) == []
+    # a comparison's own finished run is compared on asked options too
+    assert changed_options("auxiliary_adv", {"epsilon": 0.2}, recorded, asked_too=True) == [
+        "epsilon: run has 0.1, asked 0.2", "step_size: run has 0.05, now 0.1"]
+
+
+def test_options_are_plain_python_values_a_checkpoint_keeps(tmp_path):
+    """A numpy number given as an option (a sweep over np.linspace) is a float subclass a weights-only checkpoint
+    refuses: options are stored as Python's own numbers."""
+    import numpy as np
+
+    from wxy_hw.checkpoint import read_checkpoint, save_checkpoint
+    from wxy_hw.utils import json_types
+
+    method = build_method("baseline", label_smoothing=np.float64(0.1))
+    options = json_types(method.options())
+    assert type(options["label_smoothing"]) is float and json_types({"k": (np.int64(2), True)}) == {"k": [2, True]}
+    save_checkpoint(tmp_path / "m.pt", build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False),
+                    method_options=json_types({"x": np.float32(0.5)}))
+    assert read_checkpoint(tmp_path / "m.pt")["method_options"] == {"x": 0.5}

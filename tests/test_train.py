@@ -1,6 +1,8 @@
 """Trainer: learning, validation-based selection, checkpoints, resume determinism, NaN stop."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from wxy_hw.models.evaluation import evaluate
 from wxy_hw.data import make_loaders
 from wxy_hw.methods import DeeplySupervised, build_method
 from wxy_hw.models import build_model
-from wxy_hw.train import NonFiniteLossError, TrainConfig, Trainer, lr_factor
+from wxy_hw.train import NonFiniteLossError, TrainConfig, Trainer, TrainingPruned, lr_factor
 
 
 def make_trainer(data, run_dir, method="self_distillation", epochs=3, seed=0, options=None, **cfg):
@@ -83,10 +85,43 @@ class LateSelection(DeeplySupervised):
 
     def __init__(self, start: int) -> None:
         super().__init__()
-        self.start = start
+        self._start = start
 
     def selection_start(self, epochs: int) -> int:
-        return self.start
+        return self._start
+
+    def options(self):
+        return DeeplySupervised().options()  # dsn's: a run it resumes began as dsn
+
+
+def test_a_resume_forgets_a_checkpoint_selected_before_the_selection_start(synthetic, tmp_path):
+    """A run begun under an earlier rule (its best from period 1) must not keep a checkpoint the method excludes."""
+    first = make_trainer(synthetic, tmp_path, method="dsn", epochs=3, max_steps_per_epoch=2).fit(stop_after_epoch=1)
+    assert first.best_epoch == 1
+    result = make_trainer(synthetic, tmp_path, method=LateSelection(2), epochs=3, max_steps_per_epoch=2).fit(resume=True)
+    assert result.best_epoch == 3 and read_checkpoint(tmp_path / "best.pt")["epoch"] == 2  # 0-based epoch 3
+
+
+def test_a_run_resumed_with_other_options_than_its_manifest_began_with_is_refused(tmp_path):
+    """A last.pt written before checkpoints recorded their method's options: the run's manifest tells."""
+    from wxy_hw.studies.train import train_run
+    from wxy_hw.utils import atomic_torch_save
+
+    from helpers import TINY
+
+    out, tiny = tmp_path / "run", {**TINY, "method": "dsn", "epochs": 2}
+    with pytest.raises(TrainingPruned):
+        train_run(**tiny, out=out, on_epoch=lambda epoch, val: True)
+    payload = read_checkpoint(out / "last.pt")
+    atomic_torch_save({k: v for k, v in payload.items() if k != "method_options"}, out / "last.pt")  # as before
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["config"]["method_options"]["exit_weight"] = 0.5  # as if dsn's default had been 0.5
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"exit_weight: began with 0\.5, now 1\.0\); move the run aside"):
+        train_run(**tiny, out=out, resume=True)
+    manifest["config"]["method_options"]["exit_weight"] = 1.0
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    train_run(**tiny, out=out, resume=True)  # as it began: it continues
 
 
 @pytest.mark.parametrize("start, selectable", [(1, {2, 3}), (2, {3}), (99, {3})])

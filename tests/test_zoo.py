@@ -137,6 +137,26 @@ def test_a_zoo_model_trained_before_its_methods_default_changed_is_not_adopted(t
     assert "method_options" in zoo.KEPT_FIELDS  # what zoo.add keeps of a run's checkpoint
 
 
+def test_a_cached_model_trained_with_defaults_since_changed_is_trained_again(tmp_path, monkeypatch, capsys):
+    """The cache is the tool's own: a model whose method took a default since changed is set aside (kept) and
+    trained again, in one line naming the option."""
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "no_zoo"))
+    kw = dict(seed=0, cache_dir=tmp_path / "cache", progress=False, torch_device="cpu", **TINY)
+    run = cached_checkpoint("dsn", "synthetic", **kw).parent
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["method_options"]["exit_weight"] = 0.5  # as if dsn's default had been 0.5
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert cached_checkpoint("dsn", "synthetic", **kw) == run / "best.pt"
+    said = capsys.readouterr().out
+    assert "trained with defaults since changed (exit_weight: run has 0.5, now 1.0): trained again" in said, said
+    assert (run.parent / f"{run.name}.stale").is_dir()
+    assert json.loads((run / "manifest.json").read_text())["config"]["method_options"]["exit_weight"] == 1.0
+    capsys.readouterr()
+    cached_checkpoint("dsn", "synthetic", **kw)
+    assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
+
+
 def test_a_damaged_index_is_one_line(tmp_path):
     (tmp_path / "index.toml").write_text("[[model]]\nid = 3\n")
     with pytest.raises(ValueError, match="cannot be read") as info:

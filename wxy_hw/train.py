@@ -274,8 +274,8 @@ class Trainer:
             diffs.append(f"method: checkpoint has {payload.get('method')!r}, expected {self.method.name!r}")
         saved_options, options = payload.get("method_options"), self._method_options()
         if isinstance(saved_options, dict):  # recorded since method defaults could change (auxiliary_adv's merge_bn)
-            diffs += [f"method option {k}: checkpoint has {saved_options.get(k)!r}, expected {options.get(k)!r}"
-                      for k in sorted(set(saved_options) | set(options)) if saved_options.get(k) != options.get(k)]
+            diffs += [f"method option {k}: checkpoint has {v!r}, expected {options.get(k)!r}"
+                      for k, v in sorted(saved_options.items()) if v != options.get(k)]  # one added since: its default
         saved_cfg = payload.get("train_config", {})
         for key in ("seed", "batch_size", "epochs", "schedule"):  # lr may be lowered, e.g. after divergence
             if saved_cfg.get(key) != _plain(asdict(self.config)).get(key):
@@ -292,6 +292,8 @@ class Trainer:
         self.start_epoch = int(payload["epoch"]) + 1
         self.best_epoch = int(payload["best_epoch"])
         self.best_val = float(payload["best_val"])
+        if self.best_epoch - 1 < min(self.method.selection_start(self.config.epochs), self.config.epochs - 1):
+            self.best_epoch, self.best_val = -1, -1.0  # selected before the method's last phase (an older rule)
         self.resumed_from = {"epoch": self.start_epoch}
         if saved_cfg.get("lr") != self.config.lr:
             self._set_base_lr(self.config.lr)

@@ -186,11 +186,17 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a num
 
 
 def json_types(value: Any) -> Any:
-    """``value`` as JSON gives it back (tuples → lists, nested), so settings compare equal after a round trip."""
+    """``value`` as JSON gives it back — tuples as lists, numbers and strings as Python's own (a weights-only
+    checkpoint refuses numpy's) — so settings compare equal after a round trip."""
     if isinstance(value, dict):
-        return {k: json_types(v) for k, v in value.items()}
+        return {str(k): json_types(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_types(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a numpy scalar, a 0-d array or tensor
+        value = value.item()
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return kind(value)
     return value
 
 

@@ -55,32 +55,53 @@ def _accepted(cls: type[Method]) -> list[str]:
 
 def resolved_options(name: str, asked: dict[str, Any]) -> dict[str, Any]:
     """The options a method — or a '+' composition, per component as ``options()`` nests them — resolves ``asked``
-    to, defaults included (some follow others: hwa's t_inference its device). A method that needs a teacher cannot
-    be built without one: its signature's defaults there, less those left None (resolved from the teacher)."""
-    if not method_traits(name)[1]:
-        return build_method(name, **asked).options()
+    to, defaults included (some follow others: hwa's t_inference its device). A component that needs a teacher
+    cannot be built without one: its signature's defaults there, less those left None (resolved from the teacher)."""
+    classes = [method_class(p) for p in name.split("+")]
     out: dict[str, Any] = {}
-    for cls in (method_class(p) for p in name.split("+")):
-        params = inspect.signature(cls.__init__).parameters.values()
-        found = {p.name: p.default for p in params if p.name != "self" and p.default not in (inspect.Parameter.empty, None)}
-        out[cls.name] = {**found, **{k: v for k, v in asked.items() if k in _accepted(cls)}}
-    return out if "+" in name else out[name]
+    for i, cls in enumerate(classes):
+        opts = _component_options(i, cls, asked)
+        if cls.needs_teacher:
+            params = inspect.signature(cls.__init__).parameters.values()
+            out[cls.name] = {**{p.name: p.default for p in params if p.name != "self"
+                                and p.default not in (inspect.Parameter.empty, None)}, **opts}
+        else:
+            out[cls.name] = cls(**opts).options()
+    return out if len(classes) > 1 else out[classes[0].name]
 
 
-def changed_defaults(name: str, asked: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
-    """The options a run recorded (``recorded``: its method's ``options()``) that it was not asked for (``asked``)
-    and that resolve to something else now — a default changed since it was trained: "option: run has X, now Y".
-    The method's random seed is left out (a run's seed is its training seed)."""
+def changed_options(name: str, asked: dict[str, Any], recorded: dict[str, Any], *, asked_too: bool = False) -> list[str]:
+    """The options a run recorded (``recorded``: its method's ``options()``) that resolve to something else now: one
+    it took by default, a default changed since it was trained ("option: run has X, now Y"), and with ``asked_too``
+    one asked for otherwise ("option: run has X, asked Y"). The method's random seed is left out (a run's seed is
+    its training seed, compared as such)."""
     now = resolved_options(name, asked)
     parts = [(None, now, recorded)] if "+" not in name else [
         (part, now[part], recorded.get(part) or {}) for part in now]
     out = []
     for part, resolved, theirs in parts:
         for key, value in resolved.items():
-            if key == "seed" or key in asked or key not in theirs or json_types(theirs[key]) == json_types(value):
+            if key == "seed" or (key in asked and not asked_too) or key not in theirs \
+                    or json_types(theirs[key]) == json_types(value):
                 continue
-            out.append(f"{key if part is None else f'{part}.{key}'}: run has {theirs[key]!r}, now {value!r}")
+            label = key if part is None else f"{part}.{key}"
+            out.append(f"{label}: run has {theirs[key]!r}, {'asked' if key in asked else 'now'} {value!r}")
     return out
+
+
+def changed_defaults(name: str, asked: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """``changed_options`` for a run matched on the options it was asked (an earlier folder's, the zoo's): those it
+    took by default and would now take otherwise."""
+    return changed_options(name, asked, recorded)
+
+
+def _component_options(i: int, cls: type[Method], options: dict[str, Any]) -> dict[str, Any]:
+    """The options the ``i``-th component of a composition gets: those it accepts; a hardware- or quantization-aware
+    part after the first leaves the cross-entropy to the primary method."""
+    opts = {k: v for k, v in options.items() if k in _accepted(cls)}
+    if cls in (HardwareAware, QuantizationAware) and i > 0:
+        opts.setdefault("include_ce", False)  # the primary method already supervises the exits
+    return opts
 
 
 def build_method(name: str, **options: Any) -> Method:
@@ -98,17 +119,11 @@ def build_method(name: str, **options: Any) -> Method:
                          f"{takes if len(classes) > 1 else takes[classes[0].name]}")
     if len(classes) == 1:
         return classes[0](**options)
-    components = []
-    for i, cls in enumerate(classes):
-        opts = {k: v for k, v in options.items() if k in _accepted(cls)}
-        if cls in (HardwareAware, QuantizationAware) and i > 0:
-            opts.setdefault("include_ce", False)  # the primary method already supervises the exits
-        components.append(cls(**opts))
-    return ComposedMethod(components)
+    return ComposedMethod([cls(**_component_options(i, cls, options)) for i, cls in enumerate(classes)])
 
 
 __all__ = ["ADA", "AdversarialAuxiliaryTraining", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
            "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware",
            "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method", "QuantizationAware",
            "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "changed_defaults",
-           "resolved_options", "feature_l2", "kd_kl", "method_class"]
+           "changed_options", "resolved_options", "feature_l2", "kd_kl", "method_class"]

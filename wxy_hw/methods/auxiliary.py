@@ -33,7 +33,8 @@ normalization in period 2 by default (``merge_bn=True``), unlike ``auxiliary``: 
 model lost clean accuracy as adversarial training did (85.76 % against 83.90 %; 94.75 % trained
 normally), so its deployed path saw the adversarial images. With selective BN throughout
 (``merge_bn=False``) the PGD copies never pass the primary BN layers: on Fashion-MNIST (converged
-recipe, seed 0) that model kept its clean accuracy (92.50 %) and had none under PGD-L∞ (0.0 %).
+recipe, seeds 0 and 1) that model kept its clean accuracy (92.13 and 91.94 % on the test set) and had
+none under PGD-L∞ (0.0 % on 1,000 test images, ε = 0.1, 10 steps; merged, 85.83 and 86.51 % clean).
 """
 from __future__ import annotations
 

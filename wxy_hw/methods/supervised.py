@@ -16,7 +16,7 @@ class Baseline(Method):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(out.final, batch.y, label_smoothing=self.label_smoothing)}
@@ -29,7 +29,7 @@ class DeeplySupervised(Method):
 
     def __init__(self, exit_weight: float = 1.0) -> None:
         super().__init__()
-        self.exit_weight = exit_weight
+        self.exit_weight = float(exit_weight)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         terms = {}

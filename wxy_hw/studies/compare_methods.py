@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..analysis.stats import paired_test, t_interval
-from ..methods import changed_defaults, method_class, method_traits
+from ..methods import changed_options, method_class, method_traits
 from ..output import format_table, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
@@ -341,8 +341,9 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
                 "schedule", "seed", "augment", "val_fraction")
         diffs = [f"{k}: run has {saved.get(k, ADDED_LATER.get(k))!r}, asked {train_kwargs[k]!r}" for k in keys
                  if train_kwargs.get(k) is not None and saved.get(k, ADDED_LATER.get(k)) != train_kwargs[k]]
-        # a method default changed since the run was trained (auxiliary_adv's merge_bn): another model
-        diffs += changed_defaults(name, options, saved.get("method_options") or {})
+        # its method's options as it resolved them: asked otherwise, or a default changed since (auxiliary_adv's
+        # merge_bn): another model
+        diffs += changed_options(name, options, saved.get("method_options") or {}, asked_too=True)
         if diffs:
             raise FileExistsError(f"{run_dir} holds a finished {name} run with other settings ("
                                   + "; ".join(diffs) + "); pass --out DIR for a new comparison, or move the run aside to train it "
@@ -350,11 +351,6 @@ def _run_or_reuse(name: str, run_dir: Path, options: dict[str, Any], train_kwarg
         if _start_changed(manifest, train_kwargs) is None:  # finished here before: said so, not "trained"
             return {**read_json(run_dir / "results.json", fix=RERUN), "reused": True}
     begun = manifest or read_marker(run_dir)  # finished, or begun and left unfinished
-    stale = [] if manifest is not None or begun is None else changed_defaults(
-        name, options, (begun.get("config") or {}).get("method_options") or {})
-    if stale:  # resumed, it would finish with another method than it began with
-        raise FileExistsError(f"{run_dir} holds an unfinished {name} run begun with other defaults ("
-                              + "; ".join(stale) + "); move it aside to train it here again, or pass --out DIR")
     changed = _start_changed(begun, train_kwargs) if begun is not None else None
     again = changed is not None
     if again:

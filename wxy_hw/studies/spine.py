@@ -15,10 +15,10 @@ from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
 from ..data import BatchLoader, DatasetSplits, Split, dataset_key, load_dataset
 from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
-from ..methods import default_heads, method_traits
+from ..methods import changed_defaults, default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
-from ..utils import DamagedFileError, file_sha256, read_json, resolve_device
+from ..utils import DamagedFileError, file_sha256, read_json, resolve_device, set_aside
 from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
@@ -121,7 +121,14 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         return first  # the start of a fine-tune the zoo ships: the zoo's own file, whatever the cache holds
     # a cached run that no longer reads back is set aside and retrained (one line): the cache is the tool's own,
     # and a user who asked for a noise sweep should get one, not a hunt for a damaged folder
-    reuse = not retrain and finished_run(out, "wxy_hw") is not None
+    finished = None if retrain else finished_run(out, "wxy_hw")
+    reuse = finished is not None
+    stale = changed_defaults(method, options, (finished or {}).get("config", {}).get("method_options") or {})
+    if reuse and stale:  # trained when its method's defaults were others (auxiliary_adv's merge_bn): another model
+        aside = set_aside(out, "stale")
+        print(f"[wxy_hw] {out} was trained with defaults since changed ({'; '.join(stale)}): trained again (the "
+              f"old run is kept as {aside.name})", flush=True)
+        reuse = False
     start: Path | None = None
     other_start = False
     if is_hardware_aware(method) and zoo_use == "start":

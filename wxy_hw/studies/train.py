@@ -23,7 +23,7 @@ from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
 from ..run_dir import RunDirectory, read_marker, run_dir_guard
 from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
-from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, read_hashed, read_json,
+from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, json_types, read_hashed, read_json,
                      resolve_device, seed_everything, set_aside)
 from .config import StudyConfig
 from .result import StudyResult
@@ -205,7 +205,24 @@ def _assemble(plan: TrainPlan, device: str, progress: bool) -> TrainSetup:
     trainer = Trainer(model, loss, data, config, plan.out)
     if plan.resume:
         trainer.resume()  # refuses a mismatched / unreadable last.pt before the manifest is touched
+        _refuse_other_options(plan.out, loss)
     return TrainSetup(config, data, model, loss, costs, trainer)
+
+
+def _refuse_other_options(run_dir: Path, method: Method) -> None:
+    """Refuse to resume a run with other method options than its manifest says it began with: a last.pt written
+    before checkpoints recorded them passes the trainer's check, yet a default changed since (auxiliary_adv's
+    merge_bn) would finish it as another method."""
+    begun = (read_marker(run_dir) or {}).get("config") or {}
+    recorded, now = begun.get("method_options"), json_types(method.options())
+    # the options it recorded: one added to the method since is the run's, at its default
+    diffs = [f"{k}: began with {v!r}, now {now.get(k)!r}" for k, v in sorted(recorded.items())
+             if json_types(v) != now.get(k)] if isinstance(recorded, dict) else []
+    if not diffs:
+        return
+    raise CheckpointError(f"cannot resume {run_dir}: its method options differ from those it began with ("
+                          + "; ".join(diffs) + "); move the run aside to train it again, or resume it with the "
+                          "options it began with (--method-arg)")
 
 
 def _train_config(conf: TrainRunConfig, device: str, progress: bool) -> TrainConfig:

@@ -120,7 +120,7 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
                       else recorded is None and asked is None):
             path = find(m.key, m.name, folder)
             if path is not None and _changed_defaults(path, settings):
-                return None  # trained when one of its method's defaults was another: not the model asked for
+                continue  # trained when one of its method's defaults was another: not the model asked for
             return (m, path) if path is not None else None
     return None
 
