@@ -15,7 +15,8 @@ from wxy_hw.models.evaluation import evaluate
 from wxy_hw.hardware import analog_layers, deploy, weight_errors
 from wxy_hw.inference.early_exit import early_exit_inference
 from wxy_hw.models import AttachedExits, HookedExits, attach_exits, exit_costs, exit_path_macs
-from wxy_hw.train import fit
+from wxy_hw.methods import Baseline
+from wxy_hw.train import TrainingInterrupted, fit
 
 
 class SmallCNN(nn.Module):
@@ -309,3 +310,20 @@ def test_attached_model_on_aihwkit_agrees_with_the_native_engine():
     native, reference = weight_errors(m, deploy(m, "reram", 1)), aihwkit_weight_errors(m, analog)
     assert native.numel() == reference.numel()
     assert ks_2samp(native.numpy(), reference.numpy()).pvalue > 0.01
+
+
+class LateBaseline(Baseline):
+    """The baseline whose checkpoints may be selected only in the last epoch (as Auxiliary Training's period 2)."""
+
+    def selection_start(self, epochs: int) -> int:
+        return epochs - 1
+
+
+def test_fit_stopped_before_the_selection_start_is_left_to_continue_not_finished(tmp_path):
+    """No checkpoint may be selected yet: the run is interrupted (resumable), never finished with no best.pt."""
+    train, val = loaders()
+    kw = dict(epochs=3, out=tmp_path, progress=False, torch_device="cpu")
+    with pytest.raises(TrainingInterrupted, match=r"before baseline's checkpoints may be selected \(from epoch 3\)"):
+        fit(SmallCNN(), LateBaseline(), train, val, stop_after_epoch=1, **kw)
+    assert not (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+    assert fit(SmallCNN(), LateBaseline(), train, val, resume=True, **kw).best_epoch == 3

@@ -581,6 +581,11 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
                                      **{k: v for k, v in cfg_opts.items() if isinstance(v, (int, float, str, bool))}),
                            kind="fit")
         result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+        if result.best_epoch < 1:  # stopped before the method's checkpoints may be selected (Auxiliary's period 2)
+            first = min(loss.selection_start(epochs), epochs - 1) + 1
+            raise TrainingInterrupted(f"fit: stopped after epoch {stop_after_epoch}, before {loss.name}'s checkpoints "
+                                      f"may be selected (from epoch {first}); continue it with resume=True",
+                                      f"epoch {stop_after_epoch}")
         if result.best_path.exists():
             wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
         # the selected checkpoint's own numbers, computed once here so the caller need not evaluate again
