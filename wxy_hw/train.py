@@ -259,6 +259,12 @@ class Trainer:
                          history=self.history, torch_rng=torch.get_rng_state())
         save_checkpoint(path, self.model, **extra)
 
+    @property
+    def first_selectable(self) -> int:
+        """The first epoch (0-based) whose checkpoint validation may select: the method's last phase may finish the
+        model (Auxiliary Training's merge), so none before it; never past the run's last epoch."""
+        return min(self.method.selection_start(self.config.epochs), self.config.epochs - 1)
+
     def _method_options(self) -> dict[str, Any]:
         """The method's options as a checkpoint holds them (JSON types: tuples become lists)."""
         return json_types(self.method.options())
@@ -292,7 +298,7 @@ class Trainer:
         self.start_epoch = int(payload["epoch"]) + 1
         self.best_epoch = int(payload["best_epoch"])
         self.best_val = float(payload["best_val"])
-        if self.best_epoch - 1 < min(self.method.selection_start(self.config.epochs), self.config.epochs - 1):
+        if self.best_epoch - 1 < self.first_selectable:
             self.best_epoch, self.best_val = -1, -1.0  # selected before the method's last phase (an older rule)
         self.resumed_from = {"epoch": self.start_epoch}
         if saved_cfg.get("lr") != self.config.lr:
@@ -374,9 +380,7 @@ class Trainer:
                                      loss=train_loss, lr=lr))
             self.history.extend(dict(r, lr=lr) for r in val.rows(epoch=epoch + 1, split="val"))
             score = val.final if self.config.select_on == "final" else val.ensemble_accuracy
-            # a method's last phase may finish the model (Auxiliary Training's merge): none selected before it
-            eligible = epoch >= min(self.method.selection_start(self.config.epochs), self.config.epochs - 1)
-            if eligible and score > self.best_val:
+            if epoch >= self.first_selectable and score > self.best_val:
                 self.best_val, self.best_epoch = score, epoch + 1
                 self._save(self.best_path, epoch, full=False)
             self._save(self.last_path, epoch, full=True)
@@ -582,9 +586,9 @@ def fit(model: torch.nn.Module, method: str | Method, train_loader: Iterable, va
                            kind="fit")
         result = trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
         if result.best_epoch < 1:  # stopped before the method's checkpoints may be selected (Auxiliary's period 2)
-            first = min(loss.selection_start(epochs), epochs - 1) + 1
             raise TrainingInterrupted(f"fit: stopped after epoch {stop_after_epoch}, before {loss.name}'s checkpoints "
-                                      f"may be selected (from epoch {first}); continue it with resume=True",
+                                      f"may be selected (from epoch {trainer.first_selectable + 1}); continue it "
+                                      "with resume=True",
                                       f"epoch {stop_after_epoch}")
         if result.best_path.exists():
             wrapped.load_state_dict(read_checkpoint(result.best_path)["model_state"])
