@@ -5,6 +5,8 @@
     scripts/train_zoo.sh --seeds 0 --methods baseline --epochs 1 --subset 2000 --zoo /tmp/zoo   # a small try
     scripts/train_zoo.sh --methods self_distillation+hwa --from-zoo   # a new fine-tune recipe on the shipped models
     scripts/train_zoo.sh --table              # the zoo's accuracy table (docs/results.md), trains nothing
+    scripts/train_zoo.sh --reproduce converged --workers 2   # the reproduction's other models, onto zoo/reproduce/
+    scripts/train_zoo.sh --reproduce converged --finished-in runs/zoo_train/reproduce_converged   # only what finished
 
 Each model trains through the same call a study makes when the model is missing
 (``spine.cached_checkpoint``, so the zoo's names are exactly those a study asks for) into
@@ -13,22 +15,34 @@ not used (``--from-zoo``: a hardware-aware model starts from the shipped digital
 checkpoint (selected on validation), config and training log then go into the zoo (``studies.zoo.add``:
 half-precision weights, sha256 in zoo/index.toml) with its test accuracy on the whole test set.
 Hardware-aware methods are fine-tuned through the device's noise (``--device``).
+
+``--reproduce BUDGET`` trains instead what ``reproduce.py --budget BUDGET`` trains in its methods step beyond the
+zoo's own models (its teachers and the other methods, exactly as that step trains them, into
+``runs/zoo_train/reproduce_<budget>``) and puts each run onto the zoo's reproduce/ shelf as it finishes, so that a
+reproduction evaluates them instead of training them (and a long training interrupted keeps what finished);
+``--finished-in DIR`` only shelves the runs already finished in such a folder (say while it still trains).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from wxy_hw.analysis.stats import t_interval
 from wxy_hw.studies import zoo
+from wxy_hw.studies.compare_methods import CompareConfig, compare_methods_run
+from wxy_hw.studies.reproduce import BUDGETS, Reproduction
 from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint, is_hardware_aware
 
 METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
+CACHE = Path("runs/zoo_train")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,17 +54,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subset", type=int, default=None, help="training images (None: all)")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (None: the repository's zoo/)")
-    parser.add_argument("--cache", type=Path, default=Path("runs/zoo_train"), help="where the training runs go")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the training runs go")
     parser.add_argument("--torch-device", default="auto")
     parser.add_argument("--from-zoo", action="store_true",
                         help="start hardware-aware fine-tunes from the zoo's digital models (else trained here too)")
     parser.add_argument("--table", action="store_true", help="print the zoo's accuracy table and train nothing")
+    parser.add_argument("--reproduce", metavar="BUDGET", default=None,
+                        help="train the models reproduce.py --budget BUDGET trains (methods step) onto zoo/reproduce/")
+    parser.add_argument("--finished-in", type=Path, default=None, metavar="DIR",
+                        help="with --reproduce: shelve only the runs finished in DIR (a comparison of that budget)")
+    parser.add_argument("--workers", type=int, default=1, help="with --reproduce: runs trained side by side")
     args = parser.parse_args(argv)
     if args.zoo is not None:
         os.environ["WXY_ZOO"] = str(args.zoo)  # --from-zoo reads the zoo it writes
     if args.table:
         print(accuracy_table(zoo.read_index(args.zoo)))
         return 0
+    if args.finished_in is not None and args.reproduce is None:
+        parser.error("--finished-in DIR shelves the runs of a reproduction's budget: give --reproduce BUDGET too")
+    if args.reproduce is not None:
+        try:
+            return reproduction_models(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     budget = {**DEFAULT_BUDGET, "epochs": args.epochs, "subset": args.subset}
     for seed in args.seeds:
         for method in args.methods:
@@ -66,6 +93,76 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[train_zoo] {entry.id}: test {test:.2f} %, val {entry.val_accuracy:.2f} % "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     return 0
+
+
+def reproduction_config(budget: str, args: argparse.Namespace) -> CompareConfig:
+    """The comparison reproduce.py's methods step runs for ``budget`` (--methods and --seeds narrow it only when
+    given: the default four methods stand for "every one")."""
+    if budget not in BUDGETS:
+        raise ValueError(f"--reproduce {budget}: no such budget; give one of {', '.join(BUDGETS)}")
+    step = Reproduction(BUDGETS[budget], args.cache, torch_device=args.torch_device).plan.methods.config
+    assert isinstance(step, CompareConfig)
+    methods = step.methods if list(args.methods) == list(METHODS) else list(args.methods)
+    seeds = step.seeds if list(args.seeds) == list(DEFAULT_SEEDS) else list(args.seeds)
+    unknown = [m for m in methods if m not in step.methods]
+    if unknown:
+        raise ValueError(f"--methods: {', '.join(unknown)} not trained by --budget {budget}; give some of "
+                         f"{', '.join(step.methods)}")
+    return dataclasses.replace(step, methods=list(methods), seeds=list(seeds), workers=args.workers)
+
+
+def reproduction_models(args: argparse.Namespace) -> int:
+    """--reproduce BUDGET: train the budget's methods step and shelve each run as it finishes, or (--finished-in)
+    shelve what a folder of that budget already finished."""
+    if args.cache == CACHE:
+        args.cache = Path("runs") / "zoo_train" / f"reproduce_{args.reproduce}"
+    conf = reproduction_config(args.reproduce, args)
+    shelved = 0
+
+    def shelve(name: str, run: Path, summary: dict[str, Any]) -> None:
+        nonlocal shelved
+        if summary.get("adopted_from"):  # the zoo's own model, or an earlier folder's: shelved already or not ours
+            return
+        entry = zoo.add_finished(run, args.zoo, zoo.REPRODUCE_SHELF)
+        shelved += 1
+        print(f"[train_zoo] {zoo.REPRODUCE_SHELF}/{entry.id}: test {entry.test_accuracy:.2f} %, "
+              f"val {entry.val_accuracy:.2f} %", flush=True)
+
+    if args.finished_in is None:
+        compare_methods_run(conf, out=args.cache, progress=False, announce=print, on_run=shelve)
+    else:
+        for run, summary in finished_runs(args.finished_in, conf, args.reproduce):
+            shelve(run.parent.name, run, summary)
+    print(f"[train_zoo] {shelved} model(s) put on the zoo's {zoo.REPRODUCE_SHELF}/ shelf", flush=True)
+    return 0
+
+
+def finished_runs(folder: Path, conf: CompareConfig, budget: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The finished runs of a comparison folder trained with ``conf``'s settings (its config.toml, and each run's
+    architecture: the budget's, or its teacher's for a teacher; else refused in one line), teachers first (a student
+    is shelved only after its teacher)."""
+    try:
+        theirs = tomllib.loads((folder / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"--finished-in {folder}: no comparison's config.toml there ({exc})") from None
+    mine = conf.settings()
+    unset = (None, {})
+    other = [k for k in zoo.SAME_MODEL if k not in ("method", "method_options", "seed", "teacher", "init")
+             and theirs.get(k) != mine.get(k) and not (theirs.get(k) in unset and mine.get(k) in unset)]
+    shapes = {"teacher": (conf.teacher_arch, conf.teacher_width or conf.width)}
+    found = []
+    for manifest_file in sorted(folder.glob("*/s*/manifest.json"), key=lambda p: (p.parent.parent.name != "teacher",
+                                                                                  str(p))):
+        run, manifest = manifest_file.parent, json.loads(manifest_file.read_text())
+        settings = manifest.get("config", {})
+        if (settings.get("arch"), settings.get("width")) != shapes.get(run.parent.name, (conf.arch, conf.width)):
+            other.append(f"{run.parent.name}/{run.name}: arch {settings.get('arch')} width {settings.get('width')}")
+        elif manifest.get("status") == "complete" and (run / "results.json").is_file():
+            found.append((run, json.loads((run / "results.json").read_text())))
+    if other:
+        raise ValueError(f"--finished-in {folder} was trained with other settings than --reproduce {budget} "
+                         f"({', '.join(other)}); give a folder of that budget")
+    return found
 
 
 def accuracy_table(models: list[zoo.ZooModel]) -> str:

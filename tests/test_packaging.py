@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from wxy_hw.studies.zoo import REPRODUCE_SHELF
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,6 +37,8 @@ def test_wheel_unpacked_on_its_own_finds_the_shipped_devices(tmp_path):
         zoo = {f"wxy_hw/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "zoo").iterdir()
                if p.is_file() and not p.name.startswith(".")}
         assert "wxy_hw/zoo/index.toml" in zoo and zoo <= set(names)  # the zoo's models, configs, logs and index
+        # its reproduce/ shelf (the reproduction's teachers and other methods) stays in the checkout
+        assert not [n for n in names if n.startswith(f"wxy_hw/zoo/{REPRODUCE_SHELF}/")]
         packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "wxy_hw").rglob("__init__.py")}
         missing = sorted(p.replace("/", ".") for p in packages if f"{p}/__init__.py" not in names)
         assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {missing}: add them"

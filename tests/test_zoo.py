@@ -346,3 +346,51 @@ def test_an_adopted_fine_tune_records_the_start_it_stands_for(tmp_path):
     manifest = json.loads((tmp_path / "adopted" / "manifest.json").read_text())
     assert manifest["init"] == {"path": str(trained), "sha256": file_sha256(trained)}
 
+
+
+def test_a_reproductions_teacher_and_student_are_shelved_then_adopted_not_retrained(tmp_path, monkeypatch, capsys):
+    """train_zoo --reproduce puts each run of a reproduction's methods step on the zoo's reproduce/ shelf as it
+    finishes; the same step run again adopts them all, the student through the zoo's half-precision copy of the
+    teacher it learnt from, and trains nothing."""
+    train_zoo = script("scripts/train_zoo.py")
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "unused"))
+    folder = tmp_path / "zoo"
+    ask = ["--reproduce", "smoke", "--methods", "kd", "--seeds", "0", "--zoo", str(folder), "--torch-device", "cpu"]
+    assert train_zoo.main([*ask, "--cache", str(tmp_path / "first")]) == 0
+    assert not (folder / zoo.INDEX).exists()  # the main shelf is the main job's: nothing of a reproduction on it
+    shelf = {m.name: m for m in zoo.read_index(folder / zoo.REPRODUCE_SHELF)}
+    assert set(shelf) == {"baseline", "kd"} and "_w0.5_" in shelf["baseline"].key  # the smoke budget's teacher
+    teacher_run = tmp_path / "first" / "teacher" / "s0" / "best.pt"
+    assert shelf["baseline"].source_sha256 == zoo.file_sha256(teacher_run) != shelf["baseline"].sha256
+    assert shelf["kd"].teacher_sha256 == shelf["baseline"].source_sha256  # it learnt from the full-precision file
+    capsys.readouterr()
+    assert train_zoo.main([*ask, "--cache", str(tmp_path / "again")]) == 0
+    out = capsys.readouterr().out
+    assert "0 model(s) put on" in out and "trained in" not in out
+    for run in ("teacher", "kd"):
+        adopted = json.loads((tmp_path / "again" / run / "s0" / "results.json").read_text())["adopted_from"]
+        assert adopted["zoo"] == shelf["baseline" if run == "teacher" else "kd"].id
+    # --finished-in shelves what a folder finished (here again), and refuses a folder of another budget
+    assert train_zoo.main([*ask, "--finished-in", str(tmp_path / "first")]) == 0
+    assert len(zoo.read_index(folder / zoo.REPRODUCE_SHELF)) == 2
+    assert train_zoo.main(["--reproduce", "small", "--finished-in", str(tmp_path / "first"), "--zoo", str(folder)]) == 2
+    assert "other settings than --reproduce small" in capsys.readouterr().err
+    # a student whose teacher the zoo does not hold is refused: no study could ever match it
+    with pytest.raises(ValueError, match="add the teacher's run first"):
+        zoo.add_finished(tmp_path / "first" / "kd" / "s0", tmp_path / "empty", zoo.REPRODUCE_SHELF)
+
+
+def test_a_zoo_student_matches_its_own_teacher_only(tmp_path):
+    """The teacher asked for is the student's when it is the file the student learnt from or the zoo's copy of that
+    file; any other teacher, or none, is another model (and a model that learnt from none wants none)."""
+    for name, content in (("full", b"teacher"), ("half", b"teacher, half precision"), ("other", b"another")):
+        (tmp_path / f"{name}.pt").write_bytes(content)
+    sha = {name: zoo.file_sha256(tmp_path / f"{name}.pt") for name in ("full", "half", "other")}
+    teacher = zoo.ZooModel("t", "k", "baseline", sha["half"], 1.0, 1.0, source_sha256=sha["full"])
+    student = zoo.ZooModel("s", "k", "kd", "x", 1.0, 1.0, teacher_sha256=sha["full"])
+    alone = zoo.ZooModel("b", "k", "baseline", "y", 1.0, 1.0)
+    for asked, expected in (("full", True), ("half", True), ("other", False)):
+        assert zoo._same_teacher(student, str(tmp_path / f"{asked}.pt"), [teacher, student]) is expected, asked
+    assert not zoo._same_teacher(student, None, [teacher, student])
+    assert not zoo._same_teacher(student, str(tmp_path / "missing.pt"), [teacher, student])
+    assert zoo._same_teacher(alone, None, [alone]) and not zoo._same_teacher(alone, str(tmp_path / "full.pt"), [alone])

@@ -52,3 +52,15 @@ def test_every_shipped_fine_tune_starts_from_a_shipped_model():
         init = zoo.config_of(m).get("init")
         if init is not None:
             assert init.startswith("zoo/") and (zoo.zoo_dir() / init.split("/", 1)[1]).is_file(), (m.id, init)
+
+
+def test_the_reproduce_shelf_is_whole_and_every_student_finds_its_teacher():
+    # the reproduction's own models (zoo/reproduce/, checkout only): present, sha256-checked, each student beside
+    # the teacher it learnt from (else a reproduction could never adopt it and would train it again)
+    shelf = zoo.zoo_dir() / zoo.REPRODUCE_SHELF
+    models = zoo.read_index(shelf)
+    for m in models:
+        assert file_sha256(shelf / m.file) == m.sha256 and m.source_sha256, m.file
+        assert (shelf / f"{m.id}.config.toml").is_file() and (shelf / f"{m.id}.metrics.csv").is_file()
+        if m.teacher_sha256:
+            assert any(t.source_sha256 == m.teacher_sha256 for t in models), m.id

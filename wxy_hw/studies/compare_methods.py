@@ -107,17 +107,19 @@ def compare_methods(*, methods: list[str], seeds: Sequence[int] | None = None, o
 
 
 def compare_methods_run(config: CompareConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
-                        announce: Callable[[str], None] | None = None, **settings: Any) -> StudyResult:
+                        announce: Callable[[str], None] | None = None, on_run: RunHook | None = None,
+                        **settings: Any) -> StudyResult:
     """The comparison of ``config`` (or of keyword settings, the fields of CompareConfig) into ``out`` (None:
     runs/compare/<dataset>_<arch>_w<width>); its StudyResult holds the table, the tidy per-seed rows and, in
     ``details["summaries"]``, every run's summary by method and seed. ``announce`` gets one line per run as it
-    finishes (default: printed with ``progress``), so an hours-long comparison says how far it is."""
+    finishes (default: printed with ``progress``), so an hours-long comparison says how far it is; ``on_run`` gets
+    each finished run's method, folder and summary (scripts/train_zoo.py puts it into the zoo at once)."""
     plan = plan_comparison(CompareConfig.make(config, **settings), out, progress)
     # the folder is meant to be re-run: its own earlier comparison (same kind) is continued, anything else refused
     with run_dir_guard(plan.out, resume=True, kind=CompareConfig.KIND):
         run = RunDirectory(plan.out, plan.config.settings(), kind=CompareConfig.KIND)
         plan.config.write(plan.out)
-        summaries = train_methods(plan, announce or (_say if progress else None))
+        summaries = train_methods(plan, announce or (_say if progress else None), on_run)
         table = comparison_table(plan, summaries)
         write_rows_csv(plan.out / "comparison.csv", table.tidy)
         text = table.text()
@@ -180,6 +182,10 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     return ComparisonPlan(written, out, seeds, {**train_kwargs, "progress": progress}, wants_teacher)
 
 
+# a finished run of a comparison: its method, its folder, its summary (results.json)
+RunHook = Callable[[str, Path, dict[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class _Job:
     """One training run of the comparison: what ``_run_or_reuse`` gets."""
@@ -202,10 +208,12 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None = None) -> Summaries:
+def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None = None,
+                  on_run: RunHook | None = None) -> Summaries:
     """Every method once per seed (the teachers first, with every run that needs none; then the students), each
     trained or reused, here in order or side by side (``workers``, ``ray_address``: every run is independent of the
-    others once its teacher exists); their summaries, and a line to ``announce`` as each run finishes."""
+    others once its teacher exists); their summaries, and as each run finishes a line to ``announce`` and the run
+    to ``on_run``."""
     conf = plan.config
     total = len(plan.seeds) * (len(conf.methods) + (1 if plan.wants_teacher and conf.teacher is None else 0))
     finished = itertools.count(1)  # runs finished so far, over both batches
@@ -218,6 +226,8 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
         def done(i: int, summary: dict[str, Any]) -> None:
             if announce is not None:
                 announce(f"[compare_methods] {next(finished)}/{total} {_finished_line(jobs[i], summary)}")
+            if on_run is not None:
+                on_run(jobs[i].name, jobs[i].run_dir, summary)
         return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address,
                             on_result=done)
 

@@ -116,7 +116,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     finetune = {**HWA_FINETUNE, "epochs": min(HWA_FINETUNE["epochs"], b["epochs"])}  # never longer than the training
     if is_hardware_aware(method):
         name += f"_ft{finetune['epochs']}"
-    out = Path(cache_dir) / f"{dataset}_{b['arch']}_w{b['width']:g}_e{b['epochs']}_n{b['subset'] or 'all'}_s{seed}" / name
+    out = Path(cache_dir) / zoo.cache_key(dataset, b["arch"], b["width"], b["epochs"], b["subset"], seed) / name
     if zoo_use == ZOO_FIRST and not retrain and (first := zoo.find(out.parent.name, name)) is not None:
         return first  # the start of a fine-tune the zoo ships: the zoo's own file, whatever the cache holds
     # a cached run that no longer reads back is set aside and retrained (one line): the cache is the tool's own,

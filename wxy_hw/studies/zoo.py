@@ -9,11 +9,20 @@ for (the same names as ``runs/cache``), its test and validation accuracy and the
 trained run in ``runs/cache`` first, then the zoo, else it trains one. A zoo file whose sha256
 differs from the index is never loaded (one line says so, and the model is trained instead).
 ``scripts/train_zoo.sh`` retrains the whole zoo from scratch.
+
+A second shelf, ``<zoo>/reproduce/`` (same layout, checkout only: not in the wheel), holds the models a
+reproduction trains beyond the main job's (``reproduce.py --budget converged``: its teachers and the other
+methods, ``scripts/train_zoo.sh --reproduce converged``). ``match`` looks on both shelves, so a reproduction
+evaluates them instead of training them again; ``find`` (a study's default model) only on the first.
+Each entry records the sha256 of the run checkpoint it was made from (``source_sha256``), and a student
+the sha256 of the teacher it learnt from (``teacher_sha256``): a student is the model asked for when its
+teacher is that file or the zoo's half-precision copy of it.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tomllib
 from collections.abc import Callable, Iterator
@@ -25,9 +34,10 @@ import torch
 
 from ..checkpoint import CheckpointError, read_checkpoint
 from ..methods import changed_defaults, method_traits
-from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256
+from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256, read_hashed
 
 INDEX = "index.toml"
+REPRODUCE_SHELF = "reproduce"  # the reproduction's models: a sub-folder of the zoo with its own index
 INDEX_LOCK = ".index.lock"  # held while the index is read, changed and written back (never shipped)
 # what a study needs from a checkpoint; optimizer, scheduler, RNG and method state stay in the training run
 KEPT_FIELDS = ("format", "model_config", "model_state", "method", "method_options", "epoch", "data", "train_config",
@@ -44,10 +54,17 @@ class ZooModel:
     sha256: str
     test_accuracy: float
     val_accuracy: float
+    source_sha256: str = ""  # the training run's full-precision best.pt this entry was made from ("" before recorded)
+    teacher_sha256: str = ""  # a student's: the teacher file it learnt from, as its run's manifest recorded it
 
     @property
     def file(self) -> str:
         return f"{self.id}.pt"
+
+
+def cache_key(dataset: str, arch: str, width: float, epochs: int, subset: int | None, seed: int) -> str:
+    """The key of a model trained with these settings: the runs/cache folder a study keeps it in."""
+    return f"{dataset}_{arch}_w{width:g}_e{epochs}_n{subset or 'all'}_s{seed}"
 
 
 def zoo_dir() -> Path:
@@ -65,7 +82,8 @@ def read_index(folder: Path | None = None) -> list[ZooModel]:
     try:
         data = tomllib.loads(path.read_text())
         return [ZooModel(str(m["id"]), str(m["key"]), str(m["name"]), str(m["sha256"]), float(m["test_accuracy"]),
-                         float(m["val_accuracy"])) for m in data.get("model", [])]
+                         float(m["val_accuracy"]), str(m.get("source_sha256", "")), str(m.get("teacher_sha256", "")))
+                for m in data.get("model", [])]
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"zoo index {path} cannot be read ({exc}); restore it from the repository "
                          "(git checkout zoo/) or run scripts/train_zoo.sh") from None
@@ -105,24 +123,45 @@ def config_of(model: ZooModel, folder: Path | None = None) -> dict[str, Any]:
                          "(git checkout zoo/) or run scripts/train_zoo.sh") from None
 
 
+def shelves(folder: Path | None = None) -> list[Path]:
+    """The zoo's folders ``match`` looks in: the zoo itself, then its reproduce/ shelf where there is one."""
+    folder = folder or zoo_dir()
+    return [folder] + ([folder / REPRODUCE_SHELF] if (folder / REPRODUCE_SHELF / INDEX).is_file() else [])
+
+
 def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooModel, Path] | None:
     """The zoo model trained with exactly ``settings`` (a training run's, every ``SAME_MODEL`` key compared; None
-    and absent alike mean unset; a starting checkpoint by content) and its checkpoint, sha256-checked; None when the
-    zoo has none.
+    and absent alike mean unset; a starting checkpoint and a teacher by content), on either shelf, and its
+    checkpoint, sha256-checked; None when the zoo has none.
 
     How a study that trains by its own settings (compare_methods, reproduce) reuses the shipped models: by what
     they were trained with, not by a cache name."""
-    folder = folder or zoo_dir()
-    for m in read_index(folder):
-        # a start by content; a teacher never (the zoo records no teacher's sha256, and ships no student)
-        if same_model(config_of(m, folder), settings,
-                      lambda key, recorded, asked: _same_start(recorded, asked, folder) if key == "init"
-                      else recorded is None and asked is None):
-            path = find(m.key, m.name, folder)
+    on_shelves = [(m, shelf) for shelf in shelves(folder) for m in read_index(shelf)]
+    everyone = [m for m, _ in on_shelves]
+    for m, shelf in on_shelves:
+        def same_file(key: str, recorded: Any, asked: Any, m: ZooModel = m, shelf: Path = shelf) -> bool:
+            if key == "init":
+                return _same_start(recorded, asked, shelf)
+            return _same_teacher(m, asked, everyone)
+        if same_model(config_of(m, shelf), settings, same_file):
+            path = find(m.key, m.name, shelf)
             if path is not None and _changed_defaults(path, settings):
                 continue  # trained when one of its method's defaults was another: not the model asked for
             return (m, path) if path is not None else None
     return None
+
+
+def _same_teacher(student: ZooModel, asked: Any, models: list[ZooModel]) -> bool:
+    """Whether the teacher file ``asked`` is the one the zoo's ``student`` learnt from: the same bytes, or the zoo's
+    half-precision copy of them (a model whose ``source_sha256`` is the student's ``teacher_sha256``); a model
+    that learnt from no teacher only when none is asked."""
+    if not student.teacher_sha256 or asked is None:
+        return not student.teacher_sha256 and asked is None
+    if not Path(str(asked)).is_file():
+        return False
+    have = file_sha256(Path(str(asked)))
+    copies = {m.sha256 for m in models if m.source_sha256 == student.teacher_sha256}
+    return have == student.teacher_sha256 or have in copies
 
 
 def _changed_defaults(path: Path, settings: dict[str, Any]) -> list[str]:
@@ -184,20 +223,57 @@ def _toml_value(v: Any) -> str:
 
 def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | None = None) -> ZooModel:
     """Put a finished training run into the zoo (half-precision best.pt, config, log) and list it in the index,
-    replacing an entry of the same key and name."""
+    replacing an entry of the same key and name; the entry records the sha256 of the run's best.pt and, for a
+    student, of the teacher its manifest says it learnt from."""
     folder = folder or zoo_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    payload = read_checkpoint(run / "best.pt", data=True)
+    content, source = read_hashed(run / "best.pt")
+    if content is None:
+        raise CheckpointError(f"{run / 'best.pt'} is missing; finish the run before adding it to the zoo")
+    payload = read_checkpoint(run / "best.pt", data=True, content=content)
+    teacher = teacher_sha256(run)
     model_id = f"{key}__{name.replace('@', '_at_')}"
     with _index_locked(folder):  # the files too: two adds of one model must not list one's sha256 for the other's file
         atomic_torch_save(half_checkpoint(payload), folder / f"{model_id}.pt")
-        for source, suffix in (("config.toml", "config.toml"), ("metrics.csv", "metrics.csv")):
-            if (run / source).is_file():
-                atomic_write_text(folder / f"{model_id}.{suffix}", (run / source).read_text())
+        for source_file, suffix in (("config.toml", "config.toml"), ("metrics.csv", "metrics.csv")):
+            if (run / source_file).is_file():
+                atomic_write_text(folder / f"{model_id}.{suffix}", (run / source_file).read_text())
         entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
-                         float(payload.get("best_val", float("nan"))))
+                         float(payload.get("best_val", float("nan"))), str(source), teacher)
         _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
     return entry
+
+
+def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooModel:
+    """Put a finished training run on a shelf of the zoo in ``folder`` ("": the zoo itself, ``REPRODUCE_SHELF``)
+    under its own key and method (as a comparison trains them: a teacher is a baseline of its own architecture),
+    with its test accuracy; a student only once the zoo holds the teacher it learnt from (else no study could ever
+    match it: one line says to add the teacher first)."""
+    folder = folder or zoo_dir()
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+        summary = json.loads((run / "results.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{run} is not a finished training run ({exc}); finish it before adding it to the zoo") from None
+    conf = manifest.get("config", {})
+    if manifest.get("status") != "complete" or not isinstance(conf, dict) or "method" not in conf:
+        raise ValueError(f"{run} is not a finished training run; finish it before adding it to the zoo")
+    teacher = teacher_sha256(run)
+    if teacher:
+        everyone = [m for shelf in shelves(folder) for m in read_index(shelf)]
+        if teacher not in {m.source_sha256 for m in everyone} | {m.sha256 for m in everyone}:
+            raise ValueError(f"{run} learnt from a teacher the zoo does not hold; add the teacher's run first")
+    key = cache_key(conf["dataset"], conf["arch"], conf["width"], conf["epochs"], conf.get("subset"), conf["seed"])
+    return add(run, key, str(conf["method"]), float(summary["test"]["exits"][-1]), folder / shelf)
+
+
+def teacher_sha256(run: Path) -> str:
+    """The sha256 of the teacher a training run learnt from, as its manifest recorded it ("" for none)."""
+    try:
+        recorded = json.loads((run / "manifest.json").read_text()).get("teacher")
+    except (OSError, ValueError):
+        return ""
+    return str(recorded.get("sha256", "")) if isinstance(recorded, dict) else ""
 
 
 def remove(name: str, folder: Path | None = None) -> list[str]:
@@ -233,5 +309,6 @@ def _write_index(models: list[ZooModel], folder: Path) -> None:
              ""]
     for m in sorted(models, key=lambda m: m.id):
         lines += ["[[model]]"] + [f"{k} = {_toml_value(getattr(m, k))}" for k in
-                                  ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy")] + [""]
+                                  ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy", "source_sha256",
+                                   "teacher_sha256") if getattr(m, k) != ""] + [""]
     atomic_write_text(folder / INDEX, "\n".join(lines))
