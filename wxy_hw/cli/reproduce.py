@@ -5,7 +5,7 @@
     python experiments/reproduce.py --budget full       # all images, 30 epochs, 5 seeds (a GPU machine)
     python experiments/reproduce.py --budget smoke      # a few minutes on synthetic images (for tests)
     python experiments/reproduce.py --plan runs/reproduce/small   # seeds / chips / images each claim needs
-    python experiments/reproduce.py --budget converged              # the pilot on the zoo's recipe (a GPU)
+    python experiments/reproduce.py --budget converged              # the zoo's recipe (models: train_zoo --reproduce)
     python experiments/reproduce.py --budget table1                 # the same cut to Table 1 (~1.5 h on a CPU)
     python experiments/reproduce.py --budget hardware               # cut to the on-chip claims: the zoo's models only
     python experiments/reproduce.py --budget hardware --devices subthreshold_cmos --seeds 0 1 2 3 4 5   # one device, more seeds

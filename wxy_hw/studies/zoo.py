@@ -142,7 +142,8 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
         def same_file(key: str, recorded: Any, asked: Any, m: ZooModel = m, shelf: Path = shelf) -> bool:
             if key == "init":
                 return _same_start(recorded, asked, shelf)
-            return _same_teacher(m, asked, everyone)
+            # a student shelved before entries recorded its teacher's sha256 cannot be told apart: never matched
+            return _same_teacher(m, asked, everyone) if recorded is None or m.teacher_sha256 else False
         if same_model(config_of(m, shelf), settings, same_file):
             path = find(m.key, m.name, shelf)
             if path is not None and _changed_defaults(path, settings):
