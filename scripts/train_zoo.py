@@ -31,13 +31,15 @@ import os
 import statistics
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from wxy_hw.analysis.stats import t_interval
 from wxy_hw.studies import zoo
-from wxy_hw.studies.compare_methods import CompareConfig, compare_methods_run
+from wxy_hw.checkpoint import CheckpointError
+from wxy_hw.studies.compare_methods import (CompareConfig, comparison_jobs, compare_methods_run, job_settings,
+                                            plan_comparison)
+from wxy_hw.studies.earlier_runs import find_earlier
 from wxy_hw.studies.reproduce import BUDGETS, Reproduction
 from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint, is_hardware_aware
 
@@ -123,7 +125,13 @@ def reproduction_models(args: argparse.Namespace) -> int:
         nonlocal shelved
         if summary.get("adopted_from"):  # the zoo's own model, or an earlier folder's: shelved already or not ours
             return
-        entry = zoo.add_finished(run, args.zoo, zoo.REPRODUCE_SHELF)
+        try:
+            entry = zoo.add_finished(run, args.zoo, zoo.REPRODUCE_SHELF)
+        except (ValueError, CheckpointError, OSError) as exc:  # the run stays in its folder: the others go on
+            print(f"[train_zoo] {run} not shelved: {exc}", flush=True)
+            return
+        if entry is None:
+            return  # shelved before (the same run's checkpoint)
         shelved += 1
         print(f"[train_zoo] {zoo.REPRODUCE_SHELF}/{entry.id}: test {entry.test_accuracy:.2f} %, "
               f"val {entry.val_accuracy:.2f} %", flush=True)
@@ -131,38 +139,31 @@ def reproduction_models(args: argparse.Namespace) -> int:
     if args.finished_in is None:
         compare_methods_run(conf, out=args.cache, progress=False, announce=print, on_run=shelve)
     else:
-        for run, summary in finished_runs(args.finished_in, conf, args.reproduce):
-            shelve(run.parent.name, run, summary)
+        if not (args.finished_in / "config.toml").is_file():
+            raise ValueError(f"--finished-in {args.finished_in}: no comparison there (no config.toml)")
+        found, planned = finished_runs(args.finished_in, conf)
+        print(f"[train_zoo] {len(found)} of the {planned} runs of --reproduce {args.reproduce} are finished in "
+              f"{args.finished_in} with its settings", flush=True)
+        for run in found:
+            shelve(run.parent.name, run, {})
     print(f"[train_zoo] {shelved} model(s) put on the zoo's {zoo.REPRODUCE_SHELF}/ shelf", flush=True)
     return 0
 
 
-def finished_runs(folder: Path, conf: CompareConfig, budget: str) -> list[tuple[Path, dict[str, Any]]]:
-    """The finished runs of a comparison folder trained with ``conf``'s settings (its config.toml, and each run's
-    architecture: the budget's, or its teacher's for a teacher; else refused in one line), teachers first (a student
-    is shelved only after its teacher)."""
-    try:
-        theirs = tomllib.loads((folder / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"--finished-in {folder}: no comparison's config.toml there ({exc})") from None
-    mine = conf.settings()
-    unset = (None, {})
-    other = [k for k in zoo.SAME_MODEL if k not in ("method", "method_options", "seed", "teacher", "init")
-             and theirs.get(k) != mine.get(k) and not (theirs.get(k) in unset and mine.get(k) in unset)]
-    shapes = {"teacher": (conf.teacher_arch, conf.teacher_width or conf.width)}
-    found = []
-    for manifest_file in sorted(folder.glob("*/s*/manifest.json"), key=lambda p: (p.parent.parent.name != "teacher",
-                                                                                  str(p))):
-        run, manifest = manifest_file.parent, json.loads(manifest_file.read_text())
-        settings = manifest.get("config", {})
-        if (settings.get("arch"), settings.get("width")) != shapes.get(run.parent.name, (conf.arch, conf.width)):
-            other.append(f"{run.parent.name}/{run.name}: arch {settings.get('arch')} width {settings.get('width')}")
-        elif manifest.get("status") == "complete" and (run / "results.json").is_file():
-            found.append((run, json.loads((run / "results.json").read_text())))
-    if other:
-        raise ValueError(f"--finished-in {folder} was trained with other settings than --reproduce {budget} "
-                         f"({', '.join(other)}); give a folder of that budget")
-    return found
+def finished_runs(folder: Path, conf: CompareConfig) -> tuple[list[Path], int]:
+    """The runs of ``conf``'s comparison (its methods and seeds, teachers first: a student is shelved after its
+    teacher) that ``folder`` finished with exactly the settings that comparison asks (``find_earlier``: every
+    setting that shapes the model, a student's teacher by sha256, no resume with other settings, no default changed
+    since), and how many runs the comparison has; a run trained otherwise is passed over."""
+    plan = plan_comparison(dataclasses.replace(conf, workers=1, reuse=None), folder, progress=False)
+    teachers, first, students = comparison_jobs(plan)
+    found, jobs = [], [*teachers, *first, *students]
+    for job in jobs:
+        place = Path(job.run_dir.parent.name, job.run_dir.name)
+        earlier = find_earlier(place, job_settings(job), [folder])
+        if earlier is not None and "via" not in earlier[1]:  # one it adopted itself is no training of its own
+            found.append(earlier[0].parent)
+    return found, len(jobs)
 
 
 def accuracy_table(models: list[zoo.ZooModel]) -> str:

@@ -370,14 +370,25 @@ def test_a_reproductions_teacher_and_student_are_shelved_then_adopted_not_retrai
     for run in ("teacher", "kd"):
         adopted = json.loads((tmp_path / "again" / run / "s0" / "results.json").read_text())["adopted_from"]
         assert adopted["zoo"] == shelf["baseline" if run == "teacher" else "kd"].id
-    # --finished-in shelves what a folder finished (here again), and refuses a folder of another budget
+    # --finished-in shelves what a folder finished with the budget's settings: here nothing new (the same
+    # checkpoints are on the shelf, their files left as they are); of another budget, nothing
+    index = (folder / zoo.REPRODUCE_SHELF / zoo.INDEX).read_bytes()
     assert train_zoo.main([*ask, "--finished-in", str(tmp_path / "first")]) == 0
-    assert len(zoo.read_index(folder / zoo.REPRODUCE_SHELF)) == 2
-    assert train_zoo.main(["--reproduce", "small", "--finished-in", str(tmp_path / "first"), "--zoo", str(folder)]) == 2
-    assert "other settings than --reproduce small" in capsys.readouterr().err
-    # a student whose teacher the zoo does not hold is refused: no study could ever match it
+    assert "2 of the 2 runs" in capsys.readouterr().out
+    assert (folder / zoo.REPRODUCE_SHELF / zoo.INDEX).read_bytes() == index
+    assert train_zoo.main(["--reproduce", "small", "--methods", "kd", "--seeds", "0", "--finished-in",
+                           str(tmp_path / "first"), "--zoo", str(folder)]) == 0
+    assert "0 of the 2 runs" in capsys.readouterr().out
+    assert train_zoo.main([*ask, "--finished-in", str(tmp_path / "none")]) == 2
+    assert "no comparison there" in capsys.readouterr().err
+    # a student whose teacher the zoo does not hold is refused: no study could ever match it; so is one that
+    # recorded no sha256 of its teacher
     with pytest.raises(ValueError, match="add the teacher's run first"):
         zoo.add_finished(tmp_path / "first" / "kd" / "s0", tmp_path / "empty", zoo.REPRODUCE_SHELF)
+    manifest = tmp_path / "first" / "kd" / "s0" / "manifest.json"
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "teacher"}))
+    with pytest.raises(ValueError, match="recorded no sha256 of its teacher"):
+        zoo.add_finished(tmp_path / "first" / "kd" / "s0", folder, zoo.REPRODUCE_SHELF)
 
 
 def test_a_zoo_student_matches_its_own_teacher_only(tmp_path):

@@ -198,6 +198,10 @@ class _Job:
     reuse: tuple[str, ...] = ()  # earlier comparison folders to adopt this run from (CompareConfig.reuse)
     argv: tuple[str, ...] = field(default_factory=lambda: tuple(sys.argv))  # the command it is part of
 
+    @property
+    def seed(self) -> int:
+        return int(self.train_kwargs["seed"])
+
 
 def _train_job(_: None, job: _Job) -> dict[str, Any]:
     sys.argv = list(job.argv)  # a Ray worker's run records the command that asked for it, not Ray's worker script
@@ -231,32 +235,49 @@ def train_methods(plan: ComparisonPlan, announce: Callable[[str], None] | None =
         return parallel_map(_train_job, None, jobs, workers=conf.workers, ray_address=conf.ray_address,
                             on_result=done)
 
-    seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
-    reuse = tuple(conf.reuse or ())
-
-    def job(seed: int, name: str) -> _Job:
-        return _Job(name, plan.out / name / f"s{seed}", options_of(conf, name),
-                    _run_kwargs(conf, name, seed, seed_kwargs[seed]), not conf.retrain, reuse)
-
-    teachers = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
-                     dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain,
-                     reuse)
-                for seed, kwargs in seed_kwargs.items()] if plan.wants_teacher and conf.teacher is None else []
+    teachers, first, waiting = comparison_jobs(plan)
+    trained = train_all(teachers + first)
+    done = {(job.seed, job.name): summary for job, summary in zip(first, trained[len(teachers):])}
+    if waiting:  # the students, once every teacher is finished
+        done.update({(job.seed, job.name): summary for job, summary in zip(waiting, train_all(waiting))})
     runs = [(seed, name) for seed in plan.seeds for name in conf.methods]
-    # a run that learns from no teacher does not wait for one: it trains beside the teachers (no core left idle
-    # while the last teacher trains), the students after them
-    waiting = [(s, n) for s, n in runs if teachers and method_traits(n)[1]]
-    first = [(s, n) for s, n in runs if (s, n) not in waiting]
-    trained = train_all(teachers + [job(s, n) for s, n in first])
-    for kwargs, teacher in zip(seed_kwargs.values(), teachers):  # each seed's own teacher, finished
-        kwargs["teacher"] = teacher.run_dir / "best.pt"
-    done = dict(zip(first, trained[len(teachers):]))
-    if waiting:
-        done.update(zip(waiting, train_all([job(s, n) for s, n in waiting])))
     summaries: Summaries = {}
     for seed, name in runs:
         summaries.setdefault(name, {})[seed] = done[seed, name]
     return summaries
+
+
+def comparison_jobs(plan: ComparisonPlan) -> tuple[list[_Job], list[_Job], list[_Job]]:
+    """The comparison's runs as (its teachers, the runs that learn from none, the students), each student asking for
+    its seed's teacher's best.pt in this folder (trained first)."""
+    conf = plan.config
+    seed_kwargs = {seed: dict(plan.train_kwargs, seed=seed) for seed in plan.seeds}
+    reuse = tuple(conf.reuse or ())
+    teachers = [_Job("baseline", plan.out / "teacher" / f"s{seed}", {},
+                     dict(kwargs, arch=conf.teacher_arch, width=conf.teacher_width or conf.width), not conf.retrain,
+                     reuse)
+                for seed, kwargs in seed_kwargs.items()] if plan.wants_teacher and conf.teacher is None else []
+    for kwargs, teacher in zip(seed_kwargs.values(), teachers):  # each seed's own teacher
+        kwargs["teacher"] = teacher.run_dir / "best.pt"
+
+    def job(seed: int, name: str) -> _Job:
+        return _Job(name, plan.out / name / f"s{seed}", options_of(conf, name),
+                    _run_kwargs(conf, name, seed, seed_kwargs[seed]), not conf.retrain, reuse)
+    runs = [(seed, name) for seed in plan.seeds for name in conf.methods]
+    # a run that learns from no teacher does not wait for one: it trains beside the teachers (no core left idle
+    # while the last teacher trains), the students after them
+    students = [job(s, n) for s, n in runs if teachers and method_traits(n)[1]]
+    return teachers, [job(s, n) for s, n in runs if not (teachers and method_traits(n)[1])], students
+
+
+def job_settings(job: _Job) -> dict[str, Any]:
+    """A run's training settings as its run records them (what ``zoo.match`` and ``find_earlier`` compare)."""
+    return _run_config(job.name, job.options, job.train_kwargs).settings()
+
+
+def _run_config(name: str, options: dict[str, Any], train_kwargs: dict[str, Any]) -> TrainRunConfig:
+    return TrainRunConfig.make(method=name, method_options=dict(options),
+                               **{k: v for k, v in train_kwargs.items() if k != "progress"})
 
 
 def _finished_line(job: _Job, summary: dict[str, Any]) -> str:
@@ -400,8 +421,7 @@ def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict
     trained — a teacher and its students, a digital model and its fine-tunes — stays one chain) or in the zoo
     (``use_zoo``), made a finished run in ``run_dir`` (evaluated, not trained; ``studies.train.adopt_run``); None
     when neither has it."""
-    conf = TrainRunConfig.make(method=name, method_options=dict(options),
-                               **{k: v for k, v in train_kwargs.items() if k != "progress"})
+    conf = _run_config(name, options, train_kwargs)
     settings, say = conf.settings(), train_kwargs.get("progress", True)
     # the run's place in its comparison (<method>/s<seed>, teacher/s<seed>) is where an earlier comparison has it
     earlier = find_earlier(Path(run_dir.parent.name, run_dir.name), settings, [Path(f) for f in reuse])

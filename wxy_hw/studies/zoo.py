@@ -148,7 +148,8 @@ def match(settings: dict[str, Any], folder: Path | None = None) -> tuple[ZooMode
             path = find(m.key, m.name, shelf)
             if path is not None and _changed_defaults(path, settings):
                 continue  # trained when one of its method's defaults was another: not the model asked for
-            return (m, path) if path is not None else None
+            if path is not None:
+                return m, path
     return None
 
 
@@ -245,11 +246,11 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
     return entry
 
 
-def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooModel:
+def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooModel | None:
     """Put a finished training run on a shelf of the zoo in ``folder`` ("": the zoo itself, ``REPRODUCE_SHELF``)
     under its own key and method (as a comparison trains them: a teacher is a baseline of its own architecture),
     with its test accuracy; a student only once the zoo holds the teacher it learnt from (else no study could ever
-    match it: one line says to add the teacher first)."""
+    match it: one line says to add the teacher first). None when that checkpoint is on the shelf already."""
     folder = folder or zoo_dir()
     try:
         manifest = json.loads((run / "manifest.json").read_text())
@@ -259,11 +260,14 @@ def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooM
     conf = manifest.get("config", {})
     if manifest.get("status") != "complete" or not isinstance(conf, dict) or "method" not in conf:
         raise ValueError(f"{run} is not a finished training run; finish it before adding it to the zoo")
-    teacher = teacher_sha256(run)
-    if teacher:
-        everyone = [m for shelf in shelves(folder) for m in read_index(shelf)]
-        if teacher not in {m.source_sha256 for m in everyone} | {m.sha256 for m in everyone}:
-            raise ValueError(f"{run} learnt from a teacher the zoo does not hold; add the teacher's run first")
+    teacher, everyone = teacher_sha256(run), [m for on in shelves(folder) for m in read_index(on)]
+    if method_traits(str(conf["method"]))[1] and not teacher:
+        raise ValueError(f"{run} recorded no sha256 of its teacher (trained before runs recorded it): no study could "
+                         "tell its teacher apart; train it again")
+    if teacher and teacher not in {m.source_sha256 for m in everyone} | {m.sha256 for m in everyone}:
+        raise ValueError(f"{run} learnt from a teacher the zoo does not hold; add the teacher's run first")
+    if file_sha256(run / "best.pt") in {m.source_sha256 for m in read_index(folder / shelf)}:
+        return None  # this very checkpoint is on the shelf already: its files stay as they are
     key = cache_key(conf["dataset"], conf["arch"], conf["width"], conf["epochs"], conf.get("subset"), conf["seed"])
     return add(run, key, str(conf["method"]), float(summary["test"]["exits"][-1]), folder / shelf)
 
