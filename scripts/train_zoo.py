@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.zoo is not None:
         os.environ["WXY_ZOO"] = str(args.zoo)  # --from-zoo reads the zoo it writes
     if args.table:
-        print(accuracy_table(zoo.read_index(args.zoo)))
+        main_shelf = zoo.read_index(args.zoo)
+        print(accuracy_table(main_shelf))
+        shelf = zoo.read_index((args.zoo or zoo.zoo_dir()) / zoo.REPRODUCE_SHELF)
+        if shelf:
+            print(f"\nThe {zoo.REPRODUCE_SHELF}/ shelf (a reproduction's teachers and other methods; − baseline: "
+                  "against the main shelf's baseline of the same key, paired over seeds):\n")
+            print(accuracy_table(shelf, reference=main_shelf))
         return 0
     if args.finished_in is not None and args.reproduce is None:
         parser.error("--finished-in DIR shelves the runs of a reproduction's budget: give --reproduce BUDGET too")
@@ -166,23 +172,30 @@ def finished_runs(folder: Path, conf: CompareConfig) -> tuple[list[Path], int]:
     return found, len(jobs)
 
 
-def accuracy_table(models: list[zoo.ZooModel]) -> str:
+def accuracy_table(models: list[zoo.ZooModel], reference: list[zoo.ZooModel] | None = None) -> str:
     """Markdown: per (cache key without seed, method) the test accuracy of each seed, the mean with its 95 % t
-    interval over seeds, the difference to the same key's baseline and the mean validation accuracy."""
-    groups: dict[tuple[str, str], dict[str, zoo.ZooModel]] = {}
-    for m in models:
-        key, seed = m.key.rsplit("_s", 1)
-        groups.setdefault((key, m.name), {})[seed] = m
+    interval over seeds, the difference to the same key's baseline (in ``models`` or ``reference``: the main shelf
+    for the reproduce/ shelf), paired over the seeds both have, and the mean validation accuracy."""
+    def grouped(ms: list[zoo.ZooModel]) -> dict[tuple[str, str], dict[str, zoo.ZooModel]]:
+        groups: dict[tuple[str, str], dict[str, zoo.ZooModel]] = {}
+        for m in ms:
+            key, seed = m.key.rsplit("_s", 1)
+            groups.setdefault((key, m.name), {})[seed] = m
+        return groups
+    groups, baselines = grouped(models), grouped([*(reference or []), *models])
+    if not groups:
+        return "(no models)"
     seeds = sorted({s for g in groups.values() for s in g}, key=int)
     lines = ["| key | model | " + " | ".join(f"seed {s}" for s in seeds) +
              " | mean ± 95 % t interval | − baseline | validation (mean) |",
              "|---|---|" + "---|" * len(seeds) + "---|---|---|"]
     for (key, name), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
         test = [m.test_accuracy for m in by_seed.values()]
-        base = groups.get((key, "baseline"), {})
+        base = baselines.get((key, "baseline"), {})
         interval = t_interval(test)
         mean, half = interval.mean, interval.half_width
-        gap = round(mean - statistics.mean(m.test_accuracy for m in base.values()), 2) + 0.0 if base else float("nan")
+        paired = [m.test_accuracy - base[s].test_accuracy for s, m in by_seed.items() if s in base]
+        gap = round(statistics.mean(paired), 2) + 0.0 if paired else float("nan")
         cells = [f"{by_seed[s].test_accuracy:.2f}" if s in by_seed else "—" for s in seeds]
         lines.append(f"| {key} | {name} | " + " | ".join(cells) + f" | {mean:.2f} ± {half:.2f} | {gap:+.2f} | "
                      f"{statistics.mean(m.val_accuracy for m in by_seed.values()):.2f} |")
