@@ -2,6 +2,7 @@
 file is refused and retrained; --retrain skips the zoo; half precision reloads within rounding."""
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
 
@@ -363,6 +364,14 @@ def test_a_reproductions_teacher_and_student_are_shelved_then_adopted_not_retrai
     teacher_run = tmp_path / "first" / "teacher" / "s0" / "best.pt"
     assert shelf["baseline"].source_sha256 == zoo.file_sha256(teacher_run) != shelf["baseline"].sha256
     assert shelf["kd"].teacher_sha256 == shelf["baseline"].source_sha256  # it learnt from the full-precision file
+    # said before a comparison starts: both are trained already (the student through the teacher's shelf copy)
+    from wxy_hw.studies.compare_methods import plan_comparison, trained_already
+    conf = train_zoo.reproduction_config("smoke", argparse.Namespace(methods=["kd"], seeds=[0], cache=tmp_path / "x",
+                                                                     torch_device="cpu", workers=1))
+    assert trained_already(plan_comparison(conf, tmp_path / "new", progress=False)) == (2, 2)
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "unused"))
+    assert trained_already(plan_comparison(conf, tmp_path / "new", progress=False)) == (0, 2)
+    monkeypatch.setenv("WXY_ZOO", str(folder))
     capsys.readouterr()
     assert train_zoo.main([*ask, "--cache", str(tmp_path / "again")]) == 0
     out = capsys.readouterr().out

@@ -280,6 +280,35 @@ def _run_config(name: str, options: dict[str, Any], train_kwargs: dict[str, Any]
                                **{k: v for k, v in train_kwargs.items() if k != "progress"})
 
 
+def trained_already(plan: ComparisonPlan) -> tuple[int, int]:
+    """How many of the comparison's runs need no training (finished in its folder, or adopted from an earlier
+    folder or the zoo, as ``_run_or_reuse`` would), of how many: said before a long comparison starts. A student
+    counts when its teacher does (it is then asked with the teacher's adopted file)."""
+    teachers, first, students = comparison_jobs(plan)
+    ready: dict[Path, Path] = {}  # run folder → the best.pt it will hold without training
+
+    def source(job: _Job) -> Path | None:
+        if finished_run(job.run_dir, "compare_methods") is not None:
+            return job.run_dir / "best.pt"
+        if job.reuse and (earlier := find_earlier(Path(job.run_dir.parent.name, job.run_dir.name),
+                                                  job_settings(job), [Path(f) for f in job.reuse])) is not None:
+            return earlier[0]
+        found = zoo.match(job_settings(job)) if job.use_zoo else None
+        return found[1] if found is not None else None
+
+    for job in [*teachers, *first]:
+        if (path := source(job)) is not None:
+            ready[job.run_dir] = path
+    for job in students:
+        teacher = job.train_kwargs.get("teacher")
+        adopted = ready.get(Path(str(teacher)).parent) if teacher else None
+        if adopted is not None:  # the teacher of this folder, not trained yet: the file it will be
+            job = dataclasses.replace(job, train_kwargs={**job.train_kwargs, "teacher": adopted})
+        if (path := source(job)) is not None:
+            ready[job.run_dir] = path
+    return len(ready), len(teachers) + len(first) + len(students)
+
+
 def _finished_line(job: _Job, summary: dict[str, Any]) -> str:
     """One finished run: where, its deepest exit's test accuracy, and how it was made."""
     how = ("finished before, reused" if summary.get("reused") else

@@ -43,7 +43,7 @@ from ..run_dir import RunDirectory, run_dir_guard
 from ..train import NonFiniteLossError
 from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
 from .calibrator_adapt import CHIP_IMAGES, CalibratorConfig, calibrator_adapt_run
-from .compare_methods import CompareConfig, compare_methods_run
+from .compare_methods import CompareConfig, compare_methods_run, plan_comparison, trained_already
 from .earlier_runs import check_folders
 from .config import SettingError, StudyConfig, input_paths, read_toml
 from .corruption_robustness import RobustnessConfig, corruption_robustness_run
@@ -588,6 +588,13 @@ class Reproduction:
             self.log(f"[reproduce] reusing {step.key}")
             return step.command
         self.log(f"[reproduce] {step.command}")
+        if step.study == "compare_methods":  # hours of training or minutes of evaluation: said before it starts
+            assert isinstance(step.config, CompareConfig)
+            ready, runs = trained_already(plan_comparison(step.config, self.out / step.run_dir, progress=False))
+            self.log(f"[reproduce] {step.key}: {ready} of {runs} models are trained already (finished there, in the "
+                     f"zoo or in --reuse folders), {runs - ready} to train"
+                     + (f" (scripts/train_zoo.sh --reproduce {self.b.name} trains them onto the zoo's shelf, each "
+                        "kept as it finishes)" if runs > ready and step.key == "methods" else ""))
         started = time.perf_counter()
         result = self._run(step, overwrite=previous == "other")
         self.log(result.table)
