@@ -12,6 +12,7 @@ import torch
 
 from wxy_hw.checkpoint import CheckpointError
 
+from wxy_hw.run_dir import machine_seconds
 from wxy_hw.studies.compare_methods import compare_methods_run
 from wxy_hw.studies.earlier_runs import find_earlier
 from wxy_hw.utils import atomic_torch_save, file_sha256
@@ -50,8 +51,9 @@ def test_runs_trained_with_the_same_settings_are_adopted_with_their_source(earli
         here, there = tmp_path / "new" / run, earlier / run
         manifest, results = _json(here / "manifest.json"), _json(here / "results.json")
         git = _json(there / "manifest.json")["git"]
+        # its training time goes with it (the seconds of the machine it took: reproduce --plan counts them)
         source = {"run": str(there.resolve()), "sha256": file_sha256(there / "best.pt"), "commit": git["commit"],
-                  "dirty": git["dirty"]}
+                  "dirty": git["dirty"], "train_seconds": round(machine_seconds(_json(there / "manifest.json")), 1)}
         assert manifest["adopted_from"] == source and results["adopted_from"] == source, run
         assert manifest["status"] == "complete" and not (here / "last.pt").exists()
         assert (here / "best.pt").read_bytes() == (there / "best.pt").read_bytes()

@@ -190,3 +190,20 @@ def test_the_upper_limit_of_a_spread_matches_the_chi_square_and_shrinks_with_see
     with pytest.raises(ValueError, match="confidence"):
         sd_upper_bound(1.0, 3, confidence=1.0)
 
+
+
+def test_plan_counts_an_adopted_models_own_training_time(tmp_path):
+    """A model adopted from the zoo or an earlier run that carries the seconds its training took counts them; one
+    without counts at the mean of those with a time (so a pilot whose every model was adopted still says what
+    training them takes)."""
+    from wxy_hw.studies.reproduce_plan import pilot_seconds
+
+    pilot = _pilot(tmp_path, [-1.0, 1.0, 3.0])
+    runs = {("kd", 0): {"adopted_from": {"zoo": "z", "train_seconds": 900.0}},
+            ("kd", 1): {"adopted_from": {"run": "r", "train_seconds": 300.0}},
+            ("kd", 2): {"adopted_from": {"zoo": "old"}}}  # shelved before times were recorded: the mean, 600 s
+    for (method, seed), manifest in runs.items():
+        (pilot / "methods" / method / f"s{seed}").mkdir(parents=True)
+        (pilot / "methods" / method / f"s{seed}" / "manifest.json").write_text(
+            json.dumps({"status": "complete", "wall_time_s": 2.0, **manifest}))
+    assert pilot_seconds(pilot)[0] == pytest.approx(1800.0)

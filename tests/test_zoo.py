@@ -73,7 +73,9 @@ def test_compare_methods_adopts_the_zoo_model_trained_with_its_settings(tmp_path
     assert "evaluated, not retrained" in capsys.readouterr().out
     run = tmp_path / "cmp" / "baseline" / "s0"
     results = read_json(run / "results.json")
-    assert results["adopted_from"] == {"zoo": entry.id, "sha256": entry.sha256}
+    # where it came from, and its training time (what reproduce --plan counts for a model not trained here)
+    assert results["adopted_from"] == {"zoo": entry.id, "sha256": entry.sha256, "train_seconds": entry.train_seconds}
+    assert entry.train_seconds > 0
     assert read_json(run / "manifest.json")["status"] == "complete" and not (run / "last.pt").exists()
     original = read_json(trained.parent / "results.json")["test"]["exits"]
     assert results["test"]["exits"] == pytest.approx(original, abs=5.0)  # fp16 weights: a few images may flip

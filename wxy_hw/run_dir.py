@@ -464,6 +464,15 @@ def one_line_reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def machine_seconds(manifest: dict[str, Any]) -> float:
+    """The seconds of its machine a finished run took: a run that used t of its c cores (``torch_threads``, the
+    host's ``cpu_count``) counts t / c of its wall time, so runs trained side by side (``--workers``) are not counted
+    twice; a run recorded before threads were counts whole."""
+    threads, cores = manifest.get("torch_threads"), (manifest.get("host") or {}).get("cpu_count")
+    share = min(1.0, threads / cores) if isinstance(threads, int) and isinstance(cores, int) and cores else 1.0
+    return float(manifest.get("wall_time_s", 0.0)) * share
+
+
 class RunDirectory:
     """A results directory with a manifest written at start and completed (or marked failed) at the end."""
 

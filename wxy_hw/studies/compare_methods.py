@@ -467,5 +467,7 @@ def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict
     if say:
         print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
               f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
-    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256},
+    # its training time goes with it: reproduce --plan counts what training every model would take
+    seconds = {"train_seconds": model.train_seconds} if model.train_seconds else {}
+    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256, **seconds},
                      log=path.with_name(f"{model.id}.metrics.csv"))

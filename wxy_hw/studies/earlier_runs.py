@@ -11,6 +11,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError
 from ..methods import changed_defaults
+from ..run_dir import machine_seconds
 from .train import read_finished, recorded_start
 from .zoo import same_model
 
@@ -61,6 +62,10 @@ def find_earlier(relative: str | Path, settings: dict[str, Any],
         source = {"run": str(run.resolve()), "commit": git.get("commit"), "dirty": git.get("dirty")}
         if manifest.get("adopted_from"):  # itself adopted: where the model first came from stays on record
             source["via"] = manifest["adopted_from"]
+        via = manifest.get("adopted_from")
+        seconds = (via.get("train_seconds") if isinstance(via, dict) else None) if via else machine_seconds(manifest)
+        if seconds is not None:  # its training time goes with it: reproduce --plan counts training every model
+            source["train_seconds"] = round(float(seconds), 1)
         return run / "best.pt", source
     return None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.power import sd_upper_bound, seeds_needed, split_variance
+from ..run_dir import machine_seconds
 from ..utils import read_json
 from .train import RERUN
 
@@ -109,22 +110,22 @@ def training_seconds(pilot: Path) -> float | None:
     """The seconds the pilot's models took, from each finished training run's manifest.json (its whole run: the
     training and the test it ends with; what an archive under results/ keeps too); None when it holds none.
 
-    A model adopted (from the zoo or an earlier run, ``adopted_from``) was not trained here; it is counted at the
-    mean time of the models that were, so the estimate is that of training every model, as a run without the zoo
-    would. A run that did not finish (interrupted, failed) is not counted. Seconds of the machine: a run that used
-    t of its c cores (``torch_threads``, the host's ``cpu_count``) counts t / c of its wall time, so runs trained
-    side by side (``--workers``) are not counted twice; a run recorded before threads were counts whole."""
+    A model adopted (from the zoo or an earlier run, ``adopted_from``) was not trained here: it counts the training
+    time its source recorded (``train_seconds``), else the mean time of the models that were trained, so the
+    estimate is that of training every model, as a run without the zoo would. A run that did not finish
+    (interrupted, failed) is not counted. Seconds of the machine (``run_dir.machine_seconds``)."""
     trained, adopted = [], 0
     for path in training_manifests(pilot):
         manifest = read_json(path, fix=f"rerun the pilot ({RERUN})")
         if manifest.get("status") != "complete":
             continue
-        if manifest.get("adopted_from"):
-            adopted += 1
+        source = manifest.get("adopted_from")
+        if not source:
+            trained.append(machine_seconds(manifest))
+        elif isinstance(source, dict) and float(source.get("train_seconds") or 0.0) > 0:
+            trained.append(float(source["train_seconds"]))
         else:
-            threads, cores = manifest.get("torch_threads"), (manifest.get("host") or {}).get("cpu_count")
-            share = min(1.0, threads / cores) if isinstance(threads, int) and isinstance(cores, int) and cores else 1.0
-            trained.append(float(manifest.get("wall_time_s", 0.0)) * share)
+            adopted += 1
     if not trained:
         return None
     return sum(trained) * (1 + adopted / len(trained))

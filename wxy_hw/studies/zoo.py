@@ -34,6 +34,7 @@ import torch
 
 from ..checkpoint import CheckpointError, read_checkpoint
 from ..methods import changed_defaults, method_traits
+from ..run_dir import machine_seconds
 from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256, read_hashed
 
 INDEX = "index.toml"
@@ -56,6 +57,7 @@ class ZooModel:
     val_accuracy: float
     source_sha256: str = ""  # the training run's full-precision best.pt this entry was made from ("" before recorded)
     teacher_sha256: str = ""  # a student's: the teacher file it learnt from, as its run's manifest recorded it
+    train_seconds: float = 0.0  # seconds of its machine its training took (run_dir.machine_seconds; 0: not recorded)
 
     @property
     def file(self) -> str:
@@ -82,7 +84,8 @@ def read_index(folder: Path | None = None) -> list[ZooModel]:
     try:
         data = tomllib.loads(path.read_text())
         return [ZooModel(str(m["id"]), str(m["key"]), str(m["name"]), str(m["sha256"]), float(m["test_accuracy"]),
-                         float(m["val_accuracy"]), str(m.get("source_sha256", "")), str(m.get("teacher_sha256", "")))
+                         float(m["val_accuracy"]), str(m.get("source_sha256", "")), str(m.get("teacher_sha256", "")),
+                         float(m.get("train_seconds", 0.0)))
                 for m in data.get("model", [])]
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"zoo index {path} cannot be read ({exc}); restore it from the repository "
@@ -234,6 +237,8 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
         raise CheckpointError(f"{run / 'best.pt'} is missing; finish the run before adding it to the zoo")
     payload = read_checkpoint(run / "best.pt", data=True, content=content)
     teacher = teacher_sha256(run)
+    manifest = _manifest(run)
+    seconds = 0.0 if manifest.get("adopted_from") else round(machine_seconds(manifest), 1)
     model_id = f"{key}__{name.replace('@', '_at_')}"
     with _index_locked(folder):  # the files too: two adds of one model must not list one's sha256 for the other's file
         atomic_torch_save(half_checkpoint(payload), folder / f"{model_id}.pt")
@@ -241,7 +246,7 @@ def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | Non
             if (run / source_file).is_file():
                 atomic_write_text(folder / f"{model_id}.{suffix}", (run / source_file).read_text())
         entry = ZooModel(model_id, key, name, file_sha256(folder / f"{model_id}.pt"), float(test_accuracy),
-                         float(payload.get("best_val", float("nan"))), str(source), teacher)
+                         float(payload.get("best_val", float("nan"))), str(source), teacher, seconds)
         _write_index([m for m in read_index(folder) if (m.key, m.name) != (key, name)] + [entry], folder)
     return entry
 
@@ -274,11 +279,17 @@ def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooM
 
 def teacher_sha256(run: Path) -> str:
     """The sha256 of the teacher a training run learnt from, as its manifest recorded it ("" for none)."""
-    try:
-        recorded = json.loads((run / "manifest.json").read_text()).get("teacher")
-    except (OSError, ValueError):
-        return ""
+    recorded = _manifest(run).get("teacher")
     return str(recorded.get("sha256", "")) if isinstance(recorded, dict) else ""
+
+
+def _manifest(run: Path) -> dict[str, Any]:
+    """A training run's manifest ({} where it does not read back)."""
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def remove(name: str, folder: Path | None = None) -> list[str]:
@@ -315,5 +326,5 @@ def _write_index(models: list[ZooModel], folder: Path) -> None:
     for m in sorted(models, key=lambda m: m.id):
         lines += ["[[model]]"] + [f"{k} = {_toml_value(getattr(m, k))}" for k in
                                   ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy", "source_sha256",
-                                   "teacher_sha256") if getattr(m, k) != ""] + [""]
+                                   "teacher_sha256", "train_seconds") if getattr(m, k) not in ("", 0.0)] + [""]
     atomic_write_text(folder / INDEX, "\n".join(lines))
