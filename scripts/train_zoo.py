@@ -80,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.finished_in is not None and args.reproduce is None:
         parser.error("--finished-in DIR shelves the runs of a reproduction's budget: give --reproduce BUDGET too")
+    if args.workers != 1 and args.reproduce is None:
+        parser.error("--workers trains a reproduction's runs side by side: give --reproduce BUDGET too")
+    shaped = [flag for flag, given in (("--epochs", args.epochs != DEFAULT_BUDGET["epochs"]),
+                                       ("--subset", args.subset is not None),
+                                       ("--dataset", args.dataset != "fashion_mnist"), ("--device", args.device != "reram"),
+                                       ("--from-zoo", args.from_zoo)) if given]
+    if args.reproduce is not None and shaped:
+        parser.error(f"{' '.join(shaped)}: the main shelf's recipe; --reproduce {args.reproduce} trains its budget's "
+                     "own: drop it")
     if args.reproduce is not None:
         try:
             return reproduction_models(args)
