@@ -440,3 +440,17 @@ def test_a_tie_says_when_the_seeds_own_effect_is_inside_the_margin_too(tmp_path)
     assert small.verdict == large.verdict == "no effect"
     assert "the seed's own effect, +0.26, lies inside the margin too" in small.reason
     assert "seed's own effect" not in large.reason and small.details["seed_effect"] == pytest.approx(0.26)
+
+
+def test_a_training_step_says_first_how_many_of_its_models_are_trained_already(tmp_path, monkeypatch):
+    """Before hours of training, one line: how many of the step's models need none, how many it will train, and the
+    command that trains them onto the zoo's shelf; a step that cannot be planned yet says nothing (it fails itself)."""
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "empty_zoo"))
+    said: list[str] = []
+    rep = Reproduction(BUDGETS["converged"], tmp_path / "rep", torch_device="cpu", log=said.append)
+    rep._say_trained_already(rep.plan.methods)
+    assert said == ["[reproduce] methods: 0 of 42 models are trained already (finished there, in the zoo or in "
+                    "--reuse folders), 42 to train (scripts/train_zoo.sh --reproduce converged trains them onto the "
+                    "zoo's shelf, each kept as it finishes)"]
+    rep._say_trained_already(rep.plan.hwa["reram"])  # its starting models are not trained yet
+    assert len(said) == 1

@@ -589,12 +589,7 @@ class Reproduction:
             return step.command
         self.log(f"[reproduce] {step.command}")
         if step.study == "compare_methods":  # hours of training or minutes of evaluation: said before it starts
-            assert isinstance(step.config, CompareConfig)
-            ready, runs = trained_already(plan_comparison(step.config, self.out / step.run_dir, progress=False))
-            self.log(f"[reproduce] {step.key}: {ready} of {runs} models are trained already (finished there, in the "
-                     f"zoo or in --reuse folders), {runs - ready} to train"
-                     + (f" (scripts/train_zoo.sh --reproduce {self.b.name} trains them onto the zoo's shelf, each "
-                        "kept as it finishes)" if runs > ready and step.key == "methods" else ""))
+            self._say_trained_already(step)
         started = time.perf_counter()
         result = self._run(step, overwrite=previous == "other")
         self.log(result.table)
@@ -604,6 +599,19 @@ class Reproduction:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self._steps_file, json.dumps(self._steps, indent=1) + "\n")
         return step.command
+
+    def _say_trained_already(self, step: Step) -> None:
+        """How many of a training step's models need no training (``compare_methods.trained_already``), in one line;
+        nothing where the step cannot be planned (the step itself then says why, as its error)."""
+        assert isinstance(step.config, CompareConfig)
+        try:
+            ready, runs = trained_already(plan_comparison(step.config, self.out / step.run_dir, progress=False))
+        except (ValueError, OSError):
+            return
+        self.log(f"[reproduce] {step.key}: {ready} of {runs} models are trained already (finished there, in the zoo "
+                 f"or in --reuse folders), {runs - ready} to train"
+                 + (f" (scripts/train_zoo.sh --reproduce {self.b.name} trains them onto the zoo's shelf, each kept as "
+                    "it finishes)" if runs > ready and step.key == "methods" else ""))
 
     def _previous(self, step: Step) -> str:
         """What the step's folder holds: "finished" (this step, reading back as recorded: reused), "other" (an
