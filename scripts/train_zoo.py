@@ -47,7 +47,7 @@ METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
 CACHE = Path("runs/zoo_train")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finished-in", type=Path, default=None, metavar="DIR",
                         help="with --reproduce: shelve only the runs finished in DIR (a comparison of that budget)")
     parser.add_argument("--workers", type=int, default=1, help="with --reproduce: runs trained side by side")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.zoo is not None:
         os.environ["WXY_ZOO"] = str(args.zoo)  # --from-zoo reads the zoo it writes

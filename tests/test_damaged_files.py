@@ -25,6 +25,8 @@ from wxy_hw.studies.train import RERUN
 from wxy_hw.train import Trainer
 from wxy_hw.utils import DamagedFileError, read_csv, read_json
 
+from helpers import script
+
 TINY = dict(dataset="synthetic", arch="resnet8", width=0.125, epochs=1, batch_size=64, max_steps_per_epoch=2,
             torch_device="cpu", progress=False)
 TINY_FLAGS = ["--dataset", "synthetic", "--arch", "resnet8", "--width", "0.125", "--epochs", "1", "--batch-size", "64",
@@ -323,6 +325,7 @@ def test_every_advice_names_a_flag_its_command_has(tmp_path, monkeypatch, capsys
     for module in ("calibrator_adapt", "chip_study", "codesign", "corruption_robustness", "early_exit_energy",
                    "quant_sweep"):
         every |= _flags(__import__(f"wxy_hw.cli.{module}", fromlist=["build_parser"]).build_parser())
+    every |= _flags(script("scripts/train_zoo.py").build_parser())  # named in reproduce's messages
     outside = {"--head", "--nproc-per-node"}  # `ray start --head` and torchrun's, named in messages about them
     unknown = {(str(path.relative_to(Path(wxy_hw.__file__).parent)), flag) for path, text in _messages()
                for flag in FLAG.findall(text) if flag not in every | outside}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tomllib
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ import torch
 from ..checkpoint import CheckpointError, read_checkpoint
 from ..methods import changed_defaults, method_traits
 from ..run_dir import machine_seconds
-from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256, read_hashed
+from ..utils import atomic_torch_save, atomic_write_text, data_dir, file_sha256, read_hashed, read_json
 
 INDEX = "index.toml"
 REPRODUCE_SHELF = "reproduce"  # the reproduction's models: a sub-folder of the zoo with its own index
@@ -257,11 +256,12 @@ def add_finished(run: Path, folder: Path | None = None, shelf: str = "") -> ZooM
     with its test accuracy; a student only once the zoo holds the teacher it learnt from (else no study could ever
     match it: one line says to add the teacher first). None when that checkpoint is on the shelf already."""
     folder = folder or zoo_dir()
+    fix = "finish the run (or train it again) before adding it to the zoo"
     try:
-        manifest = json.loads((run / "manifest.json").read_text())
-        summary = json.loads((run / "results.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{run} is not a finished training run ({exc}); finish it before adding it to the zoo") from None
+        manifest, summary = read_json(run / "manifest.json", fix), read_json(run / "results.json", fix)
+    except FileNotFoundError as exc:
+        raise ValueError(f"{run} is not a finished training run ({Path(str(exc.filename)).name} is missing); "
+                         f"{fix}") from None
     conf = manifest.get("config", {})
     if manifest.get("status") != "complete" or not isinstance(conf, dict) or "method" not in conf:
         raise ValueError(f"{run} is not a finished training run; finish it before adding it to the zoo")
@@ -286,10 +286,10 @@ def teacher_sha256(run: Path) -> str:
 def _manifest(run: Path) -> dict[str, Any]:
     """A training run's manifest ({} where it does not read back)."""
     try:
-        manifest = json.loads((run / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest: dict[str, Any] = read_json(run / "manifest.json", fix="")
+    except (OSError, ValueError):  # DamagedFileError is a ValueError
         return {}
-    return manifest if isinstance(manifest, dict) else {}
+    return manifest
 
 
 def remove(name: str, folder: Path | None = None) -> list[str]:
