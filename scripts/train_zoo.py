@@ -211,7 +211,8 @@ def accuracy_table(models: list[zoo.ZooModel], reference: list[zoo.ZooModel] | N
         paired = [m.test_accuracy - base[s].test_accuracy for s, m in by_seed.items() if s in base]
         gap = round(statistics.mean(paired), 2) + 0.0 if paired else float("nan")
         cells = [f"{by_seed[s].test_accuracy:.2f}" if s in by_seed else "—" for s in seeds]
-        lines.append(f"| {key} | {name} | " + " | ".join(cells) + f" | {mean:.2f} ± {half:.2f} | {gap:+.2f} | "
+        spread = f"{mean:.2f} ± {half:.2f}" if len(test) > 1 else f"{mean:.2f} (one seed)"
+        lines.append(f"| {key} | {name} | " + " | ".join(cells) + f" | {spread} | {gap:+.2f} | "
                      f"{statistics.mean(m.val_accuracy for m in by_seed.values()):.2f} |")
     return "\n".join(lines)
 
