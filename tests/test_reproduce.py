@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import re
@@ -454,3 +455,13 @@ def test_a_training_step_says_first_how_many_of_its_models_are_trained_already(t
                     "zoo's shelf, each kept as it finishes)"]
     rep._say_trained_already(rep.plan.hwa["reram"])  # its starting models are not trained yet
     assert len(said) == 1
+    # other seeds: the command names them; a budget train_zoo does not know (decide): no command
+    rep = Reproduction(dataclasses.replace(BUDGETS["converged"], seeds=(0, 1, 2, 3)), tmp_path / "rep4",
+                       torch_device="cpu", log=said.append)
+    rep._say_trained_already(rep.plan.methods)
+    assert said[-1].endswith("(scripts/train_zoo.sh --reproduce converged --seeds 0 1 2 3 trains them onto the zoo's "
+                             "shelf, each kept as it finishes)")
+    rep = Reproduction(dataclasses.replace(BUDGETS["converged"], name="decide"), tmp_path / "rep5",
+                       torch_device="cpu", log=said.append)
+    rep._say_trained_already(rep.plan.methods)
+    assert said[-1].endswith("42 to train")

@@ -608,10 +608,13 @@ class Reproduction:
             ready, runs = trained_already(plan_comparison(step.config, self.out / step.run_dir, progress=False))
         except (ValueError, OSError):
             return
+        # the command that trains them onto the zoo's shelf: for a budget train_zoo knows, with its seeds if others
+        own = BUDGETS.get(self.b.name)
+        seeds = "" if own is None or own.seeds == self.b.seeds else " --seeds " + " ".join(map(str, self.b.seeds))
+        hint = (f" (scripts/train_zoo.sh --reproduce {self.b.name}{seeds} trains them onto the zoo's shelf, each kept "
+                "as it finishes)") if own is not None and runs > ready and step.key == "methods" else ""
         self.log(f"[reproduce] {step.key}: {ready} of {runs} models are trained already (finished there, in the zoo "
-                 f"or in --reuse folders), {runs - ready} to train"
-                 + (f" (scripts/train_zoo.sh --reproduce {self.b.name} trains them onto the zoo's shelf, each kept as "
-                    "it finishes)" if runs > ready and step.key == "methods" else ""))
+                 f"or in --reuse folders), {runs - ready} to train{hint}")
 
     def _previous(self, step: Step) -> str:
         """What the step's folder holds: "finished" (this step, reading back as recorded: reused), "other" (an
