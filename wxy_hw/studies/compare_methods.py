@@ -266,8 +266,8 @@ def comparison_jobs(plan: ComparisonPlan) -> tuple[list[_Job], list[_Job], list[
     runs = [(seed, name) for seed in plan.seeds for name in conf.methods]
     # a run that learns from no teacher does not wait for one: it trains beside the teachers (no core left idle
     # while the last teacher trains), the students after them
-    students = [job(s, n) for s, n in runs if teachers and method_traits(n)[1]]
-    return teachers, [job(s, n) for s, n in runs if not (teachers and method_traits(n)[1])], students
+    waits = {(s, n): bool(teachers) and method_traits(n)[1] for s, n in runs}
+    return teachers, [job(*r) for r in runs if not waits[r]], [job(*r) for r in runs if waits[r]]
 
 
 def job_settings(job: _Job) -> dict[str, Any]:
@@ -290,11 +290,8 @@ def trained_already(plan: ComparisonPlan) -> tuple[int, int]:
     def source(job: _Job) -> Path | None:
         if finished_run(job.run_dir, "compare_methods") is not None:
             return job.run_dir / "best.pt"
-        if job.reuse and (earlier := find_earlier(Path(job.run_dir.parent.name, job.run_dir.name),
-                                                  job_settings(job), [Path(f) for f in job.reuse])) is not None:
-            return earlier[0]
-        found = zoo.match(job_settings(job)) if job.use_zoo else None
-        return found[1] if found is not None else None
+        found = adoptable(job.run_dir, job_settings(job), job.use_zoo, job.reuse)
+        return found[0] if found is not None else None
 
     for job in [*teachers, *first]:
         if (path := source(job)) is not None:
@@ -446,28 +443,34 @@ def _start_changed(manifest: dict[str, Any], train_kwargs: dict[str, Any]) -> st
 
 def _adopt(name: str, run_dir: Path, options: dict[str, Any], train_kwargs: dict[str, Any], use_zoo: bool,
            reuse: Sequence[str]) -> dict[str, Any] | None:
-    """The model trained with exactly this run's settings in an earlier folder (``reuse``; first, so that a chain it
-    trained — a teacher and its students, a digital model and its fine-tunes — stays one chain) or in the zoo
-    (``use_zoo``), made a finished run in ``run_dir`` (evaluated, not trained; ``studies.train.adopt_run``); None
-    when neither has it."""
+    """The model trained with exactly this run's settings (``adoptable``) made a finished run in ``run_dir``
+    (evaluated, not trained; ``studies.train.adopt_run``); None when there is none."""
     conf = _run_config(name, options, train_kwargs)
-    settings, say = conf.settings(), train_kwargs.get("progress", True)
+    found = adoptable(run_dir, conf.settings(), use_zoo, reuse)
+    if found is None:
+        return None
+    path, source, log = found
+    if train_kwargs.get("progress", True):
+        where = (f"the zoo's {source['zoo']}", "(--retrain trains it)") if "zoo" in source else \
+            (str(path.parent), "(--reuse)")
+        print(f"[compare_methods] {name} seed {conf.seed}: {where[0]} was trained with exactly these settings; "
+              f"evaluated, not retrained {where[1]} → {run_dir}", flush=True)
+    return adopt_run(conf, path, run_dir, source, log=log)
+
+
+def adoptable(run_dir: Path, settings: dict[str, Any], use_zoo: bool,
+              reuse: Sequence[str]) -> tuple[Path, dict[str, Any], Path] | None:
+    """The checkpoint trained with exactly ``settings``, where it came from and its training log: in an earlier
+    folder (``reuse``; first, so that a chain it trained — a teacher and its students, a digital model and its
+    fine-tunes — stays one chain) or in the zoo (``use_zoo``); None when neither has it."""
     # the run's place in its comparison (<method>/s<seed>, teacher/s<seed>) is where an earlier comparison has it
     earlier = find_earlier(Path(run_dir.parent.name, run_dir.name), settings, [Path(f) for f in reuse])
     if earlier is not None:
-        path, source = earlier
-        if say:
-            print(f"[compare_methods] {name} seed {conf.seed}: {path.parent} was trained with exactly these "
-                  f"settings; evaluated, not retrained (--reuse) → {run_dir}", flush=True)
-        return adopt_run(conf, path, run_dir, source, log=path.with_name("metrics.csv"))
+        return earlier[0], earlier[1], earlier[0].with_name("metrics.csv")
     found = zoo.match(settings) if use_zoo else None
     if found is None:
         return None
     model, path = found
-    if say:
-        print(f"[compare_methods] {name} seed {conf.seed}: the zoo's {model.id} was trained with exactly these "
-              f"settings; evaluated, not retrained (--retrain trains it) → {run_dir}", flush=True)
     # its training time goes with it: reproduce --plan counts what training every model would take
     seconds = {"train_seconds": model.train_seconds} if model.train_seconds else {}
-    return adopt_run(conf, path, run_dir, {"zoo": model.id, "sha256": model.sha256, **seconds},
-                     log=path.with_name(f"{model.id}.metrics.csv"))
+    return path, {"zoo": model.id, "sha256": model.sha256, **seconds}, path.with_name(f"{model.id}.metrics.csv")
