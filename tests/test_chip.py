@@ -19,6 +19,7 @@ from wxy_hw.hardware import DeviceSpecError, deploy, load_device
 from wxy_hw.hardware.chip import ChipConfig
 from wxy_hw.hardware.cost import cell_state, chip_report, map_network, summarize
 from wxy_hw.hardware.technology import load_technology
+from wxy_hw.utils import file_sha256
 
 from helpers import nonempty
 from wxy_hw.hardware.trace import measure_activity
@@ -269,7 +270,12 @@ def test_chip_study_cli_end_to_end(tmp_path):
     assert len(rows) - 1 == (2 * 2 * 2 + 2) * 4
     for name in ("front.csv", "validation.csv", "pareto_energy.png", "pareto_area.png", "energy_breakdown.png"):
         assert (tmp_path / "study" / name).exists(), name
-    assert json.loads((tmp_path / "study" / "manifest.json").read_text())["status"] == "complete"
+    manifest = json.loads((tmp_path / "study" / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    # the manifest names the exact network measured: its content and how it was trained
+    record = manifest["checkpoint_records"]["dsn"]
+    assert record["sha256"] == file_sha256(tmp_path / "m" / "best.pt")
+    assert (record["method"], record["model"]["arch"], record["epochs"], record["seed"]) == ("dsn", "resnet8", 1, 0)
     bad = subprocess.run([sys.executable, str(ROOT / "experiments" / "chip_study.py"), "--rows", "64",
                           "--adc-bits", "20", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
                          cwd=ROOT, timeout=600)

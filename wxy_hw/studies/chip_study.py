@@ -177,7 +177,7 @@ def _start(conf: ChipStudyConfig, plan: ChipStudyPlan, out: str | Path | None) -
         checkpoint=str(plan.checkpoint), devices=list(plan.devices), device_set=dict(conf.device_set), **plan.grid,
         cols=plan.cols, input_activity=conf.input_activity, cols_per_adc=conf.cols_per_adc,
         ir_beta_per_row=conf.ir_beta_per_row, chips=conf.chips, samples=conf.samples, t_inference=plan.t_of,
-        seed=conf.seed))
+        seed=conf.seed), checkpoints={plan.label: plan.checkpoint})
 
 
 def measure_chip_study(plan: ChipStudyPlan, conf: ChipStudyConfig, progress: bool = True,

@@ -136,7 +136,8 @@ def _start(conf: RobustnessConfig, plan: RobustnessPlan, out: str | Path | None)
         severities=list(conf.severities), samples=conf.samples, attacks=conf.attacks, adv_samples=conf.adv_samples,
         devices={s.name: s.summary() for s in plan.devices}, device_set=dict(conf.device_set), t_inference=plan.t_of,
         chips=conf.chips, hw_samples=conf.hw_samples, hw_severities=list(conf.hw_severities), dataset=conf.dataset,
-        seed=conf.seed, corrupted_dir=None if conf.corrupted_dir is None else str(conf.corrupted_dir)))
+        seed=conf.seed, corrupted_dir=None if conf.corrupted_dir is None else str(conf.corrupted_dir)),
+        checkpoints=plan.paths)
 
 
 def _first(split: Split, n: int, seed: int, corrupted_dir: str | None) -> Split:

@@ -146,7 +146,7 @@ def _plan(conf: EarlyExitConfig, out: str | Path | None, progress: bool) -> Earl
     run_dir, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(
         device=spec.summary(), checkpoints={k: str(v) for k, v in paths.items()}, chips=conf.chips,
         samples=conf.samples, t_inference=t_nom, seed=conf.seed, dataset=conf.dataset, chip=chip.summary(),
-        bn_recalibrate=conf.bn_recalibrate))
+        bn_recalibrate=conf.bn_recalibrate), checkpoints=paths)
     return EarlyExitPlan(conf, chip, int8, t_nom, paths, run_dir, run)
 
 

@@ -188,7 +188,7 @@ def _plan(conf: NoiseSweepConfig, out: str | Path | None, progress: bool) -> Noi
         device=spec.summary(), backend=conf.backend, checkpoints={k: str(v) for k, v in paths.items()},
         scales=list(conf.scales), times=time_points, t_inference=t_nom, sigmas=list(conf.sigmas), chips=conf.chips,
         samples=conf.samples, dataset=conf.dataset, seed=conf.seed, device_set=conf.device_set,
-        bn_recalibrate=conf.bn_recalibrate, chip=chip.summary()))
+        bn_recalibrate=conf.bn_recalibrate, chip=chip.summary()), checkpoints=paths)
     return NoiseSweepPlan(conf, chip, t_nom, time_points, dict(paths), run_dir, run)
 
 

@@ -173,7 +173,7 @@ def _plan(conf: QuantSweepConfig, out: str | Path | None, progress: bool) -> Qua
         qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(conf.weight_bits),
         act_bits=list(conf.act_bits), per_channel=conf.per_channel, chip_count=conf.chips, samples=conf.samples,
         t_inference=t, seed=conf.seed, device_set=conf.device_set, converters=_converters(chips.values()),
-        chips={f"w{wb}/a{ab}": chip.summary() for (wb, ab), chip in chips.items()}))
+        chips={f"w{wb}/a{ab}": chip.summary() for (wb, ab), chip in chips.items()}), checkpoints=paths)
     return QuantSweepPlan(conf, cells, t, dict(paths), qat, tasks, chips, run_dir, run)
 
 

@@ -62,6 +62,9 @@ def digital_counterpart(method: str) -> str:
     return "+".join(m for m in method.split("+") if m != "hwa") or "baseline"
 
 
+# The training settings a study's manifest records per checkpoint (Checkpoint.record): those that make two models differ.
+CHECKPOINT_RECORD = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "augment", "seed")
+
 ZOO_FIRST = "first"  # cached_checkpoint(use_zoo=...): the zoo's model before the cache's (a zoo fine-tune's start)
 
 
@@ -223,6 +226,17 @@ class Checkpoint:
                                       "written by experiments/train.py") from None
         return self._model
 
+    def record(self) -> dict[str, Any]:
+        """What a study's manifest keeps of a model it measured, so a table names the exact network behind it: the
+        file's sha256 and how it was trained (shape, budget, seed, the selected epoch)."""
+        payload = self.payload
+        train = payload.get("train_config") or {}
+        data = payload.get("data") or {}
+        return {"path": str(self.path), "sha256": file_sha256(self.path), "method": payload.get("method"),
+                "model": payload.get("model_config"), "dataset": data.get("name"),
+                "train_subset": data.get("train_subset"), "best_epoch": payload.get("best_epoch"),
+                **{k: train[k] for k in CHECKPOINT_RECORD if k in train}}
+
     def __fspath__(self) -> str:
         return str(self.path)
 
@@ -325,10 +339,16 @@ def open_checkpoint(checkpoint: Checkpoint | str | Path, data_dir: str | Path | 
     return Opened(ckpt, model, cache[key], tuple(info["mean"]), tuple(info["std"]), info)
 
 
-def start_run(config: StudyConfig, out: str | Path | None, default: Path, manifest: dict[str, Any]) -> tuple[Path, RunDirectory]:
-    """Start the run directory (``out``, else ``default``): manifest.json plus the study's config.toml."""
+def start_run(config: StudyConfig, out: str | Path | None, default: Path, manifest: dict[str, Any],
+              checkpoints: dict[str, Checkpoint] | None = None) -> tuple[Path, RunDirectory]:
+    """Start the run directory (``out``, else ``default``): manifest.json plus the study's config.toml. The
+    manifest records each of ``checkpoints`` (label → Checkpoint.record()) under "checkpoint_records"."""
     out = Path(out) if out is not None else default
+    records = {label: ckpt.record() for label, ckpt in (checkpoints or {}).items()}  # hashed before the run starts
     run = RunDirectory(out, manifest, kind=config.KIND)
+    if records:
+        run.manifest["checkpoint_records"] = records
+        run.write_manifest()
     config.write(out)
     return out, run
 
