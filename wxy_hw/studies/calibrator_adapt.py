@@ -198,7 +198,7 @@ def _plan(conf: CalibratorConfig, out: str | Path | None, progress: bool, log: C
         checkpoint=str(ckpt.path), source=opened.info["name"], target=conf.target, device=conf.device,
         chip_seeds=conf.seeds, corruption=conf.corruption, severity=conf.severity, epochs=conf.epochs,
         width=conf.width, blocks=conf.blocks, epsilon=conf.epsilon, samples=conf.samples, seed=conf.seed,
-        chip=chip.summary()))
+        chip=chip.summary()), checkpoints={"classifier": ckpt})
     say = (lambda msg: log(f"[calibrator] {msg}")) if progress else (lambda msg: None)
     return CalibratorPlan(conf, chip, conf.device is not None, t_chip, ckpt, opened, dev, run_dir, run, say)
 
