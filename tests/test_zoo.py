@@ -11,7 +11,7 @@ import torch
 
 from wxy_hw.checkpoint import model_from_payload, read_checkpoint
 from wxy_hw.studies import zoo
-from wxy_hw.studies.spine import cached_checkpoint
+from wxy_hw.studies.spine import cached_checkpoint, other_settings
 
 from helpers import script
 
@@ -158,6 +158,30 @@ def test_a_cached_model_trained_with_defaults_since_changed_is_trained_again(tmp
     capsys.readouterr()
     cached_checkpoint("dsn", "synthetic", **kw)
     assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
+
+
+def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_trained_again(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A cache name says method, budget and shape, not every setting: a run trained when the default recipe was
+    another (a stem stride, a learning rate) is set aside (kept) and trained again, in one line naming the setting."""
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "no_zoo"))
+    kw = dict(seed=0, cache_dir=tmp_path / "cache", progress=False, torch_device="cpu", **TINY)
+    run = cached_checkpoint("baseline", "synthetic", **kw).parent
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["stem_stride"] == 2  # the default recipe's
+    manifest["config"]["stem_stride"] = 1  # as if trained when the default stem stride was 1
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert cached_checkpoint("baseline", "synthetic", **kw) == run / "best.pt"
+    said = capsys.readouterr().out
+    assert "trained with other settings than asked (stem_stride: run has 1, asked 2): trained again" in said, said
+    assert (run.parent / f"{run.name}.stale").is_dir()
+    capsys.readouterr()
+    cached_checkpoint("baseline", "synthetic", **kw)
+    assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
+    assert other_settings({"config": {"lr": 0.1, "exit_stages": [2, 3, 4]}}, {"lr": 0.1, "exit_stages": (2, 3, 4),
+                                                                          "torch_device": "cpu"}) == []
+    assert other_settings({}, {"lr": 0.1}) == []  # no record: nothing to compare (an unfinished run)
 
 
 def test_a_damaged_index_is_one_line(tmp_path):

@@ -127,10 +127,15 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     finished = None if retrain else finished_run(out, "wxy_hw")
     reuse = finished is not None
     stale = changed_defaults(method, options, (finished or {}).get("config", {}).get("method_options") or {})
-    if reuse and stale:  # trained when its method's defaults were others (auxiliary_adv's merge_bn): another model
+    finetune_asked = {k: finetune[k] for k in ("epochs", "lr")} if is_hardware_aware(method) else {}
+    drift = other_settings(finished or {}, {**b, **finetune_asked, "method": method, "seed": seed})
+    if reuse and (stale or drift):
+        # trained when its method's defaults (auxiliary_adv's merge_bn) or the default recipe (the stem stride, the
+        # learning rate) were others, under the same cache name: another model than the one asked for
+        why = (f"with defaults since changed ({'; '.join(stale)})" if stale else
+               f"with other settings than asked ({'; '.join(drift)})")
         aside = set_aside(out, "stale")
-        print(f"[wxy_hw] {out} was trained with defaults since changed ({'; '.join(stale)}): trained again (the "
-              f"old run is kept as {aside.name})", flush=True)
+        print(f"[wxy_hw] {out} was trained {why}: trained again (the old run is kept as {aside.name})", flush=True)
         reuse = False
     start: Path | None = None
     other_start = False
@@ -169,6 +174,20 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc.where}; re-running the same command continues it", exc.where) from None
     return out / "best.pt"
+
+
+def other_settings(manifest: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """The settings that make a model (``zoo.SAME_MODEL``, starting files apart) in which the training run of
+    ``manifest`` differs from ``asked`` (only the keys asked are compared; None and empty alike mean unset)."""
+    recorded = manifest.get("config") or {}
+    unset: tuple[Any, ...] = (None, {}, [])
+
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value  # a TOML / JSON record keeps lists
+
+    return [f"{key}: run has {recorded.get(key)!r}, asked {plain(value)!r}" for key, value in asked.items()
+            if key in zoo.SAME_MODEL and key not in zoo.FILE_SETTINGS and "config" in manifest
+            and plain(recorded.get(key)) != plain(value) and not (recorded.get(key) in unset and value in unset)]
 
 
 def _started_from(run: Path, start: Path) -> bool:
