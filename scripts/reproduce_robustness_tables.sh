@@ -4,7 +4,7 @@
 # (baseline, augment, ada, auxiliary, adv: ResNet-18 width 0.25 on today's defaults, stem stride 2, crop and
 # flip, 20,000 Fashion-MNIST images, 4 epochs, validation-selected; hwa fine-tuned from that baseline), then
 # the auxiliary variant with merged BN in period 2 (the same shape: stem stride 2) against the same baseline.
-# About 30 minutes on a 2-core CPU when no model is cached yet. Archived: results/robustness_default, results/robustness_auxiliary_variants.
+# About 17 minutes on a 2-core CPU beside two trainings when no model is cached yet. Archived: results/robustness_default, results/robustness_auxiliary_variants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
