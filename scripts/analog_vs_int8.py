@@ -29,10 +29,10 @@ class WorkedExample(nn.Module):  # examples/any_model.py's CNN
 def main() -> None:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
+    worked = (attach_exits(WorkedExample(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12)),
+              [torch.randn(64, 1, 12, 12, generator=g)])  # built first: its random weights depend on nothing else
     default = open_checkpoint(cached_checkpoint("self_distillation", progress=False), torch_device="cpu")
-    networks = {"worked example": (attach_exits(WorkedExample(), ["conv1", "conv2"], 4, input_shape=(1, 12, 12)),
-                                   [torch.randn(64, 1, 12, 12, generator=g)]),
-                "default ResNet-18": (default.model.eval(), default.calibration(seed=0))}
+    networks = {"worked example": worked, "default ResNet-18": (default.model.eval(), default.calibration(seed=0))}
     print("| network, exit | MMAC | reram energy | of which ADC | of which buffers + interconnect | int8 energy | "
           "reram / int8 | reram latency | int8 latency |\n|---|---|---|---|---|---|---|---|---|")
     for name, (net, calibration) in networks.items():

@@ -178,7 +178,15 @@ def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_train
     assert (run.parent / f"{run.name}.stale").is_dir()
     capsys.readouterr()
     cached_checkpoint("baseline", "synthetic", **kw)
+    cached_checkpoint("baseline", "synthetic", heads=None, **kw)  # codesign asks a single-exit design so
     assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
+    # an interrupted run begun at another learning rate is not resumed into a model of two recipes
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["status"], manifest["config"]["lr"] = "interrupted", 0.05
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert cached_checkpoint("baseline", "synthetic", **kw) == run / "best.pt"
+    assert "(lr: run has 0.05, asked 0.1): trained again" in capsys.readouterr().out
+    assert json.loads((run / "manifest.json").read_text())["config"]["lr"] == 0.1
     assert other_settings({"config": {"lr": 0.1, "exit_stages": [2, 3, 4]}}, {"lr": 0.1, "exit_stages": (2, 3, 4),
                                                                           "torch_device": "cpu"}) == []
     assert other_settings({}, {"lr": 0.1}) == []  # no record: nothing to compare (an unfinished run)

@@ -173,7 +173,8 @@ def _plan(conf: QuantSweepConfig, out: str | Path | None, progress: bool) -> Qua
         qat_checkpoints=[str(p) for p in conf.qat_checkpoints], weight_bits=list(conf.weight_bits),
         act_bits=list(conf.act_bits), per_channel=conf.per_channel, chip_count=conf.chips, samples=conf.samples,
         t_inference=t, seed=conf.seed, device_set=conf.device_set, converters=_converters(chips.values()),
-        chips={f"w{wb}/a{ab}": chip.summary() for (wb, ab), chip in chips.items()}), checkpoints=paths)
+        chips={f"w{wb}/a{ab}": chip.summary() for (wb, ab), chip in chips.items()}),
+        checkpoints={**paths, **{f"qat#{i + 1}": c for i, c in enumerate(qat)}})
     return QuantSweepPlan(conf, cells, t, dict(paths), qat, tasks, chips, run_dir, run)
 
 

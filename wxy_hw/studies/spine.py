@@ -18,7 +18,7 @@ from ..hardware.trace import calibration_inputs
 from ..methods import changed_defaults, default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
 from ..run_dir import RunDirectory
-from ..utils import DamagedFileError, file_sha256, read_json, resolve_device, set_aside
+from ..utils import DamagedFileError, file_sha256, read_hashed, read_json, resolve_device, set_aside
 from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
@@ -95,7 +95,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     multi_exit = method_traits(method)[0]
     if b.get("exit_stages") is not None and not multi_exit:
         b.pop("exit_stages")  # exit placement shapes multi-exit models; a single-exit method keeps its one exit
-    if b.get("heads") is not None and (not multi_exit or b["heads"] == default_heads(method)):
+    if "heads" in b and (b["heads"] is None or not multi_exit or b["heads"] == default_heads(method)):
         b.pop("heads")  # the method's own heads are the default's cache entry (a single exit keeps its linear one)
     options: dict[str, Any] = {}
     name = method
@@ -128,8 +128,11 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     reuse = finished is not None
     stale = changed_defaults(method, options, (finished or {}).get("config", {}).get("method_options") or {})
     finetune_asked = {k: finetune[k] for k in ("epochs", "lr")} if is_hardware_aware(method) else {}
-    drift = other_settings(finished or {}, {**b, **finetune_asked, "method": method, "seed": seed})
-    if reuse and (stale or drift):
+    # a finished run's settings, or those an interrupted one began with (resuming it at another learning rate
+    # would finish a model of two recipes)
+    begun = finished if finished is not None else {} if retrain else _begun(out)
+    drift = other_settings(begun, {**b, **finetune_asked, "method": method, "seed": seed})
+    if (reuse and stale) or drift:
         # trained when its method's defaults (auxiliary_adv's merge_bn) or the default recipe (the stem stride, the
         # learning rate) were others, under the same cache name: another model than the one asked for
         why = (f"with defaults since changed ({'; '.join(stale)})" if stale else
@@ -190,6 +193,14 @@ def other_settings(manifest: dict[str, Any], asked: dict[str, Any]) -> list[str]
             and plain(recorded.get(key)) != plain(value) and not (recorded.get(key) in unset and value in unset)]
 
 
+def _begun(run: Path) -> dict[str, Any]:
+    """The manifest an unfinished training run in ``run`` began with ({} where there is none or it does not read)."""
+    try:
+        return read_json(run / "manifest.json", fix="it is trained again") if (run / "manifest.json").is_file() else {}
+    except (OSError, DamagedFileError):
+        return {}
+
+
 def _started_from(run: Path, start: Path) -> bool:
     """Whether the training run in ``run`` was fine-tuned from ``start``, by content: the sha256 its manifest recorded
     when the start was loaded; a run recorded before that (no ``init`` entry) by the file now at its config.toml's
@@ -221,6 +232,7 @@ class Checkpoint:
     def __init__(self, path: str | Path, payload: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._payload = payload
+        self._sha256: str | None = None  # of the bytes ``payload`` was read from
         self._model: MultiExitNet | None = None
 
     @property
@@ -228,7 +240,8 @@ class Checkpoint:
         """The file's contents, read and validated on first use — with the ``data`` record a study rebuilds the
         dataset from (``read_checkpoint(data=True)``)."""
         if self._payload is None:
-            self._payload = read_checkpoint(self.path, data=True)
+            content, self._sha256 = read_hashed(self.path)
+            self._payload = read_checkpoint(self.path, data=True, content=content)
         return self._payload
 
     @property
@@ -251,7 +264,7 @@ class Checkpoint:
         payload = self.payload
         train = payload.get("train_config") or {}
         data = payload.get("data") or {}
-        return {"path": str(self.path), "sha256": file_sha256(self.path), "method": payload.get("method"),
+        return {"path": str(self.path), "sha256": self._sha256 or file_sha256(self.path), "method": payload.get("method"),
                 "model": payload.get("model_config"), "dataset": data.get("name"),
                 "train_subset": data.get("train_subset"), "best_epoch": payload.get("best_epoch"),
                 **{k: train[k] for k in CHECKPOINT_RECORD if k in train}}
