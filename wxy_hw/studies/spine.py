@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +23,7 @@ from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
 from ..train import EpochHook
-from .train import TrainingInterrupted, continue_flags, finished_run, recorded_start, train_run
+from .train import TrainingInterrupted, TrainRunConfig, continue_flags, finished_run, recorded_start, train_run
 
 # The default models a first-time user gets, trained to convergence and shipped in the zoo (zoo/, retrained by
 # scripts/train_zoo.sh) for seeds 0-4: every training image, the stem at stride 2 (the most robust shape on reram,
@@ -61,6 +61,11 @@ def digital_counterpart(method: str) -> str:
     baseline)."""
     return "+".join(m for m in method.split("+") if m != "hwa") or "baseline"
 
+
+# The training settings a cached model takes from train_run's defaults (no budget names them): compared with a cached
+# run's record too, so a default changed there is another model as well.
+IMPLIED = {f.name: f.default for f in fields(TrainRunConfig)
+           if f.name in ("weight_decay", "schedule", "augment", "val_fraction", "max_steps_per_epoch")}
 
 # The training settings a study's manifest records per checkpoint (Checkpoint.record): those that make two models differ.
 CHECKPOINT_RECORD = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "augment", "seed")
@@ -131,7 +136,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     # a finished run's settings, or those an interrupted one began with (resuming it at another learning rate
     # would finish a model of two recipes)
     begun = finished if finished is not None else {} if retrain else _begun(out)
-    drift = other_settings(begun, {**b, **finetune_asked, "method": method, "seed": seed})
+    drift = other_settings(begun, {**IMPLIED, **b, **finetune_asked, "method": method, "seed": seed})
     if (reuse and stale) or drift:
         # trained when its method's defaults (auxiliary_adv's merge_bn) or the default recipe (the stem stride, the
         # learning rate) were others, under the same cache name: another model than the one asked for
