@@ -140,18 +140,25 @@ def test_a_zoo_model_trained_before_its_methods_default_changed_is_not_adopted(t
     assert "method_options" in zoo.KEPT_FIELDS  # what zoo.add keeps of a run's checkpoint
 
 
+def _asked_again_after(edit, run, method, kw, capsys) -> str:
+    """Edit the cached ``run``'s manifest with ``edit``, ask for the model again (the same path comes back): what
+    cached_checkpoint said."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    edit(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert cached_checkpoint(method, "synthetic", **kw) == run / "best.pt"
+    return capsys.readouterr().out
+
+
 def test_a_cached_model_trained_with_defaults_since_changed_is_trained_again(tmp_path, monkeypatch, capsys):
     """The cache is the tool's own: a model whose method took a default since changed is set aside (kept) and
     trained again, in one line naming the option."""
     monkeypatch.setenv("WXY_ZOO", str(tmp_path / "no_zoo"))
     kw = dict(seed=0, cache_dir=tmp_path / "cache", progress=False, torch_device="cpu", **TINY)
     run = cached_checkpoint("dsn", "synthetic", **kw).parent
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["config"]["method_options"]["exit_weight"] = 0.5  # as if dsn's default had been 0.5
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    capsys.readouterr()
-    assert cached_checkpoint("dsn", "synthetic", **kw) == run / "best.pt"
-    said = capsys.readouterr().out
+    said = _asked_again_after(lambda m: m["config"]["method_options"].update(exit_weight=0.5),  # as if the default
+                              run, "dsn", kw, capsys)
     assert "trained with defaults since changed (exit_weight: run has 0.5, now 1.0): trained again" in said, said
     assert (run.parent / f"{run.name}.stale").is_dir()
     assert json.loads((run / "manifest.json").read_text())["config"]["method_options"]["exit_weight"] == 1.0
@@ -167,13 +174,9 @@ def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_train
     monkeypatch.setenv("WXY_ZOO", str(tmp_path / "no_zoo"))
     kw = dict(seed=0, cache_dir=tmp_path / "cache", progress=False, torch_device="cpu", **TINY)
     run = cached_checkpoint("baseline", "synthetic", **kw).parent
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["config"]["stem_stride"] == 2  # the default recipe's
-    manifest["config"]["stem_stride"] = 1  # as if trained when the default stem stride was 1
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    capsys.readouterr()
-    assert cached_checkpoint("baseline", "synthetic", **kw) == run / "best.pt"
-    said = capsys.readouterr().out
+    assert json.loads((run / "manifest.json").read_text())["config"]["stem_stride"] == 2  # the default recipe's
+    said = _asked_again_after(lambda m: m["config"].update(stem_stride=1),  # trained when the default was 1
+                              run, "baseline", kw, capsys)
     assert "trained with other settings than asked (stem_stride: run has 1, asked 2): trained again" in said, said
     assert (run.parent / f"{run.name}.stale").is_dir()
     capsys.readouterr()
@@ -181,11 +184,9 @@ def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_train
     cached_checkpoint("baseline", "synthetic", heads=None, **kw)  # codesign asks a single-exit design so
     assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
     # an interrupted run begun at another learning rate is not resumed into a model of two recipes
-    manifest = json.loads((run / "manifest.json").read_text())
-    manifest["status"], manifest["config"]["lr"] = "interrupted", 0.05
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    assert cached_checkpoint("baseline", "synthetic", **kw) == run / "best.pt"
-    assert "(lr: run has 0.05, asked 0.1): trained again" in capsys.readouterr().out
+    said = _asked_again_after(lambda m: (m.update(status="interrupted"), m["config"].update(lr=0.05)),
+                              run, "baseline", kw, capsys)
+    assert "(lr: run has 0.05, asked 0.1): trained again" in said
     assert json.loads((run / "manifest.json").read_text())["config"]["lr"] == 0.1
     assert other_settings({"config": {"lr": 0.1, "exit_stages": [2, 3, 4]}}, {"lr": 0.1, "exit_stages": (2, 3, 4),
                                                                           "torch_device": "cpu"}) == []
