@@ -17,7 +17,7 @@ from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
 from ..methods import changed_defaults, default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
-from ..run_dir import RunDirectory
+from ..run_dir import RunDirectory, read_marker
 from ..utils import DamagedFileError, file_sha256, read_hashed, read_json, resolve_device, set_aside
 from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
@@ -135,7 +135,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
     finetune_asked = {k: finetune[k] for k in ("epochs", "lr")} if is_hardware_aware(method) else {}
     # a finished run's settings, or those an interrupted one began with (resuming it at another learning rate
     # would finish a model of two recipes)
-    begun = finished if finished is not None else {} if retrain else _begun(out)
+    begun = finished if finished is not None else {} if retrain else read_marker(out) or {}
     drift = other_settings(begun, {**IMPLIED, **b, **finetune_asked, "method": method, "seed": seed})
     if (reuse and stale) or drift:
         # trained when its method's defaults (auxiliary_adv's merge_bn) or the default recipe (the stem stride, the
@@ -196,14 +196,6 @@ def other_settings(manifest: dict[str, Any], asked: dict[str, Any]) -> list[str]
     return [f"{key}: run has {recorded.get(key)!r}, asked {plain(value)!r}" for key, value in asked.items()
             if key in zoo.SAME_MODEL and key not in zoo.FILE_SETTINGS and "config" in manifest
             and plain(recorded.get(key)) != plain(value) and not (recorded.get(key) in unset and value in unset)]
-
-
-def _begun(run: Path) -> dict[str, Any]:
-    """The manifest an unfinished training run in ``run`` began with ({} where there is none or it does not read)."""
-    try:
-        return read_json(run / "manifest.json", fix="it is trained again") if (run / "manifest.json").is_file() else {}
-    except (OSError, DamagedFileError):
-        return {}
 
 
 def _started_from(run: Path, start: Path) -> bool:
