@@ -21,6 +21,7 @@ from wxy_hw.run_dir import RunDirectory
 from wxy_hw.studies.config import SettingError
 from wxy_hw.studies.train import train_run
 from wxy_hw.train import TrainingPruned
+from wxy_hw.utils import file_sha256
 
 MAX = {"acc": "max", "e": "min"}
 
@@ -195,6 +196,12 @@ def test_a_small_search_resumes_and_its_front_points_rerun_to_the_same_numbers(t
     assert 0 <= result["reference"]["accuracy_mean"] <= 100
     assert {r["chip"] for r in _rows(out / "chips.csv")} == {"2000", "2001"}  # the search's chips
     assert (out / "front.png").is_file() and (out / "table.md").read_text().startswith("Co-design search")
+    # the manifest names the exact network behind every training the search measured (as every study's does)
+    records = json.loads((out / "manifest.json").read_text())["checkpoint_records"]
+    trainings = open_search(out, CodesignConfig(**SMALL, trials=5), resume=True).trainings.get_trials()
+    assert records and set(records) == {t.user_attrs["name"] for t in trainings if t.user_attrs["checkpoint"]}
+    for rec in records.values():
+        assert rec["sha256"] == file_sha256(rec["path"]) and rec["method"] in SMALL["methods"]
     # reproduce.py --codesign: the finished search as a section of the report, its figure embedded
     page = render_html([], title="t", preamble="p", sections=[report_section(out)])
     assert "<h2>Co-design search: search</h2>" in page and "data:image/png;base64," in page

@@ -52,7 +52,7 @@ from ..analysis.report import Section
 from ..utils import DamagedFileError, atomic_write_text, read_json
 from .config import SettingError, StudyConfig
 from .early_exit_energy import dynamic_inference
-from .spine import DEFAULT_BUDGET, StudyResult, cached_checkpoint, is_hardware_aware, open_checkpoint, stamp, start_run
+from .spine import DEFAULT_BUDGET, Checkpoint, StudyResult, cached_checkpoint, is_hardware_aware, open_checkpoint, stamp, start_run
 
 Direction = Literal["maximize", "minimize"]
 # the default model's shape (the reference's, the grid's)
@@ -774,7 +774,7 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
         if conf.confirm_seeds:
             found.confirm, found.confirm_summary = confirm(search, context, conf, found, say)
         found.importances = importances(search, conf)
-        return write(found, conf, run_dir, run)
+        return write(found, conf, run_dir, run, training_records(search))
 
 
 def trial_rows(search: Search, conf: CodesignConfig, prefix: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -952,8 +952,23 @@ def front_common(found: Found) -> list[dict[str, Any]]:
     return out
 
 
-def write(found: Found, conf: CodesignConfig, out: Path, run: Any) -> StudyResult:
-    """The CSVs, every measured design's config, the figure, table.md and the finished manifest."""
+def training_records(search: Search) -> dict[str, dict[str, Any]]:
+    """Each finished training's checkpoint record (sha256, method, shape, budget, seed, selected epoch) by its
+    training name, as every evaluation study keeps of the models it measured: a front's design names the exact
+    network behind it. A training whose file is gone since (a cache cleared before a resume) is recorded as missing."""
+    records: dict[str, dict[str, Any]] = {}
+    for t in search.trainings.get_trials(deepcopy=False):
+        path = t.user_attrs.get("checkpoint")
+        if path:
+            records[t.user_attrs["name"]] = (Checkpoint(path).record() if Path(path).is_file()
+                                             else {"path": path, "missing": True})
+    return records
+
+
+def write(found: Found, conf: CodesignConfig, out: Path, run: Any,
+          records: dict[str, dict[str, Any]] | None = None) -> StudyResult:
+    """The CSVs, every measured design's config, the figure, table.md and the finished manifest (with ``records``,
+    the trainings' checkpoint records, under "checkpoint_records")."""
     write_rows_csv(out / "trials.csv", found.rows)
     write_rows_csv(out / "front.csv", found.front)
     write_rows_csv(out / "chips.csv", [{k: (str(v) if isinstance(v, list) else v) for k, v in c.items()}
@@ -975,7 +990,8 @@ def write(found: Found, conf: CodesignConfig, out: Path, run: Any) -> StudyResul
     plots = plot_front(found, conf, out / "front")
     table = summary_table(found, conf)
     atomic_write_text(out / "table.md", table + "\n")
-    run.finish(plots=[p.name for p in plots], trials=len(found.rows) - 1, front=[r["trial"] for r in found.front])
+    run.finish(plots=[p.name for p in plots], trials=len(found.rows) - 1, front=[r["trial"] for r in found.front],
+               **({"checkpoint_records": records} if records else {}))
     return StudyResult(out, table, found.rows, plots, {"front": found.front, "reference": found.reference,
                                                        "grid": found.grid, "comparison": found.comparison,
                                                        "confirm": found.confirm_summary,
