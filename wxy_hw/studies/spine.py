@@ -185,17 +185,9 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
 
 
 def other_settings(manifest: dict[str, Any], asked: dict[str, Any]) -> list[str]:
-    """The settings that make a model (``zoo.SAME_MODEL``, starting files apart) in which the training run of
-    ``manifest`` differs from ``asked`` (only the keys asked are compared; None and empty alike mean unset)."""
-    recorded = manifest.get("config") or {}
-    unset: tuple[Any, ...] = (None, {}, [])
-
-    def plain(value: Any) -> Any:
-        return list(value) if isinstance(value, tuple) else value  # a TOML / JSON record keeps lists
-
-    return [f"{key}: run has {recorded.get(key)!r}, asked {plain(value)!r}" for key, value in asked.items()
-            if key in zoo.SAME_MODEL and key not in zoo.FILE_SETTINGS and "config" in manifest
-            and plain(recorded.get(key)) != plain(value) and not (recorded.get(key) in unset and value in unset)]
+    """The settings that make a model (``zoo.model_differences``, starting files apart) in which the training run of
+    ``manifest`` differs from ``asked``, only the keys asked compared; none for a run that recorded no config."""
+    return zoo.model_differences(manifest["config"] or {}, asked, only_asked=True) if "config" in manifest else []
 
 
 def _started_from(run: Path, start: Path) -> bool:

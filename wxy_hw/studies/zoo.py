@@ -185,23 +185,40 @@ def _changed_defaults(path: Path, settings: dict[str, Any]) -> list[str]:
 FILE_SETTINGS = ("init", "teacher")
 
 
-def same_model(recorded: dict[str, Any], asked: dict[str, Any],
-               same_file: Callable[[str, Any, Any], bool]) -> bool:
-    """Whether a model trained with the ``recorded`` settings is the one ``asked`` for: every ``SAME_MODEL`` key
-    equal (None, absent and empty alike mean unset), a file it started from (``FILE_SETTINGS``) the same by
-    ``same_file(key, recorded, asked)`` (by content: paths differ between checkouts and folders)."""
-    unset: tuple[Any, ...] = (None, {})
+def model_differences(recorded: dict[str, Any], asked: dict[str, Any],
+                      same_file: Callable[[str, Any, Any], bool] | None = None, *, only_asked: bool = False) -> list[str]:
+    """The ``SAME_MODEL`` settings in which a model trained with ``recorded`` differs from the one ``asked`` for, each
+    as "key: run has R, asked A". None, absent and empty alike mean unset; a tuple equals the list a TOML / JSON record
+    keeps; the teacher of a method that learns from none is ignored. A file the model started from
+    (``FILE_SETTINGS``) is compared by ``same_file(key, recorded, asked)`` (by content: paths differ between
+    checkouts and folders), or not at all when it is None; ``only_asked`` compares only the keys ``asked`` has."""
+    unset: tuple[Any, ...] = (None, {}, [])
     method = asked.get("method")
+
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    out = []
     for key in SAME_MODEL:
-        mine, theirs = recorded.get(key), asked.get(key)
+        if only_asked and key not in asked:
+            continue
+        mine, theirs = plain(recorded.get(key)), plain(asked.get(key))
         if key == "teacher" and method is not None and not method_traits(str(method))[1]:
             continue  # a method that learns from no teacher is the same model whatever teacher was named
         if key in FILE_SETTINGS:
-            if not same_file(key, mine, theirs):
-                return False
-        elif mine != theirs and not (mine in unset and theirs in unset):
-            return False
-    return True
+            differs = same_file is not None and not same_file(key, mine, theirs)
+        else:
+            differs = mine != theirs and not (mine in unset and theirs in unset)
+        if differs:
+            out.append(f"{key}: run has {mine!r}, asked {theirs!r}")
+    return out
+
+
+def same_model(recorded: dict[str, Any], asked: dict[str, Any],
+               same_file: Callable[[str, Any, Any], bool]) -> bool:
+    """Whether a model trained with the ``recorded`` settings is the one ``asked`` for: no ``model_differences``,
+    its starting files compared by ``same_file``."""
+    return not model_differences(recorded, asked, same_file)
 
 
 def _same_start(recorded: str | None, asked: str | None, folder: Path) -> bool:
