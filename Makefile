@@ -31,15 +31,12 @@ validate: setup
 	$(PY) validation/neurosim_grid.py
 	$(PY) experiments/chip_study.py --validate --out validation/results/chip_validation --overwrite
 
-# What the project writes: study runs (runs/, the default --out), the trained default models (runs/cache, asked
-# first: retraining them takes minutes), caches of pytest, ruff, mypy and Python. The environment (.venv) stays:
-# `rm -rf .venv`.
+# What the project writes: caches of pytest, ruff, mypy and Python (removed), then study runs (runs/, the default
+# --out) and the trained default models (runs/cache): scripts/clean_runs.py lists them and asks (default: keep),
+# never removes a folder a running process writes, and without a terminal removes none. The environment (.venv)
+# stays: `rm -rf .venv`.
 clean:
 	rm -rf .pytest_cache .ruff_cache .mypy_cache build wxy_hw.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
-	@if [ -d runs ]; then for d in runs/*; do [ "$$d" = runs/cache ] || { echo "rm -rf $$d"; rm -rf "$$d"; }; done; fi
-	@if [ -d runs/cache ]; then \
-	  printf 'also remove the trained default models in runs/cache (%s)? [y/N] ' "$$(du -sh runs/cache | cut -f1)"; \
-	  read answer || answer=n; \
-	  if [ "$$answer" = y ]; then rm -rf runs/cache && echo "removed runs/cache"; else echo "kept runs/cache"; fi; \
-	fi
+	@if [ -x $(PY) ]; then $(PY) scripts/clean_runs.py; \
+	elif [ -d runs ]; then echo "runs/ kept: no .venv to check which runs are in use (make setup, then make clean)"; fi

@@ -24,12 +24,12 @@ from wxy_hw import utils
 from wxy_hw.distributed import DistInfo, LostRankError, explain_lost_rank
 from wxy_hw.parallel import check_reachable
 from wxy_hw.run_dir import (ARCHIVE_MARK, LOCK_NAME, OutputDirError, RunDirectory, Terminated, archive_of, claim_run_dir,
-                            exit_status, read_marker, release_run_dir, run_dir_guard)
+                            exit_status, in_use, read_marker, release_run_dir, run_dir_guard, set_aside_run)
 from wxy_hw.studies.train import train_run
 from wxy_hw.train import fit
-from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text
+from wxy_hw.utils import NoSpaceError, atomic_torch_save, atomic_write_text, set_aside
 
-from helpers import ROOT, TINY, TINY_FLAGS, cli, snapshot
+from helpers import ROOT, TINY, TINY_FLAGS, cli, script, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,57 @@ def copy_run(finished: Path, where: Path) -> Path:
 
 
 # --- 1. run directories that cannot destroy ------------------------------------------------------------------
+def test_make_clean_never_removes_a_run_in_use_and_without_a_terminal_removes_nothing(tmp_path, capsys):
+    clean = script("scripts/clean_runs.py")
+    runs = tmp_path / "runs"
+    for name in ("old_sweep", "zoo_train/reproduce/kd/s0", "cache/model"):
+        (runs / name).mkdir(parents=True)
+    (runs / "old_sweep" / "table.md").write_text("x")
+    (runs / "cache" / "model" / "best.pt").write_text("x")
+    live = runs / "zoo_train" / "reproduce" / "kd" / "s0"
+    claim_run_dir(live)  # a training another process is running
+    try:
+        (live / "last.pt").write_text("hours of training")
+        everything = snapshot(runs)
+        assert clean.main(["--runs", str(runs)]) == 0  # no terminal under pytest: nothing removed, and said
+        out = capsys.readouterr().out
+        assert snapshot(runs) == everything and "no terminal to ask on: kept" in out
+        assert "runs/zoo_train" in out and "in use by pid" in out
+        assert clean.main(["--runs", str(runs), "--yes"]) == 0
+        assert sorted(p.name for p in runs.iterdir()) == ["zoo_train"]  # the live run's folder, whole
+        assert (live / "last.pt").read_text() == "hours of training"
+    finally:
+        release_run_dir(live)
+
+
+def test_setting_aside_never_moves_a_live_run_nor_clobbers_an_earlier_one(tmp_path):
+    """A run set aside (damaged, stale) is moved only when no process writes in it or in a run inside it; the
+    aside name never replaces anything already there, a dangling link included."""
+    outer, inner = tmp_path / "comparison", tmp_path / "comparison" / "kd" / "s0"
+    inner.mkdir(parents=True)
+    claim_run_dir(inner)  # a training another process is running inside the folder
+    try:
+        (inner / "last.pt").write_bytes(b"hours of training")
+        assert "pid " in in_use(outer) and str(inner) in in_use(outer)
+        kept = snapshot(outer)
+        with pytest.raises(OutputDirError, match="is being written by pid .* not moved aside"):
+            set_aside_run(outer, "stale")
+        assert snapshot(outer) == kept and not (tmp_path / "comparison.stale").exists()
+    finally:
+        release_run_dir(inner)
+    assert in_use(outer) is None
+    (tmp_path / "comparison.stale").symlink_to(tmp_path / "nowhere")  # a dangling link holds the first name
+    (tmp_path / "comparison.stale2").mkdir()
+    (tmp_path / "comparison.stale2" / "notes.txt").write_text("kept")
+    aside = set_aside_run(outer, "stale")
+    assert aside.name == "comparison.stale3" and (aside / "kd" / "s0" / "last.pt").read_bytes() == b"hours of training"
+    assert not (aside / LOCK_NAME).exists() and (tmp_path / "comparison.stale2" / "notes.txt").read_text() == "kept"
+    for name, text in (("f.txt", "new"), ("f.txt.damaged", "old")):
+        (tmp_path / name).write_text(text)
+    assert set_aside(tmp_path / "f.txt").name == "f.txt.damaged2"
+    assert (tmp_path / "f.txt.damaged").read_text() == "old" and not (tmp_path / "f.txt").exists()
+
+
 def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path, capsys):
     precious = tmp_path / "precious.txt"
     precious.write_text("years of notes\n")
@@ -174,6 +225,36 @@ def test_overwrite_after_a_killed_run_clears_what_it_wrote(tmp_path):
     finally:
         release_run_dir(out)
     assert not (out / "last.pt").exists()
+
+
+def test_files_a_user_drops_into_a_running_run_are_never_its_outputs(tmp_path):
+    """Only what the run wrote (through atomic_write, its ``own`` names, or a worker's run folders) is its own:
+    a note or folder added by hand while it runs survives --overwrite, which names it; a temporary file a killed
+    write left behind is the run's and is cleared with it."""
+    out = tmp_path / "run"
+    run = RunDirectory(out, {"seed": 0}, kind="sweep")
+    atomic_write_text(out / "table.md", "t\n")
+    (out / "NOTES.txt").write_text("mine\n")
+    (out / "my_analysis").mkdir()
+    (out / "my_analysis" / "plot_data.csv").write_text("1\n")
+    (out / "kd" / "s0").mkdir(parents=True)  # a Ray worker's training: written by another process, unseen here
+    (out / "kd" / "s0" / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "train", "status": "complete"}))
+    (out / "study.db").write_bytes(b"sqlite")
+    run.own("study.db")
+    (out / ".table.md.abcd_123.tmp").write_text("half")  # a write killed before its rename
+    run.finish()
+    outputs = json.loads((out / "manifest.json").read_text())["outputs"]
+    assert outputs == ["kd", "manifest.json", "study.db", "table.md"]
+    with pytest.raises(OutputDirError, match="also NOTES.txt, my_analysis, which that run did not write"):
+        claim_run_dir(out, overwrite=True)
+    shutil.move(out / "NOTES.txt", tmp_path / "NOTES.txt")
+    shutil.move(out / "my_analysis", tmp_path / "my_analysis")
+    claim_run_dir(out, overwrite=True)
+    try:
+        RunDirectory(out, {"seed": 0}, kind="sweep").finish()
+    finally:
+        release_run_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
 
 
 def test_fit_refuses_an_out_holding_a_finished_training_run(finished, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from wxy_hw.checkpoint import model_from_payload, read_checkpoint
+from wxy_hw.run_dir import OutputDirError, claim_run_dir, release_run_dir
 from wxy_hw.studies import zoo
 from wxy_hw.studies.spine import cached_checkpoint, other_settings
 
-from helpers import script
+from helpers import script, snapshot
 
 TINY = dict(arch="resnet8", width=0.125, epochs=1, subset=64, batch_size=32, max_steps_per_epoch=2)
 
@@ -183,6 +184,18 @@ def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_train
     cached_checkpoint("baseline", "synthetic", **kw)
     cached_checkpoint("baseline", "synthetic", heads=None, **kw)  # codesign asks a single-exit design so
     assert "trained again" not in capsys.readouterr().out  # now it is the model asked for
+    # a run another process is writing now is never moved aside under it: one line, nothing moved
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["lr"] = 0.05
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    kept = snapshot(run)
+    claim_run_dir(run, resume=True)  # as the other process's training holds it
+    try:
+        with pytest.raises(OutputDirError, match=r"is being written by pid \d+ .*not moved aside: wait"):
+            cached_checkpoint("baseline", "synthetic", **kw)
+    finally:
+        release_run_dir(run)
+    assert snapshot(run) == kept and not (run.parent / f"{run.name}.stale2").exists()
     # an interrupted run begun at another learning rate is not resumed into a model of two recipes
     said = _asked_again_after(lambda m: (m.update(status="interrupted"), m["config"].update(lr=0.05)),
                               run, "baseline", kw, capsys)

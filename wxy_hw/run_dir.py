@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Iterator
 
 from .results import git_commit, package_versions
 from . import utils
-from .utils import atomic_write_text, few_names
+from .utils import atomic_write_text, few_names, set_aside
 
 TOOL = "wxy_hw"
 SCHEMA = "wxy_hw.run/1"
@@ -105,7 +106,26 @@ def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str] | Non
     if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
         return None  # absent, or not what wxy_hw writes: nothing is known to be the run's
     recorded = set(outputs) | {MANIFEST}
-    return [e for e in entries if e in recorded]
+    return [e for e in entries if e in recorded or ATOMIC_TEMP.fullmatch(e)]
+
+
+# the temporary sibling ``atomic_write`` writes before its rename (``.<name>.<8 random>.tmp``): one a killed run left
+# behind is that run's, cleared with it rather than blocking --overwrite
+ATOMIC_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def _holds_a_run(path: Path, depth: int = 3) -> bool:
+    """Whether ``path`` is, or holds within ``depth`` levels, a folder with a wxy_hw manifest (a training that a
+    worker process wrote, which this process's write hook did not see)."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    if read_marker(path) is not None:
+        return True
+    try:
+        children = [c for c in path.iterdir() if c.is_dir() and not c.is_symlink()]
+    except OSError:
+        return False
+    return depth > 0 and any(_holds_a_run(c, depth - 1) for c in children)
 
 
 def _describe(manifest: dict[str, Any]) -> str:
@@ -223,6 +243,20 @@ def _held_by(lock: Path) -> str | None:
         os.close(fd)
 
 
+def in_use(path: str | Path) -> str | None:
+    """Who is writing ``path`` or a run directory inside it (words: the first live holder found), or None when no
+    running process holds a lock there: what a cleanup or a set-aside checks before it moves or deletes a folder."""
+    root = Path(path)
+    if root.is_symlink() or not root.is_dir():
+        return None
+    for folder, _, files in os.walk(root):  # never into a symbolic link: a link's target is not ours to judge
+        if LOCK_NAME in files:
+            holder = _held_by(Path(folder) / LOCK_NAME)
+            if holder is not None:
+                return f"{holder} ({folder})"
+    return None
+
+
 def _take_lock(key: Path, path: str | Path) -> int:
     """Create (or take over a stale) ``<key>/.lock`` and hold its flock; returns the fd."""
     lock = key / LOCK_NAME
@@ -259,6 +293,24 @@ def _take_lock(key: Path, path: str | Path) -> int:
         os.write(fd, _lock_text())
         return fd
     raise OutputDirError(f"--out {path}: its lock keeps changing under us; choose another --out")
+
+
+def set_aside_run(path: str | Path, suffix: str = "damaged") -> Path:
+    """``utils.set_aside`` for a run directory the tool found damaged or stale: refused, with one line
+    (``OutputDirError``), while a running process writes in it or in a run inside it; otherwise moved under its own
+    lock, so no process claims it halfway."""
+    key = _key(path)
+    holder = in_use(key)
+    if holder is not None:
+        raise OutputDirError(f"{path} is being written by {holder}, so it is not moved aside: wait for that run to "
+                             "finish (or stop it), then run again")
+    fd = _take_lock(key, path)  # one that began since the look above is refused here, in the same words
+    try:
+        aside = set_aside(key, suffix)
+        (aside / LOCK_NAME).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    return aside
 
 
 # --- claiming and releasing ---------------------------------------------------------------------------------
@@ -514,9 +566,18 @@ class RunDirectory:
         _ACTIVE.append(self)
 
     def outputs(self) -> list[str]:
-        """The top-level entries this run (and the run it resumed) created."""
+        """The top-level entries this run (and the run it resumed) wrote: those a file was written into through
+        ``atomic_write`` (or ``own`` names), and new folders holding runs that worker processes wrote. Anything
+        else that appeared meanwhile (a note a user dropped in) is not the run's, so --overwrite never removes it."""
         now = set(_entries(self.path)) if self.path.is_dir() else set()
-        return sorted(((now - self._before) | self._inherited | self.recorded | {MANIFEST}) & (now | {MANIFEST}))
+        workers = {e for e in now - self._before - self.recorded - self._inherited if _holds_a_run(self.path / e)}
+        return sorted((self._inherited | self.recorded | workers | {MANIFEST}) & (now | {MANIFEST}))
+
+    def own(self, *names: str) -> None:
+        """Record top-level ``names`` as this run's outputs though they are not written through ``atomic_write``
+        (a database a library keeps, e.g. the co-design search's study.db)."""
+        self.recorded.update(names)
+        self.write_manifest()
 
     def write_manifest(self) -> Path:
         """(Re)write manifest.json atomically, with the outputs as they are now."""

@@ -274,8 +274,21 @@ def set_aside(path: str | Path, suffix: str = "damaged") -> Path:
     path = Path(path)
     for n in range(1, 1000):
         aside = path.with_name(f"{path.name}.{suffix}{n if n > 1 else ''}")
-        if not aside.exists():
-            return path.rename(aside)
+        if os.path.lexists(aside):  # a dangling link too: the name is taken
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                # rename(2) replaces only an empty directory (no loss) and fails on any other entry: no clobbering
+                return path.rename(aside)
+            os.link(path, aside, follow_symlinks=False)  # fails if the name was taken since the look above
+            os.unlink(path)
+            return aside
+        except (FileExistsError, IsADirectoryError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue
+            raise
     raise FileExistsError(f"{path}: {path.name}.{suffix} .. {path.name}.{suffix}999 all exist; remove some of them")
 
 

@@ -752,6 +752,7 @@ def codesign_run(config: CodesignConfig | None = None, *, out: str | Path | None
             check_resume(out, conf)  # before config.toml is rewritten: the refusal points at the original
         run_dir, run = start_run(conf, out, out, dict(device=conf.device, objectives=conf.objectives, seed=conf.seed,
                                                       resumed=resume))
+        run.own("study.db", "study.db-journal")  # written by optuna's sqlite storage, not through atomic_write
         search = open_search(run_dir, conf, resume)
         context = Context(conf)
         where = runs_on_ray(conf.workers, conf.ray_address)

@@ -39,9 +39,9 @@ from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
 from ..output import deepest_exit
-from ..run_dir import RunDirectory, run_dir_guard
+from ..run_dir import RunDirectory, run_dir_guard, set_aside_run
 from ..train import NonFiniteLossError
-from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json, set_aside
+from ..utils import DamagedFileError, NoSpaceError, atomic_write, atomic_write_text, file_sha256, read_csv, read_json
 from .calibrator_adapt import CHIP_IMAGES, CalibratorConfig, calibrator_adapt_run
 from .compare_methods import CompareConfig, compare_methods_run, plan_comparison, trained_already
 from .earlier_runs import check_folders
@@ -631,7 +631,7 @@ class Reproduction:
         if problem is None and same and read_json(where / "manifest.json", fix=RERUN).get("status") == "complete":
             return "finished"
         if problem is not None:  # said even with --quiet: a file the tool wrote changed under it
-            aside = set_aside(where)
+            aside = set_aside_run(where)
             print(f"[reproduce] rerunning {step.key}: {problem} (the damaged run is kept as {aside.name})", flush=True)
             return "none"
         return "other"

@@ -17,8 +17,8 @@ from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
 from ..methods import changed_defaults, default_heads, method_traits
 from ..models.multi_exit import MultiExitNet
-from ..run_dir import RunDirectory, read_marker
-from ..utils import DamagedFileError, file_sha256, read_hashed, read_json, resolve_device, set_aside
+from ..run_dir import RunDirectory, read_marker, set_aside_run
+from ..utils import DamagedFileError, file_sha256, read_hashed, read_json, resolve_device
 from .config import StudyConfig, read_toml
 from .result import StudyResult  # noqa: F401 (every study imports it from here)
 from . import zoo
@@ -142,7 +142,7 @@ def cached_checkpoint(method: str, dataset: str = "fashion_mnist", data_dir: str
         # learning rate) were others, under the same cache name: another model than the one asked for
         why = (f"with defaults since changed ({'; '.join(stale)})" if stale else
                f"with other settings than asked ({'; '.join(drift)})")
-        aside = set_aside(out, "stale")
+        aside = set_aside_run(out, "stale")
         print(f"[wxy_hw] {out} was trained {why}: trained again (the old run is kept as {aside.name})", flush=True)
         reuse = False
     start: Path | None = None

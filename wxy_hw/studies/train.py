@@ -21,10 +21,10 @@ from ..models.cost import ExitCost
 from ..models.multi_exit import NUM_STAGES, MultiExitNet
 from ..output import format_table, write_rows_csv
 from ..results import exit_columns, seed_table_row
-from ..run_dir import RunDirectory, read_marker, run_dir_guard
+from ..run_dir import RunDirectory, read_marker, run_dir_guard, set_aside_run
 from ..train import EpochHook, RunDiverged, TrainConfig, Trainer, TrainingInterrupted, TrainResult, divergence_verdict
 from ..utils import (DamagedFileError, atomic_write, atomic_write_text, file_sha256, json_types, read_hashed, read_json,
-                     resolve_device, seed_everything, set_aside)
+                     resolve_device, seed_everything)
 from .config import StudyConfig
 from .result import StudyResult
 
@@ -510,7 +510,7 @@ def finished_run(run_dir: Path, who: str) -> dict[str, Any] | None:
     try:
         return read_finished(run_dir, fix="it is trained again")
     except (DamagedFileError, CheckpointError, FileNotFoundError) as exc:
-        aside = set_aside(run_dir)
+        aside = set_aside_run(run_dir)
         why = (f"{exc.path.name} {exc.problem}" if isinstance(exc, DamagedFileError) else
                f"{Path(str(exc.filename)).name} is missing" if isinstance(exc, FileNotFoundError) else str(exc))
         print(f"[{who}] training {run_dir} again (the damaged run is kept as {aside.name}): {why}", flush=True)
