@@ -8,19 +8,21 @@ config.toml, manifest.json, table.md, results.json and the run's CSVs (each unde
 figures) — keeping the run's folder structure, and writes commit.txt: the commit the run was made at (from
 its manifest) and the commit of this repository when archived (each saying whether the work tree had
 uncommitted changes). An existing archive of the same
-name is replaced whole (written beside it first, then swapped), never merged.
+name is replaced whole (written beside it first, then swapped), never merged; any other folder of that name
+(not an archive: no commit.txt) is refused, never replaced.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from wxy_hw.run_dir import ARCHIVE_MARK
+from wxy_hw.run_dir import ARCHIVE_MARK, archive_of
 
 KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json",
               "results.json"}
@@ -75,6 +77,9 @@ def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
     if not name or "/" in name or name.startswith("."):
         raise SystemExit(f"error: archive name {name!r} must be one plain folder name, e.g. reproduce_small")
     target = results / name
+    if target.exists() and archive_of(target) != Path(os.path.abspath(target)):
+        raise SystemExit(f"error: {target} exists and is not an archive this script wrote (no {ARCHIVE_MARK} beside a "
+                         "manifest.json), so it is not replaced: choose another name, or move that folder away")
     staging = target.with_name(f".{name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     for rel in small_files(run):

@@ -101,3 +101,9 @@ def test_archive_copies_small_files_and_the_commit(tmp_path):
         archive_run.archive(tmp_path, "x", results=tmp_path / "results")
     with pytest.raises(SystemExit, match="one plain folder name"):
         archive_run.archive(run, "../x", results=tmp_path / "results")
+    mine = tmp_path / "results" / "paper_figures"  # a folder of the user's under results/: never replaced
+    mine.mkdir()
+    (mine / "fig3.csv").write_text("1\n")
+    with pytest.raises(SystemExit, match="is not an archive this script wrote"):
+        archive_run.archive(run, "paper_figures", results=tmp_path / "results")
+    assert [p.name for p in mine.iterdir()] == ["fig3.csv"]

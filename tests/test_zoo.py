@@ -206,6 +206,16 @@ def test_a_cached_model_trained_with_another_recipe_under_the_same_name_is_train
     assert other_settings({}, {"lr": 0.1}) == []  # no record: nothing to compare (an unfinished run)
 
 
+def test_a_model_at_zero_accuracy_or_with_quotes_in_its_name_keeps_the_index_readable(tmp_path):
+    trained = cached_checkpoint("baseline", "synthetic", seed=0, cache_dir=tmp_path / "train", progress=False,
+                                torch_device="cpu", **TINY)
+    folder = tmp_path / "zoo"
+    zoo.add(trained.parent, 'key"with\\odd', "baseline", 0.0, folder=folder)
+    zoo.add(trained.parent, "other", "baseline", 50.0, folder=folder)  # a later add reads the index back
+    models = {m.key: m for m in zoo.read_index(folder)}
+    assert models['key"with\\odd'].test_accuracy == 0.0 and models["other"].test_accuracy == 50.0
+
+
 def test_a_damaged_index_is_one_line(tmp_path):
     (tmp_path / "index.toml").write_text("[[model]]\nid = 3\n")
     with pytest.raises(ValueError, match="cannot be read") as info:

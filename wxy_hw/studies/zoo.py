@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tomllib
 from collections.abc import Callable, Iterator
@@ -239,7 +240,8 @@ def half_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _toml_value(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else f'"{v}"'
+    # a JSON string is a TOML basic string (the same escapes): a quote or backslash in a name stays readable
+    return f"{v:.4f}" if isinstance(v, float) else json.dumps(str(v), ensure_ascii=False)
 
 
 def add(run: Path, key: str, name: str, test_accuracy: float, folder: Path | None = None) -> ZooModel:
@@ -337,11 +339,16 @@ def _index_locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
+# what read_index needs of every entry: written even when 0 (a model at 0.0 % accuracy is listed, not unreadable)
+INDEX_REQUIRED = ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy")
+
+
 def _write_index(models: list[ZooModel], folder: Path) -> None:
     lines = ["# The model zoo (wxy_hw.studies.zoo): one [[model]] per shipped checkpoint; written by scripts/train_zoo.sh",
              ""]
     for m in sorted(models, key=lambda m: m.id):
         lines += ["[[model]]"] + [f"{k} = {_toml_value(getattr(m, k))}" for k in
                                   ("id", "key", "name", "sha256", "test_accuracy", "val_accuracy", "source_sha256",
-                                   "teacher_sha256", "train_seconds") if getattr(m, k) not in ("", 0.0)] + [""]
+                                   "teacher_sha256", "train_seconds")
+                                  if k in INDEX_REQUIRED or getattr(m, k) not in ("", 0.0)] + [""]
     atomic_write_text(folder / INDEX, "\n".join(lines))
