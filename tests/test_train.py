@@ -199,6 +199,22 @@ def test_gradient_norms_are_logged_when_asked(synthetic, tmp_path):
     assert lines[0] == "step,layer,grad_norm" and len(lines) > 10 and "stem.0" in lines[1]
 
 
+def test_a_resumed_run_keeps_the_gradient_norms_of_its_finished_epochs(synthetic, tmp_path):
+    def rows(folder):
+        lines = (folder / "grad_norms.csv").read_text().splitlines()[1:]
+        return [(int(line.split(",")[0]), line.split(",")[1], float(line.split(",")[2])) for line in lines]
+
+    kw = dict(method="dsn", epochs=2, max_steps_per_epoch=2, grad_norms_every=1)
+    make_trainer(synthetic, tmp_path / "whole", **kw).fit()
+    make_trainer(synthetic, tmp_path / "cut", **kw).fit(stop_after_epoch=1)
+    first = rows(tmp_path / "cut")
+    make_trainer(synthetic, tmp_path / "cut", **kw).fit(resume=True)
+    whole, resumed = rows(tmp_path / "whole"), rows(tmp_path / "cut")
+    assert resumed[:len(first)] == first and len(resumed) > len(first)  # the first epoch's rows survive the resume
+    assert [r[:2] for r in resumed] == [r[:2] for r in whole]
+    assert [r[2] for r in resumed] == pytest.approx([r[2] for r in whole], rel=1e-5)
+
+
 def test_bad_torch_devices_are_clear_errors():
     from wxy_hw.utils import resolve_device
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .models.attach import plain_config
 from .models.multi_exit import MultiExitNet, MultiExitOutput
 from .output import interactive, write_rows_csv
 from .run_dir import RunDirectory, run_dir_guard
-from .utils import eval_mode, json_types, resolve_device, warn_deprecated
+from .utils import DamagedFileError, eval_mode, json_types, read_csv, resolve_device, set_aside, warn_deprecated
 
 
 # called after each epoch with (1-based epoch, validation metrics); True stops the run (``TrainingPruned``)
@@ -301,9 +302,25 @@ class Trainer:
         if self.best_epoch - 1 < self.first_selectable:
             self.best_epoch, self.best_val = -1, -1.0  # selected before the method's last phase (an older rule)
         self.resumed_from = {"epoch": self.start_epoch}
+        self._restore_grad_norms()
         if saved_cfg.get("lr") != self.config.lr:
             self._set_base_lr(self.config.lr)
             self.resumed_from["lr"] = {"checkpoint": saved_cfg.get("lr"), "now": self.config.lr}
+
+    def _restore_grad_norms(self) -> None:
+        """A resumed run keeps the gradient norms its finished epochs recorded (grad_norms.csv is rewritten whole at
+        each epoch's end); rows of the epoch being redone are dropped. A damaged file is set aside, with one line."""
+        path = self.run_dir / "grad_norms.csv"
+        if self.grad_monitor is None or not path.is_file():
+            return
+        try:
+            rows = read_csv(path, fix="it is set aside", columns=("step", "layer", "grad_norm"))
+        except DamagedFileError as exc:
+            print(f"[wxy_hw] {exc}: kept as {set_aside(path).name}; the resumed run records its own", file=sys.stderr)
+            return
+        done = self.start_epoch * len(self.loaders["train"])  # steps of the finished epochs (epoch * len + step)
+        self.grad_monitor.restore([dict(step=int(r["step"]), layer=r["layer"], grad_norm=float(r["grad_norm"]))
+                                   for r in rows if int(r["step"]) < done])
 
     def _set_base_lr(self, lr: float) -> None:
         """Continue the restored schedule from a new base learning rate."""

@@ -296,6 +296,10 @@ class GradientMonitor:
                      grad_norm_median=statistics.median(by_layer[n]))
                 for n, _ in self.layers if n in by_layer]
 
+    def restore(self, rows: list[dict]) -> None:
+        """Start from ``rows`` recorded earlier (a resumed training's finished epochs)."""
+        self._rows = list(rows)
+
     def reset(self) -> None:
         """Forget every recorded row."""
         self._rows.clear()
