@@ -112,6 +112,19 @@ def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a file system that cannot open a folder for reading cannot fsync it either
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:
     """Write a file through a temporary sibling and rename it into place.
 
@@ -129,6 +142,7 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power cut, not only the bytes
         for hook in WRITE_HOOKS:
             hook(path)
     except BaseException as exc:
