@@ -19,7 +19,7 @@ from wxy_hw.models import build_model
 from wxy_hw.models.multi_exit import MultiExitOutput
 from wxy_hw.train import TrainConfig, Trainer
 
-from helpers import nonempty
+from helpers import cli, nonempty
 
 
 def images(n=6, c=1, size=28, seed=0) -> torch.Tensor:
@@ -326,6 +326,27 @@ def test_published_hendrycks_format_is_read_and_checked_for_alignment(trained_ds
             corrupted_view(shuffled, "gaussian_noise", 1, corrupted_dir=tmp_path)
     with pytest.raises(DatasetNotFoundError, match="shot_noise.npy not found"):
         load_hendrycks_c(tmp_path, "shot_noise", 1)
+    # anything but plain arrays is one line naming the file, checked before a study starts, never unpickled
+    from wxy_hw.data.base import CorruptDatasetError
+    from wxy_hw.data.corruptions import check_hendrycks_dir
+
+    check_hendrycks_dir(tmp_path, ["gaussian_noise"])
+    np.save(tmp_path / "shot_noise.npy", np.array([{"a": 1}] * 5, dtype=object), allow_pickle=True)
+    with pytest.raises(CorruptDatasetError, match=r"shot_noise.npy is not a plain numeric .npy array \(it holds "
+                                                  r"pickled Python objects, which wxy_hw never loads\)"):
+        check_hendrycks_dir(tmp_path, ["gaussian_noise", "shot_noise"])
+    (tmp_path / "shot_noise.npy").write_bytes(b"not numpy")
+    with pytest.raises(CorruptDatasetError, match="shot_noise.npy is not a plain numeric .npy array"):
+        load_hendrycks_c(tmp_path, "shot_noise", 1)
+    np.save(tmp_path / "shot_noise.npy", np.zeros((5 * n, 4, 4, 1), dtype=np.float32))
+    with pytest.raises(CorruptDatasetError, match="expected uint8"):
+        check_hendrycks_dir(tmp_path, ["shot_noise"])
+    with pytest.raises(DatasetNotFoundError, match="is not a folder"):
+        check_hendrycks_dir(tmp_path / "labels.npy", ["gaussian_noise"])
+    out = tmp_path / "run"
+    assert cli("corruption_robustness")(["--checkpoints", str(tmp_path / "model.pt"), "--corrupted-dir", str(tmp_path),
+                                         "--corruptions", "shot_noise", "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()  # refused before the run started
 
 
 def test_auxiliary_merge_bn_routes_period_two_through_the_primary_bn(synthetic, tmp_path):

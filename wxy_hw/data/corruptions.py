@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -289,7 +289,7 @@ def load_hendrycks_c(directory: str | Path, name: str, severity: int) -> Split:
     stacked in blocks of n — and ``labels.npy``. Use it to evaluate on the official sets
     instead of regenerating them (``experiments/corruption_robustness.py --corrupted-dir``).
     """
-    from .base import CorruptDatasetError, DatasetNotFoundError
+    from .base import DatasetNotFoundError
 
     directory = Path(directory)
     if not 1 <= severity <= 5:
@@ -301,12 +301,57 @@ def load_hendrycks_c(directory: str | Path, name: str, severity: int) -> Split:
                                        f"labels.npy in {directory} (e.g. the extracted CIFAR-10-C archive)")
     import numpy as np
 
-    images = np.load(path, mmap_mode="r")
-    labels = np.load(labels_path)
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) % 5 or len(labels) != len(images):
-        raise CorruptDatasetError(f"{path}: expected uint8 (5·n, H, W, C) with n labels per severity in labels.npy, "
-                                  f"got {images.dtype} {images.shape} and {len(labels)} labels")
+    images, labels = _hendrycks_arrays(path, labels_path)
     n = len(images) // 5
     block = np.array(images[(severity - 1) * n: severity * n])  # a writable copy of one severity
     return Split(torch.from_numpy(block).permute(0, 3, 1, 2).contiguous(),
                  torch.from_numpy(np.asarray(labels[(severity - 1) * n: severity * n], dtype=np.int64)))
+
+
+def _npy(path: Path) -> Any:
+    """``path`` as a memory-mapped .npy array (its header read, no data): never a pickle, and a file that is not a
+    plain array is one line naming it."""
+    import numpy as np
+
+    from .base import CorruptDatasetError
+
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        why = "it holds pickled Python objects, which wxy_hw never loads" if "pickle" in str(exc).lower() or \
+            "python objects" in str(exc).lower() else (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        raise CorruptDatasetError(f"{path} is not a plain numeric .npy array ({why.splitlines()[0]}); give the "
+                                  "extracted CIFAR-10-C / CIFAR-100-C files (uint8 images, integer labels)") from None
+
+
+def _hendrycks_arrays(path: Path, labels_path: Path) -> tuple[Any, Any]:
+    """A corruption's images and the labels, checked: uint8 (5·n, H, W, C) and n integer labels per severity."""
+    import numpy as np
+
+    from .base import CorruptDatasetError
+
+    images, labels = _npy(path), _npy(labels_path)
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) % 5 or labels.ndim != 1 or \
+            labels.dtype.kind not in "iu" or len(labels) != len(images):
+        raise CorruptDatasetError(f"{path}: expected uint8 (5·n, H, W, C) with n integer labels per severity in "
+                                  f"labels.npy, got {images.dtype} {images.shape} and labels {labels.dtype} "
+                                  f"{labels.shape}")
+    return images, labels
+
+
+def check_hendrycks_dir(directory: str | Path, names: Sequence[str]) -> None:
+    """Refuse, before any work, an on-disk corrupted set that lacks a corruption or holds anything but plain
+    arrays of the right shape (headers only are read)."""
+    from .base import DatasetNotFoundError
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetNotFoundError(f"--corrupted-dir {directory} is not a folder; give the folder of the extracted "
+                                   "CIFAR-10-C archive (<corruption>.npy and labels.npy)")
+    for name in names:
+        path, labels_path = directory / f"{name}.npy", directory / "labels.npy"
+        for p in (path, labels_path):
+            if not p.is_file():
+                raise DatasetNotFoundError(f"{p} not found: a Hendrycks-style corrupted set needs <corruption>.npy "
+                                           f"and labels.npy in {directory} (e.g. the extracted CIFAR-10-C archive)")
+        _hendrycks_arrays(path, labels_path)

@@ -17,7 +17,7 @@ from ..analysis.robustness import (DEFAULT_ATTACKS, adversarial_rows, batches_of
                                    corruption_rows, deepest_features, feature_consistency, pca_2d)
 from ..analysis.sweep import human_time
 from ..data.base import Split, take_subset
-from ..data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions
+from ..data.corruptions import SEED_CORRUPTIONS, SEVERITIES, check_corruptions, check_hendrycks_dir
 from ..hardware.montecarlo import deploy_on
 from ..hardware.spec import DeviceSpec, load_device
 from ..output import colors as palette, deepest_exit, format_table, plt, save_figure, write_rows_csv
@@ -106,8 +106,10 @@ def _check_settings(conf: RobustnessConfig) -> str:
     pca_corruption = conf.pca_corruption
     if conf.corrupted_dir is None:
         check_corruptions(list(conf.corruptions) + [pca_corruption])
-    elif pca_corruption not in conf.corruptions:
-        pca_corruption = conf.corruptions[0]
+    else:
+        check_hendrycks_dir(conf.corrupted_dir, conf.corruptions)
+        if pca_corruption not in conf.corruptions:
+            pca_corruption = conf.corruptions[0]
     for name, values in (("severities", conf.severities), ("hw_severities", conf.hw_severities),
                          ("pca_severity", [conf.pca_severity])):
         for s in values:
