@@ -48,11 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VALIDATE_ALONE = ("validate", "out", "quiet", "progress", "overwrite", "config")  # what --validate takes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chip study (or --validate) from the command line; the exit status."""
     parser = build_parser()
     args = parse(parser, argv, ChipStudyConfig)
     if args.validate:
+        # the validation prices published chips and NeuroSim's, none of this study's: a flag beside it is refused
+        unset = {k: None if parser.get_default(k) == argparse.SUPPRESS else parser.get_default(k) for k in vars(args)}
+        ignored = [k for k, v in vars(args).items() if k not in VALIDATE_ALONE and v != unset[k]]
+        if ignored:
+            parser.error(f"--validate checks the cost model on its own references and takes none of the study's "
+                         f"settings: drop --{ignored[0].replace('_', '-')} (or --validate)")
         try:
             with run_guard(args, kind=ValidationConfig.KIND):
                 return report(validate(args.out))

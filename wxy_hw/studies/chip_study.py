@@ -28,7 +28,7 @@ from ..output import colors as palette, format_table, log_axis, plt, save_figure
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
 from .chip_validation import validation_rows, validation_table
-from .config import DatasetSettings, SettingError
+from .config import DatasetSettings, SettingError, check_given_checkpoints
 from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 
@@ -166,6 +166,7 @@ def plan_chip_study(conf: ChipStudyConfig, progress: bool = True) -> ChipStudyPl
     devices = {d: load_device(d, conf.device_set) for d in conf.devices}
     chips = {d: _device_chips(cells, grid, cols, conf) for d, cells in devices.items()}
     t_of = {d: cells.inference_time() for d, cells in devices.items()}
+    check_given_checkpoints(conf)
     paths = resolve_checkpoints(conf.checkpoints, [conf.method], dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
     label, checkpoint = next(iter(paths.items()))

@@ -151,6 +151,10 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
+    given = "--teacher" if conf.teacher is not None else "--teacher-arch" if conf.teacher_arch is not None else None
+    if given and not wants_teacher:
+        raise ValueError(f"{given} is for methods that learn from a teacher (kd, fitnet, at), and none of --methods "
+                         f"({' '.join(conf.methods)}) does: drop it, or add such a method")
     if conf.init_from is not None:
         if conf.init is not None:
             raise ValueError("--init-from DIR starts each method from its own model in DIR, --init from one checkpoint: "

@@ -179,6 +179,25 @@ class EvaluationSettings(StudyConfig):
                 if v is not None}
 
 
+# what picks or trains a study's default models: with --checkpoints given there is nothing for it to act on
+DEFAULT_MODEL_FIELDS = ("methods", "method", "train_epochs", "train_subset", "train_width", "train_stem_stride",
+                        "train_exit_stages", "retrain")
+
+
+def check_given_checkpoints(conf: StudyConfig) -> None:
+    """Refuse (one line) a setting that chooses or trains the default models beside given checkpoints, which the
+    study would otherwise ignore without a word."""
+    if not getattr(conf, "checkpoints", None):
+        return
+    for f in dataclasses.fields(conf):
+        if f.name not in DEFAULT_MODEL_FIELDS:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(conf, f.name) != default:
+            raise SettingError(f.name, "chooses or trains the default models, and with --checkpoints the given files "
+                                       "are measured instead: drop one of them")
+
+
 @dataclasses.dataclass
 class DatasetSettings(EvaluationSettings):
     """EvaluationSettings plus --dataset (the one a given checkpoint must have been trained on)."""

@@ -23,7 +23,7 @@ from ..hardware.spec import DeviceSpec, load_device
 from ..output import colors as palette, deepest_exit, format_table, plt, save_figure, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import DatasetSettings, SettingError
+from .config import DatasetSettings, SettingError, check_given_checkpoints
 from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 # hwa (trained through reram noise) asks the converse question: does weight-noise robustness buy corruption robustness?
@@ -127,6 +127,7 @@ def plan_robustness(conf: RobustnessConfig, progress: bool = True) -> Robustness
     pca_corruption = _check_settings(conf)
     devices = [load_device(d, conf.device_set) for d in conf.devices]
     t_of = {s.name: s.inference_time() for s in devices}
+    check_given_checkpoints(conf)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
     return RobustnessPlan(paths, devices, t_of, pca_corruption)

@@ -27,7 +27,7 @@ from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..output import colors as palette, format_table, plt, save_figure, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed
+from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed, check_given_checkpoints
 from .spine import Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -141,6 +141,7 @@ def _plan(conf: EarlyExitConfig, out: str | Path | None, progress: bool) -> Earl
     check_chips_per_seed("chips", conf.chips, EARLY_EXIT_CHIP_OFFSET)
     check_bn_recalibrate(conf.bn_recalibrate)
     check_parallel(conf.workers, conf.ray_address)
+    check_given_checkpoints(conf)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
     run_dir, run = start_run(conf, out, Path("runs") / "early_exit" / f"{spec.name}_{stamp()}", dict(

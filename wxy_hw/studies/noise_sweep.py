@@ -29,7 +29,7 @@ from ..parallel import check_parallel
 from ..output import deepest_exit, format_table, write_rows_csv
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed
+from .config import ChipSettings, DatasetSettings, SettingError, check_chips_per_seed, check_given_checkpoints
 from .spine import DEFAULT_SEEDS, Checkpoint, StudyResult, open_checkpoint, resolve_checkpoints, stamp, start_run
 
 Log = Callable[[str], None]
@@ -181,6 +181,7 @@ def _plan(conf: NoiseSweepConfig, out: str | Path | None, progress: bool) -> Noi
     the run directory started."""
     chip, t_nom, time_points = _check(conf)
     spec = chip.spec
+    check_given_checkpoints(conf)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device,
                                 budget=conf.budget, hwa_device=conf.device)

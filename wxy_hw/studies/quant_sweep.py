@@ -28,7 +28,7 @@ from ..output import format_table, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..run_dir import RunDirectory
 from ..utils import atomic_write_text
-from .config import DatasetSettings
+from .config import DatasetSettings, check_given_checkpoints
 from .spine import (Checkpoint, Opened, StudyResult, check_checkpoint_dataset, open_checkpoint, resolve_checkpoints,
                     stamp, start_run)
 
@@ -165,6 +165,7 @@ def _plan(conf: QuantSweepConfig, out: str | Path | None, progress: bool) -> Qua
     t = cells.inference_time(conf.t_inference)
     pairs = dict.fromkeys(_chip_key(wb, ab) for _, _, wb, ab in _tasks(conf, ["any model"], qat))
     chips = {(wb, ab): conf.chip(wb, ab) for wb, ab in pairs}  # a bad --adc-bits is refused before any training
+    check_given_checkpoints(conf)
     paths = resolve_checkpoints(conf.checkpoints, conf.methods, dataset=conf.dataset, data_dir=conf.data_dir,
                                 seed=conf.seed, progress=progress, torch_device=conf.torch_device, budget=conf.budget)
     tasks = _tasks(conf, list(paths), qat)

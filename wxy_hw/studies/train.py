@@ -167,6 +167,9 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and conf.teacher is None:
         raise ValueError(f"method '{method}' needs --teacher PATH (a best.pt of a trained model)")
+    if not needs_teacher and conf.teacher is not None:
+        raise ValueError(f"method '{method}' learns from no teacher, so --teacher {conf.teacher} would be ignored: drop "
+                         "it, or give a method that distils from one (kd, fitnet, at)")
     # refused before any work; each file read once and hashed, so the record names the bytes the run uses
     teacher_payload, teacher_sha256 = None, None
     if needs_teacher:

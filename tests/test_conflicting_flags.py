@@ -1,0 +1,54 @@
+"""A flag the command would ignore beside another is refused in one line before any work, never dropped without a
+word: default-model settings beside --checkpoints, a teacher for methods that learn from none, study settings beside
+chip_study --validate."""
+from __future__ import annotations
+
+import pytest
+
+from wxy_hw.studies.train import train_run
+
+from helpers import TINY, TINY_FLAGS, cli
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train_run(out=out, epochs=1, **TINY)
+    return out / "best.pt"
+
+
+@pytest.mark.parametrize("study, extra, flag", [
+    ("noise_sweep", ["--methods", "nope"], "methods"),
+    ("noise_sweep", ["--retrain"], "retrain"),
+    ("noise_sweep", ["--train-epochs", "3"], "train_epochs"),
+    ("early_exit_energy", ["--methods", "baseline"], "methods"),
+    ("quant_sweep", ["--train-subset", "100"], "train_subset"),
+    ("corruption_robustness", ["--methods", "baseline"], "methods"),
+    ("chip_study", ["--method", "baseline"], "method"),
+])
+def test_default_model_settings_beside_given_checkpoints_are_refused(checkpoint, tmp_path, capsys, study, extra, flag):
+    out = tmp_path / "out"
+    code = cli(study)(["--checkpoints", str(checkpoint), "--dataset", "synthetic", *extra, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists(), err
+    assert err.count("\n") == 0 and "with --checkpoints the given files are measured instead: drop one" in err, err
+    assert flag.replace("_", "-") in err or flag in err, err
+
+
+def test_a_teacher_for_methods_that_learn_from_none_is_refused(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli("train")([*TINY_FLAGS, "--method", "baseline", "--teacher", str(checkpoint), "--out", str(out)]) == 2
+    assert "learns from no teacher" in capsys.readouterr().err and not out.exists()
+    for teacher in (["--teacher", str(checkpoint)], ["--teacher-arch", "resnet8"]):
+        assert cli("compare_methods")([*TINY_FLAGS, "--methods", "baseline", "dsn", "--seeds", "0", *teacher,
+                                       "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{teacher[0]} is for methods that learn from a teacher" in err and not out.exists(), err
+
+
+def test_validate_takes_no_study_settings(tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli("chip_study")(["--validate", "--devices", "nosuch", "--out", str(out)])
+    assert exit_.value.code == 2 and "drop --devices (or --validate)" in capsys.readouterr().err
+    assert not out.exists()
