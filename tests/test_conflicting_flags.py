@@ -1,6 +1,6 @@
 """A flag the command would ignore beside another is refused in one line before any work, never dropped without a
 word: default-model settings beside --checkpoints, a teacher for methods that learn from none, study settings beside
-chip_study --validate."""
+chip_study --validate; --times the device model or backend cannot sweep is refused, not clipped."""
 from __future__ import annotations
 
 import pytest
@@ -52,3 +52,17 @@ def test_validate_takes_no_study_settings(tmp_path, capsys):
         cli("chip_study")(["--validate", "--devices", "nosuch", "--out", str(out)])
     assert exit_.value.code == 2 and "drop --devices (or --validate)" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--times", "1e20"], "1e+20 s lies beyond the drift model of 'reram', which covers up to 172800 s"),
+    (["--device", "digital_int8", "--times", "60"], "does not drift"),
+    (["--backend", "aihwkit", "--times", "1", "60"], "60 s: aihwkit's ReRamWan2022NoiseModel only has data at"),
+    (["--t-inference", "1e20"], "its drift model covers up to 172800 s"),
+])
+def test_asked_times_are_swept_as_asked_or_refused_before_the_main_job_starts(tmp_path, capsys, extra, says):
+    """--times was clipped to the model's range (or replaced by aihwkit's) without a word; and the main job (one
+    sweep per zoo seed) wrote its folder before its settings were checked."""
+    out = tmp_path / "out"
+    assert cli("noise_sweep")(["--device", "reram", *extra, "--out", str(out), "--quiet"]) == 2
+    assert says in capsys.readouterr().err and not out.exists()

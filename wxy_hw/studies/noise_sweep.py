@@ -25,6 +25,7 @@ from ..hardware.aihwkit_backend import rpu_config
 from ..hardware.chip import Chip
 from ..hardware.cost import exit_energies
 from ..hardware.recalibrate import check_bn_recalibrate
+from ..hardware.spec import DeviceSpecError
 from ..parallel import check_parallel
 from ..output import deepest_exit, format_table, write_rows_csv
 from ..run_dir import RunDirectory
@@ -168,6 +169,20 @@ def _check(conf: NoiseSweepConfig) -> tuple[Chip, float, list[float]]:
     if conf.t_inference is not None and not (math.isfinite(conf.t_inference) and conf.t_inference >= 0):
         raise SettingError("t_inference", f"must be finite and ≥ 0, got {conf.t_inference}")
     t_nom = spec.inference_time(conf.t_inference, conf.backend)
+    if conf.times:  # asked for: swept as asked or refused, never clipped or replaced without a word
+        if not spec.has_drift:
+            raise SettingError("times", f"device {spec.name!r} does not drift, so its accuracy does not change with "
+                                        "time: drop --times (or give a drifting device)")
+        beyond = [t for t in conf.times if t > spec.noise["max_time_s"]]
+        if beyond:
+            raise SettingError("times", f"{beyond[0]:g} s lies beyond the drift model of {spec.name!r}, which covers up to "
+                                        f"{spec.noise['max_time_s']:g} s (noise.max_time_s): give times up to that")
+        for t in conf.times:
+            try:
+                spec.backend_time(conf.backend, t)
+            except DeviceSpecError as exc:  # aihwkit's Wan2022 model: three times only
+                raise SettingError("times", f"{t:g} s: {exc}") from None
+    # the default times: those the device model covers, its last one added (what the table's caption says)
     time_points = spec.times(conf.times or DEFAULT_TIMES, conf.backend) if spec.has_drift else []
     for t in time_points:
         spec.backend_time(conf.backend, t)
@@ -388,7 +403,7 @@ def _seeds_plan(conf: NoiseSweepConfig, out: str | Path | None) -> SeedsPlan:
         raise SettingError("seeds", f"lists a seed twice: {seeds}")
     if conf.checkpoints:
         raise SettingError("seeds", "sweeps the cached default models of each seed; with checkpoints give one seed")
-    chip = conf.chip()
+    chip = _check(conf)[0]  # every setting refused before the folder starts, as each seed's sweep would refuse it
     run_dir, run = start_run(conf, out, Path("runs") / "noise_sweep" / f"{chip.spec.name}_{conf.backend}_seeds_{stamp()}",
                              dict(device=chip.spec.summary(), backend=conf.backend, seeds=seeds))
     return SeedsPlan(conf, seeds, chip, run_dir, run)
