@@ -56,7 +56,6 @@ def test_validate_takes_no_study_settings(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, says", [
     (["--times", "1e20"], "1e+20 s lies beyond the drift model of 'reram', which covers up to 172800 s"),
-    (["--device", "digital_int8", "--times", "60"], "does not drift"),
     (["--backend", "aihwkit", "--times", "1", "60"], "60 s: aihwkit's ReRamWan2022NoiseModel only has data at"),
     (["--t-inference", "1e20"], "its drift model covers up to 172800 s"),
 ])
@@ -66,3 +65,14 @@ def test_asked_times_are_swept_as_asked_or_refused_before_the_main_job_starts(tm
     out = tmp_path / "out"
     assert cli("noise_sweep")(["--device", "reram", *extra, "--out", str(out), "--quiet"]) == 2
     assert says in capsys.readouterr().err and not out.exists()
+
+
+def test_times_for_a_device_that_does_not_drift_are_said_to_add_nothing():
+    from wxy_hw.studies.config import SettingError
+    from wxy_hw.studies.noise_sweep import noise_sweep_run
+
+    said = []
+    with pytest.raises(SettingError, match="chips"):  # stopped by a later check: the note comes first
+        noise_sweep_run(device="subthreshold_cmos", times=[60.0, 86400.0], chips=0, log=said.append)
+    assert said == ["[noise_sweep] subthreshold_cmos does not drift: its accuracy is the same at every time, so "
+                    "--times 60 86400 adds no time axis"]
