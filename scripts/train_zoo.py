@@ -35,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from wxy_hw.analysis.stats import t_interval
+from wxy_hw.cli import fail, positive_int, seed_int
+from wxy_hw.data import available_datasets
+from wxy_hw.hardware.spec import load_device
+from wxy_hw.methods import method_traits
 from wxy_hw.studies import zoo
 from wxy_hw.checkpoint import CheckpointError
 from wxy_hw.studies.compare_methods import (CompareConfig, comparison_jobs, compare_methods_run, job_settings,
@@ -42,6 +46,7 @@ from wxy_hw.studies.compare_methods import (CompareConfig, comparison_jobs, comp
 from wxy_hw.studies.earlier_runs import find_earlier
 from wxy_hw.studies.reproduce import BUDGETS, Reproduction
 from wxy_hw.studies.spine import DEFAULT_BUDGET, DEFAULT_SEEDS, cached_checkpoint, is_hardware_aware
+from wxy_hw.utils import resolve_device
 
 METHODS = ("baseline", "self_distillation", "hwa", "self_distillation+hwa")
 CACHE = Path("runs/zoo_train")
@@ -70,36 +75,109 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every argument checked before anything is written (a user error is one line, exit 2), then train or print."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.zoo is not None:
-        os.environ["WXY_ZOO"] = str(args.zoo)  # --from-zoo reads the zoo it writes
+        os.environ["WXY_ZOO"] = str(args.zoo)  # --from-zoo reads the zoo it writes (and --reproduce plans with it)
+    try:
+        conf = check_args(args)
+        if args.table:
+            print_table(args.zoo)
+            return 0
+        if conf is not None:
+            return reproduction_models(args, conf)
+        train_main_shelf(args)
+    except (Exception, KeyboardInterrupt) as exc:
+        return fail(exc)
+    return 0
+
+
+def _checked(flag: str, kind: Any, values: list[Any]) -> None:
+    """``values`` of ``flag`` through the CLIs' own rule ``kind`` (positive_int, seed_int): one line if refused."""
+    for value in values:
+        try:
+            kind(str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
+
+
+def _distinct(flag: str, values: list[Any], example: str) -> None:
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"{flag} lists {', '.join(twice)} more than once: give each once (e.g. {flag} {example})")
+
+
+def _folder(flag: str, path: Path | None) -> None:
+    if path is not None and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder: give a folder (a new one is made)")
+
+
+def check_args(args: argparse.Namespace) -> CompareConfig | None:
+    """Refuse a bad argument in one line before any folder is made; for --reproduce, its comparison's config."""
+    _checked("--seeds", seed_int, args.seeds)
+    _distinct("--seeds", args.seeds, "0 1 2")
+    _checked("--epochs", positive_int, [args.epochs])
+    _checked("--subset", positive_int, [] if args.subset is None else [args.subset])
+    _checked("--workers", positive_int, [args.workers])
+    resolve_device(args.torch_device)  # its own line names --torch-device and the fix
+    _folder("--zoo", args.zoo)
+    _folder("--cache", args.cache)
     if args.table:
-        main_shelf = zoo.read_index(args.zoo)
-        print(accuracy_table(main_shelf))
-        shelf = zoo.read_index((args.zoo or zoo.zoo_dir()) / zoo.REPRODUCE_SHELF)
-        if shelf:
-            print(f"\nThe {zoo.REPRODUCE_SHELF}/ shelf (a reproduction's teachers and other methods; − baseline: "
-                  "against the main shelf's baseline of the same key, paired over seeds):\n")
-            print(accuracy_table(shelf, reference=main_shelf))
-        return 0
+        return None
+    for method in args.methods:
+        try:
+            method_traits(method)
+        except ValueError as exc:
+            raise ValueError(f"--methods: {exc}") from None
+    _distinct("--methods", args.methods, " ".join(METHODS[:2]))
+    if args.dataset not in available_datasets():
+        raise ValueError(f"--dataset: unknown dataset {args.dataset!r}; give one of {', '.join(available_datasets())}")
+    try:
+        load_device(args.device)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"--device: {exc}") from None
     if args.finished_in is not None and args.reproduce is None:
-        parser.error("--finished-in DIR shelves the runs of a reproduction's budget: give --reproduce BUDGET too")
+        raise ValueError("--finished-in DIR shelves the runs of a reproduction's budget: give --reproduce BUDGET too")
     if args.workers != 1 and args.reproduce is None:
-        parser.error("--workers trains a reproduction's runs side by side: give --reproduce BUDGET too")
+        raise ValueError("--workers trains a reproduction's runs side by side: give --reproduce BUDGET too")
     shaped = [flag for flag, given in (("--epochs", args.epochs != DEFAULT_BUDGET["epochs"]),
                                        ("--subset", args.subset is not None),
                                        ("--dataset", args.dataset != "fashion_mnist"), ("--device", args.device != "reram"),
                                        ("--from-zoo", args.from_zoo)) if given]
     if args.reproduce is not None and shaped:
-        parser.error(f"{' '.join(shaped)}: the main shelf's recipe; --reproduce {args.reproduce} trains its budget's "
-                     "own: drop it")
-    if args.reproduce is not None:
-        try:
-            return reproduction_models(args)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        raise ValueError(f"{' '.join(shaped)}: the main shelf's recipe; --reproduce {args.reproduce} trains its budget's "
+                         "own: drop it")
+    if args.reproduce is None:
+        taught = [m for m in args.methods if method_traits(m)[1]]
+        if taught:
+            raise ValueError(f"--methods {' '.join(taught)}: learns from a teacher, which the main shelf does not train; "
+                             "train it with --reproduce BUDGET (its teachers come with it)")
+        return None
+    if args.reproduce not in BUDGETS:
+        raise ValueError(f"--reproduce {args.reproduce}: no such budget; give one of {', '.join(BUDGETS)}")
+    if args.cache == CACHE:
+        args.cache = Path("runs") / "zoo_train" / f"reproduce_{args.reproduce}"
+        _folder("--cache", args.cache)
+    if args.finished_in is not None and not (args.finished_in / "config.toml").is_file():
+        raise ValueError(f"--finished-in {args.finished_in}: no comparison there (no config.toml); give the folder "
+                         f"of a --reproduce {args.reproduce} training (e.g. {args.cache})")
+    return reproduction_config(args.reproduce, args)
+
+
+def print_table(folder: Path | None) -> None:
+    """--table: the main shelf's accuracy table, then the reproduce/ shelf's (if any)."""
+    main_shelf = zoo.read_index(folder)
+    print(accuracy_table(main_shelf))
+    shelf = zoo.read_index((folder or zoo.zoo_dir()) / zoo.REPRODUCE_SHELF)
+    if shelf:
+        print(f"\nThe {zoo.REPRODUCE_SHELF}/ shelf (a reproduction's teachers and other methods; − baseline: "
+              "against the main shelf's baseline of the same key, paired over seeds):\n")
+        print(accuracy_table(shelf, reference=main_shelf))
+
+
+def train_main_shelf(args: argparse.Namespace) -> None:
+    """Train (or find finished in --cache) every --methods × --seeds model and put it on the zoo's main shelf."""
     budget = {**DEFAULT_BUDGET, "epochs": args.epochs, "subset": args.subset}
     for seed in args.seeds:
         for method in args.methods:
@@ -114,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
             entry = zoo.add(run, run.parent.name, run.name, test, folder=args.zoo)
             print(f"[train_zoo] {entry.id}: test {test:.2f} %, val {entry.val_accuracy:.2f} % "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-    return 0
 
 
 def reproduction_config(budget: str, args: argparse.Namespace) -> CompareConfig:
@@ -133,12 +210,9 @@ def reproduction_config(budget: str, args: argparse.Namespace) -> CompareConfig:
     return dataclasses.replace(step, methods=list(methods), seeds=list(seeds), workers=args.workers)
 
 
-def reproduction_models(args: argparse.Namespace) -> int:
-    """--reproduce BUDGET: train the budget's methods step and shelve each run as it finishes, or (--finished-in)
-    shelve what a folder of that budget already finished."""
-    if args.cache == CACHE:
-        args.cache = Path("runs") / "zoo_train" / f"reproduce_{args.reproduce}"
-    conf = reproduction_config(args.reproduce, args)
+def reproduction_models(args: argparse.Namespace, conf: CompareConfig) -> int:
+    """--reproduce BUDGET: train the budget's methods step (``conf``) and shelve each run as it finishes, or
+    (--finished-in) shelve what a folder of that budget already finished."""
     shelved = 0
 
     def shelve(name: str, run: Path, summary: dict[str, Any]) -> None:
@@ -159,8 +233,6 @@ def reproduction_models(args: argparse.Namespace) -> int:
     if args.finished_in is None:
         compare_methods_run(conf, out=args.cache, progress=False, announce=print, on_run=shelve)
     else:
-        if not (args.finished_in / "config.toml").is_file():
-            raise ValueError(f"--finished-in {args.finished_in}: no comparison there (no config.toml)")
         found, planned = finished_runs(args.finished_in, conf)
         print(f"[train_zoo] {len(found)} of the {planned} runs of --reproduce {args.reproduce} are finished in "
               f"{args.finished_in} with its settings", flush=True)
@@ -193,7 +265,10 @@ def accuracy_table(models: list[zoo.ZooModel], reference: list[zoo.ZooModel] | N
     def grouped(ms: list[zoo.ZooModel]) -> dict[tuple[str, str], dict[str, zoo.ZooModel]]:
         groups: dict[tuple[str, str], dict[str, zoo.ZooModel]] = {}
         for m in ms:
-            key, seed = m.key.rsplit("_s", 1)
+            key, _, seed = m.key.rpartition("_s")
+            if not key or not seed.isdigit():
+                raise ValueError(f"zoo index: model {m.id} has key {m.key!r}, not <key>_s<seed>; restore the index "
+                                 "from the repository (git checkout zoo/) or run scripts/train_zoo.sh")
             groups.setdefault((key, m.name), {})[seed] = m
         return groups
     groups, baselines = grouped(models), grouped([*(reference or []), *models])

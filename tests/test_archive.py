@@ -68,7 +68,7 @@ def test_every_claims_table_in_the_docs_is_its_archive_s(tmp_path):
                                      f"from {', '.join(p.name for p in archives)} (first row: {rows[0][:100]})")
             checked += 1
     assert checked >= 2
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         claims_table.claims_table(tmp_path)
 
 

@@ -33,7 +33,8 @@ from ..studies.reproduce import (BUDGETS, DECIDE, Reproduction, ReproduceConfig,
                                  decide_budget, keep_pilot_report, with_devices)
 from ..studies.codesign import report_section
 from ..studies.compare_methods import check_workers
-from ..studies.reproduce_plan import plan_table
+from ..studies.config import SettingError
+from ..studies.reproduce_plan import check_pilot, plan_table
 from ..studies.train import RERUN
 from . import add_parallel_args, config_of, defaults, fail, new_parser, parse, run_guard, seed_int, torch_device
 
@@ -85,11 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.plan_chips < 1 or args.plan_images < 1:
                 raise ValueError("--plan-chips and --plan-images must be at least 1")
+            check_pilot(args.plan, "--plan")
             print(plan_table(args.plan, args.plan_chips, args.plan_images), end="")
         except Exception as exc:
             return fail(exc)
         return 0
     try:
+        twice = sorted({s for s in args.seeds or [] if args.seeds.count(s) > 1})
+        if twice:  # a seed given twice would train and count one model as two
+            raise SettingError("seeds", f"lists {', '.join(map(str, twice))} more than once: give each seed once "
+                                        f"(e.g. --seeds 0 1 2)")
         if (args.budget == DECIDE) != (args.pilot is not None):
             raise ValueError("--budget decide and --pilot RUN go together: the pilot (a finished --budget converged or table1 "
                              "run) is what decide plans its seeds from")
@@ -113,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             budget = BUDGETS[conf.budget]
         if conf.seeds:
-            budget = dataclasses.replace(budget, seeds=tuple(dict.fromkeys(conf.seeds)))
+            budget = dataclasses.replace(budget, seeds=tuple(conf.seeds))  # distinct: checked above
         budget = with_devices(budget, conf.devices)
         check_workers(conf.workers, conf.ray_address, conf.torch_device)  # before any work, as the step would
         if len(budget.seeds) < MIN_SEEDS and budget.name != "smoke":

@@ -22,6 +22,7 @@ from scratch with other seeds: the search's own numbers are selected, so only th
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -46,7 +47,7 @@ from ..models.cost import exit_path_macs
 from ..models.evaluation import evaluate
 from ..output import format_table, plt, save_figure, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
-from ..run_dir import run_dir_guard
+from ..run_dir import read_marker, run_dir_guard
 from ..train import TrainingPruned
 from ..analysis.report import Section
 from ..utils import DamagedFileError, atomic_write_text, read_json
@@ -476,25 +477,60 @@ def _sampler(conf: CodesignConfig, trials_before: int = 0) -> Any:
     return optuna.samplers.NSGAIISampler(population_size=conf.population, seed=seed)
 
 
+DAMAGED_DB_FIX = "the search cannot continue from it: start it again with --overwrite, or choose another --out"
+
+
+def _check_database(path: Path) -> None:
+    """An existing study.db must read back as an SQLite database (whole: ``PRAGMA quick_check``), else one line
+    naming it (a ``DamagedFileError``), not the database driver's traceback. Opened read-write, as Optuna opens it,
+    so a journal a killed process left is rolled back, not taken for damage."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            result = [row[0] for row in db.execute("PRAGMA quick_check")]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise DamagedFileError(path, f"is not a readable SQLite database ({exc})", DAMAGED_DB_FIX) from None
+    if tables and "studies" not in tables:  # another program's database: never written into
+        raise DamagedFileError(path, f"is an SQLite database without Optuna's tables (it holds "
+                                     f"{', '.join(sorted(tables)[:5])})", DAMAGED_DB_FIX)
+    if result != ["ok"]:
+        raise DamagedFileError(path, f"is a damaged SQLite database ({'; '.join(map(str, result))[:120]})",
+                               DAMAGED_DB_FIX)
+
+
 def _storage(out: Path) -> Any:
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}")
+    path = out / "study.db"
+    _check_database(path)
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+        storage.get_all_studies()  # reads its tables now: a database of something else fails here, in one line
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise DamagedFileError(path, f"is not an Optuna study database ({reason})", DAMAGED_DB_FIX) from None
+    return storage
 
 
 def check_resume(out: Path, conf: CodesignConfig) -> None:
     """Refuse to resume a search with other settings than it started with (only ``RESUMABLE`` ones may change),
-    before anything in ``out`` is written."""
+    or where ``out`` holds no search (a study.db with its designs) at all, before anything in ``out`` is written."""
 
     import optuna
 
-    if not (out / "study.db").is_file():
-        return
-    try:
-        designs = optuna.load_study(study_name="designs", storage=_storage(out))
-    except KeyError:
-        return
+    storage = _storage(out) if (out / "study.db").is_file() else None
+    if storage is None or "designs" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+        # as train.py --resume without a last.pt: nothing to continue, and a new search is not what was asked
+        how = "with --overwrite instead of --resume" if read_marker(out) is not None else "without --resume"
+        raise ValueError(f"--resume: {out} holds no search to continue (no {out / 'study.db'} with one); start a new "
+                         f"search there {how}, or give --out the folder of the search to continue")
+    designs = optuna.load_study(study_name="designs", storage=storage)
     before = designs.user_attrs.get("settings", {})  # Optuna keeps user attributes as JSON: lists, not tuples
     now = {k: list(v) if isinstance(v, tuple) else v for k, v in conf.settings().items() if k not in RESUMABLE}
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))

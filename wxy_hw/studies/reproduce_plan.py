@@ -53,8 +53,21 @@ def _numbers(values: Any) -> list[float]:
     return [float(v) for v in values]
 
 
+def check_pilot(pilot: str | Path, flag: str = "") -> None:
+    """``pilot`` must be a finished reproduction's folder (its claims.json in it); else one line naming it and the
+    fix (``flag``: the option that named it, put before it)."""
+    pilot = Path(pilot)
+    if (pilot / "claims.json").is_file():
+        return
+    what = ("does not exist" if not pilot.exists() else "is a file, not a folder" if not pilot.is_dir()
+            else "holds no claims.json")
+    raise ValueError(f"{flag + ' ' if flag else ''}{pilot} {what}: give a finished reproduction folder (with "
+                     "claims.json), e.g. runs/reproduce/small")
+
+
 def claim_plans(pilot: Path, chips: int, images: int, alpha: float = 0.05, target: float = 0.8) -> list[ClaimPlan]:
     """The plan of every judged claim of the pilot reproduction in ``pilot``."""
+    check_pilot(pilot)
     claims = read_json(pilot / "claims.json", fix=f"rerun the pilot ({RERUN})", kind=list)
     out = []
     for c in claims:
@@ -134,6 +147,9 @@ def training_seconds(pilot: Path) -> float | None:
 def pilot_seconds(pilot: Path) -> tuple[float, float, int]:
     """(training seconds, evaluation seconds, seeds) the pilot spent: training from its runs (``training_seconds``,
     else steps.json's training steps), evaluation from steps.json."""
+    if not (pilot / "steps.json").is_file():
+        raise ValueError(f"{pilot} holds no steps.json (each step's seconds, which the time estimate scales): rerun "
+                         f"the pilot ({RERUN}) to write it")
     steps: dict[str, Any] = read_json(pilot / "steps.json", fix=f"rerun the pilot ({RERUN})")
     train = training_seconds(pilot)
     if train is None:
