@@ -51,6 +51,7 @@ def test_train_cli_end_to_end_then_kd_with_that_teacher(tmp_path):
 def test_cli_errors_are_one_clear_line(tmp_path):
     res = run_cli("--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet")
     assert res.returncode == 2 and res.stderr.startswith("error: dataset 'cifar10' not found")
+    assert res.stderr.count("\n") == 1 and "pass --data-dir DIR" in res.stderr
     assert "Traceback" not in res.stderr
     res = run_cli("--method", "kd", "--dataset", "synthetic", "--out", str(tmp_path / "k"), "--quiet")
     assert res.returncode == 2 and "needs --teacher" in res.stderr

@@ -76,3 +76,13 @@ def test_times_for_a_device_that_does_not_drift_are_said_to_add_nothing():
         noise_sweep_run(device="subthreshold_cmos", times=[60.0, 86400.0], chips=0, log=said.append)
     assert said == ["[noise_sweep] subthreshold_cmos does not drift: its accuracy is the same at every time, so "
                     "--times 60 86400 adds no time axis"]
+
+
+def test_a_folder_named_like_a_device_neither_hides_it_nor_reads_as_missing(tmp_path, monkeypatch):
+    from wxy_hw.hardware.spec import DeviceSpecError, load_device
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reram").mkdir()  # e.g. a folder of one's own results
+    assert load_device("reram").name == "reram"
+    with pytest.raises(DeviceSpecError, match="is a folder, not a device file"):
+        load_device(str(tmp_path / "reram"))

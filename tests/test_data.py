@@ -86,7 +86,7 @@ def test_missing_fashion_mnist_message_names_apt_package(tmp_path, monkeypatch):
     monkeypatch.setattr("wxy_hw.data.sources.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as info:
         load_dataset("fashion_mnist", tmp_path)
-    assert str(tmp_path / "nowhere") in str(info.value)
+    assert str(tmp_path / "nowhere") in str(info.value) and "\n" not in str(info.value)
 
 
 def write_cifar(root: Path, hundred: bool = False, n: int = 30) -> Path:

@@ -71,12 +71,12 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> RawDataset:
         if len(found) == len(stems):
             break
     else:
-        searched = "\n  ".join(str(d) for d in dirs)
-        raise DatasetNotFoundError(
-            "dataset 'fashion_mnist' not found. Looked for train-images-idx3-ubyte(.gz), "
-            "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz) in:\n  "
-            f"{searched}\nInstall it with:  sudo apt-get install dataset-fashion-mnist\n"
-            "or put the four idx files in a directory and pass --data-dir DIR (or set WXY_DATA=DIR).")
+        searched = ", ".join(str(d) for d in dirs)
+        raise DatasetNotFoundError(  # one line, as every refusal is
+            "dataset 'fashion_mnist' not found (looked for train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
+            f"t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz) in {searched}): install it with "
+            "`sudo apt-get install dataset-fashion-mnist`, or put the four idx files in a folder and pass --data-dir DIR "
+            "(or set WXY_DATA=DIR)")
     tr_x = read_idx(found["train_images"], "images")
     tr_y = read_idx(found["train_labels"], "labels")
     te_x = read_idx(found["test_images"], "images")
@@ -177,11 +177,11 @@ def _load_cifar(data_dir: str | Path | None, name: str, subdir: str, train_files
     needed = train_files + [test_file, meta_file]
     root = next((d for d in dirs if all((d / f).is_file() for f in needed)), None)
     if root is None:
-        searched = "\n  ".join(str(d) for d in dirs) or "(no directory given)"
-        raise DatasetNotFoundError(
-            f"dataset '{name}' not found. Looked for {', '.join(needed)} in:\n  {searched}\n"
-            f"CIFAR is not shipped with this machine: download the python version ({subdir}), "
-            "unpack it and pass --data-dir DIR (or set WXY_DATA=DIR) to its parent or to the directory itself.")
+        searched = ", ".join(str(d) for d in dirs) or "no directory given"
+        raise DatasetNotFoundError(  # one line, as every refusal is
+            f"dataset '{name}' not found (looked for {', '.join(needed)} in {searched}); CIFAR is not shipped with "
+            f"this machine: download its python version ({subdir}), unpack it and pass --data-dir DIR (or set "
+            "WXY_DATA=DIR) to its parent or to the folder itself")
     parts = [_cifar_arrays(root / f, label_key) for f in train_files]
     te_x, te_y = _cifar_arrays(root / test_file, label_key)
     meta = _unpickle(root / meta_file)

@@ -396,7 +396,12 @@ def load_device(name_or_path: DeviceLike, overrides: dict[str, Any] | None = Non
     if not isinstance(name_or_path, (str, os.PathLike)):  # an object whose .spec is no DeviceSpec
         raise TypeError(f"expected a device name, a .toml path, a DeviceSpec or a resolved Chip, not {type(name_or_path).__name__}")
     candidate = Path(name_or_path)
-    path = candidate if candidate.suffix == ".toml" or candidate.exists() else devices_dir() / f"{name_or_path}.toml"
+    # a path when it names a .toml or an existing file; else a name (a folder ./reram does not hide the device reram)
+    path = candidate if candidate.suffix == ".toml" or candidate.is_file() else devices_dir() / f"{name_or_path}.toml"
+    if path.is_dir() or (not path.is_file() and candidate.is_dir()):
+        path = candidate if candidate.is_dir() else path
+        raise DeviceSpecError(f"device {str(name_or_path)!r}: {path} is a folder, not a device file; give a device name "
+                              f"({', '.join(available_devices())}) or the path of a .toml file")
     if not path.is_file():
         raise DeviceSpecError(f"unknown device {str(name_or_path)!r}: no file {path}. Named devices: "
                               f"{', '.join(available_devices())}; or pass the path of your own .toml file")
