@@ -86,3 +86,10 @@ def test_a_folder_named_like_a_device_neither_hides_it_nor_reads_as_missing(tmp_
     assert load_device("reram").name == "reram"
     with pytest.raises(DeviceSpecError, match="is a folder, not a device file"):
         load_device(str(tmp_path / "reram"))
+
+
+def test_a_bad_method_option_from_the_library_is_refused_before_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="kd's temperature must be a finite number > 0"):
+        train_run(out=out, epochs=1, **{**TINY, "method": "kd"}, method_options={"temperature": -4.0})
+    assert not out.exists()

@@ -231,3 +231,92 @@ def test_seeds_beyond_64_bits_are_refused_when_parsed(name, argv, capsys):
     with pytest.raises(SystemExit) as caught:
         importlib.import_module(f"wxy_hw.cli.{name}").build_parser().parse_args(argv)
     assert caught.value.code == 2 and "a seed from 0 to 2**63 - 1" in capsys.readouterr().err
+
+
+# --- case 6: --method-arg values are checked by their method when parsed, before any run directory -------------
+@pytest.mark.parametrize("argv, expected", [
+    (["--method", "baseline", "--method-arg", "label_smoothing=5"], "--method-arg label_smoothing=5: baseline's"),
+    (["--method", "baseline", "--method-arg", "label_smoothing=[1]"], "--method-arg label_smoothing=[1]: baseline's"),
+    (["--method", "hwa", "--method-arg", "device=5"], "--method-arg device=5: hwa's device must be a device name"),
+    (["--method", "hwa", "--method-arg", "noise_scale=-1"], "--method-arg noise_scale=-1: hwa's noise_scale"),
+    (["--method", "kd", "--method-arg", "temperature=-4"], "--method-arg temperature=-4: kd's temperature must be"),
+    (["--method", "kd", "--method-arg", "alpha=nan"], "--method-arg alpha=nan: kd's alpha must be a number from 0"),
+    (["--method", "kd", "--method-arg", "alpha=abc"], "--method-arg alpha=abc: kd's alpha must be a number from 0"),
+    (["--method", "dml", "--method-arg", "temperature=0"], "--method-arg temperature=0: dml's temperature must be"),
+    (["--method", "baseline", "--method-arg", "foo"], "--method-arg foo: expected KEY=VALUE; give e.g. --method-arg"),
+])
+def test_bad_method_arg_is_one_line_before_any_work(argv, expected, tmp_path, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("training started before --method-arg was checked")
+
+    monkeypatch.setattr("wxy_hw.cli.train.train_run", no_work)
+    out = tmp_path / "run"
+    line = refused(capsys, lambda: cli("train").main([*argv, "--out", str(out), "--torch-device", "cpu", "--quiet"]))
+    assert expected in line and "give e.g." in line, line
+    assert not out.exists()
+
+
+def test_comparison_method_args_are_checked_per_method_with_their_scope(capsys):
+    parser = cli("compare_methods").build_parser()
+    line = refused(capsys, lambda: parse(parser, ["--methods", "baseline", "hwa", "--method-arg", "hwa.noise_scale=-1"],
+                                         config_class("compare_methods")))
+    assert "--method-arg hwa.noise_scale=-1: hwa's noise_scale must be a finite number ≥ 0" in line, line
+    args = parse(parser, ["--methods", "baseline", "dsn", "--method-arg", "exit_weight=0.5"], config_class("compare_methods"))
+    assert args.method_options == {"exit_weight": 0.5}  # an option only one of the methods takes is no error
+
+
+def test_key_value_flag_without_a_key_exits_2(capsys):
+    line = refused(capsys, lambda: cli("noise_sweep").build_parser().parse_args(["--device-set", "noise"]))
+    assert "--device-set noise: expected SECTION.KEY=VALUE; give e.g. --device-set noise." in line, line
+
+
+# --- case 7: a checkpoint's training record has the types studies read ------------------------------------------
+def _checkpoint(path: Path, **extra) -> Path:
+    from wxy_hw.checkpoint import save_checkpoint
+    from wxy_hw.models import build_model
+
+    data = dict(name="synthetic", num_classes=10, channels=1, image_size=28, mean=[0.5], std=[0.3],
+                train_subset=None, val_fraction=0.1)
+    save_checkpoint(path, build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False), method="baseline", data=data,
+                    **extra)
+    return path
+
+
+@pytest.mark.parametrize("train_config, problem", [
+    ({"seed": "x"}, "train_config.seed is a str, not int"), ({"seed": True}, "train_config.seed is a bool, not int"),
+    ({"seed": -1}, "train_config.seed is -1, outside 0..2**63 - 1"), ({"lr": "fast"}, "train_config.lr is a str"),
+])
+def test_checkpoint_with_a_bad_training_record_is_refused_in_one_line(train_config, problem, tmp_path):
+    from wxy_hw.checkpoint import CheckpointError, read_checkpoint
+
+    path = _checkpoint(tmp_path / "best.pt", train_config=train_config)
+    with pytest.raises(CheckpointError, match="cannot be used") as info:
+        read_checkpoint(path, data=True)
+    assert problem in str(info.value) and "\n" not in str(info.value)
+    assert read_checkpoint(_checkpoint(tmp_path / "ok.pt", train_config={"seed": 3, "lr": 0.1}), data=True)
+
+
+@pytest.mark.parametrize("name", ["noise_sweep", "early_exit_energy", "chip_study"])
+def test_bad_checkpoint_seed_stops_a_study_before_its_run_directory(name, tmp_path, capsys):
+    path = _checkpoint(tmp_path / "best.pt", train_config={"seed": "x"})
+    out = tmp_path / "out"
+    status = cli(name).main(["--checkpoints", str(path), "--dataset", "synthetic", "--out", str(out),
+                             "--torch-device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "train_config.seed is a str, not int" in err, err
+    assert not out.exists()
+
+
+def test_raw_pickle_checkpoint_is_refused_without_torch_warnings(tmp_path):
+    import pickle
+    import warnings
+
+    from wxy_hw.checkpoint import CheckpointError, read_checkpoint
+
+    path = tmp_path / "raw.pt"
+    path.write_bytes(pickle.dumps({"format": "wxy_hw.checkpoint/1"}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="is not a torch checkpoint"):
+            read_checkpoint(path)
+    assert [str(w.message) for w in caught] == []

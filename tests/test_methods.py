@@ -285,3 +285,63 @@ def test_options_are_plain_python_values_a_checkpoint_keeps(tmp_path):
     save_checkpoint(tmp_path / "m.pt", build_model("resnet8", 10, 1, 0.125, 28, multi_exit=False),
                     method_options=json_types({"x": np.float32(0.5)}))
     assert read_checkpoint(tmp_path / "m.pt")["method_options"] == {"x": 0.5}
+
+
+# --- every method checks its own options: one line naming the method, the option, its range and an example -----
+@pytest.mark.parametrize("method, option, value, rule", [
+    ("baseline", "label_smoothing", 5, "a number from 0 to 1"),
+    ("baseline", "label_smoothing", [1], "a number from 0 to 1"),
+    ("dsn", "exit_weight", -1, "a finite number ≥ 0"),
+    ("kd", "temperature", -4, "a finite number > 0"),
+    ("kd", "alpha", float("nan"), "a number from 0 to 1"),
+    ("kd", "alpha", "abc", "a number from 0 to 1"),
+    ("kd", "student_features", 0, "an integer ≥ 1"),
+    ("fitnet", "hint_stage", 9, "an integer from -4 to 3"),
+    ("fitnet", "hint_fraction", 1.0, "the share of epochs"),
+    ("at", "beta", float("inf"), "a finite number ≥ 0"),
+    ("at", "p", 0, "a finite number > 0"),
+    ("dml", "temperature", 0, "a finite number > 0"),
+    ("dml", "seed", -1, "an integer from 0 to 2**63 - 1"),
+    ("self_distillation", "preset", "nope", "one of official, scan, paper"),
+    ("self_distillation", "t2_scaling", "yes", "true or false"),
+    ("scan", "alpha", 2, "a number from 0 to 1"),
+    ("hwa", "device", 5, "a device name"),
+    ("hwa", "noise_scale", -1, "a finite number ≥ 0"),
+    ("hwa", "t_inference", "1d", "a finite number ≥ 0"),
+    ("qat", "per_channel", 1, "true or false"),
+    ("augment", "corruptions", "snow", "unknown corruption(s): snow"),
+    ("augment", "severities", [0, 6], "a list of integers from 1 to 5"),
+    ("ada", "kl_weight", -0.5, "a finite number ≥ 0"),
+    ("auxiliary", "merge_start", 1.5, "a number from 0 to 1"),
+    ("auxiliary", "merge_bn", "false", "true or false"),
+    ("auxiliary_adv", "steps", 2.5, "an integer ≥ 1"),
+    ("adv", "epsilon", 8, "epsilon is in pixel units"),
+    ("adv", "step_size", 0, "a finite number > 0"),
+])
+def test_every_method_refuses_a_bad_option_in_one_line(method, option, value, rule):
+    from wxy_hw.methods import OptionError
+
+    with pytest.raises(OptionError) as info:  # a teacher method checks its options before it asks for the teacher
+        build_method(method, **{option: value})
+    text = str(info.value)
+    assert f"{method}'s {option} must be " in text and rule in text and f"(e.g. {option}=" in text, text
+    assert "\n" not in text
+
+
+def test_check_method_options_words_a_refusal_as_the_flag_it_came_from():
+    from wxy_hw.methods import check_method_options
+
+    with pytest.raises(ValueError) as info:
+        check_method_options("kd", {"temperature": -4})
+    assert str(info.value) == ("--method-arg temperature=-4: kd's temperature must be a finite number > 0; "
+                               "give e.g. --method-arg temperature=4")
+    with pytest.raises(ValueError, match=r"^--method-arg hwa\.noise_scale=-1: hwa's noise_scale"):
+        check_method_options("hwa", {"noise_scale": -1}, keys={"noise_scale": "hwa.noise_scale"})
+    # a check of the method's own (the device file's) keeps its words, after the flag and the method
+    with pytest.raises(ValueError, match=r"^--method-arg: method 'self_distillation\+hwa': unknown device 'nodev'"):
+        check_method_options("self_distillation+hwa", {"device": "nodev"})
+    with pytest.raises(ValueError, match=r"^--method-arg: method 'baseline' has no option\(s\) \['foo'\]"):
+        check_method_options("baseline", {"foo": 1})
+    check_method_options("kd", {"temperature": 2, "alpha": 0.5})  # good options of a teacher method, no teacher
+    check_method_options("kd+hwa", {"noise_scale": 0.5})
+    check_method_options("self_distillation+hwa", {"device": "pcm", "temperature": 4})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def read_checkpoint(path: str | Path, *, data: bool = False, resume: bool = Fals
         raise CheckpointError(f"checkpoint {path} does not exist; give the path of a best.pt or last.pt "
                               "written by experiments/train.py")
     try:
-        payload = torch.load(path if content is None else io.BytesIO(content), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before it refuses a raw pickle: the refusal below says it all
+            warnings.filterwarnings("ignore", module=r"torch\.")
+            payload = torch.load(path if content is None else io.BytesIO(content), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} {_load_problem(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -64,7 +67,13 @@ DATA_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "image_size": (int,)
                                             "mean": (list, tuple), "std": (list, tuple)}
 # top-level fields that are optional, but used as labels and seeds when present
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"method": (str,), "method_options": (dict,), "train_config": (dict,),
-                                                 "epoch": (int,)}
+                                                 "epoch": (int,), "best_epoch": (int,), "best_val": (int, float)}
+# train_config fields a study reads when present: the seed rebuilds the data split the model was trained on
+# (torch.manual_seed, numpy), the others label the manifests that record the model
+TRAIN_FIELDS: dict[str, tuple[type, ...]] = {"seed": (int,), "epochs": (int,), "batch_size": (int,),
+                                             "lr": (int, float), "weight_decay": (int, float), "schedule": (str,),
+                                             "augment": (bool,)}
+MAX_SEED = 2 ** 63 - 1  # the command line's --seed rule: torch's and numpy's generators take 64-bit seeds
 RESUME_FIELDS: dict[str, tuple[type, ...]] = {"epoch": (int,), "best_epoch": (int,), "best_val": (int, float),
                                               "method_state": (dict,), "optimizer": (dict,), "scheduler": (dict,),
                                               "history": (list,), "torch_rng": (torch.Tensor,)}
@@ -81,6 +90,8 @@ def validate_payload(payload: dict[str, Any], path: str | Path = "<checkpoint>",
     problems = _config_problems(payload.get("model_config"))
     problems += _state_problems("model_state", payload.get("model_state"), required=True)
     problems += [p for key, types in OPTIONAL_FIELDS.items() if key in payload and (p := _typed(key, payload, types))]
+    if isinstance(payload.get("train_config"), dict):
+        problems += _train_problems(payload["train_config"])
     if "method_state" in payload:
         problems += _state_problems("method_state", payload["method_state"], required=False)
     if data or "data" in payload:
@@ -102,6 +113,16 @@ def _typed(key: str, record: dict[str, Any], types: tuple[type, ...], where: str
         wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
         return f"{name} is a {type(value).__name__}, not {wanted}"
     return None
+
+
+def _train_problems(train: dict[str, Any]) -> list[str]:
+    """The ``train_config`` fields studies read: each of its type, the seed one a generator takes."""
+    where = "train_config."
+    problems = [p for key, types in TRAIN_FIELDS.items() if key in train and (p := _typed(key, train, types, where))]
+    seed = train.get("seed")
+    if not problems and seed is not None and not 0 <= seed <= MAX_SEED:
+        problems.append(f"{where}seed is {seed!r}, outside 0..2**63 - 1")
+    return problems
 
 
 def _bounded(name: str, value: Any, low: float, high: float) -> str | None:

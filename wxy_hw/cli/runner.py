@@ -15,6 +15,7 @@ from ..checkpoint import CheckpointError
 from ..data import CorruptDatasetError, DatasetNotFoundError
 from ..distributed import LostRankError
 from ..hardware.aihwkit_backend import AihwkitUnavailable
+from ..methods import check_method_options, comparison_options
 from ..run_dir import exit_status, run_dir_guard
 from ..studies.config import (INPUT_SETTINGS, C, ConfigFileError, SettingError, StudyConfig, input_paths, read_toml,
                                toml_value)
@@ -141,7 +142,27 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, cls: type
     refused = [v for v in vars(args).values() if isinstance(v, _Refused)]
     if refused:
         parser.error(refused[0].message)
+    try:
+        check_method_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
+
+
+def check_method_args(args: argparse.Namespace) -> None:
+    """--method-arg values checked by the methods they go to (each built once), so a bad one is one line before
+    any run directory is claimed: the --method of a run, or each of a comparison's --methods (which gets the
+    options it accepts and those scoped to it, METHOD.key)."""
+    options = getattr(args, "method_options", None)
+    if not isinstance(options, dict):
+        return
+    methods = getattr(args, "methods", None)
+    if methods:
+        for name in methods:
+            scoped = {k.split(".", 1)[1]: k for k in options if k.startswith(name + ".")}
+            check_method_options(name, comparison_options(name, options), keys=scoped)
+    elif isinstance(getattr(args, "method", None), str):
+        check_method_options(args.method, options)
 
 
 def config_of(cls: type[C], args: argparse.Namespace) -> C:

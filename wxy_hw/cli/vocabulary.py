@@ -62,12 +62,16 @@ class Deprecated(argparse.Action):
 
 
 class KeyValue(argparse.Action):
-    """A repeatable KEY=VALUE option collected into one dict (values parsed as Python literals)."""
+    """A repeatable KEY=VALUE option collected into one dict (values parsed as Python literals); a value without
+    KEY= is refused as any bad flag is (exit status 2)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         merged = dict(getattr(namespace, self.dest, None) or {})
-        merged.update(parse_method_args([values], option_string or "--method-arg"))
+        try:
+            merged.update(parse_method_args([values], option_string or "--method-arg"))
+        except ValueError as exc:
+            raise argparse.ArgumentError(None, str(exc)) from None  # argparse: one line, exit status 2
         setattr(namespace, self.dest, merged)
 
 
@@ -289,12 +293,19 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
 
 
+# what each KEY=VALUE flag's refusal offers as a value that works
+_KEY_VALUE_EXAMPLES = {"--method-arg": ("KEY=VALUE", "temperature=4"),
+                       "--device-set": ("SECTION.KEY=VALUE", "noise.stuck_at_hrs=0.02")}
+
+
 def parse_method_args(items: list[str], flag: str = "--method-arg") -> dict[str, Any]:
-    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"} (values parsed as Python literals)."""
+    """["alpha=0.5", "preset=paper"] → {"alpha": 0.5, "preset": "paper"} (values parsed as Python literals); an
+    item without KEY= is a one-line ValueError naming ``flag``."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {item!r}")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            form, example = _KEY_VALUE_EXAMPLES.get(flag, ("KEY=VALUE", "key=1"))
+            raise ValueError(f"{flag} {item}: expected {form}; give e.g. {flag} {example}")
         key, raw = item.split("=", 1)
         try:
             value: Any = ast.literal_eval(raw)

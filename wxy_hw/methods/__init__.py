@@ -7,12 +7,13 @@ from typing import Any
 from ..utils import json_types
 from .at import AttentionTransfer
 from .auxiliary import AdversarialAuxiliaryTraining, AuxiliaryTraining
-from .base import Batch, Method, feature_l2, kd_kl
+from .base import Batch, Method, MissingTeacher, feature_l2, kd_kl
 from .dml import DeepMutualLearning
 from .fitnet import FitNet
 from .compose import ComposedMethod
 from .hwa import HardwareAware
 from .kd import KnowledgeDistillation
+from .options import OptionError
 from .qat import QuantizationAware
 from .robust import ADA, AdversarialTraining, Augment, PixelSpaceClassifier
 from .self_distillation import Scan, SelfDistillation
@@ -104,26 +105,66 @@ def _component_options(i: int, cls: type[Method], options: dict[str, Any]) -> di
     return opts
 
 
-def build_method(name: str, **options: Any) -> Method:
-    """Instantiate a method — or a '+' composition — by name, with a clear error for unknown options.
-
-    In a composition every component receives the options it accepts; an option no component
-    takes is an error.
-    """
-    parts = name.split("+")
-    classes = [method_class(p) for p in parts]
+def _refuse_unknown(name: str, classes: list[type[Method]], options: dict[str, Any]) -> None:
+    """An option no component of ``name`` takes is an error naming those they take."""
     unknown = sorted(set(options) - {k for c in classes for k in _accepted(c)})
     if unknown:
         takes = {c.name: _accepted(c) for c in classes}
         raise ValueError(f"method '{name}' has no option(s) {unknown}; it takes: "
                          f"{takes if len(classes) > 1 else takes[classes[0].name]}")
+
+
+def build_method(name: str, **options: Any) -> Method:
+    """Instantiate a method — or a '+' composition — by name, with a clear error for unknown options.
+
+    In a composition every component receives the options it accepts; an option no component
+    takes is an error. Each component checks its options' types and ranges (``OptionError``, a ValueError).
+    """
+    classes = [method_class(p) for p in name.split("+")]
+    _refuse_unknown(name, classes, options)
     if len(classes) == 1:
         return classes[0](**options)
     return ComposedMethod([cls(**_component_options(i, cls, options)) for i, cls in enumerate(classes)])
+
+
+def check_method_options(name: str, options: dict[str, Any], flag: str = "--method-arg",
+                         keys: dict[str, str] | None = None) -> None:
+    """Refuse, before any work, the options ``name`` would refuse when built: each component is built once (a
+    teacher method up to its teacher, which only training reads). Every refusal is one ValueError line in the
+    command line's words, naming ``flag`` and the method (``keys``: an option's name as typed where it differs,
+    a comparison's ``METHOD.key``); an unknown method is refused as ``method_class`` does."""
+    classes = [method_class(p) for p in name.split("+")]
+    try:
+        _refuse_unknown(name, classes, options)
+    except ValueError as exc:  # it names the method and the options it takes
+        raise ValueError(f"{flag}: {exc}") from None
+    try:
+        if not any(c.needs_teacher for c in classes):
+            build_method(name, **options)
+            return
+        for i, cls in enumerate(classes):
+            try:
+                cls(**_component_options(i, cls, options))
+            except MissingTeacher:  # its options passed: a teacher method checks them before its teacher
+                pass
+    except OptionError as exc:
+        raise ValueError(exc.flag_line(flag, (keys or {}).get(exc.option))) from None
+    except (ValueError, TypeError) as exc:  # a check of a component's own (a device file's, say), in its words
+        raise ValueError(f"{flag}: method '{name}': {exc}") from None
+
+
+def comparison_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``name`` gets in a comparison of several methods: every one it accepts, and those scoped to it
+    (``METHOD.key``, e.g. ``self_distillation+hwa.noise_scale``)."""
+    accepted = {p for part in name.split("+") for p in _accepted(method_class(part))}
+    general = {k: v for k, v in options.items() if "." not in k and k in accepted}
+    scoped = {k.split(".", 1)[1]: v for k, v in options.items() if k.startswith(name + ".")}
+    return {**general, **scoped}
 
 
 __all__ = ["ADA", "AdversarialAuxiliaryTraining", "AdversarialTraining", "AttentionTransfer", "DeepMutualLearning", "FitNet", "Augment",
            "AuxiliaryTraining", "PixelSpaceClassifier", "Batch", "Baseline", "ComposedMethod", "HardwareAware",
            "method_traits", "DeeplySupervised", "KnowledgeDistillation", "METHODS", "Method", "QuantizationAware",
            "Scan", "SelfDistillation", "available_methods", "default_heads", "build_method", "changed_defaults",
-           "changed_options", "resolved_options", "feature_l2", "kd_kl", "method_class"]
+           "changed_options", "check_method_options", "comparison_options", "MissingTeacher", "OptionError",
+           "resolved_options", "feature_l2", "kd_kl", "method_class"]

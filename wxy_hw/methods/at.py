@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, TeacherMethod
 
 
@@ -41,9 +42,9 @@ class AttentionTransfer(TeacherMethod):
 
     def __init__(self, teacher: nn.Module | None = None, beta: float = 1000.0, p: float = 2.0) -> None:
         super().__init__()
-        self._hold_teacher(teacher)
-        self.beta = float(beta)
-        self.p = float(p)
+        self.beta = check.nonnegative(self.name, "beta", beta, 1000)
+        self.p = check.positive(self.name, "p", p, 2)
+        self._hold_teacher(teacher)  # after the options: they are checked without a teacher too
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         t_maps = self.teacher_outputs(batch.x).stage_maps

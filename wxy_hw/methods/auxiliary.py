@@ -48,8 +48,9 @@ from torch.func import functional_call
 
 from ..data.corruptions import SEVERITIES
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, kd_kl
-from .robust import TRAIN_CORRUPTIONS, _CorruptedViews, _pooled_unit, pgd_examples
+from .robust import TRAIN_CORRUPTIONS, _CorruptedViews, _pooled_unit, attack_budget, pgd_examples
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -66,15 +67,15 @@ class AuxiliaryTraining(_CorruptedViews):
                  merge_start: float = 0.5, merge_weight: float = 1.0, selective_bn: bool = True,
                  merge_bn: bool = False) -> None:
         super().__init__(corruptions, severities, seed)
-        if not 0 <= merge_start <= 1:
-            raise ValueError(f"auxiliary: merge_start is a fraction of the run in [0, 1], got {merge_start}")
-        self.distill_weight = float(distill_weight)
-        self.feature_weight = float(feature_weight)
-        self.temperature = float(temperature)
-        self.merge_start = float(merge_start)
-        self.merge_weight = float(merge_weight)
-        self.selective_bn = bool(selective_bn)
-        self.merge_bn = bool(merge_bn)
+        name = self.name  # auxiliary_adv's own name in its refusals
+        self.distill_weight = check.nonnegative(name, "distill_weight", distill_weight, 1.0)
+        self.feature_weight = check.nonnegative(name, "feature_weight", feature_weight, 1.0)
+        self.temperature = check.positive(name, "temperature", temperature, 3)
+        self.merge_start = check.real(name, "merge_start", merge_start, "a number from 0 to 1 (a fraction of the run)",
+                                      lambda v: 0 <= v <= 1, 0.5)
+        self.merge_weight = check.nonnegative(name, "merge_weight", merge_weight, 1.0)
+        self.selective_bn = check.flag(name, "selective_bn", selective_bn)
+        self.merge_bn = check.flag(name, "merge_bn", merge_bn)
         self.merge_lambda = 0.0
         self.aux_fc = nn.ModuleList()
         self.aux_bn = nn.ModuleList()
@@ -197,12 +198,8 @@ class AdversarialAuxiliaryTraining(AuxiliaryTraining):
                  merge_bn: bool = True, epsilon: float = 0.1, steps: int = 5, step_size: float | None = None) -> None:
         super().__init__(corruptions, severities, seed, distill_weight, feature_weight, temperature, merge_start,
                          merge_weight, selective_bn, merge_bn)
-        if not 0 < epsilon < 1:  # the same attack budget as adversarial training (`adv`), so the two compare
-            raise ValueError(f"auxiliary_adv: epsilon is in pixel units and must lie in (0, 1), got {epsilon}")
-        if steps < 1:
-            raise ValueError(f"auxiliary_adv: steps must be ≥ 1, got {steps}")
-        self.epsilon, self.steps = float(epsilon), int(steps)
-        self.step_size = float(step_size) if step_size is not None else 2.5 * self.epsilon / self.steps
+        # the same attack budget as adversarial training (`adv`), so the two compare
+        self.epsilon, self.steps, self.step_size = attack_budget(self.name, epsilon, steps, step_size)
 
     @property
     def input_types(self) -> tuple[str, ...]:

@@ -108,6 +108,10 @@ class Method(nn.Module):
                 and isinstance(getattr(self, k), (int, float, str, bool, type(None), list, tuple))}
 
 
+class MissingTeacher(ValueError):
+    """A teacher method built without its teacher (its options were checked before)."""
+
+
 class TeacherMethod(Method):
     """A method that learns from a frozen, trained teacher (kd, fitnet, at).
 
@@ -118,9 +122,10 @@ class TeacherMethod(Method):
     needs_teacher = True
 
     def _hold_teacher(self, teacher: _M | None) -> _M:
-        """Keep ``teacher`` frozen (not as a submodule) and return it: never None past this call."""
+        """Keep ``teacher`` frozen (not as a submodule) and return it: never None past this call. Called after the
+        options are checked, so that a command line can check them before it has the teacher (``MissingTeacher``)."""
         if teacher is None:
-            raise ValueError(f"method {self.name!r} needs a teacher: train one first (e.g. --method baseline with a "
+            raise MissingTeacher(f"method {self.name!r} needs a teacher: train one first (e.g. --method baseline with a "
                              "larger --arch/--width) and pass its checkpoint with --teacher PATH")
         self._teacher = [teacher.eval().requires_grad_(False)]
         return teacher

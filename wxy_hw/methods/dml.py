@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, Method, kd_kl
 
 
@@ -27,8 +28,8 @@ class DeepMutualLearning(Method):
 
     def __init__(self, temperature: float = 1.0, seed: int = 0) -> None:
         super().__init__()
-        self.temperature = float(temperature)
-        self.seed = int(seed)
+        self.temperature = check.positive(self.name, "temperature", temperature, 1)
+        self.seed = check.seed(self.name, seed)
         self.peer: nn.Module | None = None
 
     def prepare_model(self, model: nn.Module) -> nn.Module:

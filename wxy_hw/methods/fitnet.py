@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.multi_exit import MultiExitOutput
+from ..models.multi_exit import NUM_STAGES, MultiExitOutput
+from . import options as check
 from .base import Batch, TeacherMethod, kd_kl
 
 
@@ -28,14 +29,16 @@ lr 0.1 on Fashion-MNIST: the hint map has thousands of entries). α = 0.9 and T 
     def __init__(self, teacher: nn.Module | None = None, hint_stage: int = 1, hint_fraction: float = 0.5,
                  alpha: float = 0.9, temperature: float = 4.0) -> None:
         super().__init__()
-        self._hold_teacher(teacher)
-        if not 0.0 <= hint_fraction < 1.0:
-            raise ValueError(f"fitnet hint_fraction is the share of epochs spent on hint training, in [0, 1); "
-                             f"got {hint_fraction}")
-        self.hint_stage = int(hint_stage)
-        self.hint_fraction = float(hint_fraction)
-        self.alpha = float(alpha)
-        self.temperature = float(temperature)
+        # a backbone stage, 0-based; negative ones count from the deepest, as Python indices do
+        self.hint_stage = check.integer(self.name, "hint_stage", hint_stage,
+                                        f"an integer from {-NUM_STAGES} to {NUM_STAGES - 1} (a backbone stage)",
+                                        lambda v: -NUM_STAGES <= v < NUM_STAGES, 1)
+        self.hint_fraction = check.real(self.name, "hint_fraction", hint_fraction,
+                                        "a number in [0, 1) (the share of epochs spent on hint training)",
+                                        lambda v: 0 <= v < 1, 0.5)
+        self.alpha = check.unit(self.name, "alpha", alpha, 0.9)
+        self.temperature = check.positive(self.name, "temperature", temperature, 4)
+        self._hold_teacher(teacher)  # after the options: they are checked without a teacher too
         self.regressor: nn.Module | None = None
         self._hint_phase = False
 

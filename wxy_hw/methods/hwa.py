@@ -19,8 +19,9 @@ from torch.func import functional_call
 
 from ..hardware.engine import ANALOG_TYPES
 from ..hardware.physics import is_ideal, program_weight
-from ..hardware.spec import load_device
+from ..hardware.spec import available_devices, load_device
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, Method
 
 
@@ -33,13 +34,16 @@ class HardwareAware(Method):
     def __init__(self, device: str = "reram", noise_scale: float = 1.0, t_inference: float | None = None,
                  seed: int = 0, include_ce: bool = True) -> None:
         super().__init__()
-        self.device = str(device)
-        self.spec = load_device(device)
-        self.noise_scale = float(noise_scale)
+        self.device = check.path_like(self.name, "device", device,
+                                      f"a device name ({', '.join(available_devices())}) or a .toml path", "reram")
+        self.noise_scale = check.nonnegative(self.name, "noise_scale", noise_scale, 1.0)
+        if t_inference is not None:
+            t_inference = check.nonnegative(self.name, "t_inference", t_inference, 86400)
+        self.seed = check.seed(self.name, seed)
+        self.include_ce = check.flag(self.name, "include_ce", include_ce)
+        self.spec = load_device(self.device)
         # Train for the harder condition: one day after programming on drifting devices.
         self.t_inference = self.spec.inference_time(t_inference)
-        self.seed = int(seed)
-        self.include_ce = bool(include_ce)
 
     def model_forward(self, model: nn.Module, x: torch.Tensor, batch: Batch | None = None) -> MultiExitOutput:
         if not model.training or is_ideal(self.spec, self.noise_scale):

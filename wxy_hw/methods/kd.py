@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitNet, MultiExitOutput
+from . import options as check
 from .base import Batch, TeacherMethod, feature_l2, kd_kl
 
 
@@ -25,10 +26,12 @@ class KnowledgeDistillation(TeacherMethod):
     def __init__(self, teacher: MultiExitNet | None = None, alpha: float = 0.9, temperature: float = 4.0,
                  hint_weight: float = 0.0, student_features: int | None = None) -> None:
         super().__init__()
-        teacher = self._hold_teacher(teacher)
-        self.alpha = float(alpha)
-        self.temperature = float(temperature)
-        self.hint_weight = float(hint_weight)
+        self.alpha = check.unit(self.name, "alpha", alpha, 0.9)
+        self.temperature = check.positive(self.name, "temperature", temperature, 4)
+        self.hint_weight = check.nonnegative(self.name, "hint_weight", hint_weight, 0.5)
+        if student_features is not None:
+            student_features = check.count(self.name, "student_features", student_features, 64)
+        teacher = self._hold_teacher(teacher)  # after the options: they are checked without a teacher too
         self.regressor: nn.Module | None = None
         if self.hint_weight:
             if student_features is None:

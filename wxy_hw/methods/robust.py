@@ -7,20 +7,54 @@ one corrupted copy), so the only difference between them is ADA's relation loss.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.corruptions import SEVERITIES, check_corruptions, random_corruption
+from ..data.corruptions import CORRUPTIONS, SEVERITIES, random_corruption
 from ..models.multi_exit import MultiExitOutput
 from ..models.wrappers import PixelSpaceClassifier  # also re-exported by wxy_hw.methods
+from . import options as check
 from .base import Batch, Method, kd_kl
 
 # The seed trains augmentation and ADA with only these two corruptions; the other seven of its
 # tables (and rotation) are then unseen at training time.
 TRAIN_CORRUPTIONS = ("gaussian_noise", "gaussian_blur")
+
+
+def training_corruptions(method: str, corruptions: Any) -> tuple[str, ...]:
+    """At least one known corruption name: a sequence of names, or one comma-separated string (as
+    ``--method-arg corruptions=gaussian_noise,rotation`` gives it)."""
+    names = [c.strip() for c in corruptions.split(",") if c.strip()] if isinstance(corruptions, str) else corruptions
+    rule = f"comma-separated corruption names from: {', '.join(CORRUPTIONS)}"
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, str) for c in names):
+        raise check.OptionError(method, "corruptions", corruptions, rule, ",".join(TRAIN_CORRUPTIONS))
+    unknown = [c for c in names if c not in CORRUPTIONS]
+    if unknown:  # the unknown ones named: a typo among several names is found at once
+        raise check.OptionError(method, "corruptions", corruptions, f"{rule} (unknown corruption(s): "
+                                f"{', '.join(unknown)})", ",".join(TRAIN_CORRUPTIONS))
+    return tuple(names)
+
+
+def training_severities(method: str, severities: Any) -> tuple[int, ...]:
+    """At least one severity, each an integer from 1 to 5."""
+    ok = isinstance(severities, (list, tuple)) and severities and all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and 1 <= int(s) <= 5 for s in severities)
+    if not ok:
+        raise check.OptionError(method, "severities", severities, "a list of integers from 1 to 5", "[1,3,5]")
+    return tuple(int(s) for s in severities)
+
+
+def attack_budget(method: str, epsilon: Any, steps: Any, step_size: Any) -> tuple[float, int, float]:
+    """(epsilon, steps, step size) of an L∞ PGD attack in pixel units; the step size defaults to 2.5·ε / steps."""
+    eps = check.real(method, "epsilon", epsilon, "a number in (0, 1) (epsilon is in pixel units)",
+                     lambda v: 0 < v < 1, 0.1)
+    n = check.count(method, "steps", steps, 5)
+    size = 2.5 * eps / n if step_size is None else check.positive(method, "step_size", step_size, 0.05)
+    return eps, n, size
 
 
 class _CorruptedViews(Method):
@@ -31,16 +65,9 @@ class _CorruptedViews(Method):
     def __init__(self, corruptions: Sequence[str] = TRAIN_CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
                  seed: int = 0) -> None:
         super().__init__()
-        if isinstance(corruptions, str):  # --method-arg corruptions=gaussian_noise,rotation
-            corruptions = [c.strip() for c in corruptions.split(",") if c.strip()]
-        self.corruptions = tuple(check_corruptions(list(corruptions)))
-        if not self.corruptions:
-            raise ValueError(f"method {self.name!r} needs at least one training corruption")
-        bad = [s for s in severities if not 1 <= int(s) <= 5]
-        if bad:
-            raise ValueError(f"training severities must lie in 1..5, got {bad}")
-        self.severities = tuple(int(s) for s in severities)
-        self.seed = int(seed)
+        self.corruptions = training_corruptions(self.name, corruptions)
+        self.severities = training_severities(self.name, severities)
+        self.seed = check.seed(self.name, seed)
 
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
         if not model.training:
@@ -94,10 +121,10 @@ class ADA(_CorruptedViews):
                  seed: int = 0, feature_weight: float = 1.0, relation_weight: float = 1.0, kl_weight: float = 1.0,
                  temperature: float = 3.0) -> None:
         super().__init__(corruptions, severities, seed)
-        self.feature_weight = float(feature_weight)
-        self.relation_weight = float(relation_weight)
-        self.kl_weight = float(kl_weight)
-        self.temperature = float(temperature)
+        self.feature_weight = check.nonnegative(self.name, "feature_weight", feature_weight, 1.0)
+        self.relation_weight = check.nonnegative(self.name, "relation_weight", relation_weight, 1.0)
+        self.kl_weight = check.nonnegative(self.name, "kl_weight", kl_weight, 1.0)
+        self.temperature = check.positive(self.name, "temperature", temperature, 3)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         terms = {"ce": F.cross_entropy(out.final, batch.y)}
@@ -151,15 +178,9 @@ class AdversarialTraining(Method):
     def __init__(self, epsilon: float = 0.1, steps: int = 5, step_size: float | None = None,
                  clean_weight: float = 0.0, seed: int = 0) -> None:
         super().__init__()
-        if not 0 < epsilon < 1:
-            raise ValueError(f"adv: epsilon is in pixel units and must lie in (0, 1), got {epsilon}")
-        if steps < 1:
-            raise ValueError(f"adv: steps must be ≥ 1, got {steps}")
-        self.epsilon = float(epsilon)
-        self.steps = int(steps)
-        self.step_size = float(step_size) if step_size is not None else 2.5 * self.epsilon / self.steps
-        self.clean_weight = float(clean_weight)
-        self.seed = int(seed)
+        self.epsilon, self.steps, self.step_size = attack_budget(self.name, epsilon, steps, step_size)
+        self.clean_weight = check.nonnegative(self.name, "clean_weight", clean_weight, 0.5)
+        self.seed = check.seed(self.name, seed)
 
     def prepare_batch(self, batch: Batch, model: nn.Module) -> Batch:
         if not model.training:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, Method, feature_l2, kd_kl
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -45,18 +46,17 @@ class SelfDistillation(Method):
     def __init__(self, preset: str = "official", alpha: float | None = None, temperature: float | None = None,
                  hint_weight: float | None = None, t2_scaling: bool | None = None) -> None:
         super().__init__()
-        if preset not in PRESETS:
-            raise ValueError(f"unknown self_distillation preset '{preset}'; choose one of {list(PRESETS)}")
+        name = self.name  # scan's own name in its refusals
+        self.preset = check.choice(name, "preset", preset, list(PRESETS))
         p = dict(PRESETS[preset])
-        self.preset = preset
-        self.alpha = p["alpha"] if alpha is None else float(alpha)
-        self.temperature = p["temperature"] if temperature is None else float(temperature)
-        self.hint_weight = p["hint_weight"] if hint_weight is None else float(hint_weight)
-        self.t2_scaling = p["t2_scaling"] if t2_scaling is None else bool(t2_scaling)
+        self.alpha = p["alpha"] if alpha is None else check.unit(name, "alpha", alpha, 0.3)
+        self.temperature = p["temperature"] if temperature is None else check.positive(name, "temperature",
+                                                                                       temperature, 3)
+        self.hint_weight = p["hint_weight"] if hint_weight is None else check.nonnegative(name, "hint_weight",
+                                                                                          hint_weight, 0.03)
+        self.t2_scaling = p["t2_scaling"] if t2_scaling is None else check.flag(name, "t2_scaling", t2_scaling)
         # "official": CE weight 1 − α on shallow exits; "paper": CE and KL both weight 1.
         self.ce_weight = p["ce_weight"] if p["ce_weight"] is not None else 1.0 - self.alpha
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         if len(out) < 2:

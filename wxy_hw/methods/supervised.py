@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.multi_exit import MultiExitOutput
+from . import options as check
 from .base import Batch, Method
 
 
@@ -16,7 +17,7 @@ class Baseline(Method):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check.unit(self.name, "label_smoothing", label_smoothing, 0.1)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         return {"ce": F.cross_entropy(out.final, batch.y, label_smoothing=self.label_smoothing)}
@@ -29,7 +30,7 @@ class DeeplySupervised(Method):
 
     def __init__(self, exit_weight: float = 1.0) -> None:
         super().__init__()
-        self.exit_weight = float(exit_weight)
+        self.exit_weight = check.nonnegative(self.name, "exit_weight", exit_weight, 1.0)
 
     def forward(self, out: MultiExitOutput, batch: Batch) -> dict[str, torch.Tensor]:
         terms = {}

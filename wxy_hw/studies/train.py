@@ -14,7 +14,7 @@ from .. import distributed
 from ..checkpoint import CheckpointError, load_model, load_weights, model_from_payload, read_checkpoint
 from ..data import DatasetSplits, dataset_key, load_dataset, make_loaders
 from ..models.evaluation import ExitMetrics, evaluate
-from ..methods import build_method, default_heads, method_class, method_traits
+from ..methods import build_method, check_method_options, default_heads, method_class, method_traits
 from ..methods.base import Method
 from ..models import build_model, exit_costs
 from ..models.cost import ExitCost
@@ -163,6 +163,7 @@ def plan_training(conf: TrainRunConfig, out: str | Path | None, *, resume: bool 
                          f"got {conf.val_fraction}")
     if any("seed" in inspect.signature(method_class(m).__init__).parameters for m in method.split("+")):
         method_options.setdefault("seed", conf.seed)  # a method's own random stream (device noise, corruptions) follows --seed
+    check_method_options(method, method_options)  # a bad option is one line before the run directory is claimed
     if resume and overwrite:
         raise ValueError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if needs_teacher and conf.teacher is None:
