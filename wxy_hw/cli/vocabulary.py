@@ -16,7 +16,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from ..data import available_datasets
 from ..hardware.chip import ADC_TYPES
@@ -37,9 +37,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose refusal is one line (the usage block it would print first is what --help is for)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every flag)\n")
+
+
 def new_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
-    """An ArgumentParser with the shared help format and ``--config FILE``."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
+    """An ArgumentParser with the shared help format, one-line refusals and ``--config FILE``."""
+    parser = OneLineParser(prog=prog, description=doc, formatter_class=HelpFormatter)
     parser.add_argument("--config", type=Path, default=None, metavar="FILE",
                         help="read settings from a run's config.toml (flags given here override it)")
     return parser
