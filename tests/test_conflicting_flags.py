@@ -93,3 +93,14 @@ def test_a_bad_method_option_from_the_library_is_refused_before_the_run_director
     with pytest.raises(ValueError, match="kd's temperature must be a finite number > 0"):
         train_run(out=out, epochs=1, **{**TINY, "method": "kd"}, method_options={"temperature": -4.0})
     assert not out.exists()
+
+
+def test_a_checkpoint_of_an_unknown_dataset_is_not_advised_as_a_dataset_flag():
+    from wxy_hw.checkpoint import CheckpointError
+    from wxy_hw.studies.spine import check_checkpoint_dataset
+
+    with pytest.raises(CheckpointError, match=r"pass --dataset synthetic \(or a checkpoint"):
+        check_checkpoint_dataset("m.pt", {"data": {"name": "synthetic"}}, "fashion_mnist")
+    with pytest.raises(CheckpointError, match=r"give a checkpoint trained on fashion_mnist \(no --dataset names "
+                                              r"'../../etc/passwd'\)"):
+        check_checkpoint_dataset("m.pt", {"data": {"name": "../../etc/passwd"}}, "fashion_mnist")

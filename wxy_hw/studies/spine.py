@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from ..checkpoint import CheckpointError, model_from_payload, read_checkpoint
-from ..data import BatchLoader, DatasetSplits, Split, dataset_key, load_dataset
+from ..data import BatchLoader, DatasetSplits, Split, available_datasets, dataset_key, load_dataset
 from ..data.base import take_subset
 from ..hardware.trace import calibration_inputs
 from ..methods import changed_defaults, default_heads, method_traits
@@ -211,8 +211,10 @@ def check_checkpoint_dataset(path: str | Path, payload: dict[str, Any], dataset:
     """Refuse a checkpoint trained on another dataset than the one the command names (no silent substitution)."""
     trained = payload.get("data", {}).get("name")
     if dataset is not None and trained is not None and trained != dataset_key(dataset):
-        raise CheckpointError(f"checkpoint {path} was trained on {trained!r} but {flag} is {dataset!r}; "
-                              f"pass {flag} {trained} (or a checkpoint trained on {dataset})")
+        # advice only a dataset this tool can load: a name such as "../x" or "my_loader" is no --dataset to pass
+        other = f"pass {flag} {trained} (or a checkpoint trained on {dataset})" if trained in available_datasets() \
+            else f"give a checkpoint trained on {dataset} (no {flag} names {trained!r})"
+        raise CheckpointError(f"checkpoint {path} was trained on {trained!r} but {flag} is {dataset!r}; {other}")
 
 
 class Checkpoint:
