@@ -13,7 +13,6 @@ name is replaced whole (written beside it first, then swapped), never merged; an
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -22,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wxy_hw.cli.vocabulary import OneLineParser
 from wxy_hw.run_dir import ARCHIVE_MARK, archive_of
 
 KEEP_NAMES = {"report.md", "claims.json", "commands.sh", "config.toml", "manifest.json", "table.md", "steps.json",
@@ -99,7 +99,7 @@ def archive(run: Path, name: str, results: Path = ROOT / "results") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished run directory")
     parser.add_argument("name", help="the folder under results/")
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from wxy_hw.cli.vocabulary import OneLineParser
 from wxy_hw.analysis.report import markdown_cell as cell
 from wxy_hw.cli import fail
 from wxy_hw.utils import DamagedFileError, read_json
@@ -63,7 +64,7 @@ def claims_table(run: Path, family: str | None = None, section: str | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished reproduction's folder, or its archive under results/")
     ap.add_argument("--family", choices=("seed", "extension"), help="only the seed's claims, or only ours")
     ap.add_argument("--section", help="only claims whose section contains this text")

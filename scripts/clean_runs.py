@@ -12,11 +12,11 @@ models, minutes to retrain) gets its own question. Without a terminal to ask on,
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
 
+from wxy_hw.cli.vocabulary import OneLineParser
 from wxy_hw.run_dir import in_use, read_marker
 
 CACHE = "cache"
@@ -69,7 +69,7 @@ def remove(paths: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--yes", action="store_true", help="remove without asking (folders in use are still kept)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the folder of study runs")
     args = parser.parse_args(argv)

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wxy_hw.cli.vocabulary import OneLineParser
 from wxy_hw.analysis.stats import t_interval
 from wxy_hw.cli import fail, positive_int, seed_int
 from wxy_hw.data import available_datasets
@@ -53,7 +54,7 @@ CACHE = Path("runs/zoo_train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--device", default="reram", help="device the hardware-aware methods train through")

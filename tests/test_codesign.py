@@ -239,3 +239,18 @@ def test_the_training_cap_bounds_the_models_a_search_trains_and_the_grid_is_comp
     assert comparison["grid"]["measured"] == 4 and comparison["search"]["measured"] == 4
     assert 0 <= comparison["search"]["dominated_by_other"] <= 1
     assert {p.stem for p in (out / "configs").glob("grid_*.toml")} == {f"grid_{int(r['trial'][1:]):04d}" for r in grid}
+
+
+def test_an_unreadable_training_is_recorded_as_such_and_never_costs_the_search_its_results(tmp_path):
+    from types import SimpleNamespace
+
+    from wxy_hw.studies.codesign import training_records
+
+    (tmp_path / "best.pt").write_bytes(b"garbage")
+    trials = [SimpleNamespace(user_attrs={"name": "a", "checkpoint": str(tmp_path / "best.pt")}),
+              SimpleNamespace(user_attrs={"name": "b", "checkpoint": str(tmp_path / "gone.pt")}),
+              SimpleNamespace(user_attrs={"name": "c", "checkpoint": None})]  # a pruned training: no file
+    search = SimpleNamespace(trainings=SimpleNamespace(get_trials=lambda deepcopy=False: trials))
+    records = training_records(search)
+    assert set(records) == {"a", "b"} and all("unreadable" in r for r in records.values())
+    assert "\n" not in records["a"]["unreadable"]

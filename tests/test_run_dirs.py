@@ -522,3 +522,27 @@ def test_a_signal_inside_a_writer_whose_cleanup_fails_is_still_the_signal(tmp_pa
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="unexpected pos"):  # an error with no interrupt behind it stays itself
         atomic_write(tmp_path / "x", lambda handle: (_ for _ in ()).throw(RuntimeError("unexpected pos")))
+
+
+def test_a_lock_that_cannot_be_read_counts_as_held_and_a_resumed_run_keeps_its_workers_folders(tmp_path):
+    bad = tmp_path / "runs" / "odd"
+    bad.mkdir(parents=True)
+    (bad / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
+    assert "cannot be read" in in_use(tmp_path / "runs")  # make clean keeps it, without a traceback
+    out = tmp_path / "comparison"
+    RunDirectory(out, {"seed": 0}, kind="compare")._close()  # killed before it ended
+    (out / "kd" / "s0").mkdir(parents=True)  # what a Ray worker had written by then
+    (out / "kd" / "s0" / "manifest.json").write_text(json.dumps({"tool": "wxy_hw", "kind": "train", "status": "x"}))
+    claim_run_dir(out, resume=True)
+    try:
+        run = RunDirectory(out, {"seed": 0}, kind="compare")
+        (out / "kd" / "s0" / "grad_norms.csv").write_text("damaged")
+        aside = set_aside(out / "kd" / "s0" / "grad_norms.csv")  # kept inside the run: still the run's
+        run.finish()
+    finally:
+        release_run_dir(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "kd" in manifest["outputs"] and "kd" not in manifest["preexisting"] and aside.exists()
+    (out / "notes.md").write_text("mine")
+    set_aside(out / "notes.md")  # outside any open run: nobody's output
+    assert "notes.md.damaged" not in json.loads((out / "manifest.json").read_text())["outputs"]

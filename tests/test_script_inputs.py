@@ -165,3 +165,16 @@ def test_codesign_resume_without_an_earlier_search_is_refused(tmp_path, capsys):
     assert codesign_cli.main(["--resume", "--out", str(out), "--trials", "1", "--torch-device", "cpu"]) == 2
     assert "with --overwrite instead of --resume" in one_line(capsys)
     assert not (out / "study.db").exists()
+
+
+def test_a_reproduction_cut_to_methods_that_learn_from_no_teacher_is_planned(tmp_path):
+    """The budget's teacher architecture trains nothing for them: not a reason to refuse --methods scan ada."""
+    from wxy_hw.studies.compare_methods import plan_comparison
+
+    train_zoo = script("scripts/train_zoo.py")
+    args = train_zoo.build_parser().parse_args(["--reproduce", "converged", "--methods", "scan", "ada",
+                                                "--cache", str(tmp_path / "cache")])
+    conf = train_zoo.check_args(args)
+    assert conf is not None and conf.teacher_arch is not None and list(conf.methods) == ["scan", "ada"]
+    plan = plan_comparison(conf, tmp_path / "cache", progress=False)
+    assert plan.wants_teacher == [] and not (tmp_path / "cache").exists()

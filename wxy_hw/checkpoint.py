@@ -14,7 +14,7 @@ import torch.nn as nn
 from .models.attach import attach_exits, plain_config
 from .models.multi_exit import IMAGE_CHANNELS, MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE, MultiExitNet
 from .models.rebuild import model_from_config
-from .utils import atomic_torch_save, few_names
+from .utils import MAX_SEED, atomic_torch_save, few_names
 
 FORMAT = "wxy_hw.checkpoint/1"
 
@@ -73,7 +73,6 @@ OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"method": (str,), "method_option
 TRAIN_FIELDS: dict[str, tuple[type, ...]] = {"seed": (int,), "epochs": (int,), "batch_size": (int,),
                                              "lr": (int, float), "weight_decay": (int, float), "schedule": (str,),
                                              "augment": (bool,)}
-MAX_SEED = 2 ** 63 - 1  # the command line's --seed rule: torch's and numpy's generators take 64-bit seeds
 RESUME_FIELDS: dict[str, tuple[type, ...]] = {"epoch": (int,), "best_epoch": (int,), "best_val": (int, float),
                                               "method_state": (dict,), "optimizer": (dict,), "scheduler": (dict,),
                                               "history": (list,), "torch_rng": (torch.Tensor,)}

@@ -251,7 +251,10 @@ def in_use(path: str | Path) -> str | None:
         return None
     for folder, _, files in os.walk(root):  # never into a symbolic link: a link's target is not ours to judge
         if LOCK_NAME in files:
-            holder = _held_by(Path(folder) / LOCK_NAME)
+            try:
+                holder = _held_by(Path(folder) / LOCK_NAME)
+            except OutputDirError:  # a link, FIFO or unreadable file as the lock: counted as held, so nothing moves
+                return f"a lock that cannot be read ({Path(folder) / LOCK_NAME})"
             if holder is not None:
                 return f"{holder} ({folder})"
     return None
@@ -542,8 +545,11 @@ class RunDirectory:
             claim.clear = None
         self._before = set(claim.before)
         self.recorded: set[str] = set()  # entries a file was written into while the run was open
-        # a resumed run's earlier outputs stay its own
+        # a resumed run's earlier outputs stay its own, with the run folders its workers wrote before it was stopped
+        # (a Ray worker's files pass no hook here: a run killed before it ended never listed them)
         self._inherited = set(claim.previous.get("outputs", claim.before if claim.previous else []))
+        if claim.previous:
+            self._inherited |= {e for e in claim.before if _holds_a_run(self.path / e)}
         self.previous: dict[str, Any] = dict(claim.previous)  # the manifest of the run this one resumes ({} if none)
         self.t0 = time.time()
         self.manifest: dict[str, Any] = {

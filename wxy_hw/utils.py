@@ -39,6 +39,10 @@ def few_names(names: Iterable[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" (+{len(names) - shown} more)" if len(names) > shown else "")
 
 
+# torch's and numpy's generators take 64-bit seeds: the one range of a seed, on the command line and in a file
+MAX_SEED = 2 ** 63 - 1
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices) from one integer."""
     random.seed(seed)
@@ -280,6 +284,21 @@ def _read_text(path: Path, what: str, fix: str) -> str:
         raise DamagedFileError(path, f"is not text, so not a {what} file this tool wrote", fix) from None
 
 
+def _link_aside(path: Path, aside: Path) -> None:
+    """Move a file to ``aside`` without ever replacing one there: a hard link (which fails if the name is taken) then
+    the unlink; on a file system without hard links, a rename after one more look."""
+    try:
+        os.link(path, aside, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if os.path.lexists(aside):
+            raise FileExistsError(errno.EEXIST, "taken", str(aside)) from None
+        path.rename(aside)
+        return
+    os.unlink(path)
+
+
 def set_aside(path: str | Path, suffix: str = "damaged") -> Path:
     """Rename ``path`` to the first free ``<name>.<suffix>`` (then ``.<suffix>2``, ...) beside it; the new path.
 
@@ -293,9 +312,11 @@ def set_aside(path: str | Path, suffix: str = "damaged") -> Path:
         try:
             if path.is_dir() and not path.is_symlink():
                 # rename(2) replaces only an empty directory (no loss) and fails on any other entry: no clobbering
-                return path.rename(aside)
-            os.link(path, aside, follow_symlinks=False)  # fails if the name was taken since the look above
-            os.unlink(path)
+                path.rename(aside)
+            else:
+                _link_aside(path, aside)
+            for hook in WRITE_HOOKS:  # in an open run's folder the kept copy is that run's, as any file it writes
+                hook(aside)
             return aside
         except (FileExistsError, IsADirectoryError, NotADirectoryError):
             continue

@@ -25,7 +25,7 @@ from ..methods import available_methods
 from ..models import HEADS, available_archs
 from ..models.multi_exit import MAX_IMAGE_SIZE, MAX_WIDTH, MIN_IMAGE_SIZE
 from ..studies.config import StudyConfig
-from ..utils import deprecated
+from ..utils import MAX_SEED, deprecated
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -114,7 +114,7 @@ nonneg_int = _number(int, "an integer ≥ 0", lambda v: v >= 0)
 
 
 # a seed must fit torch's and numpy's generators (64-bit); larger ones fail deep inside torch with its own words
-seed_int = _number(int, "a seed from 0 to 2**63 - 1", lambda v: 0 <= v < 2 ** 63)
+seed_int = _number(int, "a seed from 0 to 2**63 - 1", lambda v: 0 <= v <= MAX_SEED)
 
 
 positive_float = _number(float, "a finite number > 0", lambda v: v > 0)

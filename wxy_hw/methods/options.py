@@ -7,8 +7,7 @@ import numbers
 import os
 from typing import Any, Callable, Sequence
 
-# torch's and numpy's generators take 64-bit seeds: the command line's --seed rule
-MAX_SEED = 2 ** 63 - 1
+from ..utils import MAX_SEED
 
 
 class OptionError(ValueError):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..analysis.pareto import dominated_share, hypervolume_2d, non_dominated
-from ..checkpoint import read_checkpoint
+from ..checkpoint import CheckpointError, read_checkpoint
 from ..data.base import Split, take_subset
 from ..analysis.stats import bounded_interval, t_interval
 from ..hardware.chip import ChipConfig, RANGING
@@ -992,13 +992,17 @@ def front_common(found: Found) -> list[dict[str, Any]]:
 def training_records(search: Search) -> dict[str, dict[str, Any]]:
     """Each finished training's checkpoint record (sha256, method, shape, budget, seed, selected epoch) by its
     training name, as every evaluation study keeps of the models it measured: a front's design names the exact
-    network behind it. A training whose file is gone since (a cache cleared before a resume) is recorded as missing."""
+    network behind it. A training whose file is gone or unreadable since (a cache cleared before a resume) is recorded
+    as such, with the reason, and the search still writes its results."""
     records: dict[str, dict[str, Any]] = {}
     for t in search.trainings.get_trials(deepcopy=False):
         path = t.user_attrs.get("checkpoint")
-        if path:
-            records[t.user_attrs["name"]] = (Checkpoint(path).record() if Path(path).is_file()
-                                             else {"path": path, "missing": True})
+        if not path:
+            continue
+        try:
+            records[t.user_attrs["name"]] = Checkpoint(path).record()
+        except (OSError, CheckpointError) as exc:  # the record is a trace: it never costs the search its results
+            records[t.user_attrs["name"]] = {"path": path, "unreadable": str(exc).splitlines()[0]}
     return records
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 import math
 import os
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..analysis.stats import paired_test, t_interval
-from ..methods import changed_options, method_class, method_traits
+from ..methods import changed_options, comparison_options, method_traits
 from ..output import format_table, write_rows_csv
 from ..parallel import check_parallel, parallel_map, runs_on_ray
 from ..results import exit_columns
@@ -151,9 +150,8 @@ def plan_comparison(conf: CompareConfig, out: str | Path | None, progress: bool 
     if wants_teacher and conf.teacher is None and conf.teacher_arch is None:
         raise ValueError(f"method(s) {', '.join(wants_teacher)} need a teacher: pass --teacher best.pt, or "
                          "--teacher-arch ARCH to train a baseline teacher per seed on the same budget")
-    given = "--teacher" if conf.teacher is not None else "--teacher-arch" if conf.teacher_arch is not None else None
-    if given and not wants_teacher:
-        raise ValueError(f"{given} is for methods that learn from a teacher (kd, fitnet, at), and none of --methods "
+    if conf.teacher is not None and not wants_teacher:  # a file given for nothing (a --teacher-arch trains nothing)
+        raise ValueError(f"--teacher is for methods that learn from a teacher (kd, fitnet, at), and none of --methods "
                          f"({' '.join(conf.methods)}) does: drop it, or add such a method")
     if conf.init_from is not None:
         if conf.init is not None:
@@ -338,12 +336,9 @@ def starting_point(conf: CompareConfig, method: str, seed: int) -> Path:
 
 
 def options_of(conf: CompareConfig, method: str) -> dict[str, Any]:
-    """The method options ``method`` gets: every one it accepts, and those scoped to it (``METHOD.key``, e.g.
-    ``self_distillation+hwa.noise_scale``: one method's own setting in a comparison of several)."""
-    accepted = {p for part in method.split("+") for p in inspect.signature(method_class(part).__init__).parameters}
-    general = {k: v for k, v in conf.method_options.items() if "." not in k and k in accepted}
-    scoped = {k.split(".", 1)[1]: v for k, v in conf.method_options.items() if k.startswith(method + ".")}
-    return {**general, **scoped}
+    """The method options ``method`` gets in this comparison (``methods.comparison_options``: every one it accepts,
+    and those scoped to it, ``METHOD.key``)."""
+    return comparison_options(method, conf.method_options)
 
 
 def comparison_table(plan: ComparisonPlan, summaries: Summaries) -> ComparisonTable:

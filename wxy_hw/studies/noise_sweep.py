@@ -129,8 +129,9 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     """
     conf = NoiseSweepConfig.make(config, **settings)
     if conf.times and not conf.chip().spec.has_drift:  # accepted (one command for every device), and said
-        log(f"[noise_sweep] {conf.chip().spec.name} does not drift: its accuracy is the same at every time, so "
-            f"--times {' '.join(f'{t:g}' for t in conf.times)} adds no time axis")
+        if progress:
+            log(f"[noise_sweep] {conf.chip().spec.name} does not drift: its accuracy is the same at every time, so "
+                f"--times {' '.join(f'{t:g}' for t in conf.times)} adds no time axis")
         conf = dataclasses.replace(conf, times=None)
     seeds = default_seeds(conf)
     if len(seeds) == 1:  # one training seed: the plain sweep at that seed (an interval needs two)
