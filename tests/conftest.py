@@ -1,6 +1,8 @@
 """Shared fixtures: tiny synthetic data and models that train in seconds on a CPU."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -8,6 +10,21 @@ from wxy_hw.data import load_dataset
 from wxy_hw.models import build_model
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# what a script's main() sets for the rest of its process (train_zoo.py --zoo → WXY_ZOO): put back after every
+# test, so that one test's zoo never becomes the shipped zoo of the tests after it
+_PROCESS_SETTINGS = ("WXY_ZOO", "WXY_DATA")
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_restored():
+    before = {k: os.environ.get(k) for k in _PROCESS_SETTINGS}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,8 @@ def test_train_zoo_refuses_a_bad_argument_in_one_line_before_any_folder(argv, sa
     assert files_under(tmp_path) == []  # no cache folder (nope_resnet18_..., ..._e0_...), no zoo
 
 
-def test_train_zoo_refuses_a_file_as_its_cache(tmp_path, capsys):
+def test_train_zoo_refuses_a_file_as_its_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WXY_ZOO", str(tmp_path / "unused"))  # main sets it to --zoo: restored after the test
     (tmp_path / "cache").write_text("")
     assert script("scripts/train_zoo.py").main(["--cache", str(tmp_path / "cache"), "--zoo", str(tmp_path / "z")]) == 2
     assert "--cache" in one_line(capsys) and not (tmp_path / "z").exists()
