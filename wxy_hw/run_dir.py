@@ -307,7 +307,11 @@ def set_aside_run(path: str | Path, suffix: str = "damaged") -> Path:
     if holder is not None:
         raise OutputDirError(f"{path} is being written by {holder}, so it is not moved aside: wait for that run to "
                              "finish (or stop it), then run again")
-    fd = _take_lock(key, path)  # one that began since the look above is refused here, in the same words
+    try:
+        fd = _take_lock(key, path)  # a run that began since the look above is refused here
+    except OutputDirError:
+        raise OutputDirError(f"{path} is being written by another process, so it is not moved aside: wait for that "
+                             "run to finish (or stop it), then run again") from None
     try:
         aside = set_aside(key, suffix)
         (aside / LOCK_NAME).unlink(missing_ok=True)
