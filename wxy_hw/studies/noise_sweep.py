@@ -128,9 +128,9 @@ def noise_sweep_run(config: NoiseSweepConfig | None = None, *, out: str | Path |
     images (a fixed, seeded selection), at a cost of N forward passes through the chip.
     """
     conf = NoiseSweepConfig.make(config, **settings)
-    if conf.times and not conf.chip().spec.has_drift:  # accepted (one command for every device), and said
+    if conf.times and not (spec := conf.chip().spec).has_drift:  # accepted (one command for every device), and said
         if progress:
-            log(f"[noise_sweep] {conf.chip().spec.name} does not drift: its accuracy is the same at every time, so "
+            log(f"[noise_sweep] {spec.name} does not drift: its accuracy is the same at every time, so "
                 f"--times {' '.join(f'{t:g}' for t in conf.times)} adds no time axis")
         conf = dataclasses.replace(conf, times=None)
     seeds = default_seeds(conf)
