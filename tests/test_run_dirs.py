@@ -45,6 +45,15 @@ def copy_run(finished: Path, where: Path) -> Path:
     return where
 
 
+def overwrite_with_a_new_run(out: Path, kind: str) -> None:
+    """What --overwrite does: claim ``out``, then open (which clears the previous run's outputs) and finish a run."""
+    claim_run_dir(out, overwrite=True)
+    try:
+        RunDirectory(out, {"seed": 0}, kind=kind).finish()
+    finally:
+        release_run_dir(out)
+
+
 # --- 1. run directories that cannot destroy ------------------------------------------------------------------
 def test_make_clean_never_removes_a_run_in_use_and_without_a_terminal_removes_nothing(tmp_path, capsys):
     clean = script("scripts/clean_runs.py")
@@ -249,11 +258,7 @@ def test_files_a_user_drops_into_a_running_run_are_never_its_outputs(tmp_path):
         claim_run_dir(out, overwrite=True)
     shutil.move(out / "NOTES.txt", tmp_path / "NOTES.txt")
     shutil.move(out / "my_analysis", tmp_path / "my_analysis")
-    claim_run_dir(out, overwrite=True)
-    try:
-        RunDirectory(out, {"seed": 0}, kind="sweep").finish()
-    finally:
-        release_run_dir(out)
+    overwrite_with_a_new_run(out, "sweep")
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
 
 
@@ -280,11 +285,7 @@ def test_a_file_dropped_inside_a_runs_folders_is_never_removed_with_them(tmp_pat
     assert snapshot(out) == before
     (out / "methods" / "my_notes.txt").unlink()
     (out / "methods" / "kd" / "curves" / "mine.png").unlink()
-    claim_run_dir(out, overwrite=True)
-    try:
-        RunDirectory(out, {"seed": 0}, kind="sweep").finish()
-    finally:
-        release_run_dir(out)
+    overwrite_with_a_new_run(out, "sweep")
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
 
 
@@ -307,11 +308,7 @@ def test_a_run_recorded_before_files_were_keeps_its_folders_whole_and_so_does_it
     finally:
         release_run_dir(out)
     assert "files" not in json.loads((out / "manifest.json").read_text())
-    claim_run_dir(out, overwrite=True)
-    try:
-        RunDirectory(out, {"seed": 0}, kind="train").finish()
-    finally:
-        release_run_dir(out)
+    overwrite_with_a_new_run(out, "train")
     assert not (out / "curves").exists()
 
 
