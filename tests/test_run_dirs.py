@@ -45,6 +45,15 @@ def copy_run(finished: Path, where: Path) -> Path:
     return where
 
 
+def overwrite_with_a_new_run(out: Path, kind: str) -> None:
+    """What --overwrite does: claim ``out``, then open (which clears the previous run's outputs) and finish a run."""
+    claim_run_dir(out, overwrite=True)
+    try:
+        RunDirectory(out, {"seed": 0}, kind=kind).finish()
+    finally:
+        release_run_dir(out)
+
+
 # --- 1. run directories that cannot destroy ------------------------------------------------------------------
 def test_make_clean_never_removes_a_run_in_use_and_without_a_terminal_removes_nothing(tmp_path, capsys):
     clean = script("scripts/clean_runs.py")
@@ -249,12 +258,58 @@ def test_files_a_user_drops_into_a_running_run_are_never_its_outputs(tmp_path):
         claim_run_dir(out, overwrite=True)
     shutil.move(out / "NOTES.txt", tmp_path / "NOTES.txt")
     shutil.move(out / "my_analysis", tmp_path / "my_analysis")
-    claim_run_dir(out, overwrite=True)
+    overwrite_with_a_new_run(out, "sweep")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_a_file_dropped_inside_a_runs_folders_is_never_removed_with_them(tmp_path):
+    """--overwrite removes a run's folders whole, so a note a user put inside one (or inside a worker's run folder
+    in it) makes it refuse, naming the note, before anything is touched; the files a run wrote below its top level
+    are recorded by the innermost run that wrote them."""
+    out = tmp_path / "run"
+    run = RunDirectory(out, {"seed": 0}, kind="sweep")
+    atomic_write_text(out / "methods" / "comparison.csv", "a\n")
+    (out / "methods" / ".comparison.csv.abcd_123.tmp").write_text("half")  # a write killed before its rename
+    inner = RunDirectory(out / "methods" / "kd", {"seed": 0}, kind="train")
+    atomic_write_text(out / "methods" / "kd" / "curves" / "loss.csv", "1\n")
+    inner.finish()
+    run.finish()
+    assert json.loads((out / "manifest.json").read_text())["files"] == ["methods/comparison.csv"]
+    assert json.loads((out / "methods" / "kd" / "manifest.json").read_text())["files"] == ["curves/loss.csv"]
+    (out / "methods" / "my_notes.txt").write_text("mine\n")
+    (out / "methods" / "kd" / "curves" / "mine.png").write_bytes(b"png")
+    before = snapshot(out)
+    with pytest.raises(OutputDirError, match="inside its folders, also methods/kd/curves/mine.png, "
+                                             "methods/my_notes.txt, which that run did not write"):
+        claim_run_dir(out, overwrite=True)
+    assert snapshot(out) == before
+    (out / "methods" / "my_notes.txt").unlink()
+    (out / "methods" / "kd" / "curves" / "mine.png").unlink()
+    overwrite_with_a_new_run(out, "sweep")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_a_run_recorded_before_files_were_keeps_its_folders_whole_and_so_does_its_resume(tmp_path):
+    """A manifest without ``files`` (an earlier wxy_hw) cannot say what its folders hold: --overwrite takes them
+    whole, as that version did, and a run resuming it does not start a partial record."""
+    out = tmp_path / "run"
+    run = RunDirectory(out, {"seed": 0}, kind="train")
+    atomic_write_text(out / "curves" / "loss.csv", "1\n")
+    run._close()  # killed
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["files"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "curves" / "anything.txt").write_text("?\n")
+    claim_run_dir(out, resume=True, kind="train")
     try:
-        RunDirectory(out, {"seed": 0}, kind="sweep").finish()
+        resumed = RunDirectory(out, {"seed": 0}, kind="train")
+        atomic_write_text(out / "curves" / "acc.csv", "2\n")
+        resumed.finish()
     finally:
         release_run_dir(out)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    assert "files" not in json.loads((out / "manifest.json").read_text())
+    overwrite_with_a_new_run(out, "train")
+    assert not (out / "curves").exists()
 
 
 def test_fit_refuses_an_out_holding_a_finished_training_run(finished, tmp_path):

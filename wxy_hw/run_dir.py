@@ -1,10 +1,10 @@
 """Run directories that cannot destroy: the lock, the manifest, what ``--overwrite`` may remove, and signals.
 
 A run directory is recognised by its ``manifest.json`` *content* (``"tool": "wxy_hw"``), never by a
-file name alone. Every manifest lists the top-level entries the run created (``outputs``) and those
-that were there before it (``preexisting``); ``--overwrite`` removes only a previous run's outputs,
-refuses a directory holding anything else or any input of the new command, and never follows a
-symbolic link. The lock (``<out>/.lock``) is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, holds
+file name alone. Every manifest lists the top-level entries the run created (``outputs``), the files it
+wrote inside them (``files``) and the entries that were there before it (``preexisting``); ``--overwrite``
+removes only a previous run's outputs, refuses a directory holding anything else, at any depth, or any input
+of the new command, and never follows a symbolic link. The lock (``<out>/.lock``) is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, holds
 host, pid and start time, and carries an ``flock`` that the kernel releases when its process dies,
 so a lock left by a killed process is recognised as stale and taken over with one line.
 SIGTERM and SIGHUP end a command as Ctrl-C does: the manifest says "interrupted", the lock is
@@ -114,6 +114,53 @@ def own_outputs(manifest: dict[str, Any], entries: list[str]) -> list[str] | Non
 ATOMIC_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
+def _written_files(manifest: dict[str, Any]) -> set[str] | None:
+    """The files (paths relative to the run's folder) a run recorded writing below its top level; None when its
+    manifest predates that record (``files``), so its recorded folders are taken whole, as that wxy_hw did."""
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files)
+
+
+def foreign_inside(path: Path, manifest: dict[str, Any], own: list[str]) -> list[str]:
+    """What lies inside the run's own folders in ``path`` that the run did not write (a note a user dropped into
+    ``methods/``, say), relative to ``path``: --overwrite would remove it with the folder, so it refuses instead.
+    A folder holding a run of its own (a worker's training, a reproduction's step) is judged by that run's
+    manifest; a file a killed write left half-written (``ATOMIC_TEMP``) is the run's."""
+    written = _written_files(manifest)
+    if written is None:
+        return []
+    found: list[str] = []
+
+    def walk(folder: Path, rel: str) -> None:
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            found.append(rel + "/")  # unreadable: nothing is known to be the run's
+            return
+        for child in children:
+            name = f"{rel}/{child.name}"
+            if name in written or ATOMIC_TEMP.fullmatch(child.name):
+                continue  # a file it wrote, or a whole folder it set aside
+            inner = read_marker(child) if child.is_dir() and not child.is_symlink() else None
+            if inner is not None:
+                inner_own = own_outputs(inner, _entries(child))
+                found.extend(f"{name}/{e}" for e in
+                             ([e for e in _entries(child) if e not in inner_own] if inner_own is not None else []))
+                found.extend(f"{name}/{e}" for e in foreign_inside(child, inner, inner_own or []))
+            elif child.is_dir() and not child.is_symlink():
+                walk(child, name)
+            else:
+                found.append(name)
+
+    for entry in own:
+        folder = path / entry
+        if entry != MANIFEST and folder.is_dir() and not folder.is_symlink() and entry not in written:
+            walk(folder, entry)
+    return found
+
+
 def _holds_a_run(path: Path, depth: int = 3) -> bool:
     """Whether ``path`` is, or holds within ``depth`` levels, a folder with a wxy_hw manifest (a training that a
     worker process wrote, which this process's write hook did not see)."""
@@ -178,6 +225,11 @@ def _refuse_used(path: Path, entries: list[str], *, overwrite: bool, resume: boo
         raise OutputDirError(f"--out {path} holds {_describe(manifest)} and also {few_names(foreign)}, which that run did "
                              "not write; --overwrite removes only a run's own outputs: move them away or choose "
                              "another --out")
+    inside = foreign_inside(path, manifest, own)
+    if inside:
+        raise OutputDirError(f"--out {path} holds {_describe(manifest)} and, inside its folders, also "
+                             f"{few_names(inside)}, which that run did not write; --overwrite removes a run's "
+                             "folders whole: move them away or choose another --out")
     return manifest, own
 
 
@@ -502,14 +554,30 @@ def run_dir_guard(path: str | Path | None, *, overwrite: bool = False, resume: b
 # --- the run and its manifest ----------------------------------------------------------------------------------
 def _record_write(path: Path) -> None:
     """``atomic_write``'s hook: a file written into an open run's folder makes its top-level entry that run's own,
-    recorded in the manifest at once (so even a killed run's manifest lists what it wrote)."""
+    and, below the top level, the file itself (recorded by the innermost open run holding it: an enclosing run
+    defers to that run's manifest), recorded in the manifest at once (so even a killed run's manifest lists what
+    it wrote)."""
+    holders = []
     for run in list(_ACTIVE):
         try:
-            top = Path(os.path.abspath(path)).relative_to(os.path.abspath(run.path)).parts[0]
-        except (ValueError, IndexError):
+            parts = Path(os.path.abspath(path)).relative_to(os.path.abspath(run.path)).parts
+        except ValueError:
             continue
-        if top != MANIFEST and top not in run.recorded:
-            run.recorded.add(top)
+        if parts:
+            holders.append((run, parts))
+    innermost = max(holders, key=lambda h: len(Path(os.path.abspath(h[0].path)).parts), default=None)
+    for run, parts in holders:
+        if parts[0] == MANIFEST:
+            continue
+        changed = parts[0] not in run.recorded
+        run.recorded.add(parts[0])
+        rel = "/".join(parts)
+        # a nested manifest.json is the marker of the run in that folder (written before it opens), which owns it
+        if len(parts) > 1 and parts[-1] != MANIFEST and innermost and run is innermost[0] and run.files is not None \
+                and rel not in run.files:
+            run.files.add(rel)
+            changed = True
+        if changed:
             run.write_manifest()
 
 
@@ -549,6 +617,9 @@ class RunDirectory:
             claim.clear = None
         self._before = set(claim.before)
         self.recorded: set[str] = set()  # entries a file was written into while the run was open
+        # the files it wrote below the top level (and the run it resumes); None when it resumes a run whose manifest
+        # predates that record, which stays a run whose folders are its own whole
+        self.files: set[str] | None = set() if not claim.previous else _written_files(claim.previous)
         # a resumed run's earlier outputs stay its own, with the run folders its workers wrote before it was stopped
         # (a Ray worker's files pass no hook here: a run killed before it ended never listed them)
         self._inherited = set(claim.previous.get("outputs", claim.before if claim.previous else []))
@@ -592,6 +663,8 @@ class RunDirectory:
     def write_manifest(self) -> Path:
         """(Re)write manifest.json atomically, with the outputs as they are now."""
         self.manifest["outputs"] = self.outputs()
+        if self.files is not None:
+            self.manifest["files"] = sorted(self.files)
         return atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, default=str) + "\n")
 
     def finish(self, **results: Any) -> Path:
