@@ -19,9 +19,10 @@ ARCHIVE = re.compile(r"\((?:\.\./)?((?:validation/)?results/[\w.-]+)/?\)")
 NOT_YET_ARCHIVED = {
     "On simulated hardware (issue 3)": "the earlier default models (3 epochs on 10,000 images), superseded by the "
     "zoo's: the main job on every device (issue 25) is archived",
-    "Self-distillation and its baselines on Fashion-MNIST (issue 2)": "measured before archiving; rerun with its "
-    "scripts/ command",
-    "Over three seeds on a GPU: Table 3 and the seed's Table 2 columns (issue 17)": "a GPU run; no GPU lent since",
+    "Self-distillation and its baselines on Fashion-MNIST (issue 2)": "measured before archiving, one seed; "
+    "superseded by the converged models of the seed's other claims (issue 25), which are archived",
+    "Over three seeds on a GPU: Table 3 and the seed's Table 2 columns (issue 17)": "a GPU run (no GPU lent since); "
+    "superseded on the CPU by the converged models of the seed's other claims (issue 25), which are archived",
     "Benchmarks (`python benchmarks/run.py`)": "timings of one machine, each with its command",
 }
 
