@@ -289,6 +289,27 @@ def test_a_file_dropped_inside_a_runs_folders_is_never_removed_with_them(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
 
 
+def test_a_steps_own_run_folder_and_what_its_reproduction_wrote_into_it_are_never_foreign(tmp_path):
+    """A reproduction's step is a run of its own in a top-level folder: judged by its manifest, plus what the
+    reproduction itself wrote into it after the step ended; a note beside them is still named."""
+    out = tmp_path / "repro"
+    run = RunDirectory(out, {"seed": 0}, kind="reproduce")
+    step = RunDirectory(out / "early_exit", {"seed": 0}, kind="early_exit_energy")
+    atomic_write_text(out / "early_exit" / "per_exit.csv", "1\n")
+    step.finish()
+    atomic_write_text(out / "early_exit" / "figures" / "summary.csv", "2\n")  # the reproduction's, after the step
+    atomic_write_text(out / "report.md", "r\n")
+    run.finish()
+    claim_run_dir(out, overwrite=True)  # nothing foreign: no refusal
+    release_run_dir(out)
+    (out / "early_exit" / "figures" / "mine.txt").write_text("mine\n")
+    with pytest.raises(OutputDirError, match="inside its folders, also early_exit/figures/mine.txt, which"):
+        claim_run_dir(out, overwrite=True)
+    (out / "early_exit" / "figures" / "mine.txt").unlink()
+    overwrite_with_a_new_run(out, "reproduce")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
 def test_a_run_recorded_before_files_were_keeps_its_folders_whole_and_so_does_its_resume(tmp_path):
     """A manifest without ``files`` (an earlier wxy_hw) cannot say what its folders hold: --overwrite takes them
     whole, as that version did, and a run resuming it does not start a partial record."""

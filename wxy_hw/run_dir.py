@@ -123,41 +123,48 @@ def _written_files(manifest: dict[str, Any]) -> set[str] | None:
     return set(files)
 
 
-def foreign_inside(path: Path, manifest: dict[str, Any], own: list[str]) -> list[str]:
+def foreign_inside(path: Path, manifest: dict[str, Any], own: list[str], also: Iterable[str] = ()) -> list[str]:
     """What lies inside the run's own folders in ``path`` that the run did not write (a note a user dropped into
     ``methods/``, say), relative to ``path``: --overwrite would remove it with the folder, so it refuses instead.
     A folder holding a run of its own (a worker's training, a reproduction's step) is judged by that run's
-    manifest; a file a killed write left half-written (``ATOMIC_TEMP``) is the run's."""
-    written = _written_files(manifest)
-    if written is None:
+    manifest, together with what the enclosing runs wrote into it (``also``); a file a killed write left
+    half-written (``ATOMIC_TEMP``) is the run's."""
+    recorded = _written_files(manifest)
+    if recorded is None:
         return []
+    written = recorded | set(also)
     found: list[str] = []
 
-    def walk(folder: Path, rel: str) -> None:
-        try:
-            children = sorted(folder.iterdir())
-        except OSError:
-            found.append(rel + "/")  # unreadable: nothing is known to be the run's
+    def judge(child: Path, name: str) -> None:
+        if name in written or ATOMIC_TEMP.fullmatch(child.name):
+            return  # a file it wrote, or a whole folder it set aside
+        if child.is_symlink() or not child.is_dir():
+            found.append(name)
             return
-        for child in children:
-            name = f"{rel}/{child.name}"
-            if name in written or ATOMIC_TEMP.fullmatch(child.name):
-                continue  # a file it wrote, or a whole folder it set aside
-            inner = read_marker(child) if child.is_dir() and not child.is_symlink() else None
-            if inner is not None:
-                inner_own = own_outputs(inner, _entries(child))
-                found.extend(f"{name}/{e}" for e in
-                             ([e for e in _entries(child) if e not in inner_own] if inner_own is not None else []))
-                found.extend(f"{name}/{e}" for e in foreign_inside(child, inner, inner_own or []))
-            elif child.is_dir() and not child.is_symlink():
-                walk(child, name)
-            else:
-                found.append(name)
+        inner = read_marker(child)
+        if inner is None:
+            try:
+                children = sorted(child.iterdir())
+            except OSError:
+                found.append(name + "/")  # unreadable: nothing is known to be the run's
+                return
+            for grandchild in children:
+                judge(grandchild, f"{name}/{grandchild.name}")
+            return
+        entries, prefix = _entries(child), name + "/"
+        inner_own = own_outputs(inner, entries)
+        if inner_own is None:
+            return  # a run from before outputs were recorded: its folder is taken whole, as that wxy_hw did
+        ours = {w[len(prefix):] for w in written if w.startswith(prefix)}
+        # a folder only the enclosing runs wrote into is theirs to vouch for, file by file, as its own are
+        theirs = [e for e in entries if e not in inner_own and any(o.startswith(e + "/") for o in ours)]
+        found.extend(prefix + e for e in entries if e not in inner_own and e not in ours and e not in theirs)
+        found.extend(prefix + e for e in foreign_inside(child, inner, inner_own + theirs, ours))
 
     for entry in own:
-        folder = path / entry
-        if entry != MANIFEST and folder.is_dir() and not folder.is_symlink() and entry not in written:
-            walk(folder, entry)
+        child = path / entry
+        if entry != MANIFEST and child.is_dir() and not child.is_symlink():
+            judge(child, entry)
     return found
 
 
